@@ -1,0 +1,104 @@
+# socks5d — see README.md. `make` builds build/socks5d; `make test` runs every
+# test; `make run` runs the daemon on its built-in default (127.0.0.1:1080).
+
+CC       ?= cc
+CFLAGS   ?= -O2 -g
+WARNINGS  = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
+            -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
+CPPFLAGS += -Iinclude -D_GNU_SOURCE
+LDLIBS   += -lcrypt
+WERROR   ?=
+SANITIZE ?= 0
+
+ifeq ($(SANITIZE),1)
+B        := build/asan
+SANFLAGS := -fsanitize=address,undefined -fno-omit-frame-pointer -fno-sanitize-recover=undefined
+else
+B        := build
+SANFLAGS :=
+endif
+
+ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARNINGS) $(if $(WERROR),-Werror) $(SANFLAGS) -MMD -MP
+
+SRCS      := $(wildcard src/*.c)
+OBJS      := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS))
+LIB_OBJS  := $(filter-out $(B)/obj/main.o,$(OBJS))
+UNIT_SRCS := $(wildcard tests/unit/test_*.c)
+UNIT_BINS := $(patsubst tests/unit/%.c,$(B)/tests/%,$(UNIT_SRCS))
+FUZZ_SRCS := $(wildcard tests/fuzz/fuzz_*.c)
+FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(B)/fuzz-replay/%,$(FUZZ_SRCS))
+ITEST_SRCS := $(wildcard tests/integration/*.c)
+ITEST_BIN := $(B)/tests/integration
+
+.PHONY: all run test test-deps unit-tests fuzz-replay integration-tests fuzz fuzz-smoke \
+        docs-check clean
+
+all: $(B)/socks5d
+
+$(B)/socks5d: $(OBJS)
+	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(B)/obj/%.o: src/%.c | $(B)/obj
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+
+$(B)/obj $(B)/tests $(B)/fuzz-replay build/fuzz:
+	mkdir -p $@
+
+run: $(B)/socks5d
+	./$(B)/socks5d
+
+# --- tests -----------------------------------------------------------------
+test-deps:
+	@sh tests/install-deps.sh
+
+$(B)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) | $(B)/tests
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+
+$(B)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIB_OBJS) | $(B)/fuzz-replay
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+
+$(ITEST_BIN): $(ITEST_SRCS) $(LIB_OBJS) | $(B)/tests
+	$(CC) $(CPPFLAGS) -Itests/integration $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(ITEST_SRCS) $(LIB_OBJS) $(LDLIBS) -lcmocka
+
+unit-tests: $(UNIT_BINS)
+	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
+
+fuzz-replay: $(FUZZ_REPLAY)
+	@set -e; for t in $(FUZZ_REPLAY); do n=$$(basename $$t); n=$${n#fuzz_}; \
+	  echo "== $$t tests/fuzz/corpus/$$n"; ./$$t tests/fuzz/corpus/$$n; done
+
+integration-tests: $(B)/socks5d $(ITEST_BIN)
+	SOCKS5D=$(B)/socks5d ./$(ITEST_BIN)
+	sh tests/integration/real_clients.sh $(B)/socks5d
+
+docs-check: $(B)/socks5d
+	sh tests/docs_check.sh $(B)/socks5d
+
+test: test-deps
+	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory unit-tests
+	$(MAKE) --no-print-directory fuzz-replay
+	$(MAKE) --no-print-directory docs-check
+	$(MAKE) --no-print-directory integration-tests
+
+# --- fuzzing with libFuzzer (clang) -----------------------------------------
+FUZZ_CFLAGS = -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS)
+FUZZ_LIB_SRCS := $(filter-out src/main.c,$(SRCS))
+FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
+FUZZ_SECONDS ?= 60
+
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS) | build/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(LDLIBS)
+
+fuzz: $(FUZZ_BINS)
+
+fuzz-smoke: $(FUZZ_BINS)
+	@set -e; for t in $(FUZZ_BINS); do n=$$(basename $$t); n=$${n#fuzz_}; \
+	  mkdir -p build/fuzz/work/$$n; \
+	  echo "== $$t ($(FUZZ_SECONDS)s)"; \
+	  ./$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/work/$$n tests/fuzz/corpus/$$n; done
+
+clean:
+	rm -rf build
+
+-include $(wildcard $(B)/obj/*.d $(B)/tests/*.d $(B)/fuzz-replay/*.d)

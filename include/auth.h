@@ -1,0 +1,30 @@
+/*
+ * auth: the user table (RFC 1929 username/password) and the password check.
+ * Secrets are crypt(3) hashes ($6$, $y$, $5$, ...) or plain text; checks run
+ * in constant time with respect to the secret.
+ */
+#ifndef SOCKS5D_AUTH_H
+#define SOCKS5D_AUTH_H
+
+#include <stdbool.h>
+#include <stddef.h>
+
+struct auth_table;
+
+struct auth_table *auth_table_new(void);
+void auth_table_free(struct auth_table *t);
+/* Adds a user. Returns 0, or -1 with a message in err (duplicate name, empty
+ * or over-long name/secret). *plaintext is set when the secret is not a
+ * crypt(3) hash (the caller warns). */
+int auth_table_add(struct auth_table *t, const char *name, const char *secret,
+	bool *plaintext, char *err, size_t errlen);
+size_t auth_table_count(const struct auth_table *t);
+bool auth_table_has(const struct auth_table *t, const char *name);
+/* Reads "name:secret" lines (blank lines and # comments allowed). Returns 0,
+ * or -1 with "PATH:LINE: message" in err. */
+int auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t errlen);
+/* True when user exists and pass matches its secret. Takes about the same
+ * time whether or not the user exists. */
+bool auth_check(struct auth_table *t, const char *user, const char *pass);
+
+#endif

@@ -1,0 +1,79 @@
+/*
+ * config: socks5d.conf text -> struct config. Line-based "keyword args...",
+ * '#' comments, double quotes for arguments with spaces. Every error is
+ * reported as "FILE:LINE: message". Parsing from a string needs no files
+ * (except what users-file names).
+ */
+#ifndef SOCKS5D_CONFIG_H
+#define SOCKS5D_CONFIG_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "net.h"
+
+#define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
+#define CONFIG_DEFAULT_LISTEN "127.0.0.1:1080"
+#define CONFIG_MAX_LISTEN 32
+#define CONFIG_MAX_NAMESERVERS 8
+
+struct auth_table;
+
+struct config_listen {
+	union sockaddr_any addr;
+	int line;                  /* 0 for the built-in default */
+};
+
+struct config {
+	unsigned refs;             /* sessions keep the config they started with */
+	char name[256];            /* file name used in messages */
+
+	struct config_listen listen[CONFIG_MAX_LISTEN];
+	size_t nlisten;
+
+	uint8_t methods[2];        /* SOCKS_METHOD_*, in preference order */
+	size_t nmethods;
+
+	struct auth_table *users;  /* never NULL; may be empty */
+	size_t nplaintext_users;   /* users whose secret is plain text (warned) */
+
+	enum log_level log_level;
+
+	unsigned timeout_handshake; /* seconds, whole greeting+auth+request */
+	unsigned timeout_connect;   /* seconds, outbound connect incl. lookups */
+	unsigned timeout_idle;      /* seconds of relay silence; 0 = never */
+	unsigned timeout_udp;       /* seconds of UDP ASSOCIATE silence; 0 = never */
+	unsigned timeout_bind;      /* seconds a BIND waits for its peer */
+
+	union sockaddr_any nameservers[CONFIG_MAX_NAMESERVERS];
+	size_t nnameservers;       /* 0: use /etc/resolv.conf */
+	int resolve_prefer;        /* AF_INET or AF_INET6 */
+	unsigned dns_cache_size;   /* entries */
+	unsigned dns_cache_max_ttl;/* seconds */
+
+	uint16_t udp_port_lo, udp_port_hi;   /* 0,0: any port */
+	uint16_t bind_port_lo, bind_port_hi; /* 0,0: any port */
+
+	bool has_external4, has_external6;
+	union sockaddr_any external4;  /* port 0; source of outbound IPv4, BIND/UDP announce */
+	union sockaddr_any external6;
+};
+
+/* The built-in default: listen 127.0.0.1:1080, auth none, default timeouts. */
+struct config *config_new_default(void);
+/* Parses text; name is used in messages. Returns 0 and *out (refs = 1), or -1
+ * with "NAME:LINE: message" in err. */
+int config_parse_string(const char *text, const char *name, struct config **out,
+	char *err, size_t errlen);
+int config_load_file(const char *path, struct config **out, char *err, size_t errlen);
+struct config *config_ref(struct config *c);
+void config_unref(struct config *c);
+/* Prints the effective configuration in config-file syntax (socks5d -T). */
+void config_dump(const struct config *c, FILE *out);
+/* NULL-terminated list of every keyword the parser accepts. */
+const char *const *config_keywords(void);
+
+#endif

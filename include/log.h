@@ -1,0 +1,40 @@
+/*
+ * log: leveled logging to stderr (journal-friendly) — the only place that
+ * formats diagnostics. No other module writes to stderr.
+ */
+#ifndef SOCKS5D_LOG_H
+#define SOCKS5D_LOG_H
+
+#include <stdbool.h>
+
+enum log_level {
+	LOG_LVL_ERROR = 0,
+	LOG_LVL_WARN,
+	LOG_LVL_INFO,
+	LOG_LVL_DEBUG,
+};
+
+#define LOG_PRINTF(f, a) __attribute__((format(printf, f, a)))
+
+/* Sets the threshold; lines above it are dropped. Journal mode (JOURNAL_STREAM
+ * set) prefixes "<N>" syslog priorities and drops timestamps. */
+void log_init(enum log_level level);
+void log_set_level(enum log_level level);
+enum log_level log_get_level(void);
+bool log_enabled(enum log_level level);
+/* Parses "error|warn|info|debug"; returns -1 when unknown. */
+int log_level_from_string(const char *s);
+const char *log_level_name(enum log_level level);
+
+/* log_warn/log_error append ": strerror(errno)"; the x variants do not. */
+void log_error(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_errorx(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_warn(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_warnx(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_info(const char *fmt, ...) LOG_PRINTF(1, 2);
+void log_debug(const char *fmt, ...) LOG_PRINTF(1, 2);
+/* Startup failures only: log and exit(1). */
+void fatal(const char *fmt, ...) LOG_PRINTF(1, 2) __attribute__((noreturn));
+void fatalx(const char *fmt, ...) LOG_PRINTF(1, 2) __attribute__((noreturn));
+
+#endif

@@ -1,0 +1,81 @@
+/*
+ * loop: one epoll set, embedded watchers and timers (min-heap), a cached
+ * monotonic clock, signals through signalfd, and an end-of-iteration
+ * release list so objects closed in the middle of a batch are freed safely.
+ */
+#ifndef SOCKS5D_LOOP_H
+#define SOCKS5D_LOOP_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+struct loop;
+
+#define LOOP_READ 0x1u
+#define LOOP_WRITE 0x2u
+
+/* Called with the events that fired (LOOP_READ|LOOP_WRITE). EPOLLERR and
+ * EPOLLHUP are reported as both, so errors surface through read/write. */
+typedef void (*loop_io_cb)(struct loop *loop, unsigned events, void *arg);
+typedef void (*loop_timer_cb)(struct loop *loop, void *arg);
+typedef void (*loop_signal_cb)(struct loop *loop, int signo, void *arg);
+typedef void (*loop_release_cb)(void *arg);
+
+struct watcher {
+	int fd;            /* -1 when not registered */
+	unsigned mask;     /* current interest, LOOP_READ|LOOP_WRITE */
+	bool registered;   /* in the epoll set */
+	loop_io_cb cb;
+	void *arg;
+};
+
+struct timer {
+	uint64_t deadline_ms; /* monotonic ms */
+	uint64_t seq;         /* tie-breaker: FIFO among equal deadlines */
+	size_t heap_index;    /* position in the heap, SIZE_MAX when idle */
+	loop_timer_cb cb;
+	void *arg;
+};
+
+/* An object queued for release after the current batch (embed it). */
+struct release {
+	struct release *next;
+	loop_release_cb cb;
+	void *arg;
+	bool queued;
+};
+
+struct loop *loop_new(void);
+void loop_free(struct loop *loop);
+
+/* Runs until loop_stop. Returns 0, or -1 when epoll_wait fails fatally. */
+int loop_run(struct loop *loop);
+void loop_stop(struct loop *loop);
+/* Monotonic milliseconds, cached once per iteration. */
+uint64_t loop_now(const struct loop *loop);
+/* Refreshes the cached clock (for long startup work). */
+void loop_update_time(struct loop *loop);
+
+void watcher_init(struct watcher *w, int fd, loop_io_cb cb, void *arg);
+/* Sets the interest mask; registers on first use, unregisters when mask is 0.
+ * No syscall when the mask is unchanged. Returns -1 with errno on failure. */
+int loop_watch(struct loop *loop, struct watcher *w, unsigned mask)
+	__attribute__((warn_unused_result));
+/* Removes the fd from the set (before close). Safe when not registered. */
+void loop_unwatch(struct loop *loop, struct watcher *w);
+
+void timer_init(struct timer *t, loop_timer_cb cb, void *arg);
+/* (Re)arms the timer to fire after ms milliseconds from loop_now. */
+void timer_start(struct loop *loop, struct timer *t, uint64_t ms);
+void timer_stop(struct loop *loop, struct timer *t);
+static inline bool timer_active(const struct timer *t) { return t->heap_index != (size_t)-1; }
+
+/* Blocks the signal and delivers it through the loop's signalfd. */
+int loop_signal(struct loop *loop, int signo, loop_signal_cb cb, void *arg)
+	__attribute__((warn_unused_result));
+
+/* Queues cb(arg) to run after the current batch of events (once). */
+void loop_release(struct loop *loop, struct release *r, loop_release_cb cb, void *arg);
+
+#endif

@@ -1,0 +1,62 @@
+/*
+ * resolver: asynchronous name lookups inside the event loop. Numeric
+ * addresses and /etc/hosts are answered without a query; otherwise A and
+ * AAAA queries go in parallel over connected UDP sockets (TCP when the answer
+ * is truncated) to the configured nameservers, with a TTL-honouring cache and
+ * coalescing of concurrent lookups of the same name. Callbacks never run
+ * from inside resolver_start.
+ */
+#ifndef SOCKS5D_RESOLVER_H
+#define SOCKS5D_RESOLVER_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "net.h"
+
+struct loop;
+struct resolver;
+struct resolver_query;
+
+#define RESOLVER_MAX_ADDRS 16
+
+enum resolver_status {
+	RESOLVER_OK = 0,        /* naddrs >= 1 */
+	RESOLVER_NXDOMAIN,      /* the name does not exist */
+	RESOLVER_NODATA,        /* exists, but no A/AAAA */
+	RESOLVER_TIMEOUT,       /* every server timed out */
+	RESOLVER_SERVFAIL,      /* servers answered with an error */
+	RESOLVER_BADNAME,       /* not a valid hostname (length, labels) */
+	RESOLVER_NOMEM,
+};
+
+struct resolver_result {
+	enum resolver_status status;
+	size_t naddrs;
+	union sockaddr_any addrs[RESOLVER_MAX_ADDRS]; /* port 0; preferred family first */
+};
+
+struct resolver_options {
+	const union sockaddr_any *nameservers; /* NULL/0: read /etc/resolv.conf */
+	size_t nnameservers;
+	int prefer_family;                     /* AF_INET or AF_INET6 */
+	unsigned cache_size;                   /* entries, 0 disables the cache */
+	unsigned cache_max_ttl;                /* seconds */
+	const char *hosts_path;                /* NULL: /etc/hosts */
+	const char *resolv_conf_path;          /* NULL: /etc/resolv.conf */
+};
+
+typedef void (*resolver_cb)(const struct resolver_result *res, void *arg);
+
+struct resolver *resolver_new(struct loop *loop, const struct resolver_options *opt);
+/* Cancels all pending queries without calling back, frees everything. */
+void resolver_free(struct resolver *r);
+/* Starts a lookup; cb runs exactly once on a later loop iteration unless the
+ * query is cancelled first. Returns NULL only on allocation failure. */
+struct resolver_query *resolver_start(struct resolver *r, const char *name,
+	resolver_cb cb, void *arg);
+/* The callback will not run; the handle is invalid afterwards. */
+void resolver_cancel(struct resolver_query *q);
+const char *resolver_status_str(enum resolver_status st);
+
+#endif
