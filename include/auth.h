@@ -19,6 +19,9 @@ void auth_table_free(struct auth_table *t);
 int auth_table_add(struct auth_table *t, const char *name, const char *secret,
 	bool *plaintext, char *err, size_t errlen);
 size_t auth_table_count(const struct auth_table *t);
+/* How many of those users have a plain-text secret (config counts them for
+ * the startup warning, users-file included). */
+size_t auth_table_plaintext_count(const struct auth_table *t);
 bool auth_table_has(const struct auth_table *t, const char *name);
 /* Reads "name:secret" lines (blank lines and # comments allowed). Returns 0,
  * or -1 with "PATH:LINE: message" in err. */

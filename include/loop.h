@@ -47,6 +47,7 @@ struct release {
 };
 
 struct loop *loop_new(void);
+/* Runs pending releases, then frees the loop (watchers must be gone). */
 void loop_free(struct loop *loop);
 
 /* Runs until loop_stop. Returns 0, or -1 when epoll_wait fails fatally. */

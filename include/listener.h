@@ -1,0 +1,21 @@
+/*
+ * listener: listening sockets. Accepts until EAGAIN (in batches), hands each
+ * connection to conn, and survives fd exhaustion: at EMFILE/ENFILE it sheds
+ * the new connection through a reserved descriptor and pauses briefly
+ * instead of spinning on a backlog it cannot accept.
+ */
+#ifndef SOCKS5D_LISTENER_H
+#define SOCKS5D_LISTENER_H
+
+#include "net.h"
+
+struct conn_env;
+struct listener;
+
+/* Binds and listens on addr. Returns NULL with errno on failure. */
+struct listener *listener_open(struct conn_env *env, const union sockaddr_any *addr);
+/* Stops accepting and closes the socket. */
+void listener_close(struct listener *l);
+const union sockaddr_any *listener_addr(const struct listener *l);
+
+#endif

@@ -1,0 +1,71 @@
+/*
+ * relay: moves bytes both ways between two connected TCP sockets until both
+ * directions are finished. Per direction at most one buffer, taken from a
+ * shared pool only while data is in flight, so an idle session holds no
+ * buffer at all. Backpressure is interest: when the destination cannot take
+ * more, the source is not read. Half-close passes a FIN on as shutdown().
+ */
+#ifndef SOCKS5D_RELAY_H
+#define SOCKS5D_RELAY_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "loop.h"
+
+struct pool_buf;
+
+enum relay_end {
+	RELAY_END_DONE = 0,  /* both directions finished with FIN */
+	RELAY_END_IDLE,      /* idle timeout */
+	RELAY_END_ERROR,     /* read/write error (reset, EPIPE, ...) */
+	RELAY_END_NOMEM,     /* no buffer could be allocated */
+};
+
+#define RELAY_UP 0   /* client -> target */
+#define RELAY_DOWN 1 /* target -> client */
+
+struct relay_dir {
+	struct pool_buf *pb; /* bytes read from src not yet written; NULL when empty */
+	bool eof;            /* src has sent FIN */
+	bool shut;           /* FIN passed on: dst shut down for writing */
+	uint64_t bytes;      /* bytes written to dst */
+};
+
+typedef void (*relay_done_cb)(enum relay_end how, int err, void *arg);
+
+struct relay {
+	struct loop *loop;
+	struct watcher w[2];      /* w[0] client fd, w[1] target fd */
+	struct relay_dir dir[2];  /* RELAY_UP, RELAY_DOWN */
+	struct timer idle_timer;
+	uint64_t last_active_ms;  /* loop time of the last byte moved */
+	unsigned idle_ms;         /* 0: no idle timeout */
+	bool running;
+	relay_done_cb done;
+	void *arg;
+};
+
+/* Process-wide buffer pool: buffers of bufsize bytes; at most max_cached
+ * idle ones are kept for reuse, the rest are freed. Call once at startup;
+ * without it 64 KiB buffers and 256 cached are used. */
+void relay_pool_configure(size_t bufsize, size_t max_cached);
+/* Frees cached buffers (at exit, for leak checkers). */
+void relay_pool_drain(void);
+size_t relay_pool_bufsize(void);
+
+/* Takes ownership of both fds. up/down_initial are bytes already received
+ * that must be sent first (pipelined client payload, an unsent reply); they
+ * are copied. Returns 0, or -1 (fds still owned by the caller) on allocation
+ * failure. done runs once, never from inside relay_start; after it runs the
+ * fds are closed and the relay may be freed. */
+int relay_start(struct relay *r, struct loop *loop, int client_fd, int target_fd,
+	const uint8_t *up_initial, size_t up_len,
+	const uint8_t *down_initial, size_t down_len,
+	unsigned idle_ms, relay_done_cb done, void *arg)
+	__attribute__((warn_unused_result));
+/* Stops without calling done: closes both fds and returns buffers. */
+void relay_stop(struct relay *r);
+
+#endif

@@ -1,0 +1,726 @@
+/*
+ * conn: the per-client state machine. Input is parsed by proto (pure),
+ * decisions are made with auth, and each state's step either waits for more
+ * bytes, moves on, starts asynchronous work (lookup, connect) or closes.
+ * Once a target is connected the relay module takes both fds; the handshake
+ * state is freed then so an established session stays small.
+ */
+#include "conn.h"
+
+#include <errno.h>
+#include <inttypes.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "auth.h"
+#include "buf.h"
+#include "config.h"
+#include "log.h"
+#include "loop.h"
+#include "proto.h"
+#include "relay.h"
+#include "resolver.h"
+
+/* Greeting, RFC 1929 request and request may arrive in one segment; the
+ * buffer holds the largest single message with room to spare. */
+#define HS_IN_CAP 1024
+#define HS_OUT_CAP 64
+/* After a failure reply: how long to wait for the client to read it and
+ * close before closing anyway (a close with unread input would send RST
+ * and could destroy the reply in flight). */
+#define CONN_LINGER_MS 2000
+
+enum conn_state {
+	CONN_ST_GREETING,   /* waits for the method-selection message; client READ; handshake timer */
+	CONN_ST_AUTH,       /* waits for the RFC 1929 request; client READ; handshake timer */
+	CONN_ST_REQUEST,    /* waits for the request; client READ; handshake timer */
+	CONN_ST_RESOLVING,  /* waits for the resolver callback; connect timer */
+	CONN_ST_CONNECTING, /* waits for the outbound connect; target WRITE; attempt timer */
+	CONN_ST_RELAY,      /* the relay owns both fds and its idle timer */
+	CONN_ST_CLOSING,    /* reply queued: flush, shut down, drain client until EOF; linger timer */
+	CONN_ST_DEAD,       /* closed, waiting for release (transient, never at rest) */
+};
+
+static const char *const conn_state_names[] = {
+	"greeting", "auth", "request", "resolving", "connecting", "relay",
+	"closing", "dead",
+};
+
+enum step {
+	STEP_NEED_MORE, /* wait for more client bytes */
+	STEP_AGAIN,     /* the state changed: run the next step now */
+	STEP_WAIT,      /* asynchronous work started */
+	STEP_CLOSE,     /* close the connection now */
+};
+
+/* Handshake-only state: freed when the relay starts. */
+struct conn_hs {
+	struct buf in;
+	uint8_t in_data[HS_IN_CAP];
+	uint8_t out[HS_OUT_CAP];        /* replies not yet sent */
+	size_t out_len;
+	uint64_t connect_deadline_ms;   /* whole resolve+connect budget */
+	struct proto_request req;
+	struct resolver_query *query;   /* pending lookup, NULL otherwise */
+	struct resolver_result res;     /* addresses to try */
+	size_t next_addr;               /* index of the next address to try */
+	int last_err;                   /* errno of the last failed attempt */
+};
+
+struct conn {
+	struct conn_env *env;
+	struct config *cfg;       /* the config this session started with (ref) */
+	struct conn *prev, *next; /* env->head list */
+	uint64_t id;
+	enum conn_state state;
+	int fd;                   /* client fd; -1 once handed to the relay */
+	int target_fd;            /* outbound fd while connecting; -1 otherwise */
+	struct watcher cw;        /* client watcher before the relay */
+	struct watcher tw;        /* target watcher while connecting */
+	struct timer timer;       /* the current state's timeout */
+	struct release rel;
+	union sockaddr_any peer;  /* client address */
+	union sockaddr_any local; /* where the client reached us */
+	uint64_t start_ms;
+	struct conn_hs *hs;       /* NULL once relaying */
+	struct relay relay;
+	uint8_t method;           /* chosen method */
+	uint8_t cmd;              /* 0 until a request was parsed */
+	uint8_t rep;              /* reply sent, 0xFF when none */
+	char *user;               /* authenticated user (for logs), or NULL */
+	char *target;             /* "host:port" requested (for logs), or NULL */
+	const char *end;          /* why the session ended */
+};
+
+static void conn_close(struct conn *c, const char *why);
+static void conn_advance(struct conn *c);
+static void conn_on_client(struct loop *loop, unsigned events, void *arg);
+static void conn_connect_next(struct conn *c);
+static void conn_on_resolved(const struct resolver_result *res, void *arg);
+
+static void
+conn_set_state(struct conn *c, enum conn_state next)
+{
+	if (log_enabled(LOG_LVL_DEBUG))
+		log_debug("conn %" PRIu64 ": %s -> %s", c->id,
+			conn_state_names[c->state], conn_state_names[next]);
+	c->state = next;
+	if (next == CONN_ST_CLOSING)
+		timer_start(c->env->loop, &c->timer, CONN_LINGER_MS);
+}
+
+static bool
+conn_watch(struct conn *c, struct watcher *w, unsigned mask)
+{
+	if (loop_watch(c->env->loop, w, mask) < 0) {
+		log_warn("conn %" PRIu64 ": epoll_ctl", c->id);
+		conn_close(c, "epoll");
+		return false;
+	}
+	return true;
+}
+
+/* --- output -------------------------------------------------------------- */
+
+/* Sends queued reply bytes; leaves the rest queued. Returns -1 on error. */
+static int
+conn_flush(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+
+	while (hs->out_len > 0) {
+		ssize_t n = send(c->fd, hs->out, hs->out_len, MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			return errno == EAGAIN ? 0 : -1;
+		}
+		memmove(hs->out, hs->out + n, hs->out_len - (size_t)n);
+		hs->out_len -= (size_t)n;
+	}
+	return 0;
+}
+
+static int
+conn_queue(struct conn *c, const uint8_t *p, size_t len)
+{
+	struct conn_hs *hs = c->hs;
+
+	/* Replies are tiny and few (method, auth status, one reply): they
+	 * always fit; anything else is a bug, answered by closing. */
+	if (len > sizeof(hs->out) - hs->out_len)
+		return -1;
+	memcpy(hs->out + hs->out_len, p, len);
+	hs->out_len += len;
+	return conn_flush(c);
+}
+
+static unsigned
+conn_client_mask(const struct conn *c)
+{
+	unsigned mask = c->hs->out_len ? LOOP_WRITE : 0;
+
+	switch (c->state) {
+	case CONN_ST_GREETING:
+	case CONN_ST_AUTH:
+	case CONN_ST_REQUEST:
+	case CONN_ST_CLOSING:
+		mask |= LOOP_READ;
+		break;
+	default:
+		/* Resolving/connecting: bytes the client sends early wait in the
+		 * kernel for the relay; a FIN is seen by the relay too. */
+		break;
+	}
+	return mask;
+}
+
+/* Reply-then-close: queue the reply, then flush, shut down and linger. */
+static enum step
+conn_fail(struct conn *c, uint8_t rep, const char *why)
+{
+	uint8_t msg[PROTO_REPLY_MAX];
+	size_t n = proto_encode_reply(msg, rep, NULL);
+
+	c->rep = rep;
+	c->end = why;
+	if (conn_queue(c, msg, n) < 0)
+		return STEP_CLOSE;
+	conn_set_state(c, CONN_ST_CLOSING);
+	return STEP_AGAIN;
+}
+
+/* --- state steps --------------------------------------------------------- */
+
+static enum step
+conn_step_greeting(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct proto_greeting g;
+	size_t used;
+	uint8_t msg[2];
+	enum proto_status st = proto_parse_greeting(buf_peek(&hs->in),
+		buf_len(&hs->in), &g, &used);
+
+	if (st == PROTO_NEED_MORE)
+		return STEP_NEED_MORE;
+	if (st != PROTO_OK) {
+		/* RFC 1928 gives no reply for a wrong version: close silently. */
+		c->end = proto_status_str(st);
+		return STEP_CLOSE;
+	}
+	buf_consume(&hs->in, used);
+	c->method = proto_choose_method(&g, c->cfg->methods, c->cfg->nmethods);
+	if (conn_queue(c, msg, proto_encode_method(msg, c->method)) < 0)
+		return STEP_CLOSE;
+	if (c->method == SOCKS_METHOD_NO_ACCEPTABLE) {
+		c->end = "no acceptable method";
+		conn_set_state(c, CONN_ST_CLOSING);
+		return STEP_AGAIN;
+	}
+	conn_set_state(c, c->method == SOCKS_METHOD_PASSWORD ? CONN_ST_AUTH
+							     : CONN_ST_REQUEST);
+	return STEP_AGAIN;
+}
+
+static enum step
+conn_step_auth(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct proto_userpass up;
+	size_t used;
+	uint8_t msg[2];
+	bool ok;
+	enum proto_status st = proto_parse_userpass(buf_peek(&hs->in),
+		buf_len(&hs->in), &up, &used);
+
+	if (st == PROTO_NEED_MORE)
+		return STEP_NEED_MORE;
+	if (st != PROTO_OK) {
+		/* RFC 1929 §2: any non-zero status means failure, then close. */
+		c->end = proto_status_str(st);
+		if (conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_FAILURE)) < 0)
+			return STEP_CLOSE;
+		conn_set_state(c, CONN_ST_CLOSING);
+		return STEP_AGAIN;
+	}
+	buf_consume(&hs->in, used);
+	ok = auth_check(c->cfg->users, up.user, up.pass);
+	explicit_bzero(&up.pass, sizeof(up.pass));
+	if (!ok) {
+		char peer[NET_ADDRSTRLEN];
+		c->env->stats.auth_failures++;
+		log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" from %s",
+			c->id, up.user, net_addr_format(&c->peer, peer, sizeof(peer)));
+		c->end = "auth failed";
+		if (conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_FAILURE)) < 0)
+			return STEP_CLOSE;
+		conn_set_state(c, CONN_ST_CLOSING);
+		return STEP_AGAIN;
+	}
+	c->user = strdup(up.user);
+	if (!c->user || conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_OK)) < 0)
+		return STEP_CLOSE;
+	conn_set_state(c, CONN_ST_REQUEST);
+	return STEP_AGAIN;
+}
+
+static enum step
+conn_step_request(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	size_t used;
+	char target[300];
+	enum proto_status st = proto_parse_request(buf_peek(&hs->in),
+		buf_len(&hs->in), &hs->req, &used);
+
+	if (st == PROTO_NEED_MORE)
+		return STEP_NEED_MORE;
+	if (st == PROTO_ERR_VERSION) {
+		c->end = proto_status_str(st);
+		return STEP_CLOSE;
+	}
+	if (st != PROTO_OK)
+		return conn_fail(c, proto_rep_for_status(st), proto_status_str(st));
+	buf_consume(&hs->in, used);
+	c->cmd = hs->req.cmd;
+	proto_addr_format(&hs->req.dst, target, sizeof(target));
+	c->target = strdup(target);
+	if (!c->target)
+		return STEP_CLOSE;
+	if (log_enabled(LOG_LVL_DEBUG))
+		log_debug("conn %" PRIu64 ": request %s %s", c->id,
+			proto_cmd_str(c->cmd), c->target);
+
+	if (hs->req.cmd != SOCKS_CMD_CONNECT)
+		return conn_fail(c, SOCKS_REP_COMMAND_NOT_SUPPORTED, "command not supported");
+
+	/* The connect timeout covers the name lookup and every attempt. */
+	timer_stop(c->env->loop, &c->timer);
+	hs->connect_deadline_ms = loop_now(c->env->loop) +
+		(uint64_t)c->cfg->timeout_connect * 1000u;
+	if (hs->req.dst.atyp == SOCKS_ATYP_DOMAIN) {
+		conn_set_state(c, CONN_ST_RESOLVING);
+		timer_start(c->env->loop, &c->timer, (uint64_t)c->cfg->timeout_connect * 1000u);
+		hs->query = resolver_start(c->env->resolver, hs->req.dst.name,
+			conn_on_resolved, c);
+		if (!hs->query)
+			return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no memory for lookup");
+		return STEP_WAIT;
+	}
+	memset(&hs->res, 0, sizeof(hs->res));
+	{
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (proto_addr_to_sockaddr(&hs->req.dst, &ss, &len) < 0)
+			return conn_fail(c, SOCKS_REP_ATYP_NOT_SUPPORTED, "bad address");
+		memcpy(&hs->res.addrs[0], &ss, len);
+		net_addr_unmap(&hs->res.addrs[0]);
+		hs->res.naddrs = 1;
+	}
+	conn_set_state(c, CONN_ST_CONNECTING);
+	conn_connect_next(c);
+	return STEP_WAIT;
+}
+
+/* --- lookups and connects ----------------------------------------------- */
+
+static void
+conn_on_resolved(const struct resolver_result *res, void *arg)
+{
+	struct conn *c = arg;
+	struct conn_hs *hs = c->hs;
+
+	hs->query = NULL;
+	if (c->state != CONN_ST_RESOLVING)
+		return;
+	timer_stop(c->env->loop, &c->timer);
+	if (res->status != RESOLVER_OK || res->naddrs == 0) {
+		log_debug("conn %" PRIu64 ": lookup of %s failed: %s", c->id,
+			hs->req.dst.name, resolver_status_str(res->status));
+		if (conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, resolver_status_str(res->status)) == STEP_CLOSE)
+			conn_close(c, c->end);
+		else
+			conn_advance(c);
+		return;
+	}
+	hs->res = *res;
+	hs->next_addr = 0;
+	conn_set_state(c, CONN_ST_CONNECTING);
+	conn_connect_next(c);
+}
+
+static const union sockaddr_any *
+conn_source_for(const struct conn *c, int family)
+{
+	if (family == AF_INET && c->cfg->has_external4)
+		return &c->cfg->external4;
+	if (family == AF_INET6 && c->cfg->has_external6)
+		return &c->cfg->external6;
+	return NULL;
+}
+
+static void
+conn_target_close(struct conn *c)
+{
+	if (c->target_fd < 0)
+		return;
+	loop_unwatch(c->env->loop, &c->tw);
+	close(c->target_fd);
+	c->target_fd = -1;
+}
+
+static void conn_on_target(struct loop *loop, unsigned events, void *arg);
+
+/* Tries the remaining addresses in turn; each attempt gets an equal share of
+ * what is left of the connect budget, so one black-holed address cannot use
+ * it all when another would answer. */
+static void
+conn_connect_next(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct loop *loop = c->env->loop;
+
+	conn_target_close(c);
+	while (hs->next_addr < hs->res.naddrs) {
+		union sockaddr_any to = hs->res.addrs[hs->next_addr++];
+		uint64_t now = loop_now(loop), left, share;
+		int fd;
+
+		if (now >= hs->connect_deadline_ms)
+			break;
+		net_addr_set_port(&to, hs->req.dst.port);
+		fd = net_connect_start(&to, conn_source_for(c, to.sa.sa_family));
+		if (fd < 0) {
+			hs->last_err = errno;
+			continue;
+		}
+		c->target_fd = fd;
+		watcher_init(&c->tw, fd, conn_on_target, c);
+		if (!conn_watch(c, &c->tw, LOOP_WRITE))
+			return;
+		left = hs->connect_deadline_ms - now;
+		share = left / (hs->res.naddrs - hs->next_addr + 1);
+		timer_start(loop, &c->timer, share < 250 && left > 250 ? 250 : share);
+		return;
+	}
+	if (hs->last_err == 0)
+		hs->last_err = ETIMEDOUT;
+	if (conn_fail(c, proto_rep_from_errno(hs->last_err), strerror(hs->last_err)) == STEP_CLOSE)
+		conn_close(c, c->end);
+	else
+		conn_advance(c);
+}
+
+static void
+conn_relay_done(enum relay_end how, int err, void *arg)
+{
+	struct conn *c = arg;
+	static const char *const ends[] = { "done", "idle timeout", "error", "no memory" };
+
+	c->fd = -1; /* the relay closed both fds */
+	c->env->stats.bytes_up += c->relay.dir[RELAY_UP].bytes;
+	c->env->stats.bytes_down += c->relay.dir[RELAY_DOWN].bytes;
+	conn_close(c, how == RELAY_END_ERROR && err ? strerror(err) : ends[how]);
+}
+
+static void
+conn_connected(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	union sockaddr_any bnd;
+	uint8_t msg[PROTO_REPLY_MAX];
+	size_t n;
+	int tfd = c->target_fd;
+
+	timer_stop(c->env->loop, &c->timer);
+	loop_unwatch(c->env->loop, &c->tw);
+	loop_unwatch(c->env->loop, &c->cw);
+	(void)net_set_nodelay(tfd);
+	if (net_local_addr(tfd, &bnd) < 0) {
+		hs->last_err = errno;
+		conn_connect_next(c);
+		return;
+	}
+	/* RFC 1928 §6: BND.ADDR/BND.PORT is the address the server assigned to
+	 * connect to the target. */
+	n = proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &bnd.sa);
+	c->rep = SOCKS_REP_SUCCEEDED;
+	if (conn_queue(c, msg, n) < 0) {
+		conn_close(c, "client gone");
+		return;
+	}
+	if (relay_start(&c->relay, c->env->loop, c->fd, tfd,
+		    buf_peek(&hs->in), buf_len(&hs->in), hs->out, hs->out_len,
+		    c->cfg->timeout_idle * 1000u, conn_relay_done, c) < 0) {
+		conn_close(c, "no memory for relay");
+		return;
+	}
+	c->fd = -1;
+	c->target_fd = -1;
+	conn_set_state(c, CONN_ST_RELAY);
+	free(c->hs);
+	c->hs = NULL;
+}
+
+static void
+conn_on_target(struct loop *loop, unsigned events, void *arg)
+{
+	struct conn *c = arg;
+	int err;
+
+	(void)loop;
+	(void)events;
+	if (c->state != CONN_ST_CONNECTING)
+		return;
+	err = net_connect_result(c->target_fd);
+	if (err == 0) {
+		union sockaddr_any peer;
+		/* A stale readiness event can reach a new attempt's fd: only a
+		 * socket with a peer is really connected. */
+		if (net_peer_addr(c->target_fd, &peer) < 0) {
+			if (errno == ENOTCONN)
+				return;
+			err = errno;
+		}
+	}
+	if (err) {
+		c->hs->last_err = err;
+		conn_connect_next(c);
+		return;
+	}
+	conn_connected(c);
+}
+
+/* --- client input and the step loop -------------------------------------- */
+
+static void
+conn_advance(struct conn *c)
+{
+	enum step st = STEP_NEED_MORE;
+
+	for (;;) {
+		switch (c->state) {
+		case CONN_ST_GREETING:
+			st = conn_step_greeting(c);
+			break;
+		case CONN_ST_AUTH:
+			st = conn_step_auth(c);
+			break;
+		case CONN_ST_REQUEST:
+			st = conn_step_request(c);
+			break;
+		case CONN_ST_CLOSING:
+			/* Everything queued is sent: stop writing, wait for EOF. */
+			if (c->hs->out_len == 0 && shutdown(c->fd, SHUT_WR) < 0) {
+				st = STEP_CLOSE;
+				break;
+			}
+			st = STEP_WAIT;
+			break;
+		default:
+			st = STEP_WAIT;
+			break;
+		}
+		if (st != STEP_AGAIN)
+			break;
+	}
+	if (st == STEP_CLOSE) {
+		conn_close(c, c->end ? c->end : "protocol error");
+		return;
+	}
+	if (c->state == CONN_ST_RELAY || c->state == CONN_ST_DEAD)
+		return;
+	(void)conn_watch(c, &c->cw, conn_client_mask(c));
+}
+
+static void
+conn_on_client(struct loop *loop, unsigned events, void *arg)
+{
+	struct conn *c = arg;
+	struct conn_hs *hs = c->hs;
+
+	(void)loop;
+	if (c->state == CONN_ST_DEAD || !hs)
+		return;
+	if ((events & LOOP_WRITE) && conn_flush(c) < 0) {
+		conn_close(c, "client gone");
+		return;
+	}
+	if (events & LOOP_READ) {
+		ssize_t n;
+		if (c->state == CONN_ST_CLOSING) {
+			/* Discard whatever arrives until the client's EOF. */
+			uint8_t sink[512];
+			n = read(c->fd, sink, sizeof(sink));
+			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
+				conn_close(c, c->end);
+				return;
+			}
+		} else {
+			n = buf_fill(&hs->in, c->fd);
+			if (n == 0) {
+				conn_close(c, "client closed during handshake");
+				return;
+			}
+			if (n < 0 && errno != EAGAIN) {
+				conn_close(c, errno == ENOBUFS ? "handshake too large" : strerror(errno));
+				return;
+			}
+		}
+	}
+	conn_advance(c);
+}
+
+static void
+conn_on_timer(struct loop *loop, void *arg)
+{
+	struct conn *c = arg;
+
+	(void)loop;
+	switch (c->state) {
+	case CONN_ST_GREETING:
+	case CONN_ST_AUTH:
+	case CONN_ST_REQUEST:
+		conn_close(c, "handshake timeout");
+		break;
+	case CONN_ST_RESOLVING:
+		resolver_cancel(c->hs->query);
+		c->hs->query = NULL;
+		if (conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, "lookup timeout") == STEP_CLOSE)
+			conn_close(c, c->end);
+		else
+			conn_advance(c);
+		break;
+	case CONN_ST_CONNECTING:
+		c->hs->last_err = ETIMEDOUT;
+		conn_connect_next(c);
+		break;
+	case CONN_ST_CLOSING:
+		conn_close(c, c->end);
+		break;
+	default:
+		break;
+	}
+}
+
+/* --- lifecycle ----------------------------------------------------------- */
+
+static void
+conn_free(void *arg)
+{
+	struct conn *c = arg;
+
+	config_unref(c->cfg);
+	free(c->hs);
+	free(c->user);
+	free(c->target);
+	free(c);
+}
+
+static void
+conn_log_end(const struct conn *c, const char *why)
+{
+	char peer[NET_ADDRSTRLEN], rep[8];
+	uint64_t up = 0, down = 0, ms = loop_now(c->env->loop) - c->start_ms;
+
+	if (c->state == CONN_ST_RELAY || c->rep == SOCKS_REP_SUCCEEDED) {
+		up = c->relay.dir[RELAY_UP].bytes;
+		down = c->relay.dir[RELAY_DOWN].bytes;
+	}
+	if (c->rep == 0xFF)
+		snprintf(rep, sizeof(rep), "-");
+	else
+		snprintf(rep, sizeof(rep), "0x%02x", c->rep);
+	log_info("session id=%" PRIu64 " client=%s user=%s cmd=%s target=%s rep=%s "
+		 "up=%" PRIu64 " down=%" PRIu64 " duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
+		c->id, net_addr_format(&c->peer, peer, sizeof(peer)),
+		c->user ? c->user : "-", c->cmd ? proto_cmd_str(c->cmd) : "-",
+		c->target ? c->target : "-", rep, up, down, ms / 1000, ms % 1000,
+		why ? why : "-");
+}
+
+static void
+conn_close(struct conn *c, const char *why)
+{
+	struct conn_env *env = c->env;
+
+	if (c->state == CONN_ST_DEAD)
+		return;
+	if (c->state == CONN_ST_RELAY)
+		relay_stop(&c->relay);
+	conn_log_end(c, why);
+	conn_set_state(c, CONN_ST_DEAD);
+	timer_stop(env->loop, &c->timer);
+	if (c->hs && c->hs->query) {
+		resolver_cancel(c->hs->query);
+		c->hs->query = NULL;
+	}
+	conn_target_close(c);
+	if (c->fd >= 0) {
+		loop_unwatch(env->loop, &c->cw);
+		close(c->fd);
+		c->fd = -1;
+	}
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		env->head = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	env->stats.active--;
+	/* Freed after this batch: later events of the batch may still name it. */
+	loop_release(env->loop, &c->rel, conn_free, c);
+	if (env->stats.active == 0 && env->on_empty)
+		env->on_empty(env->on_empty_arg);
+}
+
+void
+conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
+	const union sockaddr_any *local)
+{
+	struct conn *c = calloc(1, sizeof(*c));
+
+	if (!c || !(c->hs = calloc(1, sizeof(*c->hs)))) {
+		log_warnx("out of memory: dropping a new connection");
+		free(c);
+		close(fd);
+		return;
+	}
+	buf_init(&c->hs->in, c->hs->in_data, sizeof(c->hs->in_data));
+	c->env = env;
+	c->cfg = config_ref(env->cfg);
+	c->id = ++env->next_id;
+	c->fd = fd;
+	c->target_fd = -1;
+	c->peer = *peer;
+	c->local = *local;
+	net_addr_unmap(&c->peer);
+	c->rep = 0xFF;
+	c->state = CONN_ST_GREETING;
+	c->start_ms = loop_now(env->loop);
+	c->next = env->head;
+	if (env->head)
+		env->head->prev = c;
+	env->head = c;
+	env->stats.accepted++;
+	env->stats.active++;
+	(void)net_set_nodelay(fd);
+	watcher_init(&c->cw, fd, conn_on_client, c);
+	timer_init(&c->timer, conn_on_timer, c);
+	/* One deadline for the whole handshake: a client that trickles bytes
+	 * cannot extend it (slowloris). */
+	timer_start(env->loop, &c->timer, (uint64_t)c->cfg->timeout_handshake * 1000u);
+	(void)conn_watch(c, &c->cw, LOOP_READ);
+}
+
+void
+conn_close_all(struct conn_env *env)
+{
+	while (env->head)
+		conn_close(env->head, "shutdown");
+}

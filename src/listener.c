@@ -1,0 +1,153 @@
+/*
+ * listener: accept loop for one listening socket. Shedding at the fd limit
+ * uses the classic reserve descriptor: close it, accept the waiting
+ * connection, close that at once (the client sees a clean close instead of a
+ * hang in the backlog), and reopen the reserve.
+ */
+#include "listener.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "conn.h"
+#include "log.h"
+#include "loop.h"
+
+#define ACCEPT_BATCH 64
+#define PAUSE_MS 100
+#define SHED_LOG_INTERVAL_MS 10000
+
+struct listener {
+	struct conn_env *env;
+	int fd;
+	struct watcher w;
+	struct timer pause_timer;  /* resumes accepting after fd exhaustion */
+	union sockaddr_any addr;
+	struct release rel;        /* freed after the batch that closed it */
+};
+
+static int reserve_fd = -1;
+static uint64_t last_shed_log_ms;
+static uint64_t shed_since_log;
+
+static void
+reserve_open(void)
+{
+	if (reserve_fd < 0)
+		reserve_fd = open("/dev/null", O_RDONLY | O_CLOEXEC);
+}
+
+static void
+listener_shed(struct listener *l, int err)
+{
+	struct loop *loop = l->env->loop;
+	union sockaddr_any peer;
+	uint64_t now = loop_now(loop);
+
+	if (reserve_fd >= 0) {
+		close(reserve_fd);
+		reserve_fd = -1;
+		int fd = net_accept(l->fd, &peer);
+		if (fd >= 0) {
+			close(fd);
+			shed_since_log++;
+		}
+		reserve_open();
+	}
+	if (now - last_shed_log_ms >= SHED_LOG_INTERVAL_MS || last_shed_log_ms == 0) {
+		errno = err;
+		log_warn("accept: shedding new connections (%llu since last report)",
+			(unsigned long long)shed_since_log);
+		last_shed_log_ms = now;
+		shed_since_log = 0;
+	}
+	/* Whatever is left in the backlog waits until fds free up; pausing
+	 * keeps the level-triggered listener from spinning meanwhile. */
+	loop_unwatch(loop, &l->w);
+	timer_start(loop, &l->pause_timer, PAUSE_MS);
+}
+
+static void
+listener_on_accept(struct loop *loop, unsigned events, void *arg)
+{
+	struct listener *l = arg;
+
+	(void)events;
+	for (int i = 0; i < ACCEPT_BATCH; i++) {
+		union sockaddr_any peer, local;
+		int fd = net_accept(l->fd, &peer);
+		if (fd < 0) {
+			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
+			    errno == ENOMEM) {
+				listener_shed(l, errno);
+				return;
+			}
+			if (errno != EAGAIN && errno != ECONNABORTED && errno != EPERM)
+				log_warn("accept");
+			return;
+		}
+		if (net_local_addr(fd, &local) < 0)
+			local = l->addr;
+		conn_accept(l->env, fd, &peer, &local);
+	}
+	(void)loop;
+}
+
+static void
+listener_on_resume(struct loop *loop, void *arg)
+{
+	struct listener *l = arg;
+
+	if (loop_watch(loop, &l->w, LOOP_READ) < 0)
+		timer_start(loop, &l->pause_timer, PAUSE_MS);
+}
+
+struct listener *
+listener_open(struct conn_env *env, const union sockaddr_any *addr)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+	int saved;
+
+	if (!l)
+		return NULL;
+	reserve_open();
+	l->env = env;
+	l->addr = *addr;
+	l->fd = net_listen_tcp(addr, 4096);
+	if (l->fd < 0)
+		goto fail;
+	watcher_init(&l->w, l->fd, listener_on_accept, l);
+	timer_init(&l->pause_timer, listener_on_resume, l);
+	if (loop_watch(env->loop, &l->w, LOOP_READ) < 0) {
+		saved = errno;
+		close(l->fd);
+		errno = saved;
+		goto fail;
+	}
+	return l;
+fail:
+	saved = errno;
+	free(l);
+	errno = saved;
+	return NULL;
+}
+
+void
+listener_close(struct listener *l)
+{
+	if (!l)
+		return;
+	timer_stop(l->env->loop, &l->pause_timer);
+	loop_unwatch(l->env->loop, &l->w);
+	close(l->fd);
+	/* An event for this socket may still be pending in the current batch. */
+	loop_release(l->env->loop, &l->rel, free, l);
+}
+
+const union sockaddr_any *
+listener_addr(const struct listener *l)
+{
+	return &l->addr;
+}

@@ -1,0 +1,137 @@
+/*
+ * log: leveled lines to stderr. Under systemd (JOURNAL_STREAM set) each line
+ * starts with a "<N>" syslog priority and carries no timestamp, since the
+ * journal adds its own; otherwise lines start with a UTC timestamp.
+ */
+#include "log.h"
+
+#include <errno.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <time.h>
+
+static enum log_level log_threshold = LOG_LVL_INFO;
+static bool log_journal;
+
+static const char *const level_names[] = { "error", "warn", "info", "debug" };
+/* syslog priorities: err, warning, info, debug */
+static const int level_prio[] = { 3, 4, 6, 7 };
+
+void
+log_init(enum log_level level)
+{
+	log_threshold = level;
+	log_journal = getenv("JOURNAL_STREAM") != NULL;
+}
+
+void
+log_set_level(enum log_level level)
+{
+	log_threshold = level;
+}
+
+enum log_level
+log_get_level(void)
+{
+	return log_threshold;
+}
+
+bool
+log_enabled(enum log_level level)
+{
+	return level <= log_threshold;
+}
+
+int
+log_level_from_string(const char *s)
+{
+	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
+		if (strcasecmp(s, level_names[i]) == 0)
+			return (int)i;
+	if (strcasecmp(s, "warning") == 0)
+		return LOG_LVL_WARN;
+	return -1;
+}
+
+const char *
+log_level_name(enum log_level level)
+{
+	return level_names[level];
+}
+
+static void
+log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
+{
+	char line[2048];
+	size_t n = 0;
+
+	if (!log_enabled(level))
+		return;
+	if (log_journal) {
+		n = (size_t)snprintf(line, sizeof(line), "<%d>", level_prio[level]);
+	} else {
+		struct timespec ts;
+		struct tm tm;
+		clock_gettime(CLOCK_REALTIME, &ts);
+		gmtime_r(&ts.tv_sec, &tm);
+		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ",
+			ts.tv_nsec / 1000000);
+	}
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: ", level_names[level]);
+	if (n < sizeof(line)) {
+		int w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
+		if (w > 0)
+			n += (size_t)w;
+	}
+	if (err && n < sizeof(line))
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s", strerror(err));
+	if (n > sizeof(line) - 2)
+		n = sizeof(line) - 2;
+	line[n++] = '\n';
+	/* One write per line so concurrent writers (workers) never interleave. */
+	fwrite(line, 1, n, stderr);
+	fflush(stderr);
+}
+
+#define LOG_FN(name, level, with_errno)                 \
+	void name(const char *fmt, ...)                 \
+	{                                               \
+		int saved = errno;                      \
+		va_list ap;                             \
+		va_start(ap, fmt);                      \
+		log_vwrite(level, with_errno ? saved : 0, fmt, ap); \
+		va_end(ap);                             \
+		errno = saved;                          \
+	}
+
+LOG_FN(log_error, LOG_LVL_ERROR, 1)
+LOG_FN(log_errorx, LOG_LVL_ERROR, 0)
+LOG_FN(log_warn, LOG_LVL_WARN, 1)
+LOG_FN(log_warnx, LOG_LVL_WARN, 0)
+LOG_FN(log_info, LOG_LVL_INFO, 0)
+LOG_FN(log_debug, LOG_LVL_DEBUG, 0)
+
+void
+fatal(const char *fmt, ...)
+{
+	int saved = errno;
+	va_list ap;
+	va_start(ap, fmt);
+	log_vwrite(LOG_LVL_ERROR, saved, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
+
+void
+fatalx(const char *fmt, ...)
+{
+	va_list ap;
+	va_start(ap, fmt);
+	log_vwrite(LOG_LVL_ERROR, 0, fmt, ap);
+	va_end(ap);
+	exit(1);
+}
