@@ -17,6 +17,7 @@
 #include <unistd.h>
 
 #include "auth.h"
+#include "bindcmd.h"
 #include "buf.h"
 #include "config.h"
 #include "log.h"
@@ -24,6 +25,7 @@
 #include "proto.h"
 #include "relay.h"
 #include "resolver.h"
+#include "udpassoc.h"
 
 /* Greeting, RFC 1929 request and request may arrive in one segment; the
  * buffer holds the largest single message with room to spare. */
@@ -40,13 +42,16 @@ enum conn_state {
 	CONN_ST_REQUEST,    /* waits for the request; client READ; handshake timer */
 	CONN_ST_RESOLVING,  /* waits for the resolver callback; connect timer */
 	CONN_ST_CONNECTING, /* waits for the outbound connect; target WRITE; attempt timer */
+	CONN_ST_BIND_WAIT,  /* BIND: first reply sent, waits for the peer; client READ (EOF); bind timer */
+	CONN_ST_UDP,        /* UDP ASSOCIATE running; client READ (EOF ends it); udpassoc's idle timer */
 	CONN_ST_RELAY,      /* the relay owns both fds and its idle timer */
 	CONN_ST_CLOSING,    /* reply queued: flush, shut down, drain client until EOF; linger timer */
 	CONN_ST_DEAD,       /* closed, waiting for release (transient, never at rest) */
 };
 
 static const char *const conn_state_names[] = {
-	"greeting", "auth", "request", "resolving", "connecting", "relay",
+	"greeting", "auth", "request", "resolving", "connecting", "bind-wait",
+	"udp", "relay",
 	"closing", "dead",
 };
 
@@ -88,6 +93,8 @@ struct conn {
 	uint64_t start_ms;
 	struct conn_hs *hs;       /* NULL once relaying */
 	struct relay relay;
+	struct bindcmd *bind;     /* BIND listener while waiting for the peer */
+	struct udpassoc *udp;     /* UDP ASSOCIATE while it runs */
 	uint8_t method;           /* chosen method */
 	uint8_t cmd;              /* 0 until a request was parsed */
 	uint8_t rep;              /* reply sent, 0xFF when none */
@@ -101,6 +108,9 @@ static void conn_advance(struct conn *c);
 static void conn_on_client(struct loop *loop, unsigned events, void *arg);
 static void conn_connect_next(struct conn *c);
 static void conn_on_resolved(const struct resolver_result *res, void *arg);
+static enum step conn_start_bind(struct conn *c);
+static enum step conn_start_udp(struct conn *c);
+static void conn_relay_done(enum relay_end how, int err, void *arg);
 
 static void
 conn_set_state(struct conn *c, enum conn_state next)
@@ -169,6 +179,8 @@ conn_client_mask(const struct conn *c)
 	case CONN_ST_AUTH:
 	case CONN_ST_REQUEST:
 	case CONN_ST_CLOSING:
+	case CONN_ST_BIND_WAIT:
+	case CONN_ST_UDP:
 		mask |= LOOP_READ;
 		break;
 	default:
@@ -249,7 +261,10 @@ conn_step_auth(struct conn *c)
 		return STEP_AGAIN;
 	}
 	buf_consume(&hs->in, used);
-	ok = auth_check(c->cfg->users, up.user, up.pass);
+	/* A NUL inside a field would make the C-string check see a different
+	 * name than the client sent: such a request never authenticates. */
+	ok = strlen(up.user) == up.ulen && strlen(up.pass) == up.plen &&
+	     auth_check(c->cfg->users, up.user, up.pass);
 	explicit_bzero(&up.pass, sizeof(up.pass));
 	if (!ok) {
 		char peer[NET_ADDRSTRLEN];
@@ -296,8 +311,10 @@ conn_step_request(struct conn *c)
 		log_debug("conn %" PRIu64 ": request %s %s", c->id,
 			proto_cmd_str(c->cmd), c->target);
 
-	if (hs->req.cmd != SOCKS_CMD_CONNECT)
-		return conn_fail(c, SOCKS_REP_COMMAND_NOT_SUPPORTED, "command not supported");
+	if (hs->req.cmd == SOCKS_CMD_BIND)
+		return conn_start_bind(c);
+	if (hs->req.cmd == SOCKS_CMD_UDP_ASSOCIATE)
+		return conn_start_udp(c);
 
 	/* The connect timeout covers the name lookup and every attempt. */
 	timer_stop(c->env->loop, &c->timer);
@@ -423,8 +440,6 @@ conn_relay_done(enum relay_end how, int err, void *arg)
 	static const char *const ends[] = { "done", "idle timeout", "error", "no memory" };
 
 	c->fd = -1; /* the relay closed both fds */
-	c->env->stats.bytes_up += c->relay.dir[RELAY_UP].bytes;
-	c->env->stats.bytes_down += c->relay.dir[RELAY_DOWN].bytes;
 	conn_close(c, how == RELAY_END_ERROR && err ? strerror(err) : ends[how]);
 }
 
@@ -496,6 +511,147 @@ conn_on_target(struct loop *loop, unsigned events, void *arg)
 	conn_connected(c);
 }
 
+/* --- BIND (RFC 1928 §4, §6: two replies) ------------------------------- */
+
+static void
+conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *arg)
+{
+	struct conn *c = arg;
+	struct conn_hs *hs = c->hs;
+	uint8_t msg[PROTO_REPLY_MAX];
+
+	if (c->state != CONN_ST_BIND_WAIT) {
+		if (peer_fd >= 0)
+			close(peer_fd);
+		return;
+	}
+	timer_stop(c->env->loop, &c->timer);
+	bindcmd_stop(c->bind);
+	c->bind = NULL;
+	if (peer_fd < 0) {
+		errno = err;
+		log_warn("conn %" PRIu64 ": bind: accept", c->id);
+		if (conn_fail(c, SOCKS_REP_GENERAL_FAILURE, strerror(err)) == STEP_CLOSE)
+			conn_close(c, c->end);
+		else
+			conn_advance(c);
+		return;
+	}
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		char a[NET_ADDRSTRLEN];
+		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id,
+			net_addr_format(peer, a, sizeof(a)));
+	}
+	(void)net_set_nodelay(peer_fd);
+	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
+	if (conn_queue(c, msg, proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &peer->sa)) < 0) {
+		close(peer_fd);
+		conn_close(c, "client gone");
+		return;
+	}
+	loop_unwatch(c->env->loop, &c->cw);
+	if (relay_start(&c->relay, c->env->loop, c->fd, peer_fd,
+		    buf_peek(&hs->in), buf_len(&hs->in), hs->out, hs->out_len,
+		    c->cfg->timeout_idle * 1000u, conn_relay_done, c) < 0) {
+		close(peer_fd);
+		conn_close(c, "no memory for relay");
+		return;
+	}
+	c->fd = -1;
+	conn_set_state(c, CONN_ST_RELAY);
+	free(c->hs);
+	c->hs = NULL;
+}
+
+static const union sockaddr_any *
+conn_external_for(const struct conn *c, int family)
+{
+	if (family == AF_INET && c->cfg->has_external4)
+		return &c->cfg->external4;
+	if (family == AF_INET6 && c->cfg->has_external6)
+		return &c->cfg->external6;
+	return NULL;
+}
+
+static enum step
+conn_start_bind(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	union sockaddr_any expect, listen_on = c->local, bound;
+	const union sockaddr_any *ext;
+	bool check_peer = false;
+	uint8_t msg[PROTO_REPLY_MAX];
+
+	/* The listener's family follows DST.ADDR when we have an address of
+	 * that family to offer, else the control connection's. */
+	if (hs->req.dst.atyp != SOCKS_ATYP_DOMAIN) {
+		struct sockaddr_storage ss;
+		socklen_t len;
+		if (proto_addr_to_sockaddr(&hs->req.dst, &ss, &len) == 0) {
+			memset(&expect, 0, sizeof(expect));
+			memcpy(&expect, &ss, len);
+			net_addr_unmap(&expect);
+			check_peer = !proto_addr_is_unspecified(&hs->req.dst);
+			if (conn_external_for(c, expect.sa.sa_family))
+				listen_on = *conn_external_for(c, expect.sa.sa_family);
+			else if ((ext = conn_external_for(c, c->local.sa.sa_family)))
+				listen_on = *ext;
+		}
+	} else if ((ext = conn_external_for(c, c->local.sa.sa_family))) {
+		listen_on = *ext;
+	}
+	c->bind = bindcmd_start(c->env->loop, &listen_on, c->cfg->bind_port_lo,
+		c->cfg->bind_port_hi, check_peer ? &expect : NULL, &bound,
+		conn_on_bind_peer, c);
+	if (!c->bind) {
+		log_warn("conn %" PRIu64 ": bind: listen", c->id);
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "bind listen failed");
+	}
+	/* First reply: where the application server should connect. */
+	c->rep = SOCKS_REP_SUCCEEDED;
+	if (conn_queue(c, msg, proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &bound.sa)) < 0)
+		return STEP_CLOSE;
+	timer_stop(c->env->loop, &c->timer);
+	conn_set_state(c, CONN_ST_BIND_WAIT);
+	timer_start(c->env->loop, &c->timer, (uint64_t)c->cfg->timeout_bind * 1000u);
+	return STEP_WAIT;
+}
+
+/* --- UDP ASSOCIATE (RFC 1928 §7) ------------------------------------------ */
+
+static void
+conn_on_udp_end(const char *why, void *arg)
+{
+	conn_close(arg, why);
+}
+
+static enum step
+conn_start_udp(struct conn *c)
+{
+	struct udpassoc_options opt;
+	union sockaddr_any bnd;
+	uint8_t msg[PROTO_REPLY_MAX];
+
+	memset(&opt, 0, sizeof(opt));
+	opt.port_lo = c->cfg->udp_port_lo;
+	opt.port_hi = c->cfg->udp_port_hi;
+	opt.external4 = conn_external_for(c, AF_INET);
+	opt.external6 = conn_external_for(c, AF_INET6);
+	opt.idle_ms = c->cfg->timeout_udp * 1000u;
+	c->udp = udpassoc_start(c->env->loop, c->env->resolver, &opt, &c->peer,
+		&c->local, &c->hs->req.dst, &bnd, conn_on_udp_end, c);
+	if (!c->udp) {
+		log_warn("conn %" PRIu64 ": udp associate", c->id);
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "udp socket failed");
+	}
+	c->rep = SOCKS_REP_SUCCEEDED;
+	if (conn_queue(c, msg, proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &bnd.sa)) < 0)
+		return STEP_CLOSE;
+	timer_stop(c->env->loop, &c->timer);
+	conn_set_state(c, CONN_ST_UDP);
+	return STEP_WAIT;
+}
+
 /* --- client input and the step loop -------------------------------------- */
 
 static void
@@ -553,7 +709,7 @@ conn_on_client(struct loop *loop, unsigned events, void *arg)
 	}
 	if (events & LOOP_READ) {
 		ssize_t n;
-		if (c->state == CONN_ST_CLOSING) {
+		if (c->state == CONN_ST_CLOSING || c->state == CONN_ST_UDP) {
 			/* Discard whatever arrives until the client's EOF. */
 			uint8_t sink[512];
 			n = read(c->fd, sink, sizeof(sink));
@@ -564,7 +720,8 @@ conn_on_client(struct loop *loop, unsigned events, void *arg)
 		} else {
 			n = buf_fill(&hs->in, c->fd);
 			if (n == 0) {
-				conn_close(c, "client closed during handshake");
+				conn_close(c, c->state == CONN_ST_BIND_WAIT ? "client closed"
+									   : "client closed during handshake");
 				return;
 			}
 			if (n < 0 && errno != EAGAIN) {
@@ -600,6 +757,14 @@ conn_on_timer(struct loop *loop, void *arg)
 		c->hs->last_err = ETIMEDOUT;
 		conn_connect_next(c);
 		break;
+	case CONN_ST_BIND_WAIT:
+		bindcmd_stop(c->bind);
+		c->bind = NULL;
+		if (conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, "bind timeout") == STEP_CLOSE)
+			conn_close(c, c->end);
+		else
+			conn_advance(c);
+		break;
 	case CONN_ST_CLOSING:
 		conn_close(c, c->end);
 		break;
@@ -623,24 +788,32 @@ conn_free(void *arg)
 }
 
 static void
-conn_log_end(const struct conn *c, const char *why)
+conn_log_end(struct conn *c, const char *why)
 {
-	char peer[NET_ADDRSTRLEN], rep[8];
-	uint64_t up = 0, down = 0, ms = loop_now(c->env->loop) - c->start_ms;
+	char peer[NET_ADDRSTRLEN], rep[8], extra[160] = "";
+	uint64_t up = c->relay.dir[RELAY_UP].bytes, down = c->relay.dir[RELAY_DOWN].bytes;
+	uint64_t ms = loop_now(c->env->loop) - c->start_ms;
 
-	if (c->state == CONN_ST_RELAY || c->rep == SOCKS_REP_SUCCEEDED) {
-		up = c->relay.dir[RELAY_UP].bytes;
-		down = c->relay.dir[RELAY_DOWN].bytes;
+	if (c->udp) {
+		const struct udpassoc_stats *u = udpassoc_get_stats(c->udp);
+		up = u->bytes_up;
+		down = u->bytes_down;
+		snprintf(extra, sizeof(extra), " dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64
+			" dropped=%" PRIu64, u->dgrams_up, u->dgrams_down,
+			u->dropped_frag + u->dropped_malformed + u->dropped_foreign +
+			u->dropped_blocked + u->dropped_queue + u->dropped_unresolved);
 	}
+	c->env->stats.bytes_up += up;
+	c->env->stats.bytes_down += down;
 	if (c->rep == 0xFF)
 		snprintf(rep, sizeof(rep), "-");
 	else
 		snprintf(rep, sizeof(rep), "0x%02x", c->rep);
 	log_info("session id=%" PRIu64 " client=%s user=%s cmd=%s target=%s rep=%s "
-		 "up=%" PRIu64 " down=%" PRIu64 " duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
+		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
 		c->id, net_addr_format(&c->peer, peer, sizeof(peer)),
 		c->user ? c->user : "-", c->cmd ? proto_cmd_str(c->cmd) : "-",
-		c->target ? c->target : "-", rep, up, down, ms / 1000, ms % 1000,
+		c->target ? c->target : "-", rep, up, down, extra, ms / 1000, ms % 1000,
 		why ? why : "-");
 }
 
@@ -661,6 +834,14 @@ conn_close(struct conn *c, const char *why)
 		c->hs->query = NULL;
 	}
 	conn_target_close(c);
+	if (c->bind) {
+		bindcmd_stop(c->bind);
+		c->bind = NULL;
+	}
+	if (c->udp) {
+		udpassoc_stop(c->udp);
+		c->udp = NULL;
+	}
 	if (c->fd >= 0) {
 		loop_unwatch(env->loop, &c->cw);
 		close(c->fd);

@@ -1,0 +1,137 @@
+/*
+ * bindcmd: a one-shot listener for BIND. RFC 1928 §4: DST.ADDR names the
+ * host the client expects to connect; a connection from any other address is
+ * refused (closed) and the listener keeps waiting for the right one.
+ */
+#include "bindcmd.h"
+
+#include <errno.h>
+#include <stdlib.h>
+#include <sys/random.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+
+struct bindcmd {
+	struct loop *loop;
+	int fd;
+	struct watcher w;
+	struct release rel;
+	bool has_expect;
+	bool done;                 /* callback ran or stop was called */
+	union sockaddr_any expect; /* IP the peer must have (port ignored) */
+	bindcmd_cb cb;
+	void *arg;
+};
+
+static int
+bindcmd_listen(const union sockaddr_any *addr, uint16_t lo, uint16_t hi)
+{
+	union sockaddr_any a = *addr;
+	uint32_t span, start = 0;
+	int fd;
+
+	if (lo == 0 && hi == 0) {
+		net_addr_set_port(&a, 0);
+		return net_listen_tcp(&a, 1);
+	}
+	span = (uint32_t)hi - lo + 1;
+	if (getrandom(&start, sizeof(start), GRND_NONBLOCK) < 0)
+		start = (uint32_t)getpid();
+	errno = EADDRINUSE;
+	for (uint32_t i = 0; i < span; i++) {
+		net_addr_set_port(&a, (uint16_t)(lo + (start + i) % span));
+		fd = net_listen_tcp(&a, 1);
+		if (fd >= 0)
+			return fd;
+		if (errno != EADDRINUSE)
+			break;
+	}
+	return -1;
+}
+
+static void
+bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
+{
+	struct bindcmd *b = arg;
+
+	(void)loop;
+	(void)events;
+	while (!b->done) {
+		union sockaddr_any peer;
+		int fd = net_accept(b->fd, &peer);
+		if (fd < 0) {
+			if (errno == EAGAIN || errno == ECONNABORTED)
+				return;
+			b->done = true;
+			loop_unwatch(b->loop, &b->w);
+			b->cb(-1, errno, NULL, b->arg);
+			return;
+		}
+		net_addr_unmap(&peer);
+		if (b->has_expect && !net_addr_ip_equal(&peer, &b->expect)) {
+			char a[NET_ADDRSTRLEN];
+			log_info("bind: refused a connection from unexpected %s",
+				net_addr_format(&peer, a, sizeof(a)));
+			close(fd);
+			continue;
+		}
+		b->done = true;
+		loop_unwatch(b->loop, &b->w);
+		b->cb(fd, 0, &peer, b->arg);
+		return;
+	}
+}
+
+struct bindcmd *
+bindcmd_start(struct loop *loop, const union sockaddr_any *addr,
+	uint16_t lo, uint16_t hi, const union sockaddr_any *expect,
+	union sockaddr_any *bound, bindcmd_cb cb, void *arg)
+{
+	struct bindcmd *b = calloc(1, sizeof(*b));
+	int saved;
+
+	if (!b)
+		return NULL;
+	b->loop = loop;
+	b->cb = cb;
+	b->arg = arg;
+	if (expect) {
+		b->has_expect = true;
+		b->expect = *expect;
+		net_addr_unmap(&b->expect);
+	}
+	b->fd = bindcmd_listen(addr, lo, hi);
+	if (b->fd < 0)
+		goto fail;
+	if (net_local_addr(b->fd, bound) < 0)
+		goto fail_fd;
+	watcher_init(&b->w, b->fd, bindcmd_on_accept, b);
+	if (loop_watch(loop, &b->w, LOOP_READ) < 0)
+		goto fail_fd;
+	return b;
+fail_fd:
+	saved = errno;
+	close(b->fd);
+	errno = saved;
+fail:
+	saved = errno;
+	free(b);
+	errno = saved;
+	return NULL;
+}
+
+void
+bindcmd_stop(struct bindcmd *b)
+{
+	if (!b)
+		return;
+	b->done = true;
+	loop_unwatch(b->loop, &b->w);
+	if (b->fd >= 0) {
+		close(b->fd);
+		b->fd = -1;
+	}
+	loop_release(b->loop, &b->rel, free, b);
+}
