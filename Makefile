@@ -30,6 +30,7 @@ FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(B)/fuzz-replay/%,$(FUZZ_SRCS))
 ITEST_SRCS := $(wildcard tests/integration/*.c)
 ITEST_BIN := $(B)/tests/integration
 
+.PHONY: install uninstall
 .PHONY: all run test test-deps unit-tests fuzz-replay integration-tests fuzz fuzz-smoke \
         docs-check clean
 
@@ -97,6 +98,33 @@ fuzz-smoke: $(FUZZ_BINS)
 	  mkdir -p build/fuzz/work/$$n; \
 	  echo "== $$t ($(FUZZ_SECONDS)s)"; \
 	  ./$$t -max_total_time=$(FUZZ_SECONDS) -print_final_stats=0 build/fuzz/work/$$n tests/fuzz/corpus/$$n; done
+
+# --- install ------------------------------------------------------------------
+PREFIX     ?= /usr/local
+SBINDIR    ?= $(PREFIX)/sbin
+MANDIR     ?= $(PREFIX)/share/man
+SYSCONFDIR ?= /etc
+UNITDIR    ?= $(PREFIX)/lib/systemd/system
+
+install: $(B)/socks5d
+	install -d $(DESTDIR)$(SBINDIR) $(DESTDIR)$(MANDIR)/man8 $(DESTDIR)$(MANDIR)/man5 \
+		$(DESTDIR)$(UNITDIR) $(DESTDIR)$(SYSCONFDIR)/socks5d
+	install -m 755 $(B)/socks5d $(DESTDIR)$(SBINDIR)/socks5d
+	install -m 644 man/socks5d.8 $(DESTDIR)$(MANDIR)/man8/socks5d.8
+	install -m 644 man/socks5d.conf.5 $(DESTDIR)$(MANDIR)/man5/socks5d.conf.5
+	sed 's|/usr/local/sbin|$(SBINDIR)|g' contrib/systemd/socks5d.service \
+		> $(DESTDIR)$(UNITDIR)/socks5d.service
+	chmod 644 $(DESTDIR)$(UNITDIR)/socks5d.service
+	install -m 644 contrib/systemd/socks5d.socket $(DESTDIR)$(UNITDIR)/socks5d.socket
+	@# An administrator's configuration is never overwritten.
+	if [ ! -e $(DESTDIR)$(SYSCONFDIR)/socks5d/socks5d.conf ]; then \
+		install -m 644 socks5d.conf.example $(DESTDIR)$(SYSCONFDIR)/socks5d/socks5d.conf; fi
+
+uninstall:
+	rm -f $(DESTDIR)$(SBINDIR)/socks5d $(DESTDIR)$(MANDIR)/man8/socks5d.8 \
+		$(DESTDIR)$(MANDIR)/man5/socks5d.conf.5 $(DESTDIR)$(UNITDIR)/socks5d.service \
+		$(DESTDIR)$(UNITDIR)/socks5d.socket
+	@echo "kept $(DESTDIR)$(SYSCONFDIR)/socks5d (configuration)"
 
 clean:
 	rm -rf build

@@ -41,6 +41,8 @@ struct config {
 	size_t nplaintext_users;   /* users whose secret is plain text (warned) */
 
 	enum log_level log_level;
+	bool log_syslog;           /* "log syslog": syslog(3) instead of stderr */
+	unsigned shutdown_timeout; /* seconds sessions may finish after SIGTERM */
 
 	unsigned timeout_handshake; /* seconds, whole greeting+auth+request */
 	unsigned timeout_connect;   /* seconds, outbound connect incl. lookups */

@@ -14,6 +14,9 @@ struct listener;
 
 /* Binds and listens on addr. Returns NULL with errno on failure. */
 struct listener *listener_open(struct conn_env *env, const union sockaddr_any *addr);
+/* Adopts an already listening socket (socket activation). Returns NULL
+ * with errno on failure (the fd is left open). */
+struct listener *listener_adopt(struct conn_env *env, int fd);
 /* Stops accepting and closes the socket. */
 void listener_close(struct listener *l);
 const union sockaddr_any *listener_addr(const struct listener *l);

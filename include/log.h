@@ -20,6 +20,8 @@ enum log_level {
  * set) prefixes "<N>" syslog priorities and drops timestamps. */
 void log_init(enum log_level level);
 void log_set_level(enum log_level level);
+/* Sends lines to syslog(3) (facility daemon) instead of stderr. */
+void log_use_syslog(bool on);
 enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);
 /* Parses "error|warn|info|debug"; returns -1 when unknown. */

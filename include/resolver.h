@@ -51,6 +51,10 @@ typedef void (*resolver_cb)(const struct resolver_result *res, void *arg);
 struct resolver *resolver_new(struct loop *loop, const struct resolver_options *opt);
 /* Cancels all pending queries without calling back, frees everything. */
 void resolver_free(struct resolver *r);
+/* Applies new options (reload): later lookups use the new nameservers and
+ * preferences; lookups in flight finish with the old ones; the cache is
+ * flushed when the nameservers change. */
+void resolver_reconfigure(struct resolver *r, const struct resolver_options *opt);
 /* Starts a lookup; cb runs exactly once on a later loop iteration unless the
  * query is cancelled first. Returns NULL only on allocation failure. */
 struct resolver_query *resolver_start(struct resolver *r, const char *name,
@@ -58,5 +62,20 @@ struct resolver_query *resolver_start(struct resolver *r, const char *name,
 /* The callback will not run; the handle is invalid afterwards. */
 void resolver_cancel(struct resolver_query *q);
 const char *resolver_status_str(enum resolver_status st);
+
+/*
+ * Additions (resolver.c):
+ * - The callback's res is only valid during the call. The handle becomes
+ *   invalid when the callback returns; resolver_cancel on it from inside its
+ *   own callback is a no-op. A callback may start and cancel other lookups
+ *   but must not call resolver_free.
+ * - resolver_free may run with lookups in flight (their sockets close at
+ *   once, their memory goes at the loop's release step, or in loop_free).
+ */
+
+/* Overrides the per-try timeout and the number of rounds over the
+ * nameservers (resolv.conf "options timeout:N attempts:N", default 5 s and
+ * 2); 0 keeps the current value. Applies to tries started afterwards. */
+void resolver_set_timeout(struct resolver *r, unsigned timeout_ms, unsigned attempts);
 
 #endif

@@ -134,6 +134,28 @@ fail:
 	return NULL;
 }
 
+struct listener *
+listener_adopt(struct conn_env *env, int fd)
+{
+	struct listener *l = calloc(1, sizeof(*l));
+
+	if (!l)
+		return NULL;
+	reserve_open();
+	l->env = env;
+	l->fd = fd;
+	if (net_local_addr(fd, &l->addr) < 0)
+		goto fail;
+	watcher_init(&l->w, l->fd, listener_on_accept, l);
+	timer_init(&l->pause_timer, listener_on_resume, l);
+	if (loop_watch(env->loop, &l->w, LOOP_READ) < 0)
+		goto fail;
+	return l;
+fail:
+	free(l);
+	return NULL;
+}
+
 void
 listener_close(struct listener *l)
 {

@@ -11,20 +11,50 @@
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
+#include <sys/stat.h>
+#include <syslog.h>
 #include <time.h>
+#include <unistd.h>
 
 static enum log_level log_threshold = LOG_LVL_INFO;
 static bool log_journal;
+static bool log_syslog;
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 /* syslog priorities: err, warning, info, debug */
 static const int level_prio[] = { 3, 4, 6, 7 };
 
+/* systemd sets JOURNAL_STREAM=DEV:INODE for the stream it connected to
+ * stderr; only when stderr still is that stream do lines go to the journal. */
+static bool
+stderr_is_journal(void)
+{
+	const char *e = getenv("JOURNAL_STREAM");
+	unsigned long long dev, ino;
+	struct stat st;
+
+	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+		return false;
+	if (fstat(STDERR_FILENO, &st) < 0)
+		return false;
+	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+}
+
 void
 log_init(enum log_level level)
 {
 	log_threshold = level;
-	log_journal = getenv("JOURNAL_STREAM") != NULL;
+	log_journal = stderr_is_journal();
+}
+
+void
+log_use_syslog(bool on)
+{
+	if (on && !log_syslog)
+		openlog("socks5d", LOG_PID | LOG_NDELAY, LOG_DAEMON);
+	else if (!on && log_syslog)
+		closelog();
+	log_syslog = on;
 }
 
 void
@@ -62,6 +92,9 @@ log_level_name(enum log_level level)
 	return level_names[level];
 }
 
+static void log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
+	__attribute__((format(printf, 3, 0)));
+
 static void
 log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 {
@@ -70,6 +103,15 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 
 	if (!log_enabled(level))
 		return;
+	if (log_syslog) {
+		char msg[2048];
+		vsnprintf(msg, sizeof(msg), fmt, ap);
+		if (err)
+			syslog(level_prio[level], "%s: %s", msg, strerror(err));
+		else
+			syslog(level_prio[level], "%s", msg);
+		return;
+	}
 	if (log_journal) {
 		n = (size_t)snprintf(line, sizeof(line), "<%d>", level_prio[level]);
 	} else {

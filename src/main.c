@@ -1,7 +1,12 @@
 /*
- * main: command line, configuration loading, signals, and the run of the
- * one event loop. The only caller of exit(). Always in the foreground, as
- * systemd expects.
+ * main: command line, configuration, signals, systemd integration and the
+ * run of the one event loop. The only caller of exit(). Always in the
+ * foreground, as systemd expects.
+ *
+ * Reload (SIGHUP) builds a complete new configuration and swaps it in only
+ * when it is valid: new sessions use it, running sessions keep the one they
+ * started with (they hold a reference), listeners are opened and closed by
+ * difference so unchanged ones keep their backlog.
  */
 #include <errno.h>
 #include <inttypes.h>
@@ -18,6 +23,7 @@
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
+#include "notify.h"
 #include "relay.h"
 #include "resolver.h"
 
@@ -25,15 +31,22 @@
 #define SOCKS5D_VERSION "0.1.0"
 #endif
 
-/* How long open sessions may run on after SIGTERM before they are closed. */
-#define DRAIN_TIMEOUT_MS 5000
+#define MAX_LISTENERS (CONFIG_MAX_LISTEN + 64)
+#define STATUS_INTERVAL_MS 10000
 
 struct daemon {
 	struct loop *loop;
 	struct conn_env env;
-	struct listener *listeners[CONFIG_MAX_LISTEN];
+	const char *path;          /* configuration file */
+	bool explicit_path;        /* -f given */
+	bool debug;                /* -d: debug level whatever the file says */
+	struct listener *listeners[MAX_LISTENERS];
+	bool inherited[MAX_LISTENERS]; /* socket-activated: kept across reloads */
 	size_t nlisteners;
 	struct timer drain_timer;
+	struct timer status_timer;
+	struct timer watchdog_timer;
+	uint64_t watchdog_ms;
 	bool stopping;
 };
 
@@ -70,6 +83,32 @@ log_counters(const struct daemon *d, const char *when)
 }
 
 static void
+send_status(const struct daemon *d)
+{
+	const struct conn_stats *s = &d->env.stats;
+	(void)notify_send("STATUS=%s%" PRIu64 " active sessions, %" PRIu64 " total, %" PRIu64
+			  " bytes up, %" PRIu64 " bytes down", d->stopping ? "stopping: " : "",
+		s->active, s->accepted, s->bytes_up, s->bytes_down);
+}
+
+static void
+on_status_timer(struct loop *loop, void *arg)
+{
+	send_status(arg);
+	timer_start(loop, &((struct daemon *)arg)->status_timer, STATUS_INTERVAL_MS);
+}
+
+static void
+on_watchdog_timer(struct loop *loop, void *arg)
+{
+	struct daemon *d = arg;
+
+	/* Sent from the loop itself: a stuck loop stops the keep-alives. */
+	(void)notify_send("WATCHDOG=1");
+	timer_start(loop, &d->watchdog_timer, d->watchdog_ms);
+}
+
+static void
 on_empty(void *arg)
 {
 	struct daemon *d = arg;
@@ -92,6 +131,7 @@ static void
 on_stop_signal(struct loop *loop, int signo, void *arg)
 {
 	struct daemon *d = arg;
+	unsigned secs = d->env.cfg->shutdown_timeout;
 
 	if (d->stopping) {
 		/* A second signal: do not wait for the drain. */
@@ -100,23 +140,16 @@ on_stop_signal(struct loop *loop, int signo, void *arg)
 		return;
 	}
 	d->stopping = true;
-	log_info("%s: no longer accepting; %" PRIu64 " sessions to finish (at most %d s)",
-		strsignal(signo), d->env.stats.active, DRAIN_TIMEOUT_MS / 1000);
+	(void)notify_send("STOPPING=1");
+	log_info("%s: no longer accepting; %" PRIu64 " sessions may finish within %u s",
+		strsignal(signo), d->env.stats.active, secs);
 	close_listeners(d);
-	if (d->env.stats.active == 0) {
+	if (d->env.stats.active == 0 || secs == 0) {
+		conn_close_all(&d->env);
 		loop_stop(loop);
 		return;
 	}
-	timer_start(loop, &d->drain_timer, DRAIN_TIMEOUT_MS);
-}
-
-static void
-on_hup(struct loop *loop, int signo, void *arg)
-{
-	(void)loop;
-	(void)signo;
-	(void)arg;
-	log_warnx("SIGHUP: live reload is not supported yet; restart to apply changes");
+	timer_start(loop, &d->drain_timer, (uint64_t)secs * 1000u);
 }
 
 static void
@@ -140,35 +173,162 @@ raise_nofile(void)
 }
 
 static struct config *
-load_config(const char *path, bool explicit_path)
+load_config(const char *path, bool explicit_path, char *err, size_t errlen)
 {
 	struct config *cfg = NULL;
-	char err[1024];
 
 	if (!explicit_path && access(path, F_OK) < 0 && errno == ENOENT)
 		return config_new_default();
-	if (config_load_file(path, &cfg, err, sizeof(err)) < 0) {
-		fprintf(stderr, "socks5d: %s\n", err);
+	if (config_load_file(path, &cfg, err, errlen) < 0)
 		return NULL;
-	}
 	return cfg;
+}
+
+static void
+resolver_options_from(const struct config *cfg, struct resolver_options *ropt)
+{
+	memset(ropt, 0, sizeof(*ropt));
+	ropt->nameservers = cfg->nameservers;
+	ropt->nnameservers = cfg->nnameservers;
+	ropt->prefer_family = cfg->resolve_prefer;
+	ropt->cache_size = cfg->dns_cache_size;
+	ropt->cache_max_ttl = cfg->dns_cache_max_ttl;
+}
+
+static void
+apply_logging(const struct daemon *d, const struct config *cfg)
+{
+	log_set_level(d->debug ? LOG_LVL_DEBUG : cfg->log_level);
+	log_use_syslog(cfg->log_syslog);
+	if (cfg->nplaintext_users)
+		log_warnx("%zu user(s) have plain-text passwords in the configuration; "
+			  "prefer crypt(3) hashes (e.g. mkpasswd -m yescrypt)", cfg->nplaintext_users);
+}
+
+/* Opens the listen lines of cfg, reusing listeners of the same address from
+ * the current set; closes the configured ones that are gone. Inherited
+ * (socket-activated) listeners are always kept. */
+static int
+sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
+{
+	struct listener *next[MAX_LISTENERS];
+	bool next_inherited[MAX_LISTENERS], used[MAX_LISTENERS] = { false };
+	size_t n = 0;
+
+	for (size_t i = 0; i < d->nlisteners; i++) {
+		if (d->inherited[i]) {
+			used[i] = true;
+			next_inherited[n] = true;
+			next[n++] = d->listeners[i];
+		}
+	}
+	for (size_t j = 0; j < cfg->nlisten; j++) {
+		const union sockaddr_any *want = &cfg->listen[j].addr;
+		char a[NET_ADDRSTRLEN];
+		bool found = false;
+
+		for (size_t i = 0; i < d->nlisteners; i++) {
+			if (!net_addr_equal(listener_addr(d->listeners[i]), want))
+				continue;
+			found = true;
+			if (!used[i]) {
+				used[i] = true;
+				next_inherited[n] = false;
+				next[n++] = d->listeners[i];
+			}
+			break;
+		}
+		if (found)
+			continue;
+		net_addr_format(want, a, sizeof(a));
+		struct listener *l = listener_open(&d->env, want);
+		if (!l) {
+			if (fail_hard)
+				fatal("listen %s", a);
+			log_warn("listen %s", a);
+			continue;
+		}
+		log_info("listening on %s", a);
+		next_inherited[n] = false;
+		next[n++] = l;
+	}
+	for (size_t i = 0; i < d->nlisteners; i++) {
+		if (!used[i]) {
+			char a[NET_ADDRSTRLEN];
+			log_info("no longer listening on %s",
+				net_addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
+			listener_close(d->listeners[i]);
+		}
+	}
+	memcpy(d->listeners, next, n * sizeof(next[0]));
+	memcpy(d->inherited, next_inherited, n * sizeof(next_inherited[0]));
+	d->nlisteners = n;
+	return 0;
+}
+
+static void
+on_hup(struct loop *loop, int signo, void *arg)
+{
+	struct daemon *d = arg;
+	struct resolver_options ropt;
+	struct config *cfg;
+	char err[1024];
+
+	(void)loop;
+	(void)signo;
+	if (d->stopping)
+		return;
+	(void)notify_reloading();
+	cfg = load_config(d->path, d->explicit_path, err, sizeof(err));
+	if (!cfg) {
+		log_errorx("reload failed, keeping the running configuration: %s", err);
+		(void)notify_send("READY=1\nSTATUS=reload failed: %s", err);
+		return;
+	}
+	apply_logging(d, cfg);
+	sync_listeners(d, cfg, false);
+	resolver_options_from(cfg, &ropt);
+	resolver_reconfigure(d->env.resolver, &ropt);
+	config_unref(d->env.cfg);
+	d->env.cfg = cfg;
+	log_info("reloaded %s: %zu listener(s), %zu user(s)", d->path, d->nlisteners,
+		auth_table_count(cfg->users));
+	(void)notify_send("READY=1");
+	send_status(d);
+}
+
+static void
+adopt_inherited(struct daemon *d, int nfds)
+{
+	for (int fd = 3; fd < 3 + nfds && d->nlisteners < MAX_LISTENERS; fd++) {
+		char a[NET_ADDRSTRLEN];
+		struct listener *l = listener_adopt(&d->env, fd);
+		if (!l)
+			fatal("socket activation: fd %d", fd);
+		log_info("listening on %s (socket activation)",
+			net_addr_format(listener_addr(l), a, sizeof(a)));
+		d->inherited[d->nlisteners] = true;
+		d->listeners[d->nlisteners++] = l;
+	}
 }
 
 int
 main(int argc, char **argv)
 {
-	const char *path = CONFIG_DEFAULT_PATH;
-	bool explicit_path = false, check = false, dump = false, debug = false;
 	struct daemon d;
 	struct resolver_options ropt;
 	struct config *cfg;
-	int ch;
+	bool check = false, dump = false;
+	char err[1024];
+	int ch, nfds;
 
+	memset(&d, 0, sizeof(d));
+	d.path = CONFIG_DEFAULT_PATH;
 	while ((ch = getopt(argc, argv, "f:tTdVh")) != -1) {
 		switch (ch) {
 		case 'f':
-			path = optarg;
-			explicit_path = true;
+			d.path = optarg;
+			d.explicit_path = true;
 			break;
 		case 't':
 			check = true;
@@ -177,7 +337,7 @@ main(int argc, char **argv)
 			check = dump = true;
 			break;
 		case 'd':
-			debug = true;
+			d.debug = true;
 			break;
 		case 'V':
 			printf("socks5d %s\n", SOCKS5D_VERSION);
@@ -195,27 +355,29 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	cfg = load_config(path, explicit_path);
-	if (!cfg)
+	cfg = load_config(d.path, d.explicit_path, err, sizeof(err));
+	if (!cfg) {
+		fprintf(stderr, "socks5d: %s\n", err);
 		return 1;
+	}
 	if (check) {
 		if (dump)
 			config_dump(cfg, stdout);
 		else
 			fprintf(stderr, "socks5d: configuration %s is valid\n",
-				explicit_path || access(path, F_OK) == 0 ? path : "(built-in default)");
+				d.explicit_path || access(d.path, F_OK) == 0 ? d.path
+									    : "(built-in default)");
 		config_unref(cfg);
 		return 0;
 	}
 
-	log_init(debug ? LOG_LVL_DEBUG : cfg->log_level);
-	if (cfg->nplaintext_users)
-		log_warnx("%zu user(s) have plain-text passwords in the configuration; "
-			  "prefer crypt(3) hashes (e.g. mkpasswd -m yescrypt)", cfg->nplaintext_users);
+	log_init(d.debug ? LOG_LVL_DEBUG : cfg->log_level);
+	apply_logging(&d, cfg);
 	signal(SIGPIPE, SIG_IGN);
 	raise_nofile();
+	(void)notify_init();
+	nfds = notify_listen_fds();
 
-	memset(&d, 0, sizeof(d));
 	d.loop = loop_new();
 	if (!d.loop)
 		fatal("epoll");
@@ -224,26 +386,21 @@ main(int argc, char **argv)
 	d.env.on_empty = on_empty;
 	d.env.on_empty_arg = &d;
 	timer_init(&d.drain_timer, on_drain_timeout, &d);
+	timer_init(&d.status_timer, on_status_timer, &d);
+	timer_init(&d.watchdog_timer, on_watchdog_timer, &d);
 
-	memset(&ropt, 0, sizeof(ropt));
-	ropt.nameservers = cfg->nameservers;
-	ropt.nnameservers = cfg->nnameservers;
-	ropt.prefer_family = cfg->resolve_prefer;
-	ropt.cache_size = cfg->dns_cache_size;
-	ropt.cache_max_ttl = cfg->dns_cache_max_ttl;
+	resolver_options_from(cfg, &ropt);
 	d.env.resolver = resolver_new(d.loop, &ropt);
 	if (!d.env.resolver)
 		fatalx("cannot start the resolver");
 
-	for (size_t i = 0; i < cfg->nlisten; i++) {
-		char a[NET_ADDRSTRLEN];
-		struct listener *l = listener_open(&d.env, &cfg->listen[i].addr);
-		net_addr_format(&cfg->listen[i].addr, a, sizeof(a));
-		if (!l)
-			fatal("listen %s", a);
-		d.listeners[d.nlisteners++] = l;
-		log_info("listening on %s", a);
-	}
+	adopt_inherited(&d, nfds);
+	/* With socket activation the inherited sockets are the listeners; the
+	 * listen lines of a default (file-less) config are not added to them. */
+	if (!(nfds > 0 && cfg->listen[0].line == 0))
+		sync_listeners(&d, cfg, true);
+	if (d.nlisteners == 0)
+		fatalx("no listening socket");
 	if (loop_signal(d.loop, SIGTERM, on_stop_signal, &d) < 0 ||
 	    loop_signal(d.loop, SIGINT, on_stop_signal, &d) < 0 ||
 	    loop_signal(d.loop, SIGHUP, on_hup, &d) < 0 ||
@@ -251,6 +408,16 @@ main(int argc, char **argv)
 		fatal("signalfd");
 	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION,
 		d.nlisteners, auth_table_count(cfg->users));
+	(void)notify_send("READY=1");
+	send_status(&d);
+	timer_start(d.loop, &d.status_timer, STATUS_INTERVAL_MS);
+	if (notify_watchdog_usec()) {
+		d.watchdog_ms = notify_watchdog_usec() / 2000u;
+		if (d.watchdog_ms == 0)
+			d.watchdog_ms = 1;
+		(void)notify_send("WATCHDOG=1");
+		timer_start(d.loop, &d.watchdog_timer, d.watchdog_ms);
+	}
 
 	if (loop_run(d.loop) < 0)
 		fatalx("event loop failed");
@@ -258,10 +425,12 @@ main(int argc, char **argv)
 	close_listeners(&d);
 	conn_close_all(&d.env);
 	timer_stop(d.loop, &d.drain_timer);
+	timer_stop(d.loop, &d.status_timer);
+	timer_stop(d.loop, &d.watchdog_timer);
 	log_counters(&d, "stopped");
 	resolver_free(d.env.resolver);
 	loop_free(d.loop); /* also frees what the closes above released */
 	relay_pool_drain();
-	config_unref(cfg);
+	config_unref(d.env.cfg);
 	return 0;
 }

@@ -1,0 +1,30 @@
+/*
+ * notify: the systemd service protocol without libsystemd — sd_notify
+ * messages over $NOTIFY_SOCKET (abstract names included), the watchdog
+ * keep-alive, and the sockets passed by socket activation ($LISTEN_FDS).
+ */
+#ifndef SOCKS5D_NOTIFY_H
+#define SOCKS5D_NOTIFY_H
+
+#include <stdbool.h>
+#include <stdint.h>
+
+struct loop;
+
+/* Reads and unsets NOTIFY_SOCKET / WATCHDOG_USEC / WATCHDOG_PID. Returns
+ * true when a notify socket is configured. */
+bool notify_init(void);
+/* Sends one datagram of newline-separated assignments ("READY=1"). No-op
+ * without NOTIFY_SOCKET. Returns 0 or -1 with errno. */
+int notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
+/* "RELOADING=1" with MONOTONIC_USEC, as Type=notify-reload expects. */
+int notify_reloading(void);
+/* The watchdog interval in microseconds (0 when not requested). */
+uint64_t notify_watchdog_usec(void);
+
+/* Socket activation: the number of inherited fds (starting at 3) meant for
+ * this process, 0 when none; they are made nonblocking and close-on-exec,
+ * and LISTEN_PID/LISTEN_FDS/LISTEN_FDNAMES are unset. */
+int notify_listen_fds(void);
+
+#endif

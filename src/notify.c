@@ -1,0 +1,137 @@
+/*
+ * notify: speaks systemd's notification protocol (sd_notify(3)) with a plain
+ * AF_UNIX datagram socket, and collects socket-activated listeners
+ * (sd_listen_fds(3)). Environment variables are read once and unset so that
+ * nothing the daemon might start inherits them.
+ */
+#include "notify.h"
+
+#include <errno.h>
+#include <fcntl.h>
+#include <stddef.h>
+#include <stdarg.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <sys/un.h>
+#include <time.h>
+#include <unistd.h>
+
+#define LISTEN_FDS_START 3
+
+static struct sockaddr_un notify_addr;
+static socklen_t notify_addr_len;
+static int notify_fd = -1;
+static uint64_t watchdog_usec;
+
+static int
+parse_u64(const char *s, uint64_t *out)
+{
+	char *end;
+	unsigned long long v;
+
+	if (!s || !*s)
+		return -1;
+	errno = 0;
+	v = strtoull(s, &end, 10);
+	if (errno || *end)
+		return -1;
+	*out = v;
+	return 0;
+}
+
+bool
+notify_init(void)
+{
+	const char *path = getenv("NOTIFY_SOCKET");
+	const char *wd = getenv("WATCHDOG_USEC");
+	const char *wd_pid = getenv("WATCHDOG_PID");
+	uint64_t v, pid;
+	size_t len;
+
+	if (wd && parse_u64(wd, &v) == 0 && v > 0 &&
+	    (!wd_pid || (parse_u64(wd_pid, &pid) == 0 && pid == (uint64_t)getpid())))
+		watchdog_usec = v;
+	unsetenv("WATCHDOG_USEC");
+	unsetenv("WATCHDOG_PID");
+	if (!path || (path[0] != '/' && path[0] != '@'))
+		return false;
+	len = strlen(path);
+	if (len >= sizeof(notify_addr.sun_path))
+		return false;
+	memset(&notify_addr, 0, sizeof(notify_addr));
+	notify_addr.sun_family = AF_UNIX;
+	memcpy(notify_addr.sun_path, path, len);
+	/* "@name" is an abstract socket: a leading NUL and no terminator. */
+	if (path[0] == '@')
+		notify_addr.sun_path[0] = '\0';
+	notify_addr_len = (socklen_t)(offsetof(struct sockaddr_un, sun_path) + len +
+		(path[0] == '@' ? 0 : 1));
+	notify_fd = socket(AF_UNIX, SOCK_DGRAM | SOCK_CLOEXEC | SOCK_NONBLOCK, 0);
+	unsetenv("NOTIFY_SOCKET");
+	return notify_fd >= 0;
+}
+
+int
+notify_send(const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+	int n;
+	ssize_t w;
+
+	if (notify_fd < 0)
+		return 0;
+	va_start(ap, fmt);
+	n = vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (n < 0 || (size_t)n >= sizeof(msg)) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	do {
+		w = sendto(notify_fd, msg, (size_t)n, MSG_NOSIGNAL,
+			(struct sockaddr *)&notify_addr, notify_addr_len);
+	} while (w < 0 && errno == EINTR);
+	return w < 0 ? -1 : 0;
+}
+
+int
+notify_reloading(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return notify_send("RELOADING=1\nMONOTONIC_USEC=%llu",
+		(unsigned long long)ts.tv_sec * 1000000ull +
+			(unsigned long long)ts.tv_nsec / 1000ull);
+}
+
+uint64_t
+notify_watchdog_usec(void)
+{
+	return watchdog_usec;
+}
+
+int
+notify_listen_fds(void)
+{
+	uint64_t pid, n;
+	int count = 0;
+
+	if (parse_u64(getenv("LISTEN_PID"), &pid) == 0 && pid == (uint64_t)getpid() &&
+	    parse_u64(getenv("LISTEN_FDS"), &n) == 0 && n > 0 && n < 1024) {
+		count = (int)n;
+		for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + count; fd++) {
+			int fl = fcntl(fd, F_GETFL);
+			if (fl >= 0)
+				(void)fcntl(fd, F_SETFL, fl | O_NONBLOCK);
+			(void)fcntl(fd, F_SETFD, FD_CLOEXEC);
+		}
+	}
+	unsetenv("LISTEN_PID");
+	unsetenv("LISTEN_FDS");
+	unsetenv("LISTEN_FDNAMES");
+	return count;
+}
