@@ -1,0 +1,762 @@
+/*
+ * config: socks5d.conf text -> struct config. One directive per line,
+ * "keyword arg ...", '#' starts a comment outside double quotes, and double
+ * quotes group characters (spaces, '#') into one argument. Each keyword is a
+ * row of the table below: its argument counts, whether it may repeat, and a
+ * setter (typed setters store through offsetof). Every field starts "unset";
+ * defaults are filled once after the whole text parsed, so a directive's
+ * position never matters. The first error stops the parse and is reported as
+ * "NAME:LINE: message" naming the keyword.
+ *
+ * Opening sockets, resolving and warning about plain-text secrets are left
+ * to the caller; the only file read while parsing is what users-file names.
+ */
+#include "config.h"
+
+#include <errno.h>
+#include <limits.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "auth.h"
+#include "proto.h"
+
+/* More than any keyword takes; extra arguments are counted, not kept. */
+#define CONFIG_MAX_ARGS 8
+/* A config file is a few kilobytes; this only stops -f /dev/zero. */
+#define CONFIG_FILE_MAX (16u * 1024 * 1024)
+#define CONFIG_SECONDS_MAX 86400u
+
+#define UNSET_U UINT_MAX
+#define UNSET_LEVEL ((enum log_level)-1)
+
+enum timeout_kind {
+	TIMEOUT_HANDSHAKE,
+	TIMEOUT_CONNECT,
+	TIMEOUT_IDLE,
+	TIMEOUT_UDP,
+	TIMEOUT_BIND,
+	TIMEOUT_COUNT,
+};
+
+static const struct {
+	const char *name;
+	size_t off;      /* field in struct config */
+	unsigned min;    /* 0 only where 0 means "never" */
+	unsigned def;
+} timeouts[TIMEOUT_COUNT] = {
+	[TIMEOUT_HANDSHAKE] = { "handshake", offsetof(struct config, timeout_handshake), 1, 10 },
+	[TIMEOUT_CONNECT] = { "connect", offsetof(struct config, timeout_connect), 1, 10 },
+	[TIMEOUT_IDLE] = { "idle", offsetof(struct config, timeout_idle), 0, 3600 },
+	[TIMEOUT_UDP] = { "udp", offsetof(struct config, timeout_udp), 0, 300 },
+	[TIMEOUT_BIND] = { "bind", offsetof(struct config, timeout_bind), 1, 120 },
+};
+
+struct config_keyword;
+
+/* State of one parse; the lines remembered here feed "first at line N". */
+struct config_parse {
+	struct config *c;
+	const char *name;           /* for messages */
+	int line;                   /* current line, 1-based */
+	char *err;
+	size_t errlen;
+	int *first;                 /* per keyword: line first seen, 0 = not yet */
+	int timeout_line[TIMEOUT_COUNT];
+	int external4_line, external6_line;
+	int nameserver_line[CONFIG_MAX_NAMESERVERS];
+	int auth_line;
+	const struct config_keyword *kw; /* the line's keyword, for setters */
+	int argc;                   /* its argument count */
+};
+
+/* argv holds the arguments after the keyword; p->kw and p->argc say which
+ * keyword and how many. */
+typedef int (*config_set_cb)(struct config_parse *p, char **argv);
+
+struct config_keyword {
+	const char *name;
+	unsigned min_args, max_args;
+	bool repeatable;            /* else a second occurrence is an error */
+	config_set_cb set;
+	size_t off, off2;           /* where typed setters store */
+	unsigned lo, hi;            /* range for numbers */
+};
+
+static int set_listen(struct config_parse *, char **);
+static int set_auth(struct config_parse *, char **);
+static int set_user(struct config_parse *, char **);
+static int set_users_file(struct config_parse *, char **);
+static int set_log(struct config_parse *, char **);
+static int set_log_level(struct config_parse *, char **);
+static int set_timeout(struct config_parse *, char **);
+static int set_nameserver(struct config_parse *, char **);
+static int set_resolve_prefer(struct config_parse *, char **);
+static int set_uint(struct config_parse *, char **);
+static int set_port_range(struct config_parse *, char **);
+static int set_external(struct config_parse *, char **);
+
+#define OFF(f) offsetof(struct config, f)
+
+static const struct config_keyword keywords[] = {
+	{ "listen", 1, 1, true, set_listen, 0, 0, 0, 0 },
+	{ "auth", 1, 2, false, set_auth, 0, 0, 0, 0 },
+	{ "user", 2, 2, true, set_user, 0, 0, 0, 0 },
+	{ "users-file", 1, 1, false, set_users_file, 0, 0, 0, 0 },
+	{ "log", 1, 1, false, set_log, 0, 0, 0, 0 },
+	{ "log-level", 1, 1, false, set_log_level, 0, 0, 0, 0 },
+	/* repeatable per kind; set_timeout rejects a kind given twice */
+	{ "timeout", 2, 2, true, set_timeout, 0, 0, 0, 0 },
+	{ "shutdown-timeout", 1, 1, false, set_uint, OFF(shutdown_timeout), 0, 0,
+		CONFIG_SECONDS_MAX },
+	{ "nameserver", 1, 1, true, set_nameserver, 0, 0, 0, 0 },
+	{ "resolve-prefer", 1, 1, false, set_resolve_prefer, 0, 0, 0, 0 },
+	{ "dns-cache-size", 1, 1, false, set_uint, OFF(dns_cache_size), 0, 0, 1000000 },
+	{ "dns-cache-max-ttl", 1, 1, false, set_uint, OFF(dns_cache_max_ttl), 0, 0,
+		CONFIG_SECONDS_MAX },
+	{ "udp-port-range", 1, 1, false, set_port_range, OFF(udp_port_lo), OFF(udp_port_hi),
+		1, 65535 },
+	{ "bind-port-range", 1, 1, false, set_port_range, OFF(bind_port_lo),
+		OFF(bind_port_hi), 1, 65535 },
+	/* at most one per address family; set_external checks */
+	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
+};
+
+#define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
+
+static const char *const level_words[] = { "error", "warn", "info", "debug" };
+
+static int
+perr(struct config_parse *p, const char *fmt, ...) LOG_PRINTF(2, 3);
+
+/* Writes "NAME:LINE: message"; returns -1 so setters can `return perr(...)`. */
+static int
+perr(struct config_parse *p, const char *fmt, ...)
+{
+	va_list ap;
+	int n;
+
+	n = snprintf(p->err, p->errlen, "%s:%d: ", p->name, p->line);
+	if (n >= 0 && (size_t)n < p->errlen) {
+		va_start(ap, fmt);
+		vsnprintf(p->err + n, p->errlen - (size_t)n, fmt, ap);
+		va_end(ap);
+	}
+	return -1;
+}
+
+static unsigned *
+field_u(struct config *c, size_t off)
+{
+	return (unsigned *)(void *)((char *)c + off);
+}
+
+static unsigned
+field_get(const struct config *c, size_t off)
+{
+	return *(const unsigned *)(const void *)((const char *)c + off);
+}
+
+static uint16_t *
+field_u16(struct config *c, size_t off)
+{
+	return (uint16_t *)(void *)((char *)c + off);
+}
+
+/* Decimal digits only (no sign, no blanks), within lo..hi. what names the
+ * keyword in messages. */
+static int
+parse_uint(struct config_parse *p, const char *what, const char *s, unsigned lo,
+	unsigned hi, unsigned *out)
+{
+	unsigned long long v = 0;
+	bool big = false;
+
+	if (*s == '\0')
+		return perr(p, "%s: '' is not a number", what);
+	for (const char *q = s; *q; q++) {
+		if (*q < '0' || *q > '9')
+			return perr(p, "%s: '%s' is not a number", what, s);
+		if (!big) {
+			v = v * 10 + (unsigned)(*q - '0');
+			big = v > UINT_MAX;
+		}
+	}
+	if (big || v < lo || v > hi)
+		return perr(p, "%s: %s out of range %u..%u", what, s, lo, hi);
+	*out = (unsigned)v;
+	return 0;
+}
+
+static int
+set_listen(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+	union sockaddr_any a;
+	char buf[NET_ADDRSTRLEN];
+
+	if (net_parse_addr_port(argv[0], -1, &a) < 0)
+		return perr(p, "listen: bad address '%s' (expected ADDR:PORT or [IPV6]:PORT)",
+			argv[0]);
+	if (net_addr_port(&a) == 0)
+		return perr(p, "listen: port 0 is not allowed");
+	for (size_t i = 0; i < c->nlisten; i++)
+		if (net_addr_equal(&c->listen[i].addr, &a))
+			return perr(p, "listen: duplicate address %s, first at line %d",
+				net_addr_format(&a, buf, sizeof(buf)), c->listen[i].line);
+	if (c->nlisten == CONFIG_MAX_LISTEN)
+		return perr(p, "listen: too many addresses (at most %d)", CONFIG_MAX_LISTEN);
+	c->listen[c->nlisten].addr = a;
+	c->listen[c->nlisten].line = p->line;
+	c->nlisten++;
+	return 0;
+}
+
+static int
+set_auth(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+
+	for (int i = 0; i < p->argc; i++) {
+		uint8_t m;
+
+		if (strcmp(argv[i], "none") == 0)
+			m = SOCKS_METHOD_NONE;
+		else if (strcmp(argv[i], "password") == 0)
+			m = SOCKS_METHOD_PASSWORD;
+		else
+			return perr(p, "auth: unknown method '%s' (none, password)", argv[i]);
+		for (size_t j = 0; j < c->nmethods; j++)
+			if (c->methods[j] == m)
+				return perr(p, "auth: duplicate method '%s'", argv[i]);
+		c->methods[c->nmethods++] = m;
+	}
+	p->auth_line = p->line;
+	return 0;
+}
+
+static int
+set_user(struct config_parse *p, char **argv)
+{
+	char msg[384];
+
+	if (auth_table_add(p->c->users, argv[0], argv[1], NULL, msg, sizeof(msg)) < 0)
+		return perr(p, "user: %s", msg);
+	return 0;
+}
+
+/* Relative paths are relative to the directory of the config file (the
+ * directory part of p->name; the current directory when it has none). */
+static int
+set_users_file(struct config_parse *p, char **argv)
+{
+	const char *path = argv[0], *slash = strrchr(p->name, '/');
+	char full[PATH_MAX];
+	int n;
+
+	if (*path == '\0')
+		return perr(p, "users-file: empty path");
+	if (path[0] == '/' || !slash)
+		n = snprintf(full, sizeof(full), "%s", path);
+	else
+		n = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - p->name), p->name,
+			path);
+	if (n < 0 || (size_t)n >= sizeof(full))
+		return perr(p, "users-file: path too long");
+	/* Its own messages are already "PATH:LINE: message" about that file. */
+	return auth_table_load_file(p->c->users, full, p->err, p->errlen);
+}
+
+static int
+set_log(struct config_parse *p, char **argv)
+{
+	if (strcmp(argv[0], "stderr") == 0)
+		p->c->log_syslog = false;
+	else if (strcmp(argv[0], "syslog") == 0)
+		p->c->log_syslog = true;
+	else
+		return perr(p, "log: unknown destination '%s' (stderr, syslog)", argv[0]);
+	return 0;
+}
+
+static int
+set_log_level(struct config_parse *p, char **argv)
+{
+	for (size_t i = 0; i < sizeof(level_words) / sizeof(level_words[0]); i++)
+		if (strcmp(argv[0], level_words[i]) == 0) {
+			p->c->log_level = (enum log_level)i;
+			return 0;
+		}
+	return perr(p, "log-level: unknown level '%s' (error, warn, info, debug)", argv[0]);
+}
+
+static int
+set_timeout(struct config_parse *p, char **argv)
+{
+	char what[32];
+
+	for (size_t k = 0; k < TIMEOUT_COUNT; k++) {
+		if (strcmp(argv[0], timeouts[k].name) != 0)
+			continue;
+		if (p->timeout_line[k])
+			return perr(p, "duplicate 'timeout %s', first at line %d",
+				timeouts[k].name, p->timeout_line[k]);
+		snprintf(what, sizeof(what), "timeout %s", timeouts[k].name);
+		if (parse_uint(p, what, argv[1], timeouts[k].min, CONFIG_SECONDS_MAX,
+			    field_u(p->c, timeouts[k].off)) < 0)
+			return -1;
+		p->timeout_line[k] = p->line;
+		return 0;
+	}
+	return perr(p, "timeout: unknown kind '%s' (handshake, connect, idle, udp, bind)",
+		argv[0]);
+}
+
+static int
+set_nameserver(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+	union sockaddr_any a;
+	char buf[NET_ADDRSTRLEN];
+
+	/* A bare IPv6 address (more than one colon) takes the default port. */
+	if (net_parse_addr_port(argv[0], 53, &a) < 0)
+		return perr(p, "nameserver: bad address '%s' (expected ADDR, ADDR:PORT or "
+			       "[IPV6]:PORT)",
+			argv[0]);
+	if (net_addr_port(&a) == 0)
+		return perr(p, "nameserver: port 0 is not allowed");
+	for (size_t i = 0; i < c->nnameservers; i++)
+		if (net_addr_equal(&c->nameservers[i], &a))
+			return perr(p, "nameserver: duplicate address %s, first at line %d",
+				net_addr_format(&a, buf, sizeof(buf)), p->nameserver_line[i]);
+	if (c->nnameservers == CONFIG_MAX_NAMESERVERS)
+		return perr(p, "nameserver: too many nameservers (at most %d)",
+			CONFIG_MAX_NAMESERVERS);
+	p->nameserver_line[c->nnameservers] = p->line;
+	c->nameservers[c->nnameservers++] = a;
+	return 0;
+}
+
+static int
+set_resolve_prefer(struct config_parse *p, char **argv)
+{
+	if (strcmp(argv[0], "ipv4") == 0)
+		p->c->resolve_prefer = AF_INET;
+	else if (strcmp(argv[0], "ipv6") == 0)
+		p->c->resolve_prefer = AF_INET6;
+	else
+		return perr(p, "resolve-prefer: unknown family '%s' (ipv4, ipv6)", argv[0]);
+	return 0;
+}
+
+static int
+set_uint(struct config_parse *p, char **argv)
+{
+	const struct config_keyword *kw = p->kw;
+
+	return parse_uint(p, kw->name, argv[0], kw->lo, kw->hi, field_u(p->c, kw->off));
+}
+
+static int
+set_port_range(struct config_parse *p, char **argv)
+{
+	const struct config_keyword *kw = p->kw;
+	char *dash = strchr(argv[0], '-');
+	unsigned lo, hi;
+
+	if (!dash || dash == argv[0] || dash[1] == '\0')
+		return perr(p, "%s: expected LOW-HIGH, got '%s'", kw->name, argv[0]);
+	*dash = '\0';
+	if (parse_uint(p, kw->name, argv[0], kw->lo, kw->hi, &lo) < 0 ||
+	    parse_uint(p, kw->name, dash + 1, kw->lo, kw->hi, &hi) < 0)
+		return -1;
+	if (lo > hi)
+		return perr(p, "%s: low port %u is above high port %u", kw->name, lo, hi);
+	*field_u16(p->c, kw->off) = (uint16_t)lo;
+	*field_u16(p->c, kw->off2) = (uint16_t)hi;
+	return 0;
+}
+
+static int
+set_external(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+	union sockaddr_any a;
+
+	if (net_parse_addr(argv[0], 0, &a) < 0)
+		return perr(p, "external: bad address '%s' (expected a numeric IPv4 or IPv6 "
+			       "address)",
+			argv[0]);
+	if (a.sa.sa_family == AF_INET) {
+		if (c->has_external4)
+			return perr(p, "duplicate 'external' IPv4 address, first at line %d",
+				p->external4_line);
+		c->has_external4 = true;
+		c->external4 = a;
+		p->external4_line = p->line;
+	} else {
+		if (c->has_external6)
+			return perr(p, "duplicate 'external' IPv6 address, first at line %d",
+				p->external6_line);
+		c->has_external6 = true;
+		c->external6 = a;
+		p->external6_line = p->line;
+	}
+	return 0;
+}
+
+/* --- lines -------------------------------------------------------------- */
+
+static bool
+is_space(char ch)
+{
+	return ch == ' ' || ch == '\t' || ch == '\r' || ch == '\v' || ch == '\f';
+}
+
+/* Splits one line in place into arguments, removing quotes. argv keeps at
+ * most cap entries; *argc counts all of them. */
+static int
+split_line(struct config_parse *p, char *s, char **argv, int cap, int *argc)
+{
+	size_t r = 0, w = 0;
+
+	*argc = 0;
+	for (;;) {
+		bool quoted = false;
+		size_t start;
+		char end;
+
+		while (is_space(s[r]))
+			r++;
+		if (s[r] == '\0' || s[r] == '#')
+			return 0;
+		/* Writing trails reading (quotes are dropped), so w <= r. */
+		start = w;
+		while (s[r] != '\0' && (quoted || (!is_space(s[r]) && s[r] != '#'))) {
+			if (s[r] == '"')
+				quoted = !quoted;
+			else
+				s[w++] = s[r];
+			r++;
+		}
+		if (quoted)
+			return perr(p, "unterminated quote");
+		end = s[r];
+		s[w++] = '\0';
+		if (*argc < cap)
+			argv[*argc] = s + start;
+		(*argc)++;
+		if (end == '\0' || end == '#')
+			return 0;
+		r++;
+	}
+}
+
+static int
+run_line(struct config_parse *p, char *line)
+{
+	char *argv[CONFIG_MAX_ARGS + 1];
+	const struct config_keyword *kw = NULL;
+	unsigned nargs;
+	int argc;
+	size_t k;
+
+	if (split_line(p, line, argv, CONFIG_MAX_ARGS + 1, &argc) < 0)
+		return -1;
+	if (argc == 0)
+		return 0;
+	for (k = 0; k < NKEYWORDS; k++)
+		if (strcmp(argv[0], keywords[k].name) == 0) {
+			kw = &keywords[k];
+			break;
+		}
+	if (!kw)
+		return perr(p, "unknown directive '%s'", argv[0]);
+	nargs = (unsigned)argc - 1;
+	if (nargs < kw->min_args || nargs > kw->max_args) {
+		if (kw->min_args == kw->max_args)
+			return perr(p, "%s: expected %u argument%s, got %u", kw->name,
+				kw->min_args, kw->min_args == 1 ? "" : "s", nargs);
+		return perr(p, "%s: expected %u to %u arguments, got %u", kw->name,
+			kw->min_args, kw->max_args, nargs);
+	}
+	if (p->first[k] && !kw->repeatable)
+		return perr(p, "duplicate '%s', first at line %d", kw->name, p->first[k]);
+	p->kw = kw;
+	p->argc = argc - 1;
+	if (kw->set(p, argv + 1) < 0)
+		return -1;
+	if (!p->first[k])
+		p->first[k] = p->line;
+	return 0;
+}
+
+/* --- whole configs ------------------------------------------------------ */
+
+static struct config *
+config_alloc(const char *name)
+{
+	struct config *c = calloc(1, sizeof(*c));
+
+	if (!c)
+		return NULL;
+	c->users = auth_table_new();
+	if (!c->users) {
+		free(c);
+		return NULL;
+	}
+	c->refs = 1;
+	snprintf(c->name, sizeof(c->name), "%s", name);
+	/* Unset sentinels: config_fill_defaults replaces whatever is left. */
+	c->log_level = UNSET_LEVEL;
+	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
+		*field_u(c, timeouts[k].off) = UNSET_U;
+	c->shutdown_timeout = UNSET_U;
+	c->resolve_prefer = AF_UNSPEC;
+	c->dns_cache_size = UNSET_U;
+	c->dns_cache_max_ttl = UNSET_U;
+	/* nlisten, nmethods, nnameservers 0, log_syslog false (stderr) and
+	 * the port ranges 0,0 ("any") already mean unset. */
+	return c;
+}
+
+/* The one place defaults live (the man page and the example repeat them). */
+static void
+config_fill_defaults(struct config *c)
+{
+	if (c->nlisten == 0) {
+		if (net_parse_addr_port(CONFIG_DEFAULT_LISTEN, -1, &c->listen[0].addr) < 0)
+			abort(); /* the constant is a valid address */
+		c->listen[0].line = 0;
+		c->nlisten = 1;
+	}
+	if (c->nmethods == 0) {
+		c->methods[0] = SOCKS_METHOD_NONE;
+		c->nmethods = 1;
+	}
+	if (c->log_level == UNSET_LEVEL)
+		c->log_level = LOG_LVL_INFO;
+	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
+		if (field_get(c, timeouts[k].off) == UNSET_U)
+			*field_u(c, timeouts[k].off) = timeouts[k].def;
+	if (c->shutdown_timeout == UNSET_U)
+		c->shutdown_timeout = 10;
+	if (c->resolve_prefer == AF_UNSPEC)
+		c->resolve_prefer = AF_INET;
+	if (c->dns_cache_size == UNSET_U)
+		c->dns_cache_size = 10000;
+	if (c->dns_cache_max_ttl == UNSET_U)
+		c->dns_cache_max_ttl = 3600;
+	c->nplaintext_users = auth_table_plaintext_count(c->users);
+}
+
+/* Checks that need the whole file. */
+static int
+config_check(struct config_parse *p)
+{
+	struct config *c = p->c;
+
+	for (size_t i = 0; i < c->nmethods; i++)
+		if (c->methods[i] == SOCKS_METHOD_PASSWORD && auth_table_count(c->users) == 0) {
+			/* Reported at the auth line: that is what needs changing
+			 * (or users added anywhere in the file). */
+			p->line = p->auth_line;
+			return perr(p, "auth: method 'password' needs at least one user "
+				       "(user or users-file)");
+		}
+	return 0;
+}
+
+struct config *
+config_new_default(void)
+{
+	struct config *c = config_alloc("(built-in default)");
+
+	if (c)
+		config_fill_defaults(c);
+	return c;
+}
+
+int
+config_parse_string(const char *text, const char *name, struct config **out, char *err,
+	size_t errlen)
+{
+	int first[NKEYWORDS] = { 0 };
+	struct config_parse p;
+	char *buf = NULL, *line, *nl;
+	int ret = -1;
+
+	*out = NULL;
+	memset(&p, 0, sizeof(p));
+	p.name = name;
+	p.err = err;
+	p.errlen = errlen;
+	p.first = first;
+	p.c = config_alloc(name);
+	buf = strdup(text);
+	if (!p.c || !buf) {
+		snprintf(err, errlen, "%s: out of memory", name);
+		goto out;
+	}
+	for (line = buf; line; line = nl) {
+		nl = strchr(line, '\n');
+		if (nl)
+			*nl++ = '\0';
+		p.line++;
+		if (run_line(&p, line) < 0)
+			goto out;
+	}
+	if (config_check(&p) < 0)
+		goto out;
+	config_fill_defaults(p.c);
+	*out = p.c;
+	p.c = NULL;
+	ret = 0;
+out:
+	/* The text may hold plain-text secrets. */
+	if (buf) {
+		explicit_bzero(buf, strlen(text));
+		free(buf);
+	}
+	config_unref(p.c);
+	return ret;
+}
+
+int
+config_load_file(const char *path, struct config **out, char *err, size_t errlen)
+{
+	char *text = NULL;
+	size_t len = 0, cap = 0;
+	FILE *f;
+	int ret = -1, line = 1;
+
+	*out = NULL;
+	f = fopen(path, "re");
+	if (!f) {
+		snprintf(err, errlen, "%s: %s", path, strerror(errno));
+		return -1;
+	}
+	for (;;) {
+		size_t n;
+
+		if (cap - len < 4096) {
+			char *nt;
+			if (cap >= CONFIG_FILE_MAX) {
+				snprintf(err, errlen, "%s: file too large", path);
+				goto out;
+			}
+			nt = realloc(text, cap + 65536);
+			if (!nt) {
+				snprintf(err, errlen, "%s: out of memory", path);
+				goto out;
+			}
+			text = nt;
+			cap += 65536;
+		}
+		n = fread(text + len, 1, cap - len - 1, f);
+		len += n;
+		if (n == 0) {
+			if (ferror(f)) {
+				snprintf(err, errlen, "%s: %s", path, strerror(errno));
+				goto out;
+			}
+			break;
+		}
+	}
+	text[len] = '\0';
+	/* A NUL would silently end the text early. */
+	for (size_t i = 0; i < len; i++) {
+		if (text[i] == '\n')
+			line++;
+		else if (text[i] == '\0') {
+			snprintf(err, errlen, "%s:%d: NUL byte in line", path, line);
+			goto out;
+		}
+	}
+	ret = config_parse_string(text, path, out, err, errlen);
+out:
+	if (text) {
+		explicit_bzero(text, cap);
+		free(text);
+	}
+	fclose(f);
+	return ret;
+}
+
+struct config *
+config_ref(struct config *c)
+{
+	c->refs++;
+	return c;
+}
+
+void
+config_unref(struct config *c)
+{
+	if (!c || --c->refs > 0)
+		return;
+	auth_table_free(c->users);
+	free(c);
+}
+
+static void
+dump_port_range(FILE *out, const char *kw, uint16_t lo, uint16_t hi)
+{
+	if (lo == 0 && hi == 0)
+		fprintf(out, "# %s not set: any port\n", kw);
+	else
+		fprintf(out, "%s %u-%u\n", kw, lo, hi);
+}
+
+/* Keyword-table order; user secrets never appear, only how many users. */
+void
+config_dump(const struct config *c, FILE *out)
+{
+	char buf[NET_ADDRSTRLEN];
+	size_t nusers = auth_table_count(c->users);
+
+	fprintf(out, "# socks5d effective configuration\n");
+	for (size_t i = 0; i < c->nlisten; i++)
+		fprintf(out, "listen %s\n", net_addr_format(&c->listen[i].addr, buf, sizeof(buf)));
+	fprintf(out, "auth");
+	for (size_t i = 0; i < c->nmethods; i++)
+		fprintf(out, " %s", c->methods[i] == SOCKS_METHOD_PASSWORD ? "password" : "none");
+	fprintf(out, "\n");
+	fprintf(out, "# %zu user%s (%zu with a plain-text secret); secrets are not shown\n",
+		nusers, nusers == 1 ? "" : "s", c->nplaintext_users);
+	fprintf(out, "log %s\n", c->log_syslog ? "syslog" : "stderr");
+	fprintf(out, "log-level %s\n", level_words[c->log_level]);
+	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
+		fprintf(out, "timeout %s %u\n", timeouts[k].name,
+			field_get(c, timeouts[k].off));
+	fprintf(out, "shutdown-timeout %u\n", c->shutdown_timeout);
+	if (c->nnameservers == 0)
+		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
+	for (size_t i = 0; i < c->nnameservers; i++)
+		fprintf(out, "nameserver %s\n",
+			net_addr_format(&c->nameservers[i], buf, sizeof(buf)));
+	fprintf(out, "resolve-prefer %s\n", c->resolve_prefer == AF_INET6 ? "ipv6" : "ipv4");
+	fprintf(out, "dns-cache-size %u\n", c->dns_cache_size);
+	fprintf(out, "dns-cache-max-ttl %u\n", c->dns_cache_max_ttl);
+	dump_port_range(out, "udp-port-range", c->udp_port_lo, c->udp_port_hi);
+	dump_port_range(out, "bind-port-range", c->bind_port_lo, c->bind_port_hi);
+	if (!c->has_external4 && !c->has_external6)
+		fprintf(out, "# external not set: chosen by the kernel\n");
+	if (c->has_external4)
+		fprintf(out, "external %s\n", net_ip_format(&c->external4, buf, sizeof(buf)));
+	if (c->has_external6)
+		fprintf(out, "external %s\n", net_ip_format(&c->external6, buf, sizeof(buf)));
+}
+
+const char *const *
+config_keywords(void)
+{
+	static const char *names[NKEYWORDS + 1];
+
+	for (size_t k = 0; k < NKEYWORDS; k++)
+		names[k] = keywords[k].name;
+	names[NKEYWORDS] = NULL;
+	return names;
+}

@@ -1,0 +1,71 @@
+#!/bin/sh
+# docs_check.sh: the documentation agrees with the program. Lints both man
+# pages with mandoc (skipped when mandoc is not installed), checks that the
+# example config is valid with `socks5d -t`, and that -t rejects a bad file
+# with a FILE:LINE message and exit status 1.
+#
+# usage: sh tests/docs_check.sh path/to/socks5d
+# Prints one line per check and "N passed, M failed"; exits 1 on any failure.
+
+if [ $# -ne 1 ]; then
+	echo "usage: $0 path/to/socks5d" >&2
+	exit 2
+fi
+bin=$1
+case $bin in
+/*) ;;
+*) bin=$(pwd)/$bin ;;
+esac
+# Paths below are relative to the repository root.
+cd "$(dirname "$0")/.." || exit 2
+
+passed=0
+failed=0
+tmp=$(mktemp -d "${TMPDIR:-/tmp}/docs_check.XXXXXX") || exit 2
+trap 'rm -rf "$tmp"' EXIT INT TERM
+
+pass() {
+	echo "PASS $1"
+	passed=$((passed + 1))
+}
+
+fail() {
+	echo "FAIL $1"
+	[ -s "$tmp/out" ] && sed 's/^/    /' "$tmp/out"
+	failed=$((failed + 1))
+}
+
+if command -v mandoc >/dev/null 2>&1; then
+	for page in man/socks5d.8 man/socks5d.conf.5; do
+		if mandoc -Tlint -W warning "$page" >"$tmp/out" 2>&1; then
+			pass "mandoc -Tlint $page"
+		else
+			fail "mandoc -Tlint $page"
+		fi
+	done
+else
+	echo "SKIP mandoc -Tlint: mandoc not installed"
+fi
+
+if [ ! -x "$bin" ]; then
+	echo "FAIL $bin is not an executable"
+	failed=$((failed + 1))
+else
+	if "$bin" -t -f socks5d.conf.example >"$tmp/out" 2>&1; then
+		pass "socks5d -t -f socks5d.conf.example"
+	else
+		fail "socks5d -t -f socks5d.conf.example (exit $?)"
+	fi
+
+	printf 'log-level info\nbogus-directive 1\n' >"$tmp/bad.conf"
+	"$bin" -t -f "$tmp/bad.conf" >"$tmp/out" 2>&1
+	rc=$?
+	if [ $rc -eq 1 ] && grep -F -q "$tmp/bad.conf:2: unknown directive 'bogus-directive'" "$tmp/out"; then
+		pass "socks5d -t rejects a bad file with FILE:LINE and exit 1"
+	else
+		fail "socks5d -t rejects a bad file with FILE:LINE and exit 1 (exit $rc)"
+	fi
+fi
+
+echo "$passed passed, $failed failed"
+[ "$failed" -eq 0 ]
