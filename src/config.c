@@ -533,7 +533,10 @@ config_fill_defaults(struct config *c)
 		c->nlisten = 1;
 	}
 	if (c->nmethods == 0) {
-		c->methods[0] = SOCKS_METHOD_NONE;
+		/* Users defined but no auth line: the administrator meant
+		 * passwords; defaulting to none would make an open proxy. */
+		c->methods[0] = auth_table_count(c->users) ? SOCKS_METHOD_PASSWORD
+							   : SOCKS_METHOD_NONE;
 		c->nmethods = 1;
 	}
 	if (c->log_level == UNSET_LEVEL)

@@ -227,6 +227,11 @@ test_auth_methods_in_order(void **state)
 	struct config *c;
 
 	(void)state;
+	/* Users without an auth line mean passwords, never an open proxy. */
+	c = parse_ok("user alice pw\n");
+	assert_int_equal(c->nmethods, 1);
+	assert_int_equal(c->methods[0], SOCKS_METHOD_PASSWORD);
+	config_unref(c);
 	c = parse_ok("auth none\n");
 	assert_int_equal(c->nmethods, 1);
 	assert_int_equal(c->methods[0], SOCKS_METHOD_NONE);

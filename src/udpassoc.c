@@ -1,0 +1,678 @@
+/*
+ * udpassoc: the data path of one UDP ASSOCIATE (RFC 1928 §7). A relay socket
+ * faces the client and accepts datagrams only from the client's address;
+ * each datagram's header is parsed with proto and its DATA sent on from an
+ * outbound socket of the destination's family; whatever comes back to an
+ * outbound socket goes to the client with a header naming its source.
+ * Domain destinations go through the resolver with a small bounded queue.
+ * Nothing here blocks or buffers without bound: a datagram that cannot be
+ * sent now is dropped and counted. The TCP control connection (conn) owns
+ * the association and decides when it ends; access rules are conn's too.
+ */
+#include "udpassoc.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+#include "resolver.h"
+
+/* Largest header we put in front of a datagram for the client: an IPv6
+ * source (RSV RSV FRAG ATYP, 16 address bytes, PORT). */
+#define UDPASSOC_HEADROOM (3 + 1 + 16 + 2)
+/* Largest UDP payload the kernel can hand us (IPv6 without jumbograms
+ * carries up to 65527; IPv4 up to 65507). */
+#define UDPASSOC_DGRAM_MAX 65535
+/* Datagrams read per readiness event: level-triggered epoll calls again,
+ * and a busy association must not starve the others in the meantime. */
+#define UDPASSOC_BATCH 64
+/* Datagrams waiting for a name lookup, per association. */
+#define UDPASSOC_QUEUE_MAX 16
+#define UDPASSOC_QUEUE_BYTES (256u * 1024u)
+
+enum { UDPASSOC_OUT4, UDPASSOC_OUT6, UDPASSOC_NOUT };
+
+/* One datagram for a domain destination, waiting for its lookup. */
+struct udpassoc_pending {
+	struct udpassoc_pending *next; /* FIFO, arrival order */
+	struct udpassoc *u;
+	struct resolver_query *q;      /* NULL once answered */
+	bool answered;                 /* the callback ran */
+	bool resolved;                 /* ... with an address, in to */
+	union sockaddr_any to;         /* destination, port set */
+	struct socks_addr dst;         /* DST.ADDR (a name) and DST.PORT */
+	size_t len;                    /* DATA bytes */
+	uint8_t data[];
+};
+
+struct udpassoc {
+	struct loop *loop;
+	struct resolver *resolver;
+	udpassoc_end_cb end;
+	void *arg;
+
+	struct watcher relay_w;                  /* relay socket, faces the client */
+	struct watcher out_w[UDPASSOC_NOUT];     /* outbound sockets, fd -1 until first use */
+	union sockaddr_any ext[UDPASSOC_NOUT];   /* outbound source; AF_UNSPEC = wildcard */
+	union sockaddr_any bnd;                  /* relay socket's address (announced) */
+
+	union sockaddr_any client;   /* client's IP (unmapped); port valid once pinned */
+	bool port_pinned;            /* client's UDP port known (request or first datagram) */
+	bool addr_mismatch;          /* request named another IP: nothing matches */
+	union sockaddr_any client_ep; /* client endpoint as recvfrom saw it (for sendto) */
+	bool have_ep;                /* client_ep is valid */
+
+	struct timer idle_timer;
+	unsigned idle_ms;            /* 0: no idle timeout */
+	uint64_t last_active_ms;     /* loop_now of the last relayed datagram */
+
+	struct udpassoc_pending *qhead; /* domain datagrams awaiting lookups */
+	size_t qcount, qbytes;
+
+	struct udpassoc_stats stats;
+	struct release release;
+	bool ended;                  /* sockets closed, lookups cancelled */
+	bool dead;                   /* udpassoc_stop ran; freed after the batch */
+};
+
+/* Shared by every association on the loop's thread: received datagrams are
+ * handled (sent on or dropped) before the next receive. The headroom lets a
+ * downstream datagram get its header written in front without a copy. */
+static uint8_t udpassoc_scratch[UDPASSOC_HEADROOM + UDPASSOC_DGRAM_MAX];
+
+static void
+udpassoc_close_watcher(struct loop *loop, struct watcher *w)
+{
+	if (w->fd < 0)
+		return;
+	loop_unwatch(loop, w);
+	close(w->fd);
+	w->fd = -1;
+}
+
+/* Closes sockets, cancels lookups, frees the queue. Idempotent. */
+static void
+udpassoc_shutdown(struct udpassoc *u, const char *why)
+{
+	struct udpassoc_pending *e;
+
+	if (u->ended)
+		return;
+	u->ended = true;
+	timer_stop(u->loop, &u->idle_timer);
+	udpassoc_close_watcher(u->loop, &u->relay_w);
+	for (int i = 0; i < UDPASSOC_NOUT; i++)
+		udpassoc_close_watcher(u->loop, &u->out_w[i]);
+	while ((e = u->qhead) != NULL) {
+		u->qhead = e->next;
+		if (e->q)
+			resolver_cancel(e->q);
+		free(e);
+	}
+	u->qcount = 0;
+	u->qbytes = 0;
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		char b[NET_ADDRSTRLEN];
+		const struct udpassoc_stats *s = &u->stats;
+
+		log_debug("udp assoc bnd=%s end=\"%s\" up=%llu/%llu down=%llu/%llu "
+			  "drop_frag=%llu drop_malformed=%llu drop_foreign=%llu "
+			  "drop_blocked=%llu drop_queue=%llu drop_unresolved=%llu",
+			net_addr_format(&u->bnd, b, sizeof(b)), why,
+			(unsigned long long)s->dgrams_up, (unsigned long long)s->bytes_up,
+			(unsigned long long)s->dgrams_down, (unsigned long long)s->bytes_down,
+			(unsigned long long)s->dropped_frag,
+			(unsigned long long)s->dropped_malformed,
+			(unsigned long long)s->dropped_foreign,
+			(unsigned long long)s->dropped_blocked,
+			(unsigned long long)s->dropped_queue,
+			(unsigned long long)s->dropped_unresolved);
+	}
+}
+
+/* The association ends by itself: close everything, then tell the owner,
+ * who calls udpassoc_stop (perhaps from inside end). Callers return at once. */
+static void
+udpassoc_finish(struct udpassoc *u, const char *why)
+{
+	udpassoc_shutdown(u, why);
+	u->end(why, u->arg);
+}
+
+/* Errors a UDP socket may report for an earlier datagram (ICMP): they say
+ * nothing about the socket itself, so reading goes on. */
+static bool
+udpassoc_transient(int err)
+{
+	switch (err) {
+	case EINTR:
+	case ECONNREFUSED:
+	case EHOSTUNREACH:
+	case ENETUNREACH:
+	case EHOSTDOWN:
+	case ENETDOWN:
+	case EMSGSIZE:
+	case ENOBUFS:
+	case ENOMEM:
+		return true;
+	default:
+		return false;
+	}
+}
+
+/* Sends one datagram without ever waiting: a full socket buffer drops it
+ * (UDP may lose datagrams; queueing here would be unbounded). Returns true
+ * when it went out. */
+static bool
+udpassoc_sendto(struct udpassoc *u, int fd, const uint8_t *p, size_t len,
+	const union sockaddr_any *to)
+{
+	ssize_t n;
+
+	do {
+		n = sendto(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->sa, net_addr_len(to));
+	} while (n < 0 && errno == EINTR);
+	if (n >= 0)
+		return true;
+	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
+		u->stats.dropped_blocked++;
+	} else if (log_enabled(LOG_LVL_DEBUG)) {
+		char b[NET_ADDRSTRLEN], t[NET_ADDRSTRLEN];
+		int saved = errno;
+
+		log_debug("udp assoc bnd=%s: sendto %s (%zu bytes): %s",
+			net_addr_format(&u->bnd, b, sizeof(b)),
+			net_addr_format(to, t, sizeof(t)), len, strerror(saved));
+	}
+	return false;
+}
+
+static void udpassoc_on_out4(struct loop *loop, unsigned events, void *arg);
+static void udpassoc_on_out6(struct loop *loop, unsigned events, void *arg);
+
+/* Opens the outbound socket of one family on first use: an unconnected
+ * socket reaches every destination of that family, so an IPv4 client can
+ * reach IPv6 destinations and the other way round. */
+static int
+udpassoc_open_out(struct udpassoc *u, int which)
+{
+	union sockaddr_any a;
+	int fd, saved;
+
+	if (u->ext[which].sa.sa_family != AF_UNSPEC) {
+		a = u->ext[which];
+	} else {
+		memset(&a, 0, sizeof(a));
+		a.sa.sa_family = which == UDPASSOC_OUT6 ? AF_INET6 : AF_INET;
+	}
+	fd = net_udp_socket(&a, 0, 0);
+	if (fd < 0)
+		return -1;
+	watcher_init(&u->out_w[which], fd,
+		which == UDPASSOC_OUT6 ? udpassoc_on_out6 : udpassoc_on_out4, u);
+	if (loop_watch(u->loop, &u->out_w[which], LOOP_READ) < 0) {
+		saved = errno;
+		close(fd);
+		u->out_w[which].fd = -1;
+		errno = saved;
+		return -1;
+	}
+	return 0;
+}
+
+/* DATA to an IP destination (unmapped, port set). */
+static void
+udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to,
+	const uint8_t *p, size_t len)
+{
+	int which = to->sa.sa_family == AF_INET6 ? UDPASSOC_OUT6 : UDPASSOC_OUT4;
+
+	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
+		char b[NET_ADDRSTRLEN];
+
+		log_warn("udp assoc bnd=%s: outbound %s socket",
+			net_addr_format(&u->bnd, b, sizeof(b)),
+			which == UDPASSOC_OUT6 ? "IPv6" : "IPv4");
+		return;
+	}
+	if (udpassoc_sendto(u, u->out_w[which].fd, p, len, to)) {
+		u->stats.dgrams_up++;
+		u->stats.bytes_up += len;
+	}
+}
+
+/* Another datagram for the same name still waits for its answer: sending
+ * this one first would reorder the flow. */
+static bool
+udpassoc_name_blocked(const struct udpassoc *u, const struct udpassoc_pending *e)
+{
+	for (const struct udpassoc_pending *x = u->qhead; x != e; x = x->next)
+		if (!x->answered && strcasecmp(x->dst.name, e->dst.name) == 0)
+			return true;
+	return false;
+}
+
+/* Sends (or drops) every answered datagram that nothing earlier for the
+ * same name holds back. Lookups of different names do not wait for each
+ * other; datagrams to one name leave in arrival order even if the resolver
+ * answers out of order. The queue is at most UDPASSOC_QUEUE_MAX long. */
+static void
+udpassoc_flush(struct udpassoc *u)
+{
+	struct udpassoc_pending **pp = &u->qhead, *e;
+
+	while ((e = *pp) != NULL) {
+		if (!e->answered || udpassoc_name_blocked(u, e)) {
+			pp = &e->next;
+			continue;
+		}
+		*pp = e->next;
+		u->qcount--;
+		u->qbytes -= e->len;
+		if (e->resolved)
+			udpassoc_send_out(u, &e->to, e->data, e->len);
+		else
+			u->stats.dropped_unresolved++;
+		free(e);
+	}
+}
+
+static void
+udpassoc_on_resolved(const struct resolver_result *res, void *arg)
+{
+	struct udpassoc_pending *e = arg;
+	struct udpassoc *u = e->u;
+
+	e->q = NULL;
+	e->answered = true;
+	if (res->status == RESOLVER_OK && res->naddrs > 0) {
+		/* The first address is the resolver's preferred family. */
+		e->to = res->addrs[0];
+		net_addr_unmap(&e->to);
+		net_addr_set_port(&e->to, e->dst.port);
+		e->resolved = true;
+	} else if (log_enabled(LOG_LVL_DEBUG)) {
+		char b[NET_ADDRSTRLEN], d[PROTO_UDP_HEADER_MAX * 4];
+
+		/* proto_addr_format escapes the peer-chosen name for the log. */
+		proto_addr_format(&e->dst, d, sizeof(d));
+		log_debug("udp assoc bnd=%s: %s: %s", net_addr_format(&u->bnd, b, sizeof(b)),
+			d, resolver_status_str(res->status));
+	}
+	udpassoc_flush(u);
+}
+
+/* A datagram for a domain destination waits for its lookup in a queue
+ * bounded by count and bytes; beyond that it is dropped like any datagram
+ * the relay cannot take now. */
+static void
+udpassoc_enqueue(struct udpassoc *u, const struct socks_addr *dst,
+	const uint8_t *p, size_t len)
+{
+	struct udpassoc_pending *e, **tail;
+
+	if (u->qcount >= UDPASSOC_QUEUE_MAX || u->qbytes + len > UDPASSOC_QUEUE_BYTES) {
+		u->stats.dropped_queue++;
+		return;
+	}
+	if (!u->resolver) {
+		u->stats.dropped_unresolved++;
+		return;
+	}
+	e = malloc(sizeof(*e) + len);
+	if (!e) {
+		u->stats.dropped_queue++;
+		return;
+	}
+	memset(e, 0, sizeof(*e));
+	e->u = u;
+	/* proto NUL-terminates the name: it can go to the resolver as is. */
+	e->dst = *dst;
+	e->len = len;
+	memcpy(e->data, p, len);
+	e->q = resolver_start(u->resolver, e->dst.name, udpassoc_on_resolved, e);
+	if (!e->q) {
+		free(e);
+		u->stats.dropped_unresolved++;
+		return;
+	}
+	for (tail = &u->qhead; *tail; tail = &(*tail)->next)
+		;
+	*tail = e;
+	u->qcount++;
+	u->qbytes += len;
+}
+
+/* Whether a datagram from src (unmapped) is the client's. */
+static bool
+udpassoc_from_client(const struct udpassoc *u, const union sockaddr_any *src)
+{
+	if (u->addr_mismatch || !net_addr_ip_equal(src, &u->client))
+		return false;
+	return !u->port_pinned || net_addr_port(src) == net_addr_port(&u->client);
+}
+
+/* One datagram arrived on the relay socket: RFC 1928 §7 header, then DATA
+ * to DST.ADDR:DST.PORT. */
+static void
+udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
+	const uint8_t *p, size_t len)
+{
+	struct proto_udp_header h;
+	union sockaddr_any src = *from, to;
+	socklen_t tolen;
+	const uint8_t *data;
+	size_t dlen;
+
+	net_addr_unmap(&src);
+	if (!udpassoc_from_client(u, &src)) {
+		u->stats.dropped_foreign++;
+		return;
+	}
+	if (proto_parse_udp_header(p, len, &h) != PROTO_OK || h.dst.port == 0) {
+		u->stats.dropped_malformed++;
+		return;
+	}
+	/* RFC 1928 §7: an implementation that does not support fragmentation
+	 * MUST drop any datagram whose FRAG field is other than X'00'. */
+	if (h.frag != 0) {
+		u->stats.dropped_frag++;
+		return;
+	}
+	if (!u->port_pinned) {
+		/* The first well-formed datagram from the client's IP fixes its
+		 * port (the request said 0: it did not know it yet); garbage
+		 * from another socket on that host cannot take the slot. */
+		net_addr_set_port(&u->client, net_addr_port(&src));
+		u->port_pinned = true;
+		if (log_enabled(LOG_LVL_DEBUG)) {
+			char b[NET_ADDRSTRLEN], c[NET_ADDRSTRLEN];
+			log_debug("udp assoc bnd=%s client=%s pinned",
+				net_addr_format(&u->bnd, b, sizeof(b)),
+				net_addr_format(&src, c, sizeof(c)));
+		}
+	}
+	if (!u->have_ep) {
+		u->client_ep = *from;
+		u->have_ep = true;
+	}
+	u->last_active_ms = loop_now(u->loop);
+	data = p + h.header_len;
+	dlen = len - h.header_len;
+	if (h.dst.atyp == SOCKS_ATYP_DOMAIN) {
+		udpassoc_enqueue(u, &h.dst, data, dlen);
+		return;
+	}
+	if (proto_addr_to_sockaddr(&h.dst, &to.ss, &tolen) < 0) {
+		u->stats.dropped_malformed++;
+		return;
+	}
+	net_addr_unmap(&to);
+	udpassoc_send_out(u, &to, data, dlen);
+}
+
+static void
+udpassoc_on_relay(struct loop *loop, unsigned events, void *arg)
+{
+	struct udpassoc *u = arg;
+	uint8_t *p = udpassoc_scratch + UDPASSOC_HEADROOM;
+
+	(void)loop;
+	(void)events;
+	/* u->ended: stopped earlier in this batch (memory still valid until the
+	 * release list runs), or ended by the datagram just handled. */
+	for (int i = 0; i < UDPASSOC_BATCH && !u->ended; i++) {
+		union sockaddr_any from;
+		socklen_t flen = sizeof(from);
+		ssize_t n;
+
+		memset(&from, 0, sizeof(from));
+		n = recvfrom(u->relay_w.fd, p, UDPASSOC_DGRAM_MAX, MSG_TRUNC, &from.sa, &flen);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (udpassoc_transient(errno))
+				continue;
+			log_warn("udp assoc relay socket");
+			udpassoc_finish(u, "udp relay socket error");
+			return;
+		}
+		if ((size_t)n > UDPASSOC_DGRAM_MAX) {
+			u->stats.dropped_malformed++;
+			continue;
+		}
+		udpassoc_up(u, &from, p, (size_t)n);
+	}
+}
+
+/* Datagrams from any source to an outbound socket go back to the client,
+ * each behind a header naming that source (RFC 1928 §7). */
+static void
+udpassoc_on_out(struct udpassoc *u, int which)
+{
+	uint8_t *p = udpassoc_scratch + UDPASSOC_HEADROOM;
+
+	for (int i = 0; i < UDPASSOC_BATCH && !u->ended; i++) {
+		uint8_t hdr[PROTO_UDP_HEADER_MAX];
+		union sockaddr_any from;
+		socklen_t flen = sizeof(from);
+		size_t hlen;
+		ssize_t n;
+
+		memset(&from, 0, sizeof(from));
+		n = recvfrom(u->out_w[which].fd, p, UDPASSOC_DGRAM_MAX, MSG_TRUNC,
+			&from.sa, &flen);
+		if (n < 0) {
+			if (errno == EAGAIN || errno == EWOULDBLOCK)
+				return;
+			if (udpassoc_transient(errno))
+				continue;
+			log_warn("udp assoc outbound socket");
+			udpassoc_finish(u, "udp outbound socket error");
+			return;
+		}
+		/* Nobody to deliver to yet, or a datagram we could not hold. */
+		if (!u->have_ep || (size_t)n > UDPASSOC_DGRAM_MAX)
+			continue;
+		net_addr_unmap(&from);
+		hlen = proto_encode_udp_header(hdr, &from.sa);
+		memcpy(p - hlen, hdr, hlen);
+		if (udpassoc_sendto(u, u->relay_w.fd, p - hlen, hlen + (size_t)n,
+			    &u->client_ep)) {
+			u->stats.dgrams_down++;
+			u->stats.bytes_down += (uint64_t)n;
+			u->last_active_ms = loop_now(u->loop);
+		}
+	}
+}
+
+static void
+udpassoc_on_out4(struct loop *loop, unsigned events, void *arg)
+{
+	struct udpassoc *u = arg;
+
+	(void)loop;
+	(void)events;
+	if (!u->ended)
+		udpassoc_on_out(u, UDPASSOC_OUT4);
+}
+
+static void
+udpassoc_on_out6(struct loop *loop, unsigned events, void *arg)
+{
+	struct udpassoc *u = arg;
+
+	(void)loop;
+	(void)events;
+	if (!u->ended)
+		udpassoc_on_out(u, UDPASSOC_OUT6);
+}
+
+/* Not re-armed per datagram (a heap operation each time): it checks the last
+ * activity when it fires and sleeps for the remainder. */
+static void
+udpassoc_on_idle(struct loop *loop, void *arg)
+{
+	struct udpassoc *u = arg;
+	uint64_t idle_for = loop_now(loop) - u->last_active_ms;
+
+	if (u->ended)
+		return;
+	if (idle_for >= u->idle_ms) {
+		udpassoc_finish(u, "udp idle timeout");
+		return;
+	}
+	timer_start(loop, &u->idle_timer, u->idle_ms - idle_for);
+}
+
+/* RFC 1928 §7: DST.ADDR/DST.PORT of the request are where the client will
+ * send from. A port pins the client's port at once. An address must be the
+ * control connection's own peer (a client cannot hand its association to
+ * another host); any other address leaves nothing that can match. A domain
+ * name there cannot be checked without a lookup and is ignored. */
+static void
+udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
+{
+	union sockaddr_any ra;
+	socklen_t ralen;
+
+	if (!req)
+		return;
+	if (req->port != 0) {
+		net_addr_set_port(&u->client, req->port);
+		u->port_pinned = true;
+	}
+	if ((req->atyp != SOCKS_ATYP_IPV4 && req->atyp != SOCKS_ATYP_IPV6) ||
+	    proto_addr_is_unspecified(req))
+		return;
+	if (proto_addr_to_sockaddr(req, &ra.ss, &ralen) < 0)
+		return;
+	net_addr_unmap(&ra);
+	if (!net_addr_ip_equal(&ra, &u->client))
+		u->addr_mismatch = true;
+}
+
+static bool
+udpassoc_ip_unspecified(const union sockaddr_any *a)
+{
+	if (a->sa.sa_family == AF_INET)
+		return a->sin.sin_addr.s_addr == htonl(INADDR_ANY);
+	return IN6_IS_ADDR_UNSPECIFIED(&a->sin6.sin6_addr);
+}
+
+static void
+udpassoc_free(void *arg)
+{
+	free(arg);
+}
+
+struct udpassoc *
+udpassoc_start(struct loop *loop, struct resolver *resolver,
+	const struct udpassoc_options *opt, const union sockaddr_any *client_ip,
+	const union sockaddr_any *tcp_local, const struct socks_addr *req,
+	union sockaddr_any *bnd, udpassoc_end_cb end, void *arg)
+{
+	static const struct udpassoc_options no_opt;
+	union sockaddr_any local = *tcp_local;
+	struct udpassoc *u;
+	int fd = -1, saved;
+
+	if (!opt)
+		opt = &no_opt;
+	/* The relay lives on the IP the client reached us on, in its plain
+	 * family: a v4-mapped control connection gets an IPv4 relay. */
+	net_addr_unmap(&local);
+	if (local.sa.sa_family != AF_INET && local.sa.sa_family != AF_INET6) {
+		errno = EAFNOSUPPORT;
+		return NULL;
+	}
+	/* BND.ADDR must be an address the client can send to (never the
+	 * wildcard), and an accepted socket's local address always is. */
+	if (udpassoc_ip_unspecified(&local)) {
+		errno = EADDRNOTAVAIL;
+		return NULL;
+	}
+	u = calloc(1, sizeof(*u));
+	if (!u)
+		return NULL;
+	u->loop = loop;
+	u->resolver = resolver;
+	u->end = end;
+	u->arg = arg;
+	u->idle_ms = opt->idle_ms;
+	u->last_active_ms = loop_now(loop);
+	watcher_init(&u->relay_w, -1, udpassoc_on_relay, u);
+	for (int i = 0; i < UDPASSOC_NOUT; i++)
+		watcher_init(&u->out_w[i], -1, NULL, u);
+	timer_init(&u->idle_timer, udpassoc_on_idle, u);
+	if (opt->external4) {
+		u->ext[UDPASSOC_OUT4] = *opt->external4;
+		net_addr_unmap(&u->ext[UDPASSOC_OUT4]);
+	}
+	if (opt->external6)
+		u->ext[UDPASSOC_OUT6] = *opt->external6;
+	/* A source of the wrong family cannot be used for that family. */
+	if (u->ext[UDPASSOC_OUT4].sa.sa_family != AF_INET)
+		u->ext[UDPASSOC_OUT4].sa.sa_family = AF_UNSPEC;
+	if (u->ext[UDPASSOC_OUT6].sa.sa_family != AF_INET6)
+		u->ext[UDPASSOC_OUT6].sa.sa_family = AF_UNSPEC;
+
+	u->client = *client_ip;
+	net_addr_unmap(&u->client);
+	net_addr_set_port(&u->client, 0);
+	udpassoc_apply_request(u, req);
+
+	fd = net_udp_socket(&local, opt->port_lo, opt->port_hi);
+	if (fd < 0)
+		goto fail;
+	if (net_local_addr(fd, &u->bnd) < 0)
+		goto fail;
+	watcher_init(&u->relay_w, fd, udpassoc_on_relay, u);
+	if (loop_watch(loop, &u->relay_w, LOOP_READ) < 0)
+		goto fail;
+	if (u->idle_ms)
+		timer_start(loop, &u->idle_timer, u->idle_ms);
+	*bnd = u->bnd;
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		char b[NET_ADDRSTRLEN], c[NET_ADDRSTRLEN];
+		log_debug("udp assoc bnd=%s client=%s%s%s", net_addr_format(&u->bnd, b, sizeof(b)),
+			u->port_pinned ? net_addr_format(&u->client, c, sizeof(c))
+				       : net_ip_format(&u->client, c, sizeof(c)),
+			u->port_pinned ? "" : " port=first",
+			u->addr_mismatch ? " (request names another address: nothing will match)"
+					 : "");
+	}
+	return u;
+fail:
+	saved = errno;
+	if (fd >= 0)
+		close(fd);
+	free(u);
+	errno = saved;
+	return NULL;
+}
+
+void
+udpassoc_stop(struct udpassoc *u)
+{
+	if (!u || u->dead)
+		return;
+	udpassoc_shutdown(u, "stopped");
+	u->dead = true;
+	/* An event for one of our sockets may still wait in this batch; the
+	 * memory outlives it (the loop skips unregistered watchers). */
+	loop_release(u->loop, &u->release, udpassoc_free, u);
+}
+
+const struct udpassoc_stats *
+udpassoc_get_stats(const struct udpassoc *u)
+{
+	return &u->stats;
+}

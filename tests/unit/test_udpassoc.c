@@ -1,0 +1,1126 @@
+/*
+ * test_udpassoc: UDP ASSOCIATE (RFC 1928 §7) against a real loop and real
+ * loopback sockets. Echo servers on 127.0.0.1 and ::1 live in the same loop;
+ * clients are plain sockets of the test. Every loop_run is bounded by a
+ * guard timer, so a lost datagram fails a test instead of hanging it. The
+ * resolver is given a nameserver that never answers: names come from
+ * /etc/hosts ("localhost"), are rejected outright, or stay pending.
+ */
+#include <arpa/inet.h>
+#include <errno.h>
+#include <setjmp.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cmocka.h>
+
+#include "log.h"
+#include "loop.h"
+#include "net.h"
+#include "proto.h"
+#include "resolver.h"
+#include "udpassoc.h"
+
+#define GUARD_MS 5000
+#define QUIET_MS 100 /* how long "nothing arrives" is watched for */
+
+/* A UDP echo server inside the loop. */
+struct echo {
+	int fd;
+	struct watcher w;
+	union sockaddr_any addr;
+	unsigned count;               /* datagrams echoed */
+	union sockaddr_any last_from; /* where the last one came from */
+};
+
+struct fx {
+	struct loop *loop;
+	struct resolver *resolver;
+	int ns_fd;                    /* a nameserver that never answers */
+	union sockaddr_any ns_addr;
+	struct echo echo4, echo6;
+	struct timer guard, poll;
+	bool (*pred)(struct fx *);
+	bool timed_out;
+	int poll_fd;                  /* for pred_readable */
+	unsigned ends;                /* end() calls */
+	const char *end_why;
+	uint64_t end_at;
+	struct udpassoc *stop_in_end; /* stopped from inside end() */
+};
+
+static uint8_t rxbuf[70000];
+
+/* --- helpers ------------------------------------------------------------- */
+
+static void
+on_echo(struct loop *loop, unsigned events, void *arg)
+{
+	struct echo *e = arg;
+	static uint8_t b[70000];
+
+	(void)loop;
+	(void)events;
+	for (;;) {
+		union sockaddr_any from;
+		socklen_t flen = sizeof(from);
+		ssize_t n = recvfrom(e->fd, b, sizeof(b), 0, &from.sa, &flen);
+		if (n < 0)
+			return;
+		e->count++;
+		e->last_from = from;
+		assert_int_equal(sendto(e->fd, b, (size_t)n, 0, &from.sa, flen), n);
+	}
+}
+
+static int
+udp_bound(const char *ip, uint16_t port, union sockaddr_any *out)
+{
+	union sockaddr_any a;
+	int fd;
+
+	assert_int_equal(net_parse_addr(ip, port, &a), 0);
+	/* A range of one port asks for exactly that port. */
+	fd = net_udp_socket(&a, port, port);
+	if (fd >= 0 && out)
+		assert_int_equal(net_local_addr(fd, out), 0);
+	return fd;
+}
+
+static void
+echo_open(struct fx *f, struct echo *e, const char *ip)
+{
+	memset(e, 0, sizeof(*e));
+	e->fd = udp_bound(ip, 0, &e->addr);
+	assert_true(e->fd >= 0);
+	watcher_init(&e->w, e->fd, on_echo, e);
+	assert_int_equal(loop_watch(f->loop, &e->w, LOOP_READ), 0);
+}
+
+static void
+echo_close(struct fx *f, struct echo *e)
+{
+	loop_unwatch(f->loop, &e->w);
+	close(e->fd);
+}
+
+static void
+on_guard(struct loop *loop, void *arg)
+{
+	struct fx *f = arg;
+
+	f->timed_out = true;
+	loop_stop(loop);
+}
+
+static void
+on_poll(struct loop *loop, void *arg)
+{
+	struct fx *f = arg;
+
+	if (f->pred && f->pred(f)) {
+		loop_stop(loop);
+		return;
+	}
+	timer_start(loop, &f->poll, 1);
+}
+
+/* Runs the loop until pred holds (true) or ms pass (false). */
+static bool
+run_until(struct fx *f, bool (*pred)(struct fx *), unsigned ms)
+{
+	f->pred = pred;
+	f->timed_out = false;
+	timer_start(f->loop, &f->guard, ms);
+	timer_start(f->loop, &f->poll, 0);
+	assert_int_equal(loop_run(f->loop), 0);
+	timer_stop(f->loop, &f->guard);
+	timer_stop(f->loop, &f->poll);
+	f->pred = NULL;
+	return !f->timed_out;
+}
+
+static void
+run_for(struct fx *f, unsigned ms)
+{
+	(void)run_until(f, NULL, ms);
+}
+
+static bool
+pred_readable(struct fx *f)
+{
+	uint8_t c;
+	return recv(f->poll_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
+}
+
+static bool
+pred_ended(struct fx *f)
+{
+	return f->ends > 0;
+}
+
+/* Waits (bounded) for one datagram on fd. Returns its length, -1 if none. */
+static ssize_t
+wait_dgram(struct fx *f, int fd, unsigned ms)
+{
+	f->poll_fd = fd;
+	if (!run_until(f, pred_readable, ms))
+		return -1;
+	return recv(fd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT);
+}
+
+/* Asserts that nothing arrives on fd for QUIET_MS. */
+static void
+expect_quiet(struct fx *f, int fd)
+{
+	assert_int_equal(wait_dgram(f, fd, QUIET_MS), -1);
+}
+
+/* RSV RSV FRAG ATYP DST.ADDR DST.PORT DATA (RFC 1928 §7). */
+static size_t
+build_dgram(uint8_t *out, size_t cap, uint8_t frag, const struct socks_addr *dst,
+	const void *data, size_t len)
+{
+	size_t n;
+
+	assert_true(cap >= 3);
+	out[0] = 0;
+	out[1] = 0;
+	out[2] = frag;
+	n = proto_encode_addr(out + 3, cap - 3, dst);
+	assert_true(n > 0);
+	assert_true(3 + n + len <= cap);
+	memcpy(out + 3 + n, data, len);
+	return 3 + n + len;
+}
+
+static struct socks_addr
+sa_of(const union sockaddr_any *a)
+{
+	struct socks_addr s;
+
+	proto_addr_from_sockaddr(&s, &a->sa);
+	return s;
+}
+
+static struct socks_addr
+sa_domain(const char *name, uint16_t port)
+{
+	struct socks_addr s;
+
+	memset(&s, 0, sizeof(s));
+	s.atyp = SOCKS_ATYP_DOMAIN;
+	s.name_len = (uint8_t)strlen(name);
+	memcpy(s.name, name, s.name_len);
+	s.port = port;
+	return s;
+}
+
+static void
+send_dgram(int fd, const union sockaddr_any *to, uint8_t frag,
+	const struct socks_addr *dst, const void *data, size_t len)
+{
+	static uint8_t b[70000];
+	size_t n = build_dgram(b, sizeof(b), frag, dst, data, len);
+
+	assert_int_equal(sendto(fd, b, n, 0, &to->sa, net_addr_len(to)), (ssize_t)n);
+}
+
+static void
+send_raw(int fd, const union sockaddr_any *to, const void *p, size_t len)
+{
+	assert_int_equal(sendto(fd, p, len, 0, &to->sa, net_addr_len(to)), (ssize_t)len);
+}
+
+/* The exact bytes a reply from src carrying data must have. */
+static void
+assert_reply(const uint8_t *got, ssize_t got_len, const union sockaddr_any *src,
+	const void *data, size_t len)
+{
+	uint8_t want[PROTO_UDP_HEADER_MAX + 64];
+	size_t h;
+
+	assert_true(len <= 64);
+	h = proto_encode_udp_header(want, &src->sa);
+	memcpy(want + h, data, len);
+	assert_int_equal(got_len, (ssize_t)(h + len));
+	assert_memory_equal(got, want, h + len);
+}
+
+static void
+on_end(const char *why, void *arg)
+{
+	struct fx *f = arg;
+
+	f->ends++;
+	f->end_why = why;
+	f->end_at = loop_now(f->loop);
+	if (f->stop_in_end) {
+		udpassoc_stop(f->stop_in_end);
+		f->stop_in_end = NULL;
+	}
+}
+
+/* An association for a client at client_ip whose control connection came in
+ * on local_ip. req NULL means 0.0.0.0:0. */
+static struct udpassoc *
+assoc(struct fx *f, const char *client_ip, const char *local_ip,
+	const struct socks_addr *req, const struct udpassoc_options *opt,
+	union sockaddr_any *bnd)
+{
+	union sockaddr_any cip, lip;
+	struct socks_addr zero;
+	struct udpassoc *u;
+
+	memset(&zero, 0, sizeof(zero));
+	zero.atyp = SOCKS_ATYP_IPV4;
+	assert_int_equal(net_parse_addr(client_ip, 40000, &cip), 0);
+	assert_int_equal(net_parse_addr(local_ip, 1080, &lip), 0);
+	u = udpassoc_start(f->loop, f->resolver, opt, &cip, &lip, req ? req : &zero, bnd,
+		on_end, f);
+	assert_non_null(u);
+	return u;
+}
+
+static int
+setup(void **state)
+{
+	struct fx *f = calloc(1, sizeof(*f));
+	struct resolver_options ro;
+
+	assert_non_null(f);
+	log_init(getenv("TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
+	f->loop = loop_new();
+	assert_non_null(f->loop);
+	timer_init(&f->guard, on_guard, f);
+	timer_init(&f->poll, on_poll, f);
+	f->ns_fd = udp_bound("127.0.0.1", 0, &f->ns_addr);
+	assert_true(f->ns_fd >= 0);
+	memset(&ro, 0, sizeof(ro));
+	ro.nameservers = &f->ns_addr;
+	ro.nnameservers = 1;
+	ro.prefer_family = AF_INET;
+	ro.cache_size = 16;
+	ro.cache_max_ttl = 60;
+	f->resolver = resolver_new(f->loop, &ro);
+	assert_non_null(f->resolver);
+	echo_open(f, &f->echo4, "127.0.0.1");
+	echo_open(f, &f->echo6, "::1");
+	*state = f;
+	return 0;
+}
+
+static int
+teardown(void **state)
+{
+	struct fx *f = *state;
+
+	echo_close(f, &f->echo4);
+	echo_close(f, &f->echo6);
+	resolver_free(f->resolver);
+	close(f->ns_fd);
+	loop_free(f->loop);
+	free(f);
+	return 0;
+}
+
+/* --- tests --------------------------------------------------------------- */
+
+static void
+test_bnd_is_control_ip_and_relay_port(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd, want;
+	struct udpassoc *u4, *u6;
+	int fd;
+
+	u4 = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	assert_int_equal(net_parse_addr("127.0.0.1", 0, &want), 0);
+	assert_true(net_addr_ip_equal(&bnd, &want));
+	assert_int_not_equal(net_addr_port(&bnd), 0);
+	/* The port really is ours: binding it again fails. */
+	fd = udp_bound("127.0.0.1", net_addr_port(&bnd), NULL);
+	assert_int_equal(fd, -1);
+	udpassoc_stop(u4);
+
+	u6 = assoc(f, "::1", "::1", NULL, NULL, &bnd);
+	assert_int_equal(net_parse_addr("::1", 0, &want), 0);
+	assert_true(net_addr_ip_equal(&bnd, &want));
+	assert_int_not_equal(net_addr_port(&bnd), 0);
+	udpassoc_stop(u6);
+
+	/* A control connection on a v4-mapped address gets an IPv4 relay. */
+	u4 = assoc(f, "::ffff:127.0.0.1", "::ffff:127.0.0.1", NULL, NULL, &bnd);
+	assert_int_equal(bnd.sa.sa_family, AF_INET);
+	udpassoc_stop(u4);
+	run_for(f, 1);
+}
+
+static void
+test_bnd_port_from_range(void **state)
+{
+	struct fx *f = *state;
+	struct udpassoc_options opt = { .port_lo = 0, .port_hi = 0 };
+	union sockaddr_any bnd, probe;
+	struct udpassoc *u;
+	uint16_t port;
+	int fd;
+
+	/* Find a free port, then ask for exactly that range. */
+	fd = udp_bound("127.0.0.1", 0, &probe);
+	assert_true(fd >= 0);
+	port = net_addr_port(&probe);
+	close(fd);
+	opt.port_lo = opt.port_hi = port;
+	u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, &opt, &bnd);
+	assert_int_equal(net_addr_port(&bnd), port);
+	udpassoc_stop(u);
+	run_for(f, 1);
+}
+
+static void
+test_wildcard_control_address_refused(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any cip, lip, bnd;
+	struct socks_addr zero;
+
+	memset(&zero, 0, sizeof(zero));
+	zero.atyp = SOCKS_ATYP_IPV4;
+	assert_int_equal(net_parse_addr("127.0.0.1", 1, &cip), 0);
+	assert_int_equal(net_parse_addr("0.0.0.0", 1080, &lip), 0);
+	errno = 0;
+	assert_null(udpassoc_start(f->loop, f->resolver, NULL, &cip, &lip, &zero, &bnd,
+		on_end, f));
+	assert_int_equal(errno, EADDRNOTAVAIL);
+}
+
+static void
+test_ipv4_destination_reply_has_exact_header(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	const struct udpassoc_stats *st;
+	ssize_t n;
+
+	send_dgram(c, &bnd, 0, &dst, "hello", 5);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "hello", 5);
+	/* 00 00 00 01 7f 00 00 01 PORT: spelled out once. */
+	assert_int_equal(n, 10 + 5);
+	assert_memory_equal(rxbuf, "\x00\x00\x00\x01\x7f\x00\x00\x01", 8);
+	assert_int_equal(rxbuf[8], net_addr_port(&f->echo4.addr) >> 8);
+	assert_int_equal(rxbuf[9], net_addr_port(&f->echo4.addr) & 0xff);
+	st = udpassoc_get_stats(u);
+	assert_int_equal(st->dgrams_up, 1);
+	assert_int_equal(st->bytes_up, 5);
+	assert_int_equal(st->dgrams_down, 1);
+	assert_int_equal(st->bytes_down, 5);
+	/* An empty DATA is a datagram too. */
+	send_dgram(c, &bnd, 0, &dst, "", 0);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "", 0);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_ipv6_destination_reply_has_exact_header(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo6.addr);
+	struct udpassoc *u = assoc(f, "::1", "::1", NULL, NULL, &bnd);
+	int c = udp_bound("::1", 0, NULL);
+	uint8_t want[22];
+	ssize_t n;
+
+	send_dgram(c, &bnd, 0, &dst, "six", 3);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo6.addr, "six", 3);
+	memset(want, 0, sizeof(want));
+	want[3] = SOCKS_ATYP_IPV6;
+	want[19] = 1;
+	want[20] = (uint8_t)(net_addr_port(&f->echo6.addr) >> 8);
+	want[21] = (uint8_t)net_addr_port(&f->echo6.addr);
+	assert_int_equal(n, 22 + 3);
+	assert_memory_equal(rxbuf, want, 22);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_ipv4_client_reaches_ipv6_destination(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr d6 = sa_of(&f->echo6.addr), d4 = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	ssize_t n;
+
+	send_dgram(c, &bnd, 0, &d6, "to-v6", 5);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo6.addr, "to-v6", 5);
+	/* ... and both families through one association. */
+	send_dgram(c, &bnd, 0, &d4, "to-v4", 5);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "to-v4", 5);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_ipv6_client_reaches_ipv4_destination(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr d4 = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "::1", "::1", NULL, NULL, &bnd);
+	int c = udp_bound("::1", 0, NULL);
+	ssize_t n;
+
+	send_dgram(c, &bnd, 0, &d4, "to-v4", 5);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "to-v4", 5);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_other_source_address_is_ignored(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int stranger = udp_bound("127.0.0.2", 0, NULL);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	ssize_t n;
+
+	assert_true(stranger >= 0);
+	send_dgram(stranger, &bnd, 0, &dst, "nope", 4);
+	expect_quiet(f, stranger);
+	assert_int_equal(f->echo4.count, 0);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	/* The stranger did not take the port slot: the client still gets in. */
+	send_dgram(c, &bnd, 0, &dst, "yes", 3);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "yes", 3);
+	udpassoc_stop(u);
+	close(stranger);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_first_datagram_pins_client_port(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int a = udp_bound("127.0.0.1", 0, NULL), b = udp_bound("127.0.0.1", 0, NULL);
+	ssize_t n;
+
+	send_dgram(a, &bnd, 0, &dst, "a1", 2);
+	n = wait_dgram(f, a, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "a1", 2);
+	send_dgram(b, &bnd, 0, &dst, "b1", 2);
+	expect_quiet(f, b);
+	expect_quiet(f, a);
+	assert_int_equal(f->echo4.count, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	udpassoc_stop(u);
+	close(a);
+	close(b);
+	run_for(f, 1);
+}
+
+static void
+test_request_port_pins_client_port(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd, bl;
+	struct socks_addr dst = sa_of(&f->echo4.addr), req;
+	int a = udp_bound("127.0.0.1", 0, NULL), b = udp_bound("127.0.0.1", 0, &bl);
+	struct udpassoc *u;
+	ssize_t n;
+
+	/* DST.ADDR 0.0.0.0 (unknown), DST.PORT = b's port. */
+	memset(&req, 0, sizeof(req));
+	req.atyp = SOCKS_ATYP_IPV4;
+	req.port = net_addr_port(&bl);
+	u = assoc(f, "127.0.0.1", "127.0.0.1", &req, NULL, &bnd);
+	send_dgram(a, &bnd, 0, &dst, "a1", 2);
+	expect_quiet(f, a);
+	send_dgram(b, &bnd, 0, &dst, "b1", 2);
+	n = wait_dgram(f, b, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "b1", 2);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	udpassoc_stop(u);
+
+	/* The full address and port, as a client that knows them sends. */
+	req = sa_of(&bl);
+	u = assoc(f, "127.0.0.1", "127.0.0.1", &req, NULL, &bnd);
+	send_dgram(b, &bnd, 0, &dst, "b2", 2);
+	n = wait_dgram(f, b, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "b2", 2);
+	udpassoc_stop(u);
+	close(a);
+	close(b);
+	run_for(f, 1);
+}
+
+static void
+test_request_naming_other_address_matches_nothing(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd, other;
+	struct socks_addr dst = sa_of(&f->echo4.addr), req;
+	struct udpassoc *u;
+	int c = udp_bound("127.0.0.1", 0, NULL);
+
+	assert_int_equal(net_parse_addr("127.0.0.3", 0, &other), 0);
+	req = sa_of(&other);
+	u = assoc(f, "127.0.0.1", "127.0.0.1", &req, NULL, &bnd);
+	send_dgram(c, &bnd, 0, &dst, "x", 1);
+	expect_quiet(f, c);
+	assert_int_equal(f->echo4.count, 0);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_nonzero_frag_is_dropped_and_counted(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	ssize_t n;
+
+	send_dgram(c, &bnd, 1, &dst, "frag1", 5);
+	send_dgram(c, &bnd, 0x81, &dst, "last", 4); /* high bit: end of sequence */
+	expect_quiet(f, c);
+	assert_int_equal(f->echo4.count, 0);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_frag, 2);
+	send_dgram(c, &bnd, 0, &dst, "whole", 5);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "whole", 5);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_malformed_is_dropped_and_does_not_pin(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr), port0 = dst;
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int junk = udp_bound("127.0.0.1", 0, NULL), c = udp_bound("127.0.0.1", 0, NULL);
+	static const uint8_t rsv[] = { 0, 1, 0, SOCKS_ATYP_IPV4, 127, 0, 0, 1, 0, 7, 'x' };
+	static const uint8_t shorthdr[] = { 0, 0, 0, SOCKS_ATYP_IPV4, 127, 0, 0 };
+	static const uint8_t atyp[] = { 0, 0, 0, 0x02, 127, 0, 0, 1, 0, 7, 'x' };
+	static const uint8_t noname[] = { 0, 0, 0, SOCKS_ATYP_DOMAIN, 0, 0, 7, 'x' };
+	ssize_t n;
+
+	send_raw(junk, &bnd, rsv, sizeof(rsv));
+	send_raw(junk, &bnd, shorthdr, sizeof(shorthdr));
+	send_raw(junk, &bnd, atyp, sizeof(atyp));
+	send_raw(junk, &bnd, noname, sizeof(noname));
+	send_raw(junk, &bnd, "", 0);
+	port0.port = 0;
+	send_dgram(junk, &bnd, 0, &port0, "p0", 2);
+	expect_quiet(f, junk);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_malformed, 6);
+	assert_int_equal(f->echo4.count, 0);
+	/* None of that fixed the client's port: another socket gets it. */
+	send_dgram(c, &bnd, 0, &dst, "ok", 2);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "ok", 2);
+	udpassoc_stop(u);
+	close(junk);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_stop_frees_relay_port_at_once(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL), again;
+	ssize_t n;
+
+	send_dgram(c, &bnd, 0, &dst, "one", 3);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "one", 3);
+	udpassoc_stop(u);
+	/* Nothing answers any more, and nothing reaches the destination. */
+	send_dgram(c, &bnd, 0, &dst, "two", 3);
+	expect_quiet(f, c);
+	assert_int_equal(f->echo4.count, 1);
+	assert_int_equal(f->ends, 0); /* stop is not an "end by itself" */
+	again = udp_bound("127.0.0.1", net_addr_port(&bnd), NULL);
+	assert_true(again >= 0);
+	close(again);
+	close(c);
+}
+
+static void
+test_stop_inside_batch_with_pending_events(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+
+	/* Readable relay socket, then stop before the loop dispatches it. */
+	send_dgram(c, &bnd, 0, &dst, "late", 4);
+	udpassoc_stop(u);
+	udpassoc_stop(u); /* twice is harmless before the release runs */
+	run_for(f, 20);
+	assert_int_equal(f->echo4.count, 0);
+	close(c);
+}
+
+static void
+test_two_associations_do_not_see_each_other(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd1, bnd2;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u1 = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd1);
+	struct udpassoc *u2 = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd2);
+	int c1 = udp_bound("127.0.0.1", 0, NULL), c2 = udp_bound("127.0.0.1", 0, NULL);
+	ssize_t n;
+
+	assert_int_not_equal(net_addr_port(&bnd1), net_addr_port(&bnd2));
+	send_dgram(c1, &bnd1, 0, &dst, "one", 3);
+	n = wait_dgram(f, c1, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "one", 3);
+	send_dgram(c2, &bnd2, 0, &dst, "two", 3);
+	n = wait_dgram(f, c2, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "two", 3);
+	expect_quiet(f, c1);
+	/* c2 through c1's relay: that port is pinned to c1. */
+	send_dgram(c2, &bnd1, 0, &dst, "cross", 5);
+	expect_quiet(f, c2);
+	expect_quiet(f, c1);
+	assert_int_equal(udpassoc_get_stats(u1)->dropped_foreign, 1);
+	assert_int_equal(udpassoc_get_stats(u1)->dgrams_down, 1);
+	assert_int_equal(udpassoc_get_stats(u2)->dgrams_down, 1);
+	/* One ends, the other keeps going. */
+	udpassoc_stop(u1);
+	send_dgram(c2, &bnd2, 0, &dst, "still", 5);
+	n = wait_dgram(f, c2, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "still", 5);
+	udpassoc_stop(u2);
+	close(c1);
+	close(c2);
+	run_for(f, 1);
+}
+
+/* --- 1000 datagrams: sizes, integrity, order ------------------------------ */
+
+#define BULK_N 1000
+#define BULK_MAX 65507 /* largest IPv4 UDP payload */
+
+struct bulk {
+	struct fx *f;
+	int fd;
+	struct watcher w;
+	union sockaddr_any relay;
+	struct socks_addr dst;
+	size_t sizes[BULK_N];
+	size_t sent, recvd;
+	size_t inflight_bytes;
+	uint64_t h_sent, h_recvd;
+	bool bad;          /* wrong header or length */
+	uint32_t rng;
+};
+
+static uint64_t
+fnv(uint64_t h, const uint8_t *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++) {
+		h ^= p[i];
+		h *= 0x100000001b3ULL;
+	}
+	return h;
+}
+
+static uint32_t
+xorshift(uint32_t *s)
+{
+	*s ^= *s << 13;
+	*s ^= *s >> 17;
+	*s ^= *s << 5;
+	return *s;
+}
+
+static void
+bulk_fill(struct bulk *b, size_t i, uint8_t *p)
+{
+	uint32_t s = (uint32_t)i * 2654435761u + 1;
+
+	for (size_t k = 0; k < b->sizes[i]; k++)
+		p[k] = (uint8_t)xorshift(&s);
+}
+
+/* Keeps at most two datagrams and 66000 bytes in flight: enough to catch
+ * reordering, little enough for default socket buffers on every hop. */
+static void
+bulk_send_more(struct bulk *b)
+{
+	static uint8_t payload[BULK_MAX];
+
+	while (b->sent < BULK_N && b->sent - b->recvd < 2 &&
+	       (b->sent == b->recvd || b->inflight_bytes + b->sizes[b->sent] <= 66000)) {
+		size_t len = b->sizes[b->sent];
+		bulk_fill(b, b->sent, payload);
+		b->h_sent = fnv(b->h_sent, (const uint8_t *)&len, sizeof(len));
+		b->h_sent = fnv(b->h_sent, payload, len);
+		send_dgram(b->fd, &b->relay, 0, &b->dst, payload, len);
+		b->inflight_bytes += len;
+		b->sent++;
+	}
+}
+
+static void
+on_bulk(struct loop *loop, unsigned events, void *arg)
+{
+	struct bulk *b = arg;
+	uint8_t hdr[PROTO_UDP_HEADER_MAX];
+	size_t h = proto_encode_udp_header(hdr, &b->f->echo4.addr.sa);
+
+	(void)events;
+	for (;;) {
+		ssize_t n = recv(b->fd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT);
+		size_t len;
+		if (n < 0)
+			break;
+		if (b->recvd >= BULK_N || (size_t)n < h || memcmp(rxbuf, hdr, h) != 0) {
+			b->bad = true;
+			loop_stop(loop);
+			return;
+		}
+		len = (size_t)n - h;
+		if (len != b->sizes[b->recvd])
+			b->bad = true;
+		b->h_recvd = fnv(b->h_recvd, (const uint8_t *)&len, sizeof(len));
+		b->h_recvd = fnv(b->h_recvd, rxbuf + h, len);
+		b->inflight_bytes -= b->sizes[b->recvd];
+		b->recvd++;
+	}
+	if (b->recvd == BULK_N || b->bad) {
+		loop_stop(loop);
+		return;
+	}
+	bulk_send_more(b);
+}
+
+static void
+test_thousand_datagrams_arrive_intact_and_in_order(void **state)
+{
+	struct fx *f = *state;
+	struct bulk *b = calloc(1, sizeof(*b));
+	const struct udpassoc_stats *st;
+	struct udpassoc *u;
+	uint64_t total = 0;
+
+	assert_non_null(b);
+	b->f = f;
+	b->rng = 12345;
+	b->h_sent = b->h_recvd = 0xcbf29ce484222325ULL;
+	/* Assorted sizes with the edges: 1, the largest IPv4 payload, and
+	 * sizes around common MTUs. The client leg is IPv6, whose datagrams
+	 * hold a 65507-byte payload plus the header; the destination is IPv4. */
+	for (size_t i = 0; i < BULK_N; i++) {
+		uint32_t r = xorshift(&b->rng);
+		switch (i % 10) {
+		case 0: b->sizes[i] = 1 + r % 64; break;
+		case 1: b->sizes[i] = BULK_MAX - r % 3; break;
+		case 2: b->sizes[i] = 1400 + r % 200; break;
+		case 3: b->sizes[i] = 8900 + r % 400; break;
+		default: b->sizes[i] = 1 + r % BULK_MAX; break;
+		}
+		total += b->sizes[i];
+	}
+	b->sizes[0] = 1;
+	b->sizes[BULK_N - 1] = BULK_MAX;
+	total = 0;
+	for (size_t i = 0; i < BULK_N; i++)
+		total += b->sizes[i];
+
+	u = assoc(f, "::1", "::1", NULL, NULL, &b->relay);
+	b->dst = sa_of(&f->echo4.addr);
+	b->fd = udp_bound("::1", 0, NULL);
+	assert_true(b->fd >= 0);
+	watcher_init(&b->w, b->fd, on_bulk, b);
+	assert_int_equal(loop_watch(f->loop, &b->w, LOOP_READ), 0);
+	bulk_send_more(b);
+	timer_start(f->loop, &f->guard, 30000);
+	f->timed_out = false;
+	assert_int_equal(loop_run(f->loop), 0);
+	timer_stop(f->loop, &f->guard);
+	assert_false(f->timed_out);
+	assert_false(b->bad);
+	assert_int_equal(b->recvd, BULK_N);
+	assert_true(b->h_sent == b->h_recvd);
+	st = udpassoc_get_stats(u);
+	assert_int_equal(st->dgrams_up, BULK_N);
+	assert_int_equal(st->dgrams_down, BULK_N);
+	assert_true(st->bytes_up == total);
+	assert_true(st->bytes_down == total);
+	loop_unwatch(f->loop, &b->w);
+	close(b->fd);
+	udpassoc_stop(u);
+	run_for(f, 1);
+	free(b);
+}
+
+/* --- idle timeout -------------------------------------------------------- */
+
+static void
+test_idle_timeout_calls_end(void **state)
+{
+	struct fx *f = *state;
+	struct udpassoc_options opt = { .idle_ms = 150 };
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, &opt, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	uint64_t last = 0;
+	ssize_t n;
+
+	/* Traffic every ~50 ms for a while keeps it alive past idle_ms. */
+	for (int i = 0; i < 6; i++) {
+		loop_update_time(f->loop);
+		last = loop_now(f->loop); /* the relay sees this one later */
+		send_dgram(c, &bnd, 0, &dst, "tick", 4);
+		n = wait_dgram(f, c, GUARD_MS);
+		assert_reply(rxbuf, n, &f->echo4.addr, "tick", 4);
+		run_for(f, 50);
+	}
+	assert_int_equal(f->ends, 0);
+	f->stop_in_end = u;
+	assert_true(run_until(f, pred_ended, GUARD_MS));
+	assert_int_equal(f->ends, 1);
+	assert_string_equal(f->end_why, "udp idle timeout");
+	/* Not before idle_ms after the last datagram. */
+	assert_true(f->end_at >= last + 150);
+	assert_null(f->stop_in_end);
+	/* Stopped from inside end(): the port is free, nothing is called again. */
+	run_for(f, 200);
+	assert_int_equal(f->ends, 1);
+	close(c);
+}
+
+static void
+test_no_idle_timeout_when_zero(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+
+	run_for(f, 150);
+	assert_int_equal(f->ends, 0);
+	udpassoc_stop(u);
+	run_for(f, 1);
+}
+
+/* --- domain destinations ------------------------------------------------- */
+
+static void
+test_domain_destination_localhost(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_domain("localhost", net_addr_port(&f->echo4.addr));
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	ssize_t n;
+
+	send_dgram(c, &bnd, 0, &dst, "byname", 6);
+	n = wait_dgram(f, c, GUARD_MS);
+	/* The reply names the source address, not the name (RFC 1928 §7). */
+	assert_reply(rxbuf, n, &f->echo4.addr, "byname", 6);
+	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 1);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_domain_unresolvable_is_dropped_and_counted(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	char label[65];
+	struct socks_addr dst;
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+
+	/* A 64-byte label is no hostname: the resolver refuses it without a
+	 * query (RFC 1035 §2.3.4 caps labels at 63). */
+	memset(label, 'a', 64);
+	label[64] = '\0';
+	dst = sa_domain(label, net_addr_port(&f->echo4.addr));
+	send_dgram(c, &bnd, 0, &dst, "lost", 4);
+	f->poll_fd = -1;
+	for (int i = 0; i < 100 && udpassoc_get_stats(u)->dropped_unresolved == 0; i++)
+		run_for(f, 10);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_unresolved, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 0);
+	assert_int_equal(f->echo4.count, 0);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_domain_queue_is_bounded_by_count_and_keeps_order(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr dst = sa_domain("localhost", net_addr_port(&f->echo4.addr));
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	char msg[8];
+	ssize_t n;
+
+	/* All 20 are in the relay socket before the loop runs, so they are read
+	 * in one batch, before any lookup can answer: 16 wait, 4 are dropped. */
+	for (int i = 0; i < 20; i++) {
+		snprintf(msg, sizeof(msg), "m%02d", i);
+		send_dgram(c, &bnd, 0, &dst, msg, 3);
+	}
+	for (int i = 0; i < 16; i++) {
+		n = wait_dgram(f, c, GUARD_MS);
+		snprintf(msg, sizeof(msg), "m%02d", i);
+		assert_reply(rxbuf, n, &f->echo4.addr, msg, 3);
+	}
+	expect_quiet(f, c);
+	assert_int_equal(udpassoc_get_stats(u)->dropped_queue, 4);
+	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 16);
+	/* The queue drained: more datagrams are taken again. */
+	send_dgram(c, &bnd, 0, &dst, "m99", 3);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "m99", 3);
+	udpassoc_stop(u);
+	close(c);
+	run_for(f, 1);
+}
+
+static void
+test_domain_queue_is_bounded_by_bytes_and_stop_cancels(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	/* Not in /etc/hosts; the only nameserver never answers: it waits. */
+	struct socks_addr dst = sa_domain("pending.slow", 9);
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	static uint8_t big[60000];
+	const struct udpassoc_stats *st;
+
+	memset(big, 'b', sizeof(big));
+	/* 4 x 60000 fit in 256 KiB, the 5th does not. One at a time so the
+	 * relay socket's receive buffer is never the limit. */
+	for (int i = 0; i < 5; i++) {
+		send_dgram(c, &bnd, 0, &dst, big, sizeof(big));
+		run_for(f, 20);
+	}
+	st = udpassoc_get_stats(u);
+	assert_int_equal(st->dropped_queue, 1);
+	assert_int_equal(st->dgrams_up, 0);
+	/* Small ones still fit in the count bound until it is reached. */
+	send_dgram(c, &bnd, 0, &dst, "s", 1);
+	run_for(f, 20);
+	assert_int_equal(st->dropped_queue, 1);
+	/* Stopping with lookups outstanding cancels them (ASan: no leak, no
+	 * callback into freed memory afterwards). */
+	udpassoc_stop(u);
+	run_for(f, 50);
+	close(c);
+}
+
+static void
+test_domain_pending_lookup_does_not_hold_other_names(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd;
+	struct socks_addr slow = sa_domain("pending.slow", 9);
+	struct socks_addr fast = sa_domain("localhost", net_addr_port(&f->echo4.addr));
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	ssize_t n;
+
+	/* Order is kept per name; a lookup that hangs delays only its own. */
+	send_dgram(c, &bnd, 0, &slow, "held", 4);
+	send_dgram(c, &bnd, 0, &fast, "goes", 4);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "goes", 4);
+	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 1);
+	udpassoc_stop(u);
+	run_for(f, 1);
+	close(c);
+}
+
+#define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
+
+int
+main(void)
+{
+	const struct CMUnitTest tests[] = {
+		T(test_bnd_is_control_ip_and_relay_port),
+		T(test_bnd_port_from_range),
+		T(test_wildcard_control_address_refused),
+		T(test_ipv4_destination_reply_has_exact_header),
+		T(test_ipv6_destination_reply_has_exact_header),
+		T(test_ipv4_client_reaches_ipv6_destination),
+		T(test_ipv6_client_reaches_ipv4_destination),
+		T(test_other_source_address_is_ignored),
+		T(test_first_datagram_pins_client_port),
+		T(test_request_port_pins_client_port),
+		T(test_request_naming_other_address_matches_nothing),
+		T(test_nonzero_frag_is_dropped_and_counted),
+		T(test_malformed_is_dropped_and_does_not_pin),
+		T(test_stop_frees_relay_port_at_once),
+		T(test_stop_inside_batch_with_pending_events),
+		T(test_two_associations_do_not_see_each_other),
+		T(test_thousand_datagrams_arrive_intact_and_in_order),
+		T(test_idle_timeout_calls_end),
+		T(test_no_idle_timeout_when_zero),
+		T(test_domain_destination_localhost),
+		T(test_domain_unresolvable_is_dropped_and_counted),
+		T(test_domain_queue_is_bounded_by_count_and_keeps_order),
+		T(test_domain_queue_is_bounded_by_bytes_and_stop_cancels),
+		T(test_domain_pending_lookup_does_not_hold_other_names),
+	};
+
+	return cmocka_run_group_tests(tests, NULL, NULL);
+}
