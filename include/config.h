@@ -59,6 +59,9 @@ struct config {
 	uint16_t udp_port_lo, udp_port_hi;   /* 0,0: any port */
 	uint16_t bind_port_lo, bind_port_hi; /* 0,0: any port */
 
+	bool socks4;               /* SOCKS4/4a accepted on the same listeners */
+	int socks4_opt;            /* as written: -1 unset, 0 off, 1 on */
+
 	bool has_external4, has_external6;
 	union sockaddr_any external4;  /* port 0; source of outbound IPv4, BIND/UDP announce */
 	union sockaddr_any external6;

@@ -62,7 +62,16 @@ enum proto_status {
 	PROTO_ERR_EMPTY_NAME,    /* ATYP domain with length 0 */
 	PROTO_ERR_BAD_NAME,      /* domain name containing a NUL byte */
 	PROTO_ERR_TRUNCATED,     /* datagram shorter than its header (UDP only) */
+	PROTO_ERR_TOO_LONG,      /* SOCKS4 USERID or 4a domain over 255 bytes */
 };
+
+/* SOCKS4 (and the 4a domain extension), spoken on the same port. */
+#define SOCKS4_VERSION 0x04
+#define SOCKS4_REPLY_VERSION 0x00
+#define SOCKS4_REP_GRANTED 90
+#define SOCKS4_REP_REJECTED 91
+#define PROTO_SOCKS4_REQUEST_MAX (8 + 256 + 256)
+#define PROTO_SOCKS4_REPLY_LEN 8
 
 /* A SOCKS address: IPv4, IPv6 or a domain name, with a port. */
 struct socks_addr {
@@ -93,6 +102,12 @@ struct proto_request {
 	struct socks_addr dst;
 };
 
+struct proto_socks4_request {
+	uint8_t cmd;           /* SOCKS_CMD_CONNECT or SOCKS_CMD_BIND */
+	struct socks_addr dst; /* IPV4, or DOMAIN for 4a (DSTIP 0.0.0.x, x != 0) */
+	char userid[256];      /* NUL-terminated USERID (not authenticated) */
+};
+
 struct proto_udp_header {
 	uint8_t frag;          /* FRAG; non-zero datagrams are dropped by callers */
 	struct socks_addr dst;
@@ -116,6 +131,10 @@ enum proto_status proto_parse_request(const uint8_t *p, size_t len,
 enum proto_status proto_parse_udp_header(const uint8_t *p, size_t len,
 	struct proto_udp_header *out);
 
+/* SOCKS4/4a request: VN=4 CD DSTPORT DSTIP USERID NUL [DOMAIN NUL]. */
+enum proto_status proto_parse_socks4_request(const uint8_t *p, size_t len,
+	struct proto_socks4_request *out, size_t *consumed);
+
 /* First method of prefs[] (server preference order) that the client offered;
  * SOCKS_METHOD_NO_ACCEPTABLE when none. */
 uint8_t proto_choose_method(const struct proto_greeting *g,
@@ -128,6 +147,10 @@ size_t proto_encode_auth_status(uint8_t out[2], uint8_t status);
 /* VER REP RSV ATYP BND.ADDR BND.PORT. bnd may be NULL (or AF_UNSPEC): then
  * 0.0.0.0:0 with ATYP IPv4. An IPv4-mapped IPv6 address is sent as IPv4. */
 size_t proto_encode_reply(uint8_t out[PROTO_REPLY_MAX], uint8_t rep,
+	const struct sockaddr *bnd);
+/* VN=0 CD DSTPORT DSTIP; bnd's port and IPv4 address, zeros when bnd is
+ * NULL or not IPv4 (SOCKS4 cannot carry IPv6). */
+size_t proto_encode_socks4_reply(uint8_t out[PROTO_SOCKS4_REPLY_LEN], uint8_t cd,
 	const struct sockaddr *bnd);
 /* RSV RSV FRAG=0 ATYP ADDR PORT for a datagram coming back from src. */
 size_t proto_encode_udp_header(uint8_t out[PROTO_UDP_HEADER_MAX],

@@ -96,6 +96,7 @@ static int set_resolve_prefer(struct config_parse *, char **);
 static int set_uint(struct config_parse *, char **);
 static int set_port_range(struct config_parse *, char **);
 static int set_external(struct config_parse *, char **);
+static int set_onoff(struct config_parse *, char **);
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -119,6 +120,7 @@ static const struct config_keyword keywords[] = {
 		1, 65535 },
 	{ "bind-port-range", 1, 1, false, set_port_range, OFF(bind_port_lo),
 		OFF(bind_port_hi), 1, 65535 },
+	{ "socks4", 1, 1, false, set_onoff, OFF(socks4_opt), 0, 0, 0 },
 	/* at most one per address family; set_external checks */
 	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
 };
@@ -277,6 +279,21 @@ set_log(struct config_parse *p, char **argv)
 		p->c->log_syslog = true;
 	else
 		return perr(p, "log: unknown destination '%s' (stderr, syslog)", argv[0]);
+	return 0;
+}
+
+/* on|off into an int field that starts at -1 (unset). */
+static int
+set_onoff(struct config_parse *p, char **argv)
+{
+	int *f = (int *)((char *)p->c + p->kw->off);
+
+	if (strcmp(argv[0], "on") == 0)
+		*f = 1;
+	else if (strcmp(argv[0], "off") == 0)
+		*f = 0;
+	else
+		return perr(p, "%s: expected on or off, got '%s'", p->kw->name, argv[0]);
 	return 0;
 }
 
@@ -514,6 +531,7 @@ config_alloc(const char *name)
 	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
 		*field_u(c, timeouts[k].off) = UNSET_U;
 	c->shutdown_timeout = UNSET_U;
+	c->socks4_opt = -1;
 	c->resolve_prefer = AF_UNSPEC;
 	c->dns_cache_size = UNSET_U;
 	c->dns_cache_max_ttl = UNSET_U;
@@ -546,6 +564,16 @@ config_fill_defaults(struct config *c)
 			*field_u(c, timeouts[k].off) = timeouts[k].def;
 	if (c->shutdown_timeout == UNSET_U)
 		c->shutdown_timeout = 10;
+	/* SOCKS4 has no password: on by default only where no password is
+	 * required anyway. */
+	if (c->socks4_opt >= 0) {
+		c->socks4 = c->socks4_opt;
+	} else {
+		c->socks4 = false;
+		for (size_t i = 0; i < c->nmethods; i++)
+			if (c->methods[i] == SOCKS_METHOD_NONE)
+				c->socks4 = true;
+	}
 	if (c->resolve_prefer == AF_UNSPEC)
 		c->resolve_prefer = AF_INET;
 	if (c->dns_cache_size == UNSET_U)
@@ -556,6 +584,15 @@ config_fill_defaults(struct config *c)
 }
 
 /* Checks that need the whole file. */
+static int
+keyword_first_line(const struct config_parse *p, const char *name)
+{
+	for (size_t k = 0; k < NKEYWORDS; k++)
+		if (strcmp(keywords[k].name, name) == 0)
+			return p->first[k];
+	return 0;
+}
+
 static int
 config_check(struct config_parse *p)
 {
@@ -569,6 +606,17 @@ config_check(struct config_parse *p)
 			return perr(p, "auth: method 'password' needs at least one user "
 				       "(user or users-file)");
 		}
+	if (c->socks4_opt == 1) {
+		bool none = c->nmethods == 0 && auth_table_count(c->users) == 0;
+		for (size_t i = 0; i < c->nmethods; i++)
+			none = none || c->methods[i] == SOCKS_METHOD_NONE;
+		if (!none) {
+			/* SOCKS4 would walk around the password requirement. */
+			p->line = keyword_first_line(p, "socks4");
+			return perr(p, "socks4: SOCKS4 carries no password; it needs 'auth' to "
+				       "include none");
+		}
+	}
 	return 0;
 }
 
@@ -735,6 +783,7 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "timeout %s %u\n", timeouts[k].name,
 			field_get(c, timeouts[k].off));
 	fprintf(out, "shutdown-timeout %u\n", c->shutdown_timeout);
+	fprintf(out, "socks4 %s\n", c->socks4 ? "on" : "off");
 	if (c->nnameservers == 0)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)

@@ -40,6 +40,7 @@ enum conn_state {
 	CONN_ST_GREETING,   /* waits for the method-selection message; client READ; handshake timer */
 	CONN_ST_AUTH,       /* waits for the RFC 1929 request; client READ; handshake timer */
 	CONN_ST_REQUEST,    /* waits for the request; client READ; handshake timer */
+	CONN_ST_REQUEST4,   /* waits for a SOCKS4/4a request; client READ; handshake timer */
 	CONN_ST_RESOLVING,  /* waits for the resolver callback; connect timer */
 	CONN_ST_CONNECTING, /* waits for the outbound connect; target WRITE; attempt timer */
 	CONN_ST_BIND_WAIT,  /* BIND: first reply sent, waits for the peer; client READ (EOF); bind timer */
@@ -50,7 +51,7 @@ enum conn_state {
 };
 
 static const char *const conn_state_names[] = {
-	"greeting", "auth", "request", "resolving", "connecting", "bind-wait",
+	"greeting", "auth", "request", "request4", "resolving", "connecting", "bind-wait",
 	"udp", "relay",
 	"closing", "dead",
 };
@@ -95,6 +96,7 @@ struct conn {
 	struct relay relay;
 	struct bindcmd *bind;     /* BIND listener while waiting for the peer */
 	struct udpassoc *udp;     /* UDP ASSOCIATE while it runs */
+	uint8_t version;          /* SOCKS_VERSION, or SOCKS4_VERSION */
 	uint8_t method;           /* chosen method */
 	uint8_t cmd;              /* 0 until a request was parsed */
 	uint8_t rep;              /* reply sent, 0xFF when none */
@@ -109,6 +111,7 @@ static void conn_on_client(struct loop *loop, unsigned events, void *arg);
 static void conn_connect_next(struct conn *c);
 static void conn_on_resolved(const struct resolver_result *res, void *arg);
 static enum step conn_start_bind(struct conn *c);
+static enum step conn_dispatch_request(struct conn *c);
 static enum step conn_start_udp(struct conn *c);
 static void conn_relay_done(enum relay_end how, int err, void *arg);
 
@@ -178,6 +181,7 @@ conn_client_mask(const struct conn *c)
 	case CONN_ST_GREETING:
 	case CONN_ST_AUTH:
 	case CONN_ST_REQUEST:
+	case CONN_ST_REQUEST4:
 	case CONN_ST_CLOSING:
 	case CONN_ST_BIND_WAIT:
 	case CONN_ST_UDP:
@@ -191,16 +195,30 @@ conn_client_mask(const struct conn *c)
 	return mask;
 }
 
+/* Queues a reply in the client's protocol version: a SOCKS5 REP, or for
+ * SOCKS4 90 (granted) / 91 (anything else). */
+static int
+conn_reply(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+{
+	uint8_t msg[PROTO_REPLY_MAX];
+	size_t n;
+
+	if (c->version == SOCKS4_VERSION)
+		n = proto_encode_socks4_reply(msg, rep == SOCKS_REP_SUCCEEDED ?
+			SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED, bnd);
+	else
+		n = proto_encode_reply(msg, rep, bnd);
+	return conn_queue(c, msg, n);
+}
+
 /* Reply-then-close: queue the reply, then flush, shut down and linger. */
 static enum step
 conn_fail(struct conn *c, uint8_t rep, const char *why)
 {
-	uint8_t msg[PROTO_REPLY_MAX];
-	size_t n = proto_encode_reply(msg, rep, NULL);
 
 	c->rep = rep;
 	c->end = why;
-	if (conn_queue(c, msg, n) < 0)
+	if (conn_reply(c, rep, NULL) < 0)
 		return STEP_CLOSE;
 	conn_set_state(c, CONN_ST_CLOSING);
 	return STEP_AGAIN;
@@ -215,9 +233,16 @@ conn_step_greeting(struct conn *c)
 	struct proto_greeting g;
 	size_t used;
 	uint8_t msg[2];
-	enum proto_status st = proto_parse_greeting(buf_peek(&hs->in),
-		buf_len(&hs->in), &g, &used);
+	enum proto_status st;
 
+	if (buf_len(&hs->in) == 0)
+		return STEP_NEED_MORE;
+	if (buf_peek(&hs->in)[0] == SOCKS4_VERSION && c->cfg->socks4) {
+		c->version = SOCKS4_VERSION;
+		conn_set_state(c, CONN_ST_REQUEST4);
+		return STEP_AGAIN;
+	}
+	st = proto_parse_greeting(buf_peek(&hs->in), buf_len(&hs->in), &g, &used);
 	if (st == PROTO_NEED_MORE)
 		return STEP_NEED_MORE;
 	if (st != PROTO_OK) {
@@ -289,7 +314,6 @@ conn_step_request(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	size_t used;
-	char target[300];
 	enum proto_status st = proto_parse_request(buf_peek(&hs->in),
 		buf_len(&hs->in), &hs->req, &used);
 
@@ -302,6 +326,39 @@ conn_step_request(struct conn *c)
 	if (st != PROTO_OK)
 		return conn_fail(c, proto_rep_for_status(st), proto_status_str(st));
 	buf_consume(&hs->in, used);
+	return conn_dispatch_request(c);
+}
+
+static enum step
+conn_step_request4(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct proto_socks4_request r4;
+	size_t used;
+	enum proto_status st = proto_parse_socks4_request(buf_peek(&hs->in),
+		buf_len(&hs->in), &r4, &used);
+
+	if (st == PROTO_NEED_MORE)
+		return STEP_NEED_MORE;
+	if (st != PROTO_OK)
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, proto_status_str(st));
+	buf_consume(&hs->in, used);
+	/* The USERID is not authenticated: logged only at debug. */
+	if (log_enabled(LOG_LVL_DEBUG) && r4.userid[0])
+		log_debug("conn %" PRIu64 ": SOCKS4 userid \"%s\" (not authenticated)",
+			c->id, r4.userid);
+	hs->req.cmd = r4.cmd;
+	hs->req.dst = r4.dst;
+	return conn_dispatch_request(c);
+}
+
+/* A parsed request (SOCKS5 or SOCKS4): start what it asks for. */
+static enum step
+conn_dispatch_request(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	char target[300];
+
 	c->cmd = hs->req.cmd;
 	proto_addr_format(&hs->req.dst, target, sizeof(target));
 	c->target = strdup(target);
@@ -448,8 +505,6 @@ conn_connected(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	union sockaddr_any bnd;
-	uint8_t msg[PROTO_REPLY_MAX];
-	size_t n;
 	int tfd = c->target_fd;
 
 	timer_stop(c->env->loop, &c->timer);
@@ -463,9 +518,8 @@ conn_connected(struct conn *c)
 	}
 	/* RFC 1928 §6: BND.ADDR/BND.PORT is the address the server assigned to
 	 * connect to the target. */
-	n = proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &bnd.sa);
 	c->rep = SOCKS_REP_SUCCEEDED;
-	if (conn_queue(c, msg, n) < 0) {
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd.sa) < 0) {
 		conn_close(c, "client gone");
 		return;
 	}
@@ -518,7 +572,6 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 {
 	struct conn *c = arg;
 	struct conn_hs *hs = c->hs;
-	uint8_t msg[PROTO_REPLY_MAX];
 
 	if (c->state != CONN_ST_BIND_WAIT) {
 		if (peer_fd >= 0)
@@ -544,7 +597,7 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 	}
 	(void)net_set_nodelay(peer_fd);
 	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
-	if (conn_queue(c, msg, proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &peer->sa)) < 0) {
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &peer->sa) < 0) {
 		close(peer_fd);
 		conn_close(c, "client gone");
 		return;
@@ -580,7 +633,6 @@ conn_start_bind(struct conn *c)
 	union sockaddr_any expect, listen_on = c->local, bound;
 	const union sockaddr_any *ext;
 	bool check_peer = false;
-	uint8_t msg[PROTO_REPLY_MAX];
 
 	/* The listener's family follows DST.ADDR when we have an address of
 	 * that family to offer, else the control connection's. */
@@ -608,8 +660,14 @@ conn_start_bind(struct conn *c)
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "bind listen failed");
 	}
 	/* First reply: where the application server should connect. */
+	if (c->version == SOCKS4_VERSION && bound.sa.sa_family != AF_INET) {
+		/* A SOCKS4 reply can only name an IPv4 address. */
+		bindcmd_stop(c->bind);
+		c->bind = NULL;
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no IPv4 address for SOCKS4 BIND");
+	}
 	c->rep = SOCKS_REP_SUCCEEDED;
-	if (conn_queue(c, msg, proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &bound.sa)) < 0)
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bound.sa) < 0)
 		return STEP_CLOSE;
 	timer_stop(c->env->loop, &c->timer);
 	conn_set_state(c, CONN_ST_BIND_WAIT);
@@ -630,7 +688,6 @@ conn_start_udp(struct conn *c)
 {
 	struct udpassoc_options opt;
 	union sockaddr_any bnd;
-	uint8_t msg[PROTO_REPLY_MAX];
 
 	memset(&opt, 0, sizeof(opt));
 	opt.port_lo = c->cfg->udp_port_lo;
@@ -645,7 +702,7 @@ conn_start_udp(struct conn *c)
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "udp socket failed");
 	}
 	c->rep = SOCKS_REP_SUCCEEDED;
-	if (conn_queue(c, msg, proto_encode_reply(msg, SOCKS_REP_SUCCEEDED, &bnd.sa)) < 0)
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd.sa) < 0)
 		return STEP_CLOSE;
 	timer_stop(c->env->loop, &c->timer);
 	conn_set_state(c, CONN_ST_UDP);
@@ -669,6 +726,9 @@ conn_advance(struct conn *c)
 			break;
 		case CONN_ST_REQUEST:
 			st = conn_step_request(c);
+			break;
+		case CONN_ST_REQUEST4:
+			st = conn_step_request4(c);
 			break;
 		case CONN_ST_CLOSING:
 			/* Everything queued is sent: stop writing, wait for EOF. */
@@ -743,6 +803,7 @@ conn_on_timer(struct loop *loop, void *arg)
 	case CONN_ST_GREETING:
 	case CONN_ST_AUTH:
 	case CONN_ST_REQUEST:
+	case CONN_ST_REQUEST4:
 		conn_close(c, "handshake timeout");
 		break;
 	case CONN_ST_RESOLVING:
@@ -807,11 +868,14 @@ conn_log_end(struct conn *c, const char *why)
 	c->env->stats.bytes_down += down;
 	if (c->rep == 0xFF)
 		snprintf(rep, sizeof(rep), "-");
+	else if (c->version == SOCKS4_VERSION)
+		snprintf(rep, sizeof(rep), "%u", c->rep == SOCKS_REP_SUCCEEDED ?
+			SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED);
 	else
 		snprintf(rep, sizeof(rep), "0x%02x", c->rep);
-	log_info("session id=%" PRIu64 " client=%s user=%s cmd=%s target=%s rep=%s "
+	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
 		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
-		c->id, net_addr_format(&c->peer, peer, sizeof(peer)),
+		c->id, c->version, net_addr_format(&c->peer, peer, sizeof(peer)),
 		c->user ? c->user : "-", c->cmd ? proto_cmd_str(c->cmd) : "-",
 		c->target ? c->target : "-", rep, up, down, extra, ms / 1000, ms % 1000,
 		why ? why : "-");
@@ -882,6 +946,7 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	c->local = *local;
 	net_addr_unmap(&c->peer);
 	c->rep = 0xFF;
+	c->version = SOCKS_VERSION;
 	c->state = CONN_ST_GREETING;
 	c->start_ms = loop_now(env->loop);
 	c->next = env->head;

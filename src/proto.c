@@ -327,6 +327,87 @@ proto_encode_addr(uint8_t *out, size_t cap, const struct socks_addr *a)
 	return n;
 }
 
+/* Scans a NUL-terminated field of at most 255 bytes at p[0..len): the
+ * length without the NUL in *n, or NEED_MORE / TOO_LONG. */
+static enum proto_status
+scan_cstring(const uint8_t *p, size_t len, size_t *n)
+{
+	size_t lim = len < 256 ? len : 256;
+	const uint8_t *nul = memchr(p, 0, lim);
+
+	if (nul) {
+		*n = (size_t)(nul - p);
+		return PROTO_OK;
+	}
+	return len >= 256 ? PROTO_ERR_TOO_LONG : PROTO_NEED_MORE;
+}
+
+enum proto_status
+proto_parse_socks4_request(const uint8_t *p, size_t len,
+	struct proto_socks4_request *out, size_t *consumed)
+{
+	enum proto_status st;
+	size_t ulen, off;
+
+	if (len < 1)
+		return PROTO_NEED_MORE;
+	if (p[0] != SOCKS4_VERSION)
+		return PROTO_ERR_VERSION;
+	if (len < 2)
+		return PROTO_NEED_MORE;
+	if (p[1] != SOCKS_CMD_CONNECT && p[1] != SOCKS_CMD_BIND)
+		return PROTO_ERR_COMMAND;
+	if (len < 8)
+		return PROTO_NEED_MORE;
+	st = scan_cstring(p + 8, len - 8, &ulen);
+	if (st != PROTO_OK)
+		return st;
+	memset(out, 0, sizeof(*out));
+	out->cmd = p[1];
+	out->dst.port = get_be16(p + 2);
+	memcpy(out->userid, p + 8, ulen);
+	off = 8 + ulen + 1;
+	/* SOCKS4a: DSTIP 0.0.0.x with x != 0 means "a domain name follows". */
+	if (p[4] == 0 && p[5] == 0 && p[6] == 0 && p[7] != 0) {
+		size_t dlen;
+		st = scan_cstring(p + off, len - off, &dlen);
+		if (st != PROTO_OK)
+			return st;
+		if (dlen == 0)
+			return PROTO_ERR_EMPTY_NAME;
+		out->dst.atyp = SOCKS_ATYP_DOMAIN;
+		out->dst.name_len = (uint8_t)dlen;
+		memcpy(out->dst.name, p + off, dlen);
+		off += dlen + 1;
+	} else {
+		out->dst.atyp = SOCKS_ATYP_IPV4;
+		memcpy(out->dst.ip.ipv4, p + 4, 4);
+	}
+	*consumed = off;
+	return PROTO_OK;
+}
+
+size_t
+proto_encode_socks4_reply(uint8_t out[PROTO_SOCKS4_REPLY_LEN], uint8_t cd,
+	const struct sockaddr *bnd)
+{
+	memset(out, 0, PROTO_SOCKS4_REPLY_LEN);
+	out[0] = SOCKS4_REPLY_VERSION;
+	out[1] = cd;
+	if (bnd && bnd->sa_family == AF_INET) {
+		const struct sockaddr_in *sin = (const struct sockaddr_in *)bnd;
+		memcpy(out + 2, &sin->sin_port, 2);
+		memcpy(out + 4, &sin->sin_addr, 4);
+	} else if (bnd && bnd->sa_family == AF_INET6) {
+		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)bnd;
+		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
+			memcpy(out + 2, &sin6->sin6_port, 2);
+			memcpy(out + 4, &sin6->sin6_addr.s6_addr[12], 4);
+		}
+	}
+	return PROTO_SOCKS4_REPLY_LEN;
+}
+
 uint8_t
 proto_rep_for_status(enum proto_status st)
 {
@@ -349,6 +430,7 @@ proto_rep_for_status(enum proto_status st)
 	case PROTO_ERR_EMPTY_NAME:
 	case PROTO_ERR_BAD_NAME:
 	case PROTO_ERR_TRUNCATED:
+	case PROTO_ERR_TOO_LONG:
 		break;
 	}
 	return SOCKS_REP_GENERAL_FAILURE;
@@ -402,6 +484,8 @@ proto_status_str(enum proto_status st)
 		return "NUL in domain name";
 	case PROTO_ERR_TRUNCATED:
 		return "truncated header";
+	case PROTO_ERR_TOO_LONG:
+		return "SOCKS4 field too long";
 	}
 	return "unknown status";
 }

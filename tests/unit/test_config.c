@@ -271,6 +271,29 @@ test_auth_errors(void **state)
 }
 
 static void
+test_socks4_defaults_follow_auth_and_cannot_bypass_passwords(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = parse_ok("auth none\n");
+	assert_true(c->socks4);
+	config_unref(c);
+	c = parse_ok("auth password\nuser a b\n");
+	assert_false(c->socks4);
+	config_unref(c);
+	c = parse_ok("auth password none\nuser a b\nsocks4 off\n");
+	assert_false(c->socks4);
+	config_unref(c);
+	c = parse_ok("auth password none\nuser a b\nsocks4 on\n");
+	assert_true(c->socks4);
+	config_unref(c);
+	parse_err("user a b\nauth password\n\nsocks4 on\n",
+		"t.conf:4: socks4: SOCKS4 carries no password; it needs 'auth' to include none");
+	parse_err("socks4 yes\n", "t.conf:1: socks4: expected on or off, got 'yes'");
+}
+
+static void
 test_auth_password_without_users_is_reported_at_auth_line(void **state)
 {
 	(void)state;
@@ -994,6 +1017,7 @@ test_dump_default(void **state)
 			       "timeout udp 300\n"
 			       "timeout bind 120\n"
 			       "shutdown-timeout 10\n"
+			       "socks4 on\n"
 			       "# nameserver not set: /etc/resolv.conf is used\n"
 			       "resolve-prefer ipv4\n"
 			       "dns-cache-size 10000\n"
@@ -1046,6 +1070,7 @@ test_dump_everything_set_hides_secrets(void **state)
 			       "timeout udp 300\n"
 			       "timeout bind 5\n"
 			       "shutdown-timeout 2\n"
+			       "socks4 on\n"
 			       "nameserver [::1]:5353\n"
 			       "nameserver 10.0.0.1:53\n"
 			       "resolve-prefer ipv6\n"
@@ -1087,7 +1112,7 @@ test_keywords_are_the_documented_set(void **state)
 {
 	static const char *const want[] = { "listen", "auth", "user", "users-file",
 		"log", "log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer", "dns-cache-size",
-		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "external", NULL };
+		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "external", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1199,6 +1224,7 @@ main(void)
 		cmocka_unit_test(test_auth_methods_in_order),
 		cmocka_unit_test(test_auth_errors),
 		cmocka_unit_test(test_auth_password_without_users_is_reported_at_auth_line),
+		cmocka_unit_test(test_socks4_defaults_follow_auth_and_cannot_bypass_passwords),
 		cmocka_unit_test(test_users_may_follow_auth),
 		cmocka_unit_test(test_user_plaintext_and_hashed_counted),
 		cmocka_unit_test(test_user_errors),

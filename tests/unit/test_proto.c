@@ -29,6 +29,7 @@ union parsed {
 	struct proto_greeting g;
 	struct proto_userpass up;
 	struct proto_request req;
+	struct proto_socks4_request s4;
 };
 
 static enum proto_status
@@ -47,6 +48,12 @@ static enum proto_status
 parse_request_any(const uint8_t *p, size_t len, void *out, size_t *consumed)
 {
 	return proto_parse_request(p, len, out, consumed);
+}
+
+static enum proto_status
+parse_socks4_any(const uint8_t *p, size_t len, void *out, size_t *consumed)
+{
+	return proto_parse_socks4_request(p, len, out, consumed);
 }
 
 /* Parses p[0..len) into a poisoned result so untouched fields compare
@@ -1234,6 +1241,140 @@ test_addr_is_unspecified_only_for_all_zero_ip(void **state)
 	assert_false(proto_addr_is_unspecified(&a));
 }
 
+/* --- SOCKS4 / SOCKS4a (issue 9: same port, first byte 0x04) -------------- */
+
+static size_t
+build_socks4(uint8_t *out, uint8_t cmd, const uint8_t ip[4], size_t ulen,
+	size_t dlen)
+{
+	size_t n = 0;
+
+	out[n++] = SOCKS4_VERSION;
+	out[n++] = cmd;
+	out[n++] = 0x1F;
+	out[n++] = 0x90; /* port 8080 */
+	memcpy(out + n, ip, 4);
+	n += 4;
+	for (size_t i = 0; i < ulen; i++)
+		out[n++] = (uint8_t)('a' + i % 26);
+	out[n++] = 0;
+	for (size_t i = 0; i < dlen; i++)
+		out[n++] = (uint8_t)('m' + i % 10);
+	if (dlen)
+		out[n++] = 0;
+	return n;
+}
+
+static void
+test_socks4_connect_and_bind_parse_at_every_split(void **state)
+{
+	static const uint8_t ip[4] = { 10, 1, 2, 3 };
+	static const size_t ulens[] = { 0, 1, 255 };
+	uint8_t msg[MSG_MAX];
+	union parsed whole;
+
+	(void)state;
+	for (uint8_t cmd = SOCKS_CMD_CONNECT; cmd <= SOCKS_CMD_BIND; cmd++) {
+		for (size_t u = 0; u < sizeof(ulens) / sizeof(ulens[0]); u++) {
+			size_t n = build_socks4(msg, cmd, ip, ulens[u], 0);
+			assert_parses_at_every_split(parse_socks4_any, msg, n, &whole);
+			assert_int_equal(whole.s4.cmd, cmd);
+			assert_int_equal(whole.s4.dst.atyp, SOCKS_ATYP_IPV4);
+			assert_int_equal(whole.s4.dst.port, 8080);
+			assert_memory_equal(whole.s4.dst.ip.ipv4, ip, 4);
+			assert_int_equal(strlen(whole.s4.userid), ulens[u]);
+		}
+	}
+}
+
+static void
+test_socks4a_domain_parses_at_every_split(void **state)
+{
+	static const uint8_t ip[4] = { 0, 0, 0, 1 };
+	static const size_t dlens[] = { 1, 255 };
+	uint8_t msg[MSG_MAX];
+	union parsed whole;
+
+	(void)state;
+	for (size_t d = 0; d < sizeof(dlens) / sizeof(dlens[0]); d++) {
+		size_t n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 3, dlens[d]);
+		assert_parses_at_every_split(parse_socks4_any, msg, n, &whole);
+		assert_int_equal(whole.s4.dst.atyp, SOCKS_ATYP_DOMAIN);
+		assert_int_equal(whole.s4.dst.name_len, dlens[d]);
+		assert_int_equal(strlen(whole.s4.dst.name), dlens[d]);
+		assert_string_equal(whole.s4.userid, "abc");
+	}
+}
+
+static void
+test_socks4_dstip_0_0_0_0_is_an_address_not_4a(void **state)
+{
+	static const uint8_t ip[4] = { 0, 0, 0, 0 };
+	uint8_t msg[MSG_MAX];
+	union parsed got;
+	size_t n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 2, 0), used;
+
+	(void)state;
+	assert_int_equal(parse_poisoned(parse_socks4_any, msg, n, &got, &used), PROTO_OK);
+	assert_int_equal(used, n);
+	assert_int_equal(got.s4.dst.atyp, SOCKS_ATYP_IPV4);
+}
+
+static void
+test_socks4_errors_are_reported_at_the_offending_byte(void **state)
+{
+	static const uint8_t ip[4] = { 127, 0, 0, 1 }, ip4a[4] = { 0, 0, 0, 9 };
+	uint8_t msg[MSG_MAX];
+	size_t n;
+
+	(void)state;
+	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 1, 0);
+	msg[0] = 0x05;
+	assert_error_from(parse_socks4_any, msg, n, 0, PROTO_ERR_VERSION);
+	for (unsigned cmd = 0; cmd < 256; cmd++) {
+		if (cmd == SOCKS_CMD_CONNECT || cmd == SOCKS_CMD_BIND)
+			continue;
+		n = build_socks4(msg, (uint8_t)cmd, ip, 1, 0);
+		assert_error_from(parse_socks4_any, msg, n, 1, PROTO_ERR_COMMAND);
+	}
+	/* A USERID of 256 bytes: the 256th byte without a NUL is too long. */
+	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 256, 0);
+	assert_error_from(parse_socks4_any, msg, n, 8 + 255, PROTO_ERR_TOO_LONG);
+	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip4a, 0, 256);
+	assert_error_from(parse_socks4_any, msg, n, 9 + 255, PROTO_ERR_TOO_LONG);
+	/* 4a with an empty name: the NUL right after USERID's NUL. */
+	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip4a, 2, 0);
+	msg[n++] = 0;
+	assert_error_from(parse_socks4_any, msg, n, n - 1, PROTO_ERR_EMPTY_NAME);
+}
+
+static void
+test_socks4_reply_encodes_ipv4_and_zeros_for_ipv6(void **state)
+{
+	struct sockaddr_in sin;
+	struct sockaddr_in6 sin6;
+	uint8_t out[PROTO_SOCKS4_REPLY_LEN];
+	static const uint8_t want4[] = { 0x00, 90, 0x04, 0x38, 192, 0, 2, 7 };
+	static const uint8_t want_zero[] = { 0x00, 91, 0, 0, 0, 0, 0, 0 };
+
+	(void)state;
+	memset(&sin, 0, sizeof(sin));
+	sin.sin_family = AF_INET;
+	sin.sin_port = htons(1080);
+	inet_pton(AF_INET, "192.0.2.7", &sin.sin_addr);
+	assert_int_equal(proto_encode_socks4_reply(out, SOCKS4_REP_GRANTED,
+				 (struct sockaddr *)&sin), 8);
+	assert_memory_equal(out, want4, 8);
+	memset(&sin6, 0, sizeof(sin6));
+	sin6.sin6_family = AF_INET6;
+	sin6.sin6_addr = in6addr_loopback;
+	assert_int_equal(proto_encode_socks4_reply(out, SOCKS4_REP_REJECTED,
+				 (struct sockaddr *)&sin6), 8);
+	assert_memory_equal(out, want_zero, 8);
+	assert_int_equal(proto_encode_socks4_reply(out, SOCKS4_REP_REJECTED, NULL), 8);
+	assert_memory_equal(out, want_zero, 8);
+}
+
 int
 main(void)
 {
@@ -1282,6 +1423,11 @@ main(void)
 		cmocka_unit_test(test_addr_format_always_terminates_a_short_buffer),
 		cmocka_unit_test(test_addr_sockaddr_round_trip_and_domain_refused),
 		cmocka_unit_test(test_addr_is_unspecified_only_for_all_zero_ip),
+		cmocka_unit_test(test_socks4_connect_and_bind_parse_at_every_split),
+		cmocka_unit_test(test_socks4a_domain_parses_at_every_split),
+		cmocka_unit_test(test_socks4_dstip_0_0_0_0_is_an_address_not_4a),
+		cmocka_unit_test(test_socks4_errors_are_reported_at_the_offending_byte),
+		cmocka_unit_test(test_socks4_reply_encodes_ipv4_and_zeros_for_ipv6),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
