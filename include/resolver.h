@@ -78,4 +78,10 @@ const char *resolver_status_str(enum resolver_status st);
  * 2); 0 keeps the current value. Applies to tries started afterwards. */
 void resolver_set_timeout(struct resolver *r, unsigned timeout_ms, unsigned attempts);
 
+/* Applies new options (SIGHUP): servers (re-reading resolv.conf), preferred
+ * family, hosts file and cache limits, and empties the cache. Lookups in
+ * flight go on and ask the new servers from their next try. Replaces what
+ * resolver_set_timeout set. Out of memory leaves the cache disabled. */
+void resolver_reconfigure(struct resolver *r, const struct resolver_options *opt);
+
 #endif
