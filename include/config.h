@@ -19,6 +19,7 @@
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:1080"
 #define CONFIG_MAX_LISTEN 32
 #define CONFIG_MAX_NAMESERVERS 8
+#define CONFIG_MAX_WORKERS 64
 
 struct auth_table;
 
@@ -43,6 +44,7 @@ struct config {
 	enum log_level log_level;
 	bool log_syslog;           /* "log syslog": syslog(3) instead of stderr */
 	unsigned shutdown_timeout; /* seconds sessions may finish after SIGTERM */
+	unsigned workers;          /* worker processes (1: no supervisor) */
 
 	unsigned timeout_handshake; /* seconds, whole greeting+auth+request */
 	unsigned timeout_connect;   /* seconds, outbound connect incl. lookups */
@@ -74,6 +76,10 @@ struct config *config_new_default(void);
 int config_parse_string(const char *text, const char *name, struct config **out,
 	char *err, size_t errlen);
 int config_load_file(const char *path, struct config **out, char *err, size_t errlen);
+/* What the daemon runs on: the file at path; or, when the path was not
+ * given explicitly and does not exist, the built-in default. NULL with the
+ * message in err on failure. */
+struct config *config_load(const char *path, bool explicit_path, char *err, size_t errlen);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 /* Prints the effective configuration in config-file syntax (socks5d -T). */

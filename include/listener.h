@@ -7,11 +7,16 @@
 #ifndef SOCKS5D_LISTENER_H
 #define SOCKS5D_LISTENER_H
 
+#include <stdbool.h>
+
 #include "net.h"
 
 struct conn_env;
 struct listener;
 
+/* Listeners opened from now on share their address with other processes
+ * (SO_REUSEPORT), for worker processes. */
+void listener_set_reuseport(bool on);
 /* Binds and listens on addr. Returns NULL with errno on failure. */
 struct listener *listener_open(struct conn_env *env, const union sockaddr_any *addr);
 /* Adopts an already listening socket (socket activation). Returns NULL

@@ -20,6 +20,8 @@ enum log_level {
  * set) prefixes "<N>" syslog priorities and drops timestamps. */
 void log_init(enum log_level level);
 void log_set_level(enum log_level level);
+/* A short tag (e.g. "worker 2") put after the level on every line. */
+void log_set_tag(const char *tag);
 /* Sends lines to syslog(3) (facility daemon) instead of stderr. */
 void log_use_syslog(bool on);
 enum log_level log_get_level(void);

@@ -40,6 +40,9 @@ const char *net_ip_format(const union sockaddr_any *a, char *out, size_t cap);
 /* Nonblocking, close-on-exec listening TCP socket with SO_REUSEADDR (and
  * IPV6_V6ONLY for IPv6). Returns the fd or -1. */
 int net_listen_tcp(const union sockaddr_any *a, int backlog);
+/* The same with SO_REUSEPORT, so several worker processes can each have
+ * their own listening socket on one address. */
+int net_listen_tcp_reuseport(const union sockaddr_any *a, int backlog);
 /* accept4 nonblocking+cloexec; -1 with errno (EAGAIN when drained). */
 int net_accept(int lfd, union sockaddr_any *peer);
 /* Starts a nonblocking connect. Returns the fd (connect in progress or done)

@@ -14,6 +14,9 @@ struct loop;
 /* Reads and unsets NOTIFY_SOCKET / WATCHDOG_USEC / WATCHDOG_PID. Returns
  * true when a notify socket is configured. */
 bool notify_init(void);
+/* Forgets the notify socket (in worker processes: only the supervisor
+ * talks to systemd). */
+void notify_disable(void);
 /* Sends one datagram of newline-separated assignments ("READY=1"). No-op
  * without NOTIFY_SOCKET. Returns 0 or -1 with errno. */
 int notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));

@@ -18,6 +18,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "auth.h"
 #include "proto.h"
@@ -121,6 +122,7 @@ static const struct config_keyword keywords[] = {
 	{ "bind-port-range", 1, 1, false, set_port_range, OFF(bind_port_lo),
 		OFF(bind_port_hi), 1, 65535 },
 	{ "socks4", 1, 1, false, set_onoff, OFF(socks4_opt), 0, 0, 0 },
+	{ "workers", 1, 1, false, set_uint, OFF(workers), 0, 1, CONFIG_MAX_WORKERS },
 	/* at most one per address family; set_external checks */
 	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
 };
@@ -532,6 +534,7 @@ config_alloc(const char *name)
 		*field_u(c, timeouts[k].off) = UNSET_U;
 	c->shutdown_timeout = UNSET_U;
 	c->socks4_opt = -1;
+	c->workers = UNSET_U;
 	c->resolve_prefer = AF_UNSPEC;
 	c->dns_cache_size = UNSET_U;
 	c->dns_cache_max_ttl = UNSET_U;
@@ -564,6 +567,8 @@ config_fill_defaults(struct config *c)
 			*field_u(c, timeouts[k].off) = timeouts[k].def;
 	if (c->shutdown_timeout == UNSET_U)
 		c->shutdown_timeout = 10;
+	if (c->workers == UNSET_U)
+		c->workers = 1;
 	/* SOCKS4 has no password: on by default only where no password is
 	 * required anyway. */
 	if (c->socks4_opt >= 0) {
@@ -737,6 +742,18 @@ out:
 }
 
 struct config *
+config_load(const char *path, bool explicit_path, char *err, size_t errlen)
+{
+	struct config *cfg = NULL;
+
+	if (!explicit_path && access(path, F_OK) < 0 && errno == ENOENT)
+		return config_new_default();
+	if (config_load_file(path, &cfg, err, errlen) < 0)
+		return NULL;
+	return cfg;
+}
+
+struct config *
 config_ref(struct config *c)
 {
 	c->refs++;
@@ -784,6 +801,7 @@ config_dump(const struct config *c, FILE *out)
 			field_get(c, timeouts[k].off));
 	fprintf(out, "shutdown-timeout %u\n", c->shutdown_timeout);
 	fprintf(out, "socks4 %s\n", c->socks4 ? "on" : "off");
+	fprintf(out, "workers %u\n", c->workers);
 	if (c->nnameservers == 0)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)

@@ -29,6 +29,7 @@ struct listener {
 };
 
 static int reserve_fd = -1;
+static bool listener_reuseport;
 static uint64_t last_shed_log_ms;
 static uint64_t shed_since_log;
 
@@ -104,6 +105,12 @@ listener_on_resume(struct loop *loop, void *arg)
 		timer_start(loop, &l->pause_timer, PAUSE_MS);
 }
 
+void
+listener_set_reuseport(bool on)
+{
+	listener_reuseport = on;
+}
+
 struct listener *
 listener_open(struct conn_env *env, const union sockaddr_any *addr)
 {
@@ -115,7 +122,8 @@ listener_open(struct conn_env *env, const union sockaddr_any *addr)
 	reserve_open();
 	l->env = env;
 	l->addr = *addr;
-	l->fd = net_listen_tcp(addr, 4096);
+	l->fd = listener_reuseport ? net_listen_tcp_reuseport(addr, 4096)
+				   : net_listen_tcp(addr, 4096);
 	if (l->fd < 0)
 		goto fail;
 	watcher_init(&l->w, l->fd, listener_on_accept, l);

@@ -19,6 +19,7 @@
 static enum log_level log_threshold = LOG_LVL_INFO;
 static bool log_journal;
 static bool log_syslog;
+static char log_tag[32];
 
 static const char *const level_names[] = { "error", "warn", "info", "debug" };
 /* syslog priorities: err, warning, info, debug */
@@ -45,6 +46,12 @@ log_init(enum log_level level)
 {
 	log_threshold = level;
 	log_journal = stderr_is_journal();
+}
+
+void
+log_set_tag(const char *tag)
+{
+	snprintf(log_tag, sizeof(log_tag), "%s", tag ? tag : "");
 }
 
 void
@@ -107,9 +114,10 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		char msg[2048];
 		vsnprintf(msg, sizeof(msg), fmt, ap);
 		if (err)
-			syslog(level_prio[level], "%s: %s", msg, strerror(err));
+			syslog(level_prio[level], "%s%s%s: %s", log_tag, log_tag[0] ? ": " : "",
+				msg, strerror(err));
 		else
-			syslog(level_prio[level], "%s", msg);
+			syslog(level_prio[level], "%s%s%s", log_tag, log_tag[0] ? ": " : "", msg);
 		return;
 	}
 	if (log_journal) {
@@ -123,7 +131,8 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ",
 			ts.tv_nsec / 1000000);
 	}
-	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: ", level_names[level]);
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: %s%s", level_names[level],
+		log_tag, log_tag[0] ? ": " : "");
 	if (n < sizeof(line)) {
 		int w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
 		if (w > 0)

@@ -26,6 +26,7 @@
 #include "notify.h"
 #include "relay.h"
 #include "resolver.h"
+#include "supervisor.h"
 
 #ifndef SOCKS5D_VERSION
 #define SOCKS5D_VERSION "0.1.0"
@@ -172,18 +173,6 @@ raise_nofile(void)
 	}
 }
 
-static struct config *
-load_config(const char *path, bool explicit_path, char *err, size_t errlen)
-{
-	struct config *cfg = NULL;
-
-	if (!explicit_path && access(path, F_OK) < 0 && errno == ENOENT)
-		return config_new_default();
-	if (config_load_file(path, &cfg, err, errlen) < 0)
-		return NULL;
-	return cfg;
-}
-
 static void
 resolver_options_from(const struct config *cfg, struct resolver_options *ropt)
 {
@@ -279,7 +268,7 @@ on_hup(struct loop *loop, int signo, void *arg)
 	if (d->stopping)
 		return;
 	(void)notify_reloading();
-	cfg = load_config(d->path, d->explicit_path, err, sizeof(err));
+	cfg = config_load(d->path, d->explicit_path, err, sizeof(err));
 	if (!cfg) {
 		log_errorx("reload failed, keeping the running configuration: %s", err);
 		(void)notify_send("READY=1\nSTATUS=reload failed: %s", err);
@@ -312,11 +301,101 @@ adopt_inherited(struct daemon *d, int nfds)
 	}
 }
 
+/* One event loop: the whole daemon when workers is 1, or one worker under
+ * the supervisor. ready_fd >= 0 (a worker) gets one byte once the
+ * listeners are bound, instead of READY=1 to systemd. */
+static int
+run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
+{
+	struct resolver_options ropt;
+
+	d->loop = loop_new();
+	if (!d->loop)
+		fatal("epoll");
+	d->env.loop = d->loop;
+	d->env.cfg = cfg;
+	d->env.on_empty = on_empty;
+	d->env.on_empty_arg = d;
+	timer_init(&d->drain_timer, on_drain_timeout, d);
+	timer_init(&d->status_timer, on_status_timer, d);
+	timer_init(&d->watchdog_timer, on_watchdog_timer, d);
+
+	resolver_options_from(cfg, &ropt);
+	d->env.resolver = resolver_new(d->loop, &ropt);
+	if (!d->env.resolver)
+		fatalx("cannot start the resolver");
+
+	adopt_inherited(d, nfds);
+	/* With socket activation the inherited sockets are the listeners; the
+	 * listen lines of a default (file-less) config are not added to them. */
+	if (!(nfds > 0 && cfg->listen[0].line == 0))
+		sync_listeners(d, cfg, true);
+	if (d->nlisteners == 0)
+		fatalx("no listening socket");
+	if (loop_signal(d->loop, SIGTERM, on_stop_signal, d) < 0 ||
+	    loop_signal(d->loop, SIGINT, on_stop_signal, d) < 0 ||
+	    loop_signal(d->loop, SIGHUP, on_hup, d) < 0 ||
+	    loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
+		fatal("signalfd");
+	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION,
+		d->nlisteners, auth_table_count(cfg->users));
+	if (ready_fd >= 0) {
+		ssize_t w;
+		do {
+			w = write(ready_fd, "R", 1);
+		} while (w < 0 && errno == EINTR);
+		close(ready_fd);
+	}
+	(void)notify_send("READY=1");
+	send_status(d);
+	timer_start(d->loop, &d->status_timer, STATUS_INTERVAL_MS);
+	if (notify_watchdog_usec()) {
+		d->watchdog_ms = notify_watchdog_usec() / 2000u;
+		if (d->watchdog_ms == 0)
+			d->watchdog_ms = 1;
+		(void)notify_send("WATCHDOG=1");
+		timer_start(d->loop, &d->watchdog_timer, d->watchdog_ms);
+	}
+
+	if (loop_run(d->loop) < 0)
+		fatalx("event loop failed");
+
+	close_listeners(d);
+	conn_close_all(&d->env);
+	timer_stop(d->loop, &d->drain_timer);
+	timer_stop(d->loop, &d->status_timer);
+	timer_stop(d->loop, &d->watchdog_timer);
+	log_counters(d, "stopped");
+	resolver_free(d->env.resolver);
+	loop_free(d->loop); /* also frees what the closes above released */
+	relay_pool_drain();
+	config_unref(d->env.cfg);
+	return 0;
+}
+
+/* Called in a forked worker process by the supervisor. */
+static int
+run_worker_entry(struct config *cfg, const struct supervisor_options *so,
+	unsigned index, int ready_fd)
+{
+	struct daemon d;
+	char tag[32];
+
+	memset(&d, 0, sizeof(d));
+	d.path = so->path;
+	d.explicit_path = so->explicit_path;
+	d.debug = so->debug;
+	snprintf(tag, sizeof(tag), "worker %u", index);
+	log_set_tag(tag);
+	notify_disable();
+	listener_set_reuseport(true);
+	return run_worker(&d, cfg, so->inherited_fds, ready_fd);
+}
+
 int
 main(int argc, char **argv)
 {
 	struct daemon d;
-	struct resolver_options ropt;
 	struct config *cfg;
 	bool check = false, dump = false;
 	char err[1024];
@@ -355,7 +434,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 
-	cfg = load_config(d.path, d.explicit_path, err, sizeof(err));
+	cfg = config_load(d.path, d.explicit_path, err, sizeof(err));
 	if (!cfg) {
 		fprintf(stderr, "socks5d: %s\n", err);
 		return 1;
@@ -377,60 +456,15 @@ main(int argc, char **argv)
 	raise_nofile();
 	(void)notify_init();
 	nfds = notify_listen_fds();
-
-	d.loop = loop_new();
-	if (!d.loop)
-		fatal("epoll");
-	d.env.loop = d.loop;
-	d.env.cfg = cfg;
-	d.env.on_empty = on_empty;
-	d.env.on_empty_arg = &d;
-	timer_init(&d.drain_timer, on_drain_timeout, &d);
-	timer_init(&d.status_timer, on_status_timer, &d);
-	timer_init(&d.watchdog_timer, on_watchdog_timer, &d);
-
-	resolver_options_from(cfg, &ropt);
-	d.env.resolver = resolver_new(d.loop, &ropt);
-	if (!d.env.resolver)
-		fatalx("cannot start the resolver");
-
-	adopt_inherited(&d, nfds);
-	/* With socket activation the inherited sockets are the listeners; the
-	 * listen lines of a default (file-less) config are not added to them. */
-	if (!(nfds > 0 && cfg->listen[0].line == 0))
-		sync_listeners(&d, cfg, true);
-	if (d.nlisteners == 0)
-		fatalx("no listening socket");
-	if (loop_signal(d.loop, SIGTERM, on_stop_signal, &d) < 0 ||
-	    loop_signal(d.loop, SIGINT, on_stop_signal, &d) < 0 ||
-	    loop_signal(d.loop, SIGHUP, on_hup, &d) < 0 ||
-	    loop_signal(d.loop, SIGUSR1, on_usr1, &d) < 0)
-		fatal("signalfd");
-	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION,
-		d.nlisteners, auth_table_count(cfg->users));
-	(void)notify_send("READY=1");
-	send_status(&d);
-	timer_start(d.loop, &d.status_timer, STATUS_INTERVAL_MS);
-	if (notify_watchdog_usec()) {
-		d.watchdog_ms = notify_watchdog_usec() / 2000u;
-		if (d.watchdog_ms == 0)
-			d.watchdog_ms = 1;
-		(void)notify_send("WATCHDOG=1");
-		timer_start(d.loop, &d.watchdog_timer, d.watchdog_ms);
+	if (cfg->workers > 1) {
+		struct supervisor_options so = {
+			.path = d.path,
+			.explicit_path = d.explicit_path,
+			.debug = d.debug,
+			.inherited_fds = nfds,
+			.run_worker = run_worker_entry,
+		};
+		return supervisor_run(cfg, &so);
 	}
-
-	if (loop_run(d.loop) < 0)
-		fatalx("event loop failed");
-
-	close_listeners(&d);
-	conn_close_all(&d.env);
-	timer_stop(d.loop, &d.drain_timer);
-	timer_stop(d.loop, &d.status_timer);
-	timer_stop(d.loop, &d.watchdog_timer);
-	log_counters(&d, "stopped");
-	resolver_free(d.env.resolver);
-	loop_free(d.loop); /* also frees what the closes above released */
-	relay_pool_drain();
-	config_unref(d.env.cfg);
-	return 0;
+	return run_worker(&d, cfg, nfds, -1);
 }

@@ -198,8 +198,8 @@ net_set_nodelay(int fd)
 	return setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
 }
 
-int
-net_listen_tcp(const union sockaddr_any *a, int backlog)
+static int
+listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport)
 {
 	int fd, one = 1, saved;
 
@@ -207,6 +207,8 @@ net_listen_tcp(const union sockaddr_any *a, int backlog)
 	if (fd < 0)
 		return -1;
 	if (setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one)) < 0)
+		goto fail;
+	if (reuseport && setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one)) < 0)
 		goto fail;
 	/* [::]:1080 must not also claim 0.0.0.0:1080: a separate listen line does. */
 	if (a->sa.sa_family == AF_INET6 &&
@@ -222,6 +224,18 @@ fail:
 	close(fd);
 	errno = saved;
 	return -1;
+}
+
+int
+net_listen_tcp(const union sockaddr_any *a, int backlog)
+{
+	return listen_tcp(a, backlog, false);
+}
+
+int
+net_listen_tcp_reuseport(const union sockaddr_any *a, int backlog)
+{
+	return listen_tcp(a, backlog, true);
 }
 
 int

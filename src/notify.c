@@ -73,6 +73,15 @@ notify_init(void)
 	return notify_fd >= 0;
 }
 
+void
+notify_disable(void)
+{
+	if (notify_fd >= 0)
+		close(notify_fd);
+	notify_fd = -1;
+	watchdog_usec = 0;
+}
+
 int
 notify_send(const char *fmt, ...)
 {

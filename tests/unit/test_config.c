@@ -294,6 +294,19 @@ test_socks4_defaults_follow_auth_and_cannot_bypass_passwords(void **state)
 }
 
 static void
+test_workers_range(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = parse_ok("workers 4\n");
+	assert_int_equal(c->workers, 4);
+	config_unref(c);
+	parse_err("workers 0\n", "t.conf:1: workers: 0 out of range 1..64");
+	parse_err("workers 65\n", "t.conf:1: workers: 65 out of range 1..64");
+}
+
+static void
 test_auth_password_without_users_is_reported_at_auth_line(void **state)
 {
 	(void)state;
@@ -1018,6 +1031,7 @@ test_dump_default(void **state)
 			       "timeout bind 120\n"
 			       "shutdown-timeout 10\n"
 			       "socks4 on\n"
+			       "workers 1\n"
 			       "# nameserver not set: /etc/resolv.conf is used\n"
 			       "resolve-prefer ipv4\n"
 			       "dns-cache-size 10000\n"
@@ -1071,6 +1085,7 @@ test_dump_everything_set_hides_secrets(void **state)
 			       "timeout bind 5\n"
 			       "shutdown-timeout 2\n"
 			       "socks4 on\n"
+			       "workers 1\n"
 			       "nameserver [::1]:5353\n"
 			       "nameserver 10.0.0.1:53\n"
 			       "resolve-prefer ipv6\n"
@@ -1112,7 +1127,7 @@ test_keywords_are_the_documented_set(void **state)
 {
 	static const char *const want[] = { "listen", "auth", "user", "users-file",
 		"log", "log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer", "dns-cache-size",
-		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "external", NULL };
+		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1225,6 +1240,7 @@ main(void)
 		cmocka_unit_test(test_auth_errors),
 		cmocka_unit_test(test_auth_password_without_users_is_reported_at_auth_line),
 		cmocka_unit_test(test_socks4_defaults_follow_auth_and_cannot_bypass_passwords),
+		cmocka_unit_test(test_workers_range),
 		cmocka_unit_test(test_users_may_follow_auth),
 		cmocka_unit_test(test_user_plaintext_and_hashed_counted),
 		cmocka_unit_test(test_user_errors),
