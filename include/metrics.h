@@ -24,4 +24,20 @@ struct metrics_server *metrics_start(struct loop *loop, const union sockaddr_any
 /* Closes the listener and every client connection at once. */
 void metrics_stop(struct metrics_server *m);
 
+/* Limits per scrape connection. A request head (request line + headers)
+ * that does not fit METRICS_REQUEST_MAX is answered 431; connections past
+ * METRICS_MAX_CLIENTS are accepted and closed at once. */
+#define METRICS_REQUEST_MAX 2048
+#define METRICS_MAX_CLIENTS 64
+#define METRICS_REQUEST_TIMEOUT_MS 5000
+
+/* The address the listener is bound to (the real port when addr asked for
+ * port 0). Returns 0, or -1 with errno. */
+int metrics_local_addr(const struct metrics_server *m, union sockaddr_any *out)
+	__attribute__((warn_unused_result));
+/* Time a connection gets to send its request, and again to take the
+ * response, before it is closed (default METRICS_REQUEST_TIMEOUT_MS).
+ * Applies to connections accepted afterwards; tests shorten it. */
+void metrics_set_request_timeout_ms(struct metrics_server *m, unsigned ms);
+
 #endif

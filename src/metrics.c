@@ -1,0 +1,655 @@
+/*
+ * metrics: a minimal HTTP/1.1 origin server (RFC 9110, RFC 9112) for
+ * Prometheus scrapes, inside the event loop. One request per connection:
+ * read the request head into a fixed buffer, answer, close. The exposition
+ * text comes from the caller's render callback; this file knows HTTP and
+ * sockets, not what is being counted.
+ *
+ * Every connection is bounded: METRICS_REQUEST_MAX bytes of head, one
+ * deadline to send it and one to take the answer, a short linger after,
+ * and at most METRICS_MAX_CLIENTS at once.
+ */
+#include "metrics.h"
+
+#include <errno.h>
+#include <stdbool.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "log.h"
+#include "loop.h"
+
+#define METRICS_BACKLOG 128            /* a burst of METRICS_MAX_CLIENTS fits */
+#define METRICS_ACCEPT_BATCH 16        /* accepts per wakeup, for fairness */
+#define METRICS_LINGER_MS 1000         /* drain the peer after answering */
+#define METRICS_LINGER_READS 4         /* reads per wakeup while lingering */
+#define METRICS_PAUSE_MS 1000          /* listener rest after EMFILE */
+#define METRICS_LOG_INTERVAL_MS 60000  /* repeated accept errors */
+
+#define HTTP_OK 200
+#define HTTP_BAD_REQUEST 400
+#define HTTP_NOT_FOUND 404
+#define HTTP_METHOD_NOT_ALLOWED 405
+#define HTTP_HEADERS_TOO_LARGE 431     /* RFC 6585 §5 */
+#define HTTP_INTERNAL_ERROR 500
+
+#define METRICS_PATH "/metrics"
+/* The Prometheus text exposition format, version 0.0.4. */
+#define METRICS_CONTENT_TYPE "text/plain; version=0.0.4; charset=utf-8"
+
+enum metrics_client_state {
+	MC_ST_READ,   /* reading the request head; READ watched, deadline armed */
+	MC_ST_WRITE,  /* sending the response; WRITE watched while the socket
+	               * is full, deadline re-armed once for the whole answer */
+	MC_ST_LINGER, /* answered and write side shut; READ watched, discarding
+	               * until EOF or the linger deadline, so our close does not
+	               * turn into an RST that destroys the answer in flight */
+};
+
+struct metrics_client {
+	struct metrics_server *m;
+	struct metrics_client *prev, *next;  /* m->clients */
+	int fd;
+	struct watcher w;
+	struct timer deadline;               /* whatever the state waits for */
+	struct release rel;
+	enum metrics_client_state state;
+	bool dead;                           /* closed; freed after the batch */
+	bool have_line;                      /* request line complete and valid */
+	bool in_target;                      /* past the method's space */
+	bool head;                           /* HEAD: headers only */
+	size_t req_len;                      /* bytes in req */
+	size_t scanned;                      /* bytes of req already checked */
+	size_t line_start;                   /* where the current line begins */
+	size_t method_len;                   /* method is req[0..method_len) */
+	size_t target_off, target_len;       /* request-target */
+	const uint8_t *out;                  /* response: in req, or out_owned */
+	size_t out_len, out_off;
+	uint8_t *out_owned;                  /* malloc'd 200 response */
+	char peer[NET_ADDRSTRLEN];           /* for debug logs */
+	uint8_t req[METRICS_REQUEST_MAX];    /* the head; then error answers */
+};
+
+struct metrics_server {
+	struct loop *loop;
+	int fd;
+	struct watcher w;
+	struct timer pause;                  /* resumes accepting after EMFILE */
+	struct release rel;
+	metrics_render_cb render;
+	void *arg;
+	unsigned timeout_ms;
+	struct metrics_client *clients;
+	size_t nclients;
+	uint64_t last_log_ms;                /* last accept error logged */
+	bool logged;
+};
+
+static void client_flush(struct metrics_client *c);
+
+/* --- connection lifetime ------------------------------------------------- */
+
+static void
+client_free(void *arg)
+{
+	free(arg);
+}
+
+/* Unregisters and closes at once; the memory waits for the end of the
+ * batch, since an event for this watcher may still be queued in it. */
+static void
+client_close(struct metrics_client *c)
+{
+	struct metrics_server *m = c->m;
+
+	if (c->dead)
+		return;
+	c->dead = true;
+	loop_unwatch(m->loop, &c->w);
+	close(c->fd);
+	c->fd = -1;
+	timer_stop(m->loop, &c->deadline);
+	free(c->out_owned);
+	c->out_owned = NULL;
+	if (c->prev)
+		c->prev->next = c->next;
+	else
+		m->clients = c->next;
+	if (c->next)
+		c->next->prev = c->prev;
+	m->nclients--;
+	loop_release(m->loop, &c->rel, client_free, c);
+}
+
+static void
+client_set_interest(struct metrics_client *c, unsigned mask)
+{
+	if (loop_watch(c->m->loop, &c->w, mask) < 0) {
+		log_warn("metrics: epoll for %s", c->peer);
+		client_close(c);
+	}
+}
+
+static void
+client_on_deadline(struct loop *loop, void *arg)
+{
+	struct metrics_client *c = arg;
+
+	(void)loop;
+	if (c->state != MC_ST_LINGER)
+		log_debug("metrics: %s timed out", c->peer);
+	client_close(c);
+}
+
+/* --- request parsing (RFC 9112 §2-§5) ------------------------------------ */
+
+/* RFC 9110 §5.6.2 tchar: what methods and field names are made of. */
+static bool
+is_tchar(uint8_t ch)
+{
+	if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
+	    (ch >= 'A' && ch <= 'Z'))
+		return true;
+	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
+}
+
+/* method SP request-target SP HTTP-version, in req[0..end). */
+static bool
+parse_request_line(struct metrics_client *c, size_t end)
+{
+	const uint8_t *p = c->req;
+	size_t i = 0;
+
+	while (i < end && is_tchar(p[i]))
+		i++;
+	if (i == 0 || i == end || p[i] != ' ')
+		return false;
+	c->method_len = i++;
+	c->target_off = i;
+	while (i < end && p[i] > ' ' && p[i] < 0x7f)
+		i++;
+	if (i == c->target_off || i == end || p[i] != ' ')
+		return false;
+	c->target_len = i - c->target_off;
+	i++;
+	/* HTTP/1.x only: "HTTP/1." DIGIT and nothing after it. */
+	return end - i == 8 && memcmp(p + i, "HTTP/1.", 7) == 0 &&
+	       p[i + 7] >= '0' && p[i + 7] <= '9';
+}
+
+/* field-name ":" field-value; obs-fold (a leading space) is rejected, as
+ * is space before the colon (RFC 9112 §5.1, §5.2). Control bytes were
+ * refused while scanning. */
+static bool
+header_line_ok(const uint8_t *p, size_t n)
+{
+	size_t i = 0;
+
+	while (i < n && is_tchar(p[i]))
+		i++;
+	return i > 0 && i < n && p[i] == ':';
+}
+
+static bool
+method_is(const struct metrics_client *c, const char *name)
+{
+	return c->method_len == strlen(name) && memcmp(c->req, name, c->method_len) == 0;
+}
+
+/* The head is complete and well formed: which answer it gets. */
+static int
+route(struct metrics_client *c)
+{
+	const uint8_t *t = c->req + c->target_off;
+	size_t plen = strlen(METRICS_PATH);
+	bool ours;
+
+	c->head = method_is(c, "HEAD");
+	/* The query string is Prometheus's business (e.g. ?name[]=); ignore it. */
+	ours = c->target_len >= plen && memcmp(t, METRICS_PATH, plen) == 0 &&
+	       (c->target_len == plen || t[plen] == '?');
+	if (!ours)
+		return HTTP_NOT_FOUND;
+	if (c->head || method_is(c, "GET"))
+		return HTTP_OK;
+	return HTTP_METHOD_NOT_ALLOWED;
+}
+
+/*
+ * Checks the bytes that arrived since the last call. Returns 0 while the
+ * head is incomplete, else the status to answer. Bad bytes are refused as
+ * soon as they are seen (a TLS ClientHello or a bare LF gets its 400 at
+ * once, not after the deadline); lines end only with CRLF.
+ */
+static int
+client_scan(struct metrics_client *c)
+{
+	for (size_t i = c->scanned; i < c->req_len; i++) {
+		uint8_t ch = c->req[i];
+		bool after_cr = i > 0 && c->req[i - 1] == '\r';
+
+		if (ch == '\n') {
+			size_t end = i - 1;
+
+			if (!after_cr)
+				return HTTP_BAD_REQUEST;
+			if (!c->have_line) {
+				if (!parse_request_line(c, end))
+					return HTTP_BAD_REQUEST;
+				c->have_line = true;
+			} else if (end == c->line_start) {
+				/* The empty line: the head is complete. Any body
+				 * or pipelined request after it is ignored. */
+				return route(c);
+			} else if (!header_line_ok(c->req + c->line_start,
+					   end - c->line_start)) {
+				return HTTP_BAD_REQUEST;
+			}
+			c->line_start = i + 1;
+			continue;
+		}
+		if (after_cr)
+			return HTTP_BAD_REQUEST;
+		if (ch != '\r' && ch != '\t' && (ch < 0x20 || ch == 0x7f))
+			return HTTP_BAD_REQUEST;
+		/* The method is judged byte by byte: anything else is not
+		 * an HTTP client. */
+		if (!c->have_line && !c->in_target) {
+			if (ch == ' ')
+				c->in_target = true;
+			else if (!is_tchar(ch))
+				return HTTP_BAD_REQUEST;
+		}
+	}
+	c->scanned = c->req_len;
+	if (c->req_len == sizeof(c->req))
+		return HTTP_HEADERS_TOO_LARGE;
+	return 0;
+}
+
+/* --- responses ----------------------------------------------------------- */
+
+static const char *
+status_reason(int status)
+{
+	switch (status) {
+	case HTTP_OK:
+		return "OK";
+	case HTTP_BAD_REQUEST:
+		return "Bad Request";
+	case HTTP_NOT_FOUND:
+		return "Not Found";
+	case HTTP_METHOD_NOT_ALLOWED:
+		return "Method Not Allowed";
+	case HTTP_HEADERS_TOO_LARGE:
+		return "Request Header Fields Too Large";
+	default:
+		return "Internal Server Error";
+	}
+}
+
+/* RFC 9110 §5.6.7 IMF-fixdate, e.g. "Sun, 06 Nov 1994 08:49:37 GMT". */
+static void
+http_date(char *out, size_t cap)
+{
+	time_t now = time(NULL);
+	struct tm tm;
+
+	if (gmtime_r(&now, &tm) == NULL ||
+	    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		out[0] = '\0';
+}
+
+/* The status line and headers, with Connection: close (RFC 9112 §9.6):
+ * one request per connection keeps the state machine this small. */
+static int
+format_head(char *out, size_t cap, int status, const char *type, size_t len)
+{
+	char date[64];
+
+	http_date(date, sizeof(date));
+	return snprintf(out, cap,
+		"HTTP/1.1 %d %s\r\n"
+		"Date: %s\r\n"
+		"Content-Type: %s\r\n"
+		"Content-Length: %zu\r\n"
+		"%s"
+		"Connection: close\r\n"
+		"\r\n",
+		status, status_reason(status), date, type, len,
+		status == HTTP_METHOD_NOT_ALLOWED ? "Allow: GET, HEAD\r\n" : "");
+}
+
+/* Error answers are short: written into req, which is no longer needed,
+ * so they cost no allocation. */
+static void
+client_prepare_error(struct metrics_client *c, int status)
+{
+	char body[64], *out = (char *)c->req;
+	int bl, hl;
+
+	bl = snprintf(body, sizeof(body), "%d %s\n", status, status_reason(status));
+	hl = format_head(out, sizeof(c->req), status, "text/plain; charset=utf-8",
+		(size_t)bl);
+	/* Both fit by construction (a few hundred bytes of 2 KiB). */
+	if (!c->head)
+		memcpy(out + hl, body, (size_t)bl + 1);
+	c->out = c->req;
+	c->out_len = (size_t)hl + (c->head ? 0 : (size_t)bl);
+}
+
+/* Renders the exposition into memory and builds the 200 answer. Returns
+ * 0, or -1 when rendering or allocation failed (the caller answers 500). */
+static int
+client_prepare_metrics(struct metrics_client *c)
+{
+	char *body = NULL, head[512];
+	size_t blen = 0, total;
+	FILE *f;
+	int hl, bad;
+
+	f = open_memstream(&body, &blen);
+	if (f == NULL) {
+		log_warn("metrics: open_memstream");
+		return -1;
+	}
+	c->m->render(f, c->m->arg);
+	bad = ferror(f);
+	if (fclose(f) != 0 || bad) {
+		log_warnx("metrics: rendering the exposition failed");
+		free(body);
+		return -1;
+	}
+	/* The callback may have stopped the server (a reload, say). */
+	if (c->dead) {
+		free(body);
+		return -1;
+	}
+	hl = format_head(head, sizeof(head), HTTP_OK, METRICS_CONTENT_TYPE, blen);
+	total = (size_t)hl + (c->head ? 0 : blen);
+	c->out_owned = malloc(total);
+	if (c->out_owned == NULL) {
+		log_warn("metrics: response of %zu bytes", total);
+		free(body);
+		return -1;
+	}
+	memcpy(c->out_owned, head, (size_t)hl);
+	if (!c->head)
+		memcpy(c->out_owned + hl, body, blen);
+	free(body);
+	c->out = c->out_owned;
+	c->out_len = total;
+	return 0;
+}
+
+static void
+client_respond(struct metrics_client *c, int status)
+{
+	log_debug("metrics: %s %.*s -> %d", c->peer,
+		c->have_line ? (int)c->method_len : 1,
+		c->have_line ? (const char *)c->req : "-", status);
+	if (status == HTTP_OK && client_prepare_metrics(c) < 0)
+		status = HTTP_INTERNAL_ERROR;
+	if (c->dead)
+		return;
+	if (status != HTTP_OK)
+		client_prepare_error(c, status);
+	c->state = MC_ST_WRITE;
+	c->out_off = 0;
+	timer_start(c->m->loop, &c->deadline, c->m->timeout_ms);
+	client_flush(c);
+}
+
+/* --- I/O ----------------------------------------------------------------- */
+
+/* Writes what the socket takes; waits for EPOLLOUT for the rest. Once all
+ * is out, shuts the write side and lingers. */
+static void
+client_flush(struct metrics_client *c)
+{
+	while (c->out_off < c->out_len) {
+		/* MSG_NOSIGNAL: a scraper that went away is EPIPE, not a signal. */
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
+			MSG_NOSIGNAL);
+		if (n < 0) {
+			if (errno == EINTR)
+				continue;
+			if (errno == EAGAIN || errno == EWOULDBLOCK) {
+				client_set_interest(c, LOOP_WRITE);
+				return;
+			}
+			log_debug("metrics: send to %s: %s", c->peer, strerror(errno));
+			client_close(c);
+			return;
+		}
+		c->out_off += (size_t)n;
+	}
+	free(c->out_owned);
+	c->out_owned = NULL;
+	c->out = NULL;
+	if (shutdown(c->fd, SHUT_WR) < 0) {
+		client_close(c);
+		return;
+	}
+	c->state = MC_ST_LINGER;
+	timer_start(c->m->loop, &c->deadline,
+		c->m->timeout_ms < METRICS_LINGER_MS ? c->m->timeout_ms : METRICS_LINGER_MS);
+	client_set_interest(c, LOOP_READ);
+}
+
+static void
+client_read(struct metrics_client *c)
+{
+	ssize_t n;
+	int status;
+
+	do {
+		n = read(c->fd, c->req + c->req_len, sizeof(c->req) - c->req_len);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		return;
+	if (n <= 0) {
+		/* EOF or reset before a whole request: nobody to answer. */
+		client_close(c);
+		return;
+	}
+	c->req_len += (size_t)n;
+	status = client_scan(c);
+	if (status != 0)
+		client_respond(c, status);
+}
+
+/* Discards what the peer still sends until it closes. */
+static void
+client_linger(struct metrics_client *c)
+{
+	uint8_t sink[512];
+
+	for (int i = 0; i < METRICS_LINGER_READS; i++) {
+		ssize_t n = read(c->fd, sink, sizeof(sink));
+		if (n < 0 && errno == EINTR)
+			continue;
+		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+			return;
+		if (n <= 0) {
+			client_close(c);
+			return;
+		}
+	}
+}
+
+static void
+client_on_io(struct loop *loop, unsigned events, void *arg)
+{
+	struct metrics_client *c = arg;
+
+	(void)loop;
+	if (c->dead)
+		return;
+	switch (c->state) {
+	case MC_ST_READ:
+		if (events & LOOP_READ)
+			client_read(c);
+		break;
+	case MC_ST_WRITE:
+		if (events & LOOP_WRITE)
+			client_flush(c);
+		break;
+	case MC_ST_LINGER:
+		if (events & LOOP_READ)
+			client_linger(c);
+		break;
+	}
+}
+
+/* --- listener ------------------------------------------------------------ */
+
+static void
+client_new(struct metrics_server *m, int fd, const union sockaddr_any *peer)
+{
+	struct metrics_client *c;
+
+	if (m->nclients >= METRICS_MAX_CLIENTS) {
+		/* Accepting and closing keeps the backlog from filling with
+		 * connections that would only time out there. */
+		log_debug("metrics: %d clients already, closing a new one",
+			METRICS_MAX_CLIENTS);
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
+	if (c == NULL) {
+		log_warn("metrics: new client");
+		close(fd);
+		return;
+	}
+	c->m = m;
+	c->fd = fd;
+	c->state = MC_ST_READ;
+	if (log_enabled(LOG_LVL_DEBUG))
+		net_addr_format(peer, c->peer, sizeof(c->peer));
+	else
+		strcpy(c->peer, "-");
+	watcher_init(&c->w, fd, client_on_io, c);
+	timer_init(&c->deadline, client_on_deadline, c);
+	if (loop_watch(m->loop, &c->w, LOOP_READ) < 0) {
+		log_warn("metrics: epoll");
+		close(fd);
+		free(c);
+		return;
+	}
+	timer_start(m->loop, &c->deadline, m->timeout_ms);
+	c->next = m->clients;
+	if (m->clients)
+		m->clients->prev = c;
+	m->clients = c;
+	m->nclients++;
+}
+
+static void
+server_on_resume(struct loop *loop, void *arg)
+{
+	struct metrics_server *m = arg;
+
+	if (loop_watch(loop, &m->w, LOOP_READ) < 0)
+		timer_start(loop, &m->pause, METRICS_PAUSE_MS);
+}
+
+static void
+server_on_accept(struct loop *loop, unsigned events, void *arg)
+{
+	struct metrics_server *m = arg;
+
+	(void)events;
+	for (int i = 0; i < METRICS_ACCEPT_BATCH; i++) {
+		union sockaddr_any peer;
+		int fd = net_accept(m->fd, &peer);
+
+		if (fd >= 0) {
+			client_new(m, fd, &peer);
+			continue;
+		}
+		if (errno == EAGAIN || errno == EWOULDBLOCK)
+			return;
+		if (errno == ECONNABORTED || errno == EPERM)
+			continue;
+		if (!m->logged || loop_now(loop) - m->last_log_ms >= METRICS_LOG_INTERVAL_MS) {
+			log_warn("metrics: accept");
+			m->logged = true;
+			m->last_log_ms = loop_now(loop);
+		}
+		/* Out of descriptors or memory: the level-triggered listener
+		 * would spin; rest it and let the backlog wait. */
+		loop_unwatch(loop, &m->w);
+		timer_start(loop, &m->pause, METRICS_PAUSE_MS);
+		return;
+	}
+}
+
+/* --- public -------------------------------------------------------------- */
+
+struct metrics_server *
+metrics_start(struct loop *loop, const union sockaddr_any *addr,
+	metrics_render_cb render, void *arg)
+{
+	struct metrics_server *m;
+	int saved;
+
+	m = calloc(1, sizeof(*m));
+	if (m == NULL)
+		return NULL;
+	m->loop = loop;
+	m->render = render;
+	m->arg = arg;
+	m->timeout_ms = METRICS_REQUEST_TIMEOUT_MS;
+	m->fd = net_listen_tcp(addr, METRICS_BACKLOG);
+	if (m->fd < 0)
+		goto fail;
+	watcher_init(&m->w, m->fd, server_on_accept, m);
+	timer_init(&m->pause, server_on_resume, m);
+	if (loop_watch(loop, &m->w, LOOP_READ) < 0)
+		goto fail;
+	return m;
+fail:
+	saved = errno;
+	if (m->fd >= 0)
+		close(m->fd);
+	free(m);
+	errno = saved;
+	return NULL;
+}
+
+static void
+server_free(void *arg)
+{
+	free(arg);
+}
+
+void
+metrics_stop(struct metrics_server *m)
+{
+	if (m == NULL)
+		return;
+	while (m->clients)
+		client_close(m->clients);
+	loop_unwatch(m->loop, &m->w);
+	close(m->fd);
+	m->fd = -1;
+	timer_stop(m->loop, &m->pause);
+	loop_release(m->loop, &m->rel, server_free, m);
+}
+
+int
+metrics_local_addr(const struct metrics_server *m, union sockaddr_any *out)
+{
+	return net_local_addr(m->fd, out);
+}
+
+void
+metrics_set_request_timeout_ms(struct metrics_server *m, unsigned ms)
+{
+	m->timeout_ms = ms;
+}
