@@ -12,6 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
+#include "acl.h"
 #include "log.h"
 #include "net.h"
 
@@ -26,7 +27,10 @@ struct auth_table;
 struct config_listen {
 	union sockaddr_any addr;
 	int line;                  /* 0 for the built-in default */
+	bool proxy_protocol;       /* a PROXY v1/v2 header precedes SOCKS */
 };
+
+#define CONFIG_MAX_PROXY_FROM 32
 
 struct config {
 	unsigned refs;             /* sessions keep the config they started with */
@@ -63,6 +67,16 @@ struct config {
 
 	bool socks4;               /* SOCKS4/4a accepted on the same listeners */
 	int socks4_opt;            /* as written: -1 unset, 0 off, 1 on */
+
+	struct acl_cidr proxy_from[CONFIG_MAX_PROXY_FROM]; /* who may send PROXY headers */
+	size_t nproxy_from;
+
+	bool has_metrics;
+	union sockaddr_any metrics; /* Prometheus endpoint */
+
+	bool has_announce4, has_announce6;
+	union sockaddr_any announce4; /* address written in BIND/UDP replies (NAT) */
+	union sockaddr_any announce6;
 
 	bool has_external4, has_external6;
 	union sockaddr_any external4;  /* port 0; source of outbound IPv4, BIND/UDP announce */

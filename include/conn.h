@@ -17,14 +17,31 @@ struct config;
 struct resolver;
 struct conn;
 
-/* Process-wide counters (reported at SIGUSR1 and shutdown). */
+/* Commands as counter indexes: 0 is "no request yet". */
+#define CONN_CMD_SLOTS 4
+/* Reply codes as counter indexes: REP 0x00..0x08, then "no reply". */
+#define CONN_REP_SLOTS 10
+#define CONN_REP_NONE 9
+
+/* Process-wide counters (metrics, SIGUSR1 and shutdown lines). */
 struct conn_stats {
 	uint64_t accepted;
 	uint64_t active;
+	uint64_t active_by_cmd[CONN_CMD_SLOTS];
+	uint64_t sessions[CONN_CMD_SLOTS][CONN_REP_SLOTS]; /* ended, by command and reply */
 	uint64_t auth_failures;
-	uint64_t bytes_up;   /* client -> target */
-	uint64_t bytes_down; /* target -> client */
+	uint64_t client_denials;  /* closed by a client rule */
+	uint64_t rule_denials;    /* requests refused by a rule (REP 0x02) */
+	uint64_t limit_refusals;  /* closed by a connection/session limit */
+	uint64_t proxy_rejects;   /* bad or unauthorised PROXY headers */
+	uint64_t bytes_up;        /* client -> target */
+	uint64_t bytes_down;      /* target -> client */
+	uint64_t udp_dgrams_up, udp_dgrams_down;
+	uint64_t udp_dropped[8];  /* by reason: see conn_udp_drop_names */
 };
+
+/* Names of the udp_dropped reasons, in index order. */
+extern const char *const conn_udp_drop_names[8];
 
 /* What every connection shares: the loop, the config new sessions use, the
  * resolver, the list of live connections (for shutdown) and counters. */
@@ -42,7 +59,7 @@ struct conn_env {
 /* Takes the accepted fd (nonblocking). On failure the fd is closed and the
  * reason logged. peer/local are the addresses of the client connection. */
 void conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
-	const union sockaddr_any *local);
+	const union sockaddr_any *local, bool proxy_protocol);
 /* Closes every connection at once (end of the shutdown drain). */
 void conn_close_all(struct conn_env *env);
 

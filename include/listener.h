@@ -18,12 +18,14 @@ struct listener;
  * (SO_REUSEPORT), for worker processes. */
 void listener_set_reuseport(bool on);
 /* Binds and listens on addr. Returns NULL with errno on failure. */
-struct listener *listener_open(struct conn_env *env, const union sockaddr_any *addr);
+struct listener *listener_open(struct conn_env *env, const union sockaddr_any *addr,
+	bool proxy_protocol);
 /* Adopts an already listening socket (socket activation). Returns NULL
  * with errno on failure (the fd is left open). */
 struct listener *listener_adopt(struct conn_env *env, int fd);
 /* Stops accepting and closes the socket. */
 void listener_close(struct listener *l);
 const union sockaddr_any *listener_addr(const struct listener *l);
+bool listener_proxy_protocol(const struct listener *l);
 
 #endif

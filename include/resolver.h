@@ -46,6 +46,13 @@ struct resolver_options {
 	const char *resolv_conf_path;          /* NULL: /etc/resolv.conf */
 };
 
+struct resolver_stats {
+	uint64_t lookups;      /* resolver_start calls */
+	uint64_t queries;      /* DNS queries sent (UDP and TCP) */
+	uint64_t cache_hits;   /* answered from the cache */
+	uint64_t timeouts;     /* queries that got no answer from any server */
+};
+
 typedef void (*resolver_cb)(const struct resolver_result *res, void *arg);
 
 struct resolver *resolver_new(struct loop *loop, const struct resolver_options *opt);
@@ -62,6 +69,7 @@ struct resolver_query *resolver_start(struct resolver *r, const char *name,
 /* The callback will not run; the handle is invalid afterwards. */
 void resolver_cancel(struct resolver_query *q);
 const char *resolver_status_str(enum resolver_status st);
+const struct resolver_stats *resolver_get_stats(const struct resolver *r);
 
 /*
  * Additions (resolver.c):

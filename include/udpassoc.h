@@ -8,6 +8,7 @@
 #ifndef SOCKS5D_UDPASSOC_H
 #define SOCKS5D_UDPASSOC_H
 
+#include <stdbool.h>
 #include <stdint.h>
 
 #include "net.h"
@@ -26,6 +27,8 @@ struct udpassoc_stats {
 	uint64_t dropped_blocked;         /* socket would block (UDP: dropped) */
 	uint64_t dropped_queue;           /* lookup queue full */
 	uint64_t dropped_unresolved;      /* name did not resolve */
+	uint64_t dropped_error;           /* send failed (unreachable, too big, no socket) */
+	uint64_t dropped_denied;          /* refused by the access rules */
 };
 
 struct udpassoc_options {
@@ -33,6 +36,10 @@ struct udpassoc_options {
 	const union sockaddr_any *external4;   /* outbound IPv4 source, or NULL */
 	const union sockaddr_any *external6;   /* outbound IPv6 source, or NULL */
 	unsigned idle_ms;                      /* 0: no idle timeout */
+	/* Asked before each datagram leaves: may it go to dst (name: the
+	 * requested domain, or NULL)? NULL allows everything. */
+	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
+	void *allow_arg;
 };
 
 /* Called once when the association ends by itself (idle timeout, socket

@@ -13,6 +13,7 @@
  */
 #include "config.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <limits.h>
 #include <stdarg.h>
@@ -24,7 +25,7 @@
 #include "proto.h"
 
 /* More than any keyword takes; extra arguments are counted, not kept. */
-#define CONFIG_MAX_ARGS 8
+#define CONFIG_MAX_ARGS 32
 /* A config file is a few kilobytes; this only stops -f /dev/zero. */
 #define CONFIG_FILE_MAX (16u * 1024 * 1024)
 #define CONFIG_SECONDS_MAX 86400u
@@ -98,11 +99,18 @@ static int set_uint(struct config_parse *, char **);
 static int set_port_range(struct config_parse *, char **);
 static int set_external(struct config_parse *, char **);
 static int set_onoff(struct config_parse *, char **);
+static int set_proxy_from(struct config_parse *, char **);
+static int set_metrics(struct config_parse *, char **);
+static int set_announce(struct config_parse *, char **);
 
 #define OFF(f) offsetof(struct config, f)
 
 static const struct config_keyword keywords[] = {
-	{ "listen", 1, 1, true, set_listen, 0, 0, 0, 0 },
+	{ "listen", 1, 2, true, set_listen, 0, 0, 0, 0 },
+	{ "proxy-protocol-from", 1, CONFIG_MAX_ARGS, true, set_proxy_from, 0, 0, 0, 0 },
+	{ "metrics", 1, 1, false, set_metrics, 0, 0, 0, 0 },
+	/* at most one per address family; set_announce checks */
+	{ "announce", 1, 1, true, set_announce, 0, 0, 0, 0 },
 	{ "auth", 1, 2, false, set_auth, 0, 0, 0, 0 },
 	{ "user", 2, 2, true, set_user, 0, 0, 0, 0 },
 	{ "users-file", 1, 1, false, set_users_file, 0, 0, 0, 0 },
@@ -205,6 +213,8 @@ set_listen(struct config_parse *p, char **argv)
 			argv[0]);
 	if (net_addr_port(&a) == 0)
 		return perr(p, "listen: port 0 is not allowed");
+	if (p->argc == 2 && strcmp(argv[1], "proxy-protocol") != 0)
+		return perr(p, "listen: unknown option '%s' (proxy-protocol)", argv[1]);
 	for (size_t i = 0; i < c->nlisten; i++)
 		if (net_addr_equal(&c->listen[i].addr, &a))
 			return perr(p, "listen: duplicate address %s, first at line %d",
@@ -213,7 +223,62 @@ set_listen(struct config_parse *p, char **argv)
 		return perr(p, "listen: too many addresses (at most %d)", CONFIG_MAX_LISTEN);
 	c->listen[c->nlisten].addr = a;
 	c->listen[c->nlisten].line = p->line;
+	c->listen[c->nlisten].proxy_protocol = p->argc == 2;
 	c->nlisten++;
+	return 0;
+}
+
+static int
+set_proxy_from(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+
+	for (int i = 0; i < p->argc; i++) {
+		if (c->nproxy_from == CONFIG_MAX_PROXY_FROM)
+			return perr(p, "proxy-protocol-from: too many networks (at most %d)",
+				CONFIG_MAX_PROXY_FROM);
+		if (acl_parse_cidr(argv[i], &c->proxy_from[c->nproxy_from]) < 0)
+			return perr(p, "proxy-protocol-from: bad network '%s' (expected "
+				       "ADDR/PREFIX, ADDR or all)", argv[i]);
+		c->nproxy_from++;
+	}
+	return 0;
+}
+
+static int
+set_metrics(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+
+	if (net_parse_addr_port(argv[0], -1, &c->metrics) < 0)
+		return perr(p, "metrics: bad address '%s' (expected ADDR:PORT or [IPV6]:PORT)",
+			argv[0]);
+	if (net_addr_port(&c->metrics) == 0)
+		return perr(p, "metrics: port 0 is not allowed");
+	c->has_metrics = true;
+	return 0;
+}
+
+static int
+set_announce(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+	union sockaddr_any a;
+
+	if (net_parse_addr(argv[0], 0, &a) < 0)
+		return perr(p, "announce: bad address '%s' (expected a numeric IPv4 or IPv6 "
+			       "address)", argv[0]);
+	if (a.sa.sa_family == AF_INET) {
+		if (c->has_announce4)
+			return perr(p, "announce: a second IPv4 address");
+		c->announce4 = a;
+		c->has_announce4 = true;
+	} else {
+		if (c->has_announce6)
+			return perr(p, "announce: a second IPv6 address");
+		c->announce6 = a;
+		c->has_announce6 = true;
+	}
 	return 0;
 }
 
@@ -611,6 +676,14 @@ config_check(struct config_parse *p)
 			return perr(p, "auth: method 'password' needs at least one user "
 				       "(user or users-file)");
 		}
+	for (size_t i = 0; i < c->nlisten; i++)
+		if (c->listen[i].proxy_protocol && c->nproxy_from == 0) {
+			/* Without it nobody may send a header: every connection
+			 * on that listener would be refused. */
+			p->line = c->listen[i].line;
+			return perr(p, "listen: proxy-protocol needs a proxy-protocol-from line "
+				       "naming the balancers");
+		}
 	if (c->socks4_opt == 1) {
 		bool none = c->nmethods == 0 && auth_table_count(c->users) == 0;
 		for (size_t i = 0; i < c->nmethods; i++)
@@ -787,7 +860,8 @@ config_dump(const struct config *c, FILE *out)
 
 	fprintf(out, "# socks5d effective configuration\n");
 	for (size_t i = 0; i < c->nlisten; i++)
-		fprintf(out, "listen %s\n", net_addr_format(&c->listen[i].addr, buf, sizeof(buf)));
+		fprintf(out, "listen %s%s\n", net_addr_format(&c->listen[i].addr, buf, sizeof(buf)),
+			c->listen[i].proxy_protocol ? " proxy-protocol" : "");
 	fprintf(out, "auth");
 	for (size_t i = 0; i < c->nmethods; i++)
 		fprintf(out, " %s", c->methods[i] == SOCKS_METHOD_PASSWORD ? "password" : "none");
@@ -818,6 +892,25 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "external %s\n", net_ip_format(&c->external4, buf, sizeof(buf)));
 	if (c->has_external6)
 		fprintf(out, "external %s\n", net_ip_format(&c->external6, buf, sizeof(buf)));
+	if (c->has_announce4)
+		fprintf(out, "announce %s\n", net_ip_format(&c->announce4, buf, sizeof(buf)));
+	if (c->has_announce6)
+		fprintf(out, "announce %s\n", net_ip_format(&c->announce6, buf, sizeof(buf)));
+	if (c->nproxy_from) {
+		fprintf(out, "proxy-protocol-from");
+		for (size_t i = 0; i < c->nproxy_from; i++) {
+			const struct acl_cidr *n = &c->proxy_from[i];
+			if (n->any) {
+				fprintf(out, " all");
+				continue;
+			}
+			inet_ntop(n->family, n->addr, buf, sizeof(buf));
+			fprintf(out, " %s/%u", buf, n->prefix);
+		}
+		fprintf(out, "\n");
+	}
+	if (c->has_metrics)
+		fprintf(out, "metrics %s\n", net_addr_format(&c->metrics, buf, sizeof(buf)));
 }
 
 const char *const *

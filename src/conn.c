@@ -16,6 +16,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "auth.h"
 #include "bindcmd.h"
 #include "buf.h"
@@ -23,6 +24,7 @@
 #include "log.h"
 #include "loop.h"
 #include "proto.h"
+#include "proxyproto.h"
 #include "relay.h"
 #include "resolver.h"
 #include "udpassoc.h"
@@ -37,6 +39,7 @@
 #define CONN_LINGER_MS 2000
 
 enum conn_state {
+	CONN_ST_PROXY,      /* waits for the PROXY protocol header; client READ; handshake timer */
 	CONN_ST_GREETING,   /* waits for the method-selection message; client READ; handshake timer */
 	CONN_ST_AUTH,       /* waits for the RFC 1929 request; client READ; handshake timer */
 	CONN_ST_REQUEST,    /* waits for the request; client READ; handshake timer */
@@ -51,7 +54,7 @@ enum conn_state {
 };
 
 static const char *const conn_state_names[] = {
-	"greeting", "auth", "request", "request4", "resolving", "connecting", "bind-wait",
+	"proxy", "greeting", "auth", "request", "request4", "resolving", "connecting", "bind-wait",
 	"udp", "relay",
 	"closing", "dead",
 };
@@ -103,6 +106,11 @@ struct conn {
 	char *user;               /* authenticated user (for logs), or NULL */
 	char *target;             /* "host:port" requested (for logs), or NULL */
 	const char *end;          /* why the session ended */
+};
+
+const char *const conn_udp_drop_names[8] = {
+	"fragment", "malformed", "foreign", "would_block", "queue_full", "unresolved",
+	"send_error", "denied",
 };
 
 static void conn_close(struct conn *c, const char *why);
@@ -178,6 +186,7 @@ conn_client_mask(const struct conn *c)
 	unsigned mask = c->hs->out_len ? LOOP_WRITE : 0;
 
 	switch (c->state) {
+	case CONN_ST_PROXY:
 	case CONN_ST_GREETING:
 	case CONN_ST_AUTH:
 	case CONN_ST_REQUEST:
@@ -225,6 +234,47 @@ conn_fail(struct conn *c, uint8_t rep, const char *why)
 }
 
 /* --- state steps --------------------------------------------------------- */
+
+/* HAProxy PROXY protocol: the header carries the real client address,
+ * which replaces the balancer's as the client for rules, limits, logs and
+ * the UDP source check. The local address stays ours (it is where UDP and
+ * BIND sockets are opened). */
+static enum step
+conn_step_proxy(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct proxyproto_result pr;
+	size_t used;
+	enum proxyproto_status st = proxyproto_parse(buf_peek(&hs->in), buf_len(&hs->in),
+		&pr, &used);
+
+	if (st == PROXYPROTO_NEED_MORE) {
+		if (buf_len(&hs->in) == hs->in.cap) {
+			c->env->stats.proxy_rejects++;
+			c->end = "PROXY header too large";
+			return STEP_CLOSE;
+		}
+		return STEP_NEED_MORE;
+	}
+	if (st != PROXYPROTO_OK) {
+		c->env->stats.proxy_rejects++;
+		c->end = proxyproto_status_str(st);
+		return STEP_CLOSE;
+	}
+	buf_consume(&hs->in, used);
+	if (!pr.local) {
+		if (log_enabled(LOG_LVL_DEBUG)) {
+			char a[NET_ADDRSTRLEN], b[NET_ADDRSTRLEN];
+			log_debug("conn %" PRIu64 ": PROXY v%d: client %s (via %s)", c->id,
+				pr.version, net_addr_format(&pr.src, a, sizeof(a)),
+				net_addr_format(&c->peer, b, sizeof(b)));
+		}
+		c->peer = pr.src;
+		net_addr_unmap(&c->peer);
+	}
+	conn_set_state(c, CONN_ST_GREETING);
+	return STEP_AGAIN;
+}
 
 static enum step
 conn_step_greeting(struct conn *c)
@@ -360,6 +410,7 @@ conn_dispatch_request(struct conn *c)
 	char target[300];
 
 	c->cmd = hs->req.cmd;
+	c->env->stats.active_by_cmd[c->cmd]++;
 	proto_addr_format(&hs->req.dst, target, sizeof(target));
 	c->target = strdup(target);
 	if (!c->target)
@@ -626,6 +677,22 @@ conn_external_for(const struct conn *c, int family)
 	return NULL;
 }
 
+/* Behind NAT the address to announce in BIND and UDP replies is not the
+ * local one: `announce` replaces the IP, the port stays. */
+static void
+conn_announce(const struct conn *c, union sockaddr_any *a)
+{
+	uint16_t port = net_addr_port(a);
+
+	if (a->sa.sa_family == AF_INET && c->cfg->has_announce4)
+		*a = c->cfg->announce4;
+	else if (a->sa.sa_family == AF_INET6 && c->cfg->has_announce6)
+		*a = c->cfg->announce6;
+	else
+		return;
+	net_addr_set_port(a, port);
+}
+
 static enum step
 conn_start_bind(struct conn *c)
 {
@@ -666,6 +733,7 @@ conn_start_bind(struct conn *c)
 		c->bind = NULL;
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no IPv4 address for SOCKS4 BIND");
 	}
+	conn_announce(c, &bound);
 	c->rep = SOCKS_REP_SUCCEEDED;
 	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bound.sa) < 0)
 		return STEP_CLOSE;
@@ -701,6 +769,7 @@ conn_start_udp(struct conn *c)
 		log_warn("conn %" PRIu64 ": udp associate", c->id);
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "udp socket failed");
 	}
+	conn_announce(c, &bnd);
 	c->rep = SOCKS_REP_SUCCEEDED;
 	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd.sa) < 0)
 		return STEP_CLOSE;
@@ -718,6 +787,9 @@ conn_advance(struct conn *c)
 
 	for (;;) {
 		switch (c->state) {
+		case CONN_ST_PROXY:
+			st = conn_step_proxy(c);
+			break;
 		case CONN_ST_GREETING:
 			st = conn_step_greeting(c);
 			break;
@@ -800,6 +872,7 @@ conn_on_timer(struct loop *loop, void *arg)
 
 	(void)loop;
 	switch (c->state) {
+	case CONN_ST_PROXY:
 	case CONN_ST_GREETING:
 	case CONN_ST_AUTH:
 	case CONN_ST_REQUEST:
@@ -857,15 +930,29 @@ conn_log_end(struct conn *c, const char *why)
 
 	if (c->udp) {
 		const struct udpassoc_stats *u = udpassoc_get_stats(c->udp);
+		struct conn_stats *st = &c->env->stats;
 		up = u->bytes_up;
 		down = u->bytes_down;
+		st->udp_dgrams_up += u->dgrams_up;
+		st->udp_dgrams_down += u->dgrams_down;
+		st->udp_dropped[0] += u->dropped_frag;
+		st->udp_dropped[1] += u->dropped_malformed;
+		st->udp_dropped[2] += u->dropped_foreign;
+		st->udp_dropped[3] += u->dropped_blocked;
+		st->udp_dropped[4] += u->dropped_queue;
+		st->udp_dropped[5] += u->dropped_unresolved;
+		st->udp_dropped[6] += u->dropped_error;
+		st->udp_dropped[7] += u->dropped_denied;
 		snprintf(extra, sizeof(extra), " dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64
 			" dropped=%" PRIu64, u->dgrams_up, u->dgrams_down,
 			u->dropped_frag + u->dropped_malformed + u->dropped_foreign +
-			u->dropped_blocked + u->dropped_queue + u->dropped_unresolved);
+			u->dropped_blocked + u->dropped_queue + u->dropped_unresolved +
+			u->dropped_error + u->dropped_denied);
 	}
 	c->env->stats.bytes_up += up;
 	c->env->stats.bytes_down += down;
+	c->env->stats.sessions[c->cmd < CONN_CMD_SLOTS ? c->cmd : 0]
+			      [c->rep <= SOCKS_REP_ATYP_NOT_SUPPORTED ? c->rep : CONN_REP_NONE]++;
 	if (c->rep == 0xFF)
 		snprintf(rep, sizeof(rep), "-");
 	else if (c->version == SOCKS4_VERSION)
@@ -918,15 +1005,26 @@ conn_close(struct conn *c, const char *why)
 	if (c->next)
 		c->next->prev = c->prev;
 	env->stats.active--;
+	if (c->cmd && c->cmd < CONN_CMD_SLOTS)
+		env->stats.active_by_cmd[c->cmd]--;
 	/* Freed after this batch: later events of the batch may still name it. */
 	loop_release(env->loop, &c->rel, conn_free, c);
 	if (env->stats.active == 0 && env->on_empty)
 		env->on_empty(env->on_empty_arg);
 }
 
+static bool
+conn_proxy_source_allowed(const struct conn *c)
+{
+	for (size_t i = 0; i < c->cfg->nproxy_from; i++)
+		if (acl_cidr_match(&c->cfg->proxy_from[i], &c->peer))
+			return true;
+	return false;
+}
+
 void
 conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
-	const union sockaddr_any *local)
+	const union sockaddr_any *local, bool proxy_protocol)
 {
 	struct conn *c = calloc(1, sizeof(*c));
 
@@ -947,7 +1045,7 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	net_addr_unmap(&c->peer);
 	c->rep = 0xFF;
 	c->version = SOCKS_VERSION;
-	c->state = CONN_ST_GREETING;
+	c->state = proxy_protocol ? CONN_ST_PROXY : CONN_ST_GREETING;
 	c->start_ms = loop_now(env->loop);
 	c->next = env->head;
 	if (env->head)
@@ -961,6 +1059,11 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	/* One deadline for the whole handshake: a client that trickles bytes
 	 * cannot extend it (slowloris). */
 	timer_start(env->loop, &c->timer, (uint64_t)c->cfg->timeout_handshake * 1000u);
+	if (proxy_protocol && !conn_proxy_source_allowed(c)) {
+		env->stats.proxy_rejects++;
+		conn_close(c, "not an allowed PROXY protocol source");
+		return;
+	}
 	(void)conn_watch(c, &c->cw, LOOP_READ);
 }
 

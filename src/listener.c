@@ -25,6 +25,7 @@ struct listener {
 	struct watcher w;
 	struct timer pause_timer;  /* resumes accepting after fd exhaustion */
 	union sockaddr_any addr;
+	bool proxy_protocol;       /* connections start with a PROXY header */
 	struct release rel;        /* freed after the batch that closed it */
 };
 
@@ -91,7 +92,7 @@ listener_on_accept(struct loop *loop, unsigned events, void *arg)
 		}
 		if (net_local_addr(fd, &local) < 0)
 			local = l->addr;
-		conn_accept(l->env, fd, &peer, &local);
+		conn_accept(l->env, fd, &peer, &local, l->proxy_protocol);
 	}
 	(void)loop;
 }
@@ -112,7 +113,7 @@ listener_set_reuseport(bool on)
 }
 
 struct listener *
-listener_open(struct conn_env *env, const union sockaddr_any *addr)
+listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_protocol)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	int saved;
@@ -122,6 +123,7 @@ listener_open(struct conn_env *env, const union sockaddr_any *addr)
 	reserve_open();
 	l->env = env;
 	l->addr = *addr;
+	l->proxy_protocol = proxy_protocol;
 	l->fd = listener_reuseport ? net_listen_tcp_reuseport(addr, 4096)
 				   : net_listen_tcp(addr, 4096);
 	if (l->fd < 0)
@@ -180,4 +182,10 @@ const union sockaddr_any *
 listener_addr(const struct listener *l)
 {
 	return &l->addr;
+}
+
+bool
+listener_proxy_protocol(const struct listener *l)
+{
+	return l->proxy_protocol;
 }

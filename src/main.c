@@ -8,6 +8,7 @@
  * started with (they hold a reference), listeners are opened and closed by
  * difference so unchanged ones keep their backlog.
  */
+#include <dirent.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
@@ -22,6 +23,7 @@
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
+#include "metrics.h"
 #include "loop.h"
 #include "notify.h"
 #include "relay.h"
@@ -49,6 +51,9 @@ struct daemon {
 	struct timer watchdog_timer;
 	uint64_t watchdog_ms;
 	bool stopping;
+	int worker;                /* worker index, -1 without workers */
+	struct metrics_server *metrics;
+	union sockaddr_any metrics_addr; /* what it listens on (port + worker) */
 };
 
 static void
@@ -194,14 +199,16 @@ apply_logging(const struct daemon *d, const struct config *cfg)
 			  "prefer crypt(3) hashes (e.g. mkpasswd -m yescrypt)", cfg->nplaintext_users);
 }
 
-/* Opens the listen lines of cfg, reusing listeners of the same address from
- * the current set; closes the configured ones that are gone. Inherited
- * (socket-activated) listeners are always kept. */
+/* Opens the listen lines of cfg, reusing listeners of the same address
+ * (and PROXY setting) from the current set; closes the configured ones that
+ * are gone, before opening new ones so an address can change its setting.
+ * Inherited (socket-activated) listeners are always kept. */
 static int
 sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 {
 	struct listener *next[MAX_LISTENERS];
 	bool next_inherited[MAX_LISTENERS], used[MAX_LISTENERS] = { false };
+	bool have[CONFIG_MAX_LISTEN] = { false };
 	size_t n = 0;
 
 	for (size_t i = 0; i < d->nlisteners; i++) {
@@ -212,14 +219,11 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 		}
 	}
 	for (size_t j = 0; j < cfg->nlisten; j++) {
-		const union sockaddr_any *want = &cfg->listen[j].addr;
-		char a[NET_ADDRSTRLEN];
-		bool found = false;
-
 		for (size_t i = 0; i < d->nlisteners; i++) {
-			if (!net_addr_equal(listener_addr(d->listeners[i]), want))
+			if (!net_addr_equal(listener_addr(d->listeners[i]), &cfg->listen[j].addr) ||
+			    listener_proxy_protocol(d->listeners[i]) != cfg->listen[j].proxy_protocol)
 				continue;
-			found = true;
+			have[j] = true;
 			if (!used[i]) {
 				used[i] = true;
 				next_inherited[n] = false;
@@ -227,19 +231,6 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 			}
 			break;
 		}
-		if (found)
-			continue;
-		net_addr_format(want, a, sizeof(a));
-		struct listener *l = listener_open(&d->env, want);
-		if (!l) {
-			if (fail_hard)
-				fatal("listen %s", a);
-			log_warn("listen %s", a);
-			continue;
-		}
-		log_info("listening on %s", a);
-		next_inherited[n] = false;
-		next[n++] = l;
 	}
 	for (size_t i = 0; i < d->nlisteners; i++) {
 		if (!used[i]) {
@@ -249,10 +240,166 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 			listener_close(d->listeners[i]);
 		}
 	}
+	for (size_t j = 0; j < cfg->nlisten; j++) {
+		const union sockaddr_any *want = &cfg->listen[j].addr;
+		char a[NET_ADDRSTRLEN];
+		struct listener *l;
+
+		if (have[j])
+			continue;
+		net_addr_format(want, a, sizeof(a));
+		l = listener_open(&d->env, want, cfg->listen[j].proxy_protocol);
+		if (!l) {
+			if (fail_hard)
+				fatal("listen %s", a);
+			log_warn("listen %s", a);
+			continue;
+		}
+		log_info("listening on %s%s", a,
+			cfg->listen[j].proxy_protocol ? " (PROXY protocol)" : "");
+		next_inherited[n] = false;
+		next[n++] = l;
+	}
 	memcpy(d->listeners, next, n * sizeof(next[0]));
 	memcpy(d->inherited, next_inherited, n * sizeof(next_inherited[0]));
 	d->nlisteners = n;
 	return 0;
+}
+
+/* --- metrics ---------------------------------------------------------------- */
+
+static const char *const cmd_label[CONN_CMD_SLOTS] = { "none", "connect", "bind", "udp" };
+
+static unsigned
+count_fds(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned n = 0;
+
+	if (!dir)
+		return 0;
+	while ((e = readdir(dir)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n > 0 ? n - 1 : 0; /* not the directory's own fd */
+}
+
+static void
+render_metrics(FILE *out, void *arg)
+{
+	const struct daemon *d = arg;
+	const struct conn_stats *s = &d->env.stats;
+	const struct resolver_stats *rs = resolver_get_stats(d->env.resolver);
+	char w[32] = "", wl[40] = "";
+
+	if (d->worker >= 0) {
+		snprintf(w, sizeof(w), "worker=\"%d\"", d->worker);
+		snprintf(wl, sizeof(wl), "{%s}", w);
+	}
+#define SEP (w[0] ? "," : "")
+	fprintf(out, "# HELP socks5d_connections_accepted_total Client connections accepted.\n"
+		     "# TYPE socks5d_connections_accepted_total counter\n"
+		     "socks5d_connections_accepted_total%s %" PRIu64 "\n", wl, s->accepted);
+	fprintf(out, "# HELP socks5d_sessions_active Open client connections by command "
+		     "(none: still in the handshake).\n# TYPE socks5d_sessions_active gauge\n");
+	for (int c = 0; c < CONN_CMD_SLOTS; c++) {
+		uint64_t v = s->active_by_cmd[c];
+		if (c == 0) {
+			v = s->active;
+			for (int k = 1; k < CONN_CMD_SLOTS; k++)
+				v -= s->active_by_cmd[k];
+		}
+		fprintf(out, "socks5d_sessions_active{%s%scmd=\"%s\"} %" PRIu64 "\n", w, SEP,
+			cmd_label[c], v);
+	}
+	fprintf(out, "# HELP socks5d_sessions_total Ended sessions by command and reply code.\n"
+		     "# TYPE socks5d_sessions_total counter\n");
+	for (int c = 0; c < CONN_CMD_SLOTS; c++)
+		for (int r = 0; r < CONN_REP_SLOTS; r++) {
+			char rep[8];
+			if (!s->sessions[c][r])
+				continue;
+			if (r == CONN_REP_NONE)
+				snprintf(rep, sizeof(rep), "none");
+			else
+				snprintf(rep, sizeof(rep), "0x%02x", r);
+			fprintf(out, "socks5d_sessions_total{%s%scmd=\"%s\",rep=\"%s\"} %" PRIu64 "\n",
+				w, SEP, cmd_label[c], rep, s->sessions[c][r]);
+		}
+	fprintf(out, "# HELP socks5d_bytes_total Bytes relayed (ended sessions), by direction.\n"
+		     "# TYPE socks5d_bytes_total counter\n"
+		     "socks5d_bytes_total{%s%sdirection=\"up\"} %" PRIu64 "\n"
+		     "socks5d_bytes_total{%s%sdirection=\"down\"} %" PRIu64 "\n",
+		w, SEP, s->bytes_up, w, SEP, s->bytes_down);
+	fprintf(out, "# HELP socks5d_auth_failures_total Failed RFC 1929 authentications.\n"
+		     "# TYPE socks5d_auth_failures_total counter\n"
+		     "socks5d_auth_failures_total%s %" PRIu64 "\n", wl, s->auth_failures);
+	fprintf(out, "# HELP socks5d_denied_total Connections and requests refused, by reason.\n"
+		     "# TYPE socks5d_denied_total counter\n"
+		     "socks5d_denied_total{%s%sreason=\"client_rule\"} %" PRIu64 "\n"
+		     "socks5d_denied_total{%s%sreason=\"request_rule\"} %" PRIu64 "\n"
+		     "socks5d_denied_total{%s%sreason=\"limit\"} %" PRIu64 "\n"
+		     "socks5d_denied_total{%s%sreason=\"proxy_protocol\"} %" PRIu64 "\n",
+		w, SEP, s->client_denials, w, SEP, s->rule_denials, w, SEP, s->limit_refusals,
+		w, SEP, s->proxy_rejects);
+	fprintf(out, "# HELP socks5d_dns_lookups_total Name lookups started.\n"
+		     "# TYPE socks5d_dns_lookups_total counter\n"
+		     "socks5d_dns_lookups_total%s %" PRIu64 "\n"
+		     "# HELP socks5d_dns_queries_total DNS queries sent.\n"
+		     "# TYPE socks5d_dns_queries_total counter\n"
+		     "socks5d_dns_queries_total%s %" PRIu64 "\n"
+		     "# HELP socks5d_dns_cache_hits_total Lookups answered from the cache.\n"
+		     "# TYPE socks5d_dns_cache_hits_total counter\n"
+		     "socks5d_dns_cache_hits_total%s %" PRIu64 "\n"
+		     "# HELP socks5d_dns_timeouts_total Queries no server answered.\n"
+		     "# TYPE socks5d_dns_timeouts_total counter\n"
+		     "socks5d_dns_timeouts_total%s %" PRIu64 "\n",
+		wl, rs->lookups, wl, rs->queries, wl, rs->cache_hits, wl, rs->timeouts);
+	fprintf(out, "# HELP socks5d_udp_datagrams_total UDP datagrams relayed (ended "
+		     "associations), by direction.\n# TYPE socks5d_udp_datagrams_total counter\n"
+		     "socks5d_udp_datagrams_total{%s%sdirection=\"up\"} %" PRIu64 "\n"
+		     "socks5d_udp_datagrams_total{%s%sdirection=\"down\"} %" PRIu64 "\n",
+		w, SEP, s->udp_dgrams_up, w, SEP, s->udp_dgrams_down);
+	fprintf(out, "# HELP socks5d_udp_dropped_total UDP datagrams dropped, by reason.\n"
+		     "# TYPE socks5d_udp_dropped_total counter\n");
+	for (int r = 0; r < 8; r++)
+		fprintf(out, "socks5d_udp_dropped_total{%s%sreason=\"%s\"} %" PRIu64 "\n", w, SEP,
+			conn_udp_drop_names[r], s->udp_dropped[r]);
+	fprintf(out, "# HELP socks5d_open_fds File descriptors in use.\n"
+		     "# TYPE socks5d_open_fds gauge\n"
+		     "socks5d_open_fds%s %u\n", wl, count_fds());
+#undef SEP
+}
+
+static void
+sync_metrics(struct daemon *d, const struct config *cfg)
+{
+	union sockaddr_any want;
+
+	if (cfg->has_metrics) {
+		want = cfg->metrics;
+		if (d->worker > 0)
+			net_addr_set_port(&want, (uint16_t)(net_addr_port(&want) + d->worker));
+	}
+	if (d->metrics && cfg->has_metrics && net_addr_equal(&want, &d->metrics_addr))
+		return;
+	if (d->metrics) {
+		metrics_stop(d->metrics);
+		d->metrics = NULL;
+	}
+	if (!cfg->has_metrics)
+		return;
+	char a[NET_ADDRSTRLEN];
+	net_addr_format(&want, a, sizeof(a));
+	d->metrics = metrics_start(d->loop, &want, render_metrics, d);
+	if (!d->metrics) {
+		log_warn("metrics %s", a);
+		return;
+	}
+	d->metrics_addr = want;
+	log_info("metrics on http://%s/metrics", a);
 }
 
 static void
@@ -276,6 +423,7 @@ on_hup(struct loop *loop, int signo, void *arg)
 	}
 	apply_logging(d, cfg);
 	sync_listeners(d, cfg, false);
+	sync_metrics(d, cfg);
 	resolver_options_from(cfg, &ropt);
 	resolver_reconfigure(d->env.resolver, &ropt);
 	config_unref(d->env.cfg);
@@ -332,6 +480,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		sync_listeners(d, cfg, true);
 	if (d->nlisteners == 0)
 		fatalx("no listening socket");
+	sync_metrics(d, cfg);
 	if (loop_signal(d->loop, SIGTERM, on_stop_signal, d) < 0 ||
 	    loop_signal(d->loop, SIGINT, on_stop_signal, d) < 0 ||
 	    loop_signal(d->loop, SIGHUP, on_hup, d) < 0 ||
@@ -361,6 +510,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		fatalx("event loop failed");
 
 	close_listeners(d);
+	if (d->metrics)
+		metrics_stop(d->metrics);
 	conn_close_all(&d->env);
 	timer_stop(d->loop, &d->drain_timer);
 	timer_stop(d->loop, &d->status_timer);
@@ -382,6 +533,7 @@ run_worker_entry(struct config *cfg, const struct supervisor_options *so,
 	char tag[32];
 
 	memset(&d, 0, sizeof(d));
+	d.worker = (int)index;
 	d.path = so->path;
 	d.explicit_path = so->explicit_path;
 	d.debug = so->debug;
@@ -402,6 +554,7 @@ main(int argc, char **argv)
 	int ch, nfds;
 
 	memset(&d, 0, sizeof(d));
+	d.worker = -1;
 	d.path = CONFIG_DEFAULT_PATH;
 	while ((ch = getopt(argc, argv, "f:tTdVh")) != -1) {
 		switch (ch) {

@@ -164,6 +164,7 @@ struct resolver {
 	uint64_t ready_seq;
 	struct timer ready_timer;       /* 0 ms: delivers r->ready */
 
+	struct resolver_stats stats;
 	uint32_t hash_seed;             /* cache hash start, random */
 	uint8_t rnd[64];                /* getrandom() pool for query ids */
 	size_t rnd_left;
@@ -173,6 +174,12 @@ struct resolver {
 static void rq_next_try(struct rq *q);
 static void rq_on_io(struct loop *loop, unsigned events, void *arg);
 static void lookup_finish(struct lookup *lk);
+
+const struct resolver_stats *
+resolver_get_stats(const struct resolver *r)
+{
+	return &r->stats;
+}
 
 const char *
 resolver_status_str(enum resolver_status st)
@@ -839,6 +846,7 @@ rq_start_tcp(struct rq *q)
 		return;
 	}
 	q->state = RQ_TCP_CONNECT;
+	q->lk->r->stats.queries++;
 	q->io_done = 0;
 	timer_start(r->loop, &q->timer, r->timeout_ms);
 }
@@ -1032,6 +1040,7 @@ rq_send_udp(struct rq *q)
 		goto fail;
 	q->fd = fd;
 	q->state = RQ_UDP;
+	r->stats.queries++;
 	timer_start(r->loop, &q->timer, r->timeout_ms);
 	return 0;
 fail:
@@ -1069,6 +1078,8 @@ rq_next_try(struct rq *q)
 		q->had_error = true;
 	}
 	q->state = RQ_IDLE;
+	if (!q->had_error)
+		r->stats.timeouts++;
 	rq_finish(q, q->had_error ? RESOLVER_SERVFAIL : RESOLVER_TIMEOUT);
 }
 
@@ -1423,6 +1434,7 @@ resolver_start(struct resolver *r, const char *name, resolver_cb cb, void *arg)
 
 	if (!q)
 		return NULL;
+	r->stats.lookups++;
 	q->r = r;
 	q->cb = cb;
 	q->arg = arg;
@@ -1440,6 +1452,7 @@ resolver_start(struct resolver *r, const char *name, resolver_cb cb, void *arg)
 	if (hosts_lookup(r, key, &q->res) || localhost_lookup(r, key, &q->res))
 		goto answer;
 	if (cache_get(r, key, &q->res)) {
+		r->stats.cache_hits++;
 		log_debug("resolver: %s: cached %s", key, resolver_status_str(q->res.status));
 		goto answer;
 	}

@@ -69,6 +69,9 @@ struct udpassoc {
 	union sockaddr_any client_ep; /* client endpoint as recvfrom saw it (for sendto) */
 	bool have_ep;                /* client_ep is valid */
 
+	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
+	void *allow_arg;             /* access check per datagram (NULL: none) */
+
 	struct timer idle_timer;
 	unsigned idle_ms;            /* 0: no idle timeout */
 	uint64_t last_active_ms;     /* loop_now of the last relayed datagram */
@@ -229,12 +232,19 @@ udpassoc_open_out(struct udpassoc *u, int which)
 
 /* DATA to an IP destination (unmapped, port set). */
 static void
-udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to,
+udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to, const char *name,
 	const uint8_t *p, size_t len)
 {
 	int which = to->sa.sa_family == AF_INET6 ? UDPASSOC_OUT6 : UDPASSOC_OUT4;
 
+	/* Rules are checked per datagram against the address it really goes
+	 * to, so a name resolving into a denied network is refused too. */
+	if (u->allow && !u->allow(to, name, u->allow_arg)) {
+		u->stats.dropped_denied++;
+		return;
+	}
 	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
+		u->stats.dropped_error++;
 		char b[NET_ADDRSTRLEN];
 
 		log_warn("udp assoc bnd=%s: outbound %s socket",
@@ -245,6 +255,8 @@ udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to,
 	if (udpassoc_sendto(u, u->out_w[which].fd, p, len, to)) {
 		u->stats.dgrams_up++;
 		u->stats.bytes_up += len;
+	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
+		u->stats.dropped_error++;
 	}
 }
 
@@ -277,7 +289,7 @@ udpassoc_flush(struct udpassoc *u)
 		u->qcount--;
 		u->qbytes -= e->len;
 		if (e->resolved)
-			udpassoc_send_out(u, &e->to, e->data, e->len);
+			udpassoc_send_out(u, &e->to, e->dst.name, e->data, e->len);
 		else
 			u->stats.dropped_unresolved++;
 		free(e);
@@ -415,7 +427,7 @@ udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
 		return;
 	}
 	net_addr_unmap(&to);
-	udpassoc_send_out(u, &to, data, dlen);
+	udpassoc_send_out(u, &to, NULL, data, dlen);
 }
 
 static void
@@ -607,6 +619,8 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 	u->end = end;
 	u->arg = arg;
 	u->idle_ms = opt->idle_ms;
+	u->allow = opt->allow;
+	u->allow_arg = opt->allow_arg;
 	u->last_active_ms = loop_now(loop);
 	watcher_init(&u->relay_w, -1, udpassoc_on_relay, u);
 	for (int i = 0; i < UDPASSOC_NOUT; i++)

@@ -215,8 +215,8 @@ test_listen_errors(void **state)
 		"t.conf:3: listen: duplicate address 127.0.0.1:1080, first at line 1");
 	parse_err("listen [::1]:80\nlisten [0:0::1]:80\n",
 		"t.conf:2: listen: duplicate address [::1]:80, first at line 1");
-	parse_err("listen\n", "t.conf:1: listen: expected 1 argument, got 0");
-	parse_err("listen 1.2.3.4:1 1.2.3.4:2\n", "t.conf:1: listen: expected 1 argument, got 2");
+	parse_err("listen\n", "t.conf:1: listen: expected 1 to 2 arguments, got 0");
+	parse_err("listen 1.2.3.4:1 1.2.3.4:2\n", "t.conf:1: listen: unknown option '1.2.3.4:2' (proxy-protocol)");
 }
 
 /* --- auth and users ----------------------------------------------------- */
@@ -291,6 +291,37 @@ test_socks4_defaults_follow_auth_and_cannot_bypass_passwords(void **state)
 	parse_err("user a b\nauth password\n\nsocks4 on\n",
 		"t.conf:4: socks4: SOCKS4 carries no password; it needs 'auth' to include none");
 	parse_err("socks4 yes\n", "t.conf:1: socks4: expected on or off, got 'yes'");
+}
+
+static void
+test_proxy_protocol_metrics_announce(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = parse_ok("listen 127.0.0.1:1080 proxy-protocol\nlisten 127.0.0.1:1081\n"
+		     "proxy-protocol-from 10.0.0.0/8 ::1\nmetrics 127.0.0.1:9100\n"
+		     "announce 192.0.2.1\nannounce 2001:db8::1\n");
+	assert_true(c->listen[0].proxy_protocol);
+	assert_false(c->listen[1].proxy_protocol);
+	assert_int_equal(c->nproxy_from, 2);
+	assert_true(c->has_metrics);
+	assert_int_equal(net_addr_port(&c->metrics), 9100);
+	assert_true(c->has_announce4);
+	assert_true(c->has_announce6);
+	config_unref(c);
+	parse_err("listen 127.0.0.1:1080 proxy-protocol\n",
+		"t.conf:1: listen: proxy-protocol needs a proxy-protocol-from line naming the "
+		"balancers");
+	parse_err("listen 127.0.0.1:1080 proxy\n",
+		"t.conf:1: listen: unknown option 'proxy' (proxy-protocol)");
+	parse_err("proxy-protocol-from 10.0.0.0/33\n",
+		"t.conf:1: proxy-protocol-from: bad network '10.0.0.0/33' (expected "
+		"ADDR/PREFIX, ADDR or all)");
+	parse_err("metrics localhost:9100\n",
+		"t.conf:1: metrics: bad address 'localhost:9100' (expected ADDR:PORT or [IPV6]:PORT)");
+	parse_err("announce 192.0.2.1\nannounce 192.0.2.2\n",
+		"t.conf:2: announce: a second IPv4 address");
 }
 
 static void
@@ -921,8 +952,10 @@ static void
 test_argument_count_counts_beyond_storage(void **state)
 {
 	(void)state;
-	parse_err("listen a b c d e f g h i j k l\n",
-		"t.conf:1: listen: expected 1 argument, got 12");
+	/* More words than the parser keeps (32): still counted exactly. */
+	parse_err("listen a b c d e f g h i j k l m n o p q r s t u v w x y z "
+		  "a b c d e f g h i j k l m n\n",
+		"t.conf:1: listen: expected 1 to 2 arguments, got 40");
 }
 
 static void
@@ -1127,7 +1160,7 @@ test_keywords_are_the_documented_set(void **state)
 {
 	static const char *const want[] = { "listen", "auth", "user", "users-file",
 		"log", "log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer", "dns-cache-size",
-		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", NULL };
+		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1241,6 +1274,7 @@ main(void)
 		cmocka_unit_test(test_auth_password_without_users_is_reported_at_auth_line),
 		cmocka_unit_test(test_socks4_defaults_follow_auth_and_cannot_bypass_passwords),
 		cmocka_unit_test(test_workers_range),
+		cmocka_unit_test(test_proxy_protocol_metrics_announce),
 		cmocka_unit_test(test_users_may_follow_auth),
 		cmocka_unit_test(test_user_plaintext_and_hashed_counted),
 		cmocka_unit_test(test_user_errors),
