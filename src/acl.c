@@ -1,0 +1,895 @@
+/*
+ * acl: parses client and request rules into a list and answers "allow or
+ * deny" for a client address or a request, first match wins. Pure: the
+ * caller resolves names, reads the config file and logs; this module only
+ * parses words, compares and prints.
+ */
+#include <arpa/inet.h>
+#include <stdarg.h>
+#include <stdlib.h>
+#include <string.h>
+#include <strings.h>
+
+#include "acl.h"
+
+/* One item of a request rule's `to` list. */
+struct acl_target {
+	enum {
+		ACL_TARGET_ALL,    /* `all`: matches without naming anything */
+		ACL_TARGET_CIDR,   /* checked against dst_addr */
+		ACL_TARGET_DOMAIN, /* checked against dst_name */
+	} kind;
+	struct acl_cidr cidr; /* ACL_TARGET_CIDR */
+	char *domain;         /* ACL_TARGET_DOMAIN: lower case, no trailing dot */
+};
+
+/* Which selectors a request rule has; also the "seen" set while parsing. */
+#define SEL_ALL 0x01u
+#define SEL_FROM 0x02u
+#define SEL_TO 0x04u
+#define SEL_PORT 0x08u
+#define SEL_CMD 0x10u
+#define SEL_USER 0x20u
+
+struct acl_client_rule {
+	bool allow;
+	int line;
+	struct acl_cidr *cidrs; /* OR'ed; at least one */
+	size_t ncidrs;
+};
+
+struct acl_request_rule {
+	bool allow;
+	int line;
+	unsigned sel;             /* SEL_* present */
+	struct acl_cidr *from;    /* SEL_FROM */
+	size_t nfrom;
+	struct acl_target *to;    /* SEL_TO */
+	size_t nto;
+	uint16_t port_lo, port_hi; /* SEL_PORT, inclusive */
+	unsigned cmds;            /* SEL_CMD: ACL_CMD_* mask */
+	char **users;             /* SEL_USER */
+	size_t nusers;
+};
+
+struct acl {
+	struct acl_client_rule *client; /* in config order */
+	size_t nclient;
+	struct acl_request_rule *req;   /* in config order */
+	size_t nreq;
+};
+
+/* Domain limits from RFC 1035 §2.3.4 (name without the trailing dot). */
+#define ACL_DOMAIN_MAX 253
+#define ACL_LABEL_MAX 63
+/* RFC 1929 §2: ULEN is one byte, so longer names can never authenticate. */
+#define ACL_USER_MAX 255
+
+static void acl_err(char *err, size_t errlen, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void
+acl_err(char *err, size_t errlen, const char *fmt, ...)
+{
+	va_list ap;
+
+	if (err == NULL || errlen == 0)
+		return;
+	va_start(ap, fmt);
+	vsnprintf(err, errlen, fmt, ap);
+	va_end(ap);
+}
+
+/* --- CIDR ---------------------------------------------------------------- */
+
+/* Zeroes the bits after prefix so equal networks compare equal and a
+ * match is a plain prefix compare. */
+static void
+cidr_mask(struct acl_cidr *c)
+{
+	size_t len = c->family == AF_INET ? 4 : 16;
+	size_t i;
+
+	for (i = 0; i < len; i++) {
+		unsigned bit = (unsigned)i * 8;
+
+		if (bit >= c->prefix)
+			c->addr[i] = 0;
+		else if (c->prefix - bit < 8)
+			c->addr[i] &= (uint8_t)(0xffu << (8 - (c->prefix - bit)));
+	}
+}
+
+/* Parses "all", "ADDR" or "ADDR/LEN" with a message naming the problem. */
+static int
+cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
+{
+	static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	char addr[INET6_ADDRSTRLEN];
+	const char *slash = strchr(s, '/');
+	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
+	unsigned maxlen, len;
+	const char *p;
+
+	memset(out, 0, sizeof(*out));
+	if (strcmp(s, "all") == 0) {
+		out->any = true;
+		return 0;
+	}
+	if (alen == 0 || alen >= sizeof(addr))
+		goto bad;
+	memcpy(addr, s, alen);
+	addr[alen] = '\0';
+	if (inet_pton(AF_INET, addr, out->addr) == 1) {
+		out->family = AF_INET;
+		maxlen = 32;
+	} else if (inet_pton(AF_INET6, addr, out->addr) == 1) {
+		out->family = AF_INET6;
+		maxlen = 128;
+	} else {
+		goto bad;
+	}
+	if (slash == NULL) {
+		len = maxlen;
+	} else {
+		p = slash + 1;
+		if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
+			goto bad;
+		/* More than three digits is out of range whatever they say;
+		 * checking the length first keeps the sum from overflowing. */
+		len = strlen(p) > 3 ? 1000 : (unsigned)atoi(p);
+		if (len > maxlen) {
+			acl_err(err, errlen, "prefix length %s out of range for %s", p,
+			    out->family == AF_INET ? "IPv4" : "IPv6");
+			return -1;
+		}
+	}
+	out->prefix = (uint8_t)len;
+	/* ::ffff:a.b.c.d/96+n is the IPv4 network a.b.c.d/n: store it as
+	 * IPv4 so it matches IPv4 and mapped addresses alike. */
+	if (out->family == AF_INET6 && out->prefix >= 96 &&
+	    memcmp(out->addr, v4mapped, sizeof(v4mapped)) == 0) {
+		memmove(out->addr, out->addr + 12, 4);
+		memset(out->addr + 4, 0, 12);
+		out->family = AF_INET;
+		out->prefix -= 96;
+	}
+	cidr_mask(out);
+	return 0;
+bad:
+	acl_err(err, errlen, "bad CIDR '%s'", s);
+	return -1;
+}
+
+int
+acl_parse_cidr(const char *s, struct acl_cidr *out)
+{
+	return cidr_parse(s, out, NULL, 0);
+}
+
+bool
+acl_cidr_match(const struct acl_cidr *c, const union sockaddr_any *a)
+{
+	const uint8_t *ip;
+	int family;
+	unsigned full, rest;
+
+	if (a == NULL)
+		return false;
+	if (a->sa.sa_family == AF_INET) {
+		family = AF_INET;
+		ip = (const uint8_t *)&a->sin.sin_addr;
+	} else if (a->sa.sa_family == AF_INET6) {
+		ip = a->sin6.sin6_addr.s6_addr;
+		/* A dual-stack socket reports IPv4 peers as ::ffff:a.b.c.d;
+		 * they are IPv4 clients and must meet IPv4 rules. */
+		if (IN6_IS_ADDR_V4MAPPED(&a->sin6.sin6_addr)) {
+			family = AF_INET;
+			ip += 12;
+		} else {
+			family = AF_INET6;
+		}
+	} else {
+		return false;
+	}
+	if (c->any)
+		return true;
+	if (c->family != family)
+		return false;
+	full = c->prefix / 8u;
+	rest = c->prefix % 8u;
+	if (memcmp(ip, c->addr, full) != 0)
+		return false;
+	if (rest == 0)
+		return true;
+	return (ip[full] & (uint8_t)(0xffu << (8 - rest))) == c->addr[full];
+}
+
+/* Prints the CIDR back as parsed: "all", a bare host address, or ADDR/LEN. */
+static void
+cidr_print(const struct acl_cidr *c, FILE *out)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	if (c->any) {
+		fputs("all", out);
+		return;
+	}
+	if (inet_ntop(c->family, c->addr, buf, sizeof(buf)) == NULL)
+		buf[0] = '\0';
+	if (c->prefix == (c->family == AF_INET ? 32 : 128))
+		fputs(buf, out);
+	else
+		fprintf(out, "%s/%u", buf, (unsigned)c->prefix);
+}
+
+/* --- domains ------------------------------------------------------------- */
+
+/* Length of name without one trailing dot. */
+static size_t
+domain_len(const char *name)
+{
+	size_t n = strlen(name);
+
+	return n > 0 && name[n - 1] == '.' ? n - 1 : n;
+}
+
+bool
+acl_domain_match(const char *pattern, const char *name)
+{
+	size_t plen, nlen;
+
+	if (pattern == NULL || name == NULL)
+		return false;
+	nlen = domain_len(name);
+	if (pattern[0] == '*' && pattern[1] == '.') {
+		/* ".example.com" must end the name with at least one
+		 * character before it: a.example.com, not example.com nor
+		 * badexample.com. */
+		pattern++;
+		plen = domain_len(pattern);
+		if (plen <= 1 || nlen <= plen)
+			return false;
+		return strncasecmp(name + nlen - plen, pattern, plen) == 0;
+	}
+	plen = domain_len(pattern);
+	return plen == nlen && plen > 0 && strncasecmp(name, pattern, plen) == 0;
+}
+
+/* Checks `example.com` or `*.example.com` (one trailing dot allowed): labels
+ * of letters, digits, '-' and '_' (SRV-style names) within the RFC 1035
+ * lengths. Returns the normalized copy (lower case, no trailing dot), or
+ * NULL with a message. */
+static char *
+domain_parse(const char *s, char *err, size_t errlen)
+{
+	const char *name = s;
+	size_t len, label = 0, i;
+	char *copy;
+
+	if (name[0] == '*' && name[1] == '.')
+		name += 2;
+	len = domain_len(name);
+	if (len == 0 || len > ACL_DOMAIN_MAX)
+		goto bad;
+	for (i = 0; i < len; i++) {
+		unsigned char ch = (unsigned char)name[i];
+
+		if (ch == '.') {
+			if (label == 0)
+				goto bad;
+			label = 0;
+			continue;
+		}
+		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
+		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
+			goto bad;
+		if (++label > ACL_LABEL_MAX)
+			goto bad;
+	}
+	if (label == 0)
+		goto bad;
+	len += (size_t)(name - s);
+	copy = malloc(len + 1);
+	if (copy == NULL) {
+		acl_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	for (i = 0; i < len; i++)
+		copy[i] = (char)((s[i] >= 'A' && s[i] <= 'Z') ? s[i] - 'A' + 'a' : s[i]);
+	copy[len] = '\0';
+	return copy;
+bad:
+	acl_err(err, errlen, "bad domain '%s'", s);
+	return NULL;
+}
+
+/* A `to` item is an address when it could only be one: it has a '/' or
+ * ':', or is all digits and dots. Anything else is a domain, so a typo in
+ * an address gets "bad CIDR" and a typo in a name gets "bad domain". */
+static bool
+looks_like_address(const char *s)
+{
+	return strpbrk(s, "/:") != NULL || strspn(s, "0123456789.") == strlen(s);
+}
+
+/* --- lists --------------------------------------------------------------- */
+
+/* Calls fn for each item of the comma list s, in order, on a copy (argv
+ * stays intact for the caller's messages). Empty items are an error naming
+ * the selector. */
+typedef int (*list_item_fn)(const char *item, void *arg, char *err, size_t errlen);
+
+static int
+list_each(const char *sel, const char *s, list_item_fn fn, void *arg, char *err,
+    size_t errlen)
+{
+	char *copy = strdup(s), *p, *comma;
+	int ret = -1;
+
+	if (copy == NULL) {
+		acl_err(err, errlen, "out of memory");
+		return -1;
+	}
+	for (p = copy;; p = comma + 1) {
+		comma = strchr(p, ',');
+		if (comma != NULL)
+			*comma = '\0';
+		if (*p == '\0') {
+			acl_err(err, errlen, "empty item in '%s' list", sel);
+			goto out;
+		}
+		if (fn(p, arg, err, errlen) != 0)
+			goto out;
+		if (comma == NULL)
+			break;
+	}
+	ret = 0;
+out:
+	free(copy);
+	return ret;
+}
+
+/* Returns arr grown to hold n + 1 items of size sz, or NULL (arr is then
+ * untouched). Lists are short, so growing one at a time is fine. */
+static void *
+array_grow(void *arr, size_t n, size_t sz)
+{
+	return realloc(arr, (n + 1) * sz);
+}
+
+static int
+from_item(const char *item, void *arg, char *err, size_t errlen)
+{
+	struct acl_request_rule *r = arg;
+	struct acl_cidr c, *grown;
+
+	if (cidr_parse(item, &c, err, errlen) != 0)
+		return -1;
+	grown = array_grow(r->from, r->nfrom, sizeof(*grown));
+	if (grown == NULL) {
+		acl_err(err, errlen, "out of memory");
+		return -1;
+	}
+	r->from = grown;
+	r->from[r->nfrom++] = c;
+	return 0;
+}
+
+static int
+to_item(const char *item, void *arg, char *err, size_t errlen)
+{
+	struct acl_request_rule *r = arg;
+	struct acl_target t, *grown;
+
+	memset(&t, 0, sizeof(t));
+	if (strcmp(item, "all") == 0) {
+		t.kind = ACL_TARGET_ALL;
+	} else if (strcasecmp(item, "all") == 0) {
+		/* Keywords are lower case, so "ALL" would be a host name
+		 * and `deny to ALL` would quietly deny almost nothing. */
+		acl_err(err, errlen, "ambiguous target '%s' (use all, or all. for a host "
+		    "named all)", item);
+		return -1;
+	} else if (looks_like_address(item)) {
+		t.kind = ACL_TARGET_CIDR;
+		if (cidr_parse(item, &t.cidr, err, errlen) != 0)
+			return -1;
+	} else {
+		t.kind = ACL_TARGET_DOMAIN;
+		t.domain = domain_parse(item, err, errlen);
+		if (t.domain == NULL)
+			return -1;
+	}
+	grown = array_grow(r->to, r->nto, sizeof(*grown));
+	if (grown == NULL) {
+		free(t.domain);
+		acl_err(err, errlen, "out of memory");
+		return -1;
+	}
+	r->to = grown;
+	r->to[r->nto++] = t;
+	return 0;
+}
+
+/* In dump order. */
+static const struct {
+	const char *name;
+	unsigned cmd;
+} acl_cmds[] = {
+	{"connect", ACL_CMD_CONNECT},
+	{"bind", ACL_CMD_BIND},
+	{"udp", ACL_CMD_UDP},
+};
+#define ACL_NCMDS (sizeof(acl_cmds) / sizeof(acl_cmds[0]))
+
+static int
+cmd_item(const char *item, void *arg, char *err, size_t errlen)
+{
+	struct acl_request_rule *r = arg;
+	size_t i;
+
+	for (i = 0; i < ACL_NCMDS; i++) {
+		if (strcmp(item, acl_cmds[i].name) == 0) {
+			r->cmds |= acl_cmds[i].cmd;
+			return 0;
+		}
+	}
+	acl_err(err, errlen, "unknown command '%s' (expected connect, bind, udp)", item);
+	return -1;
+}
+
+/* Names must print back into a config word: the config grammar has no
+ * escape for '"', and control characters would break the line. */
+static int
+user_item(const char *item, void *arg, char *err, size_t errlen)
+{
+	struct acl_request_rule *r = arg;
+	char **grown, *copy;
+	const unsigned char *p;
+
+	for (p = (const unsigned char *)item; *p != '\0'; p++) {
+		if (*p < 0x20 || *p == 0x7f || *p == '"')
+			break;
+	}
+	if (*p != '\0' || strlen(item) > ACL_USER_MAX) {
+		acl_err(err, errlen, "bad user name '%s'", item);
+		return -1;
+	}
+	copy = strdup(item);
+	grown = copy ? array_grow(r->users, r->nusers, sizeof(*grown)) : NULL;
+	if (grown == NULL) {
+		free(copy);
+		acl_err(err, errlen, "out of memory");
+		return -1;
+	}
+	r->users = grown;
+	r->users[r->nusers++] = copy;
+	return 0;
+}
+
+/* Parses "N" or "N-M", each 1..65535, N <= M. */
+static int
+port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
+{
+	const char *dash = strchr(s, '-');
+	const char *parts[2];
+	unsigned long v[2];
+	size_t n = dash ? 2 : 1, i;
+
+	parts[0] = s;
+	parts[1] = dash ? dash + 1 : NULL;
+	for (i = 0; i < n; i++) {
+		const char *p = parts[i];
+		size_t plen = (i == 0 && dash) ? (size_t)(dash - s) : strlen(p);
+
+		/* Digits only: strtoul would take "+1", " 1" and "-1". */
+		if (plen == 0 || strspn(p, "0123456789") != plen)
+			goto bad;
+		v[i] = plen > 5 ? 100000 : strtoul(p, NULL, 10);
+		if (v[i] < 1 || v[i] > 65535) {
+			acl_err(err, errlen, "port %.*s out of range (1-65535)", (int)plen, p);
+			return -1;
+		}
+	}
+	if (n == 1)
+		v[1] = v[0];
+	if (v[0] > v[1]) {
+		acl_err(err, errlen, "bad port range '%s'", s);
+		return -1;
+	}
+	r->port_lo = (uint16_t)v[0];
+	r->port_hi = (uint16_t)v[1];
+	return 0;
+bad:
+	acl_err(err, errlen, "bad port '%s'", s);
+	return -1;
+}
+
+/* --- rules --------------------------------------------------------------- */
+
+static int
+parse_verdict(char **argv, bool *allow, char *err, size_t errlen)
+{
+	if (argv != NULL && argv[0] != NULL && strcmp(argv[0], "allow") == 0)
+		*allow = true;
+	else if (argv != NULL && argv[0] != NULL && strcmp(argv[0], "deny") == 0)
+		*allow = false;
+	else {
+		acl_err(err, errlen, "expected allow or deny");
+		return -1;
+	}
+	return 0;
+}
+
+static void
+client_rule_clear(struct acl_client_rule *r)
+{
+	free(r->cidrs);
+}
+
+static void
+request_rule_clear(struct acl_request_rule *r)
+{
+	size_t i;
+
+	free(r->from);
+	for (i = 0; i < r->nto; i++)
+		free(r->to[i].domain);
+	free(r->to);
+	for (i = 0; i < r->nusers; i++)
+		free(r->users[i]);
+	free(r->users);
+}
+
+struct acl *
+acl_new(void)
+{
+	return calloc(1, sizeof(struct acl));
+}
+
+void
+acl_free(struct acl *a)
+{
+	size_t i;
+
+	if (a == NULL)
+		return;
+	for (i = 0; i < a->nclient; i++)
+		client_rule_clear(&a->client[i]);
+	for (i = 0; i < a->nreq; i++)
+		request_rule_clear(&a->req[i]);
+	free(a->client);
+	free(a->req);
+	free(a);
+}
+
+int
+acl_add_client_rule(struct acl *a, char **argv, int line, char *err, size_t errlen)
+{
+	struct acl_client_rule r, *rules;
+	struct acl_cidr *grown;
+	int i;
+
+	memset(&r, 0, sizeof(r));
+	r.line = line;
+	if (parse_verdict(argv, &r.allow, err, errlen) != 0)
+		return -1;
+	if (argv[1] == NULL) {
+		acl_err(err, errlen, "missing value after '%s'", argv[0]);
+		return -1;
+	}
+	for (i = 1; argv[i] != NULL; i++) {
+		struct acl_cidr c;
+
+		if (cidr_parse(argv[i], &c, err, errlen) != 0)
+			goto fail;
+		grown = array_grow(r.cidrs, r.ncidrs, sizeof(*grown));
+		if (grown == NULL)
+			goto nomem;
+		r.cidrs = grown;
+		r.cidrs[r.ncidrs++] = c;
+	}
+	rules = array_grow(a->client, a->nclient, sizeof(*rules));
+	if (rules == NULL)
+		goto nomem;
+	a->client = rules;
+	a->client[a->nclient++] = r;
+	return 0;
+nomem:
+	acl_err(err, errlen, "out of memory");
+fail:
+	client_rule_clear(&r);
+	return -1;
+}
+
+static const struct {
+	const char *name;
+	unsigned sel;
+} acl_selectors[] = {
+	{"all", SEL_ALL},
+	{"from", SEL_FROM},
+	{"to", SEL_TO},
+	{"port", SEL_PORT},
+	{"cmd", SEL_CMD},
+	{"user", SEL_USER},
+};
+
+int
+acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t errlen)
+{
+	struct acl_request_rule r, *rules;
+	const char *word, *val;
+	unsigned sel;
+	size_t k;
+	int i, rc;
+
+	memset(&r, 0, sizeof(r));
+	r.line = line;
+	if (parse_verdict(argv, &r.allow, err, errlen) != 0)
+		return -1;
+	for (i = 1; argv[i] != NULL; i++) {
+		word = argv[i];
+		sel = 0;
+		for (k = 0; k < sizeof(acl_selectors) / sizeof(acl_selectors[0]); k++) {
+			if (strcmp(word, acl_selectors[k].name) == 0)
+				sel = acl_selectors[k].sel;
+		}
+		if (sel == 0) {
+			acl_err(err, errlen, "unknown selector '%s'", word);
+			goto fail;
+		}
+		if (r.sel & sel) {
+			acl_err(err, errlen, "duplicate selector '%s'", word);
+			goto fail;
+		}
+		r.sel |= sel;
+		if (sel == SEL_ALL)
+			continue;
+		val = argv[i + 1];
+		if (val == NULL) {
+			acl_err(err, errlen, "missing value after '%s'", word);
+			goto fail;
+		}
+		i++;
+		switch (sel) {
+		case SEL_FROM:
+			rc = list_each(word, val, from_item, &r, err, errlen);
+			break;
+		case SEL_TO:
+			rc = list_each(word, val, to_item, &r, err, errlen);
+			break;
+		case SEL_PORT:
+			rc = port_parse(val, &r, err, errlen);
+			break;
+		case SEL_CMD:
+			rc = list_each(word, val, cmd_item, &r, err, errlen);
+			break;
+		default:
+			rc = list_each(word, val, user_item, &r, err, errlen);
+			break;
+		}
+		if (rc != 0)
+			goto fail;
+	}
+	rules = array_grow(a->req, a->nreq, sizeof(*rules));
+	if (rules == NULL) {
+		acl_err(err, errlen, "out of memory");
+		goto fail;
+	}
+	a->req = rules;
+	a->req[a->nreq++] = r;
+	return 0;
+fail:
+	request_rule_clear(&r);
+	return -1;
+}
+
+size_t
+acl_client_rule_count(const struct acl *a)
+{
+	return a->nclient;
+}
+
+size_t
+acl_request_rule_count(const struct acl *a)
+{
+	return a->nreq;
+}
+
+/* --- checks -------------------------------------------------------------- */
+
+struct acl_result
+acl_check_client(const struct acl *a, const union sockaddr_any *client)
+{
+	struct acl_result res = {ACL_ALLOW, 0, false};
+	size_t i, j;
+
+	for (i = 0; i < a->nclient; i++) {
+		const struct acl_client_rule *r = &a->client[i];
+
+		for (j = 0; j < r->ncidrs; j++) {
+			if (acl_cidr_match(&r->cidrs[j], client)) {
+				res.verdict = r->allow ? ACL_ALLOW : ACL_DENY;
+				res.line = r->line;
+				return res;
+			}
+		}
+	}
+	return res;
+}
+
+enum to_match {
+	TO_NO,
+	TO_ALL,       /* matched through `all` only */
+	TO_EXPLICIT,  /* a domain or CIDR item matched */
+	TO_UNDECIDED, /* a CIDR item needs dst_addr, which is unknown */
+};
+
+/* Domain items first: they need only the name, and a match there decides
+ * the rule even before the address is known. `all` comes last so a rule
+ * that also names a network still waits for the address (the caller's
+ * built-in protections key on explicit_to). */
+static enum to_match
+match_to(const struct acl_request_rule *r, const struct acl_request *q)
+{
+	bool has_cidr = false, has_all = false;
+	size_t i;
+
+	for (i = 0; i < r->nto; i++) {
+		const struct acl_target *t = &r->to[i];
+
+		if (t->kind == ACL_TARGET_DOMAIN) {
+			if (acl_domain_match(t->domain, q->dst_name))
+				return TO_EXPLICIT;
+		} else if (t->kind == ACL_TARGET_CIDR) {
+			has_cidr = true;
+		} else {
+			has_all = true;
+		}
+	}
+	if (has_cidr && q->dst_addr == NULL)
+		return TO_UNDECIDED;
+	for (i = 0; i < r->nto; i++) {
+		if (r->to[i].kind == ACL_TARGET_CIDR &&
+		    acl_cidr_match(&r->to[i].cidr, q->dst_addr))
+			return TO_EXPLICIT;
+	}
+	return has_all ? TO_ALL : TO_NO;
+}
+
+static bool
+match_from(const struct acl_request_rule *r, const union sockaddr_any *client)
+{
+	size_t i;
+
+	for (i = 0; i < r->nfrom; i++) {
+		if (acl_cidr_match(&r->from[i], client))
+			return true;
+	}
+	return false;
+}
+
+static bool
+match_user(const struct acl_request_rule *r, const char *user)
+{
+	size_t i;
+
+	if (user == NULL)
+		return false;
+	for (i = 0; i < r->nusers; i++) {
+		if (strcmp(r->users[i], user) == 0)
+			return true;
+	}
+	return false;
+}
+
+struct acl_result
+acl_check_request(const struct acl *a, const struct acl_request *q)
+{
+	struct acl_result res = {ACL_ALLOW, 0, false};
+	enum to_match to;
+	size_t i;
+
+	for (i = 0; i < a->nreq; i++) {
+		const struct acl_request_rule *r = &a->req[i];
+
+		/* The cheap selectors first; `to` last because only it can
+		 * leave the rule undecided, and an undecided rule must not
+		 * stop the walk if another selector already rules it out. */
+		if ((r->sel & SEL_FROM) && !match_from(r, q->client))
+			continue;
+		if ((r->sel & SEL_PORT) && (q->port < r->port_lo || q->port > r->port_hi))
+			continue;
+		if ((r->sel & SEL_CMD) && (r->cmds & q->cmd) == 0)
+			continue;
+		if ((r->sel & SEL_USER) && !match_user(r, q->user))
+			continue;
+		to = (r->sel & SEL_TO) ? match_to(r, q) : TO_ALL;
+		if (to == TO_NO)
+			continue;
+		res.line = r->line;
+		if (to == TO_UNDECIDED) {
+			res.verdict = ACL_UNDECIDED;
+			return res;
+		}
+		res.verdict = r->allow ? ACL_ALLOW : ACL_DENY;
+		res.explicit_to = to == TO_EXPLICIT;
+		return res;
+	}
+	return res;
+}
+
+/* --- dump ---------------------------------------------------------------- */
+
+void
+acl_dump(const struct acl *a, FILE *out)
+{
+	size_t i, j;
+
+	for (i = 0; i < a->nclient; i++) {
+		const struct acl_client_rule *r = &a->client[i];
+
+		fprintf(out, "client %s", r->allow ? "allow" : "deny");
+		for (j = 0; j < r->ncidrs; j++) {
+			fputc(' ', out);
+			cidr_print(&r->cidrs[j], out);
+		}
+		fputc('\n', out);
+	}
+	for (i = 0; i < a->nreq; i++) {
+		const struct acl_request_rule *r = &a->req[i];
+		bool quote = false;
+
+		fprintf(out, "rule %s", r->allow ? "allow" : "deny");
+		/* `all` is a no-op next to other selectors; print it only
+		 * when it is the whole rule. */
+		if ((r->sel & ~SEL_ALL) == 0)
+			fputs(" all", out);
+		for (j = 0; j < r->nfrom; j++) {
+			fputs(j == 0 ? " from " : ",", out);
+			cidr_print(&r->from[j], out);
+		}
+		for (j = 0; j < r->nto; j++) {
+			const struct acl_target *t = &r->to[j];
+
+			fputs(j == 0 ? " to " : ",", out);
+			if (t->kind == ACL_TARGET_ALL)
+				fputs("all", out);
+			else if (t->kind == ACL_TARGET_CIDR)
+				cidr_print(&t->cidr, out);
+			else if (strcmp(t->domain, "all") == 0)
+				fputs("all.", out); /* the host, not the keyword */
+			else
+				fputs(t->domain, out);
+		}
+		if (r->sel & SEL_PORT) {
+			if (r->port_lo == r->port_hi)
+				fprintf(out, " port %u", (unsigned)r->port_lo);
+			else
+				fprintf(out, " port %u-%u", (unsigned)r->port_lo,
+				    (unsigned)r->port_hi);
+		}
+		if (r->sel & SEL_CMD) {
+			const char *sep = " cmd ";
+
+			for (j = 0; j < ACL_NCMDS; j++) {
+				if (r->cmds & acl_cmds[j].cmd) {
+					fprintf(out, "%s%s", sep, acl_cmds[j].name);
+					sep = ",";
+				}
+			}
+		}
+		/* The config grammar groups spaces and '#' with quotes; names
+		 * with '"' were refused at parse time. */
+		for (j = 0; j < r->nusers; j++)
+			quote = quote || strpbrk(r->users[j], " \t#") != NULL;
+		for (j = 0; j < r->nusers; j++) {
+			fputs(j == 0 ? (quote ? " user \"" : " user ") : ",", out);
+			fputs(r->users[j], out);
+		}
+		if (quote)
+			fputc('"', out);
+		fputc('\n', out);
+	}
+}
