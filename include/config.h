@@ -43,6 +43,16 @@ struct config {
 	size_t nmethods;
 
 	struct auth_table *users;  /* never NULL; may be empty */
+	struct acl *acl;           /* client and request rules; never NULL */
+
+	unsigned max_connections;        /* per process; 0 = no limit */
+	unsigned max_connections_per_ip; /* 0 = no limit */
+	unsigned max_sessions_per_user;  /* 0 = no limit */
+	unsigned auth_fail_limit;        /* failures that lock an IP out; 0 = never */
+	unsigned auth_fail_window;       /* seconds the failures are counted over */
+	unsigned auth_lockout;           /* seconds an IP stays locked out */
+	char run_as_user[64];            /* "" = stay as started */
+	char run_as_group[64];           /* "" = the user's primary group */
 	size_t nplaintext_users;   /* users whose secret is plain text (warned) */
 
 	enum log_level log_level;

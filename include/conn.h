@@ -15,6 +15,7 @@
 struct loop;
 struct config;
 struct resolver;
+struct connlimit;
 struct conn;
 
 /* Commands as counter indexes: 0 is "no request yet". */
@@ -49,6 +50,7 @@ struct conn_env {
 	struct loop *loop;
 	struct config *cfg;          /* config for new sessions; sessions hold a ref */
 	struct resolver *resolver;
+	struct connlimit *limits;    /* per-IP, per-user counts and auth lockouts */
 	struct conn *head;           /* live connections */
 	uint64_t next_id;
 	struct conn_stats stats;

@@ -102,6 +102,10 @@ static int set_onoff(struct config_parse *, char **);
 static int set_proxy_from(struct config_parse *, char **);
 static int set_metrics(struct config_parse *, char **);
 static int set_announce(struct config_parse *, char **);
+static int set_client_rule(struct config_parse *, char **);
+static int set_request_rule(struct config_parse *, char **);
+static int set_auth_fail_limit(struct config_parse *, char **);
+static int set_run_as(struct config_parse *, char **);
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -131,6 +135,15 @@ static const struct config_keyword keywords[] = {
 		OFF(bind_port_hi), 1, 65535 },
 	{ "socks4", 1, 1, false, set_onoff, OFF(socks4_opt), 0, 0, 0 },
 	{ "workers", 1, 1, false, set_uint, OFF(workers), 0, 1, CONFIG_MAX_WORKERS },
+	{ "client", 2, CONFIG_MAX_ARGS, true, set_client_rule, 0, 0, 0, 0 },
+	{ "rule", 1, CONFIG_MAX_ARGS, true, set_request_rule, 0, 0, 0, 0 },
+	{ "max-connections", 1, 1, false, set_uint, OFF(max_connections), 0, 0, 10000000 },
+	{ "max-connections-per-ip", 1, 1, false, set_uint, OFF(max_connections_per_ip), 0, 0,
+		10000000 },
+	{ "max-sessions-per-user", 1, 1, false, set_uint, OFF(max_sessions_per_user), 0, 0,
+		10000000 },
+	{ "auth-fail-limit", 1, 3, false, set_auth_fail_limit, 0, 0, 0, 0 },
+	{ "run-as", 1, 1, false, set_run_as, 0, 0, 0, 0 },
 	/* at most one per address family; set_external checks */
 	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
 };
@@ -242,6 +255,64 @@ set_proxy_from(struct config_parse *p, char **argv)
 				       "ADDR/PREFIX, ADDR or all)", argv[i]);
 		c->nproxy_from++;
 	}
+	return 0;
+}
+
+static int
+set_client_rule(struct config_parse *p, char **argv)
+{
+	char err[256];
+
+	if (acl_add_client_rule(p->c->acl, argv, p->line, err, sizeof(err)) < 0)
+		return perr(p, "client: %s", err);
+	return 0;
+}
+
+static int
+set_request_rule(struct config_parse *p, char **argv)
+{
+	char err[256];
+
+	if (acl_add_request_rule(p->c->acl, argv, p->line, err, sizeof(err)) < 0)
+		return perr(p, "rule: %s", err);
+	return 0;
+}
+
+/* auth-fail-limit N [WINDOW [LOCKOUT]] */
+static int
+set_auth_fail_limit(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+	unsigned v;
+
+	if (parse_uint(p, "auth-fail-limit", argv[0], 0, 1000000, &v) < 0)
+		return -1;
+	c->auth_fail_limit = v;
+	c->auth_fail_window = 60;
+	c->auth_lockout = 300;
+	if (p->argc > 1 &&
+	    parse_uint(p, "auth-fail-limit", argv[1], 1, CONFIG_SECONDS_MAX, &c->auth_fail_window) < 0)
+		return -1;
+	if (p->argc > 2 &&
+	    parse_uint(p, "auth-fail-limit", argv[2], 1, CONFIG_SECONDS_MAX, &c->auth_lockout) < 0)
+		return -1;
+	return 0;
+}
+
+static int
+set_run_as(struct config_parse *p, char **argv)
+{
+	struct config *c = p->c;
+	const char *colon = strchr(argv[0], ':');
+	size_t ulen = colon ? (size_t)(colon - argv[0]) : strlen(argv[0]);
+
+	if (ulen == 0 || ulen >= sizeof(c->run_as_user) ||
+	    (colon && (colon[1] == '\0' || strlen(colon + 1) >= sizeof(c->run_as_group))))
+		return perr(p, "run-as: expected USER or USER:GROUP, got '%s'", argv[0]);
+	memcpy(c->run_as_user, argv[0], ulen);
+	c->run_as_user[ulen] = '\0';
+	if (colon)
+		snprintf(c->run_as_group, sizeof(c->run_as_group), "%s", colon + 1);
 	return 0;
 }
 
@@ -541,7 +612,9 @@ split_line(struct config_parse *p, char *s, char **argv, int cap, int *argc)
 static int
 run_line(struct config_parse *p, char *line)
 {
-	char *argv[CONFIG_MAX_ARGS + 1];
+	/* keyword + CONFIG_MAX_ARGS words + a NULL terminator for setters
+	 * that take a word list */
+	char *argv[CONFIG_MAX_ARGS + 2];
 	const struct config_keyword *kw = NULL;
 	unsigned nargs;
 	int argc;
@@ -570,6 +643,7 @@ run_line(struct config_parse *p, char *line)
 		return perr(p, "duplicate '%s', first at line %d", kw->name, p->first[k]);
 	p->kw = kw;
 	p->argc = argc - 1;
+	argv[argc] = NULL; /* argc <= max_args + 1 <= CONFIG_MAX_ARGS + 1 here */
 	if (kw->set(p, argv + 1) < 0)
 		return -1;
 	if (!p->first[k])
@@ -587,7 +661,10 @@ config_alloc(const char *name)
 	if (!c)
 		return NULL;
 	c->users = auth_table_new();
-	if (!c->users) {
+	c->acl = acl_new();
+	if (!c->users || !c->acl) {
+		auth_table_free(c->users);
+		acl_free(c->acl);
 		free(c);
 		return NULL;
 	}
@@ -600,6 +677,10 @@ config_alloc(const char *name)
 	c->shutdown_timeout = UNSET_U;
 	c->socks4_opt = -1;
 	c->workers = UNSET_U;
+	c->max_connections = UNSET_U;
+	c->max_connections_per_ip = UNSET_U;
+	c->max_sessions_per_user = UNSET_U;
+	c->auth_fail_limit = UNSET_U;
 	c->resolve_prefer = AF_UNSPEC;
 	c->dns_cache_size = UNSET_U;
 	c->dns_cache_max_ttl = UNSET_U;
@@ -634,6 +715,17 @@ config_fill_defaults(struct config *c)
 		c->shutdown_timeout = 10;
 	if (c->workers == UNSET_U)
 		c->workers = 1;
+	if (c->max_connections == UNSET_U)
+		c->max_connections = 0;
+	if (c->max_connections_per_ip == UNSET_U)
+		c->max_connections_per_ip = 0;
+	if (c->max_sessions_per_user == UNSET_U)
+		c->max_sessions_per_user = 0;
+	if (c->auth_fail_limit == UNSET_U) {
+		c->auth_fail_limit = 10;
+		c->auth_fail_window = 60;
+		c->auth_lockout = 300;
+	}
 	/* SOCKS4 has no password: on by default only where no password is
 	 * required anyway. */
 	if (c->socks4_opt >= 0) {
@@ -654,6 +746,19 @@ config_fill_defaults(struct config *c)
 }
 
 /* Checks that need the whole file. */
+/* Whether clients may get in without a password, before defaults are filled
+ * (no auth line: none, unless users exist). */
+static bool
+config_accepts_none(const struct config *c)
+{
+	if (c->nmethods == 0)
+		return auth_table_count(c->users) == 0;
+	for (size_t i = 0; i < c->nmethods; i++)
+		if (c->methods[i] == SOCKS_METHOD_NONE)
+			return true;
+	return false;
+}
+
 static int
 keyword_first_line(const struct config_parse *p, const char *name)
 {
@@ -676,6 +781,20 @@ config_check(struct config_parse *p)
 			return perr(p, "auth: method 'password' needs at least one user "
 				       "(user or users-file)");
 		}
+	if (acl_client_rule_count(c->acl) == 0 && config_accepts_none(c)) {
+		for (size_t i = 0; i < c->nlisten; i++) {
+			char a[NET_ADDRSTRLEN];
+			if (net_addr_is_loopback(&c->listen[i].addr))
+				continue;
+			/* Never an open proxy by accident (issue: access control). */
+			p->line = c->listen[i].line;
+			return perr(p, "listen: %s is reachable from other hosts, clients need no "
+				       "password and no 'client' rule limits who may connect: that is "
+				       "an open proxy. Add 'client allow NETWORK' lines (the rest is "
+				       "denied), or 'auth password' with users",
+				net_addr_format(&c->listen[i].addr, a, sizeof(a)));
+		}
+	}
 	for (size_t i = 0; i < c->nlisten; i++)
 		if (c->listen[i].proxy_protocol && c->nproxy_from == 0) {
 			/* Without it nobody may send a header: every connection
@@ -839,6 +958,7 @@ config_unref(struct config *c)
 	if (!c || --c->refs > 0)
 		return;
 	auth_table_free(c->users);
+	acl_free(c->acl);
 	free(c);
 }
 
@@ -911,6 +1031,15 @@ config_dump(const struct config *c, FILE *out)
 	}
 	if (c->has_metrics)
 		fprintf(out, "metrics %s\n", net_addr_format(&c->metrics, buf, sizeof(buf)));
+	acl_dump(c->acl, out);
+	fprintf(out, "max-connections %u\n", c->max_connections);
+	fprintf(out, "max-connections-per-ip %u\n", c->max_connections_per_ip);
+	fprintf(out, "max-sessions-per-user %u\n", c->max_sessions_per_user);
+	fprintf(out, "auth-fail-limit %u %u %u\n", c->auth_fail_limit, c->auth_fail_window,
+		c->auth_lockout);
+	if (c->run_as_user[0])
+		fprintf(out, "run-as %s%s%s\n", c->run_as_user, c->run_as_group[0] ? ":" : "",
+			c->run_as_group);
 }
 
 const char *const *

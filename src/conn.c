@@ -21,6 +21,7 @@
 #include "bindcmd.h"
 #include "buf.h"
 #include "config.h"
+#include "connlimit.h"
 #include "log.h"
 #include "loop.h"
 #include "proto.h"
@@ -37,11 +38,18 @@
  * close before closing anyway (a close with unread input would send RST
  * and could destroy the reply in flight). */
 #define CONN_LINGER_MS 2000
+/* A failed password is answered after this delay (a timer, never a
+ * sleep): guessing costs the client time, not the server. */
+#define CONN_AUTH_FAIL_DELAY_MS 500
+/* Refusals (client rules, limits) are logged at most this often per
+ * second, so a scan cannot flood the log. */
+#define CONN_REFUSAL_LOGS_PER_SEC 5
 
 enum conn_state {
 	CONN_ST_PROXY,      /* waits for the PROXY protocol header; client READ; handshake timer */
 	CONN_ST_GREETING,   /* waits for the method-selection message; client READ; handshake timer */
 	CONN_ST_AUTH,       /* waits for the RFC 1929 request; client READ; handshake timer */
+	CONN_ST_AUTH_DELAY, /* a failed password: waits out the delay; no watch; delay timer */
 	CONN_ST_REQUEST,    /* waits for the request; client READ; handshake timer */
 	CONN_ST_REQUEST4,   /* waits for a SOCKS4/4a request; client READ; handshake timer */
 	CONN_ST_RESOLVING,  /* waits for the resolver callback; connect timer */
@@ -54,7 +62,7 @@ enum conn_state {
 };
 
 static const char *const conn_state_names[] = {
-	"proxy", "greeting", "auth", "request", "request4", "resolving", "connecting", "bind-wait",
+	"proxy", "greeting", "auth", "auth-delay", "request", "request4", "resolving", "connecting", "bind-wait",
 	"udp", "relay",
 	"closing", "dead",
 };
@@ -78,6 +86,7 @@ struct conn_hs {
 	struct resolver_result res;     /* addresses to try */
 	size_t next_addr;               /* index of the next address to try */
 	int last_err;                   /* errno of the last failed attempt */
+	bool denied;                    /* an address was refused by the rules */
 };
 
 struct conn {
@@ -104,6 +113,9 @@ struct conn {
 	uint8_t cmd;              /* 0 until a request was parsed */
 	uint8_t rep;              /* reply sent, 0xFF when none */
 	char *user;               /* authenticated user (for logs), or NULL */
+	bool ip_counted;          /* counted in env->limits per IP */
+	bool quiet;               /* refused at admission: logged (rate-limited) already */
+	bool user_counted;        /* counted in env->limits per user */
 	char *target;             /* "host:port" requested (for logs), or NULL */
 	const char *end;          /* why the session ended */
 };
@@ -120,6 +132,7 @@ static void conn_connect_next(struct conn *c);
 static void conn_on_resolved(const struct resolver_result *res, void *arg);
 static enum step conn_start_bind(struct conn *c);
 static enum step conn_dispatch_request(struct conn *c);
+static bool conn_admit(struct conn *c);
 static enum step conn_start_udp(struct conn *c);
 static void conn_relay_done(enum relay_end how, int err, void *arg);
 
@@ -272,6 +285,8 @@ conn_step_proxy(struct conn *c)
 		c->peer = pr.src;
 		net_addr_unmap(&c->peer);
 	}
+	if (!conn_admit(c))
+		return STEP_WAIT; /* closed */
 	conn_set_state(c, CONN_ST_GREETING);
 	return STEP_AGAIN;
 }
@@ -336,21 +351,45 @@ conn_step_auth(struct conn *c)
 		return STEP_AGAIN;
 	}
 	buf_consume(&hs->in, used);
-	/* A NUL inside a field would make the C-string check see a different
-	 * name than the client sent: such a request never authenticates. */
-	ok = strlen(up.user) == up.ulen && strlen(up.pass) == up.plen &&
-	     auth_check(c->cfg->users, up.user, up.pass);
-	explicit_bzero(&up.pass, sizeof(up.pass));
-	if (!ok) {
+	{
+		uint64_t now = loop_now(c->env->loop), left = 0;
+		bool locked = c->env->limits &&
+			connlimit_auth_locked(c->env->limits, &c->peer, now, &left);
 		char peer[NET_ADDRSTRLEN];
-		c->env->stats.auth_failures++;
-		log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" from %s",
-			c->id, up.user, net_addr_format(&c->peer, peer, sizeof(peer)));
-		c->end = "auth failed";
-		if (conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_FAILURE)) < 0)
-			return STEP_CLOSE;
-		conn_set_state(c, CONN_ST_CLOSING);
-		return STEP_AGAIN;
+
+		/* A NUL inside a field would make the C-string check see a
+		 * different name than the client sent: never authenticates.
+		 * A locked-out address is not checked at all. */
+		ok = !locked && strlen(up.user) == up.ulen && strlen(up.pass) == up.plen &&
+		     auth_check(c->cfg->users, up.user, up.pass);
+		explicit_bzero(&up.pass, sizeof(up.pass));
+		net_addr_format(&c->peer, peer, sizeof(peer));
+		if (!ok) {
+			c->env->stats.auth_failures++;
+			if (locked) {
+				log_warnx("conn %" PRIu64 ": %s is locked out for %" PRIu64
+					  " s more; user \"%s\" not checked", c->id, peer,
+					(left + 999) / 1000, up.user);
+				c->end = "locked out";
+			} else {
+				log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" "
+					  "from %s", c->id, up.user, peer);
+				c->end = "auth failed";
+				if (c->env->limits &&
+				    connlimit_auth_fail(c->env->limits, &c->peer, now) ==
+					    CONNLIMIT_LOCKOUT_STARTED)
+					log_warnx("%s locked out for %u s after %u failed "
+						  "authentications", peer, c->cfg->auth_lockout,
+						c->cfg->auth_fail_limit);
+			}
+			/* Answered after a fixed delay (see conn_on_timer). */
+			timer_stop(c->env->loop, &c->timer);
+			conn_set_state(c, CONN_ST_AUTH_DELAY);
+			timer_start(c->env->loop, &c->timer, CONN_AUTH_FAIL_DELAY_MS);
+			return STEP_WAIT;
+		}
+		if (c->env->limits)
+			connlimit_auth_ok(c->env->limits, &c->peer, now);
 	}
 	c->user = strdup(up.user);
 	if (!c->user || conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_OK)) < 0)
@@ -402,6 +441,159 @@ conn_step_request4(struct conn *c)
 	return conn_dispatch_request(c);
 }
 
+/* --- access rules and limits --------------------------------------------- */
+
+/* Refusals are logged at most CONN_REFUSAL_LOGS_PER_SEC times a second. */
+static bool
+conn_refusal_log_ok(const struct conn *c)
+{
+	static uint64_t window_ms, in_window;
+	uint64_t now = loop_now(c->env->loop);
+
+	if (now - window_ms >= 1000) {
+		window_ms = now;
+		in_window = 0;
+	}
+	return in_window++ < CONN_REFUSAL_LOGS_PER_SEC;
+}
+
+static unsigned
+conn_acl_cmd(uint8_t cmd)
+{
+	return cmd == SOCKS_CMD_BIND ? ACL_CMD_BIND
+	     : cmd == SOCKS_CMD_UDP_ASSOCIATE ? ACL_CMD_UDP : ACL_CMD_CONNECT;
+}
+
+/* The daemon itself as a destination: its loopback, or one of its
+ * listening addresses (a wildcard listener counts at the address the
+ * client reached us on) — a proxy loop. */
+static bool
+conn_is_self(const struct conn *c, const union sockaddr_any *dst)
+{
+	union sockaddr_any d = *dst;
+
+	net_addr_unmap(&d);
+	if (net_addr_is_loopback(&d))
+		return true;
+	for (size_t i = 0; i < c->cfg->nlisten; i++) {
+		const union sockaddr_any *l = &c->cfg->listen[i].addr;
+		union sockaddr_any wild;
+		if (net_addr_equal(l, &d))
+			return true;
+		memset(&wild, 0, sizeof(wild));
+		wild.sa.sa_family = l->sa.sa_family;
+		if (net_addr_port(l) == net_addr_port(&d) && net_addr_ip_equal(l, &wild) &&
+		    net_addr_ip_equal(&c->local, &d))
+			return true;
+	}
+	return false;
+}
+
+/* Request rules for one destination (dst NULL: not known yet). Returns
+ * ACL_ALLOW, ACL_DENY (*line: the deciding rule, 0 for the built-in
+ * protection or "no rule matched") or ACL_UNDECIDED. */
+static enum acl_verdict
+conn_check_request(const struct conn *c, uint8_t cmd, const char *name,
+	const union sockaddr_any *dst, uint16_t port, int *line)
+{
+	struct acl_request rq = {
+		.client = &c->peer,
+		.user = c->user,
+		.cmd = conn_acl_cmd(cmd),
+		.dst_name = name,
+		.dst_addr = dst,
+		.port = port,
+	};
+	struct acl_result r = acl_check_request(c->cfg->acl, &rq);
+
+	*line = r.line;
+	if (r.verdict != ACL_ALLOW)
+		return r.verdict;
+	/* With rules written, what none of them allows is denied. */
+	if (r.line == 0 && acl_request_rule_count(c->cfg->acl) > 0)
+		return ACL_DENY;
+	if (dst && !(r.line && r.explicit_to) && !net_addr_is_loopback(&c->peer) &&
+	    conn_is_self(c, dst)) {
+		*line = 0;
+		return ACL_DENY;
+	}
+	return ACL_ALLOW;
+}
+
+static void
+conn_log_denied(const struct conn *c, const char *what, int line)
+{
+	char peer[NET_ADDRSTRLEN];
+
+	c->env->stats.rule_denials++;
+	if (!conn_refusal_log_ok(c))
+		return;
+	net_addr_format(&c->peer, peer, sizeof(peer));
+	if (line)
+		log_info("conn %" PRIu64 ": %s from %s denied by %s:%d", c->id, what, peer,
+			c->cfg->name, line);
+	else if (acl_request_rule_count(c->cfg->acl) > 0)
+		log_info("conn %" PRIu64 ": %s from %s denied: no rule allows it", c->id, what,
+			peer);
+	else
+		log_info("conn %" PRIu64 ": %s from %s denied: the proxy's own loopback or "
+			 "listening address (allow it with an explicit 'rule allow to ...')",
+			c->id, what, peer);
+}
+
+/* A UDP datagram's destination (udpassoc's allow hook). */
+static bool
+conn_udp_allow(const union sockaddr_any *dst, const char *name, void *arg)
+{
+	const struct conn *c = arg;
+	int line;
+
+	return conn_check_request(c, SOCKS_CMD_UDP_ASSOCIATE, name, dst, net_addr_port(dst),
+		       &line) == ACL_ALLOW;
+}
+
+/* Client rules and per-address limits: at accept, or after the PROXY
+ * header names the real client. Returns false with the connection closed. */
+static bool
+conn_admit(struct conn *c)
+{
+	char peer[NET_ADDRSTRLEN];
+
+	if (acl_client_rule_count(c->cfg->acl) > 0) {
+		struct acl_result r = acl_check_client(c->cfg->acl, &c->peer);
+		/* With client rules written, a client none matches is denied. */
+		if (r.verdict != ACL_ALLOW || r.line == 0) {
+			c->env->stats.client_denials++;
+			if (conn_refusal_log_ok(c)) {
+				net_addr_format(&c->peer, peer, sizeof(peer));
+				if (r.line)
+					log_info("client %s denied by %s:%d", peer, c->cfg->name, r.line);
+				else
+					log_info("client %s denied: no client rule allows it", peer);
+			}
+			c->quiet = true;
+			conn_close(c, "client denied");
+			return false;
+		}
+	}
+	if (c->cfg->max_connections_per_ip && c->env->limits) {
+		enum connlimit_status st = connlimit_ip_acquire(c->env->limits, &c->peer,
+			c->cfg->max_connections_per_ip);
+		if (st != CONNLIMIT_OK) {
+			c->env->stats.limit_refusals++;
+			if (conn_refusal_log_ok(c))
+				log_info("client %s refused: max-connections-per-ip %u reached",
+					net_addr_format(&c->peer, peer, sizeof(peer)),
+					c->cfg->max_connections_per_ip);
+			c->quiet = true;
+			conn_close(c, "max-connections-per-ip");
+			return false;
+		}
+		c->ip_counted = true;
+	}
+	return true;
+}
+
 /* A parsed request (SOCKS5 or SOCKS4): start what it asks for. */
 static enum step
 conn_dispatch_request(struct conn *c)
@@ -418,6 +610,44 @@ conn_dispatch_request(struct conn *c)
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("conn %" PRIu64 ": request %s %s", c->id,
 			proto_cmd_str(c->cmd), c->target);
+
+	{
+		/* Decided now when it can be; a rule on the destination
+		 * address waits for the address (after resolution). UDP
+		 * ASSOCIATE's DST is the client's own endpoint: its
+		 * destinations are checked per datagram. */
+		union sockaddr_any dst, *dstp = NULL;
+		struct sockaddr_storage ss;
+		socklen_t len;
+		int line;
+
+		if (c->cmd != SOCKS_CMD_UDP_ASSOCIATE && hs->req.dst.atyp != SOCKS_ATYP_DOMAIN &&
+		    !proto_addr_is_unspecified(&hs->req.dst) &&
+		    proto_addr_to_sockaddr(&hs->req.dst, &ss, &len) == 0) {
+			memset(&dst, 0, sizeof(dst));
+			memcpy(&dst, &ss, len);
+			net_addr_unmap(&dst);
+			dstp = &dst;
+		}
+		if (conn_check_request(c, c->cmd,
+			    hs->req.dst.atyp == SOCKS_ATYP_DOMAIN ? hs->req.dst.name : NULL,
+			    dstp, hs->req.dst.port, &line) == ACL_DENY) {
+			conn_log_denied(c, c->target, line);
+			return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");
+		}
+	}
+	if (c->user && c->cfg->max_sessions_per_user && c->env->limits) {
+		if (connlimit_user_acquire(c->env->limits, c->user, c->cfg->max_sessions_per_user) !=
+		    CONNLIMIT_OK) {
+			c->env->stats.limit_refusals++;
+			if (conn_refusal_log_ok(c))
+				log_info("conn %" PRIu64 ": user \"%s\" refused: "
+					 "max-sessions-per-user %u reached", c->id, c->user,
+					c->cfg->max_sessions_per_user);
+			return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "max-sessions-per-user");
+		}
+		c->user_counted = true;
+	}
 
 	if (hs->req.cmd == SOCKS_CMD_BIND)
 		return conn_start_bind(c);
@@ -519,6 +749,21 @@ conn_connect_next(struct conn *c)
 		if (now >= hs->connect_deadline_ms)
 			break;
 		net_addr_set_port(&to, hs->req.dst.port);
+		{
+			int line;
+			char a[NET_ADDRSTRLEN], what[400];
+			if (conn_check_request(c, c->cmd,
+				    hs->req.dst.atyp == SOCKS_ATYP_DOMAIN ? hs->req.dst.name : NULL,
+				    &to, hs->req.dst.port, &line) != ACL_ALLOW) {
+				/* Checked on the address really connected to: a
+				 * name resolving into a denied network is refused. */
+				snprintf(what, sizeof(what), "%s (%s)", c->target,
+					net_addr_format(&to, a, sizeof(a)));
+				conn_log_denied(c, what, line);
+				hs->denied = true;
+				continue;
+			}
+		}
 		fd = net_connect_start(&to, conn_source_for(c, to.sa.sa_family));
 		if (fd < 0) {
 			hs->last_err = errno;
@@ -531,6 +776,13 @@ conn_connect_next(struct conn *c)
 		left = hs->connect_deadline_ms - now;
 		share = left / (hs->res.naddrs - hs->next_addr + 1);
 		timer_start(loop, &c->timer, share < 250 && left > 250 ? 250 : share);
+		return;
+	}
+	if (hs->denied && hs->last_err == 0) {
+		if (conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule") == STEP_CLOSE)
+			conn_close(c, c->end);
+		else
+			conn_advance(c);
 		return;
 	}
 	if (hs->last_err == 0)
@@ -645,6 +897,22 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 		char a[NET_ADDRSTRLEN];
 		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id,
 			net_addr_format(peer, a, sizeof(a)));
+	}
+	{
+		int line;
+		if (conn_check_request(c, SOCKS_CMD_BIND, NULL, peer, net_addr_port(peer), &line) !=
+		    ACL_ALLOW) {
+			char a[NET_ADDRSTRLEN], what[80];
+			snprintf(what, sizeof(what), "bind peer %s",
+				net_addr_format(peer, a, sizeof(a)));
+			conn_log_denied(c, what, line);
+			close(peer_fd);
+			if (conn_fail(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied") == STEP_CLOSE)
+				conn_close(c, c->end);
+			else
+				conn_advance(c);
+			return;
+		}
 	}
 	(void)net_set_nodelay(peer_fd);
 	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
@@ -763,6 +1031,8 @@ conn_start_udp(struct conn *c)
 	opt.external4 = conn_external_for(c, AF_INET);
 	opt.external6 = conn_external_for(c, AF_INET6);
 	opt.idle_ms = c->cfg->timeout_udp * 1000u;
+	opt.allow = conn_udp_allow;
+	opt.allow_arg = c;
 	c->udp = udpassoc_start(c->env->loop, c->env->resolver, &opt, &c->peer,
 		&c->local, &c->hs->req.dst, &bnd, conn_on_udp_end, c);
 	if (!c->udp) {
@@ -891,6 +1161,17 @@ conn_on_timer(struct loop *loop, void *arg)
 		c->hs->last_err = ETIMEDOUT;
 		conn_connect_next(c);
 		break;
+	case CONN_ST_AUTH_DELAY: {
+		uint8_t msg[2];
+		/* RFC 1929 §2: a non-zero status, then close. */
+		if (conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_FAILURE)) < 0) {
+			conn_close(c, "client gone");
+			break;
+		}
+		conn_set_state(c, CONN_ST_CLOSING);
+		conn_advance(c);
+		break;
+	}
 	case CONN_ST_BIND_WAIT:
 		bindcmd_stop(c->bind);
 		c->bind = NULL;
@@ -977,7 +1258,8 @@ conn_close(struct conn *c, const char *why)
 		return;
 	if (c->state == CONN_ST_RELAY)
 		relay_stop(&c->relay);
-	conn_log_end(c, why);
+	if (!c->quiet)
+		conn_log_end(c, why);
 	conn_set_state(c, CONN_ST_DEAD);
 	timer_stop(env->loop, &c->timer);
 	if (c->hs && c->hs->query) {
@@ -1004,6 +1286,10 @@ conn_close(struct conn *c, const char *why)
 		env->head = c->next;
 	if (c->next)
 		c->next->prev = c->prev;
+	if (c->ip_counted)
+		connlimit_ip_release(env->limits, &c->peer);
+	if (c->user_counted)
+		connlimit_user_release(env->limits, c->user);
 	env->stats.active--;
 	if (c->cmd && c->cmd < CONN_CMD_SLOTS)
 		env->stats.active_by_cmd[c->cmd]--;
@@ -1026,8 +1312,23 @@ void
 conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	const union sockaddr_any *local, bool proxy_protocol)
 {
-	struct conn *c = calloc(1, sizeof(*c));
+	struct conn *c;
 
+	if (env->cfg->max_connections && env->stats.active >= env->cfg->max_connections) {
+		/* Accepted and closed at once: a client waiting in the backlog
+		 * would only time out later. */
+		static uint64_t last_log_ms;
+		uint64_t now = loop_now(env->loop);
+		env->stats.limit_refusals++;
+		if (now - last_log_ms >= 1000 || last_log_ms == 0) {
+			log_info("max-connections %u reached: refusing new connections",
+				env->cfg->max_connections);
+			last_log_ms = now;
+		}
+		close(fd);
+		return;
+	}
+	c = calloc(1, sizeof(*c));
 	if (!c || !(c->hs = calloc(1, sizeof(*c->hs)))) {
 		log_warnx("out of memory: dropping a new connection");
 		free(c);
@@ -1064,6 +1365,8 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 		conn_close(c, "not an allowed PROXY protocol source");
 		return;
 	}
+	if (!proxy_protocol && !conn_admit(c))
+		return;
 	(void)conn_watch(c, &c->cw, LOOP_READ);
 }
 

@@ -9,17 +9,22 @@
  * difference so unchanged ones keep their backlog.
  */
 #include <dirent.h>
+#include <grp.h>
+#include <pwd.h>
 #include <errno.h>
 #include <inttypes.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <unistd.h>
 
+#include "acl.h"
 #include "auth.h"
 #include "config.h"
+#include "connlimit.h"
 #include "conn.h"
 #include "listener.h"
 #include "log.h"
@@ -55,6 +60,15 @@ struct daemon {
 	struct metrics_server *metrics;
 	union sockaddr_any metrics_addr; /* what it listens on (port + worker) */
 };
+
+static void
+auth_policy_from(const struct config *cfg, struct connlimit_auth_policy *p)
+{
+	memset(p, 0, sizeof(*p));
+	p->max_failures = cfg->auth_fail_limit;
+	p->window_ms = (uint64_t)cfg->auth_fail_window * 1000u;
+	p->lockout_ms = (uint64_t)cfg->auth_lockout * 1000u;
+}
 
 static void
 usage(FILE *out)
@@ -424,6 +438,11 @@ on_hup(struct loop *loop, int signo, void *arg)
 	apply_logging(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
+	{
+		struct connlimit_auth_policy ap;
+		auth_policy_from(cfg, &ap);
+		connlimit_set_auth_policy(d->env.limits, &ap);
+	}
 	resolver_options_from(cfg, &ropt);
 	resolver_reconfigure(d->env.resolver, &ropt);
 	config_unref(d->env.cfg);
@@ -446,6 +465,82 @@ adopt_inherited(struct daemon *d, int nfds)
 			net_addr_format(listener_addr(l), a, sizeof(a)));
 		d->inherited[d->nlisteners] = true;
 		d->listeners[d->nlisteners++] = l;
+	}
+}
+
+static struct connlimit *
+limits_new_from(const struct config *cfg)
+{
+	struct connlimit_config lc;
+
+	memset(&lc, 0, sizeof(lc));
+	/* A secret hash key: clients choose the addresses and names that are
+	 * hashed, so they must not be able to predict the buckets. */
+	if (getrandom(lc.hash_key, sizeof(lc.hash_key), 0) != (ssize_t)sizeof(lc.hash_key))
+		fatal("getrandom");
+	auth_policy_from(cfg, &lc.auth);
+	return connlimit_new(&lc);
+}
+
+/* run-as: after the listeners are bound and the users read. setgroups,
+ * setgid, setuid in that order, then verified: a half-dropped process must
+ * not go on serving. */
+static void
+drop_privileges(const struct config *cfg)
+{
+	struct passwd *pw;
+	gid_t gid;
+	uid_t uid;
+
+	if (!cfg->run_as_user[0]) {
+		if (geteuid() == 0)
+			log_warnx("running as root; consider 'run-as' (or a systemd User=)");
+		return;
+	}
+	/* Before the loop runs: a lookup through NSS may block, here only. */
+	pw = getpwnam(cfg->run_as_user);
+	if (!pw)
+		fatalx("run-as: no user '%s'", cfg->run_as_user);
+	uid = pw->pw_uid;
+	gid = pw->pw_gid;
+	if (cfg->run_as_group[0]) {
+		struct group *gr = getgrnam(cfg->run_as_group);
+		if (!gr)
+			fatalx("run-as: no group '%s'", cfg->run_as_group);
+		gid = gr->gr_gid;
+	}
+	if (setgroups(1, &gid) < 0)
+		fatal("run-as: setgroups");
+	if (setgid(gid) < 0)
+		fatal("run-as: setgid %u", (unsigned)gid);
+	if (setuid(uid) < 0)
+		fatal("run-as: setuid %u", (unsigned)uid);
+	if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid ||
+	    (uid != 0 && setuid(0) == 0))
+		fatalx("run-as: privileges were not dropped");
+	log_info("running as %s (uid %u, gid %u)", cfg->run_as_user, (unsigned)uid,
+		(unsigned)gid);
+}
+
+/* The open-proxy check of the config, for socket-activated listeners that
+ * the config file does not know about. */
+static void
+check_inherited_open_proxy(const struct daemon *d, const struct config *cfg)
+{
+	bool none = false;
+
+	for (size_t i = 0; i < cfg->nmethods; i++)
+		none = none || cfg->methods[i] == 0x00;
+	if (!none || acl_client_rule_count(cfg->acl) > 0)
+		return;
+	for (size_t i = 0; i < d->nlisteners; i++) {
+		char a[NET_ADDRSTRLEN];
+		if (!d->inherited[i] || net_addr_is_loopback(listener_addr(d->listeners[i])))
+			continue;
+		fatalx("socket activation: %s is reachable from other hosts, clients need no "
+		       "password and no 'client' rule limits who may connect: that is an open "
+		       "proxy. Add 'client allow NETWORK' lines, or 'auth password' with users",
+			net_addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
 	}
 }
 
@@ -472,6 +567,9 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	d->env.resolver = resolver_new(d->loop, &ropt);
 	if (!d->env.resolver)
 		fatalx("cannot start the resolver");
+	d->env.limits = limits_new_from(cfg);
+	if (!d->env.limits)
+		fatalx("out of memory");
 
 	adopt_inherited(d, nfds);
 	/* With socket activation the inherited sockets are the listeners; the
@@ -480,7 +578,9 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		sync_listeners(d, cfg, true);
 	if (d->nlisteners == 0)
 		fatalx("no listening socket");
+	check_inherited_open_proxy(d, cfg);
 	sync_metrics(d, cfg);
+	drop_privileges(cfg);
 	if (loop_signal(d->loop, SIGTERM, on_stop_signal, d) < 0 ||
 	    loop_signal(d->loop, SIGINT, on_stop_signal, d) < 0 ||
 	    loop_signal(d->loop, SIGHUP, on_hup, d) < 0 ||
@@ -519,6 +619,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	log_counters(d, "stopped");
 	resolver_free(d->env.resolver);
 	loop_free(d->loop); /* also frees what the closes above released */
+	connlimit_free(d->env.limits);
 	relay_pool_drain();
 	config_unref(d->env.cfg);
 	return 0;

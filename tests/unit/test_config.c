@@ -149,7 +149,8 @@ test_listen_ipv4_and_ipv6(void **state)
 	struct config *c = parse_ok("listen 0.0.0.0:1080\n"
 				    "# comment\n"
 				    "listen [::1]:1081\n"
-				    "listen 127.0.0.1:1080\n");
+				    "listen 127.0.0.1:1080\n"
+				    "client allow 10.0.0.0/8\n");
 
 	(void)state;
 	assert_int_equal(c->nlisten, 3);
@@ -322,6 +323,59 @@ test_proxy_protocol_metrics_announce(void **state)
 		"t.conf:1: metrics: bad address 'localhost:9100' (expected ADDR:PORT or [IPV6]:PORT)");
 	parse_err("announce 192.0.2.1\nannounce 192.0.2.2\n",
 		"t.conf:2: announce: a second IPv4 address");
+}
+
+static void
+test_open_proxy_is_refused_with_a_fix(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	parse_err("listen 127.0.0.1:1080\nlisten 0.0.0.0:1080\n",
+		"t.conf:2: listen: 0.0.0.0:1080 is reachable from other hosts, clients need no "
+		"password and no 'client' rule limits who may connect: that is an open proxy. "
+		"Add 'client allow NETWORK' lines (the rest is denied), or 'auth password' "
+		"with users");
+	parse_err("listen [::]:1080\nauth password none\nuser a b\n",
+		"t.conf:1: listen: [::]:1080 is reachable from other hosts, clients need no "
+		"password and no 'client' rule limits who may connect: that is an open proxy. "
+		"Add 'client allow NETWORK' lines (the rest is denied), or 'auth password' "
+		"with users");
+	/* Each fix is accepted. */
+	c = parse_ok("listen 0.0.0.0:1080\nclient allow 192.0.2.0/24\n");
+	config_unref(c);
+	c = parse_ok("listen 0.0.0.0:1080\nauth password\nuser a b\n");
+	config_unref(c);
+	c = parse_ok("listen 0.0.0.0:1080\nuser a b\n"); /* users imply passwords */
+	config_unref(c);
+}
+
+static void
+test_rules_limits_run_as(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = parse_ok("client allow 10.0.0.0/8 ::1\nclient deny all\n"
+		     "rule deny to 127.0.0.0/8\nrule allow user alice cmd connect port 1-1024\n"
+		     "user alice x\nmax-connections 10\nmax-connections-per-ip 2\n"
+		     "max-sessions-per-user 1\nauth-fail-limit 3\nrun-as nobody\n");
+	assert_int_equal(acl_client_rule_count(c->acl), 2);
+	assert_int_equal(acl_request_rule_count(c->acl), 2);
+	assert_int_equal(c->max_connections, 10);
+	assert_int_equal(c->max_connections_per_ip, 2);
+	assert_int_equal(c->max_sessions_per_user, 1);
+	assert_int_equal(c->auth_fail_limit, 3);
+	assert_int_equal(c->auth_fail_window, 60);
+	assert_int_equal(c->auth_lockout, 300);
+	assert_string_equal(c->run_as_user, "nobody");
+	assert_string_equal(c->run_as_group, "");
+	config_unref(c);
+	parse_err("client maybe 10.0.0.0/8\n", "t.conf:1: client: expected allow or deny");
+	parse_err("\nrule allow frm 10.0.0.0/8\n", "t.conf:2: rule: unknown selector 'frm'");
+	parse_err("auth-fail-limit 3 0\n", "t.conf:1: auth-fail-limit: 0 out of range 1..86400");
+	parse_err("run-as :wheel\n", "t.conf:1: run-as: expected USER or USER:GROUP, got ':wheel'");
+	parse_err("max-connections -1\n", "t.conf:1: max-connections: '-1' is not a number");
 }
 
 static void
@@ -1071,7 +1125,11 @@ test_dump_default(void **state)
 			       "dns-cache-max-ttl 3600\n"
 			       "# udp-port-range not set: any port\n"
 			       "# bind-port-range not set: any port\n"
-			       "# external not set: chosen by the kernel\n");
+			       "# external not set: chosen by the kernel\n"
+			       "max-connections 0\n"
+			       "max-connections-per-ip 0\n"
+			       "max-sessions-per-user 0\n"
+			       "auth-fail-limit 10 60 300\n");
 	free(s);
 	config_unref(c);
 }
@@ -1099,7 +1157,14 @@ test_dump_everything_set_hides_secrets(void **state)
 			   "gozkYH9B80bAip/08R2BPH2xk/\n"
 			   "auth password none\n"
 			   "listen [::]:1080\n"
-			   "listen 0.0.0.0:1080\n";
+			   "listen 0.0.0.0:1080\n"
+			   "client allow 10.0.0.0/8\n"
+			   "rule deny to *.example.com port 25\n"
+			   "max-connections 100\n"
+			   "max-connections-per-ip 5\n"
+			   "max-sessions-per-user 3\n"
+			   "auth-fail-limit 4 30 600\n"
+			   "run-as nobody:nogroup\n";
 	struct config *c = parse_ok(text);
 	char *s = dump_to_string(c);
 
@@ -1127,7 +1192,14 @@ test_dump_everything_set_hides_secrets(void **state)
 			       "udp-port-range 5000-5010\n"
 			       "bind-port-range 6000-6010\n"
 			       "external 192.0.2.9\n"
-			       "external 2001:db8::1\n");
+			       "external 2001:db8::1\n"
+			       "client allow 10.0.0.0/8\n"
+			       "rule deny to *.example.com port 25\n"
+			       "max-connections 100\n"
+			       "max-connections-per-ip 5\n"
+			       "max-sessions-per-user 3\n"
+			       "auth-fail-limit 4 30 600\n"
+			       "run-as nobody:nogroup\n");
 	assert_null(strstr(s, "topsecret"));
 	assert_null(strstr(s, "$6$"));
 	free(s);
@@ -1160,7 +1232,7 @@ test_keywords_are_the_documented_set(void **state)
 {
 	static const char *const want[] = { "listen", "auth", "user", "users-file",
 		"log", "log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer", "dns-cache-size",
-		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce", NULL };
+		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce", "client", "rule", "max-connections", "max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1274,6 +1346,8 @@ main(void)
 		cmocka_unit_test(test_auth_password_without_users_is_reported_at_auth_line),
 		cmocka_unit_test(test_socks4_defaults_follow_auth_and_cannot_bypass_passwords),
 		cmocka_unit_test(test_workers_range),
+		cmocka_unit_test(test_open_proxy_is_refused_with_a_fix),
+		cmocka_unit_test(test_rules_limits_run_as),
 		cmocka_unit_test(test_proxy_protocol_metrics_announce),
 		cmocka_unit_test(test_users_may_follow_auth),
 		cmocka_unit_test(test_user_plaintext_and_hashed_counted),
