@@ -53,6 +53,9 @@ void loop_free(struct loop *loop);
 /* Runs until loop_stop. Returns 0, or -1 when epoll_wait fails fatally. */
 int loop_run(struct loop *loop);
 void loop_stop(struct loop *loop);
+/* One iteration: waits at most timeout_ms for events (0: poll), dispatches
+ * them, runs due timers and releases. For tests and fuzzers. */
+int loop_run_once(struct loop *loop, int timeout_ms);
 /* Monotonic milliseconds, cached once per iteration. */
 uint64_t loop_now(const struct loop *loop);
 /* Refreshes the cached clock (for long startup work). */

@@ -363,43 +363,60 @@ loop_signal(struct loop *loop, int signo, loop_signal_cb cb, void *arg)
 
 /* --- run ----------------------------------------------------------------- */
 
+/* One pass: wait (bounded by the next timer and max_wait_ms, -1 = no
+ * bound), dispatch, timers, releases. */
+static int
+loop_iterate(struct loop *loop, int max_wait_ms)
+{
+	struct epoll_event events[LOOP_MAX_EVENTS];
+	int timeout = next_timeout_ms(loop), n;
+
+	if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms))
+		timeout = max_wait_ms;
+	n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);
+	if (n < 0) {
+		if (errno == EINTR)
+			return 0;
+		log_warn("epoll_wait");
+		return -1;
+	}
+	loop->now_ms = monotonic_ms();
+	for (int i = 0; i < n; i++) {
+		struct watcher *w = events[i].data.ptr;
+		unsigned ev = 0;
+		/* A watcher unregistered earlier in this batch (its owner
+		 * closed) must not be called: its memory is still valid
+		 * until run_releases, and registered tells us. */
+		if (!w->registered)
+			continue;
+		if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
+			ev |= LOOP_READ;
+		if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
+			ev |= LOOP_WRITE;
+		/* Errors and hang-ups arrive whatever the mask; the owner
+		 * sees them through the directions it is waiting on. */
+		ev &= w->mask;
+		if (ev)
+			w->cb(loop, ev, w->arg);
+	}
+	run_timers(loop);
+	run_releases(loop);
+	return 0;
+}
+
 int
 loop_run(struct loop *loop)
 {
-	struct epoll_event events[LOOP_MAX_EVENTS];
-
 	loop->stopping = false;
-	while (!loop->stopping) {
-		int n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS,
-			next_timeout_ms(loop));
-		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			log_warn("epoll_wait");
+	while (!loop->stopping)
+		if (loop_iterate(loop, -1) < 0)
 			return -1;
-		}
-		loop->now_ms = monotonic_ms();
-		for (int i = 0; i < n; i++) {
-			struct watcher *w = events[i].data.ptr;
-			unsigned ev = 0;
-			/* A watcher unregistered earlier in this batch (its owner
-			 * closed) must not be called: its memory is still valid
-			 * until run_releases, and registered tells us. */
-			if (!w->registered)
-				continue;
-			if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
-				ev |= LOOP_READ;
-			if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
-				ev |= LOOP_WRITE;
-			/* Errors and hang-ups arrive whatever the mask; the owner
-			 * sees them through the directions it is waiting on. */
-			ev &= w->mask;
-			if (ev)
-				w->cb(loop, ev, w->arg);
-		}
-		run_timers(loop);
-		run_releases(loop);
-	}
 	run_releases(loop);
 	return 0;
+}
+
+int
+loop_run_once(struct loop *loop, int timeout_ms)
+{
+	return loop_iterate(loop, timeout_ms < 0 ? 0 : timeout_ms);
 }
