@@ -474,7 +474,7 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 {
 	const char *dash = strchr(s, '-');
 	const char *parts[2];
-	unsigned long v[2];
+	unsigned long v[2] = { 0, 0 };
 	size_t n = dash ? 2 : 1, i;
 
 	parts[0] = s;

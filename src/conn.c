@@ -193,6 +193,16 @@ conn_queue(struct conn *c, const uint8_t *p, size_t len)
 	return conn_flush(c);
 }
 
+/* Encodes a 2-byte method or auth-status reply and queues it. */
+static int
+conn_queue2(struct conn *c, size_t (*encode)(uint8_t out[2], uint8_t v), uint8_t v)
+{
+	uint8_t msg[2];
+	size_t n = encode(msg, v);
+
+	return conn_queue(c, msg, n);
+}
+
 static unsigned
 conn_client_mask(const struct conn *c)
 {
@@ -297,7 +307,6 @@ conn_step_greeting(struct conn *c)
 	struct conn_hs *hs = c->hs;
 	struct proto_greeting g;
 	size_t used;
-	uint8_t msg[2];
 	enum proto_status st;
 
 	if (buf_len(&hs->in) == 0)
@@ -317,7 +326,7 @@ conn_step_greeting(struct conn *c)
 	}
 	buf_consume(&hs->in, used);
 	c->method = proto_choose_method(&g, c->cfg->methods, c->cfg->nmethods);
-	if (conn_queue(c, msg, proto_encode_method(msg, c->method)) < 0)
+	if (conn_queue2(c, proto_encode_method, c->method) < 0)
 		return STEP_CLOSE;
 	if (c->method == SOCKS_METHOD_NO_ACCEPTABLE) {
 		c->end = "no acceptable method";
@@ -335,7 +344,6 @@ conn_step_auth(struct conn *c)
 	struct conn_hs *hs = c->hs;
 	struct proto_userpass up;
 	size_t used;
-	uint8_t msg[2];
 	bool ok;
 	enum proto_status st = proto_parse_userpass(buf_peek(&hs->in),
 		buf_len(&hs->in), &up, &used);
@@ -345,7 +353,7 @@ conn_step_auth(struct conn *c)
 	if (st != PROTO_OK) {
 		/* RFC 1929 §2: any non-zero status means failure, then close. */
 		c->end = proto_status_str(st);
-		if (conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_FAILURE)) < 0)
+		if (conn_queue2(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_FAILURE) < 0)
 			return STEP_CLOSE;
 		conn_set_state(c, CONN_ST_CLOSING);
 		return STEP_AGAIN;
@@ -392,7 +400,7 @@ conn_step_auth(struct conn *c)
 			connlimit_auth_ok(c->env->limits, &c->peer, now);
 	}
 	c->user = strdup(up.user);
-	if (!c->user || conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_OK)) < 0)
+	if (!c->user || conn_queue2(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_OK) < 0)
 		return STEP_CLOSE;
 	conn_set_state(c, CONN_ST_REQUEST);
 	return STEP_AGAIN;
@@ -1162,9 +1170,8 @@ conn_on_timer(struct loop *loop, void *arg)
 		conn_connect_next(c);
 		break;
 	case CONN_ST_AUTH_DELAY: {
-		uint8_t msg[2];
 		/* RFC 1929 §2: a non-zero status, then close. */
-		if (conn_queue(c, msg, proto_encode_auth_status(msg, SOCKS_AUTH_STATUS_FAILURE)) < 0) {
+		if (conn_queue2(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_FAILURE) < 0) {
 			conn_close(c, "client gone");
 			break;
 		}
@@ -1237,8 +1244,8 @@ conn_log_end(struct conn *c, const char *why)
 	if (c->rep == 0xFF)
 		snprintf(rep, sizeof(rep), "-");
 	else if (c->version == SOCKS4_VERSION)
-		snprintf(rep, sizeof(rep), "%u", c->rep == SOCKS_REP_SUCCEEDED ?
-			SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED);
+		snprintf(rep, sizeof(rep), "%u", (unsigned)(c->rep == SOCKS_REP_SUCCEEDED ?
+			SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED));
 	else
 		snprintf(rep, sizeof(rep), "0x%02x", c->rep);
 	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
