@@ -18,7 +18,11 @@ B        := build
 SANFLAGS :=
 endif
 
-ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARNINGS) $(if $(WERROR),-Werror) $(SANFLAGS) -MMD -MP
+ALL_CFLAGS = -std=c17 $(CFLAGS) $(WARNINGS) $(if $(WERROR),-Werror) $(SANFLAGS)
+# Dependency files only where one source makes one object; binaries linked
+# from several sources list the headers instead.
+DEPFLAGS   = -MMD -MP
+HEADERS   := $(wildcard include/*.h)
 
 SRCS      := $(wildcard src/*.c)
 OBJS      := $(patsubst src/%.c,$(B)/obj/%.o,$(SRCS))
@@ -32,7 +36,7 @@ ITEST_BIN := $(B)/tests/integration
 
 .PHONY: install uninstall
 .PHONY: all run test test-deps unit-tests fuzz-replay integration-tests fuzz fuzz-smoke \
-        docs-check clean
+        docs-check clean bench
 
 all: $(B)/socks5d
 
@@ -40,7 +44,7 @@ $(B)/socks5d: $(OBJS)
 	$(CC) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) -c -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
 
 $(B)/obj $(B)/tests $(B)/fuzz-replay build/fuzz:
 	mkdir -p $@
@@ -52,13 +56,13 @@ run: $(B)/socks5d
 test-deps:
 	@sh tests/install-deps.sh
 
-$(B)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) | $(B)/tests
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS) -lcmocka
+$(B)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) $(HEADERS) | $(B)/tests
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
-$(B)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIB_OBJS) | $(B)/fuzz-replay
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $^ $(LDLIBS)
+$(B)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIB_OBJS) $(HEADERS) | $(B)/fuzz-replay
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)
 
-$(ITEST_BIN): $(ITEST_SRCS) $(LIB_OBJS) | $(B)/tests
+$(ITEST_BIN): $(ITEST_SRCS) $(wildcard tests/integration/*.h) $(LIB_OBJS) $(HEADERS) | $(B)/tests
 	$(CC) $(CPPFLAGS) -Itests/integration $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(ITEST_SRCS) $(LIB_OBJS) $(LDLIBS) -lcmocka
 
 unit-tests: $(UNIT_BINS)
@@ -72,6 +76,17 @@ integration-tests: $(B)/socks5d $(ITEST_BIN)
 	SOCKS5D=$(B)/socks5d ./$(ITEST_BIN)
 	sh tests/integration/real_clients.sh $(B)/socks5d
 
+# The integration suite with the daemon under valgrind (slow: run by CI, not
+# by `make test`).
+.PHONY: memcheck
+memcheck: $(B)/socks5d $(ITEST_BIN)
+	SOCKS5D=tests/memcheck.sh MEMCHECK_BIN=$(B)/socks5d IT_SLOW=1 ./$(ITEST_BIN)
+
+# make install/uninstall into a temporary DESTDIR, and the installed tree.
+.PHONY: install-check
+install-check:
+	sh tests/install_check.sh
+
 docs-check: $(B)/socks5d
 	sh tests/docs_check.sh $(B)/socks5d
 
@@ -81,6 +96,12 @@ test: test-deps
 	$(MAKE) --no-print-directory fuzz-replay
 	$(MAKE) --no-print-directory docs-check
 	$(MAKE) --no-print-directory integration-tests
+	$(MAKE) --no-print-directory install-check
+
+# --- benchmark: timing, so never part of `make test` ------------------------
+# BENCH_ROUNDS (3) and BENCH_SECONDS (5) tune it; see tests/bench/run.sh.
+bench: $(B)/socks5d
+	sh tests/bench/run.sh $(B)/socks5d
 
 # --- fuzzing with libFuzzer (clang) -----------------------------------------
 FUZZ_CFLAGS = -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS)
@@ -129,4 +150,4 @@ uninstall:
 clean:
 	rm -rf build
 
--include $(wildcard $(B)/obj/*.d $(B)/tests/*.d $(B)/fuzz-replay/*.d)
+-include $(wildcard $(B)/obj/*.d)

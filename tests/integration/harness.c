@@ -4,7 +4,10 @@
  * readiness by connecting, and a bounded SIGTERM stop. The server is
  * $SOCKS5D (default build/socks5d); IT_SERVER=microsocks runs microsocks
  * instead, so the harness can be checked while socks5d is being written.
- * Targets live in targets.c, the raw client in client.c.
+ * Targets live in targets.c, the raw client in client.c, the fake DNS
+ * server in fake_dns.c; the end of this file has the helpers of the BIND,
+ * UDP, DNS and SOCKS4 tests (addresses, UDP sockets, two-way exchange,
+ * running a real client program).
  */
 #include "harness.h"
 
@@ -12,7 +15,10 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <poll.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -20,6 +26,7 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
 #include <sys/wait.h>
 #include <time.h>
 #include <unistd.h>
@@ -29,6 +36,7 @@
 #define IT_START_ATTEMPTS 5
 
 int it_harness_failures;
+static void it_harness_close_leftovers(void);
 static const char *it_server_path;
 static bool it_microsocks;
 static bool it_ipv6;
@@ -642,6 +650,21 @@ it_fixture_start(void **state, const char *config, const char *user, const char 
 }
 
 int
+it_fixture_start_for(void **state, enum it_cap cap, const char *config, const char *user,
+	const char *pass)
+{
+	struct it_fixture *fx;
+
+	if (it_server_has(cap))
+		return it_fixture_start(state, config, user, pass);
+	if ((fx = calloc(1, sizeof(*fx))) == NULL)
+		return -1;
+	fx->unsupported = true;
+	*state = fx;
+	return 0;
+}
+
+int
 it_fixture_stop(void **state)
 {
 	struct it_fixture *fx = *state;
@@ -681,6 +704,7 @@ it_check_alive(void **state)
 
 	/* Sockets a failed test left open would hold daemon sessions. */
 	it_close_leftovers();
+	it_harness_close_leftovers();
 	if (fx == NULL || !fx->started)
 		return 0;
 	if (!it_daemon_running(&fx->d)) {
@@ -702,4 +726,477 @@ it_check_alive(void **state)
 	}
 	it_close(fd);
 	return 0;
+}
+
+/* ---- more client helpers: addresses, UDP, BIND peers, programs ---------- */
+
+static void __attribute__((noreturn, format(printf, 3, 4)))
+it_harness_fail_at(const char *file, int line, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	print_error("ERROR: %s\n", msg);
+	_fail(file, line);
+	abort(); /* _fail longjmps back into cmocka */
+}
+
+int
+it_sockaddr(const char *ip, uint16_t port, struct sockaddr_storage *ss, socklen_t *len)
+{
+	memset(ss, 0, sizeof(*ss));
+	if (strchr(ip, ':') == NULL) {
+		struct sockaddr_in *sin = (struct sockaddr_in *)ss;
+		sin->sin_family = AF_INET;
+		sin->sin_port = htons(port);
+		*len = sizeof(*sin);
+		return inet_pton(AF_INET, ip, &sin->sin_addr) == 1 ? 0 : -1;
+	}
+	struct sockaddr_in6 *sin6 = (struct sockaddr_in6 *)ss;
+	sin6->sin6_family = AF_INET6;
+	sin6->sin6_port = htons(port);
+	*len = sizeof(*sin6);
+	return inet_pton(AF_INET6, ip, &sin6->sin6_addr) == 1 ? 0 : -1;
+}
+
+uint16_t
+it_local_port(int fd)
+{
+	struct sockaddr_storage ss;
+	socklen_t len = sizeof(ss);
+
+	if (getsockname(fd, (struct sockaddr *)&ss, &len) < 0)
+		return 0;
+	if (ss.ss_family == AF_INET)
+		return ntohs(((struct sockaddr_in *)&ss)->sin_port);
+	return ntohs(((struct sockaddr_in6 *)&ss)->sin6_port);
+}
+
+/* Sockets opened by the helpers below. client.c's table is private to it,
+ * so these have their own; it_close() closes them like any fd, so an entry
+ * may outlive its socket and the number be reused: each entry remembers
+ * the socket's inode, and cleanup closes only a number that still holds
+ * that same socket. */
+#define IT_HARNESS_MAX_OPEN 256
+
+static struct {
+	int fd;                 /* 0: free slot */
+	dev_t dev;
+	ino_t ino;
+} it_harness_open[IT_HARNESS_MAX_OPEN];
+
+static void
+it_harness_track(int fd)
+{
+	struct stat st;
+
+	if (fstat(fd, &st) < 0)
+		return;
+	for (size_t i = 0; i < IT_HARNESS_MAX_OPEN; i++) {
+		if (it_harness_open[i].fd == 0 || it_harness_open[i].fd == fd) {
+			it_harness_open[i].fd = fd;
+			it_harness_open[i].dev = st.st_dev;
+			it_harness_open[i].ino = st.st_ino;
+			return;
+		}
+	}
+}
+
+/* Closes what a failed test left open of the sockets above. */
+static void
+it_harness_close_leftovers(void)
+{
+	for (size_t i = 0; i < IT_HARNESS_MAX_OPEN; i++) {
+		struct stat st;
+		int fd = it_harness_open[i].fd;
+
+		if (fd == 0)
+			continue;
+		if (fstat(fd, &st) == 0 && st.st_dev == it_harness_open[i].dev &&
+			st.st_ino == it_harness_open[i].ino)
+			close(fd);
+		it_harness_open[i].fd = 0;
+	}
+}
+
+int
+it_connect_addr(const char *ip, uint16_t port, const char *src_ip)
+{
+	struct sockaddr_storage ss, src;
+	socklen_t len, slen;
+	struct timeval tv = { .tv_sec = 10 };
+	int one = 1, err = 0, fd, fl;
+
+	if (it_sockaddr(ip, port, &ss, &len) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if (src_ip != NULL && (it_sockaddr(src_ip, 0, &src, &slen) < 0 ||
+		bind(fd, (struct sockaddr *)&src, slen) < 0))
+		goto fail;
+	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
+		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
+		socklen_t elen = sizeof(err);
+
+		if (errno != EINPROGRESS)
+			goto fail;
+		if (poll(&pfd, 1, 2000) != 1) {
+			errno = ETIMEDOUT;
+			goto fail;
+		}
+		if (getsockopt(fd, SOL_SOCKET, SO_ERROR, &err, &elen) < 0)
+			goto fail;
+		if (err != 0) {
+			errno = err;
+			goto fail;
+		}
+	}
+	fl = fcntl(fd, F_GETFL);
+	if (fl < 0 || fcntl(fd, F_SETFL, fl & ~O_NONBLOCK) < 0)
+		goto fail;
+	setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+	setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+	setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+	it_harness_track(fd);
+	return fd;
+fail:
+	err = errno;
+	close(fd);
+	errno = err;
+	return -1;
+}
+
+int
+it_udp_socket(const char *ip, uint16_t port)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int fd, size = 4 << 20;
+
+	if (it_sockaddr(ip, port, &ss, &len) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	fd = socket(ss.ss_family, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	/* Room for every datagram a test has in flight (capped at rmem_max). */
+	setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &size, sizeof(size));
+	if (bind(fd, (struct sockaddr *)&ss, len) < 0) {
+		int err = errno;
+		close(fd);
+		errno = err;
+		return -1;
+	}
+	it_harness_track(fd);
+	return fd;
+}
+
+int
+it_udp_send(int fd, const char *ip, uint16_t port, const void *p, size_t n)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	ssize_t w;
+
+	if (it_sockaddr(ip, port, &ss, &len) < 0) {
+		errno = EINVAL;
+		return -1;
+	}
+	do
+		w = sendto(fd, p, n, MSG_NOSIGNAL, (struct sockaddr *)&ss, len);
+	while (w < 0 && errno == EINTR);
+	if (w < 0)
+		return -1;
+	if ((size_t)w != n) {
+		errno = EMSGSIZE;
+		return -1;
+	}
+	return 0;
+}
+
+long
+it_udp_recv(int fd, void *p, size_t cap, int timeout_ms)
+{
+	uint64_t deadline = it_now_ms() + (uint64_t)timeout_ms;
+
+	for (;;) {
+		uint64_t now = it_now_ms();
+		struct pollfd pfd = { .fd = fd, .events = POLLIN };
+		int pr = poll(&pfd, 1, now >= deadline ? 0 : (int)(deadline - now));
+
+		if (pr < 0 && errno == EINTR)
+			continue;
+		if (pr < 0)
+			return -1;
+		if (pr == 0) {
+			errno = ETIMEDOUT;
+			return -1;
+		}
+		ssize_t r = recv(fd, p, cap, MSG_DONTWAIT | MSG_TRUNC);
+		if (r < 0 && (errno == EINTR || errno == EAGAIN))
+			continue;
+		/* ECONNREFUSED: an ICMP error for an earlier datagram, not
+		 * one of ours; report it like any other error. */
+		return r < 0 ? -1 : (long)r;
+	}
+}
+
+/* One direction of it_exchange: what is left to send, and what arrived. */
+struct it_flow {
+	int from, to;
+	uint64_t st;           /* sender's stream state */
+	size_t sent, got;
+	uint8_t buf[65536];    /* next chunk to send, from buf_off */
+	size_t buf_off, buf_len;
+	struct it_hash hs;     /* of what arrived */
+};
+
+static int
+it_flow_send(struct it_flow *f, size_t n)
+{
+	if (f->buf_off == f->buf_len) {
+		size_t k = n - f->sent < sizeof(f->buf) ? n - f->sent : sizeof(f->buf);
+		it_fill(f->buf, k, &f->st); /* 65536-byte chunks keep the stream uncut */
+		f->buf_off = 0;
+		f->buf_len = k;
+	}
+	ssize_t w = send(f->from, f->buf + f->buf_off, f->buf_len - f->buf_off,
+		MSG_NOSIGNAL | MSG_DONTWAIT);
+	if (w < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	f->buf_off += (size_t)w;
+	f->sent += (size_t)w;
+	return 0;
+}
+
+static int
+it_flow_recv(struct it_flow *f)
+{
+	uint8_t in[65536];
+	ssize_t r = recv(f->to, in, sizeof(in), MSG_DONTWAIT);
+
+	if (r < 0)
+		return errno == EAGAIN || errno == EINTR ? 0 : -1;
+	if (r == 0) {
+		errno = 0;
+		return -1;
+	}
+	it_hash_update(&f->hs, in, (size_t)r);
+	f->got += (size_t)r;
+	return 0;
+}
+
+int
+it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b,
+	int timeout_ms, char *err, size_t errlen)
+{
+	static struct it_flow flows[2]; /* 128 KiB of buffers: not on the stack */
+	uint64_t deadline = it_now_ms() + (uint64_t)timeout_ms;
+
+	memset(flows, 0, sizeof(flows));
+	flows[0].from = fd_a;
+	flows[0].to = fd_b;
+	flows[0].st = seed_a;
+	flows[1].from = fd_b;
+	flows[1].to = fd_a;
+	flows[1].st = seed_b;
+	it_hash_init(&flows[0].hs);
+	it_hash_init(&flows[1].hs);
+	while (flows[0].got < n || flows[1].got < n) {
+		uint64_t now = it_now_ms();
+		struct pollfd pfd[2];
+
+		if (now >= deadline) {
+			snprintf(err, errlen, "exchange: timed out after %d ms: "
+				"a->b sent %zu got %zu, b->a sent %zu got %zu of %zu",
+				timeout_ms, flows[0].sent, flows[0].got, flows[1].sent,
+				flows[1].got, n);
+			return -1;
+		}
+		/* pfd[0] is fd_a: it sends flow 0 and receives flow 1. */
+		pfd[0] = (struct pollfd){ .fd = fd_a,
+			.events = (short)((flows[0].sent < n ? POLLOUT : 0) |
+				(flows[1].got < n ? POLLIN : 0)) };
+		pfd[1] = (struct pollfd){ .fd = fd_b,
+			.events = (short)((flows[1].sent < n ? POLLOUT : 0) |
+				(flows[0].got < n ? POLLIN : 0)) };
+		for (int side = 0; side < 2; side++)
+			if (pfd[side].events == 0)
+				pfd[side].fd = -1; /* done: its HUP must not spin us */
+		int pr = poll(pfd, 2, (int)(deadline - now));
+		if (pr < 0 && errno != EINTR) {
+			snprintf(err, errlen, "exchange: poll: %s", strerror(errno));
+			return -1;
+		}
+		if (pr <= 0)
+			continue;
+		for (int side = 0; side < 2; side++) {
+			struct it_flow *out = &flows[side], *in = &flows[1 - side];
+			short ev = pfd[side].revents;
+
+			if ((ev & POLLOUT) && out->sent < n && it_flow_send(out, n) < 0) {
+				snprintf(err, errlen, "exchange: send on side %c: %s",
+					"ab"[side], strerror(errno));
+				return -1;
+			}
+			if ((ev & (POLLIN | POLLHUP | POLLERR)) && in->got < n &&
+				it_flow_recv(in) < 0) {
+				snprintf(err, errlen,
+					"exchange: side %c got %zu of %zu bytes, then %s",
+					"ab"[side], in->got, n,
+					errno ? strerror(errno) : "EOF");
+				return -1;
+			}
+		}
+	}
+	for (int i = 0; i < 2; i++) {
+		uint64_t want = it_stream_hash(i == 0 ? seed_a : seed_b, n);
+		if (flows[i].hs.h != want) {
+			snprintf(err, errlen, "exchange: %s: %zu bytes arrived altered "
+				"(hash %016llx, want %016llx)", i == 0 ? "a->b" : "b->a", n,
+				(unsigned long long)flows[i].hs.h, (unsigned long long)want);
+			return -1;
+		}
+	}
+	return 0;
+}
+
+int
+it_greet_at(const struct it_fixture *fx, int family, const char *file, int line)
+{
+	int fd = it_connect(family, fx->d.port);
+	uint8_t msg[600], got[2];
+	size_t n = 0;
+
+	if (fd < 0)
+		it_harness_fail_at(file, line, "connect to the daemon: %s", strerror(errno));
+	if (fx->user == NULL) {
+		const uint8_t greet[] = { 0x05, 0x01, 0x00 };
+		if (it_send_all(fd, greet, sizeof(greet)) < 0 ||
+			it_recv_exact(fd, got, 2, IT_IO_TIMEOUT_MS) != 2 ||
+			got[0] != 0x05 || got[1] != 0x00)
+			it_harness_fail_at(file, line, "greeting 05 01 00: want 05 00");
+		return fd;
+	}
+	const uint8_t greet[] = { 0x05, 0x01, 0x02 };
+	size_t ul = strlen(fx->user), pl = strlen(fx->pass);
+	if (it_send_all(fd, greet, sizeof(greet)) < 0 ||
+		it_recv_exact(fd, got, 2, IT_IO_TIMEOUT_MS) != 2 ||
+		got[0] != 0x05 || got[1] != 0x02)
+		it_harness_fail_at(file, line, "greeting 05 01 02: want 05 02");
+	msg[n++] = 0x01;
+	msg[n++] = (uint8_t)ul;
+	memcpy(msg + n, fx->user, ul);
+	n += ul;
+	msg[n++] = (uint8_t)pl;
+	memcpy(msg + n, fx->pass, pl);
+	n += pl;
+	if (it_send_all(fd, msg, n) < 0 || it_recv_exact(fd, got, 2, IT_IO_TIMEOUT_MS) != 2 ||
+		got[0] != 0x01 || got[1] != 0x00)
+		it_harness_fail_at(file, line, "password auth for %s: want 01 00", fx->user);
+	return fd;
+}
+
+void
+it_expect_reply_at(int fd, struct it_reply *r, int timeout_ms, const char *file, int line)
+{
+	char err[256];
+
+	if (it_read_reply(fd, r, timeout_ms, err, sizeof(err)) < 0)
+		it_harness_fail_at(file, line, "%s", err);
+}
+
+int
+it_run_program(char *const argv[], int timeout_ms, struct it_hash *out)
+{
+	uint64_t deadline = it_now_ms() + (uint64_t)timeout_ms;
+	int pfd[2], status;
+	bool eof = false;
+	pid_t pid;
+
+	if (pipe2(pfd, O_CLOEXEC) < 0)
+		return -1;
+	pid = fork();
+	if (pid < 0) {
+		close(pfd[0]);
+		close(pfd[1]);
+		return -1;
+	}
+	if (pid == 0) {
+		(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+		int devnull = open("/dev/null", O_RDONLY);
+		if (devnull < 0 || dup2(devnull, 0) < 0 || dup2(pfd[1], 1) < 0)
+			_exit(126);
+		/* Test sockets must not be kept open by the program. */
+		close_range(3, ~0U, 0);
+		signal(SIGPIPE, SIG_DFL);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	close(pfd[1]);
+	if (out != NULL)
+		it_hash_init(out);
+	while (!eof) {
+		uint64_t now = it_now_ms();
+		struct pollfd p = { .fd = pfd[0], .events = POLLIN };
+		uint8_t buf[65536];
+
+		if (now >= deadline)
+			break;
+		int pr = poll(&p, 1, (int)(deadline - now));
+		if (pr < 0 && errno != EINTR)
+			break;
+		if (pr <= 0)
+			continue;
+		ssize_t r = read(pfd[0], buf, sizeof(buf));
+		if (r < 0 && errno == EINTR)
+			continue;
+		if (r <= 0)
+			eof = true;
+		else if (out != NULL)
+			it_hash_update(out, buf, (size_t)r);
+	}
+	close(pfd[0]);
+	if (!eof || !it_wait_exit(pid, &status, it_now_ms() < deadline ?
+		    (int)(deadline - it_now_ms()) : 0)) {
+		fprintf(stderr, "[   INFO   ] %s still running after %d ms: killed\n", argv[0],
+			timeout_ms);
+		kill(pid, SIGKILL);
+		waitpid(pid, &status, 0);
+		return -1;
+	}
+	if (WIFEXITED(status))
+		return WEXITSTATUS(status);
+	if (WIFSIGNALED(status))
+		return 128 + WTERMSIG(status);
+	return -1;
+}
+
+bool
+it_find_program(const char *name, char *path, size_t cap)
+{
+	const char *dirs = getenv("PATH");
+
+	if (dirs == NULL)
+		dirs = "/usr/bin:/bin";
+	while (*dirs != '\0') {
+		size_t n = strcspn(dirs, ":");
+		int w = snprintf(path, cap, "%.*s/%s", (int)n, dirs, name);
+		if (n > 0 && w > 0 && (size_t)w < cap && access(path, X_OK) == 0)
+			return true;
+		dirs += n;
+		if (*dirs == ':')
+			dirs++;
+	}
+	if (cap > 0)
+		path[0] = '\0';
+	return false;
 }

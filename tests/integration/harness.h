@@ -18,6 +18,7 @@
 #include <cmocka.h>
 
 #include <stdbool.h>
+#include <sys/socket.h>
 #include <sys/types.h>
 
 #define IT_IO_TIMEOUT_MS 5000     /* default bound of one client read */
@@ -53,6 +54,10 @@ enum it_cap {
 	IT_CAP_TIMEOUTS = 1 << 4,       /* "timeout handshake N" */
 	IT_CAP_SILENT_VERSION = 1 << 5, /* bad VER: close without sending */
 	IT_CAP_CLEAN_EXIT = 1 << 6,     /* exit status 0 on SIGTERM */
+	IT_CAP_BIND = 1 << 7,           /* BIND command */
+	IT_CAP_UDP = 1 << 8,            /* UDP ASSOCIATE */
+	IT_CAP_SOCKS4 = 1 << 9,         /* SOCKS4/4a on the same port */
+	IT_CAP_RESOLVER = 1 << 10,      /* own resolver, asking "nameserver" servers */
 };
 
 bool it_is_microsocks(void);
@@ -103,6 +108,10 @@ struct it_fixture {
  * normal session authenticates (user NULL: no auth). */
 int it_fixture_start(void **state, const char *config, const char *user,
 	const char *pass);
+/* it_fixture_start for a group whose subject is cap: when the server lacks
+ * it, no server is started and the group's tests skip themselves. */
+int it_fixture_start_for(void **state, enum it_cap cap, const char *config,
+	const char *user, const char *pass);
 /* Failures cmocka does not count itself (group teardown); main() adds them. */
 extern int it_harness_failures;
 
@@ -123,6 +132,7 @@ enum it_target_kind {
 	IT_TARGET_SINK,      /* reads BE64 length + that many bytes; replies count+hash */
 	IT_TARGET_SOURCE,    /* sends IT_SOURCE_BYTES of the IT_SOURCE_SEED stream, closes */
 	IT_TARGET_EOF_REPLY, /* reads until EOF, then replies count+hash and closes */
+	IT_TARGET_HTTP,      /* HTTP/1.0 200 with IT_HTTP_BYTES of IT_HTTP_SEED, closes */
 };
 
 struct it_target {
@@ -135,7 +145,14 @@ struct it_targets {
 	struct it_target echo4, echo6, peer4, peer6, sink4, source4, eof_reply4;
 	uint16_t closed_port4;  /* bound, never listening: connect gets ECONNREFUSED */
 	int closed_fd;
+	/* UDP echo (each datagram back to its sender, unchanged) on 127.0.0.1
+	 * and ::1; HTTP/1.0 server on 127.0.0.1 answering any request with
+	 * IT_HTTP_BYTES of the IT_HTTP_SEED stream (for curl). */
+	struct it_target udp_echo4, udp_echo6, http4;
 };
+
+#define IT_HTTP_BYTES (1u << 20)
+#define IT_HTTP_SEED 0x477470ULL
 
 extern struct it_targets it_tg;
 
@@ -220,6 +237,93 @@ void it_assert_mem_at(const void *got, const void *want, size_t n, const char *w
 #define it_assert_mem(got, want, n, what) \
 	it_assert_mem_at(got, want, n, what, __FILE__, __LINE__)
 
+/* ---- more client helpers: addresses, UDP, BIND peers, programs ---------- */
+
+/* Fills ss with the numeric address ip ("127.0.0.2", "::1") and port.
+ * Returns 0, or -1 when ip is not numeric. */
+int it_sockaddr(const char *ip, uint16_t port, struct sockaddr_storage *ss,
+	socklen_t *len);
+/* The local port of a socket, 0 on error. */
+uint16_t it_local_port(int fd);
+/* Connects to ip:port from a socket bound to src_ip (NULL: the kernel's
+ * choice), bounded like it_connect. Returns the fd or -1 with errno
+ * (ECONNREFUSED: nothing listens there). Close it with it_close(); one a
+ * failed test leaves open is closed by the next it_check_alive. */
+int it_connect_addr(const char *ip, uint16_t port, const char *src_ip);
+/* A UDP socket bound to ip:port (port 0: any), with 4 MiB buffers; closed
+ * like it_connect_addr's. Returns the fd or -1 with errno. */
+int it_udp_socket(const char *ip, uint16_t port);
+/* Sends one datagram to ip:port. Returns 0 or -1 with errno. */
+int it_udp_send(int fd, const char *ip, uint16_t port, const void *p, size_t n);
+/* Receives one datagram within timeout_ms. Returns its length (the whole
+ * length, even when more than cap) or -1 with errno (ETIMEDOUT). */
+long it_udp_recv(int fd, void *p, size_t cap, int timeout_ms);
+
+/* Sends n bytes of the seed_a stream from fd_a to fd_b and n bytes of the
+ * seed_b stream from fd_b to fd_a at the same time (neither side can stall
+ * the other), within timeout_ms; compares the hashes of what arrived.
+ * 0, or -1 with a reason in err. */
+int it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b,
+	int timeout_ms, char *err, size_t errlen);
+
+/* Connects to the daemon's listener of family and negotiates as the fixture
+ * says; returns the fd ready for a request, or fails the test. */
+int it_greet_at(const struct it_fixture *fx, int family, const char *file, int line);
+#define it_greet(fx, family) it_greet_at(fx, family, __FILE__, __LINE__)
+/* Reads one SOCKS5 reply into *r or fails the test. */
+void it_expect_reply_at(int fd, struct it_reply *r, int timeout_ms, const char *file,
+	int line);
+#define it_expect_reply(fd, r, ms) it_expect_reply_at(fd, r, ms, __FILE__, __LINE__)
+
+/* Runs argv[0] (a path) with stdin from /dev/null, stdout hashed into
+ * *out (when out is not NULL) and stderr inherited, for at most
+ * timeout_ms (then SIGKILL). Returns the exit status (0-255), 128+signal
+ * when killed by a signal, -1 when it could not run or timed out. */
+int it_run_program(char *const argv[], int timeout_ms, struct it_hash *out);
+/* Finds an executable named name on PATH; fills path (for execv) and
+ * returns true when there is one. */
+bool it_find_program(const char *name, char *path, size_t cap);
+
+/* ---- fake DNS server (fake_dns.c) ---------------------------------------- */
+
+/* What the fake server does with the queries for one name. Unknown names
+ * are answered REFUSED. */
+struct it_dns_rule {
+	char name[64];          /* compared case-insensitively, no final dot */
+	bool has_a;             /* answer A queries with a */
+	uint8_t a[4];
+	bool has_aaaa;          /* answer AAAA queries with aaaa */
+	uint8_t aaaa[16];
+	bool nxdomain;          /* RCODE 3 (with an SOA) to both types */
+	unsigned delay_ms;      /* the (real) answer leaves this long after the query */
+	bool spoof_port_first;  /* at once: a wrong address, right id, from another port */
+	bool spoof_id_first;    /* at once: a wrong address from the right port, wrong id */
+	bool truncate_udp;      /* UDP: TC=1 and no records; TCP: the full answer */
+	uint32_t ttl;           /* of records and of the SOA (0: 300) */
+};
+
+/* A type without an address answers NOERROR + SOA (NODATA, cacheable). The
+ * wrong address of a spoofed answer is IT_DNS_SPOOF_A / ::99. */
+#define IT_DNS_SPOOF_A { 127, 0, 0, 99 }
+
+struct it_dns_counts {
+	unsigned udp_a, udp_aaaa, tcp_a, tcp_aaaa;  /* queries received */
+};
+
+struct it_dns {
+	pid_t pid;
+	uint16_t port;          /* UDP and TCP on 127.0.0.1 */
+	int ctl;                /* control socket to the server process */
+};
+
+/* Starts the server in a forked child. Returns 0 or -1 (printed). */
+int it_dns_start(struct it_dns *dns);
+void it_dns_stop(struct it_dns *dns);
+/* Adds or replaces the rule for rule->name (its counts start at 0). */
+int it_dns_set(struct it_dns *dns, const struct it_dns_rule *rule);
+/* Queries received so far for name. Returns 0 or -1. */
+int it_dns_counts(struct it_dns *dns, const char *name, struct it_dns_counts *out);
+
 /* ---- the test groups, one runner per file ------------------------------ */
 
 int it_run_connect_tests(void);
@@ -229,5 +333,9 @@ int it_run_relay_tests(void);
 int it_run_concurrency_tests(void);
 int it_run_timeout_tests(void);
 int it_run_lifecycle_tests(void);
+int it_run_bind_tests(void);
+int it_run_udp_tests(void);
+int it_run_dns_tests(void);
+int it_run_socks4_tests(void);
 
 #endif

@@ -3,7 +3,8 @@
  * an ephemeral loopback port and forks once more per connection, so a slow
  * or stuck session never blocks another and the test process keeps a single
  * thread. Every process is bounded: it dies with its parent
- * (PR_SET_PDEATHSIG), by alarm(), and on a socket timeout.
+ * (PR_SET_PDEATHSIG), by alarm(), and on a socket timeout. The UDP echo
+ * targets are one process each (a datagram needs no connection state).
  */
 #include "harness.h"
 
@@ -169,6 +170,45 @@ it_serve_eof_reply(int fd)
 	it_reply_count_hash(fd, &hs);
 }
 
+/* Minimal HTTP/1.0: reads the request head (bounded), answers 200 with a
+ * known body whatever was asked, closes. Enough for curl. */
+static void
+it_serve_http(int fd)
+{
+	char head[8192], hdr[160];
+	uint8_t buf[65536];
+	size_t got = 0;
+	uint64_t st = IT_HTTP_SEED;
+	size_t left = IT_HTTP_BYTES;
+
+	for (;;) {
+		ssize_t r = it_tgt_read(fd, head + got, sizeof(head) - 1 - got);
+		if (r <= 0)
+			return;
+		got += (size_t)r;
+		head[got] = '\0';
+		if (strstr(head, "\r\n\r\n") != NULL)
+			break;
+		if (got == sizeof(head) - 1)
+			return;
+	}
+	int n = snprintf(hdr, sizeof(hdr), "HTTP/1.0 200 OK\r\nContent-Type: "
+		"application/octet-stream\r\nContent-Length: %u\r\nConnection: close\r\n\r\n",
+		IT_HTTP_BYTES);
+	if (it_tgt_write_all(fd, hdr, (size_t)n) < 0)
+		return;
+	while (left > 0) {
+		size_t k = left < sizeof(buf) ? left : sizeof(buf);
+		it_fill(buf, k, &st);
+		if (it_tgt_write_all(fd, buf, k) < 0)
+			return;
+		left -= k;
+	}
+	shutdown(fd, SHUT_WR);
+	while (it_tgt_read(fd, buf, sizeof(buf)) > 0)
+		;
+}
+
 static void
 it_serve(int fd, enum it_target_kind kind)
 {
@@ -191,6 +231,9 @@ it_serve(int fd, enum it_target_kind kind)
 		break;
 	case IT_TARGET_EOF_REPLY:
 		it_serve_eof_reply(fd);
+		break;
+	case IT_TARGET_HTTP:
+		it_serve_http(fd);
 		break;
 	}
 	close(fd);
@@ -271,6 +314,51 @@ it_target_start(struct it_target *t, int family, enum it_target_kind kind)
 	return t->pid > 0 ? 0 : -1;
 }
 
+/* UDP echo: every datagram goes back to its sender unchanged, one process,
+ * no state. Large buffers so that a test's burst is never dropped here. */
+static void __attribute__((noreturn))
+it_udp_echo_main(int fd, pid_t parent)
+{
+	static uint8_t buf[65536];
+
+	(void)prctl(PR_SET_PDEATHSIG, SIGKILL);
+	if (getppid() != parent)
+		_exit(0);
+	if (fd > 3)
+		close_range(3, (unsigned)fd - 1, 0);
+	close_range((unsigned)fd + 1, ~0U, 0);
+	alarm(IT_TARGET_LIFETIME_S);
+	for (;;) {
+		struct sockaddr_storage from;
+		socklen_t flen = sizeof(from);
+		ssize_t r = recvfrom(fd, buf, sizeof(buf), 0, (struct sockaddr *)&from, &flen);
+		if (r < 0) {
+			if (errno == EINTR || errno == ECONNREFUSED)
+				continue;
+			_exit(1);
+		}
+		(void)sendto(fd, buf, (size_t)r, 0, (struct sockaddr *)&from, flen);
+	}
+}
+
+static int
+it_udp_target_start(struct it_target *t, int family)
+{
+	const char *ip = family == AF_INET ? "127.0.0.1" : "::1";
+	int fd = it_udp_socket(ip, 0);
+
+	if (fd < 0)
+		return -1;
+	t->family = family;
+	t->port = it_local_port(fd);
+	pid_t parent = getpid();
+	t->pid = fork();
+	if (t->pid == 0)
+		it_udp_echo_main(fd, parent);
+	it_close(fd);
+	return t->pid > 0 && t->port != 0 ? 0 : -1;
+}
+
 static int
 it_closed_port_start(struct it_targets *tg)
 {
@@ -298,9 +386,12 @@ it_targets_start(struct it_targets *tg)
 	r |= it_target_start(&tg->sink4, AF_INET, IT_TARGET_SINK);
 	r |= it_target_start(&tg->source4, AF_INET, IT_TARGET_SOURCE);
 	r |= it_target_start(&tg->eof_reply4, AF_INET, IT_TARGET_EOF_REPLY);
+	r |= it_target_start(&tg->http4, AF_INET, IT_TARGET_HTTP);
+	r |= it_udp_target_start(&tg->udp_echo4, AF_INET);
 	if (it_have_ipv6()) {
 		r |= it_target_start(&tg->echo6, AF_INET6, IT_TARGET_ECHO);
 		r |= it_target_start(&tg->peer6, AF_INET6, IT_TARGET_PEER);
+		r |= it_udp_target_start(&tg->udp_echo6, AF_INET6);
 	}
 	r |= it_closed_port_start(tg);
 	if (r != 0) {
@@ -333,6 +424,9 @@ it_targets_stop(struct it_targets *tg)
 	it_target_stop(&tg->sink4);
 	it_target_stop(&tg->source4);
 	it_target_stop(&tg->eof_reply4);
+	it_target_stop(&tg->http4);
+	it_target_stop(&tg->udp_echo4);
+	it_target_stop(&tg->udp_echo6);
 	if (tg->closed_fd >= 0)
 		close(tg->closed_fd);
 	tg->closed_fd = -1;
