@@ -137,6 +137,7 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 			goto bad;
 		/* More than three digits is out of range whatever they say;
 		 * checking the length first keeps the sum from overflowing. */
+		/* NOLINTNEXTLINE(cert-err34-c): p is 1..3 digits, checked above. */
 		len = strlen(p) > 3 ? 1000 : (unsigned)atoi(p);
 		if (len > maxlen) {
 			acl_err(err, errlen, "prefix length %s out of range for %s", p,

@@ -59,6 +59,8 @@ struct auth_table {
 
 #define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
 
+/* NOLINTBEGIN(bugprone-macro-parentheses): the arguments are assigned to,
+ * so they can only be plain variables; every use passes v0..v3. */
 #define SIPROUND(v0, v1, v2, v3)                                   \
 	do {                                                           \
 		v0 += v1; v1 = ROTL64(v1, 13); v1 ^= v0; v0 = ROTL64(v0, 32); \
@@ -66,6 +68,7 @@ struct auth_table {
 		v0 += v3; v3 = ROTL64(v3, 21); v3 ^= v0;                    \
 		v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32); \
 	} while (0)
+/* NOLINTEND(bugprone-macro-parentheses) */
 
 static uint64_t
 load_le64(const uint8_t *p)

@@ -316,7 +316,7 @@ table_insert(struct lim_table *t, const void *key, uint32_t hash)
 	}
 	ent = &t->ents[e];
 	memset(ent, 0, sizeof(*ent));
-	if (t->by_name)
+	if (name != NULL) /* exactly when t->by_name: a failed strdup returned */
 		ent->key.name = name;
 	else
 		memcpy(&ent->key.ip, key, sizeof(ent->key.ip));

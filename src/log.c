@@ -32,9 +32,19 @@ stderr_is_journal(void)
 {
 	const char *e = getenv("JOURNAL_STREAM");
 	unsigned long long dev, ino;
+	char *end;
 	struct stat st;
 
-	if (!e || sscanf(e, "%llu:%llu", &dev, &ino) != 2)
+	/* strtoull, not sscanf: an out-of-range number is an error, not UB. */
+	if (!e)
+		return false;
+	errno = 0;
+	dev = strtoull(e, &end, 10);
+	if (end == e || *end != ':')
+		return false;
+	e = end + 1;
+	ino = strtoull(e, &end, 10);
+	if (end == e || *end != '\0' || errno != 0)
 		return false;
 	if (fstat(STDERR_FILENO, &st) < 0)
 		return false;
@@ -154,7 +164,7 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		int saved = errno;                      \
 		va_list ap;                             \
 		va_start(ap, fmt);                      \
-		log_vwrite(level, with_errno ? saved : 0, fmt, ap); \
+		log_vwrite(level, (with_errno) ? saved : 0, fmt, ap); \
 		va_end(ap);                             \
 		errno = saved;                          \
 	}

@@ -239,6 +239,7 @@ timer_start(struct loop *loop, struct timer *t, uint64_t ms)
 	timer_stop(loop, t);
 	if (loop->heap_len == loop->heap_cap) {
 		size_t cap = loop->heap_cap ? loop->heap_cap * 2 : 64;
+		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers. */
 		struct timer **h = realloc(loop->heap, cap * sizeof(*h));
 		if (!h) {
 			/* Out of memory with a timer to arm: firing at once is the

@@ -274,6 +274,7 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 		next_inherited[n] = false;
 		next[n++] = l;
 	}
+	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers. */
 	memcpy(d->listeners, next, n * sizeof(next[0]));
 	memcpy(d->inherited, next_inherited, n * sizeof(next_inherited[0]));
 	d->nlisteners = n;

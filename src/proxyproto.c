@@ -102,7 +102,6 @@ parse_v2(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 		case PP2_FAM_UNIX_STREAM:
 		case PP2_FAM_UNIX_DGRAM:
 			/* Valid v2, but a SOCKS client over them is not TCP. */
-			return PROXYPROTO_ERR_FAMILY;
 		default:
 			return PROXYPROTO_ERR_FAMILY;
 		}
@@ -450,9 +449,11 @@ parse_v1(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 		pp1_copy(text, p + f_dst, f_sport - 1 - f_dst);
 		(void)inet_pton(AF_INET, text, &r->dst.sin.sin_addr);
 	}
-	(void)decimal_ok(p + f_sport, f_dport - 1 - f_sport, 65535, &port);
+	if (!decimal_ok(p + f_sport, f_dport - 1 - f_sport, 65535, &port))
+		return PROXYPROTO_ERR_ADDRESS;
 	set_port(&r->src, (uint16_t)port);
-	(void)decimal_ok(p + f_dport, c.pos - 2 - f_dport, 65535, &port);
+	if (!decimal_ok(p + f_dport, c.pos - 2 - f_dport, 65535, &port))
+		return PROXYPROTO_ERR_ADDRESS;
 	set_port(&r->dst, (uint16_t)port);
 	*consumed = c.pos;
 	return PROXYPROTO_OK;

@@ -22,7 +22,7 @@ struct pool_buf {
 	uint8_t data[];
 };
 
-static size_t pool_bufsize = 64 * 1024;
+static size_t pool_bufsize = (size_t)64 * 1024;
 static size_t pool_max_cached = 256;
 static size_t pool_ncached;
 static struct pool_buf *pool_free;

@@ -35,7 +35,7 @@
 #define UDPASSOC_BATCH 64
 /* Datagrams waiting for a name lookup, per association. */
 #define UDPASSOC_QUEUE_MAX 16
-#define UDPASSOC_QUEUE_BYTES (256u * 1024u)
+#define UDPASSOC_QUEUE_BYTES ((size_t)256 * 1024)
 
 enum { UDPASSOC_OUT4, UDPASSOC_OUT6, UDPASSOC_NOUT };
 

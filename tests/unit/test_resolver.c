@@ -1055,6 +1055,37 @@ test_hosts_file_reloaded_when_changed(void **state)
 	assert_int_equal(fake_queries(&c->fs[0]), 0);
 }
 
+/* hosts_lookup read r->nhosts before hosts_refresh reloaded the file, so a
+ * hosts file that shrank or vanished was searched with the old count:
+ * a heap over-read of the new array, or a NULL dereference (clang-tidy
+ * clang-analyzer-core.NullDereference, make lint). */
+static void
+test_hosts_file_shrunk_or_removed(void **state)
+{
+	struct ctx *c = *state;
+	struct waiter w1, w2, w3;
+
+	write_file(c->hosts, "10.0.0.1 a.test\n10.0.0.2 b.test\n10.0.0.3 c.test\n"
+	    "10.0.0.4 d.test\n10.0.0.5 e.test\n10.0.0.6 f.test\n");
+	make_resolver(c, AF_INET, 0, 3600, 1);
+	c->fs[0].mode = FAKE_NXDOMAIN;
+	start(c, &w1, "f.test");
+	assert_true(run_until(c, 1, 1000));
+	assert_addr(&w1.res, 0, "10.0.0.6");
+	write_file(c->hosts, "10.0.0.9 z.test\n");
+	run_for(c, 1100);
+	start(c, &w2, "z.test");
+	assert_true(run_until(c, 2, 1000));
+	assert_int_equal(w2.res.status, RESOLVER_OK);
+	assert_addr(&w2.res, 0, "10.0.0.9");
+	unlink(c->hosts);
+	run_for(c, 1100);
+	start(c, &w3, "z.test");
+	assert_true(run_until(c, 3, 3000));
+	assert_int_equal(w3.res.status, RESOLVER_NXDOMAIN);
+}
+
+
 static void
 test_localhost_builtin_when_hosts_lacks_it(void **state)
 {
@@ -1196,6 +1227,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_numeric_literals_need_no_query, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hosts_file_served_without_query, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_hosts_file_reloaded_when_changed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_hosts_file_shrunk_or_removed, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_localhost_builtin_when_hosts_lacks_it, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_localhost_from_hosts_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_bad_names_rejected_without_query, setup, teardown),
