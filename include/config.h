@@ -59,6 +59,7 @@ struct config {
 	bool log_syslog;           /* "log syslog": syslog(3) instead of stderr */
 	unsigned shutdown_timeout; /* seconds sessions may finish after SIGTERM */
 	unsigned workers;          /* worker processes (1: no supervisor) */
+	unsigned relay_buffer;     /* bytes per direction while data is in flight */
 
 	unsigned timeout_handshake; /* seconds, whole greeting+auth+request */
 	unsigned timeout_connect;   /* seconds, outbound connect incl. lookups */

@@ -68,6 +68,15 @@ int loop_watch(struct loop *loop, struct watcher *w, unsigned mask)
 	__attribute__((warn_unused_result));
 /* Removes the fd from the set (before close). Safe when not registered. */
 void loop_unwatch(struct loop *loop, struct watcher *w);
+/* For an fd that is closed right after and never shared with another
+ * process: closing removes it from the epoll set, so only the watcher is
+ * marked unregistered (no syscall). */
+void loop_unwatch_closing(struct loop *loop, struct watcher *w);
+/* Hands the fd's registration from one watcher to another (same fd) with
+ * one EPOLL_CTL_MOD instead of a DEL and an ADD. to must be initialised
+ * (watcher_init); from is left unregistered. Returns -1 with errno. */
+int loop_watch_transfer(struct loop *loop, struct watcher *from, struct watcher *to,
+	unsigned mask) __attribute__((warn_unused_result));
 
 void timer_init(struct timer *t, loop_timer_cb cb, void *arg);
 /* (Re)arms the timer to fire after ms milliseconds from loop_now. */

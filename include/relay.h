@@ -48,19 +48,23 @@ struct relay {
 };
 
 /* Process-wide buffer pool: buffers of bufsize bytes; at most max_cached
- * idle ones are kept for reuse, the rest are freed. Call once at startup;
- * without it 64 KiB buffers and 256 cached are used. */
+ * idle ones are kept for reuse, the rest are freed. May be called again
+ * (reload): buffers in use keep their size and are freed when returned.
+ * Without a call, 256 KiB buffers and 64 cached are used. */
 void relay_pool_configure(size_t bufsize, size_t max_cached);
 /* Frees cached buffers (at exit, for leak checkers). */
 void relay_pool_drain(void);
 size_t relay_pool_bufsize(void);
 
-/* Takes ownership of both fds. up/down_initial are bytes already received
- * that must be sent first (pipelined client payload, an unsent reply); they
- * are copied. Returns 0, or -1 (fds still owned by the caller) on allocation
- * failure. done runs once, never from inside relay_start; after it runs the
- * fds are closed and the relay may be freed. */
-int relay_start(struct relay *r, struct loop *loop, int client_fd, int target_fd,
+/* Takes ownership of the fds of cw (client) and tw (target): the caller's
+ * watchers, registered or not; a registration is handed over with one
+ * EPOLL_CTL_MOD and the caller's watchers are left unregistered. up/down_
+ * initial are bytes already received that must be sent first (pipelined
+ * client payload, an unsent reply); they are copied. Returns 0, or -1 (fds
+ * still owned by the caller, watchers unregistered) on failure. done runs
+ * once, never from inside relay_start; after it runs the fds are closed and
+ * the relay may be freed. */
+int relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watcher *tw,
 	const uint8_t *up_initial, size_t up_len,
 	const uint8_t *down_initial, size_t down_len,
 	unsigned idle_ms, relay_done_cb done, void *arg)

@@ -135,6 +135,7 @@ static const struct config_keyword keywords[] = {
 		OFF(bind_port_hi), 1, 65535 },
 	{ "socks4", 1, 1, false, set_onoff, OFF(socks4_opt), 0, 0, 0 },
 	{ "workers", 1, 1, false, set_uint, OFF(workers), 0, 1, CONFIG_MAX_WORKERS },
+	{ "relay-buffer", 1, 1, false, set_uint, OFF(relay_buffer), 0, 4096, 16777216 },
 	{ "client", 2, CONFIG_MAX_ARGS, true, set_client_rule, 0, 0, 0, 0 },
 	{ "rule", 1, CONFIG_MAX_ARGS, true, set_request_rule, 0, 0, 0, 0 },
 	{ "max-connections", 1, 1, false, set_uint, OFF(max_connections), 0, 0, 10000000 },
@@ -680,6 +681,7 @@ config_alloc(const char *name)
 	c->shutdown_timeout = UNSET_U;
 	c->socks4_opt = -1;
 	c->workers = UNSET_U;
+	c->relay_buffer = UNSET_U;
 	c->max_connections = UNSET_U;
 	c->max_connections_per_ip = UNSET_U;
 	c->max_sessions_per_user = UNSET_U;
@@ -718,6 +720,8 @@ config_fill_defaults(struct config *c)
 		c->shutdown_timeout = 10;
 	if (c->workers == UNSET_U)
 		c->workers = 1;
+	if (c->relay_buffer == UNSET_U)
+		c->relay_buffer = 262144;
 	if (c->max_connections == UNSET_U)
 		c->max_connections = 0;
 	if (c->max_connections_per_ip == UNSET_U)
@@ -999,6 +1003,7 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "shutdown-timeout %u\n", c->shutdown_timeout);
 	fprintf(out, "socks4 %s\n", c->socks4 ? "on" : "off");
 	fprintf(out, "workers %u\n", c->workers);
+	fprintf(out, "relay-buffer %u\n", c->relay_buffer);
 	if (c->nnameservers == 0)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)

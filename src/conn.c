@@ -87,6 +87,7 @@ struct conn_hs {
 	size_t next_addr;               /* index of the next address to try */
 	int last_err;                   /* errno of the last failed attempt */
 	bool denied;                    /* an address was refused by the rules */
+	bool client_eof;                /* the client sent FIN before the relay began */
 };
 
 struct conn {
@@ -219,9 +220,16 @@ conn_client_mask(const struct conn *c)
 	case CONN_ST_UDP:
 		mask |= LOOP_READ;
 		break;
+	case CONN_ST_RESOLVING:
+	case CONN_ST_CONNECTING:
+		/* Bytes the client sends early are kept for the relay (while
+		 * they fit); staying registered lets the relay take the fd
+		 * over with one EPOLL_CTL_MOD. A FIN is seen again by the
+		 * relay (EOF is sticky), so it only stops the reading here. */
+		if (!c->hs->client_eof && buf_space(&c->hs->in) > 0)
+			mask |= LOOP_READ;
+		break;
 	default:
-		/* Resolving/connecting: bytes the client sends early wait in the
-		 * kernel for the relay; a FIN is seen by the relay too. */
 		break;
 	}
 	return mask;
@@ -732,7 +740,7 @@ conn_target_close(struct conn *c)
 {
 	if (c->target_fd < 0)
 		return;
-	loop_unwatch(c->env->loop, &c->tw);
+	loop_unwatch_closing(c->env->loop, &c->tw);
 	close(c->target_fd);
 	c->target_fd = -1;
 }
@@ -819,8 +827,6 @@ conn_connected(struct conn *c)
 	int tfd = c->target_fd;
 
 	timer_stop(c->env->loop, &c->timer);
-	loop_unwatch(c->env->loop, &c->tw);
-	loop_unwatch(c->env->loop, &c->cw);
 	(void)net_set_nodelay(tfd);
 	if (net_local_addr(tfd, &bnd) < 0) {
 		hs->last_err = errno;
@@ -834,7 +840,7 @@ conn_connected(struct conn *c)
 		conn_close(c, "client gone");
 		return;
 	}
-	if (relay_start(&c->relay, c->env->loop, c->fd, tfd,
+	if (relay_start(&c->relay, c->env->loop, &c->cw, &c->tw,
 		    buf_peek(&hs->in), buf_len(&hs->in), hs->out, hs->out_len,
 		    c->cfg->timeout_idle * 1000u, conn_relay_done, c) < 0) {
 		conn_close(c, "no memory for relay");
@@ -858,10 +864,11 @@ conn_on_target(struct loop *loop, unsigned events, void *arg)
 	if (c->state != CONN_ST_CONNECTING)
 		return;
 	err = net_connect_result(c->target_fd);
-	if (err == 0) {
+	if (err == 0 && c->hs->next_addr > 1) {
 		union sockaddr_any peer;
-		/* A stale readiness event can reach a new attempt's fd: only a
-		 * socket with a peer is really connected. */
+		/* A stale readiness event of an earlier attempt (same watcher,
+		 * same batch) can reach a retry's fd: only a socket with a peer
+		 * is really connected. The first attempt cannot see one. */
 		if (net_peer_addr(c->target_fd, &peer) < 0) {
 			if (errno == ENOTCONN)
 				return;
@@ -929,8 +936,8 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 		conn_close(c, "client gone");
 		return;
 	}
-	loop_unwatch(c->env->loop, &c->cw);
-	if (relay_start(&c->relay, c->env->loop, c->fd, peer_fd,
+	watcher_init(&c->tw, peer_fd, conn_on_target, c);
+	if (relay_start(&c->relay, c->env->loop, &c->cw, &c->tw,
 		    buf_peek(&hs->in), buf_len(&hs->in), hs->out, hs->out_len,
 		    c->cfg->timeout_idle * 1000u, conn_relay_done, c) < 0) {
 		close(peer_fd);
@@ -1127,6 +1134,14 @@ conn_on_client(struct loop *loop, unsigned events, void *arg)
 				conn_close(c, c->end);
 				return;
 			}
+		} else if (c->state == CONN_ST_RESOLVING || c->state == CONN_ST_CONNECTING) {
+			n = buf_space(&hs->in) ? buf_fill(&hs->in, c->fd) : -1;
+			if (n == 0)
+				hs->client_eof = true;
+			else if (n < 0 && errno != EAGAIN && buf_space(&hs->in)) {
+				conn_close(c, strerror(errno));
+				return;
+			}
 		} else {
 			n = buf_fill(&hs->in, c->fd);
 			if (n == 0) {
@@ -1283,7 +1298,7 @@ conn_close(struct conn *c, const char *why)
 		c->udp = NULL;
 	}
 	if (c->fd >= 0) {
-		loop_unwatch(env->loop, &c->cw);
+		loop_unwatch_closing(env->loop, &c->cw);
 		close(c->fd);
 		c->fd = -1;
 	}

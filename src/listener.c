@@ -9,6 +9,7 @@
 #include <errno.h>
 #include <fcntl.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #include "conn.h"
@@ -26,6 +27,7 @@ struct listener {
 	struct timer pause_timer;  /* resumes accepting after fd exhaustion */
 	union sockaddr_any addr;
 	bool proxy_protocol;       /* connections start with a PROXY header */
+	bool wildcard;             /* 0.0.0.0 or :: : the local address varies */
 	struct release rel;        /* freed after the batch that closed it */
 };
 
@@ -90,7 +92,9 @@ listener_on_accept(struct loop *loop, unsigned events, void *arg)
 				log_warn("accept");
 			return;
 		}
-		if (net_local_addr(fd, &local) < 0)
+		/* A listener on one address knows the local address; only a
+		 * wildcard one must ask (one syscall less per connection). */
+		if (!l->wildcard || net_local_addr(fd, &local) < 0)
 			local = l->addr;
 		conn_accept(l->env, fd, &peer, &local, l->proxy_protocol);
 	}
@@ -104,6 +108,16 @@ listener_on_resume(struct loop *loop, void *arg)
 
 	if (loop_watch(loop, &l->w, LOOP_READ) < 0)
 		timer_start(loop, &l->pause_timer, PAUSE_MS);
+}
+
+static bool
+listener_is_wildcard(const union sockaddr_any *a)
+{
+	union sockaddr_any any;
+
+	memset(&any, 0, sizeof(any));
+	any.sa.sa_family = a->sa.sa_family;
+	return net_addr_ip_equal(a, &any);
 }
 
 void
@@ -124,6 +138,7 @@ listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_p
 	l->env = env;
 	l->addr = *addr;
 	l->proxy_protocol = proxy_protocol;
+	l->wildcard = listener_is_wildcard(addr);
 	l->fd = listener_reuseport ? net_listen_tcp_reuseport(addr, 4096)
 				   : net_listen_tcp(addr, 4096);
 	if (l->fd < 0)
@@ -156,6 +171,7 @@ listener_adopt(struct conn_env *env, int fd)
 	l->fd = fd;
 	if (net_local_addr(fd, &l->addr) < 0)
 		goto fail;
+	l->wildcard = listener_is_wildcard(&l->addr);
 	watcher_init(&l->w, l->fd, listener_on_accept, l);
 	timer_init(&l->pause_timer, listener_on_resume, l);
 	if (loop_watch(env->loop, &l->w, LOOP_READ) < 0)

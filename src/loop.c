@@ -150,6 +150,39 @@ loop_unwatch(struct loop *loop, struct watcher *w)
 	w->mask = 0;
 }
 
+void
+loop_unwatch_closing(struct loop *loop, struct watcher *w)
+{
+	(void)loop;
+	w->registered = false;
+	w->mask = 0;
+}
+
+int
+loop_watch_transfer(struct loop *loop, struct watcher *from, struct watcher *to,
+	unsigned mask)
+{
+	struct epoll_event ev;
+
+	if (!from->registered)
+		return loop_watch(loop, to, mask);
+	from->registered = false;
+	from->mask = 0;
+	if (mask == 0) {
+		(void)epoll_ctl(loop->epfd, EPOLL_CTL_DEL, to->fd, NULL);
+		return 0;
+	}
+	memset(&ev, 0, sizeof(ev));
+	ev.events = ((mask & LOOP_READ) ? EPOLLIN | EPOLLRDHUP : 0) |
+		    ((mask & LOOP_WRITE) ? EPOLLOUT : 0);
+	ev.data.ptr = to;
+	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, to->fd, &ev) < 0)
+		return -1;
+	to->registered = true;
+	to->mask = mask;
+	return 0;
+}
+
 /* --- timers: binary min-heap --------------------------------------------- */
 
 static bool

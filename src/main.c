@@ -439,6 +439,8 @@ on_hup(struct loop *loop, int signo, void *arg)
 	apply_logging(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
+	if (cfg->relay_buffer != relay_pool_bufsize())
+		relay_pool_configure(cfg->relay_buffer, 64);
 	{
 		struct connlimit_auth_policy ap;
 		auth_policy_from(cfg, &ap);
@@ -568,6 +570,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	d->env.resolver = resolver_new(d->loop, &ropt);
 	if (!d->env.resolver)
 		fatalx("cannot start the resolver");
+	relay_pool_configure(cfg->relay_buffer, 64);
 	d->env.limits = limits_new_from(cfg);
 	if (!d->env.limits)
 		fatalx("out of memory");

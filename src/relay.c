@@ -18,12 +18,13 @@
 
 struct pool_buf {
 	struct pool_buf *next; /* free list link */
+	size_t size;           /* bytes in data (the pool's size when made) */
 	struct buf b;
 	uint8_t data[];
 };
 
-static size_t pool_bufsize = (size_t)64 * 1024;
-static size_t pool_max_cached = 256;
+static size_t pool_bufsize = (size_t)256 * 1024;
+static size_t pool_max_cached = 64;
 static size_t pool_ncached;
 static struct pool_buf *pool_free;
 
@@ -65,6 +66,7 @@ pool_get(void)
 		if (!pb)
 			return NULL;
 	}
+	pb->size = pool_bufsize;
 	buf_init(&pb->b, pb->data, pool_bufsize);
 	pb->next = NULL;
 	return pb;
@@ -73,7 +75,8 @@ pool_get(void)
 static void
 pool_put(struct pool_buf *pb)
 {
-	if (pool_ncached >= pool_max_cached) {
+	/* A buffer of a size configured before a reload is not reused. */
+	if (pool_ncached >= pool_max_cached || pb->size != pool_bufsize) {
 		free(pb);
 		return;
 	}
@@ -87,19 +90,25 @@ static void relay_finish(struct relay *r, enum relay_end how, int err);
 /* Interest of each fd follows from the directions: fd i is read for
  * direction i while it has not seen EOF and its buffer has room, and written
  * for the other direction while that one has bytes pending. */
+static unsigned
+relay_mask(const struct relay *r, int i)
+{
+	const struct relay_dir *in = &r->dir[i], *out = &r->dir[1 - i];
+	unsigned mask = 0;
+
+	if (!in->eof && (!in->pb || buf_space(&in->pb->b) > 0))
+		mask |= LOOP_READ;
+	if (out->pb && buf_len(&out->pb->b) > 0)
+		mask |= LOOP_WRITE;
+	return mask;
+}
+
 static int
 relay_update_interest(struct relay *r)
 {
-	for (int i = 0; i < 2; i++) {
-		const struct relay_dir *in = &r->dir[i], *out = &r->dir[1 - i];
-		unsigned mask = 0;
-		if (!in->eof && (!in->pb || buf_space(&in->pb->b) > 0))
-			mask |= LOOP_READ;
-		if (out->pb && buf_len(&out->pb->b) > 0)
-			mask |= LOOP_WRITE;
-		if (loop_watch(r->loop, &r->w[i], mask) < 0)
+	for (int i = 0; i < 2; i++)
+		if (loop_watch(r->loop, &r->w[i], relay_mask(r, i)) < 0)
 			return -1;
-	}
 	return 0;
 }
 
@@ -121,9 +130,12 @@ relay_pump(struct relay *r, int d)
 				relay_finish(r, RELAY_END_NOMEM, ENOMEM);
 				return -1;
 			}
-			n = buf_space(&dir->pb->b) ? buf_fill(&dir->pb->b, src) : -2;
+			size_t space = buf_space(&dir->pb->b);
+			n = space ? buf_fill(&dir->pb->b, src) : -2;
 			if (n > 0) {
-				progress = true;
+				/* A read that did not fill the space emptied the
+				 * socket: another one now would only say EAGAIN. */
+				progress = (size_t)n == space;
 				r->last_active_ms = loop_now(r->loop);
 			} else if (n == 0) {
 				dir->eof = true;
@@ -222,37 +234,43 @@ relay_seed(struct relay_dir *dir, const uint8_t *p, size_t len)
 }
 
 int
-relay_start(struct relay *r, struct loop *loop, int client_fd, int target_fd,
+relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watcher *tw,
 	const uint8_t *up_initial, size_t up_len,
 	const uint8_t *down_initial, size_t down_len,
 	unsigned idle_ms, relay_done_cb done, void *arg)
 {
+	struct watcher *prev[2] = { cw, tw };
+
 	memset(r, 0, sizeof(*r));
 	r->loop = loop;
 	r->done = done;
 	r->arg = arg;
 	r->idle_ms = idle_ms;
 	r->last_active_ms = loop_now(loop);
-	watcher_init(&r->w[0], client_fd, relay_on_client, r);
-	watcher_init(&r->w[1], target_fd, relay_on_target, r);
+	watcher_init(&r->w[0], cw->fd, relay_on_client, r);
+	watcher_init(&r->w[1], tw->fd, relay_on_target, r);
 	timer_init(&r->idle_timer, relay_on_idle, r);
 	if (relay_seed(&r->dir[RELAY_UP], up_initial, up_len) < 0 ||
 	    relay_seed(&r->dir[RELAY_DOWN], down_initial, down_len) < 0)
 		goto fail;
-	if (relay_update_interest(r) < 0)
-		goto fail;
+	/* The sockets usually are in the epoll set already (handshake,
+	 * connect): re-point them at the relay's watchers in place. */
+	for (int i = 0; i < 2; i++)
+		if (loop_watch_transfer(loop, prev[i], &r->w[i], relay_mask(r, i)) < 0)
+			goto fail;
 	if (idle_ms)
 		timer_start(loop, &r->idle_timer, idle_ms);
 	r->running = true;
 	return 0;
 fail:
-	loop_unwatch(loop, &r->w[0]);
-	loop_unwatch(loop, &r->w[1]);
-	for (int i = 0; i < 2; i++)
+	for (int i = 0; i < 2; i++) {
+		loop_unwatch(loop, prev[i]);
+		loop_unwatch(loop, &r->w[i]);
 		if (r->dir[i].pb) {
 			pool_put(r->dir[i].pb);
 			r->dir[i].pb = NULL;
 		}
+	}
 	return -1;
 }
 
@@ -264,7 +282,8 @@ relay_stop(struct relay *r)
 	r->running = false;
 	timer_stop(r->loop, &r->idle_timer);
 	for (int i = 0; i < 2; i++) {
-		loop_unwatch(r->loop, &r->w[i]);
+		/* Closing removes the fd from the epoll set (never shared). */
+		loop_unwatch_closing(r->loop, &r->w[i]);
 		close(r->w[i].fd);
 		r->w[i].fd = -1;
 		if (r->dir[i].pb) {

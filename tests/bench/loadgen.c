@@ -1,0 +1,1495 @@
+/*
+ * loadgen: the load generator of `make bench`, and the targets it talks to.
+ * One thread and one epoll loop per process, libc only. `loadgen target`
+ * runs the echo, sink and source services in a process of its own (pinned
+ * by the caller), so the far end is never what is measured; the client
+ * modes reach the target directly, or through a SOCKS5 proxy (no auth,
+ * RFC 1928) when --proxy is given. The proxy's CPU time, RSS and open fds
+ * are read from /proc for its whole process tree, so forking proxies are
+ * charged for their children too.
+ *
+ * Connections through a proxy that the client closes leave TIME_WAIT
+ * sockets on the proxy's side of its outbound leg, each holding a port of
+ * the ephemeral range for a minute; a proxy that binds before it connects
+ * (Dante) then runs out of ports when it follows another proxy's session
+ * or memory run. So the session and
+ * memory modes end each connection from the target instead: the echo
+ * service closes once it has echoed an ECHO_QUIT byte, and the client
+ * closes on the EOF that the proxy passes on.
+ *
+ * Output is one `metric=NAME value=V unit=U` line per result on stdout;
+ * problems go to stderr and make the exit status non-zero. Scheduling,
+ * rounds and the table are left to run.sh. Build with -D_GNU_SOURCE, as
+ * the daemon is.
+ */
+#include <arpa/inet.h>
+#include <ctype.h>
+#include <dirent.h>
+#include <errno.h>
+#include <inttypes.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <signal.h>
+#include <stdarg.h>
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/epoll.h>
+#include <sys/prctl.h>
+#include <sys/resource.h>
+#include <sys/socket.h>
+#include <time.h>
+#include <unistd.h>
+
+#define BIG_CHUNK (256 * 1024) /* bytes per read/write in the bulk paths */
+#define ECHO_LEN 64            /* payload of sessions, latency and memory */
+#define ECHO_QUIT 0xff         /* echoed, then the echo target closes */
+#define MAX_EVENTS 256
+#define SRC_ADDRS 64 /* client source addresses 127.0.0.2..65, see cli_open */
+
+#define SOCKS_VERSION 5
+#define SOCKS_METHOD_NONE 0
+#define SOCKS_CMD_CONNECT 1
+#define SOCKS_ATYP_IPV4 1
+#define SOCKS_ATYP_DOMAIN 3
+#define SOCKS_ATYP_IPV6 4
+#define SOCKS_REP_SUCCEEDED 0
+
+#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+
+/* Something with an fd in the epoll set; epoll's data.ptr points here. */
+struct watcher {
+	int fd;
+	void (*cb)(struct watcher *w, uint32_t events);
+};
+
+static int ep = -1;
+static char big_buf[BIG_CHUNK]; /* shared scratch: contents never matter */
+
+static void die(const char *fmt, ...) __attribute__((format(printf, 1, 2), noreturn));
+
+static void
+die(const char *fmt, ...)
+{
+	va_list ap;
+
+	va_start(ap, fmt);
+	fputs("loadgen: ", stderr);
+	vfprintf(stderr, fmt, ap);
+	va_end(ap);
+	fputc('\n', stderr);
+	exit(1);
+}
+
+static uint64_t
+now_ns(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_MONOTONIC, &ts);
+	return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+static double
+secs_since(uint64_t t0)
+{
+	return (double)(now_ns() - t0) / 1e9;
+}
+
+static void
+metric(const char *name, double value, const char *unit)
+{
+	printf("metric=%s value=%.6g unit=%s\n", name, value, unit);
+	fflush(stdout);
+}
+
+/* Every mode wants as many fds as it may have: the memory mode sizes
+ * itself from what this returns. */
+static rlim_t
+raise_nofile(void)
+{
+	struct rlimit rl;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		die("getrlimit: %s", strerror(errno));
+	if (rl.rlim_cur < rl.rlim_max) {
+		rl.rlim_cur = rl.rlim_max;
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			die("setrlimit: %s", strerror(errno));
+	}
+	return rl.rlim_cur;
+}
+
+static void
+watch(struct watcher *w, uint32_t events)
+{
+	struct epoll_event ev = { .events = events, .data.ptr = w };
+
+	if (epoll_ctl(ep, EPOLL_CTL_ADD, w->fd, &ev) < 0)
+		die("epoll_ctl: %s", strerror(errno));
+}
+
+/* Closing drops the fd from the epoll set too; events of this batch for a
+ * closed watcher are skipped by the callers through their own state. */
+static void
+watcher_close(struct watcher *w)
+{
+	if (w->fd >= 0)
+		close(w->fd);
+	w->fd = -1;
+}
+
+/* Runs one epoll_wait and dispatches. Waits at most `ms`. */
+static void
+loop_once(int ms)
+{
+	struct epoll_event evs[MAX_EVENTS];
+	int n = epoll_wait(ep, evs, MAX_EVENTS, ms);
+
+	if (n < 0 && errno != EINTR)
+		die("epoll_wait: %s", strerror(errno));
+	for (int i = 0; i < n; i++) {
+		struct watcher *w = evs[i].data.ptr;
+		if (w->fd >= 0)
+			w->cb(w, evs[i].events);
+	}
+}
+
+static void
+parse_addr(const char *s, struct sockaddr_in *sin)
+{
+	char host[64];
+	const char *colon = strrchr(s, ':');
+	char *end;
+	long port;
+
+	if (!colon || (size_t)(colon - s) >= sizeof(host))
+		die("bad address '%s' (want IPV4:PORT)", s);
+	memcpy(host, s, (size_t)(colon - s));
+	host[colon - s] = '\0';
+	port = strtol(colon + 1, &end, 10);
+	memset(sin, 0, sizeof(*sin));
+	sin->sin_family = AF_INET;
+	sin->sin_port = htons((uint16_t)port);
+	if (*end || port < 1 || port > 65535 || inet_pton(AF_INET, host, &sin->sin_addr) != 1)
+		die("bad address '%s' (want IPV4:PORT)", s);
+}
+
+static void
+set_nodelay(int fd)
+{
+	int one = 1;
+
+	/* Small messages are the point of the echo modes: no Nagle delays. */
+	(void)setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one));
+}
+
+/* ------------------------------------------------------------------------
+ * /proc accounting of the proxy's process tree
+ */
+
+struct proc_sample {
+	double cpu_s;      /* utime+stime (+ reaped children) over the tree */
+	long rss_kib;      /* VmRSS summed over the tree */
+	long pss_kib;      /* Pss summed: shared pages counted once in all */
+	long fds;          /* entries of /proc/PID/fd summed */
+	int nprocs;
+};
+
+/* Reads "pid (comm) state ppid ..." and the CPU fields. comm may hold
+ * spaces and parentheses, so parsing starts after the last ')'. */
+static int
+read_stat(int pid, int *ppid, double *cpu_s)
+{
+	char path[64], line[1024], *p, *save = NULL;
+	double ticks = 0;
+	FILE *f;
+
+	snprintf(path, sizeof(path), "/proc/%d/stat", pid);
+	if (!(f = fopen(path, "re")))
+		return -1;
+	p = fgets(line, sizeof(line), f);
+	fclose(f);
+	if (!p || !(p = strrchr(line, ')')))
+		return -1;
+	/* Fields after comm, numbered as in proc(5): 3 state, 4 ppid, 14
+	 * utime, 15 stime, 16 cutime, 17 cstime. Reaped children's time
+	 * lands in cutime/cstime of their parent, so a forking proxy's
+	 * finished workers stay counted. */
+	p = strtok_r(p + 1, " ", &save);
+	for (int field = 3; p && field <= 17; field++, p = strtok_r(NULL, " ", &save)) {
+		if (field == 4)
+			*ppid = (int)strtol(p, NULL, 10);
+		else if (field >= 14)
+			ticks += strtod(p, NULL);
+	}
+	if (!p)
+		return -1;
+	*cpu_s = ticks / (double)sysconf(_SC_CLK_TCK);
+	return 0;
+}
+
+static long
+read_kib_field(const char *path, const char *key)
+{
+	char line[256];
+	size_t klen = strlen(key);
+	long v = 0;
+	FILE *f = fopen(path, "re");
+
+	if (!f)
+		return 0;
+	while (fgets(line, sizeof(line), f)) {
+		if (strncmp(line, key, klen) == 0) {
+			v = strtol(line + klen, NULL, 10);
+			break;
+		}
+	}
+	fclose(f);
+	return v;
+}
+
+static long
+count_fds(int pid)
+{
+	char path[64];
+	struct dirent *de;
+	long n = 0;
+	DIR *d;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", pid);
+	if (!(d = opendir(path)))
+		return 0;
+	while ((de = readdir(d)))
+		if (de->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Samples `root` and every descendant. With `full` false only the CPU
+ * times are read (cheap enough to bracket a measurement tightly). */
+static void
+proc_sample(int root, bool full, struct proc_sample *s)
+{
+	int *pids = NULL, *ppids = NULL, *tree = NULL;
+	size_t n = 0, cap = 0, ntree = 0;
+	struct dirent *de;
+	DIR *d;
+
+	memset(s, 0, sizeof(*s));
+	if (root <= 0)
+		return;
+	if (!(d = opendir("/proc")))
+		die("opendir /proc: %s", strerror(errno));
+	while ((de = readdir(d))) {
+		int pid, ppid;
+		double cpu;
+		if (!isdigit((unsigned char)de->d_name[0]))
+			continue;
+		pid = (int)strtol(de->d_name, NULL, 10);
+		if (read_stat(pid, &ppid, &cpu) < 0)
+			continue;
+		if (n == cap) {
+			int *np, *npp;
+			cap = cap ? cap * 2 : 256;
+			np = realloc(pids, cap * sizeof(*pids));
+			npp = np ? realloc(ppids, cap * sizeof(*ppids)) : NULL;
+			if (!np || !npp)
+				die("out of memory"); /* exits: nothing to free */
+			pids = np;
+			ppids = npp;
+		}
+		pids[n] = pid;
+		ppids[n] = ppid;
+		n++;
+	}
+	closedir(d);
+	if (!(tree = malloc((n + 1) * sizeof(*tree))))
+		die("out of memory");
+	tree[ntree++] = root;
+	/* Breadth-first over the parent links: the tree is small. */
+	for (size_t i = 0; i < ntree; i++)
+		for (size_t j = 0; j < n; j++)
+			if (ppids[j] == tree[i] && pids[j] != root)
+				tree[ntree++] = pids[j];
+	for (size_t i = 0; i < ntree; i++) {
+		char path[64];
+		int ppid;
+		double cpu;
+		if (read_stat(tree[i], &ppid, &cpu) < 0)
+			continue; /* exited in between */
+		s->cpu_s += cpu;
+		s->nprocs++;
+		if (!full)
+			continue;
+		snprintf(path, sizeof(path), "/proc/%d/status", tree[i]);
+		s->rss_kib += read_kib_field(path, "VmRSS:");
+		snprintf(path, sizeof(path), "/proc/%d/smaps_rollup", tree[i]);
+		s->pss_kib += read_kib_field(path, "Pss:");
+		s->fds += count_fds(tree[i]);
+	}
+	free(pids);
+	free(ppids);
+	free(tree);
+}
+
+/* ------------------------------------------------------------------------
+ * target: echo, sink and source services
+ */
+
+enum svc { SVC_ECHO, SVC_SINK, SVC_SOURCE, SVC_COUNT };
+static const char *const svc_names[SVC_COUNT] = { "echo", "sink", "source" };
+
+struct tlisten {
+	struct watcher w;
+	enum svc kind;
+};
+
+struct tconn {
+	struct watcher w;
+	enum svc kind;
+	bool quit;        /* echo: close once pend is written */
+	char *pend;       /* echo bytes the peer has not taken yet */
+	size_t pend_len;  /* bytes at pend */
+	size_t pend_off;  /* of which already written */
+};
+
+static void
+tconn_close(struct tconn *t)
+{
+	watcher_close(&t->w);
+	free(t->pend);
+	free(t);
+}
+
+/* Echo reads only while nothing is pending, so a slow reader holds one
+ * pending chunk at most. Edge-triggered: every path runs to EAGAIN. Bytes
+ * after an ECHO_QUIT are never read: the client sends none. */
+static void
+tconn_echo(struct tconn *t)
+{
+	static char buf[64 * 1024];
+
+	for (;;) {
+		ssize_t n, w;
+		char *q;
+		while (t->pend) {
+			w = send(t->w.fd, t->pend + t->pend_off, t->pend_len - t->pend_off,
+				 MSG_NOSIGNAL);
+			if (w < 0 && errno == EAGAIN)
+				return;
+			if (w < 0) {
+				tconn_close(t);
+				return;
+			}
+			t->pend_off += (size_t)w;
+			if (t->pend_off == t->pend_len) {
+				free(t->pend);
+				t->pend = NULL;
+			}
+		}
+		if (t->quit) {
+			tconn_close(t);
+			return;
+		}
+		n = read(t->w.fd, buf, sizeof(buf));
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			tconn_close(t);
+			return;
+		}
+		if ((q = memchr(buf, ECHO_QUIT, (size_t)n))) {
+			n = q - buf + 1;
+			t->quit = true;
+		}
+		w = send(t->w.fd, buf, (size_t)n, MSG_NOSIGNAL);
+		if (w < 0 && errno == EAGAIN)
+			w = 0;
+		if (w < 0) {
+			tconn_close(t);
+			return;
+		}
+		if (w < n) {
+			if (!(t->pend = malloc((size_t)(n - w)))) {
+				tconn_close(t);
+				return;
+			}
+			memcpy(t->pend, buf + w, (size_t)(n - w));
+			t->pend_len = (size_t)(n - w);
+			t->pend_off = 0;
+		}
+		/* A quit with nothing pending closes on the next pass. */
+	}
+}
+
+static void
+tconn_sink(struct tconn *t)
+{
+	for (;;) {
+		ssize_t n = read(t->w.fd, big_buf, sizeof(big_buf));
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			tconn_close(t);
+			return;
+		}
+	}
+}
+
+static void
+tconn_source(struct tconn *t, uint32_t events)
+{
+	/* The client never writes to a source: any readable event is its
+	 * close, and the writes below would fail on it anyway. */
+	if (events & (EPOLLRDHUP | EPOLLHUP | EPOLLERR)) {
+		tconn_close(t);
+		return;
+	}
+	for (;;) {
+		ssize_t n = send(t->w.fd, big_buf, sizeof(big_buf), MSG_NOSIGNAL);
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n < 0) {
+			tconn_close(t);
+			return;
+		}
+	}
+}
+
+static void
+tconn_on_io(struct watcher *w, uint32_t events)
+{
+	struct tconn *t = container_of(w, struct tconn, w);
+
+	switch (t->kind) {
+	case SVC_ECHO:
+		tconn_echo(t);
+		break;
+	case SVC_SINK:
+		tconn_sink(t);
+		break;
+	default:
+		tconn_source(t, events);
+		break;
+	}
+}
+
+static void
+tlisten_on_accept(struct watcher *w, uint32_t events)
+{
+	struct tlisten *l = container_of(w, struct tlisten, w);
+	static bool warned;
+
+	(void)events;
+	for (;;) {
+		/* Each t is owned through epoll's data.ptr once watched, which
+		 * the analyzer cannot follow. */
+		struct tconn *t; /* NOLINT(clang-analyzer-unix.Malloc) */
+		int fd = accept4(w->fd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
+		if (fd < 0) {
+			if (errno != EAGAIN && errno != EINTR && errno != ECONNABORTED && !warned) {
+				warned = true; /* once: EMFILE would repeat per event */
+				fprintf(stderr, "loadgen target: accept: %s\n", strerror(errno));
+			}
+			if (errno == EINTR || errno == ECONNABORTED)
+				continue;
+			return;
+		}
+		if (!(t = calloc(1, sizeof(*t)))) {
+			close(fd);
+			continue;
+		}
+		t->w.fd = fd;
+		t->w.cb = tconn_on_io;
+		t->kind = l->kind;
+		if (t->kind == SVC_ECHO)
+			set_nodelay(fd);
+		watch(&t->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+	}
+}
+
+static int
+listen_on(struct sockaddr_in *sin)
+{
+	socklen_t len = sizeof(*sin);
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		die("socket: %s", strerror(errno));
+	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)sin, sizeof(*sin)) < 0 || listen(fd, SOMAXCONN) < 0 ||
+	    getsockname(fd, (struct sockaddr *)sin, &len) < 0)
+		die("listen on port %u: %s", ntohs(sin->sin_port), strerror(errno));
+	return fd;
+}
+
+/* Prints "echo=P sink=P source=P" once listening: that line is both the
+ * port assignment and the readiness signal for run.sh. */
+static int
+cmd_target(const char *addr, double max_seconds)
+{
+	struct tlisten ls[SVC_COUNT];
+	uint64_t t0 = now_ns();
+
+	/* The target must not outlive the run that started it. */
+	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+	if (getppid() == 1)
+		return 1;
+	raise_nofile();
+	for (int i = 0; i < SVC_COUNT; i++) {
+		struct sockaddr_in sin;
+		char spec[80];
+		snprintf(spec, sizeof(spec), "%s:1", addr);
+		parse_addr(spec, &sin);
+		sin.sin_port = 0;
+		ls[i].w.fd = listen_on(&sin);
+		ls[i].w.cb = tlisten_on_accept;
+		ls[i].kind = (enum svc)i;
+		watch(&ls[i].w, EPOLLIN | EPOLLET);
+		printf("%s%s=%u", i ? " " : "", svc_names[i], ntohs(sin.sin_port));
+	}
+	printf("\n");
+	fflush(stdout);
+	while (secs_since(t0) < max_seconds)
+		loop_once(1000);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * client connections: connect, SOCKS5 handshake, then the mode's handler
+ */
+
+enum cli_state {
+	CLI_FREE,       /* slot unused */
+	CLI_CONNECTING, /* nonblocking connect in progress; waits for EPOLLOUT */
+	CLI_GREETING,   /* greeting sent; waits for the 2-byte method choice */
+	CLI_REQUEST,    /* CONNECT sent; waits for the whole reply */
+	CLI_READY,      /* relayed (or direct): the mode owns the connection */
+};
+
+struct cli {
+	struct watcher w;
+	enum cli_state state;
+	uint8_t in[300];  /* handshake bytes received so far */
+	size_t in_len;
+	size_t need;      /* bytes of the reply to have before it is parsed */
+	uint64_t t0;      /* when this connection or session began */
+	uint64_t t_send;  /* when the last echo payload left */
+	size_t got;       /* echo bytes received of ECHO_LEN */
+	bool quit;        /* the payload ends in ECHO_QUIT: EOF follows it */
+	int phase;        /* mode-specific */
+	uint8_t tag;      /* byte the echo payload is filled with */
+};
+
+struct client_cfg {
+	bool use_proxy;
+	struct sockaddr_in proxy;
+	struct sockaddr_in target; /* address of the service this mode uses */
+	int proxy_pid;
+	void (*on_ready)(struct cli *c);
+	void (*on_io)(struct cli *c, uint32_t events);
+	void (*on_fail)(struct cli *c, const char *why);
+};
+
+static struct client_cfg cfg;
+static unsigned src_seq;
+
+static void cli_on_io(struct watcher *w, uint32_t events);
+
+static void
+cli_close(struct cli *c)
+{
+	watcher_close(&c->w);
+	c->state = CLI_FREE;
+}
+
+static void
+cli_fail(struct cli *c, const char *why)
+{
+	cli_close(c);
+	cfg.on_fail(c, why);
+}
+
+/* Opens one connection. Each comes from one of SRC_ADDRS loopback
+ * addresses (port chosen at connect time, IP_BIND_ADDRESS_NO_PORT), so the
+ * session mode's closed connections in TIME_WAIT do not run the client out
+ * of ephemeral ports towards a single proxy address. */
+static void
+cli_open(struct cli *c)
+{
+	const struct sockaddr_in *to = cfg.use_proxy ? &cfg.proxy : &cfg.target;
+	struct sockaddr_in src = { .sin_family = AF_INET };
+	int one = 1;
+	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	/* phase and tag belong to the mode and survive a reopen. */
+	c->w.fd = -1;
+	c->state = CLI_FREE;
+	c->in_len = 0;
+	c->need = 0;
+	c->got = 0;
+	c->t0 = now_ns();
+	if (fd < 0) {
+		cli_fail(c, "socket");
+		return;
+	}
+	c->w.fd = fd;
+	c->w.cb = cli_on_io;
+	src.sin_addr.s_addr = htonl(0x7f000002u + src_seq++ % SRC_ADDRS);
+	(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
+	if (bind(fd, (struct sockaddr *)&src, sizeof(src)) < 0) {
+		cli_fail(c, "bind");
+		return;
+	}
+	set_nodelay(fd);
+	if (connect(fd, (const struct sockaddr *)to, sizeof(*to)) < 0 && errno != EINPROGRESS) {
+		cli_fail(c, "connect");
+		return;
+	}
+	c->state = CLI_CONNECTING;
+	watch(&c->w, EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET);
+}
+
+/* Handshake messages are tiny and each is the first unacknowledged data on
+ * its socket, so a short write means the connection is broken. */
+static bool
+cli_send_all(struct cli *c, const void *p, size_t len)
+{
+	return send(c->w.fd, p, len, MSG_NOSIGNAL) == (ssize_t)len;
+}
+
+/* Reads until c->need bytes are in c->in. Returns 1 when complete, 0 on
+ * EAGAIN, -1 on EOF or error. Reads no further than needed, so payload the
+ * proxy sends right after its reply stays in the socket for the mode. */
+static int
+cli_fill(struct cli *c)
+{
+	while (c->in_len < c->need) {
+		ssize_t n = read(c->w.fd, c->in + c->in_len, c->need - c->in_len);
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0)
+			return -1;
+		c->in_len += (size_t)n;
+	}
+	return 1;
+}
+
+static void
+cli_ready(struct cli *c)
+{
+	c->state = CLI_READY;
+	cfg.on_ready(c);
+}
+
+/* Walks the handshake as far as the bytes at hand allow (RFC 1928 §3, §4,
+ * §6): greeting offering only "no authentication", CONNECT to an IPv4
+ * target, reply with any address type. */
+static void
+cli_on_io(struct watcher *w, uint32_t events)
+{
+	struct cli *c = container_of(w, struct cli, w);
+	int err = 0, r;
+	socklen_t len = sizeof(err);
+
+	switch (c->state) {
+	case CLI_CONNECTING:
+		if (getsockopt(c->w.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err) {
+			cli_fail(c, "connect");
+			return;
+		}
+		if (!(events & EPOLLOUT))
+			return;
+		if (!cfg.use_proxy) {
+			cli_ready(c);
+			return;
+		}
+		{
+			const uint8_t greeting[] = { SOCKS_VERSION, 1, SOCKS_METHOD_NONE };
+			if (!cli_send_all(c, greeting, sizeof(greeting))) {
+				cli_fail(c, "send greeting");
+				return;
+			}
+		}
+		c->state = CLI_GREETING;
+		c->need = 2;
+		/* The choice may already be here. */
+		__attribute__((fallthrough));
+	case CLI_GREETING:
+		if ((r = cli_fill(c)) <= 0) {
+			if (r < 0)
+				cli_fail(c, "greeting reply");
+			return;
+		}
+		if (c->in[0] != SOCKS_VERSION || c->in[1] != SOCKS_METHOD_NONE) {
+			cli_fail(c, "method refused");
+			return;
+		}
+		{
+			uint8_t req[10] = { SOCKS_VERSION, SOCKS_CMD_CONNECT, 0, SOCKS_ATYP_IPV4 };
+			memcpy(req + 4, &cfg.target.sin_addr, 4);
+			memcpy(req + 8, &cfg.target.sin_port, 2);
+			if (!cli_send_all(c, req, sizeof(req))) {
+				cli_fail(c, "send request");
+				return;
+			}
+		}
+		c->state = CLI_REQUEST;
+		c->in_len = 0;
+		c->need = 5; /* up to the domain length byte, if any */
+		__attribute__((fallthrough));
+	case CLI_REQUEST:
+		if ((r = cli_fill(c)) <= 0) {
+			if (r < 0)
+				cli_fail(c, "request reply");
+			return;
+		}
+		if (c->need == 5) {
+			if (c->in[0] != SOCKS_VERSION || c->in[1] != SOCKS_REP_SUCCEEDED) {
+				cli_fail(c, "request refused");
+				return;
+			}
+			switch (c->in[3]) {
+			case SOCKS_ATYP_IPV4:
+				c->need = 10;
+				break;
+			case SOCKS_ATYP_IPV6:
+				c->need = 22;
+				break;
+			case SOCKS_ATYP_DOMAIN:
+				c->need = 7 + (size_t)c->in[4];
+				break;
+			default:
+				cli_fail(c, "reply address type");
+				return;
+			}
+			if ((r = cli_fill(c)) <= 0) {
+				if (r < 0)
+					cli_fail(c, "request reply");
+				return;
+			}
+		}
+		cli_ready(c);
+		return;
+	case CLI_READY:
+		cfg.on_io(c, events);
+		return;
+	case CLI_FREE:
+		return;
+	}
+}
+
+/* Sends one ECHO_LEN payload filled with c->tag; with `quit` its last
+ * byte is ECHO_QUIT, and the target closes after echoing it. */
+static bool
+cli_send_echo(struct cli *c, bool quit)
+{
+	uint8_t p[ECHO_LEN];
+
+	memset(p, c->tag, sizeof(p));
+	if (quit)
+		p[ECHO_LEN - 1] = ECHO_QUIT;
+	c->quit = quit;
+	c->got = 0;
+	c->t_send = now_ns();
+	return cli_send_all(c, p, sizeof(p));
+}
+
+/* Reads what has come back of the payload. Returns 1 when all ECHO_LEN
+ * bytes are back and right (and, after a quit, the EOF too), 0 to wait,
+ * -1 on early EOF, error or wrong bytes. */
+static int
+cli_recv_echo(struct cli *c)
+{
+	uint8_t p[ECHO_LEN];
+	ssize_t n;
+
+	while (c->got < ECHO_LEN) {
+		n = read(c->w.fd, p, ECHO_LEN - c->got);
+		if (n < 0 && errno == EAGAIN)
+			return 0;
+		if (n <= 0)
+			return -1;
+		for (ssize_t i = 0; i < n; i++) {
+			size_t at = c->got + (size_t)i;
+			if (p[i] != (c->quit && at == ECHO_LEN - 1 ? ECHO_QUIT : c->tag))
+				return -1;
+		}
+		c->got += (size_t)n;
+	}
+	if (!c->quit)
+		return 1;
+	n = read(c->w.fd, p, 1);
+	if (n < 0 && errno == EAGAIN)
+		return 0;
+	return n == 0 ? 1 : -1;
+}
+
+/* ------------------------------------------------------------------------
+ * throughput: N bulk streams up (client -> sink) or down (source -> client)
+ */
+
+static struct {
+	bool upload;
+	int nready, nfailed;
+	uint64_t bytes;
+	const char *why;
+} tp;
+
+static void
+tp_pump(struct cli *c)
+{
+	for (;;) {
+		ssize_t n = tp.upload ? send(c->w.fd, big_buf, sizeof(big_buf), MSG_NOSIGNAL)
+				      : read(c->w.fd, big_buf, sizeof(big_buf));
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			cli_fail(c, tp.upload ? "stream write" : "stream closed");
+			return;
+		}
+		tp.bytes += (uint64_t)n;
+	}
+}
+
+static void
+tp_on_ready(struct cli *c)
+{
+	tp.nready++;
+	/* Edge-triggered: start at once, or the first edge is lost. */
+	tp_pump(c);
+}
+
+static void
+tp_on_io(struct cli *c, uint32_t events)
+{
+	(void)events;
+	tp_pump(c);
+}
+
+static void
+tp_on_fail(struct cli *c, const char *why)
+{
+	(void)c;
+	tp.nfailed++;
+	tp.why = why;
+}
+
+static int
+cmd_throughput(int streams, double seconds, uint64_t max_bytes, double warmup)
+{
+	struct cli *cs = calloc((size_t)streams, sizeof(*cs));
+	struct proc_sample p0, p1;
+	uint64_t t_setup = now_ns(), t0, b0, moved;
+	double elapsed, gbit;
+	char name[64];
+
+	if (!cs)
+		die("out of memory");
+	cfg.on_ready = tp_on_ready;
+	cfg.on_io = tp_on_io;
+	cfg.on_fail = tp_on_fail;
+	for (int i = 0; i < streams; i++)
+		cli_open(&cs[i]);
+	while (tp.nready + tp.nfailed < streams && secs_since(t_setup) < 10)
+		loop_once(100);
+	if (tp.nready < streams)
+		die("throughput: %d of %d streams not established (%s)", streams - tp.nready,
+		    streams, tp.why ? tp.why : "timeout");
+	/* Measure between two moments of steady state, so what sits in socket
+	 * and proxy buffers is about the same at both ends and cancels out. */
+	t0 = now_ns();
+	while (secs_since(t0) < warmup)
+		loop_once(10);
+	proc_sample(cfg.proxy_pid, false, &p0);
+	b0 = tp.bytes;
+	t0 = now_ns();
+	for (;;) {
+		loop_once(10);
+		if (tp.nfailed)
+			die("throughput: a stream failed mid-run (%s)", tp.why);
+		if (secs_since(t0) >= seconds || (max_bytes && tp.bytes - b0 >= max_bytes))
+			break;
+	}
+	elapsed = secs_since(t0);
+	moved = tp.bytes - b0;
+	proc_sample(cfg.proxy_pid, false, &p1);
+	gbit = (double)moved * 8 / elapsed / 1e9;
+	snprintf(name, sizeof(name), "%s%d", tp.upload ? "upload" : "download", streams);
+	metric(name, gbit, "Gbit/s");
+	if (cfg.proxy_pid > 0) {
+		snprintf(name, sizeof(name), "%s%d_cpu", tp.upload ? "upload" : "download",
+			 streams);
+		metric(name, (p1.cpu_s - p0.cpu_s) / ((double)moved / 1e9), "cpu-s/GB");
+	}
+	for (int i = 0; i < streams; i++)
+		cli_close(&cs[i]);
+	free(cs);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * session rate: workers each doing connect, handshake, one echo (after
+ * which the target closes), close; a session's time runs from connect()
+ * to the EOF
+ */
+
+static struct {
+	bool running;      /* start new sessions when one ends */
+	uint64_t win_start, win_end; /* sessions ending inside count */
+	uint32_t *us;      /* durations of counted sessions, microseconds */
+	size_t n, cap;
+	uint64_t nfailed;
+	const char *why;
+} sr;
+
+enum sr_phase { SR_BUSY, SR_RESTART };
+
+static void
+sr_next(struct cli *c)
+{
+	if (sr.running)
+		cli_open(c);
+}
+
+static void
+sr_on_ready(struct cli *c)
+{
+	c->tag = (uint8_t)(0x41 + (src_seq & 0x1f));
+	if (!cli_send_echo(c, true)) {
+		cli_fail(c, "send payload");
+		return;
+	}
+	/* fall into reading: the echo may be back already */
+	cfg.on_io(c, 0);
+}
+
+static void
+sr_on_io(struct cli *c, uint32_t events)
+{
+	uint64_t t;
+	int r = cli_recv_echo(c);
+
+	(void)events;
+	if (r == 0)
+		return;
+	if (r < 0) {
+		cli_fail(c, "echo");
+		return;
+	}
+	t = now_ns();
+	if (t >= sr.win_start && t < sr.win_end) {
+		if (sr.n == sr.cap) {
+			sr.cap = sr.cap ? sr.cap * 2 : 65536;
+			if (!(sr.us = realloc(sr.us, sr.cap * sizeof(*sr.us))))
+				die("out of memory");
+		}
+		sr.us[sr.n++] = (uint32_t)((t - c->t0) / 1000);
+	}
+	cli_close(c);
+	sr_next(c);
+}
+
+static void
+sr_on_fail(struct cli *c, const char *why)
+{
+	uint64_t t = now_ns();
+
+	if (t >= sr.win_start && t < sr.win_end) {
+		sr.nfailed++;
+		sr.why = why;
+	}
+	/* Not reopened from here: a failure inside cli_open would recurse. */
+	c->phase = SR_RESTART;
+}
+
+static int
+cmp_u32(const void *a, const void *b)
+{
+	uint32_t x = *(const uint32_t *)a, y = *(const uint32_t *)b;
+
+	return x < y ? -1 : x > y;
+}
+
+static double
+percentile(uint32_t *v, size_t n, double q)
+{
+	size_t i;
+
+	if (!n)
+		return 0;
+	i = (size_t)(q * (double)(n - 1) + 0.5);
+	return v[i];
+}
+
+static int
+cmd_sessions(int workers, double seconds, double warmup)
+{
+	struct cli *cs = calloc((size_t)workers, sizeof(*cs));
+	struct proc_sample p0 = { 0 }, p1 = { 0 };
+	bool sampled = false;
+	uint64_t t;
+
+	if (!cs)
+		die("out of memory");
+	cfg.on_ready = sr_on_ready;
+	cfg.on_io = sr_on_io;
+	cfg.on_fail = sr_on_fail;
+	t = now_ns();
+	sr.win_start = t + (uint64_t)(warmup * 1e9);
+	sr.win_end = sr.win_start + (uint64_t)(seconds * 1e9);
+	sr.running = true;
+	for (int i = 0; i < workers; i++)
+		cli_open(&cs[i]);
+	while ((t = now_ns()) < sr.win_end) {
+		if (!sampled && t >= sr.win_start) {
+			proc_sample(cfg.proxy_pid, false, &p0);
+			sampled = true;
+		}
+		loop_once(1);
+		for (int i = 0; i < workers; i++) {
+			if (cs[i].phase == SR_RESTART) {
+				cs[i].phase = SR_BUSY;
+				cli_open(&cs[i]);
+			}
+		}
+	}
+	proc_sample(cfg.proxy_pid, false, &p1);
+	sr.running = false;
+	for (int i = 0; i < workers; i++)
+		cli_close(&cs[i]);
+	if (sr.nfailed)
+		fprintf(stderr, "loadgen: sessions: %" PRIu64 " failed (last: %s)\n", sr.nfailed,
+			sr.why);
+	if (!sr.n)
+		die("sessions: none completed");
+	qsort(sr.us, sr.n, sizeof(*sr.us), cmp_u32);
+	metric("sessions_rate", (double)sr.n / seconds, "sessions/s");
+	metric("session_p50", percentile(sr.us, sr.n, 0.50), "us");
+	metric("session_p99", percentile(sr.us, sr.n, 0.99), "us");
+	if (cfg.proxy_pid > 0)
+		metric("session_cpu", (p1.cpu_s - p0.cpu_s) * 1e6 / (double)sr.n, "cpu-us/session");
+	metric("session_failed", (double)sr.nfailed, "sessions");
+	free(cs);
+	return sr.nfailed ? 1 : 0;
+}
+
+/* ------------------------------------------------------------------------
+ * latency: ECHO_LEN-byte ping-pong on one relayed connection
+ */
+
+static struct {
+	uint32_t *ns;     /* round trips, nanoseconds */
+	size_t n, want, skip;
+	bool done, failed;
+	const char *why;
+} lt;
+
+static void
+lt_ping(struct cli *c)
+{
+	/* Tags stay clear of ECHO_QUIT: this connection lives on. */
+	c->tag = (uint8_t)(c->tag % 0x7f + 1);
+	if (!cli_send_echo(c, false))
+		cli_fail(c, "send");
+}
+
+static void
+lt_on_ready(struct cli *c)
+{
+	lt_ping(c);
+}
+
+static void
+lt_on_io(struct cli *c, uint32_t events)
+{
+	(void)events;
+	for (;;) {
+		int r = cli_recv_echo(c);
+		if (r == 0)
+			return;
+		if (r < 0) {
+			cli_fail(c, "echo");
+			return;
+		}
+		/* The first round trips warm caches and the proxy's allocator. */
+		if (lt.skip)
+			lt.skip--;
+		else
+			lt.ns[lt.n++] = (uint32_t)(now_ns() - c->t_send);
+		if (lt.n == lt.want) {
+			lt.done = true;
+			return;
+		}
+		lt_ping(c);
+		if (c->state != CLI_READY)
+			return;
+	}
+}
+
+static void
+lt_on_fail(struct cli *c, const char *why)
+{
+	(void)c;
+	lt.failed = true;
+	lt.why = why;
+}
+
+static int
+cmd_latency(size_t count, double max_seconds)
+{
+	struct cli c;
+	uint64_t t0 = now_ns();
+
+	cfg.on_ready = lt_on_ready;
+	cfg.on_io = lt_on_io;
+	cfg.on_fail = lt_on_fail;
+	lt.want = count;
+	lt.skip = count / 20 < 200 ? count / 20 : 200;
+	if (!(lt.ns = calloc(count, sizeof(*lt.ns))))
+		die("out of memory");
+	cli_open(&c);
+	while (!lt.done && !lt.failed && secs_since(t0) < max_seconds)
+		loop_once(100);
+	if (lt.failed)
+		die("latency: connection failed (%s)", lt.why);
+	if (lt.n < 2)
+		die("latency: no round trips in %.0f s", max_seconds);
+	if (!lt.done)
+		fprintf(stderr, "loadgen: latency: %zu of %zu round trips in the time limit\n",
+			lt.n, count);
+	qsort(lt.ns, lt.n, sizeof(*lt.ns), cmp_u32);
+	metric("latency_p50", percentile(lt.ns, lt.n, 0.50) / 1000, "us");
+	metric("latency_p99", percentile(lt.ns, lt.n, 0.99) / 1000, "us");
+	cli_close(&c);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
+ * memory: hold K idle relayed connections, each checked with one echo
+ */
+
+enum mem_phase { MEM_OPENING, MEM_IDLE, MEM_VERIFY, MEM_ANSWERED, MEM_DEAD };
+
+static struct {
+	int nidle, nanswered, ndead, inflight;
+	const char *why;
+} mm;
+
+static void
+mm_on_ready(struct cli *c)
+{
+	c->phase = MEM_OPENING;
+	c->tag = 0x5a;
+	if (!cli_send_echo(c, false)) {
+		cli_fail(c, "send");
+		return;
+	}
+	cfg.on_io(c, 0);
+}
+
+static void
+mm_on_io(struct cli *c, uint32_t events)
+{
+	int r;
+
+	(void)events;
+	if (c->phase == MEM_IDLE) {
+		/* Nothing is expected here but the proxy closing on us. */
+		char b[16];
+		ssize_t n = read(c->w.fd, b, sizeof(b));
+		if (n < 0 && errno == EAGAIN)
+			return;
+		cli_fail(c, n == 0 ? "closed while idle" : "data or error while idle");
+		return;
+	}
+	if ((r = cli_recv_echo(c)) == 0)
+		return;
+	if (r < 0) {
+		cli_fail(c, "echo");
+		return;
+	}
+	if (c->phase == MEM_OPENING) {
+		c->phase = MEM_IDLE;
+		mm.nidle++;
+		mm.inflight--;
+	} else {
+		/* Answered, and closed by the target: done with it. */
+		c->phase = MEM_ANSWERED;
+		mm.nanswered++;
+		cli_close(c);
+	}
+}
+
+static void
+mm_on_fail(struct cli *c, const char *why)
+{
+	if (c->phase == MEM_IDLE)
+		mm.nidle--;
+	else if (c->phase == MEM_OPENING)
+		mm.inflight--;
+	c->phase = MEM_DEAD;
+	mm.ndead++;
+	mm.why = why;
+}
+
+static int
+cmd_memory(long k, double max_seconds, int concurrency)
+{
+	struct proc_sample p0, p1;
+	rlim_t lim = raise_nofile();
+	struct cli *cs;
+	long next = 0;
+	uint64_t t0;
+	int rc = 0;
+
+	/* The proxy holds 2K fds and this process and the target K each, all
+	 * under the same hard limit; keep a margin for listeners and stdio. */
+	if (k <= 0)
+		k = ((long)lim - 200) / 2;
+	if (k <= 0 || (rlim_t)k + 50 > lim)
+		die("memory: K=%ld does not fit RLIMIT_NOFILE %lu", k, (unsigned long)lim);
+	if (!(cs = calloc((size_t)k, sizeof(*cs))))
+		die("out of memory");
+	for (long i = 0; i < k; i++)
+		cs[i].w.fd = -1;
+	cfg.on_ready = mm_on_ready;
+	cfg.on_io = mm_on_io;
+	cfg.on_fail = mm_on_fail;
+	proc_sample(cfg.proxy_pid, true, &p0);
+	t0 = now_ns();
+	/* A bounded number of handshakes at a time: the proxy's accept backlog
+	 * must not overflow into SYN retries (1 s each). */
+	while (secs_since(t0) < max_seconds) {
+		while (next < k && mm.inflight < concurrency) {
+			mm.inflight++;
+			cs[next].phase = MEM_OPENING;
+			cli_open(&cs[next]);
+			next++;
+		}
+		if (next == k && mm.inflight == 0)
+			break;
+		loop_once(100);
+	}
+	/* Whatever has not finished its handshake by now counts as failed,
+	 * and so does what was never started. */
+	mm.ndead += (int)(k - next);
+	for (long i = 0; i < k; i++) {
+		if (i >= next || cs[i].phase != MEM_OPENING)
+			continue;
+		if (cs[i].state != CLI_FREE)
+			cli_fail(&cs[i], "setup timed out");
+	}
+	metric("mem_conns", mm.nidle, "conns");
+	if (mm.nidle < k) {
+		fprintf(stderr, "loadgen: memory: %ld of %ld connections not established (%s)\n",
+			k - mm.nidle, k, mm.why ? mm.why : "timeout");
+		rc = 1;
+	}
+	/* Let the proxy finish whatever the last echoes set off before it is
+	 * sampled. */
+	t0 = now_ns();
+	while (secs_since(t0) < 0.5)
+		loop_once(50);
+	proc_sample(cfg.proxy_pid, true, &p1);
+	if (cfg.proxy_pid > 0 && mm.nidle > 0) {
+		metric("mem_rss_per_conn", (double)(p1.rss_kib - p0.rss_kib) / mm.nidle,
+		       "KiB/conn");
+		metric("mem_pss_per_conn", (double)(p1.pss_kib - p0.pss_kib) / mm.nidle,
+		       "KiB/conn");
+		metric("mem_fds_per_conn", (double)(p1.fds - p0.fds) / mm.nidle, "fds/conn");
+		metric("mem_procs", p1.nprocs, "procs");
+	}
+	/* Every held connection must still relay: one more echo on each,
+	 * which also has the target close it. */
+	for (long i = 0; i < k; i++) {
+		struct cli *c = &cs[i];
+		if (c->phase != MEM_IDLE)
+			continue;
+		c->phase = MEM_VERIFY;
+		mm.nidle--;
+		c->tag = 0xa5;
+		if (!cli_send_echo(c, true)) {
+			cli_fail(c, "send");
+			continue;
+		}
+		cfg.on_io(c, 0);
+	}
+	t0 = now_ns();
+	while (mm.nanswered + mm.ndead < k && secs_since(t0) < 30)
+		loop_once(100);
+	metric("mem_alive", mm.nanswered, "conns");
+	if (mm.nanswered < k) {
+		fprintf(stderr, "loadgen: memory: %ld of %ld connections did not answer at the end\n",
+			k - mm.nanswered, k);
+		rc = 1;
+	}
+	for (long i = 0; i < k; i++)
+		if (cs[i].state != CLI_FREE)
+			cli_close(&cs[i]);
+	free(cs);
+	return rc;
+}
+
+/* ------------------------------------------------------------------------
+ * helpers for run.sh: a free port, and waiting for a listener
+ */
+
+static int
+cmd_port(void)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	int fd = socket(AF_INET, SOCK_STREAM, 0);
+
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
+		die("port: %s", strerror(errno));
+	printf("%u\n", ntohs(sin.sin_port));
+	close(fd);
+	return 0;
+}
+
+static int
+cmd_wait_port(const char *addr, double max_seconds)
+{
+	struct sockaddr_in sin;
+	uint64_t t0 = now_ns();
+
+	parse_addr(addr, &sin);
+	while (secs_since(t0) < max_seconds) {
+		int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+		int ok = fd >= 0 && connect(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
+		if (fd >= 0)
+			close(fd);
+		if (ok)
+			return 0;
+		usleep(20000);
+	}
+	fprintf(stderr, "loadgen: nothing listening on %s after %.0f s\n", addr, max_seconds);
+	return 1;
+}
+
+/* ------------------------------------------------------------------------
+ * command line
+ */
+
+/* A numeric option's value: all of it must be a number, or usage fails. */
+static double
+opt_num(const char *opt, const char *val)
+{
+	char *end;
+	double v = strtod(val, &end);
+
+	if (end == val || *end)
+		die("%s: '%s' is not a number", opt, val);
+	return v;
+}
+
+static void
+usage(void)
+{
+	fputs("usage: loadgen target [--addr IP] [--max-seconds S]\n"
+	      "       loadgen port | wait-port IP:PORT [--seconds S]\n"
+	      "       loadgen MODE --target IP:PORT [--proxy IP:PORT] [--pid PID] [options]\n"
+	      "MODE and its options (--target is the echo, sink or source port it needs):\n"
+	      "  upload|download --streams N --seconds S [--bytes B] [--warmup S]  (sink|source)\n"
+	      "  sessions --workers N --seconds S [--warmup S]                     (echo)\n"
+	      "  latency --count N [--seconds S]                                   (echo)\n"
+	      "  memory [--conns K] [--seconds S] [--concurrency N]                (echo)\n",
+	      stderr);
+	exit(2);
+}
+
+int
+main(int argc, char **argv)
+{
+	const char *mode, *target = NULL, *proxy = NULL, *addr = "127.0.0.1";
+	double seconds = -1, warmup = 0.5;
+	long streams = 1, workers = 64, count = 20000, conns = 0, concurrency = 128;
+	uint64_t bytes = 0;
+	int pid = 0;
+
+	if (argc < 2)
+		usage();
+	mode = argv[1];
+	for (int i = 2; i < argc; i++) {
+		const char *opt = argv[i], *val;
+		if (opt[0] != '-') {
+			target = opt; /* wait-port's one positional argument */
+			continue;
+		}
+		if (++i >= argc)
+			usage();
+		val = argv[i];
+		if (strcmp(opt, "--addr") == 0)
+			addr = val;
+		else if (strcmp(opt, "--target") == 0)
+			target = val;
+		else if (strcmp(opt, "--proxy") == 0)
+			proxy = val;
+		else if (strcmp(opt, "--pid") == 0)
+			pid = (int)opt_num(opt, val);
+		else if (strcmp(opt, "--seconds") == 0 || strcmp(opt, "--max-seconds") == 0)
+			seconds = opt_num(opt, val);
+		else if (strcmp(opt, "--warmup") == 0)
+			warmup = opt_num(opt, val);
+		else if (strcmp(opt, "--streams") == 0)
+			streams = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--workers") == 0)
+			workers = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--count") == 0)
+			count = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--conns") == 0)
+			conns = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--concurrency") == 0)
+			concurrency = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--bytes") == 0)
+			bytes = (uint64_t)opt_num(opt, val);
+		else
+			usage();
+	}
+	signal(SIGPIPE, SIG_IGN);
+	if ((ep = epoll_create1(EPOLL_CLOEXEC)) < 0)
+		die("epoll_create1: %s", strerror(errno));
+	if (strcmp(mode, "target") == 0)
+		return cmd_target(addr, seconds > 0 ? seconds : 3600);
+	if (strcmp(mode, "port") == 0)
+		return cmd_port();
+	if (strcmp(mode, "wait-port") == 0) {
+		if (!target)
+			usage();
+		return cmd_wait_port(target, seconds > 0 ? seconds : 5);
+	}
+	if (!target || streams < 1 || workers < 1 || count < 2 || concurrency < 1)
+		usage();
+	parse_addr(target, &cfg.target);
+	if (proxy) {
+		cfg.use_proxy = true;
+		parse_addr(proxy, &cfg.proxy);
+	}
+	cfg.proxy_pid = pid;
+	raise_nofile();
+	/* A run that hangs must still end: the caller's timeout is the second
+	 * line of defence, this is the first. */
+	alarm((unsigned)((seconds > 0 ? seconds : 120) * 2 + warmup + 60));
+	if (strcmp(mode, "upload") == 0 || strcmp(mode, "download") == 0) {
+		tp.upload = mode[0] == 'u';
+		return cmd_throughput((int)streams, seconds > 0 ? seconds : 5, bytes, warmup);
+	}
+	if (strcmp(mode, "sessions") == 0)
+		return cmd_sessions((int)workers, seconds > 0 ? seconds : 5, warmup);
+	if (strcmp(mode, "latency") == 0)
+		return cmd_latency((size_t)count, seconds > 0 ? seconds : 30);
+	if (strcmp(mode, "memory") == 0)
+		return cmd_memory(conns, seconds > 0 ? seconds : 120, (int)concurrency);
+	usage();
+	return 2;
+}
