@@ -619,10 +619,14 @@ conn_dispatch_request(struct conn *c)
 
 	c->cmd = hs->req.cmd;
 	c->env->stats.active_by_cmd[c->cmd]++;
-	proto_addr_format(&hs->req.dst, target, sizeof(target));
-	c->target = strdup(target);
-	if (!c->target)
-		return STEP_CLOSE;
+	/* The target string only feeds log lines: not built when they are
+	 * not written (it is most of a session's user-space work). */
+	if (log_enabled(LOG_LVL_INFO)) {
+		proto_addr_format(&hs->req.dst, target, sizeof(target));
+		c->target = strdup(target);
+		if (!c->target)
+			return STEP_CLOSE;
+	}
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("conn %" PRIu64 ": request %s %s", c->id,
 			proto_cmd_str(c->cmd), c->target);
@@ -648,7 +652,7 @@ conn_dispatch_request(struct conn *c)
 		if (conn_check_request(c, c->cmd,
 			    hs->req.dst.atyp == SOCKS_ATYP_DOMAIN ? hs->req.dst.name : NULL,
 			    dstp, hs->req.dst.port, &line) == ACL_DENY) {
-			conn_log_denied(c, c->target, line);
+			conn_log_denied(c, c->target ? c->target : "-", line);
 			return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");
 		}
 	}
@@ -683,7 +687,8 @@ conn_dispatch_request(struct conn *c)
 			return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no memory for lookup");
 		return STEP_WAIT;
 	}
-	memset(&hs->res, 0, sizeof(hs->res));
+	hs->res.status = RESOLVER_OK;
+	memset(&hs->res.addrs[0], 0, sizeof(hs->res.addrs[0]));
 	{
 		struct sockaddr_storage ss;
 		socklen_t len;
@@ -773,7 +778,7 @@ conn_connect_next(struct conn *c)
 				    &to, hs->req.dst.port, &line) != ACL_ALLOW) {
 				/* Checked on the address really connected to: a
 				 * name resolving into a denied network is refused. */
-				snprintf(what, sizeof(what), "%s (%s)", c->target,
+				snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
 					net_addr_format(&to, a, sizeof(a)));
 				conn_log_denied(c, what, line);
 				hs->denied = true;
@@ -1230,10 +1235,11 @@ conn_log_end(struct conn *c, const char *why)
 	char peer[NET_ADDRSTRLEN], rep[8], extra[160] = "";
 	uint64_t up = c->relay.dir[RELAY_UP].bytes, down = c->relay.dir[RELAY_DOWN].bytes;
 	uint64_t ms = loop_now(c->env->loop) - c->start_ms;
+	uint64_t dropped = 0;
+	struct conn_stats *st = &c->env->stats;
 
 	if (c->udp) {
 		const struct udpassoc_stats *u = udpassoc_get_stats(c->udp);
-		struct conn_stats *st = &c->env->stats;
 		up = u->bytes_up;
 		down = u->bytes_down;
 		st->udp_dgrams_up += u->dgrams_up;
@@ -1246,16 +1252,21 @@ conn_log_end(struct conn *c, const char *why)
 		st->udp_dropped[5] += u->dropped_unresolved;
 		st->udp_dropped[6] += u->dropped_error;
 		st->udp_dropped[7] += u->dropped_denied;
-		snprintf(extra, sizeof(extra), " dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64
-			" dropped=%" PRIu64, u->dgrams_up, u->dgrams_down,
-			u->dropped_frag + u->dropped_malformed + u->dropped_foreign +
-			u->dropped_blocked + u->dropped_queue + u->dropped_unresolved +
-			u->dropped_error + u->dropped_denied);
+		dropped = u->dropped_frag + u->dropped_malformed + u->dropped_foreign +
+			  u->dropped_blocked + u->dropped_queue + u->dropped_unresolved +
+			  u->dropped_error + u->dropped_denied;
 	}
-	c->env->stats.bytes_up += up;
-	c->env->stats.bytes_down += down;
-	c->env->stats.sessions[c->cmd < CONN_CMD_SLOTS ? c->cmd : 0]
-			      [c->rep <= SOCKS_REP_ATYP_NOT_SUPPORTED ? c->rep : CONN_REP_NONE]++;
+	st->bytes_up += up;
+	st->bytes_down += down;
+	st->sessions[c->cmd < CONN_CMD_SLOTS ? c->cmd : 0]
+		    [c->rep <= SOCKS_REP_ATYP_NOT_SUPPORTED ? c->rep : CONN_REP_NONE]++;
+	if (!log_enabled(LOG_LVL_INFO))
+		return;
+	if (c->udp) {
+		const struct udpassoc_stats *u = udpassoc_get_stats(c->udp);
+		snprintf(extra, sizeof(extra), " dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64
+			" dropped=%" PRIu64, u->dgrams_up, u->dgrams_down, dropped);
+	}
 	if (c->rep == 0xFF)
 		snprintf(rep, sizeof(rep), "-");
 	else if (c->version == SOCKS4_VERSION)
@@ -1351,13 +1362,24 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 		return;
 	}
 	c = calloc(1, sizeof(*c));
-	if (!c || !(c->hs = calloc(1, sizeof(*c->hs)))) {
+	/* The handshake state is mostly buffers and an address list that are
+	 * written before they are read: only its scalars are initialised. */
+	if (!c || !(c->hs = malloc(sizeof(*c->hs)))) {
 		log_warnx("out of memory: dropping a new connection");
 		free(c);
 		close(fd);
 		return;
 	}
 	buf_init(&c->hs->in, c->hs->in_data, sizeof(c->hs->in_data));
+	c->hs->out_len = 0;
+	c->hs->connect_deadline_ms = 0;
+	c->hs->query = NULL;
+	c->hs->res.status = RESOLVER_OK;
+	c->hs->res.naddrs = 0;
+	c->hs->next_addr = 0;
+	c->hs->last_err = 0;
+	c->hs->denied = false;
+	c->hs->client_eof = false;
 	c->env = env;
 	c->cfg = config_ref(env->cfg);
 	c->id = ++env->next_id;
