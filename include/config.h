@@ -24,6 +24,13 @@
 
 struct auth_table;
 
+/* A user's own outbound address (`user NAME SECRET external ADDR`). */
+struct config_user_external {
+	char name[256];
+	bool has4, has6;
+	union sockaddr_any ext4, ext6;
+};
+
 struct config_listen {
 	union sockaddr_any addr;
 	int line;                  /* 0 for the built-in default */
@@ -89,6 +96,9 @@ struct config {
 	union sockaddr_any announce4; /* address written in BIND/UDP replies (NAT) */
 	union sockaddr_any announce6;
 
+	struct config_user_external *user_ext; /* per-user override of external */
+	size_t nuser_ext;
+
 	bool has_external4, has_external6;
 	union sockaddr_any external4;  /* port 0; source of outbound IPv4, BIND/UDP announce */
 	union sockaddr_any external6;
@@ -107,6 +117,10 @@ int config_load_file(const char *path, struct config **out, char *err, size_t er
 struct config *config_load(const char *path, bool explicit_path, char *err, size_t errlen);
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
+/* The outbound source address for family: the user's own `external`, else
+ * the global one, else NULL (the kernel chooses). user may be NULL. */
+const union sockaddr_any *config_external_for(const struct config *c, const char *user,
+	int family);
 /* Prints the effective configuration in config-file syntax (socks5d -T). */
 void config_dump(const struct config *c, FILE *out);
 /* NULL-terminated list of every keyword the parser accepts. */

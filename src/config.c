@@ -116,7 +116,7 @@ static const struct config_keyword keywords[] = {
 	/* at most one per address family; set_announce checks */
 	{ "announce", 1, 1, true, set_announce, 0, 0, 0, 0 },
 	{ "auth", 1, 2, false, set_auth, 0, 0, 0, 0 },
-	{ "user", 2, 2, true, set_user, 0, 0, 0, 0 },
+	{ "user", 2, 6, true, set_user, 0, 0, 0, 0 },
 	{ "users-file", 1, 1, false, set_users_file, 0, 0, 0, 0 },
 	{ "log", 1, 1, false, set_log, 0, 0, 0, 0 },
 	{ "log-level", 1, 1, false, set_log_level, 0, 0, 0, 0 },
@@ -380,11 +380,62 @@ set_auth(struct config_parse *p, char **argv)
 static int
 set_user(struct config_parse *p, char **argv)
 {
+	struct config *c = p->c;
+	struct config_user_external ue;
 	char msg[384];
 
-	if (auth_table_add(p->c->users, argv[0], argv[1], NULL, msg, sizeof(msg)) < 0)
+	if (p->argc % 2 != 0)
+		return perr(p, "user: expected NAME SECRET [external ADDR]...");
+	memset(&ue, 0, sizeof(ue));
+	for (int i = 2; i < p->argc; i += 2) {
+		union sockaddr_any a;
+		if (strcmp(argv[i], "external") != 0)
+			return perr(p, "user: unknown option '%s' (external)", argv[i]);
+		if (net_parse_addr(argv[i + 1], 0, &a) < 0)
+			return perr(p, "user: bad external address '%s' (expected a numeric IPv4 "
+				       "or IPv6 address)", argv[i + 1]);
+		if ((a.sa.sa_family == AF_INET && ue.has4) || (a.sa.sa_family == AF_INET6 && ue.has6))
+			return perr(p, "user: a second external address of the same family");
+		if (a.sa.sa_family == AF_INET) {
+			ue.ext4 = a;
+			ue.has4 = true;
+		} else {
+			ue.ext6 = a;
+			ue.has6 = true;
+		}
+	}
+	if (auth_table_add(c->users, argv[0], argv[1], NULL, msg, sizeof(msg)) < 0)
 		return perr(p, "user: %s", msg);
+	if (ue.has4 || ue.has6) {
+		struct config_user_external *v = realloc(c->user_ext,
+			(c->nuser_ext + 1) * sizeof(*v));
+		if (!v)
+			return perr(p, "user: out of memory");
+		snprintf(ue.name, sizeof(ue.name), "%s", argv[0]);
+		c->user_ext = v;
+		c->user_ext[c->nuser_ext++] = ue;
+	}
 	return 0;
+}
+
+const union sockaddr_any *
+config_external_for(const struct config *c, const char *user, int family)
+{
+	for (size_t i = 0; user && i < c->nuser_ext; i++) {
+		const struct config_user_external *ue = &c->user_ext[i];
+		if (strcmp(ue->name, user) != 0)
+			continue;
+		if (family == AF_INET && ue->has4)
+			return &ue->ext4;
+		if (family == AF_INET6 && ue->has6)
+			return &ue->ext6;
+		break;
+	}
+	if (family == AF_INET && c->has_external4)
+		return &c->external4;
+	if (family == AF_INET6 && c->has_external6)
+		return &c->external6;
+	return NULL;
 }
 
 /* Relative paths are relative to the directory of the config file (the
@@ -966,6 +1017,7 @@ config_unref(struct config *c)
 		return;
 	auth_table_free(c->users);
 	acl_free(c->acl);
+	free(c->user_ext);
 	free(c);
 }
 
@@ -1039,6 +1091,15 @@ config_dump(const struct config *c, FILE *out)
 	}
 	if (c->has_metrics)
 		fprintf(out, "metrics %s\n", net_addr_format(&c->metrics, buf, sizeof(buf)));
+	for (size_t i = 0; i < c->nuser_ext; i++) {
+		const struct config_user_external *ue = &c->user_ext[i];
+		fprintf(out, "# user %s:", ue->name);
+		if (ue->has4)
+			fprintf(out, " external %s", net_ip_format(&ue->ext4, buf, sizeof(buf)));
+		if (ue->has6)
+			fprintf(out, " external %s", net_ip_format(&ue->ext6, buf, sizeof(buf)));
+		fprintf(out, "\n");
+	}
 	acl_dump(c->acl, out);
 	fprintf(out, "max-connections %u\n", c->max_connections);
 	fprintf(out, "max-connections-per-ip %u\n", c->max_connections_per_ip);

@@ -730,14 +730,11 @@ conn_on_resolved(const struct resolver_result *res, void *arg)
 	conn_connect_next(c);
 }
 
+/* Outbound source address (external), per user when configured. */
 static const union sockaddr_any *
-conn_source_for(const struct conn *c, int family)
+conn_external_for(const struct conn *c, int family)
 {
-	if (family == AF_INET && c->cfg->has_external4)
-		return &c->cfg->external4;
-	if (family == AF_INET6 && c->cfg->has_external6)
-		return &c->cfg->external6;
-	return NULL;
+	return config_external_for(c->cfg, c->user, family);
 }
 
 static void
@@ -785,7 +782,7 @@ conn_connect_next(struct conn *c)
 				continue;
 			}
 		}
-		fd = net_connect_start(&to, conn_source_for(c, to.sa.sa_family));
+		fd = net_connect_start(&to, conn_external_for(c, to.sa.sa_family));
 		if (fd < 0) {
 			hs->last_err = errno;
 			continue;
@@ -953,16 +950,6 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 	conn_set_state(c, CONN_ST_RELAY);
 	free(c->hs);
 	c->hs = NULL;
-}
-
-static const union sockaddr_any *
-conn_external_for(const struct conn *c, int family)
-{
-	if (family == AF_INET && c->cfg->has_external4)
-		return &c->cfg->external4;
-	if (family == AF_INET6 && c->cfg->has_external6)
-		return &c->cfg->external6;
-	return NULL;
 }
 
 /* Behind NAT the address to announce in BIND and UDP replies is not the

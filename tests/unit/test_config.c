@@ -379,6 +379,35 @@ test_rules_limits_run_as(void **state)
 }
 
 static void
+test_user_external_overrides_global_external(void **state)
+{
+	struct config *c;
+	char buf[NET_ADDRSTRLEN];
+
+	(void)state;
+	c = parse_ok("external 192.0.2.1\nuser alice pw external 192.0.2.10 external 2001:db8::10\n"
+		     "user bob pw\n");
+	assert_string_equal(net_ip_format(config_external_for(c, "alice", AF_INET), buf,
+				    sizeof(buf)), "192.0.2.10");
+	assert_string_equal(net_ip_format(config_external_for(c, "alice", AF_INET6), buf,
+				    sizeof(buf)), "2001:db8::10");
+	assert_string_equal(net_ip_format(config_external_for(c, "bob", AF_INET), buf,
+				    sizeof(buf)), "192.0.2.1");
+	assert_string_equal(net_ip_format(config_external_for(c, NULL, AF_INET), buf,
+				    sizeof(buf)), "192.0.2.1");
+	assert_null(config_external_for(c, "bob", AF_INET6));
+	assert_true(auth_check(c->users, "alice", "pw"));
+	config_unref(c);
+	parse_err("user a pw external\n", "t.conf:1: user: expected NAME SECRET [external ADDR]...");
+	parse_err("user a pw source 1.2.3.4\n", "t.conf:1: user: unknown option 'source' (external)");
+	parse_err("user a pw external host\n",
+		"t.conf:1: user: bad external address 'host' (expected a numeric IPv4 or IPv6 "
+		"address)");
+	parse_err("user a pw external 1.2.3.4 external 1.2.3.5\n",
+		"t.conf:1: user: a second external address of the same family");
+}
+
+static void
 test_workers_range(void **state)
 {
 	struct config *c;
@@ -444,8 +473,8 @@ test_user_errors(void **state)
 	parse_err("user alice pw\nuser alice other\n", "t.conf:2: user: duplicate user 'alice'");
 	parse_err("user \"\" pw\n", "t.conf:1: user: empty user name");
 	parse_err("user alice \"\"\n", "t.conf:1: user: empty secret for user 'alice'");
-	parse_err("user alice\n", "t.conf:1: user: expected 2 arguments, got 1");
-	parse_err("user alice pw extra\n", "t.conf:1: user: expected 2 arguments, got 3");
+	parse_err("user alice\n", "t.conf:1: user: expected 2 to 6 arguments, got 1");
+	parse_err("user alice pw extra\n", "t.conf:1: user: expected NAME SECRET [external ADDR]...");
 	snprintf(text, sizeof(text), "user %0256d pw\n", 0);
 	parse_err(text, "t.conf:1: user: user name longer than 255 bytes");
 	snprintf(text, sizeof(text), "user bob %0256d\n", 0);
@@ -1348,6 +1377,7 @@ main(void)
 		cmocka_unit_test(test_auth_password_without_users_is_reported_at_auth_line),
 		cmocka_unit_test(test_socks4_defaults_follow_auth_and_cannot_bypass_passwords),
 		cmocka_unit_test(test_workers_range),
+		cmocka_unit_test(test_user_external_overrides_global_external),
 		cmocka_unit_test(test_open_proxy_is_refused_with_a_fix),
 		cmocka_unit_test(test_rules_limits_run_as),
 		cmocka_unit_test(test_proxy_protocol_metrics_announce),
