@@ -491,6 +491,15 @@ conn_is_self(const struct conn *c, const union sockaddr_any *dst)
 	net_addr_unmap(&d);
 	if (net_addr_is_loopback(&d))
 		return true;
+	{
+		/* connect() to 0.0.0.0 or :: reaches this host (Linux routes it
+		 * to loopback): as much "self" as 127.0.0.1. */
+		union sockaddr_any any;
+		memset(&any, 0, sizeof(any));
+		any.sa.sa_family = d.sa.sa_family;
+		if (net_addr_ip_equal(&d, &any))
+			return true;
+	}
 	for (size_t i = 0; i < c->cfg->nlisten; i++) {
 		const union sockaddr_any *l = &c->cfg->listen[i].addr;
 		union sockaddr_any wild;
