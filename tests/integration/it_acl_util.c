@@ -24,8 +24,8 @@
 
 /* ---- ports ------------------------------------------------------------- */
 
-static bool
-it_acl_port_bindable(uint16_t port)
+bool
+it_acl_port_free(uint16_t port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
@@ -59,7 +59,7 @@ it_acl_free_port(void)
 		uint16_t port = (uint16_t)(24000 + ((r[0] << 8 | r[1]) % 8000));
 		for (size_t k = 0; k < ngiven; k++)
 			dup |= given[k] == port;
-		if (dup || !it_acl_port_bindable(port))
+		if (dup || !it_acl_port_free(port))
 			continue;
 		if (ngiven < IT_ACL_MAX_PORTS)
 			given[ngiven++] = port;

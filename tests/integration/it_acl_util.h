@@ -15,6 +15,8 @@
 /* A free port on 127.0.0.1 (below the ephemeral range, never one handed out
  * before in this run), 0 when none was found. */
 uint16_t it_acl_free_port(void);
+/* Whether port can be bound on 127.0.0.1 right now. */
+bool it_acl_port_free(uint16_t port);
 
 /* PROXY protocol v1 line "PROXY TCP4|TCP6 src dst sport dport\r\n" into out
  * (>= 108 bytes). Returns its length. */

@@ -4,6 +4,7 @@
  * and a background program runner (see it_scale_util.h).
  */
 #include "it_scale_util.h"
+#include "it_acl_util.h"
 
 #include <arpa/inet.h>
 #include <ctype.h>
@@ -17,6 +18,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/prctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <sys/wait.h>
@@ -305,4 +307,71 @@ it_scale_stop(pid_t *pid)
 		it_sleep_ms(10);
 	}
 	*pid = 0;
+}
+
+/* ---- a daemon with few descriptors ------------------------------------- */
+
+int
+it_scale_fixture_start_nofile(void **state, const char *config_lines, unsigned nofile)
+{
+	const char *server = getenv("SOCKS5D"), *keep;
+	struct it_fixture *fx = calloc(1, sizeof(*fx));
+	struct it_daemon *d;
+	uint64_t deadline;
+	FILE *f;
+
+	if (fx == NULL)
+		return -1;
+	*state = fx;
+	d = &fx->d;
+	keep = getenv("IT_KEEP");
+	d->keep = keep != NULL && *keep != '\0';
+	if (server == NULL || *server == '\0')
+		server = "build/socks5d";
+	snprintf(d->dir, sizeof(d->dir), "/tmp/socks5d-it-nofile.XXXXXX");
+	if (mkdtemp(d->dir) == NULL)
+		return -1;
+	snprintf(d->conf, sizeof(d->conf), "%s/socks5d.conf", d->dir);
+	snprintf(d->log, sizeof(d->log), "%s/server.log", d->dir);
+	if ((d->port = it_acl_free_port()) == 0 || (f = fopen(d->conf, "w")) == NULL)
+		return -1;
+	fprintf(f, "# written by tests/integration/it_scale_util.c\nlisten 127.0.0.1:%u\n%s",
+		d->port, config_lines);
+	if (fclose(f) != 0)
+		return -1;
+	d->pid = fork();
+	if (d->pid < 0)
+		return -1;
+	if (d->pid == 0) {
+		const struct rlimit rl = { .rlim_cur = nofile, .rlim_max = nofile };
+		char *argv[] = { (char *)server, "-f", d->conf, NULL };
+		(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
+		int devnull = open("/dev/null", O_RDONLY);
+		int logfd = open(d->log, O_WRONLY | O_CREAT | O_APPEND, 0644);
+		if (devnull < 0 || logfd < 0 || dup2(devnull, 0) < 0 || dup2(logfd, 1) < 0 ||
+			dup2(logfd, 2) < 0)
+			_exit(126);
+		close_range(3, ~0U, 0);
+		if (setrlimit(RLIMIT_NOFILE, &rl) < 0)
+			_exit(125);
+		signal(SIGPIPE, SIG_DFL);
+		execv(argv[0], argv);
+		_exit(127);
+	}
+	deadline = it_now_ms() + 5000;
+	while (it_now_ms() < deadline) {
+		int fd;
+		if (!it_daemon_running(d))
+			break;
+		if ((fd = it_connect_addr("127.0.0.1", d->port, NULL)) >= 0) {
+			it_close(fd);
+			fx->started = true;
+			return 0;
+		}
+		it_sleep_ms(20);
+	}
+	fprintf(stderr, "daemon with RLIMIT_NOFILE %u did not start\n", nofile);
+	d->keep = true;
+	it_daemon_log_tail(d, 20);
+	return -1;
 }

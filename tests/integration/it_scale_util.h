@@ -10,6 +10,8 @@
 
 #include "harness.h"
 
+#include <sys/types.h>
+
 /* utime + stime of pid in milliseconds, -1 when it cannot be read. */
 long long it_scale_cpu_ms(pid_t pid);
 /* The children of pid (from /proc/PID/stat ppid fields), at most cap.
@@ -36,6 +38,11 @@ bool it_scale_metric(const char *text, const char *key, unsigned long long *v);
 #define IT_SCALE_DOWN_SEED 0x0d0eULL  /* the answer is this xorshift stream */
 int it_scale_updown_start(struct it_target *t);
 void it_scale_updown_stop(struct it_target *t);
+
+/* Like it_fixture_start (no auth), but the daemon is started with
+ * RLIMIT_NOFILE soft = hard = nofile, set in the child before exec, and
+ * only on 127.0.0.1. Returns 0 or -1 (printed). */
+int it_scale_fixture_start_nofile(void **state, const char *config_lines, unsigned nofile);
 
 /* Starts argv in the background with stdin /dev/null and stdout/stderr
  * appended to log_path; it dies with the test runner. Returns the pid or

@@ -1,8 +1,9 @@
 /*
  * Scaling features against the real daemon (issue 10): descriptor
  * exhaustion (shed new clients at once, keep serving the others, do not
- * spin, recover), "workers 2" (both serve, a killed worker is restarted
- * while sessions go on, SIGHUP reaches both), PROXY protocol listeners (v1
+ * spin, recover), "workers 2" (both serve, each has its own metrics
+ * endpoint, a killed worker is restarted while sessions go on, SIGHUP
+ * reaches both), PROXY protocol listeners (v1
  * and v2 headers name the client for logs and rules; no header, a bad one
  * or an untrusted sender is closed), a real HAProxy with send-proxy-v2 in
  * front of two daemons, and the Prometheus endpoint's counters moving by
@@ -17,9 +18,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <sys/resource.h>
 #include <sys/socket.h>
-#include <sys/stat.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
@@ -32,34 +31,120 @@
 
 #define FD_LIMIT 64
 #define FD_MAX_SESSIONS 64
+#define FD_MAX_IDLE 4
+
+enum attempt {
+	ATTEMPT_OK,        /* CONNECT succeeded */
+	ATTEMPT_SHED,      /* closed with no byte sent to us */
+	ATTEMPT_REP01,     /* greeted, then CONNECT got REP 01 */
+	ATTEMPT_OTHER,     /* anything else (err says what) */
+};
+
+/* A whole session (no auth, CONNECT echo4), classified. */
+static enum attempt
+attempt_session(uint16_t port, int *out, char *err, size_t errlen)
+{
+	const uint8_t greet[] = { 0x05, 0x01, 0x00 };
+	uint8_t got[2], addr[32];
+	struct it_reply r;
+	size_t k;
+	int fd = it_acl_dial(NULL, port, NULL, 0, err, errlen);
+
+	if (fd < 0)
+		return ATTEMPT_OTHER;
+	(void)it_send_all(fd, greet, sizeof(greet));
+	k = it_recv_exact(fd, got, 2, 2000);
+	if (k == 0 && errno != ETIMEDOUT) {
+		it_close(fd);
+		return ATTEMPT_SHED;
+	}
+	if (k != 2 || got[0] != 0x05 || got[1] != 0x00) {
+		snprintf(err, errlen, "greeting: got %zu bytes (%02x %02x), errno %s", k, got[0],
+			got[1], strerror(errno));
+		it_close(fd);
+		return ATTEMPT_OTHER;
+	}
+	if (it_acl_request(fd, 0x01, addr, it_target_addr(&it_tg.echo4, addr), &r, err,
+		    errlen) < 0) {
+		it_close(fd);
+		return ATTEMPT_OTHER;
+	}
+	if (r.rep == 0x00) {
+		*out = fd;
+		return ATTEMPT_OK;
+	}
+	snprintf(err, errlen, "CONNECT: REP %02x", r.rep);
+	it_close(fd);
+	return r.rep == 0x01 ? ATTEMPT_REP01 : ATTEMPT_OTHER;
+}
+
+/* A client that only greets (one descriptor in the daemon). Returns its
+ * fd, or -1 when it was shed; fails the test on anything else. */
+static int
+greeted_only(uint16_t port)
+{
+	const uint8_t greet[] = { 0x05, 0x01, 0x00 };
+	uint8_t got[2];
+	char err[256];
+	size_t k;
+	int fd = it_acl_dial(NULL, port, NULL, 0, err, sizeof(err));
+
+	if (fd < 0)
+		fail_msg("%s", err);
+	(void)it_send_all(fd, greet, sizeof(greet));
+	k = it_recv_exact(fd, got, 2, 2000);
+	if (k == 0 && errno != ETIMEDOUT) {
+		it_close(fd);
+		return -1;
+	}
+	if (k != 2 || got[0] != 0x05 || got[1] != 0x00)
+		fail_msg("greeting at the descriptor limit: got %zu bytes, %s; want 05 00 or a "
+			"close with nothing", k, k ? "wrong" : strerror(errno));
+	return fd;
+}
 
 static void
 test_fd_exhaustion_sheds_new_clients_without_spinning_and_recovers(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
-	const struct rlimit rl = { .rlim_cur = FD_LIMIT, .rlim_max = FD_LIMIT };
 	const struct it_acl_client c = { .port = fx->d.port };
-	int fds[FD_MAX_SESSIONS], n = 0, pending[4];
+	int fds[FD_MAX_SESSIONS], n = 0, idle[FD_MAX_IDLE], nidle = 0, pending[4];
+	enum attempt a = ATTEMPT_OTHER;
 	char err[256] = "";
 	long long cpu0, cpu1;
 
-	/* The same as setrlimit before exec: the daemon reads no limit at
-	 * startup other than raising soft to hard, and hard is now 64. */
-	if (prlimit(fx->d.pid, RLIMIT_NOFILE, &rl, NULL) < 0)
-		fail_msg("prlimit(%d, NOFILE, 64): %s", (int)fx->d.pid, strerror(errno));
+	/* setup_fd started the daemon with RLIMIT_NOFILE 64: sessions take
+	 * two descriptors each until one cannot get both. */
 	print_message("[   INFO   ] daemon holds %d descriptors of %d\n",
 		it_scale_fd_count(fx->d.pid), FD_LIMIT);
 	while (n < FD_MAX_SESSIONS) {
-		int fd = it_acl_session(&c, &it_tg.echo4, err, sizeof(err));
-		if (fd < 0)
+		int fd = -1;
+		a = attempt_session(fx->d.port, &fd, err, sizeof(err));
+		if (a != ATTEMPT_OK)
 			break;
 		fds[n++] = fd;
 	}
 	print_message("[   INFO   ] %d sessions open; the next one: %s; daemon holds %d "
-		"descriptors\n", n, err, it_scale_fd_count(fx->d.pid));
-	/* Two descriptors a session: well over 20 fit under 64. */
+		"descriptors\n", n, a == ATTEMPT_SHED ? "shed" : err, it_scale_fd_count(fx->d.pid));
+	/* Refused cleanly: shed at accept, or (one descriptor left for the
+	 * client, none for its target) REP 01. */
+	if (a != ATTEMPT_SHED && a != ATTEMPT_REP01)
+		fail_msg("session %d at the descriptor limit: %s; want a close with nothing, "
+			"or REP 01", n + 1, err);
 	assert_in_range(n, 20, FD_MAX_SESSIONS - 1);
-	/* At the limit a new client is closed at once, not left hanging. */
+	/* Clients that only greet take whatever single descriptors are left;
+	 * then the listener has none and must shed. */
+	while (nidle < FD_MAX_IDLE) {
+		int fd = greeted_only(fx->d.port);
+		if (fd < 0)
+			break;
+		idle[nidle++] = fd;
+	}
+	print_message("[   INFO   ] %d greeted-only clients fit before the first shed\n", nidle);
+	if (nidle == FD_MAX_IDLE)
+		fail_msg("%d more clients accepted at the descriptor limit, none shed", nidle);
+	/* At the limit a new client is closed at once, not left in the
+	 * backlog. */
 	for (int i = 0; i < 3; i++) {
 		int fd = it_acl_dial(NULL, fx->d.port, NULL, 0, err, sizeof(err));
 		if (fd < 0)
@@ -85,10 +170,11 @@ test_fd_exhaustion_sheds_new_clients_without_spinning_and_recovers(void **state)
 		fail_msg("daemon used %lld ms of CPU in 2 s at the descriptor limit (want < 200: "
 			"not spinning)", cpu1 - cpu0);
 	it_acl_expect_log(&fx->d, "accept: shedding new connections", 2000);
-	/* Recovery: closing sessions frees descriptors for new ones. */
-	for (int i = 0; i < 4; i++) {
+	/* Recovery: closing clients frees descriptors for new sessions. */
+	while (nidle > 0)
+		it_close(idle[--nidle]);
+	for (int i = 0; i < 4; i++)
 		it_close(fds[--n]);
-	}
 	for (int i = 0; i < 2; i++) {
 		int fd = it_acl_session_retry(&c, &it_tg.echo4, 3000, err, sizeof(err));
 		if (fd < 0)
@@ -103,7 +189,9 @@ test_fd_exhaustion_sheds_new_clients_without_spinning_and_recovers(void **state)
 static int
 setup_fd(void **state)
 {
-	return it_fixture_start_for(state, SOCKS5D_ONLY, "log-level info\n", NULL, NULL);
+	if (!it_server_has(SOCKS5D_ONLY))
+		return it_fixture_start_for(state, SOCKS5D_ONLY, "", NULL, NULL);
+	return it_scale_fixture_start_nofile(state, "log-level info\n", FD_LIMIT);
 }
 
 /* ======================================================================
@@ -226,11 +314,70 @@ test_sighup_to_supervisor_reaches_both_workers(void **state)
 	}
 }
 
+static uint16_t workers_metrics;   /* worker i serves metrics on this + i */
+
+/* connect/0x00 sessions worker w's own endpoint reports; -1 on failure. */
+static long long
+worker_sessions(int w)
+{
+	char key[128], *body = NULL;
+	unsigned long long v = 0;
+	int st = it_scale_http((uint16_t)(workers_metrics + w),
+		"GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &body, 3000);
+
+	snprintf(key, sizeof(key),
+		"socks5d_sessions_total{worker=\"%d\",cmd=\"connect\",rep=\"0x00\"}", w);
+	if (st != 200) {
+		free(body);
+		return -1;
+	}
+	(void)it_scale_metric(body, key, &v);
+	free(body);
+	return (long long)v;
+}
+
+static void
+test_each_worker_serves_its_own_metrics_on_port_plus_index(void **state)
+{
+	uint64_t deadline = it_now_ms() + 3000;
+	long long s0, s1;
+
+	it_fx(state);
+	/* After the 500 sessions: each worker counts its own, labelled. */
+	for (;;) {
+		s0 = worker_sessions(0);
+		s1 = worker_sessions(1);
+		if ((s0 >= 0 && s1 >= 0 && s0 + s1 >= 500) || it_now_ms() >= deadline)
+			break;
+		it_sleep_ms(20);
+	}
+	print_message("[   INFO   ] metrics: worker 0 on %u: %lld sessions, worker 1 on %u: %lld\n",
+		workers_metrics, s0, workers_metrics + 1, s1);
+	if (s0 < 0 || s1 < 0)
+		fail_msg("GET /metrics: worker 0 on port %u %s, worker 1 on port %u %s",
+			workers_metrics, s0 < 0 ? "failed" : "ok", workers_metrics + 1,
+			s1 < 0 ? "failed" : "ok");
+	if (s0 == 0 || s1 == 0 || s0 + s1 < 500)
+		fail_msg("worker metrics count %lld + %lld connect sessions, want both > 0 and "
+			"at least 500 together", s0, s1);
+}
+
 static int
 setup_workers(void **state)
 {
-	return it_fixture_start_for(state, SOCKS5D_ONLY, "workers 2\nlog-level info\n", NULL,
-		NULL);
+	char conf[128];
+
+	/* Two consecutive free ports for the two workers' endpoints. */
+	for (int i = 0; i < 20 && workers_metrics == 0; i++) {
+		uint16_t p = it_acl_free_port();
+		if (p != 0 && it_acl_port_free((uint16_t)(p + 1)))
+			workers_metrics = p;
+	}
+	if (workers_metrics == 0)
+		return -1;
+	snprintf(conf, sizeof(conf), "workers 2\nmetrics 127.0.0.1:%u\nlog-level info\n",
+		workers_metrics);
+	return it_fixture_start_for(state, SOCKS5D_ONLY, conf, NULL, NULL);
 }
 
 /* ======================================================================
@@ -302,9 +449,10 @@ static void
 test_proxy_v2_ipv6_header_with_greeting_in_same_segment(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
-	uint8_t msg[80];
+	uint8_t msg[80], addr[32];
 	const uint8_t chosen[] = { 0x05, 0x00 };
 	size_t n = it_acl_proxy_v2(msg, "2001:db8::8", 7777, "::1", pp_port);
+	struct it_reply r;
 	char err[256];
 	int fd;
 
@@ -317,8 +465,13 @@ test_proxy_v2_ipv6_header_with_greeting_in_same_segment(void **state)
 	if (fd < 0)
 		fail_msg("%s", err);
 	it_expect_bytes(fd, chosen, sizeof(chosen));
+	if (it_acl_request(fd, 0x01, addr, it_target_addr(&it_tg.echo4, addr), &r, err,
+		    sizeof(err)) < 0)
+		fail_msg("CONNECT: %s", err);
+	assert_int_equal(r.rep, 0x00);
+	it_expect_echo(fd, 4096, 301);
 	it_close(fd);
-	(void)fx;
+	it_acl_expect_log(&fx->d, "client=[2001:db8::8]:7777 ", 3000);
 }
 
 /* Connects (from src) to the PROXY listener, sends p, expects a close with
@@ -420,6 +573,7 @@ setup_proxy(void **state)
 
 static struct {
 	bool have;              /* haproxy installed and running */
+	bool broken;            /* installed, but it did not start */
 	char path[256];
 	char dir[64];           /* its config and log */
 	char conf[128], log[128];
@@ -433,6 +587,8 @@ static struct {
 static void
 need_haproxy(void)
 {
+	if (hap.broken)
+		fail_msg("haproxy is installed but did not start (its log is above)");
 	if (!hap.have) {
 		print_message("[   INFO   ] SKIP: haproxy is not installed (Debian package "
 			"haproxy)\n");
@@ -490,7 +646,7 @@ static void
 test_haproxy_client_denied_by_real_address(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
-	const struct it_acl_client ok = { .src = "127.0.0.7", .port = hap.port };
+	const struct it_acl_client ok = { .src = "127.0.0.6", .port = hap.port };
 	const uint8_t greet[] = { 0x05, 0x01, 0x00 };
 	char err[256], needle[64];
 	int fd;
@@ -594,11 +750,25 @@ haproxy_start(void)
 		it_sleep_ms(20);
 	}
 	fprintf(stderr, "haproxy did not start; its log %s:\n", hap.log);
-	char cmd[256];
-	snprintf(cmd, sizeof(cmd), "cat '%s' >&2", hap.log);
-	if (system(cmd) != 0)
-		fprintf(stderr, "(none)\n");
+	if ((f = fopen(hap.log, "r")) != NULL) {
+		char line[512];
+		while (fgets(line, sizeof(line), f) != NULL)
+			fputs(line, stderr);
+		fclose(f);
+	}
 	return -1;
+}
+
+/* A daemon behind HAProxy: PROXY listener on port, 127.0.0.5 denied. */
+static void
+backend_conf(char *conf, size_t cap, uint16_t port)
+{
+	snprintf(conf, cap,
+		"listen 127.0.0.1:%u proxy-protocol\n"
+		"proxy-protocol-from 127.0.0.1\n"
+		"client deny 127.0.0.5\n"
+		"client allow all\n"
+		"log-level info\n", port);
 }
 
 static int
@@ -607,30 +777,28 @@ setup_haproxy(void **state)
 	char conf[512];
 
 	memset(&hap, 0, sizeof(hap));
+	if (!it_server_has(SOCKS5D_ONLY))
+		return it_fixture_start_for(state, SOCKS5D_ONLY, "", NULL, NULL);
 	hap.pp[0] = it_acl_free_port();
 	hap.pp[1] = it_acl_free_port();
-	for (int i = 1; i >= 0; i--) {
-		snprintf(conf, sizeof(conf),
-			"listen 127.0.0.1:%u proxy-protocol\n"
-			"proxy-protocol-from 127.0.0.1\n"
-			"client deny 127.0.0.5\n"
-			"client allow all\n"
-			"log-level info\n", hap.pp[i]);
-		if (i == 1) {
-			if (!it_server_has(SOCKS5D_ONLY))
-				continue;
-			if (it_daemon_start(&hap.second, conf) != 0)
-				return -1;
-			hap.second_started = true;
-		} else if (it_fixture_start_for(state, SOCKS5D_ONLY, conf, NULL, NULL) != 0) {
-			return -1;
-		}
-	}
-	if (!hap.second_started || haproxy_find(hap.path, sizeof(hap.path)) == NULL)
-		return 0;
-	if (haproxy_start() < 0)
+	backend_conf(conf, sizeof(conf), hap.pp[1]);
+	if (it_daemon_start(&hap.second, conf) != 0)
 		return -1;
-	hap.have = true;
+	hap.second_started = true;
+	backend_conf(conf, sizeof(conf), hap.pp[0]);
+	if (it_fixture_start(state, conf, NULL, NULL) != 0) {
+		(void)it_daemon_stop(&hap.second);
+		hap.second_started = false;
+		return -1;
+	}
+	if (haproxy_find(hap.path, sizeof(hap.path)) == NULL)
+		return 0;
+	/* A failure to start is reported by each test; the daemons are
+	 * stopped by the teardown, which a failed setup would skip. */
+	if (haproxy_start() < 0)
+		hap.broken = true;
+	else
+		hap.have = true;
 	return 0;
 }
 
@@ -858,6 +1026,7 @@ it_run_scale_tests(void)
 	};
 	const struct CMUnitTest worker_tests[] = {
 		IT_TEST(test_workers_share_500_sessions),
+		IT_TEST(test_each_worker_serves_its_own_metrics_on_port_plus_index),
 		IT_TEST(test_killed_worker_is_restarted_while_sessions_go_on),
 		IT_TEST(test_sighup_to_supervisor_reaches_both_workers),
 	};
