@@ -255,13 +255,23 @@ conn_reply(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 static enum step
 conn_fail(struct conn *c, uint8_t rep, const char *why)
 {
-
 	c->rep = rep;
 	c->end = why;
 	if (conn_reply(c, rep, NULL) < 0)
 		return STEP_CLOSE;
 	conn_set_state(c, CONN_ST_CLOSING);
 	return STEP_AGAIN;
+}
+
+/* conn_fail from an asynchronous completion (lookup, connect, timer):
+ * outside conn_advance, so it drives the closing itself. */
+static void
+conn_fail_async(struct conn *c, uint8_t rep, const char *why)
+{
+	if (conn_fail(c, rep, why) == STEP_CLOSE)
+		conn_close(c, c->end);
+	else
+		conn_advance(c);
 }
 
 /* --- state steps --------------------------------------------------------- */
@@ -727,10 +737,7 @@ conn_on_resolved(const struct resolver_result *res, void *arg)
 	if (res->status != RESOLVER_OK || res->naddrs == 0) {
 		log_debug("conn %" PRIu64 ": lookup of %s failed: %s", c->id,
 			hs->req.dst.name, resolver_status_str(res->status));
-		if (conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, resolver_status_str(res->status)) == STEP_CLOSE)
-			conn_close(c, c->end);
-		else
-			conn_advance(c);
+		conn_fail_async(c, SOCKS_REP_HOST_UNREACHABLE, resolver_status_str(res->status));
 		return;
 	}
 	hs->res = *res;
@@ -806,18 +813,12 @@ conn_connect_next(struct conn *c)
 		return;
 	}
 	if (hs->denied && hs->last_err == 0) {
-		if (conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule") == STEP_CLOSE)
-			conn_close(c, c->end);
-		else
-			conn_advance(c);
+		conn_fail_async(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");
 		return;
 	}
 	if (hs->last_err == 0)
 		hs->last_err = ETIMEDOUT;
-	if (conn_fail(c, proto_rep_from_errno(hs->last_err), strerror(hs->last_err)) == STEP_CLOSE)
-		conn_close(c, c->end);
-	else
-		conn_advance(c);
+	conn_fail_async(c, proto_rep_from_errno(hs->last_err), strerror(hs->last_err));
 }
 
 static void
@@ -913,10 +914,7 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 	if (peer_fd < 0) {
 		errno = err;
 		log_warn("conn %" PRIu64 ": bind: accept", c->id);
-		if (conn_fail(c, SOCKS_REP_GENERAL_FAILURE, strerror(err)) == STEP_CLOSE)
-			conn_close(c, c->end);
-		else
-			conn_advance(c);
+		conn_fail_async(c, SOCKS_REP_GENERAL_FAILURE, strerror(err));
 		return;
 	}
 	if (log_enabled(LOG_LVL_DEBUG)) {
@@ -933,10 +931,7 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 				net_addr_format(peer, a, sizeof(a)));
 			conn_log_denied(c, what, line);
 			close(peer_fd);
-			if (conn_fail(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied") == STEP_CLOSE)
-				conn_close(c, c->end);
-			else
-				conn_advance(c);
+			conn_fail_async(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied");
 			return;
 		}
 	}
@@ -1176,10 +1171,7 @@ conn_on_timer(struct loop *loop, void *arg)
 	case CONN_ST_RESOLVING:
 		resolver_cancel(c->hs->query);
 		c->hs->query = NULL;
-		if (conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, "lookup timeout") == STEP_CLOSE)
-			conn_close(c, c->end);
-		else
-			conn_advance(c);
+		conn_fail_async(c, SOCKS_REP_HOST_UNREACHABLE, "lookup timeout");
 		break;
 	case CONN_ST_CONNECTING:
 		c->hs->last_err = ETIMEDOUT;
@@ -1198,10 +1190,7 @@ conn_on_timer(struct loop *loop, void *arg)
 	case CONN_ST_BIND_WAIT:
 		bindcmd_stop(c->bind);
 		c->bind = NULL;
-		if (conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, "bind timeout") == STEP_CLOSE)
-			conn_close(c, c->end);
-		else
-			conn_advance(c);
+		conn_fail_async(c, SOCKS_REP_HOST_UNREACHABLE, "bind timeout");
 		break;
 	case CONN_ST_CLOSING:
 		conn_close(c, c->end);
