@@ -30,4 +30,15 @@ int auth_table_load_file(struct auth_table *t, const char *path, char *err, size
  * time whether or not the user exists. */
 bool auth_check(struct auth_table *t, const char *user, const char *pass);
 
+enum auth_result {
+	AUTH_RESULT_OK = 0,
+	AUTH_RESULT_FAIL,
+	AUTH_RESULT_NEED_HASH, /* only with may_hash false: a crypt(3) run is needed */
+};
+/* auth_check with a say in the expensive part: with may_hash false, a
+ * check that would run crypt(3) (unknown user, hashed secret not cached)
+ * answers AUTH_RESULT_NEED_HASH at once. *hashed tells whether crypt ran. */
+enum auth_result auth_check_ex(struct auth_table *t, const char *user, const char *pass,
+	bool may_hash, bool *hashed);
+
 #endif

@@ -54,6 +54,8 @@ struct conn_env {
 	struct conn *head;           /* live connections */
 	uint64_t next_id;
 	struct conn_stats stats;
+	int64_t hash_budget_us;      /* crypt(3) time the loop may still spend */
+	uint64_t hash_budget_at_ms;  /* loop time of the last refill */
 	void (*on_empty)(void *arg); /* called when active drops to 0 (shutdown) */
 	void *on_empty_arg;
 };

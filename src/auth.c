@@ -468,6 +468,15 @@ crypt_padded(struct auth_table *t, const char *pass, const char *setting,
 bool
 auth_check(struct auth_table *t, const char *user, const char *pass)
 {
+	bool hashed;
+
+	return auth_check_ex(t, user, pass, true, &hashed) == AUTH_RESULT_OK;
+}
+
+enum auth_result
+auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may_hash,
+	bool *hashed)
+{
 	static const char dummy_plain[AUTH_CMP_LEN];
 	char given[AUTH_CMP_LEN], computed[AUTH_CMP_LEN];
 	struct auth_user *u;
@@ -475,8 +484,9 @@ auth_check(struct auth_table *t, const char *user, const char *pass)
 	uint64_t tag;
 	bool ok, len_ok;
 
+	*hashed = false;
 	if (!t || !user || !pass)
-		return false;
+		return AUTH_RESULT_FAIL;
 	u = find_user(t, user);
 	plen = strnlen(pass, AUTH_CMP_LEN);
 	/* Over-long passwords still do the full work and then fail. */
@@ -485,13 +495,19 @@ auth_check(struct auth_table *t, const char *user, const char *pass)
 	memcpy(given, pass, len_ok ? plen : AUTH_FIELD_MAX);
 	tag = auth_siphash(t->key, given, len_ok ? plen : AUTH_FIELD_MAX);
 
+	if (!may_hash && ((!u && t->dummy_hash) ||
+			  (u && u->hashed && !(u->cache_valid && ((tag ^ u->cache_tag) == 0))))) {
+		explicit_bzero(given, sizeof(given));
+		return AUTH_RESULT_NEED_HASH;
+	}
 	if (!u) {
 		/* Same work as a user of the table's kind, then fail. In a table
 		 * mixing both kinds, a plain-text user answers faster than an
 		 * unknown one; the man page advises against plain text. */
-		if (t->dummy_hash)
+		if (t->dummy_hash) {
 			crypt_padded(t, pass, t->dummy_hash, computed);
-		else
+			*hashed = true;
+		} else
 			memcpy(computed, given, sizeof(computed));
 		(void)ct_equal(computed, t->dummy_hash ? t->dummy_hash : dummy_plain,
 			AUTH_CMP_LEN);
@@ -504,6 +520,7 @@ auth_check(struct auth_table *t, const char *user, const char *pass)
 		ok = true;
 	} else {
 		crypt_padded(t, pass, u->secret, computed);
+		*hashed = true;
 		ok = ct_equal(computed, u->secret, AUTH_CMP_LEN);
 		/* A wrong password never evicts the verified one. */
 		if (ok && len_ok) {
@@ -513,5 +530,5 @@ auth_check(struct auth_table *t, const char *user, const char *pass)
 	}
 	explicit_bzero(given, sizeof(given));
 	explicit_bzero(computed, sizeof(computed));
-	return ok && len_ok;
+	return ok && len_ok ? AUTH_RESULT_OK : AUTH_RESULT_FAIL;
 }

@@ -13,6 +13,8 @@
 #include "log.h"
 #include "loop.h"
 
+#define BINDCMD_PROBES 64
+
 struct bindcmd {
 	struct loop *loop;
 	int fd;
@@ -40,7 +42,9 @@ bindcmd_listen(const union sockaddr_any *addr, uint16_t lo, uint16_t hi)
 	if (getrandom(&start, sizeof(start), GRND_NONBLOCK) < 0)
 		start = (uint32_t)getpid();
 	errno = EADDRINUSE;
-	for (uint32_t i = 0; i < span; i++) {
+	/* At most BINDCMD_PROBES ports per request: a range full of idle
+	 * BINDs must not make every new one walk it inside the loop. */
+	for (uint32_t i = 0; i < span && i < BINDCMD_PROBES; i++) {
 		net_addr_set_port(&a, (uint16_t)(lo + (start + i) % span));
 		fd = net_listen_tcp(&a, 1);
 		if (fd >= 0)

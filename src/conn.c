@@ -14,6 +14,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <time.h>
 #include <unistd.h>
 
 #include "acl.h"
@@ -134,6 +135,7 @@ static void conn_on_resolved(const struct resolver_result *res, void *arg);
 static enum step conn_start_bind(struct conn *c);
 static enum step conn_dispatch_request(struct conn *c);
 static bool conn_admit(struct conn *c);
+static bool conn_refusal_log_ok(const struct conn *c);
 static enum step conn_start_udp(struct conn *c);
 static void conn_relay_done(enum relay_end how, int err, void *arg);
 
@@ -356,6 +358,39 @@ conn_step_greeting(struct conn *c)
 	return STEP_AGAIN;
 }
 
+/* Password hashes (yescrypt, SHA-crypt) cost milliseconds each, on the one
+ * thread that serves everyone: wrong passwords from many addresses must not
+ * stall the other sessions. At most a fifth of the loop's time goes
+ * to crypt(3); past that, checks that need a hash fail at once (a verified
+ * password is cached and never needs one). */
+#define CONN_HASH_US_PER_SEC 200000
+static bool
+conn_auth_check(struct conn *c, const char *user, const char *pass)
+{
+	struct conn_env *env = c->env;
+	uint64_t now = loop_now(env->loop);
+	enum auth_result r;
+	struct timespec t0, t1;
+	bool hashed;
+
+	env->hash_budget_us += (int64_t)(now - env->hash_budget_at_ms) *
+			       (CONN_HASH_US_PER_SEC / 1000);
+	if (env->hash_budget_us > CONN_HASH_US_PER_SEC)
+		env->hash_budget_us = CONN_HASH_US_PER_SEC;
+	env->hash_budget_at_ms = now;
+	clock_gettime(CLOCK_MONOTONIC, &t0);
+	r = auth_check_ex(c->cfg->users, user, pass, env->hash_budget_us > 0, &hashed);
+	if (hashed) {
+		clock_gettime(CLOCK_MONOTONIC, &t1);
+		env->hash_budget_us -= (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
+				       (t1.tv_nsec - t0.tv_nsec) / 1000;
+	}
+	if (r == AUTH_RESULT_NEED_HASH && conn_refusal_log_ok(c))
+		log_warnx("conn %" PRIu64 ": password hashing budget spent (many failed "
+			  "logins?): user \"%s\" refused unchecked", c->id, user);
+	return r == AUTH_RESULT_OK;
+}
+
 static enum step
 conn_step_auth(struct conn *c)
 {
@@ -387,7 +422,7 @@ conn_step_auth(struct conn *c)
 		 * different name than the client sent: never authenticates.
 		 * A locked-out address is not checked at all. */
 		ok = !locked && strlen(up.user) == up.ulen && strlen(up.pass) == up.plen &&
-		     auth_check(c->cfg->users, up.user, up.pass);
+		     conn_auth_check(c, up.user, up.pass);
 		explicit_bzero(&up.pass, sizeof(up.pass));
 		net_addr_format(&c->peer, peer, sizeof(peer));
 		if (!ok) {
@@ -1127,7 +1162,8 @@ conn_on_client(struct loop *loop, unsigned events, void *arg)
 			uint8_t sink[512];
 			n = read(c->fd, sink, sizeof(sink));
 			if (n == 0 || (n < 0 && errno != EAGAIN && errno != EINTR)) {
-				conn_close(c, c->end);
+				conn_close(c, c->state == CONN_ST_UDP ? "client closed"
+								       : c->end);
 				return;
 			}
 		} else if (c->state == CONN_ST_RESOLVING || c->state == CONN_ST_CONNECTING) {

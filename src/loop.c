@@ -275,11 +275,10 @@ timer_start(struct loop *loop, struct timer *t, uint64_t ms)
 		/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers. */
 		struct timer **h = realloc(loop->heap, cap * sizeof(*h));
 		if (!h) {
-			/* Out of memory with a timer to arm: firing at once is the
-			 * safe failure (every timer here is a timeout). */
-			log_warnx("timer heap: out of memory, firing timer now");
-			t->cb(loop, t->arg);
-			return;
+			/* Every timer here is a timeout that must fire; without
+			 * room to keep it, no connection is safe. A clean exit
+			 * (systemd restarts) beats running without timeouts. */
+			fatalx("timer heap: out of memory");
 		}
 		loop->heap = h;
 		loop->heap_cap = cap;

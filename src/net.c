@@ -325,7 +325,9 @@ net_udp_socket(const union sockaddr_any *bind_to, uint16_t port_lo, uint16_t por
 		uint32_t span = (uint32_t)port_hi - port_lo + 1, start = 0;
 		if (getrandom(&start, sizeof(start), GRND_NONBLOCK) < 0)
 			start = (uint32_t)getpid();
-		for (uint32_t i = 0; i < span; i++) {
+		/* A bounded number of probes: a full range must not make a
+		 * request walk all of it inside the event loop. */
+		for (uint32_t i = 0; i < span && i < 64; i++) {
 			net_addr_set_port(&a, (uint16_t)(port_lo + (start + i) % span));
 			if (bind(fd, &a.sa, net_addr_len(&a)) == 0)
 				return fd;

@@ -296,6 +296,13 @@ relay_stop(struct relay *r)
 static void
 relay_finish(struct relay *r, enum relay_end how, int err)
 {
+	if (how == RELAY_END_ERROR) {
+		/* One side failed (reset, EPIPE): abort the other too, so a cut
+		 * transfer does not look complete to it (a FIN would). */
+		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+		for (int i = 0; i < 2; i++)
+			(void)setsockopt(r->w[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+	}
 	relay_stop(r);
 	r->done(how, err, r->arg);
 }

@@ -32,6 +32,7 @@ struct worker {
 	struct watcher w;
 	bool ready;
 	uint64_t started_ms;
+	uint64_t restart_at_ms;  /* when a dead worker may start again */
 };
 
 struct supervisor {
@@ -179,12 +180,23 @@ on_restart_timer(struct loop *loop, void *arg)
 {
 	struct supervisor *s = arg;
 
-	(void)loop;
+	uint64_t now = loop_now(loop), next = 0;
+
 	if (s->stopping)
 		return;
-	for (unsigned i = 0; i < s->n; i++)
-		if (s->workers[i].pid == 0)
+	for (unsigned i = 0; i < s->n; i++) {
+		struct worker *w = &s->workers[i];
+		if (w->pid != 0)
+			continue;
+		if (w->restart_at_ms <= now) {
 			supervisor_spawn(s, i);
+		} else if (next == 0 || w->restart_at_ms < next) {
+			next = w->restart_at_ms;
+		}
+	}
+	/* Workers that died young wait for their own time. */
+	if (next && !timer_active(&s->restart_timer))
+		timer_start(loop, &s->restart_timer, next - now);
 }
 
 static void
@@ -199,7 +211,6 @@ static void
 on_sigchld(struct loop *loop, int signo, void *arg)
 {
 	struct supervisor *s = arg;
-	bool restart_now = false, restart_later = false;
 	pid_t pid;
 	int status;
 
@@ -218,12 +229,10 @@ on_sigchld(struct loop *loop, int signo, void *arg)
 			else if (!s->stopping || WEXITSTATUS(status) != 0)
 				log_warnx("worker %u (pid %d) exited with status %d", i, (int)pid,
 					WEXITSTATUS(status));
-			if (!s->stopping) {
-				if (loop_now(loop) - w->started_ms < RESTART_PAUSE_MS)
-					restart_later = true;
-				else
-					restart_now = true;
-			}
+			/* A worker that died young waits, so a crash loop
+			 * cannot spin the supervisor. */
+			w->restart_at_ms = loop_now(loop) - w->started_ms < RESTART_PAUSE_MS ?
+				loop_now(loop) + RESTART_PAUSE_MS : loop_now(loop);
 		}
 	}
 	if (s->stopping) {
@@ -231,10 +240,7 @@ on_sigchld(struct loop *loop, int signo, void *arg)
 			loop_stop(loop);
 		return;
 	}
-	if (restart_now)
-		on_restart_timer(loop, s);
-	if (restart_later && !timer_active(&s->restart_timer))
-		timer_start(loop, &s->restart_timer, RESTART_PAUSE_MS);
+	on_restart_timer(loop, s);
 	send_status(s);
 }
 

@@ -74,7 +74,7 @@ struct udpassoc {
 
 	struct timer idle_timer;
 	unsigned idle_ms;            /* 0: no idle timeout */
-	uint64_t last_active_ms;     /* loop_now of the last relayed datagram */
+	uint64_t last_active_ms;     /* loop_now of the client's last datagram */
 
 	struct udpassoc_pending *qhead; /* domain datagrams awaiting lookups */
 	size_t qcount, qbytes;
@@ -498,9 +498,11 @@ udpassoc_on_out(struct udpassoc *u, int which)
 		memcpy(p - hlen, hdr, hlen);
 		if (udpassoc_sendto(u, u->relay_w.fd, p - hlen, hlen + (size_t)n,
 			    &u->client_ep)) {
+			/* Not activity: anyone on the Internet can send here,
+			 * and only the client's own datagrams keep the
+			 * association (and its TCP connection) alive. */
 			u->stats.dgrams_down++;
 			u->stats.bytes_down += (uint64_t)n;
-			u->last_active_ms = loop_now(u->loop);
 		}
 	}
 }

@@ -234,6 +234,36 @@ test_sha256_crypt(void **state)
 
 /* --- the verified-password cache ---------------------------------------- */
 
+/* Without a hashing budget (conn's guard against failed-login floods), a
+ * check that needs crypt answers NEED_HASH without running it, while a
+ * cached password and plain-text users still get their answer. */
+static void
+test_check_without_hashing_needs_hash_only_for_uncached(void **state)
+{
+	struct auth_table *t = *state;
+	char hash[CRYPT_OUTPUT_SIZE];
+	bool hashed;
+
+	make_hash("pw1", "$y$", hash, sizeof(hash));
+	add_ok(t, "alice", hash, false);
+	add_ok(t, "bob", "plain", true);
+	crypt_calls = 0;
+	assert_int_equal(auth_check_ex(t, "alice", "pw1", false, &hashed), AUTH_RESULT_NEED_HASH);
+	assert_false(hashed);
+	assert_int_equal(auth_check_ex(t, "nobody", "x", false, &hashed), AUTH_RESULT_NEED_HASH);
+	assert_int_equal(crypt_calls, 0);
+	assert_int_equal(auth_check_ex(t, "bob", "plain", false, &hashed), AUTH_RESULT_OK);
+	assert_int_equal(auth_check_ex(t, "bob", "wrong", false, &hashed), AUTH_RESULT_FAIL);
+	assert_int_equal(auth_check_ex(t, "alice", "pw1", true, &hashed), AUTH_RESULT_OK);
+	assert_true(hashed);
+	assert_int_equal(crypt_calls, 1);
+	/* Now cached: answered without hashing, and a wrong one still needs it. */
+	assert_int_equal(auth_check_ex(t, "alice", "pw1", false, &hashed), AUTH_RESULT_OK);
+	assert_false(hashed);
+	assert_int_equal(auth_check_ex(t, "alice", "pw2", false, &hashed), AUTH_RESULT_NEED_HASH);
+	assert_int_equal(crypt_calls, 1);
+}
+
 static void
 test_cache_skips_crypt_after_success(void **state)
 {
@@ -527,6 +557,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_yescrypt, setup_table, teardown_table),
 		cmocka_unit_test_setup_teardown(test_sha256_crypt, setup_table, teardown_table),
 		cmocka_unit_test_setup_teardown(test_cache_skips_crypt_after_success, setup_table,
+			teardown_table),
+		cmocka_unit_test_setup_teardown(test_check_without_hashing_needs_hash_only_for_uncached, setup_table,
 			teardown_table),
 		cmocka_unit_test_setup_teardown(test_cache_is_per_user, setup_table,
 			teardown_table),
