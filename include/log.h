@@ -6,6 +6,7 @@
 #define SOCKS5D_LOG_H
 
 #include <stdbool.h>
+#include <stdint.h>
 
 enum log_level {
 	LOG_LVL_ERROR = 0,
@@ -29,6 +30,16 @@ bool log_enabled(enum log_level level);
 /* Parses "error|warn|info|debug"; returns -1 when unknown. */
 int log_level_from_string(const char *s);
 const char *log_level_name(enum log_level level);
+
+/* For lines an outsider can trigger at will (refusals, fd exhaustion): at
+ * most `burst` lines per `interval_ms`. Keep one, zeroed, per kind of line. */
+struct log_ratelimit {
+	uint64_t window_start_ms; /* start of the current interval */
+	unsigned in_window;       /* lines allowed in it so far */
+	bool started;
+};
+bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+	unsigned burst);
 
 /* log_warn/log_error append ": strerror(errno)"; the x variants do not. */
 void log_error(const char *fmt, ...) LOG_PRINTF(1, 2);

@@ -31,6 +31,8 @@ bool net_addr_ip_equal(const union sockaddr_any *a, const union sockaddr_any *b)
 /* Turns ::ffff:a.b.c.d into a.b.c.d; leaves other addresses alone. */
 void net_addr_unmap(union sockaddr_any *a);
 bool net_addr_is_loopback(const union sockaddr_any *a);
+/* 0.0.0.0 or :: (also ::ffff:0.0.0.0), any port. */
+bool net_addr_is_unspecified(const union sockaddr_any *a);
 /* "1.2.3.4:80" / "[::1]:80"; out must hold NET_ADDRSTRLEN. */
 #define NET_ADDRSTRLEN (INET6_ADDRSTRLEN + 8)
 const char *net_addr_format(const union sockaddr_any *a, char *out, size_t cap);
@@ -43,6 +45,10 @@ int net_listen_tcp(const union sockaddr_any *a, int backlog);
 /* The same with SO_REUSEPORT, so several worker processes can each have
  * their own listening socket on one address. */
 int net_listen_tcp_reuseport(const union sockaddr_any *a, int backlog);
+/* A listening socket on a's IP with a port from lo..hi (both 0: any port),
+ * for BIND. At most 64 ports of the range are tried, from a random start:
+ * a range full of idle listeners must not make each request walk it. */
+int net_listen_tcp_range(const union sockaddr_any *a, int backlog, uint16_t lo, uint16_t hi);
 /* accept4 nonblocking+cloexec; -1 with errno (EAGAIN when drained). */
 int net_accept(int lfd, union sockaddr_any *peer);
 /* Starts a nonblocking connect. Returns the fd (connect in progress or done)
@@ -53,7 +59,8 @@ int net_connect_result(int fd);
 int net_set_nodelay(int fd);
 int net_local_addr(int fd, union sockaddr_any *out);
 int net_peer_addr(int fd, union sockaddr_any *out);
-/* Nonblocking UDP socket bound to a (port 0 = any, or the range lo..hi). */
+/* Nonblocking UDP socket bound to a (port 0 = any, or the range lo..hi,
+ * probed as net_listen_tcp_range does). */
 int net_udp_socket(const union sockaddr_any *bind_to, uint16_t port_lo, uint16_t port_hi);
 
 #endif

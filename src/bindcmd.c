@@ -7,13 +7,10 @@
 
 #include <errno.h>
 #include <stdlib.h>
-#include <sys/random.h>
 #include <unistd.h>
 
 #include "log.h"
 #include "loop.h"
-
-#define BINDCMD_PROBES 64
 
 struct bindcmd {
 	struct loop *loop;
@@ -26,34 +23,6 @@ struct bindcmd {
 	bindcmd_cb cb;
 	void *arg;
 };
-
-static int
-bindcmd_listen(const union sockaddr_any *addr, uint16_t lo, uint16_t hi)
-{
-	union sockaddr_any a = *addr;
-	uint32_t span, start = 0;
-	int fd;
-
-	if (lo == 0 && hi == 0) {
-		net_addr_set_port(&a, 0);
-		return net_listen_tcp(&a, 1);
-	}
-	span = (uint32_t)hi - lo + 1;
-	if (getrandom(&start, sizeof(start), GRND_NONBLOCK) < 0)
-		start = (uint32_t)getpid();
-	errno = EADDRINUSE;
-	/* At most BINDCMD_PROBES ports per request: a range full of idle
-	 * BINDs must not make every new one walk it inside the loop. */
-	for (uint32_t i = 0; i < span && i < BINDCMD_PROBES; i++) {
-		net_addr_set_port(&a, (uint16_t)(lo + (start + i) % span));
-		fd = net_listen_tcp(&a, 1);
-		if (fd >= 0)
-			return fd;
-		if (errno != EADDRINUSE)
-			break;
-	}
-	return -1;
-}
 
 static void
 bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
@@ -106,7 +75,7 @@ bindcmd_start(struct loop *loop, const union sockaddr_any *addr,
 		b->expect = *expect;
 		net_addr_unmap(&b->expect);
 	}
-	b->fd = bindcmd_listen(addr, lo, hi);
+	b->fd = net_listen_tcp_range(addr, 1, lo, hi);
 	if (b->fd < 0)
 		goto fail;
 	if (net_local_addr(b->fd, bound) < 0)

@@ -508,14 +508,9 @@ conn_step_request4(struct conn *c)
 static bool
 conn_refusal_log_ok(const struct conn *c)
 {
-	static uint64_t window_ms, in_window;
-	uint64_t now = loop_now(c->env->loop);
+	static struct log_ratelimit rl;
 
-	if (now - window_ms >= 1000) {
-		window_ms = now;
-		in_window = 0;
-	}
-	return in_window++ < CONN_REFUSAL_LOGS_PER_SEC;
+	return log_ratelimit_ok(&rl, loop_now(c->env->loop), 1000, CONN_REFUSAL_LOGS_PER_SEC);
 }
 
 static unsigned
@@ -534,25 +529,15 @@ conn_is_self(const struct conn *c, const union sockaddr_any *dst)
 	union sockaddr_any d = *dst;
 
 	net_addr_unmap(&d);
-	if (net_addr_is_loopback(&d))
+	/* connect() to 0.0.0.0 or :: reaches this host (Linux routes it to
+	 * loopback): as much "self" as 127.0.0.1. */
+	if (net_addr_is_loopback(&d) || net_addr_is_unspecified(&d))
 		return true;
-	{
-		/* connect() to 0.0.0.0 or :: reaches this host (Linux routes it
-		 * to loopback): as much "self" as 127.0.0.1. */
-		union sockaddr_any any;
-		memset(&any, 0, sizeof(any));
-		any.sa.sa_family = d.sa.sa_family;
-		if (net_addr_ip_equal(&d, &any))
-			return true;
-	}
 	for (size_t i = 0; i < c->cfg->nlisten; i++) {
 		const union sockaddr_any *l = &c->cfg->listen[i].addr;
-		union sockaddr_any wild;
 		if (net_addr_equal(l, &d))
 			return true;
-		memset(&wild, 0, sizeof(wild));
-		wild.sa.sa_family = l->sa.sa_family;
-		if (net_addr_port(l) == net_addr_port(&d) && net_addr_ip_equal(l, &wild) &&
+		if (net_addr_port(l) == net_addr_port(&d) && net_addr_is_unspecified(l) &&
 		    net_addr_ip_equal(&c->local, &d))
 			return true;
 	}
@@ -664,6 +649,18 @@ conn_admit(struct conn *c)
 	return true;
 }
 
+/* The request's DST as a socket address (unmapped), when it is an IP. */
+static bool
+conn_request_addr(const struct conn *c, union sockaddr_any *out)
+{
+	socklen_t len;
+
+	if (proto_addr_to_sockaddr(&c->hs->req.dst, &out->ss, &len) < 0)
+		return false;
+	net_addr_unmap(out);
+	return true;
+}
+
 /* A parsed request (SOCKS5 or SOCKS4): start what it asks for. */
 static enum step
 conn_dispatch_request(struct conn *c)
@@ -691,18 +688,11 @@ conn_dispatch_request(struct conn *c)
 		 * ASSOCIATE's DST is the client's own endpoint: its
 		 * destinations are checked per datagram. */
 		union sockaddr_any dst, *dstp = NULL;
-		struct sockaddr_storage ss;
-		socklen_t len;
 		int line;
 
-		if (c->cmd != SOCKS_CMD_UDP_ASSOCIATE && hs->req.dst.atyp != SOCKS_ATYP_DOMAIN &&
-		    !proto_addr_is_unspecified(&hs->req.dst) &&
-		    proto_addr_to_sockaddr(&hs->req.dst, &ss, &len) == 0) {
-			memset(&dst, 0, sizeof(dst));
-			memcpy(&dst, &ss, len);
-			net_addr_unmap(&dst);
+		if (c->cmd != SOCKS_CMD_UDP_ASSOCIATE && !proto_addr_is_unspecified(&hs->req.dst) &&
+		    conn_request_addr(c, &dst))
 			dstp = &dst;
-		}
 		if (conn_check_request(c, c->cmd,
 			    hs->req.dst.atyp == SOCKS_ATYP_DOMAIN ? hs->req.dst.name : NULL,
 			    dstp, hs->req.dst.port, &line) == ACL_DENY) {
@@ -742,16 +732,9 @@ conn_dispatch_request(struct conn *c)
 		return STEP_WAIT;
 	}
 	hs->res.status = RESOLVER_OK;
-	memset(&hs->res.addrs[0], 0, sizeof(hs->res.addrs[0]));
-	{
-		struct sockaddr_storage ss;
-		socklen_t len;
-		if (proto_addr_to_sockaddr(&hs->req.dst, &ss, &len) < 0)
-			return conn_fail(c, SOCKS_REP_ATYP_NOT_SUPPORTED, "bad address");
-		memcpy(&hs->res.addrs[0], &ss, len);
-		net_addr_unmap(&hs->res.addrs[0]);
-		hs->res.naddrs = 1;
-	}
+	if (!conn_request_addr(c, &hs->res.addrs[0]))
+		return conn_fail(c, SOCKS_REP_ATYP_NOT_SUPPORTED, "bad address");
+	hs->res.naddrs = 1;
 	conn_set_state(c, CONN_ST_CONNECTING);
 	conn_connect_next(c);
 	return STEP_WAIT;
@@ -1013,26 +996,18 @@ conn_start_bind(struct conn *c)
 	struct conn_hs *hs = c->hs;
 	union sockaddr_any expect, listen_on = c->local, bound;
 	const union sockaddr_any *ext;
+	int family = c->local.sa.sa_family;
 	bool check_peer = false;
 
 	/* The listener's family follows DST.ADDR when we have an address of
 	 * that family to offer, else the control connection's. */
-	if (hs->req.dst.atyp != SOCKS_ATYP_DOMAIN) {
-		struct sockaddr_storage ss;
-		socklen_t len;
-		if (proto_addr_to_sockaddr(&hs->req.dst, &ss, &len) == 0) {
-			memset(&expect, 0, sizeof(expect));
-			memcpy(&expect, &ss, len);
-			net_addr_unmap(&expect);
-			check_peer = !proto_addr_is_unspecified(&hs->req.dst);
-			if (conn_external_for(c, expect.sa.sa_family))
-				listen_on = *conn_external_for(c, expect.sa.sa_family);
-			else if ((ext = conn_external_for(c, c->local.sa.sa_family)))
-				listen_on = *ext;
-		}
-	} else if ((ext = conn_external_for(c, c->local.sa.sa_family))) {
-		listen_on = *ext;
+	if (conn_request_addr(c, &expect)) {
+		check_peer = !proto_addr_is_unspecified(&hs->req.dst);
+		if (conn_external_for(c, expect.sa.sa_family))
+			family = expect.sa.sa_family;
 	}
+	if ((ext = conn_external_for(c, family)))
+		listen_on = *ext;
 	c->bind = bindcmd_start(c->env->loop, &listen_on, c->cfg->bind_port_lo,
 		c->cfg->bind_port_hi, check_peer ? &expect : NULL, &bound,
 		conn_on_bind_peer, c);
@@ -1371,14 +1346,11 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	if (env->cfg->max_connections && env->stats.active >= env->cfg->max_connections) {
 		/* Accepted and closed at once: a client waiting in the backlog
 		 * would only time out later. */
-		static uint64_t last_log_ms;
-		uint64_t now = loop_now(env->loop);
+		static struct log_ratelimit rl;
 		env->stats.limit_refusals++;
-		if (now - last_log_ms >= 1000 || last_log_ms == 0) {
+		if (log_ratelimit_ok(&rl, loop_now(env->loop), 1000, 1))
 			log_info("max-connections %u reached: refusing new connections",
 				env->cfg->max_connections);
-			last_log_ms = now;
-		}
 		close(fd);
 		return;
 	}

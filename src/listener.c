@@ -33,7 +33,7 @@ struct listener {
 
 static int reserve_fd = -1;
 static bool listener_reuseport;
-static uint64_t last_shed_log_ms;
+static struct log_ratelimit shed_log;
 static uint64_t shed_since_log;
 
 static void
@@ -60,11 +60,10 @@ listener_shed(struct listener *l, int err)
 		}
 		reserve_open();
 	}
-	if (now - last_shed_log_ms >= SHED_LOG_INTERVAL_MS || last_shed_log_ms == 0) {
+	if (log_ratelimit_ok(&shed_log, now, SHED_LOG_INTERVAL_MS, 1)) {
 		errno = err;
 		log_warn("accept: shedding new connections (%llu since last report)",
 			(unsigned long long)shed_since_log);
-		last_shed_log_ms = now;
 		shed_since_log = 0;
 	}
 	/* Whatever is left in the backlog waits until fds free up; pausing
@@ -110,24 +109,17 @@ listener_on_resume(struct loop *loop, void *arg)
 		timer_start(loop, &l->pause_timer, PAUSE_MS);
 }
 
-static bool
-listener_is_wildcard(const union sockaddr_any *a)
-{
-	union sockaddr_any any;
-
-	memset(&any, 0, sizeof(any));
-	any.sa.sa_family = a->sa.sa_family;
-	return net_addr_ip_equal(a, &any);
-}
-
 void
 listener_set_reuseport(bool on)
 {
 	listener_reuseport = on;
 }
 
-struct listener *
-listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_protocol)
+/* A listener for an already listening fd: returns NULL with errno (the fd
+ * is left open). */
+static struct listener *
+listener_new(struct conn_env *env, int fd, const union sockaddr_any *addr,
+	bool proxy_protocol)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	int saved;
@@ -136,50 +128,46 @@ listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_p
 		return NULL;
 	reserve_open();
 	l->env = env;
+	l->fd = fd;
 	l->addr = *addr;
 	l->proxy_protocol = proxy_protocol;
-	l->wildcard = listener_is_wildcard(addr);
-	l->fd = listener_reuseport ? net_listen_tcp_reuseport(addr, 4096)
-				   : net_listen_tcp(addr, 4096);
-	if (l->fd < 0)
-		goto fail;
-	watcher_init(&l->w, l->fd, listener_on_accept, l);
+	l->wildcard = net_addr_is_unspecified(addr);
+	watcher_init(&l->w, fd, listener_on_accept, l);
 	timer_init(&l->pause_timer, listener_on_resume, l);
 	if (loop_watch(env->loop, &l->w, LOOP_READ) < 0) {
 		saved = errno;
-		close(l->fd);
+		free(l);
 		errno = saved;
-		goto fail;
+		return NULL;
 	}
 	return l;
-fail:
-	saved = errno;
-	free(l);
-	errno = saved;
-	return NULL;
+}
+
+struct listener *
+listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_protocol)
+{
+	struct listener *l;
+	int fd, saved;
+
+	fd = listener_reuseport ? net_listen_tcp_reuseport(addr, 4096) : net_listen_tcp(addr, 4096);
+	if (fd < 0)
+		return NULL;
+	if (!(l = listener_new(env, fd, addr, proxy_protocol))) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+	}
+	return l;
 }
 
 struct listener *
 listener_adopt(struct conn_env *env, int fd)
 {
-	struct listener *l = calloc(1, sizeof(*l));
+	union sockaddr_any addr;
 
-	if (!l)
+	if (net_local_addr(fd, &addr) < 0)
 		return NULL;
-	reserve_open();
-	l->env = env;
-	l->fd = fd;
-	if (net_local_addr(fd, &l->addr) < 0)
-		goto fail;
-	l->wildcard = listener_is_wildcard(&l->addr);
-	watcher_init(&l->w, l->fd, listener_on_accept, l);
-	timer_init(&l->pause_timer, listener_on_resume, l);
-	if (loop_watch(env->loop, &l->w, LOOP_READ) < 0)
-		goto fail;
-	return l;
-fail:
-	free(l);
-	return NULL;
+	return listener_new(env, fd, &addr, false);
 }
 
 void

@@ -92,6 +92,21 @@ log_enabled(enum log_level level)
 	return level <= log_threshold;
 }
 
+bool
+log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
+	unsigned burst)
+{
+	if (!rl->started || now_ms - rl->window_start_ms >= interval_ms) {
+		rl->started = true;
+		rl->window_start_ms = now_ms;
+		rl->in_window = 0;
+	}
+	if (rl->in_window >= burst)
+		return false;
+	rl->in_window++;
+	return true;
+}
+
 int
 log_level_from_string(const char *s)
 {

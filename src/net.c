@@ -165,6 +165,46 @@ net_addr_is_loopback(const union sockaddr_any *a)
 	return false;
 }
 
+bool
+net_addr_is_unspecified(const union sockaddr_any *a)
+{
+	if (a->sa.sa_family == AF_INET)
+		return a->sin.sin_addr.s_addr == htonl(INADDR_ANY);
+	if (a->sa.sa_family == AF_INET6)
+		return IN6_IS_ADDR_UNSPECIFIED(&a->sin6.sin6_addr) ||
+		       (IN6_IS_ADDR_V4MAPPED(&a->sin6.sin6_addr) &&
+			memcmp(&a->sin6.sin6_addr.s6_addr[12], "\0\0\0\0", 4) == 0);
+	return false;
+}
+
+/* Binds fd to a's IP and a port of lo..hi (both 0: any port). At most
+ * NET_RANGE_PROBES ports are tried, from a random start, so a range full
+ * of sockets costs a bounded number of syscalls inside the loop. */
+#define NET_RANGE_PROBES 64
+static int
+bind_in_range(int fd, const union sockaddr_any *addr, uint16_t lo, uint16_t hi)
+{
+	union sockaddr_any a = *addr;
+	uint32_t span, start = 0;
+
+	if (lo == 0 && hi == 0) {
+		net_addr_set_port(&a, 0);
+		return bind(fd, &a.sa, net_addr_len(&a));
+	}
+	span = (uint32_t)hi - lo + 1;
+	if (getrandom(&start, sizeof(start), GRND_NONBLOCK) < 0)
+		start = (uint32_t)getpid();
+	errno = EADDRINUSE;
+	for (uint32_t i = 0; i < span && i < NET_RANGE_PROBES; i++) {
+		net_addr_set_port(&a, (uint16_t)(lo + (start + i) % span));
+		if (bind(fd, &a.sa, net_addr_len(&a)) == 0)
+			return 0;
+		if (errno != EADDRINUSE)
+			break;
+	}
+	return -1;
+}
+
 const char *
 net_ip_format(const union sockaddr_any *a, char *out, size_t cap)
 {
@@ -199,7 +239,7 @@ net_set_nodelay(int fd)
 }
 
 static int
-listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport)
+listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo, uint16_t hi)
 {
 	int fd, one = 1, saved;
 
@@ -214,7 +254,7 @@ listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport)
 	if (a->sa.sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail;
-	if (bind(fd, &a->sa, net_addr_len(a)) < 0)
+	if ((lo || hi ? bind_in_range(fd, a, lo, hi) : bind(fd, &a->sa, net_addr_len(a))) < 0)
 		goto fail;
 	if (listen(fd, backlog) < 0)
 		goto fail;
@@ -229,13 +269,23 @@ fail:
 int
 net_listen_tcp(const union sockaddr_any *a, int backlog)
 {
-	return listen_tcp(a, backlog, false);
+	return listen_tcp(a, backlog, false, 0, 0);
+}
+
+int
+net_listen_tcp_range(const union sockaddr_any *a, int backlog, uint16_t lo, uint16_t hi)
+{
+	union sockaddr_any any_port = *a;
+
+	/* No range: any port, chosen by the kernel. */
+	net_addr_set_port(&any_port, 0);
+	return listen_tcp(&any_port, backlog, false, lo, hi);
 }
 
 int
 net_listen_tcp_reuseport(const union sockaddr_any *a, int backlog)
 {
-	return listen_tcp(a, backlog, true);
+	return listen_tcp(a, backlog, true, 0, 0);
 }
 
 int
@@ -310,31 +360,13 @@ net_peer_addr(int fd, union sockaddr_any *out)
 int
 net_udp_socket(const union sockaddr_any *bind_to, uint16_t port_lo, uint16_t port_hi)
 {
-	union sockaddr_any a = *bind_to;
 	int fd, saved;
 
-	fd = socket(a.sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	fd = socket(bind_to->sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (port_lo == 0 && port_hi == 0) {
-		net_addr_set_port(&a, 0);
-		if (bind(fd, &a.sa, net_addr_len(&a)) == 0)
-			return fd;
-	} else {
-		/* Start at a random port of the range, then walk it once. */
-		uint32_t span = (uint32_t)port_hi - port_lo + 1, start = 0;
-		if (getrandom(&start, sizeof(start), GRND_NONBLOCK) < 0)
-			start = (uint32_t)getpid();
-		/* A bounded number of probes: a full range must not make a
-		 * request walk all of it inside the event loop. */
-		for (uint32_t i = 0; i < span && i < 64; i++) {
-			net_addr_set_port(&a, (uint16_t)(port_lo + (start + i) % span));
-			if (bind(fd, &a.sa, net_addr_len(&a)) == 0)
-				return fd;
-			if (errno != EADDRINUSE)
-				break;
-		}
-	}
+	if (bind_in_range(fd, bind_to, port_lo, port_hi) == 0)
+		return fd;
 	saved = errno;
 	close(fd);
 	errno = saved;

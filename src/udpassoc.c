@@ -573,14 +573,6 @@ udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
 		u->addr_mismatch = true;
 }
 
-static bool
-udpassoc_ip_unspecified(const union sockaddr_any *a)
-{
-	if (a->sa.sa_family == AF_INET)
-		return a->sin.sin_addr.s_addr == htonl(INADDR_ANY);
-	return IN6_IS_ADDR_UNSPECIFIED(&a->sin6.sin6_addr);
-}
-
 static void
 udpassoc_free(void *arg)
 {
@@ -609,7 +601,7 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 	}
 	/* BND.ADDR must be an address the client can send to (never the
 	 * wildcard), and an accepted socket's local address always is. */
-	if (udpassoc_ip_unspecified(&local)) {
+	if (net_addr_is_unspecified(&local)) {
 		errno = EADDRNOTAVAIL;
 		return NULL;
 	}
