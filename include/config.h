@@ -121,6 +121,9 @@ void config_unref(struct config *c);
  * the global one, else NULL (the kernel chooses). user may be NULL. */
 const union sockaddr_any *config_external_for(const struct config *c, const char *user,
 	int family);
+/* Whether clients may get in without a password (auth includes none; with
+ * no auth line: when there are no users). */
+bool config_accepts_no_auth(const struct config *c);
 /* Prints the effective configuration in config-file syntax (socks5d -T). */
 void config_dump(const struct config *c, FILE *out);
 /* NULL-terminated list of every keyword the parser accepts. */

@@ -24,6 +24,11 @@ int notify_send(const char *fmt, ...) __attribute__((format(printf, 1, 2)));
 int notify_reloading(void);
 /* The watchdog interval in microseconds (0 when not requested). */
 uint64_t notify_watchdog_usec(void);
+/* When the watchdog was requested: sends WATCHDOG=1 now and then at half
+ * the interval from the loop's own timer, so a stuck loop stops the
+ * keep-alives. notify_watchdog_stop disarms it. */
+void notify_watchdog_start(struct loop *loop);
+void notify_watchdog_stop(struct loop *loop);
 
 /* Socket activation: the number of inherited fds (starting at 3) meant for
  * this process, 0 when none; they are made nonblocking and close-on-exec,

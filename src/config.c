@@ -804,10 +804,8 @@ config_fill_defaults(struct config *c)
 }
 
 /* Checks that need the whole file. */
-/* Whether clients may get in without a password, before defaults are filled
- * (no auth line: none, unless users exist). */
-static bool
-config_accepts_none(const struct config *c)
+bool
+config_accepts_no_auth(const struct config *c)
 {
 	if (c->nmethods == 0)
 		return auth_table_count(c->users) == 0;
@@ -839,7 +837,7 @@ config_check(struct config_parse *p)
 			return perr(p, "auth: method 'password' needs at least one user "
 				       "(user or users-file)");
 		}
-	if (acl_client_rule_count(c->acl) == 0 && config_accepts_none(c)) {
+	if (acl_client_rule_count(c->acl) == 0 && config_accepts_no_auth(c)) {
 		for (size_t i = 0; i < c->nlisten; i++) {
 			char a[NET_ADDRSTRLEN];
 			if (net_addr_is_loopback(&c->listen[i].addr))

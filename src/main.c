@@ -53,8 +53,6 @@ struct daemon {
 	size_t nlisteners;
 	struct timer drain_timer;
 	struct timer status_timer;
-	struct timer watchdog_timer;
-	uint64_t watchdog_ms;
 	bool stopping;
 	int worker;                /* worker index, -1 without workers */
 	struct metrics_server *metrics;
@@ -116,16 +114,6 @@ on_status_timer(struct loop *loop, void *arg)
 {
 	send_status(arg);
 	timer_start(loop, &((struct daemon *)arg)->status_timer, STATUS_INTERVAL_MS);
-}
-
-static void
-on_watchdog_timer(struct loop *loop, void *arg)
-{
-	struct daemon *d = arg;
-
-	/* Sent from the loop itself: a stuck loop stops the keep-alives. */
-	(void)notify_send("WATCHDOG=1");
-	timer_start(loop, &d->watchdog_timer, d->watchdog_ms);
 }
 
 static void
@@ -530,11 +518,7 @@ drop_privileges(const struct config *cfg)
 static void
 check_inherited_open_proxy(const struct daemon *d, const struct config *cfg)
 {
-	bool none = false;
-
-	for (size_t i = 0; i < cfg->nmethods; i++)
-		none = none || cfg->methods[i] == 0x00;
-	if (!none || acl_client_rule_count(cfg->acl) > 0)
+	if (!config_accepts_no_auth(cfg) || acl_client_rule_count(cfg->acl) > 0)
 		return;
 	for (size_t i = 0; i < d->nlisteners; i++) {
 		char a[NET_ADDRSTRLEN];
@@ -564,7 +548,6 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	d->env.on_empty_arg = d;
 	timer_init(&d->drain_timer, on_drain_timeout, d);
 	timer_init(&d->status_timer, on_status_timer, d);
-	timer_init(&d->watchdog_timer, on_watchdog_timer, d);
 
 	resolver_options_from(cfg, &ropt);
 	d->env.resolver = resolver_new(d->loop, &ropt);
@@ -602,13 +585,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	(void)notify_send("READY=1");
 	send_status(d);
 	timer_start(d->loop, &d->status_timer, STATUS_INTERVAL_MS);
-	if (notify_watchdog_usec()) {
-		d->watchdog_ms = notify_watchdog_usec() / 2000u;
-		if (d->watchdog_ms == 0)
-			d->watchdog_ms = 1;
-		(void)notify_send("WATCHDOG=1");
-		timer_start(d->loop, &d->watchdog_timer, d->watchdog_ms);
-	}
+	notify_watchdog_start(d->loop);
 
 	if (loop_run(d->loop) < 0)
 		fatalx("event loop failed");
@@ -619,7 +596,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	conn_close_all(&d->env);
 	timer_stop(d->loop, &d->drain_timer);
 	timer_stop(d->loop, &d->status_timer);
-	timer_stop(d->loop, &d->watchdog_timer);
+	notify_watchdog_stop(d->loop);
 	log_counters(d, "stopped");
 	resolver_free(d->env.resolver);
 	loop_free(d->loop); /* also frees what the closes above released */

@@ -18,12 +18,16 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "loop.h"
+
 #define LISTEN_FDS_START 3
 
 static struct sockaddr_un notify_addr;
 static socklen_t notify_addr_len;
 static int notify_fd = -1;
 static uint64_t watchdog_usec;
+static struct timer watchdog_timer;
+static uint64_t watchdog_ms;
 
 static int
 parse_u64(const char *s, uint64_t *out)
@@ -121,6 +125,31 @@ uint64_t
 notify_watchdog_usec(void)
 {
 	return watchdog_usec;
+}
+
+static void
+on_watchdog(struct loop *loop, void *arg)
+{
+	(void)arg;
+	(void)notify_send("WATCHDOG=1");
+	timer_start(loop, &watchdog_timer, watchdog_ms);
+}
+
+void
+notify_watchdog_start(struct loop *loop)
+{
+	if (!watchdog_usec)
+		return;
+	watchdog_ms = watchdog_usec / 2000u ? watchdog_usec / 2000u : 1;
+	timer_init(&watchdog_timer, on_watchdog, NULL);
+	on_watchdog(loop, NULL);
+}
+
+void
+notify_watchdog_stop(struct loop *loop)
+{
+	if (watchdog_usec)
+		timer_stop(loop, &watchdog_timer);
 }
 
 int

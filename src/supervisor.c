@@ -45,8 +45,6 @@ struct supervisor {
 	bool stopping;
 	struct timer restart_timer;
 	struct timer kill_timer;
-	struct timer watchdog_timer;
-	uint64_t watchdog_ms;
 };
 
 static void supervisor_spawn(struct supervisor *s, unsigned i);
@@ -311,15 +309,6 @@ on_usr1(struct loop *loop, int signo, void *arg)
 	signal_workers(arg, signo);
 }
 
-static void
-on_watchdog(struct loop *loop, void *arg)
-{
-	struct supervisor *s = arg;
-
-	(void)notify_send("WATCHDOG=1");
-	timer_start(loop, &s->watchdog_timer, s->watchdog_ms);
-}
-
 int
 supervisor_run(struct config *cfg, const struct supervisor_options *so)
 {
@@ -337,7 +326,6 @@ supervisor_run(struct config *cfg, const struct supervisor_options *so)
 	log_set_tag("supervisor");
 	timer_init(&s->restart_timer, on_restart_timer, s);
 	timer_init(&s->kill_timer, on_kill_timer, s);
-	timer_init(&s->watchdog_timer, on_watchdog, s);
 	for (unsigned i = 0; i < s->n; i++)
 		s->workers[i].ready_fd = -1;
 	if (loop_signal(s->loop, SIGCHLD, on_sigchld, s) < 0 ||
@@ -348,15 +336,11 @@ supervisor_run(struct config *cfg, const struct supervisor_options *so)
 		fatal("signalfd");
 	for (unsigned i = 0; i < s->n; i++)
 		supervisor_spawn(s, i);
-	if (notify_watchdog_usec()) {
-		s->watchdog_ms = notify_watchdog_usec() / 2000u;
-		if (s->watchdog_ms == 0)
-			s->watchdog_ms = 1;
-		timer_start(s->loop, &s->watchdog_timer, s->watchdog_ms);
-	}
+	notify_watchdog_start(s->loop);
 	if (loop_run(s->loop) < 0)
 		fatalx("event loop failed");
 	log_info("all workers stopped");
+	notify_watchdog_stop(s->loop);
 	loop_free(s->loop);
 	config_unref(s->cfg);
 	free(s);
