@@ -558,6 +558,15 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	if (!d->env.limits)
 		fatalx("out of memory");
 
+	/* Signals and the metrics endpoint before the SOCKS listeners: once a
+	 * SOCKS port accepts, the daemon is completely set up (health checks
+	 * and the tests' descriptor baselines rely on that). */
+	if (loop_signal(d->loop, SIGTERM, on_stop_signal, d) < 0 ||
+	    loop_signal(d->loop, SIGINT, on_stop_signal, d) < 0 ||
+	    loop_signal(d->loop, SIGHUP, on_hup, d) < 0 ||
+	    loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
+		fatal("signalfd");
+	sync_metrics(d, cfg);
 	adopt_inherited(d, nfds);
 	/* With socket activation the inherited sockets are the listeners; the
 	 * listen lines of a default (file-less) config are not added to them. */
@@ -566,13 +575,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	if (d->nlisteners == 0)
 		fatalx("no listening socket");
 	check_inherited_open_proxy(d, cfg);
-	sync_metrics(d, cfg);
 	drop_privileges(cfg);
-	if (loop_signal(d->loop, SIGTERM, on_stop_signal, d) < 0 ||
-	    loop_signal(d->loop, SIGINT, on_stop_signal, d) < 0 ||
-	    loop_signal(d->loop, SIGHUP, on_hup, d) < 0 ||
-	    loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
-		fatal("signalfd");
 	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION,
 		d->nlisteners, auth_table_count(cfg->users));
 	if (ready_fd >= 0) {
