@@ -67,6 +67,7 @@ struct config {
 	unsigned shutdown_timeout; /* seconds sessions may finish after SIGTERM */
 	unsigned workers;          /* worker processes (1: no supervisor) */
 	unsigned relay_buffer;     /* bytes per direction while data is in flight */
+	int relay_splice;          /* bulk directions splice: -1 unset, 0 off, 1 on */
 
 	unsigned timeout_handshake; /* seconds, whole greeting+auth+request */
 	unsigned timeout_connect;   /* seconds, outbound connect incl. lookups */

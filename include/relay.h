@@ -1,9 +1,12 @@
 /*
  * relay: moves bytes both ways between two connected TCP sockets until both
- * directions are finished. Per direction at most one buffer, taken from a
- * shared pool only while data is in flight, so an idle session holds no
- * buffer at all. Backpressure is interest: when the destination cannot take
- * more, the source is not read. Half-close passes a FIN on as shutdown().
+ * directions are finished. Per direction at most one buffer or one pipe,
+ * taken from a shared pool only while data is in flight, so an idle session
+ * holds neither. A direction starts by copying through a buffer; once a
+ * single read brings a bulk amount (RELAY_BULK_READ) it splices through a
+ * pipe instead, falling back to the buffer whenever no pipe can be had.
+ * Backpressure is interest: when the destination cannot take more, the
+ * source is not read. Half-close passes a FIN on as shutdown().
  */
 #ifndef SOCKS5D_RELAY_H
 #define SOCKS5D_RELAY_H
@@ -13,6 +16,7 @@
 #include <stdint.h>
 
 #include "loop.h"
+#include "pipepool.h"
 
 struct pool_buf;
 
@@ -26,8 +30,18 @@ enum relay_end {
 #define RELAY_UP 0   /* client -> target */
 #define RELAY_DOWN 1 /* target -> client */
 
+/* A read at least this large (or filling the whole buffer, if that is
+ * smaller) marks a direction as bulk: it splices from then on. Below it
+ * (requests, echoes, interactive traffic) copying through a pooled buffer
+ * costs the same and needs no pipe. */
+#define RELAY_BULK_READ (64 * 1024)
+
 struct relay_dir {
 	struct pool_buf *pb; /* bytes read from src not yet written; NULL when empty */
+	struct pipe_pair pipe; /* spliced bytes not yet written; rd -1 when none */
+	size_t inpipe;       /* bytes in pipe */
+	bool pipe_full;      /* a splice into the pipe found no room (slots) */
+	bool bulk;           /* splice when a pipe can be had */
 	bool eof;            /* src has sent FIN */
 	bool shut;           /* FIN passed on: dst shut down for writing */
 	uint64_t bytes;      /* bytes written to dst */
@@ -43,6 +57,7 @@ struct relay {
 	uint64_t last_active_ms;  /* loop time of the last byte moved */
 	unsigned idle_ms;         /* 0: no idle timeout */
 	bool running;
+	bool holds_pipepool;      /* counted in pipepool_hold (a bulk direction) */
 	relay_done_cb done;
 	void *arg;
 };
@@ -55,6 +70,22 @@ void relay_pool_configure(size_t bufsize, size_t max_cached);
 /* Frees cached buffers (at exit, for leak checkers). */
 void relay_pool_drain(void);
 size_t relay_pool_bufsize(void);
+/* The splice pipes: 1 MiB each (the most an unprivileged process may ask
+ * for by default, and where splice measured fastest), at most 64 out at
+ * once (the kernel's default per-user pipe budget is 64 MiB), 8 kept. */
+#define RELAY_PIPE_SIZE ((size_t)1 << 20)
+#define RELAY_MAX_PIPES 64
+#define RELAY_CACHED_PIPES 8
+
+/* Whether bulk directions splice (relay-splice; default on). */
+void relay_set_splice(bool on);
+
+struct relay_stats {
+	uint64_t spliced; /* bytes written from a pipe */
+	uint64_t copied;  /* bytes written from a buffer */
+};
+/* Process-wide, live (not only ended sessions). */
+void relay_get_stats(struct relay_stats *out);
 
 /* Takes ownership of the fds of cw (client) and tw (target): the caller's
  * watchers, registered or not; a registration is handed over with one

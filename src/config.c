@@ -136,6 +136,7 @@ static const struct config_keyword keywords[] = {
 	{ "socks4", 1, 1, false, set_onoff, OFF(socks4_opt), 0, 0, 0 },
 	{ "workers", 1, 1, false, set_uint, OFF(workers), 0, 1, CONFIG_MAX_WORKERS },
 	{ "relay-buffer", 1, 1, false, set_uint, OFF(relay_buffer), 0, 4096, 16777216 },
+	{ "relay-splice", 1, 1, false, set_onoff, OFF(relay_splice), 0, 0, 0 },
 	{ "client", 2, CONFIG_MAX_ARGS, true, set_client_rule, 0, 0, 0, 0 },
 	{ "rule", 1, CONFIG_MAX_ARGS, true, set_request_rule, 0, 0, 0, 0 },
 	{ "max-connections", 1, 1, false, set_uint, OFF(max_connections), 0, 0, 10000000 },
@@ -733,6 +734,7 @@ config_alloc(const char *name)
 	c->socks4_opt = -1;
 	c->workers = UNSET_U;
 	c->relay_buffer = UNSET_U;
+	c->relay_splice = -1;
 	c->max_connections = UNSET_U;
 	c->max_connections_per_ip = UNSET_U;
 	c->max_sessions_per_user = UNSET_U;
@@ -773,6 +775,8 @@ config_fill_defaults(struct config *c)
 		c->workers = 1;
 	if (c->relay_buffer == UNSET_U)
 		c->relay_buffer = 262144;
+	if (c->relay_splice < 0)
+		c->relay_splice = 1;
 	if (c->max_connections == UNSET_U)
 		c->max_connections = 0;
 	if (c->max_connections_per_ip == UNSET_U)
@@ -1054,6 +1058,7 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "socks4 %s\n", c->socks4 ? "on" : "off");
 	fprintf(out, "workers %u\n", c->workers);
 	fprintf(out, "relay-buffer %u\n", c->relay_buffer);
+	fprintf(out, "relay-splice %s\n", c->relay_splice ? "on" : "off");
 	if (c->nnameservers == 0)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)

@@ -15,6 +15,7 @@
 #include "conn.h"
 #include "log.h"
 #include "loop.h"
+#include "pipepool.h"
 
 #define ACCEPT_BATCH 64
 #define PAUSE_MS 100
@@ -50,6 +51,8 @@ listener_shed(struct listener *l, int err)
 	union sockaddr_any peer;
 	uint64_t now = loop_now(loop);
 
+	/* Cached splice pipes are two fds each that nobody uses right now. */
+	pipepool_trim();
 	if (reserve_fd >= 0) {
 		close(reserve_fd);
 		reserve_fd = -1;

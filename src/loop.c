@@ -3,6 +3,13 @@
  * for readiness, a binary min-heap of embedded timers, a clock read once per
  * iteration, signals through one signalfd, and a release list that defers
  * frees until the current batch of events has been dispatched.
+ *
+ * Timers wake the loop through a timerfd armed for the earliest deadline,
+ * not through epoll_wait's timeout: a timeout makes the kernel start and
+ * cancel an hrtimer on every sleep, which measured as about 5% of a
+ * relayed round trip in the latency bench. The timerfd is re-armed only
+ * when the earliest deadline moves earlier; when it fires for a timer that
+ * has since been stopped, the loop just re-arms for the next one.
  */
 #include "loop.h"
 
@@ -12,6 +19,7 @@
 #include <string.h>
 #include <sys/epoll.h>
 #include <sys/signalfd.h>
+#include <sys/timerfd.h>
 #include <time.h>
 #include <unistd.h>
 
@@ -38,6 +46,10 @@ struct loop {
 
 	struct release *release_head;
 
+	int tfd;                  /* timerfd; -1: epoll_wait's timeout instead */
+	struct watcher tfd_watcher;
+	uint64_t armed_ms;        /* deadline tfd is armed for; 0: not armed */
+
 	int sigfd;
 	struct watcher sig_watcher;
 	sigset_t sigmask;
@@ -51,6 +63,19 @@ monotonic_ms(void)
 	struct timespec ts;
 	clock_gettime(CLOCK_MONOTONIC, &ts);
 	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+}
+
+static void
+on_timerfd(struct loop *loop, unsigned events, void *arg)
+{
+	uint64_t expirations;
+
+	(void)events;
+	(void)arg;
+	/* Only clears the readiness; run_timers after the batch does the work. */
+	if (read(loop->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
+		log_warn("timerfd read");
+	loop->armed_ms = 0;
 }
 
 struct loop *
@@ -68,6 +93,14 @@ loop_new(void)
 	loop->sigfd = -1;
 	sigemptyset(&loop->sigmask);
 	loop->now_ms = monotonic_ms();
+	loop->tfd = timerfd_create(CLOCK_MONOTONIC, TFD_NONBLOCK | TFD_CLOEXEC);
+	if (loop->tfd >= 0) {
+		watcher_init(&loop->tfd_watcher, loop->tfd, on_timerfd, loop);
+		if (loop_watch(loop, &loop->tfd_watcher, LOOP_READ) < 0) {
+			close(loop->tfd);
+			loop->tfd = -1;
+		}
+	}
 	return loop;
 }
 
@@ -81,6 +114,8 @@ loop_free(struct loop *loop)
 	run_releases(loop);
 	if (loop->sigfd >= 0)
 		close(loop->sigfd);
+	if (loop->tfd >= 0)
+		close(loop->tfd);
 	close(loop->epfd);
 	free(loop->heap);
 	free(loop);
@@ -306,6 +341,29 @@ next_timeout_ms(const struct loop *loop)
 	return d > 60000 ? 60000 : (int)d;
 }
 
+/* Arms the timerfd for the earliest deadline unless it already fires at or
+ * before it. Returns 0, or -1 when the caller must use a timeout instead. */
+static int
+arm_timerfd(struct loop *loop)
+{
+	struct itimerspec its = { 0 };
+	uint64_t want;
+
+	if (loop->tfd < 0)
+		return -1;
+	if (loop->heap_len == 0)
+		return 0;
+	want = loop->heap[0]->deadline_ms;
+	if (loop->armed_ms != 0 && loop->armed_ms <= want)
+		return 0;
+	its.it_value.tv_sec = (time_t)(want / 1000u);
+	its.it_value.tv_nsec = (long)(want % 1000u) * 1000000L;
+	if (timerfd_settime(loop->tfd, TFD_TIMER_ABSTIME, &its, NULL) < 0)
+		return -1;
+	loop->armed_ms = want;
+	return 0;
+}
+
 static void
 run_timers(struct loop *loop)
 {
@@ -404,6 +462,9 @@ loop_iterate(struct loop *loop, int max_wait_ms)
 	struct epoll_event events[LOOP_MAX_EVENTS];
 	int timeout = next_timeout_ms(loop), n;
 
+	/* Nothing due now: the timerfd wakes us, epoll_wait need not. */
+	if (timeout > 0 && arm_timerfd(loop) == 0)
+		timeout = -1;
 	if (max_wait_ms >= 0 && (timeout < 0 || timeout > max_wait_ms))
 		timeout = max_wait_ms;
 	n = epoll_wait(loop->epfd, events, LOOP_MAX_EVENTS, timeout);

@@ -31,6 +31,7 @@
 #include "metrics.h"
 #include "loop.h"
 #include "notify.h"
+#include "pipepool.h"
 #include "relay.h"
 #include "resolver.h"
 #include "supervisor.h"
@@ -295,6 +296,8 @@ render_metrics(FILE *out, void *arg)
 	const struct daemon *d = arg;
 	const struct conn_stats *s = &d->env.stats;
 	const struct resolver_stats *rs = resolver_get_stats(d->env.resolver);
+	struct relay_stats rls;
+	struct pipepool_stats pps;
 	char w[32] = "", wl[40] = "";
 
 	if (d->worker >= 0) {
@@ -336,6 +339,23 @@ render_metrics(FILE *out, void *arg)
 		     "socks5d_bytes_total{%s%sdirection=\"up\"} %" PRIu64 "\n"
 		     "socks5d_bytes_total{%s%sdirection=\"down\"} %" PRIu64 "\n",
 		w, SEP, s->bytes_up, w, SEP, s->bytes_down);
+	relay_get_stats(&rls);
+	pipepool_get_stats(&pps);
+	fprintf(out, "# HELP socks5d_relay_bytes_total Bytes the relay has written so far, by "
+		     "path (splice: through a pipe, copy: through a buffer).\n"
+		     "# TYPE socks5d_relay_bytes_total counter\n"
+		     "socks5d_relay_bytes_total{%s%spath=\"splice\"} %" PRIu64 "\n"
+		     "socks5d_relay_bytes_total{%s%spath=\"copy\"} %" PRIu64 "\n"
+		     "# HELP socks5d_relay_pipes Splice pipes, by state.\n"
+		     "# TYPE socks5d_relay_pipes gauge\n"
+		     "socks5d_relay_pipes{%s%sstate=\"in_use\"} %zu\n"
+		     "socks5d_relay_pipes{%s%sstate=\"cached\"} %zu\n"
+		     "# HELP socks5d_relay_pipe_refusals_total Bulk reads that copied because no "
+		     "pipe could be had.\n"
+		     "# TYPE socks5d_relay_pipe_refusals_total counter\n"
+		     "socks5d_relay_pipe_refusals_total%s %zu\n",
+		w, SEP, rls.spliced, w, SEP, rls.copied, w, SEP, pps.in_use, w, SEP, pps.cached,
+		wl, pps.refused);
 	fprintf(out, "# HELP socks5d_auth_failures_total Failed RFC 1929 authentications.\n"
 		     "# TYPE socks5d_auth_failures_total counter\n"
 		     "socks5d_auth_failures_total%s %" PRIu64 "\n", wl, s->auth_failures);
@@ -429,6 +449,7 @@ on_hup(struct loop *loop, int signo, void *arg)
 	sync_metrics(d, cfg);
 	if (cfg->relay_buffer != relay_pool_bufsize())
 		relay_pool_configure(cfg->relay_buffer, 64);
+	relay_set_splice(cfg->relay_splice);
 	{
 		struct connlimit_auth_policy ap;
 		auth_policy_from(cfg, &ap);
@@ -554,6 +575,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	if (!d->env.resolver)
 		fatalx("cannot start the resolver");
 	relay_pool_configure(cfg->relay_buffer, 64);
+	relay_set_splice(cfg->relay_splice);
+	pipepool_configure(RELAY_PIPE_SIZE, RELAY_MAX_PIPES, RELAY_CACHED_PIPES);
 	d->env.limits = limits_new_from(cfg);
 	if (!d->env.limits)
 		fatalx("out of memory");
@@ -605,6 +628,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	loop_free(d->loop); /* also frees what the closes above released */
 	connlimit_free(d->env.limits);
 	relay_pool_drain();
+	pipepool_trim();
 	config_unref(d->env.cfg);
 	return 0;
 }

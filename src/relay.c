@@ -1,13 +1,20 @@
 /*
  * relay: the data path of CONNECT and BIND sessions. One function moves one
- * direction (read into the direction's buffer, write it out); interest masks
- * follow from the two directions' states, and epoll_ctl runs only when a
- * mask really changes. Buffers come from a free list so the steady state
- * allocates nothing per event.
+ * direction (read into the direction's buffer or pipe, write it out);
+ * interest masks follow from the two directions' states, and epoll_ctl runs
+ * only when a mask really changes. Buffers come from a free list and pipes
+ * from pipepool, so the steady state allocates nothing per event.
+ *
+ * Why splice: on loopback, 1 MiB pipes moved bulk data at about 0.4 CPU-s
+ * per GB against 0.6-0.7 for read/write through 256 KiB buffers, and let
+ * 32 upload streams run at 0.8-1.0x the direct rate instead of 0.65x
+ * (README "Performance"). A buffer and a pipe never hold bytes of the same
+ * direction at once, so switching between them keeps the byte order.
  */
 #include "relay.h"
 
 #include <errno.h>
+#include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
@@ -27,6 +34,20 @@ static size_t pool_bufsize = (size_t)256 * 1024;
 static size_t pool_max_cached = 64;
 static size_t pool_ncached;
 static struct pool_buf *pool_free;
+static bool splice_on = true;
+static struct relay_stats stats;
+
+void
+relay_set_splice(bool on)
+{
+	splice_on = on;
+}
+
+void
+relay_get_stats(struct relay_stats *out)
+{
+	*out = stats;
+}
 
 void
 relay_pool_configure(size_t bufsize, size_t max_cached)
@@ -96,9 +117,10 @@ relay_mask(const struct relay *r, int i)
 	const struct relay_dir *in = &r->dir[i], *out = &r->dir[1 - i];
 	unsigned mask = 0;
 
-	if (!in->eof && (!in->pb || buf_space(&in->pb->b) > 0))
+	if (!in->eof && (in->inpipe > 0 ? in->inpipe < in->pipe.cap && !in->pipe_full
+					: !in->pb || buf_space(&in->pb->b) > 0))
 		mask |= LOOP_READ;
-	if (out->pb && buf_len(&out->pb->b) > 0)
+	if ((out->pb && buf_len(&out->pb->b) > 0) || out->inpipe > 0)
 		mask |= LOOP_WRITE;
 	return mask;
 }
@@ -110,6 +132,105 @@ relay_update_interest(struct relay *r)
 		if (loop_watch(r->loop, &r->w[i], relay_mask(r, i)) < 0)
 			return -1;
 	return 0;
+}
+
+/* Whether the next read of dir goes into a pipe: always while its pipe
+ * holds bytes, never while its buffer does, and otherwise for a bulk
+ * direction that can get a pipe now. */
+static bool
+relay_reads_into_pipe(struct relay_dir *dir)
+{
+	if (dir->inpipe > 0)
+		return true;
+	if ((dir->pb && buf_len(&dir->pb->b) > 0) || !dir->bulk || !splice_on)
+		return false;
+	return dir->pipe.rd >= 0 || pipepool_get(&dir->pipe) == 0;
+}
+
+/* One read from src into the direction's pipe or buffer. Returns bytes
+ * read (>0), 0 on EOF, -1 with errno (EAGAIN: nothing there), or -2 when
+ * there is no room; *space is what was asked for. */
+static ssize_t
+relay_read(struct relay_dir *dir, int src, size_t *space)
+{
+	ssize_t n;
+
+	if (relay_reads_into_pipe(dir)) {
+		*space = dir->pipe.cap - dir->inpipe;
+		if (*space == 0)
+			return -2;
+		do {
+			n = splice(src, NULL, dir->pipe.wr, NULL, *space,
+				SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		} while (n < 0 && errno == EINTR);
+		if (n > 0)
+			dir->inpipe += (size_t)n;
+		else if (n < 0 && errno == EAGAIN && dir->inpipe > 0)
+			/* The pipe has 256 slots and each skb fragment takes
+			 * one: it can be full short of its byte capacity (small
+			 * segments), and level-triggered readiness would then
+			 * spin. Stop reading until the other side drains. */
+			dir->pipe_full = true;
+		return n;
+	}
+	if (!dir->pb && !(dir->pb = pool_get())) {
+		errno = ENOMEM;
+		return -1;
+	}
+	*space = buf_space(&dir->pb->b);
+	if (*space == 0)
+		return -2;
+	n = buf_fill(&dir->pb->b, src);
+	if (n >= (ssize_t)RELAY_BULK_READ || (n > 0 && (size_t)n == dir->pb->size))
+		dir->bulk = true;
+	return n;
+}
+
+/* Writes what the direction holds to dst; same returns as write(2), 0 when
+ * there was nothing to write. */
+static ssize_t
+relay_write(struct relay_dir *dir, int dst)
+{
+	ssize_t n;
+
+	if (dir->pb && buf_len(&dir->pb->b) > 0) {
+		n = buf_drain(&dir->pb->b, dst);
+		if (n > 0)
+			stats.copied += (uint64_t)n;
+	} else if (dir->inpipe > 0) {
+		do {
+			n = splice(dir->pipe.rd, NULL, dst, NULL, dir->inpipe,
+				SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		} while (n < 0 && errno == EINTR);
+		if (n > 0) {
+			dir->inpipe -= (size_t)n;
+			dir->pipe_full = false;
+			stats.spliced += (uint64_t)n;
+		}
+	} else {
+		return 0;
+	}
+	if (n > 0)
+		dir->bytes += (uint64_t)n;
+	return n;
+}
+
+/* Gives back what the direction holds no bytes in. */
+static void
+relay_release_empty(struct relay_dir *dir)
+{
+	if (dir->pb && buf_len(&dir->pb->b) == 0) {
+		pool_put(dir->pb);
+		dir->pb = NULL;
+	}
+	if (dir->pipe.rd >= 0 && dir->inpipe == 0)
+		pipepool_put(&dir->pipe, true);
+}
+
+static bool
+relay_dir_holds_bytes(const struct relay_dir *dir)
+{
+	return dir->inpipe > 0 || (dir->pb && buf_len(&dir->pb->b) > 0);
 }
 
 /* Moves what it can in direction d (src w[d] -> dst w[1-d]). Returns 0, or
@@ -125,13 +246,12 @@ relay_pump(struct relay *r, int d)
 	for (int round = 0; round < 4; round++) {
 		bool progress = false;
 		if (!dir->eof) {
-			ssize_t n;
-			if (!dir->pb && !(dir->pb = pool_get())) {
-				relay_finish(r, RELAY_END_NOMEM, ENOMEM);
-				return -1;
+			size_t space = 0;
+			ssize_t n = relay_read(dir, src, &space);
+			if (dir->bulk && !r->holds_pipepool) {
+				pipepool_hold();
+				r->holds_pipepool = true;
 			}
-			size_t space = buf_space(&dir->pb->b);
-			n = space ? buf_fill(&dir->pb->b, src) : -2;
 			if (n > 0) {
 				/* A read that did not fill the space emptied the
 				 * socket: another one now would only say EAGAIN. */
@@ -140,28 +260,25 @@ relay_pump(struct relay *r, int d)
 			} else if (n == 0) {
 				dir->eof = true;
 			} else if (n == -1 && errno != EAGAIN) {
-				relay_finish(r, RELAY_END_ERROR, errno);
+				relay_finish(r, errno == ENOMEM ? RELAY_END_NOMEM : RELAY_END_ERROR,
+					errno);
 				return -1;
 			}
 		}
-		if (dir->pb && buf_len(&dir->pb->b) > 0) {
-			ssize_t n = buf_drain(&dir->pb->b, dst);
+		if (relay_dir_holds_bytes(dir)) {
+			ssize_t n = relay_write(dir, dst);
 			if (n > 0) {
-				dir->bytes += (uint64_t)n;
 				r->last_active_ms = loop_now(r->loop);
 			} else if (n < 0 && errno != EAGAIN) {
 				relay_finish(r, RELAY_END_ERROR, errno);
 				return -1;
 			}
 		}
-		if (dir->pb && buf_len(&dir->pb->b) == 0) {
-			pool_put(dir->pb);
-			dir->pb = NULL;
-		}
-		if (!progress || dir->pb)
+		relay_release_empty(dir);
+		if (!progress || relay_dir_holds_bytes(dir))
 			break;
 	}
-	if (dir->eof && !dir->pb && !dir->shut) {
+	if (dir->eof && !relay_dir_holds_bytes(dir) && !dir->shut) {
 		/* Every byte before the FIN has been written: pass the FIN on. */
 		dir->shut = true;
 		if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN) {
@@ -247,6 +364,8 @@ relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watch
 	r->arg = arg;
 	r->idle_ms = idle_ms;
 	r->last_active_ms = loop_now(loop);
+	for (int i = 0; i < 2; i++)
+		r->dir[i].pipe.rd = r->dir[i].pipe.wr = -1;
 	watcher_init(&r->w[0], cw->fd, relay_on_client, r);
 	watcher_init(&r->w[1], tw->fd, relay_on_target, r);
 	timer_init(&r->idle_timer, relay_on_idle, r);
@@ -290,6 +409,13 @@ relay_stop(struct relay *r)
 			pool_put(r->dir[i].pb);
 			r->dir[i].pb = NULL;
 		}
+		pipepool_put(&r->dir[i].pipe, r->dir[i].inpipe == 0);
+		r->dir[i].inpipe = 0;
+	}
+	/* After the puts: the last holder's release closes what they cached. */
+	if (r->holds_pipepool) {
+		r->holds_pipepool = false;
+		pipepool_release();
 	}
 }
 

@@ -4,12 +4,21 @@
  * FIN is passed on while the other direction keeps flowing (half-close,
  * RFC 793 §3.5), with the target's reply and then its EOF reaching the
  * client.
+ *
+ * The same transfers run again against socks5d with splice on (the
+ * default) and with "relay-splice off", and its metrics must show that the
+ * bytes really took the path that config asks for: the splice path must
+ * carry most of a bulk transfer, the copy path all of it when off.
  */
 #include "harness.h"
+#include "it_acl_util.h"
+#include "it_scale_util.h"
 
 #include <errno.h>
 #include <netinet/in.h>
 #include <poll.h>
+#include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
 
@@ -55,9 +64,8 @@ send_stream(int fd, size_t n, uint64_t seed)
 }
 
 static void
-test_upload_20mb_arrives_with_identical_hash(void **state)
+upload_20mb(struct it_fixture *fx)
 {
-	struct it_fixture *fx = it_fx(state);
 	uint8_t hdr[8];
 	int fd = it_open_tunnel(fx, AF_INET, &it_tg.sink4);
 
@@ -70,9 +78,14 @@ test_upload_20mb_arrives_with_identical_hash(void **state)
 }
 
 static void
-test_download_20mb_arrives_with_identical_hash(void **state)
+test_upload_20mb_arrives_with_identical_hash(void **state)
 {
-	struct it_fixture *fx = it_fx(state);
+	upload_20mb(it_fx(state));
+}
+
+static void
+download_20mb(struct it_fixture *fx)
+{
 	static uint8_t buf[65536];
 	uint64_t deadline = it_now_ms() + 30000;
 	struct it_hash hs;
@@ -104,6 +117,12 @@ test_download_20mb_arrives_with_identical_hash(void **state)
 	if (hs.h != it_stream_hash(IT_SOURCE_SEED, IT_SOURCE_BYTES))
 		fail_msg("download: %u bytes arrived but their hash differs", IT_SOURCE_BYTES);
 	it_close(fd);
+}
+
+static void
+test_download_20mb_arrives_with_identical_hash(void **state)
+{
+	download_20mb(it_fx(state));
 }
 
 static void
@@ -148,6 +167,125 @@ setup(void **state)
 	return it_fixture_start(state, "auth none\n", NULL, NULL);
 }
 
+/* --- which path the bytes took (socks5d only) ----------------------------- */
+
+#define SOCKS5D_ONLY IT_CAP_RESOLVER
+
+static uint16_t metrics_port;
+static bool splice_configured;
+
+struct path_bytes {
+	unsigned long long spliced, copied, pipes_in_use, pipes_cached;
+};
+
+static void
+scrape_paths(struct path_bytes *p)
+{
+	char *body = NULL;
+	int st = it_scale_http(metrics_port, "GET /metrics HTTP/1.1\r\nHost: x\r\n\r\n", &body,
+		3000);
+	bool ok = st == 200 &&
+		it_scale_metric(body, "socks5d_relay_bytes_total{path=\"splice\"}", &p->spliced) &&
+		it_scale_metric(body, "socks5d_relay_bytes_total{path=\"copy\"}", &p->copied) &&
+		it_scale_metric(body, "socks5d_relay_pipes{state=\"in_use\"}", &p->pipes_in_use) &&
+		it_scale_metric(body, "socks5d_relay_pipes{state=\"cached\"}", &p->pipes_cached);
+
+	if (!ok)
+		fail_msg("metrics scrape: status %d, body:\n%s", st, body ? body : "(none)");
+	free(body);
+}
+
+/* Scrapes after a transfer the client has closed: the session ends, and
+ * with it the last bulk transfer, so the daemon must hold no pipe, not even
+ * a cached one (bounded wait: the close reaches it asynchronously). */
+static void
+scrape_after(struct path_bytes *b)
+{
+	uint64_t deadline = it_now_ms() + 3000;
+
+	do {
+		scrape_paths(b);
+		if (b->pipes_in_use == 0 && b->pipes_cached == 0)
+			return;
+		it_sleep_ms(20);
+	} while (it_now_ms() < deadline);
+}
+
+/* The transfer's bytes went the configured way, and no pipe is left. */
+static void
+expect_path(const struct path_bytes *a, const struct path_bytes *b, const char *what)
+{
+	unsigned long long spliced = b->spliced - a->spliced, copied = b->copied - a->copied;
+
+	print_message("[   INFO   ] %s with relay-splice %s: %llu bytes spliced, %llu copied\n",
+		what, splice_configured ? "on" : "off", spliced, copied);
+	if (spliced + copied < BULK_BYTES)
+		fail_msg("%s: the relay wrote %llu bytes, the transfer was %u", what,
+			spliced + copied, BULK_BYTES);
+	if (splice_configured && spliced < BULK_BYTES / 2)
+		fail_msg("%s: only %llu of %u bytes were spliced", what, spliced, BULK_BYTES);
+	if (!splice_configured && spliced != 0)
+		fail_msg("%s: %llu bytes were spliced although relay-splice is off", what, spliced);
+	if (b->pipes_in_use != 0 || b->pipes_cached != 0)
+		fail_msg("%s: %llu pipes in use and %llu cached 3 s after the session ended", what,
+			b->pipes_in_use, b->pipes_cached);
+}
+
+static void
+test_upload_takes_the_configured_path(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	struct path_bytes a, b;
+
+	scrape_paths(&a);
+	upload_20mb(fx);
+	scrape_after(&b);
+	expect_path(&a, &b, "upload");
+}
+
+static void
+test_download_takes_the_configured_path(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	struct path_bytes a, b;
+
+	scrape_paths(&a);
+	download_20mb(fx);
+	scrape_after(&b);
+	expect_path(&a, &b, "download");
+}
+
+static void
+test_half_close_on_the_configured_path(void **state)
+{
+	test_half_close_client_fin_reaches_target_and_reply_comes_back(state);
+}
+
+static int
+setup_path(void **state, bool splice)
+{
+	char conf[256];
+
+	splice_configured = splice;
+	if ((metrics_port = it_acl_free_port()) == 0)
+		return -1;
+	snprintf(conf, sizeof(conf), "auth none\nmetrics 127.0.0.1:%u\nrelay-splice %s\n",
+		metrics_port, splice ? "on" : "off");
+	return it_fixture_start_for(state, SOCKS5D_ONLY, conf, NULL, NULL);
+}
+
+static int
+setup_splice_on(void **state)
+{
+	return setup_path(state, true);
+}
+
+static int
+setup_splice_off(void **state)
+{
+	return setup_path(state, false);
+}
+
 int
 it_run_relay_tests(void)
 {
@@ -158,5 +296,17 @@ it_run_relay_tests(void)
 		IT_TEST(test_relay_keeps_working_after_target_closes_first),
 	};
 
-	return cmocka_run_group_tests_name("relay (auth none)", tests, setup, it_fixture_stop);
+	const struct CMUnitTest path_tests[] = {
+		IT_TEST(test_upload_takes_the_configured_path),
+		IT_TEST(test_download_takes_the_configured_path),
+		IT_TEST(test_half_close_on_the_configured_path),
+	};
+	int failed = 0;
+
+	failed += cmocka_run_group_tests_name("relay (auth none)", tests, setup, it_fixture_stop);
+	failed += cmocka_run_group_tests_name("relay: relay-splice on", path_tests,
+		setup_splice_on, it_fixture_stop);
+	failed += cmocka_run_group_tests_name("relay: relay-splice off", path_tests,
+		setup_splice_off, it_fixture_stop);
+	return failed;
 }

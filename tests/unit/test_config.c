@@ -1149,6 +1149,7 @@ test_dump_default(void **state)
 			       "socks4 on\n"
 			       "workers 1\n"
 			       "relay-buffer 262144\n"
+			       "relay-splice on\n"
 			       "# nameserver not set: /etc/resolv.conf is used\n"
 			       "resolve-prefer ipv4\n"
 			       "dns-cache-size 10000\n"
@@ -1215,6 +1216,7 @@ test_dump_everything_set_hides_secrets(void **state)
 			       "socks4 on\n"
 			       "workers 1\n"
 			       "relay-buffer 262144\n"
+			       "relay-splice on\n"
 			       "nameserver [::1]:5353\n"
 			       "nameserver 10.0.0.1:53\n"
 			       "resolve-prefer ipv6\n"
@@ -1263,7 +1265,7 @@ test_keywords_are_the_documented_set(void **state)
 {
 	static const char *const want[] = { "listen", "auth", "user", "users-file",
 		"log", "log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer", "dns-cache-size",
-		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce", "client", "rule", "relay-buffer", "max-connections", "max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as", NULL };
+		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce", "client", "rule", "relay-buffer", "relay-splice", "max-connections", "max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
