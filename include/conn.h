@@ -60,8 +60,10 @@ struct conn_env {
 	void *on_empty_arg;
 };
 
-/* Takes the accepted fd (nonblocking). On failure the fd is closed and the
- * reason logged. peer/local are the addresses of the client connection. */
+/* Takes the accepted fd (nonblocking; TCP_NODELAY is the listener's job,
+ * usually inherited from the listening socket). On failure the fd is
+ * closed and the reason logged. peer/local are the addresses of the client
+ * connection. */
 void conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	const union sockaddr_any *local, bool proxy_protocol);
 /* Closes every connection at once (end of the shutdown drain). */

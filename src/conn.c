@@ -1391,7 +1391,6 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	env->head = c;
 	env->stats.accepted++;
 	env->stats.active++;
-	(void)net_set_nodelay(fd);
 	watcher_init(&c->cw, fd, conn_on_client, c);
 	timer_init(&c->timer, conn_on_timer, c);
 	/* One deadline for the whole handshake: a client that trickles bytes

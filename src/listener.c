@@ -29,6 +29,7 @@ struct listener {
 	union sockaddr_any addr;
 	bool proxy_protocol;       /* connections start with a PROXY header */
 	bool wildcard;             /* 0.0.0.0 or :: : the local address varies */
+	bool nodelay_inherited;    /* TCP_NODELAY set here: accepted sockets inherit it */
 	struct release rel;        /* freed after the batch that closed it */
 };
 
@@ -98,6 +99,8 @@ listener_on_accept(struct loop *loop, unsigned events, void *arg)
 		 * wildcard one must ask (one syscall less per connection). */
 		if (!l->wildcard || net_local_addr(fd, &local) < 0)
 			local = l->addr;
+		if (!l->nodelay_inherited)
+			(void)net_set_nodelay(fd);
 		conn_accept(l->env, fd, &peer, &local, l->proxy_protocol);
 	}
 	(void)loop;
@@ -135,6 +138,9 @@ listener_new(struct conn_env *env, int fd, const union sockaddr_any *addr,
 	l->addr = *addr;
 	l->proxy_protocol = proxy_protocol;
 	l->wildcard = net_addr_is_unspecified(addr);
+	/* Linux clones accepted sockets from the listener, TCP_NODELAY
+	 * included: one setsockopt here instead of one per connection. */
+	l->nodelay_inherited = net_set_nodelay(fd) == 0;
 	watcher_init(&l->w, fd, listener_on_accept, l);
 	timer_init(&l->pause_timer, listener_on_resume, l);
 	if (loop_watch(env->loop, &l->w, LOOP_READ) < 0) {

@@ -279,9 +279,12 @@ relay_pump(struct relay *r, int d)
 			break;
 	}
 	if (dir->eof && !relay_dir_holds_bytes(dir) && !dir->shut) {
-		/* Every byte before the FIN has been written: pass the FIN on. */
+		/* Every byte before the FIN has been written: pass the FIN on.
+		 * When the other direction is finished too, the close that
+		 * follows sends it (both receive queues are drained: each saw
+		 * EOF), so no shutdown call is needed for the last one. */
 		dir->shut = true;
-		if (shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN) {
+		if (!r->dir[1 - d].shut && shutdown(dst, SHUT_WR) < 0 && errno != ENOTCONN) {
 			relay_finish(r, RELAY_END_ERROR, errno);
 			return -1;
 		}
