@@ -100,7 +100,9 @@ int relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct w
 	const uint8_t *down_initial, size_t down_len,
 	unsigned idle_ms, relay_done_cb done, void *arg)
 	__attribute__((warn_unused_result));
-/* Stops without calling done: closes both fds and returns buffers. */
+/* Stops without calling done: closes both fds and returns buffers and
+ * pipes. A peer that bytes held by the relay were meant for gets a reset
+ * (the stream was cut), the others a FIN. */
 void relay_stop(struct relay *r);
 
 #endif

@@ -396,6 +396,15 @@ fail:
 	return -1;
 }
 
+/* The close of fd will send a RST instead of a FIN. */
+static void
+relay_abort_on_close(int fd)
+{
+	struct linger lg = { .l_onoff = 1, .l_linger = 0 };
+
+	(void)setsockopt(fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+}
+
 void
 relay_stop(struct relay *r)
 {
@@ -403,6 +412,11 @@ relay_stop(struct relay *r)
 		return;
 	r->running = false;
 	timer_stop(r->loop, &r->idle_timer);
+	/* Bytes still held for a peer are lost with the close: it must get a
+	 * reset, not a FIN that would make a cut stream look complete. */
+	for (int i = 0; i < 2; i++)
+		if (relay_dir_holds_bytes(&r->dir[i]))
+			relay_abort_on_close(r->w[1 - i].fd);
 	for (int i = 0; i < 2; i++) {
 		/* Closing removes the fd from the epoll set (never shared). */
 		loop_unwatch_closing(r->loop, &r->w[i]);
@@ -428,9 +442,8 @@ relay_finish(struct relay *r, enum relay_end how, int err)
 	if (how == RELAY_END_ERROR) {
 		/* One side failed (reset, EPIPE): abort the other too, so a cut
 		 * transfer does not look complete to it (a FIN would). */
-		struct linger lg = { .l_onoff = 1, .l_linger = 0 };
 		for (int i = 0; i < 2; i++)
-			(void)setsockopt(r->w[i].fd, SOL_SOCKET, SO_LINGER, &lg, sizeof(lg));
+			relay_abort_on_close(r->w[i].fd);
 	}
 	relay_stop(r);
 	r->done(how, err, r->arg);

@@ -22,6 +22,7 @@
 #include <fcntl.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <poll.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -603,8 +604,32 @@ test_splice_turned_off_mid_stream_keeps_order(void **state)
 	assert_int_equal(copied - copied_at, BULK_BYTES - UPLOAD_FIRST);
 }
 
+/* Reads fd (the test's end) until it fails: the stream must end in a reset,
+ * not EOF, since bytes meant for it were dropped. Bounded by GUARD_MS. */
 static void
-test_stop_returns_a_pipe_holding_bytes(void **state)
+expect_reset_after_data(int fd)
+{
+	static uint8_t scratch[65536];
+	uint64_t deadline = wall_ms() + GUARD_MS;
+
+	for (;;) {
+		ssize_t n = recv(fd, scratch, sizeof(scratch), 0);
+		if (n > 0)
+			continue;
+		if (n == 0)
+			fail_msg("the stream was cut with bytes held, but ended with a FIN");
+		if (errno == ECONNRESET)
+			return;
+		if (errno != EAGAIN && errno != EINTR)
+			fail_msg("recv: %s, want ECONNRESET", strerror(errno));
+		if (wall_ms() >= deadline)
+			fail_msg("no reset within %d ms", GUARD_MS);
+		(void)poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 10);
+	}
+}
+
+static void
+test_stop_with_bytes_in_a_pipe_returns_it_and_resets_the_peer(void **state)
 {
 	struct fx *f = *state;
 	struct pipepool_stats ps;
@@ -618,6 +643,7 @@ test_stop_returns_a_pipe_holding_bytes(void **state)
 	assert_int_equal(ps.cached, f->ps0.cached);
 	assert_int_equal(f->ndone, 0);
 	assert_false(f->relay.running);
+	expect_reset_after_data(f->tg.fd);
 }
 
 /* Bytes waiting in fd's receive queue. */
@@ -836,7 +862,7 @@ main(void)
 		T(test_bulk_upload_copies_when_pool_refuses_every_pipe),
 		T(test_bidirectional_bulk_switches_between_pipe_and_buffer),
 		T(test_splice_turned_off_mid_stream_keeps_order),
-		T(test_stop_returns_a_pipe_holding_bytes),
+		T(test_stop_with_bytes_in_a_pipe_returns_it_and_resets_the_peer),
 		T(test_pipe_full_of_small_segments_does_not_spin),
 		T(test_initial_bytes_go_first),
 		T(test_half_close_in_bulk_mode_keeps_other_direction),
