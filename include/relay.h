@@ -36,12 +36,21 @@ enum relay_end {
  * costs the same and needs no pipe. */
 #define RELAY_BULK_READ (64 * 1024)
 
+/* TCP_NOTSENT_LOWAT on the destination of a bulk direction: unsent data in
+ * the kernel stays near one pipe's worth, so the socket is written by this
+ * process (on its CPU) rather than drained by ACK processing wherever the
+ * peer's ACKs land. Same-minute A/B, 8 rounds, 32 streams: upload 0.91x
+ * direct against 0.81x without, download 0.89-0.95x against 0.74-0.84x;
+ * 128-256 KiB cost more wakeups than they saved. */
+#define RELAY_NOTSENT_LOWAT (1024 * 1024)
+
 struct relay_dir {
 	struct pool_buf *pb; /* bytes read from src not yet written; NULL when empty */
 	struct pipe_pair pipe; /* spliced bytes not yet written; rd -1 when none */
 	size_t inpipe;       /* bytes in pipe */
 	bool pipe_full;      /* a splice into the pipe found no room (slots) */
 	bool bulk;           /* splice when a pipe can be had */
+	bool bulk_setup;     /* relay_dir_turned_bulk has run */
 	bool eof;            /* src has sent FIN */
 	bool shut;           /* FIN passed on: dst shut down for writing */
 	uint64_t bytes;      /* bytes written to dst */

@@ -17,6 +17,8 @@
 #include <fcntl.h>
 #include <stdlib.h>
 #include <string.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -233,6 +235,21 @@ relay_dir_holds_bytes(const struct relay_dir *dir)
 	return dir->inpipe > 0 || (dir->pb && buf_len(&dir->pb->b) > 0);
 }
 
+/* Once per direction, when it first reads a bulk amount. */
+static void
+relay_dir_turned_bulk(struct relay *r, int d)
+{
+	int lowat = RELAY_NOTSENT_LOWAT;
+
+	r->dir[d].bulk_setup = true;
+	/* Best effort: without it the transfer is only a little slower. */
+	(void)setsockopt(r->w[1 - d].fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+	if (!r->holds_pipepool) {
+		pipepool_hold();
+		r->holds_pipepool = true;
+	}
+}
+
 /* Moves what it can in direction d (src w[d] -> dst w[1-d]). Returns 0, or
  * -1 with the relay finished. */
 static int
@@ -248,10 +265,8 @@ relay_pump(struct relay *r, int d)
 		if (!dir->eof) {
 			size_t space = 0;
 			ssize_t n = relay_read(dir, src, &space);
-			if (dir->bulk && !r->holds_pipepool) {
-				pipepool_hold();
-				r->holds_pipepool = true;
-			}
+			if (dir->bulk && !dir->bulk_setup)
+				relay_dir_turned_bulk(r, d);
 			if (n > 0) {
 				/* A read that did not fill the space emptied the
 				 * socket: another one now would only say EAGAIN. */
