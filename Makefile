@@ -56,7 +56,7 @@ run: $(B)/socks5d
 test-deps:
 	@sh tests/install-deps.sh
 
-$(B)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) $(HEADERS) | $(B)/tests
+$(B)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) $(HEADERS) $(wildcard tests/unit/*.h) | $(B)/tests
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
 $(B)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIB_OBJS) $(HEADERS) | $(B)/fuzz-replay

@@ -23,6 +23,7 @@ struct pipepool_stats {
 	size_t in_use;      /* pipes held by relays now */
 	size_t cached;      /* empty pipes kept for reuse */
 	size_t refused;     /* pipepool_get calls that said no, ever */
+	size_t make_failed; /* attempts to make a pipe that failed, ever */
 };
 
 /* Capacity asked of each pipe (F_SETPIPE_SZ), in bytes; a pipe the kernel

@@ -26,6 +26,11 @@ static size_t pool_ncached;
 static size_t pool_in_use;
 static size_t pool_refused;
 static size_t pool_holders;
+/* A pipe could not be made (fd limit, per-user pipe budget): making one
+ * again before something is given back would only fail again, at four
+ * syscalls per bulk read. Cleared when a pipe or the last holder goes. */
+static bool pool_make_failed;
+static size_t pool_make_failures;
 
 /* The largest pipe an unprivileged process may ask for. */
 static size_t
@@ -73,8 +78,10 @@ pipepool_hold(void)
 void
 pipepool_release(void)
 {
-	if (pool_holders > 0 && --pool_holders == 0)
+	if (pool_holders > 0 && --pool_holders == 0) {
 		pipepool_trim();
+		pool_make_failed = false;
+	}
 }
 
 void
@@ -83,6 +90,7 @@ pipepool_configure(size_t capacity, size_t max_in_use, size_t max_cached)
 	size_t sysmax = system_pipe_max();
 
 	pipepool_trim();
+	pool_make_failed = false;
 	if (sysmax > 0 && capacity > sysmax)
 		capacity = sysmax;
 	pool_capacity = capacity;
@@ -122,7 +130,13 @@ pipepool_get(struct pipe_pair *p)
 	}
 	if (pool_ncached > 0) {
 		*p = pool_cache[--pool_ncached];
+	} else if (pool_make_failed) {
+		pool_refused++;
+		errno = ENOBUFS;
+		return -1;
 	} else if (make_pipe(p) < 0) {
+		pool_make_failed = true;
+		pool_make_failures++;
 		pool_refused++;
 		return -1;
 	}
@@ -136,6 +150,7 @@ pipepool_put(struct pipe_pair *p, bool empty)
 	if (p->rd < 0)
 		return;
 	pool_in_use--;
+	pool_make_failed = false;
 	/* A pipe made before a reconfigure keeps its old size: not reused. */
 	if (empty && pool_ncached < pool_max_cached && p->cap == pool_capacity) {
 		pool_cache[pool_ncached++] = *p;
@@ -151,4 +166,5 @@ pipepool_get_stats(struct pipepool_stats *out)
 	out->in_use = pool_in_use;
 	out->cached = pool_ncached;
 	out->refused = pool_refused;
+	out->make_failed = pool_make_failures;
 }

@@ -31,11 +31,14 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/ioctl.h>
+#include <sys/resource.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
+
+#include "unit_hash.h"
 
 #include "log.h"
 #include "loop.h"
@@ -47,7 +50,7 @@
 #define MAX_ITER 1000000              /* loop iterations per wait, whatever the clock says */
 #define BULK_BYTES ((uint64_t)8 << 20)
 #define CHUNK (64 * 1024)             /* stream bytes generated at a time */
-#define FNV_BASIS 0xcbf29ce484222325ULL
+#define FNV_BASIS UNIT_FNV_OFFSET
 
 /* A deterministic byte stream, written into one of the test's sockets. */
 struct src {
@@ -94,16 +97,6 @@ struct fx {
 };
 
 /* --- streams --------------------------------------------------------------- */
-
-static uint64_t
-fnv(uint64_t h, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
 
 static void
 src_init(struct src *s, uint64_t total, uint64_t seed)
@@ -533,6 +526,44 @@ pred_client_eof(const struct fx *f)
 	return f->cl.in.eof;
 }
 
+/* With no descriptor left, a pipe cannot be made: the transfer copies,
+ * and the pool does not try again (pipe2, fcntl, closes) on every read. */
+static void
+test_no_fd_for_a_pipe_copies_and_tries_once(void **state)
+{
+	struct fx *f = *state;
+	static int filler[4096];
+	size_t nfill = 0;
+	struct rlimit saved, low;
+	uint64_t spliced, copied;
+	struct pipepool_stats ps;
+
+	upload(f, BULK_BYTES);
+	start_relay(f, NULL, 0);
+	assert_int_equal(getrlimit(RLIMIT_NOFILE, &saved), 0);
+	low = saved;
+	if (low.rlim_cur > 4096)
+		low.rlim_cur = 4096;
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &low), 0);
+	while (nfill < sizeof(filler) / sizeof(filler[0])) {
+		int fd = dup(0);
+		if (fd < 0)
+			break;
+		filler[nfill++] = fd;
+	}
+	run_to_end(f);
+	while (nfill > 0)
+		close(filler[--nfill]);
+	assert_int_equal(setrlimit(RLIMIT_NOFILE, &saved), 0);
+	assert_delivered(&f->cl.out, &f->tg.in);
+	stats_delta(f, &spliced, &copied);
+	assert_int_equal(spliced, 0);
+	assert_int_equal(copied, BULK_BYTES);
+	pipepool_get_stats(&ps);
+	assert_true(ps.refused - f->ps0.refused > 1);
+	assert_int_equal(ps.make_failed - f->ps0.make_failed, 1);
+}
+
 static void
 test_bidirectional_bulk_switches_between_pipe_and_buffer(void **state)
 {
@@ -860,6 +891,7 @@ main(void)
 		T(test_bulk_upload_is_spliced_and_returns_every_pipe),
 		T(test_bulk_upload_without_splice_is_copied),
 		T(test_bulk_upload_copies_when_pool_refuses_every_pipe),
+		T(test_no_fd_for_a_pipe_copies_and_tries_once),
 		T(test_bidirectional_bulk_switches_between_pipe_and_buffer),
 		T(test_splice_turned_off_mid_stream_keeps_order),
 		T(test_stop_with_bytes_in_a_pipe_returns_it_and_resets_the_peer),

@@ -20,6 +20,8 @@
 
 #include <cmocka.h>
 
+#include "unit_hash.h"
+
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -762,16 +764,6 @@ struct bulk {
 	uint32_t rng;
 };
 
-static uint64_t
-fnv(uint64_t h, const uint8_t *p, size_t n)
-{
-	for (size_t i = 0; i < n; i++) {
-		h ^= p[i];
-		h *= 0x100000001b3ULL;
-	}
-	return h;
-}
-
 static uint32_t
 xorshift(uint32_t *s)
 {
@@ -854,7 +846,7 @@ test_thousand_datagrams_arrive_intact_and_in_order(void **state)
 	assert_non_null(b);
 	b->f = f;
 	b->rng = 12345;
-	b->h_sent = b->h_recvd = 0xcbf29ce484222325ULL;
+	b->h_sent = b->h_recvd = UNIT_FNV_OFFSET;
 	/* Assorted sizes with the edges: 1, the largest IPv4 payload, and
 	 * sizes around common MTUs. The client leg is IPv6, whose datagrams
 	 * hold a 65507-byte payload plus the header; the destination is IPv4. */
