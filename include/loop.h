@@ -14,9 +14,11 @@ struct loop;
 
 #define LOOP_READ 0x1u
 #define LOOP_WRITE 0x2u
+#define LOOP_ERROR 0x4u /* in events only: EPOLLERR or EPOLLHUP came with them */
 
 /* Called with the events that fired (LOOP_READ|LOOP_WRITE). EPOLLERR and
- * EPOLLHUP are reported as both, so errors surface through read/write. */
+ * EPOLLHUP are reported as both (as far as the mask asks for either), so
+ * errors surface through read/write; LOOP_ERROR is added with them. */
 typedef void (*loop_io_cb)(struct loop *loop, unsigned events, void *arg);
 typedef void (*loop_timer_cb)(struct loop *loop, void *arg);
 typedef void (*loop_signal_cb)(struct loop *loop, int signo, void *arg);
@@ -72,11 +74,6 @@ void loop_unwatch(struct loop *loop, struct watcher *w);
  * process: closing removes it from the epoll set, so only the watcher is
  * marked unregistered (no syscall). */
 void loop_unwatch_closing(struct loop *loop, struct watcher *w);
-/* Hands the fd's registration from one watcher to another (same fd) with
- * one EPOLL_CTL_MOD instead of a DEL and an ADD. to must be initialised
- * (watcher_init); from is left unregistered. Returns -1 with errno. */
-int loop_watch_transfer(struct loop *loop, struct watcher *from, struct watcher *to,
-	unsigned mask) __attribute__((warn_unused_result));
 
 void timer_init(struct timer *t, loop_timer_cb cb, void *arg);
 /* (Re)arms the timer to fire after ms milliseconds from loop_now. */

@@ -41,8 +41,12 @@ enum relay_end {
  * process (on its CPU) rather than drained by ACK processing wherever the
  * peer's ACKs land. Same-minute A/B, 8 rounds, 32 streams: upload 0.91x
  * direct against 0.81x without, download 0.89-0.95x against 0.74-0.84x;
- * 128-256 KiB cost more wakeups than they saved. */
+ * 128-256 KiB cost more wakeups than they saved. On a second machine type
+ * (PVM guest, 2026-12) no value from 128 KiB to unlimited stood out of the
+ * noise. Overridable (CFLAGS=-DRELAY_NOTSENT_LOWAT=...) for such A/Bs. */
+#ifndef RELAY_NOTSENT_LOWAT
 #define RELAY_NOTSENT_LOWAT (1024 * 1024)
+#endif
 
 struct relay_dir {
 	struct pool_buf *pb; /* bytes read from src not yet written; NULL when empty */
@@ -60,7 +64,7 @@ typedef void (*relay_done_cb)(enum relay_end how, int err, void *arg);
 
 struct relay {
 	struct loop *loop;
-	struct watcher w[2];      /* w[0] client fd, w[1] target fd */
+	struct watcher *w[2];     /* the caller's: w[0] client fd, w[1] target fd */
 	struct relay_dir dir[2];  /* RELAY_UP, RELAY_DOWN */
 	struct timer idle_timer;
 	uint64_t last_active_ms;  /* loop time of the last byte moved */
@@ -96,9 +100,10 @@ struct relay_stats {
 /* Process-wide, live (not only ended sessions). */
 void relay_get_stats(struct relay_stats *out);
 
-/* Takes ownership of the fds of cw (client) and tw (target): the caller's
- * watchers, registered or not; a registration is handed over with one
- * EPOLL_CTL_MOD and the caller's watchers are left unregistered. up/down_
+/* Takes ownership of the fds of cw (client) and tw (target) and of the
+ * caller's watchers themselves, registered or not: their callbacks are
+ * re-pointed at the relay (so they must live as long as it does) and an
+ * epoll_ctl is made only where the interest changes. up/down_
  * initial are bytes already received that must be sent first (pipelined
  * client payload, an unsent reply); they are copied. Returns 0, or -1 (fds
  * still owned by the caller, watchers unregistered) on failure. done runs

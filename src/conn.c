@@ -890,10 +890,12 @@ conn_on_target(struct loop *loop, unsigned events, void *arg)
 	int err;
 
 	(void)loop;
-	(void)events;
 	if (c->state != CONN_ST_CONNECTING)
 		return;
-	err = net_connect_result(c->target_fd);
+	/* SO_ERROR has something to say only with EPOLLERR or EPOLLHUP: plain
+	 * EPOLLOUT is reported once the connection is up (tcp_poll), so a
+	 * getsockopt per session is saved. */
+	err = (events & LOOP_ERROR) ? net_connect_result(c->target_fd) : 0;
 	if (err == 0 && c->hs->next_addr > 1) {
 		union sockaddr_any peer;
 		/* A stale readiness event of an earlier attempt (same watcher,

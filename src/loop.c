@@ -193,31 +193,6 @@ loop_unwatch_closing(struct loop *loop, struct watcher *w)
 	w->mask = 0;
 }
 
-int
-loop_watch_transfer(struct loop *loop, struct watcher *from, struct watcher *to,
-	unsigned mask)
-{
-	struct epoll_event ev;
-
-	if (!from->registered)
-		return loop_watch(loop, to, mask);
-	from->registered = false;
-	from->mask = 0;
-	if (mask == 0) {
-		(void)epoll_ctl(loop->epfd, EPOLL_CTL_DEL, to->fd, NULL);
-		return 0;
-	}
-	memset(&ev, 0, sizeof(ev));
-	ev.events = ((mask & LOOP_READ) ? EPOLLIN | EPOLLRDHUP : 0) |
-		    ((mask & LOOP_WRITE) ? EPOLLOUT : 0);
-	ev.data.ptr = to;
-	if (epoll_ctl(loop->epfd, EPOLL_CTL_MOD, to->fd, &ev) < 0)
-		return -1;
-	to->registered = true;
-	to->mask = mask;
-	return 0;
-}
-
 /* --- timers: binary min-heap --------------------------------------------- */
 
 static bool
@@ -488,10 +463,12 @@ loop_iterate(struct loop *loop, int max_wait_ms)
 		if (events[i].events & (EPOLLOUT | EPOLLHUP | EPOLLERR))
 			ev |= LOOP_WRITE;
 		/* Errors and hang-ups arrive whatever the mask; the owner
-		 * sees them through the directions it is waiting on. */
+		 * sees them through the directions it is waiting on, and
+		 * LOOP_ERROR says which events were only that. */
 		ev &= w->mask;
 		if (ev)
-			w->cb(loop, ev, w->arg);
+			w->cb(loop, ev | ((events[i].events & (EPOLLHUP | EPOLLERR)) ? LOOP_ERROR : 0),
+				w->arg);
 	}
 	run_timers(loop);
 	run_releases(loop);

@@ -131,7 +131,7 @@ static int
 relay_update_interest(struct relay *r)
 {
 	for (int i = 0; i < 2; i++)
-		if (loop_watch(r->loop, &r->w[i], relay_mask(r, i)) < 0)
+		if (loop_watch(r->loop, r->w[i], relay_mask(r, i)) < 0)
 			return -1;
 	return 0;
 }
@@ -243,7 +243,7 @@ relay_dir_turned_bulk(struct relay *r, int d)
 
 	r->dir[d].bulk_setup = true;
 	/* Best effort: without it the transfer is only a little slower. */
-	(void)setsockopt(r->w[1 - d].fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
+	(void)setsockopt(r->w[1 - d]->fd, IPPROTO_TCP, TCP_NOTSENT_LOWAT, &lowat, sizeof(lowat));
 	if (!r->holds_pipepool) {
 		pipepool_hold();
 		r->holds_pipepool = true;
@@ -256,7 +256,7 @@ static int
 relay_pump(struct relay *r, int d)
 {
 	struct relay_dir *dir = &r->dir[d];
-	int src = r->w[d].fd, dst = r->w[1 - d].fd;
+	int src = r->w[d]->fd, dst = r->w[1 - d]->fd;
 
 	/* A few rounds per event: a buffer that filled and drained at once is
 	 * worth refilling, but one busy session must not starve the others. */
@@ -374,35 +374,37 @@ relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watch
 	const uint8_t *down_initial, size_t down_len,
 	unsigned idle_ms, relay_done_cb done, void *arg)
 {
-	struct watcher *prev[2] = { cw, tw };
-
 	memset(r, 0, sizeof(*r));
 	r->loop = loop;
 	r->done = done;
 	r->arg = arg;
 	r->idle_ms = idle_ms;
 	r->last_active_ms = loop_now(loop);
+	r->w[0] = cw;
+	r->w[1] = tw;
 	for (int i = 0; i < 2; i++)
 		r->dir[i].pipe.rd = r->dir[i].pipe.wr = -1;
-	watcher_init(&r->w[0], cw->fd, relay_on_client, r);
-	watcher_init(&r->w[1], tw->fd, relay_on_target, r);
 	timer_init(&r->idle_timer, relay_on_idle, r);
 	if (relay_seed(&r->dir[RELAY_UP], up_initial, up_len) < 0 ||
 	    relay_seed(&r->dir[RELAY_DOWN], down_initial, down_len) < 0)
 		goto fail;
 	/* The sockets usually are in the epoll set already (handshake,
-	 * connect): re-point them at the relay's watchers in place. */
-	for (int i = 0; i < 2; i++)
-		if (loop_watch_transfer(loop, prev[i], &r->w[i], relay_mask(r, i)) < 0)
-			goto fail;
+	 * connect) with these watchers as their event data: re-pointing the
+	 * callbacks needs no syscall, and neither does an unchanged interest
+	 * (the client's usually is: reading). */
+	cw->cb = relay_on_client;
+	cw->arg = r;
+	tw->cb = relay_on_target;
+	tw->arg = r;
+	if (relay_update_interest(r) < 0)
+		goto fail;
 	if (idle_ms)
 		timer_start(loop, &r->idle_timer, idle_ms);
 	r->running = true;
 	return 0;
 fail:
 	for (int i = 0; i < 2; i++) {
-		loop_unwatch(loop, prev[i]);
-		loop_unwatch(loop, &r->w[i]);
+		loop_unwatch(loop, r->w[i]);
 		if (r->dir[i].pb) {
 			pool_put(r->dir[i].pb);
 			r->dir[i].pb = NULL;
@@ -431,12 +433,12 @@ relay_stop(struct relay *r)
 	 * reset, not a FIN that would make a cut stream look complete. */
 	for (int i = 0; i < 2; i++)
 		if (relay_dir_holds_bytes(&r->dir[i]))
-			relay_abort_on_close(r->w[1 - i].fd);
+			relay_abort_on_close(r->w[1 - i]->fd);
 	for (int i = 0; i < 2; i++) {
 		/* Closing removes the fd from the epoll set (never shared). */
-		loop_unwatch_closing(r->loop, &r->w[i]);
-		close(r->w[i].fd);
-		r->w[i].fd = -1;
+		loop_unwatch_closing(r->loop, r->w[i]);
+		close(r->w[i]->fd);
+		r->w[i]->fd = -1;
 		if (r->dir[i].pb) {
 			pool_put(r->dir[i].pb);
 			r->dir[i].pb = NULL;
@@ -458,7 +460,7 @@ relay_finish(struct relay *r, enum relay_end how, int err)
 		/* One side failed (reset, EPIPE): abort the other too, so a cut
 		 * transfer does not look complete to it (a FIN would). */
 		for (int i = 0; i < 2; i++)
-			relay_abort_on_close(r->w[i].fd);
+			relay_abort_on_close(r->w[i]->fd);
 	}
 	relay_stop(r);
 	r->done(how, err, r->arg);

@@ -86,6 +86,7 @@ struct fx {
 	struct relay relay;
 	int relay_fd[2];     /* the relay's client and target fds; its own after start */
 	bool started;        /* relay_start succeeded: relay_fd are not ours to close */
+	struct watcher cw, tw; /* handed to the relay: they must outlive it */
 	struct end cl, tg;   /* the test's client end and target end */
 	unsigned ndone;      /* done calls */
 	enum relay_end how;
@@ -295,16 +296,19 @@ on_done(enum relay_end how, int err, void *arg)
 static void
 start_relay(struct fx *f, const uint8_t *up_initial, size_t up_len)
 {
-	struct watcher cw, tw;
 	int rc;
 
 	relay_get_stats(&f->rs0);
 	pipepool_get_stats(&f->ps0);
 	assert_int_equal(f->ps0.in_use, 0);
-	/* Unregistered watchers are allowed: the relay registers the fds. */
-	watcher_init(&cw, f->relay_fd[0], NULL, NULL);
-	watcher_init(&tw, f->relay_fd[1], NULL, NULL);
-	rc = relay_start(&f->relay, f->loop, &cw, &tw, up_initial, up_len, NULL, 0, 0, on_done, f);
+	/* Unregistered watchers are allowed: the relay registers the fds. A
+	 * test may have registered them already (as the handshake does). */
+	if (!f->cw.registered)
+		watcher_init(&f->cw, f->relay_fd[0], NULL, NULL);
+	if (!f->tw.registered)
+		watcher_init(&f->tw, f->relay_fd[1], NULL, NULL);
+	rc = relay_start(&f->relay, f->loop, &f->cw, &f->tw, up_initial, up_len, NULL, 0, 0,
+		on_done, f);
 	assert_int_equal(rc, 0);
 	f->started = true;
 }
@@ -712,7 +716,7 @@ static void
 fill_pipe_with_small_segments(struct fx *f)
 {
 	const struct relay_dir *up = &f->relay.dir[RELAY_UP];
-	int src = f->relay.w[RELAY_UP].fd;
+	int src = f->relay.w[RELAY_UP]->fd;
 	uint64_t deadline = wall_ms() + GUARD_MS, moved, t;
 	unsigned nseg = 0, rounds = 0;
 
@@ -758,7 +762,7 @@ test_pipe_full_of_small_segments_does_not_spin(void **state)
 	f->cl.send_limit = UPLOAD_FIRST;
 	small_buffers_towards(f, RELAY_UP);
 	start_relay(f, NULL, 0);
-	src = f->relay.w[RELAY_UP].fd;
+	src = f->relay.w[RELAY_UP]->fd;
 	assert_true(run_until(f, pred_target_got_first));
 	assert_true(up->bulk);
 	assert_int_equal(up->inpipe, 0);
@@ -882,6 +886,48 @@ test_small_exchange_never_takes_a_pipe(void **state)
 	assert_no_pipe_out();
 }
 
+static unsigned handshake_calls;
+
+static void
+on_handshake_io(struct loop *loop, unsigned events, void *arg)
+{
+	(void)loop;
+	(void)events;
+	(void)arg;
+	handshake_calls++;
+}
+
+static void
+test_registered_watchers_are_taken_over_in_place(void **state)
+{
+	struct fx *f = *state;
+
+	/* As after a CONNECT: the client fd registered for reading and the
+	 * target fd for writing (its connect), both with the handshake's
+	 * callback. Events must reach the relay from the start, and the
+	 * watchers, still registered, keep the relay's interest. */
+	handshake_calls = 0;
+	watcher_init(&f->cw, f->relay_fd[0], on_handshake_io, NULL);
+	watcher_init(&f->tw, f->relay_fd[1], on_handshake_io, NULL);
+	assert_int_equal(loop_watch(f->loop, &f->cw, LOOP_READ), 0);
+	assert_int_equal(loop_watch(f->loop, &f->tw, LOOP_WRITE), 0);
+	end_send(&f->cl, 64, 0x0123456789abcdefULL, false);
+	start_relay(f, NULL, 0);
+	assert_true(f->cw.registered && f->tw.registered);
+	assert_int_equal(f->cw.mask, LOOP_READ);
+	assert_int_equal(f->tw.mask, LOOP_READ);
+	assert_true(run_until(f, pred_target_got_64));
+	end_send(&f->tg, 64, 0xfedcba9876543210ULL, true);
+	f->tg.shut_after_eof = true;
+	assert_true(run_until(f, pred_client_got_64));
+	f->cl.shut_when_sent = true;
+	run_to_end(f);
+	assert_delivered(&f->cl.out, &f->tg.in);
+	assert_delivered(&f->tg.out, &f->cl.in);
+	assert_int_equal(handshake_calls, 0);
+	assert_no_pipe_out();
+}
+
 #define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
 
 int
@@ -889,6 +935,7 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		T(test_bulk_upload_is_spliced_and_returns_every_pipe),
+		T(test_registered_watchers_are_taken_over_in_place),
 		T(test_bulk_upload_without_splice_is_copied),
 		T(test_bulk_upload_copies_when_pool_refuses_every_pipe),
 		T(test_no_fd_for_a_pipe_copies_and_tries_once),
