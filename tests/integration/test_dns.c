@@ -353,10 +353,8 @@ test_dns_slow_lookup_does_not_delay_20_other_sessions(void **state)
 		it_close(fds[i]);
 	print_message("[   INFO   ] %d other sessions done %llu ms after the slow request\n",
 		SESSIONS, (unsigned long long)others);
-	if (others >= 1500)
-		fail_msg("%d sessions took %llu ms while one lookup was held %d ms: "
-			"they waited for it", SESSIONS, (unsigned long long)others, SLOW_MS);
-	/* The slow one was still waiting, and then succeeds. */
+	/* The slow one was still waiting (so the others did not wait for it),
+	 * and then succeeds. */
 	enum it_close c = it_wait_close(sfd, 0);
 	if (c != IT_CLOSE_TIMEOUT)
 		fail_msg("slow session: want no reply yet, got %s", it_close_str(c));
@@ -507,7 +505,7 @@ test_dns_udp_datagrams_to_slow_name_keep_order_and_do_not_block_others(void **st
 		memcpy(out + hl, order[i], 2);
 		assert_int_equal(it_udp_send(u, "127.0.0.1", relay, out, hl + 2), 0);
 	}
-	uint64_t t0 = it_now_ms();
+	/* I1 first proves it did not wait: N1 was sent before it. */
 	const char *want[] = { "I1", "N1", "N2", "N3" };
 	for (size_t i = 0; i < 4; i++) {
 		long k = it_udp_recv(u, in, sizeof(in), 3000);
@@ -519,9 +517,6 @@ test_dns_udp_datagrams_to_slow_name_keep_order_and_do_not_block_others(void **st
 		if (memcmp(in + sizeof(by_ip), want[i], 2) != 0)
 			fail_msg("answer %zu is %.2s, want %s (order I1 N1 N2 N3)", i,
 				(const char *)in + sizeof(by_ip), want[i]);
-		if (i == 0 && it_now_ms() - t0 > 250)
-			fail_msg("the datagram to an IP took %llu ms: it waited for the lookup",
-				(unsigned long long)(it_now_ms() - t0));
 	}
 	it_close(u);
 	it_close(ctl);
@@ -619,15 +614,12 @@ test_dns_dead_first_nameserver_fails_over_at_once(void **state)
 	struct it_fixture *fx = it_fx(state);
 
 	serve("failover.test", NULL);
-	uint64_t t0 = it_now_ms();
 	connect_and_echo(fx, "failover.test", 0xc6);
-	uint64_t ms = it_now_ms() - t0;
-	print_message("[   INFO   ] connected by name in %llu ms past a dead nameserver\n",
-		(unsigned long long)ms);
-	/* The dead one answers with ICMP port unreachable: no 5 s wait. */
-	if (ms >= 1000)
-		fail_msg("lookup past a dead first nameserver took %llu ms: want the ICMP "
-			"error to move it on at once", (unsigned long long)ms);
+	/* The dead one answers with ICMP port unreachable, which moves the
+	 * lookup on at once: no try may have ended by its timeout. */
+	if (it_daemon_log_contains(&fx->d, "no answer in"))
+		fail_msg("a try past the dead first nameserver timed out: want the ICMP error "
+			"to move the lookup on");
 	expect_counts("failover.test", 1, 1, 0, 0);
 }
 
@@ -674,7 +666,8 @@ test_dns_sigterm_with_lookup_bind_and_udp_pending_exits_0(void **state)
 	uint64_t ms = it_now_ms() - t0;
 	print_message("[   INFO   ] exited 0 %llu ms after SIGTERM (shutdown-timeout 0)\n",
 		(unsigned long long)ms);
-	assert_in_range(ms, 0, 2000);
+	/* Before the held lookup could have answered: it did not wait for it. */
+	assert_in_range(ms, 0, (uint64_t)r.delay_ms - 100);
 	it_expect_close(fd, 1000);
 	it_close(fd);
 	if (b >= 0) {
@@ -689,18 +682,35 @@ test_dns_sigterm_with_lookup_bind_and_udp_pending_exits_0(void **state)
 	fx->started = false; /* stopped here; teardown has nothing to stop */
 }
 
-/* A UDP port on 127.0.0.1 where nothing listens (bound, then closed). */
+/* A UDP port on 127.0.0.1 where nothing listens, so a query to it draws an
+ * ICMP port unreachable. It is taken below the ephemeral range: a port only
+ * bound and closed could be handed out again at once to any socket that
+ * binds port 0 (the fake DNS server, socks5d's query sockets). */
 static uint16_t
 dead_udp_port(void)
 {
-	int fd = it_udp_socket("127.0.0.1", 0);
-	uint16_t port;
+	unsigned lo = 32768, hi = 60999;
+	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
 
-	if (fd < 0)
-		return 0;
-	port = it_local_port(fd);
-	it_close(fd);
-	return port;
+	if (f) {
+		if (fscanf(f, "%u %u", &lo, &hi) != 2)
+			lo = 32768;
+		fclose(f);
+	}
+	/* Bounded: at most 200 ports tried, each a bind and a close. */
+	for (unsigned i = 0; i < 200; i++) {
+		unsigned port = 20000 + (unsigned)((it_now_ms() + i * 7919u) % 10000u);
+		int fd;
+
+		if (port >= lo && port <= hi)
+			continue;
+		fd = it_udp_socket("127.0.0.1", (uint16_t)port);
+		if (fd >= 0) {
+			it_close(fd);
+			return (uint16_t)port;
+		}
+	}
+	return 0;
 }
 
 /* Starts the fake DNS server, then the daemon with it as nameserver, after
