@@ -464,7 +464,7 @@ loop_iterate(struct loop *loop, int max_wait_ms)
 			ev |= LOOP_WRITE;
 		/* Errors and hang-ups arrive whatever the mask; the owner
 		 * sees them through the directions it is waiting on, and
-		 * LOOP_ERROR says which events were only that. */
+		 * LOOP_ERROR tells it that one came. */
 		ev &= w->mask;
 		if (ev)
 			w->cb(loop, ev | ((events[i].events & (EPOLLHUP | EPOLLERR)) ? LOOP_ERROR : 0),
