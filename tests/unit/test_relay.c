@@ -859,6 +859,22 @@ test_half_close_in_bulk_mode_keeps_other_direction(void **state)
 	assert_no_pipe_out();
 }
 
+/* After the client end's 64 bytes: the target end answers 64 bytes and its
+ * FIN once it has them, the client end sends its FIN once answered; both
+ * streams must arrive whole. */
+static void
+finish_64_byte_exchange(struct fx *f, uint64_t answer_seed)
+{
+	assert_true(run_until(f, pred_target_got_64));
+	end_send(&f->tg, 64, answer_seed, true);
+	f->tg.shut_after_eof = true;
+	assert_true(run_until(f, pred_client_got_64));
+	f->cl.shut_when_sent = true;
+	run_to_end(f);
+	assert_delivered(&f->cl.out, &f->tg.in);
+	assert_delivered(&f->tg.out, &f->cl.in);
+}
+
 static void
 test_small_exchange_never_takes_a_pipe(void **state)
 {
@@ -869,14 +885,7 @@ test_small_exchange_never_takes_a_pipe(void **state)
 	 * RELAY_BULK_READ and the buffer size. */
 	end_send(&f->cl, 64, 0x6464646464646464ULL, false);
 	start_relay(f, NULL, 0);
-	assert_true(run_until(f, pred_target_got_64));
-	end_send(&f->tg, 64, 0x4646464646464646ULL, true);
-	f->tg.shut_after_eof = true;
-	assert_true(run_until(f, pred_client_got_64));
-	f->cl.shut_when_sent = true;
-	run_to_end(f);
-	assert_delivered(&f->cl.out, &f->tg.in);
-	assert_delivered(&f->tg.out, &f->cl.in);
+	finish_64_byte_exchange(f, 0x4646464646464646ULL);
 	assert_false(f->relay.dir[RELAY_UP].bulk);
 	assert_false(f->relay.dir[RELAY_DOWN].bulk);
 	stats_delta(f, &spliced, &copied);
@@ -916,14 +925,7 @@ test_registered_watchers_are_taken_over_in_place(void **state)
 	assert_true(f->cw.registered && f->tw.registered);
 	assert_int_equal(f->cw.mask, LOOP_READ);
 	assert_int_equal(f->tw.mask, LOOP_READ);
-	assert_true(run_until(f, pred_target_got_64));
-	end_send(&f->tg, 64, 0xfedcba9876543210ULL, true);
-	f->tg.shut_after_eof = true;
-	assert_true(run_until(f, pred_client_got_64));
-	f->cl.shut_when_sent = true;
-	run_to_end(f);
-	assert_delivered(&f->cl.out, &f->tg.in);
-	assert_delivered(&f->tg.out, &f->cl.in);
+	finish_64_byte_exchange(f, 0xfedcba9876543210ULL);
 	assert_int_equal(handshake_calls, 0);
 	assert_no_pipe_out();
 }
