@@ -113,7 +113,8 @@ test: test-deps
 	$(MAKE) --no-print-directory install-check
 
 # --- benchmark: timing, so never part of `make test` ------------------------
-# BENCH_ROUNDS (3) and BENCH_SECONDS (5) tune it; see tests/bench/run.sh.
+# BENCH_ROUNDS (3), BENCH_SECONDS (5), BENCH_MODES, BENCH_BASELINE (an A/B
+# against another socks5d build) and BENCH_PEERS tune it; see tests/bench/run.sh.
 bench: $(B)/socks5d
 	sh tests/bench/run.sh $(B)/socks5d
 

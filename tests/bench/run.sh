@@ -9,6 +9,11 @@
 #   BENCH_ROUNDS   rounds, each running every mode against every system (3)
 #   BENCH_SECONDS  seconds per throughput/session measurement (5)
 #   BENCH_LATENCY_COUNT  round trips in the latency mode (20000)
+#   BENCH_MODES    the modes to run, a subset of ALL_MODES below
+#   BENCH_BASELINE another socks5d binary (say, main before a change), run
+#                  as the system "baseline" right after socks5d, same config:
+#                  a same-minute A/B with the bench's own pinning and table
+#   BENCH_PEERS    "no" leaves out microsocks and Dante (faster A/Bs)
 #
 # Scheduling: rounds interleave the systems (A B C D, A B C D, ...) mode by
 # mode, so slow drift of this shared machine spreads over all of them. Each
@@ -37,7 +42,9 @@ LAT_COUNT=${BENCH_LATENCY_COUNT:-20000}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/socks5d-bench.XXXXXX") || exit 1
 LG=$OUT/loadgen
 RESULTS=$OUT/results.txt
-MODES="upload1 upload32 download1 download32 sessions latency memory"
+ALL_MODES="upload1 upload32 download1 download32 sessions latency memory"
+MODES=${BENCH_MODES:-$ALL_MODES}
+BASELINE=${BENCH_BASELINE:-}
 
 STARTED="" # PIDs started here and not yet stopped
 
@@ -125,13 +132,13 @@ start_proxy() {
 	local logf="$OUT/$1.log"
 	PROXY_PORT=$("$LG" port) || return 1
 	case $1 in
-	socks5d)
-		cat >"$OUT/socks5d.conf" <<-EOF
+	socks5d | baseline)
+		cat >"$OUT/$1.conf" <<-EOF
 			listen 127.0.0.1:$PROXY_PORT
 			auth none
 			log-level warn
 		EOF
-		start_bg 0 "$logf" "$OUT/socks5d" -f "$OUT/socks5d.conf"
+		start_bg 0 "$logf" "$OUT/$1" -f "$OUT/$1.conf"
 		;;
 	microsocks)
 		# microsocks logs a line per client and has no switch for
@@ -300,12 +307,25 @@ print_table() {
 ${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$LG" tests/bench/loadgen.c || exit 1
 [ -x "$SOCKS5D" ] || { log "bench: $SOCKS5D not built"; exit 1; }
 cp "$SOCKS5D" "$OUT/socks5d" || exit 1
+for mode in $MODES; do
+	case " $ALL_MODES " in
+	*" $mode "*) ;;
+	*) log "bench: unknown mode '$mode' in BENCH_MODES (modes: $ALL_MODES)"; exit 1 ;;
+	esac
+done
+if [ -n "$BASELINE" ]; then
+	[ -x "$BASELINE" ] || { log "bench: BENCH_BASELINE $BASELINE is not an executable"; exit 1; }
+	cp "$BASELINE" "$OUT/baseline" || exit 1
+fi
 command -v taskset >/dev/null || { log "bench: taskset (util-linux) is needed"; exit 1; }
 [ "$(nproc)" -ge 2 ] || { log "bench: needs 2 CPUs (proxy on 0, load on 1)"; exit 1; }
 
 SYSTEMS="direct socks5d"
-[ -x /usr/bin/microsocks ] && SYSTEMS="$SYSTEMS microsocks"
-[ -x /usr/sbin/danted ] && SYSTEMS="$SYSTEMS dante"
+[ -n "$BASELINE" ] && SYSTEMS="$SYSTEMS baseline"
+if [ "${BENCH_PEERS:-yes}" != no ]; then
+	[ -x /usr/bin/microsocks ] && SYSTEMS="$SYSTEMS microsocks"
+	[ -x /usr/sbin/danted ] && SYSTEMS="$SYSTEMS dante"
+fi
 
 # The memory mode sizes itself from the fd limit; the proxies inherit it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
