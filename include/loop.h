@@ -64,6 +64,10 @@ uint64_t loop_now(const struct loop *loop);
 void loop_update_time(struct loop *loop);
 
 void watcher_init(struct watcher *w, int fd, loop_io_cb cb, void *arg);
+/* Hands a watcher, registered or not, to another owner: its events from now
+ * on (later ones of the current batch too) go to cb; the registration and
+ * interest stay as they are, so this costs no syscall. */
+void watcher_set_callback(struct watcher *w, loop_io_cb cb, void *arg);
 /* Sets the interest mask; registers on first use, unregisters when mask is 0.
  * No syscall when the mask is unchanged. Returns -1 with errno on failure. */
 int loop_watch(struct loop *loop, struct watcher *w, unsigned mask)

@@ -151,6 +151,13 @@ watcher_init(struct watcher *w, int fd, loop_io_cb cb, void *arg)
 	w->arg = arg;
 }
 
+void
+watcher_set_callback(struct watcher *w, loop_io_cb cb, void *arg)
+{
+	w->cb = cb;
+	w->arg = arg;
+}
+
 int
 loop_watch(struct loop *loop, struct watcher *w, unsigned mask)
 {

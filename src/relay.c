@@ -389,13 +389,11 @@ relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watch
 	    relay_seed(&r->dir[RELAY_DOWN], down_initial, down_len) < 0)
 		goto fail;
 	/* The sockets usually are in the epoll set already (handshake,
-	 * connect) with these watchers as their event data: re-pointing the
-	 * callbacks needs no syscall, and neither does an unchanged interest
-	 * (the client's usually is: reading). */
-	cw->cb = relay_on_client;
-	cw->arg = r;
-	tw->cb = relay_on_target;
-	tw->arg = r;
+	 * connect) with these watchers: taking them over costs no syscall,
+	 * and an unchanged interest none either (the client's usually is:
+	 * reading). */
+	watcher_set_callback(cw, relay_on_client, r);
+	watcher_set_callback(tw, relay_on_target, r);
 	if (relay_update_interest(r) < 0)
 		goto fail;
 	if (idle_ms)

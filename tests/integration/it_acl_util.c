@@ -24,12 +24,12 @@
 
 /* ---- ports ------------------------------------------------------------- */
 
-bool
-it_acl_port_free(uint16_t port)
+static bool
+bindable(int type, uint16_t port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
-	int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
 	bool ok;
 
 	if (fd < 0)
@@ -37,6 +37,12 @@ it_acl_port_free(uint16_t port)
 	ok = bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0;
 	close(fd);
 	return ok;
+}
+
+bool
+it_acl_port_free(uint16_t port)
+{
+	return bindable(SOCK_STREAM, port) && bindable(SOCK_DGRAM, port);
 }
 
 uint16_t

@@ -12,10 +12,11 @@
 
 #include "harness.h"
 
-/* A free port on 127.0.0.1 (below the ephemeral range, never one handed out
+/* A free port on 127.0.0.1, for TCP and UDP alike (below the ephemeral
+ * range, so no socket binding port 0 can be given it; never one handed out
  * before in this run), 0 when none was found. */
 uint16_t it_acl_free_port(void);
-/* Whether port can be bound on 127.0.0.1 right now. */
+/* Whether port can be bound on 127.0.0.1 right now, over TCP and UDP. */
 bool it_acl_port_free(uint16_t port);
 
 /* PROXY protocol v1 line "PROXY TCP4|TCP6 src dst sport dport\r\n" into out

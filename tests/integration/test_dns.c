@@ -11,6 +11,7 @@
  * leak). curl --socks5-hostname hands such a name to the daemon.
  */
 #include "harness.h"
+#include "it_acl_util.h"
 
 #include <errno.h>
 #include <netinet/in.h>
@@ -682,37 +683,6 @@ test_dns_sigterm_with_lookup_bind_and_udp_pending_exits_0(void **state)
 	fx->started = false; /* stopped here; teardown has nothing to stop */
 }
 
-/* A UDP port on 127.0.0.1 where nothing listens, so a query to it draws an
- * ICMP port unreachable. It is taken below the ephemeral range: a port only
- * bound and closed could be handed out again at once to any socket that
- * binds port 0 (the fake DNS server, socks5d's query sockets). */
-static uint16_t
-dead_udp_port(void)
-{
-	unsigned lo = 32768, hi = 60999;
-	FILE *f = fopen("/proc/sys/net/ipv4/ip_local_port_range", "r");
-
-	if (f) {
-		if (fscanf(f, "%u %u", &lo, &hi) != 2)
-			lo = 32768;
-		fclose(f);
-	}
-	/* Bounded: at most 200 ports tried, each a bind and a close. */
-	for (unsigned i = 0; i < 200; i++) {
-		unsigned port = 20000 + (unsigned)((it_now_ms() + i * 7919u) % 10000u);
-		int fd;
-
-		if (port >= lo && port <= hi)
-			continue;
-		fd = it_udp_socket("127.0.0.1", (uint16_t)port);
-		if (fd >= 0) {
-			it_close(fd);
-			return (uint16_t)port;
-		}
-	}
-	return 0;
-}
-
 /* Starts the fake DNS server, then the daemon with it as nameserver, after
  * a dead one on dead_port when that is not 0, plus extra config lines. */
 static int
@@ -757,7 +727,10 @@ setup_shutdown(void **state)
 static int
 setup_failover(void **state)
 {
-	uint16_t dead = dead_udp_port();
+	/* Nothing listens there, so a query draws an ICMP port unreachable.
+	 * Below the ephemeral range: a port only bound and closed could go at
+	 * once to the fake DNS server or one of socks5d's query sockets. */
+	uint16_t dead = it_acl_free_port();
 
 	if (dead == 0)
 		return -1;
