@@ -449,9 +449,15 @@ it_spawn_server(struct it_daemon *d, const char *config_lines)
 		char text[4096];
 		if (d->ipv6)
 			snprintf(listen6, sizeof(listen6), "listen [::1]:%u\n", d->port);
+		/* The port it_wait_ready probes is listed last: the daemon
+		 * binds listeners in file order, so once it accepts, a
+		 * group's own listeners (a PROXY protocol port, say) are
+		 * bound too. */
+		size_t cl = strlen(config_lines);
 		int n = snprintf(text, sizeof(text),
 			"# written by tests/integration/harness.c\n"
-			"listen 127.0.0.1:%u\n%s%s", d->port, listen6, config_lines);
+			"%s%slisten 127.0.0.1:%u\n%s", config_lines,
+			cl > 0 && config_lines[cl - 1] != '\n' ? "\n" : "", d->port, listen6);
 		if (n < 0 || (size_t)n >= sizeof(text))
 			return -1;
 		if (it_write_file(d->conf, text) < 0)

@@ -86,8 +86,8 @@ void it_acl_expect_log_at(const struct it_daemon *d, const char *needle, int tim
 #define it_acl_expect_log(d, needle, ms) it_acl_expect_log_at(d, needle, ms, __FILE__, __LINE__)
 
 /* Number of the config line that is the index-th (from 1) line of the
- * config_lines the harness was given: it writes a comment and its listen
- * lines first. */
+ * config_lines the harness was given: it writes a comment before them and
+ * its listen lines after them. */
 int it_acl_conf_line(const struct it_daemon *d, int index);
 
 /* Runs argv with stdout and stderr into out (NUL-terminated, truncated to
