@@ -36,7 +36,7 @@ ITEST_BIN := $(B)/tests/integration
 
 .PHONY: install uninstall
 .PHONY: all run test test-deps unit-tests fuzz-replay integration-tests fuzz fuzz-smoke \
-        docs-check clean bench
+        docs-check clean bench bench-tools
 
 all: $(B)/socks5d
 
@@ -98,14 +98,15 @@ LINT_FLAGS  = -std=c17 $(CPPFLAGS)
 .PHONY: lint
 lint:
 	cppcheck --quiet --enable=warning,performance,portability --std=c11 -D_GNU_SOURCE \
-		-Iinclude --suppress=missingIncludeSystem --error-exitcode=1 --inline-suppr src/
-	@printf '%s\n' $(SRCS) | xargs -P$(LINT_JOBS) -I{} sh -c \
+		-Iinclude --suppress=missingIncludeSystem --error-exitcode=1 --inline-suppr src/ tests/bench/
+	@printf '%s\n' $(SRCS) $(wildcard tests/bench/*.c) | xargs -P$(LINT_JOBS) -I{} sh -c \
 		'out=$$(clang-tidy --quiet "$$1" -- $(LINT_FLAGS) 2>&1); rc=$$?; \
 		printf "%s\n" "$$out" | grep -v -e "^[0-9]* warnings* generated\.$$" -e "^$$"; \
 		exit $$rc' sh {} || { echo "lint: clang-tidy findings above" >&2; exit 1; }
 
 test: test-deps
 	$(MAKE) --no-print-directory all
+	$(MAKE) --no-print-directory bench-tools
 	$(MAKE) --no-print-directory unit-tests
 	$(MAKE) --no-print-directory fuzz-replay
 	$(MAKE) --no-print-directory docs-check
@@ -117,6 +118,17 @@ test: test-deps
 # against another socks5d build) and BENCH_PEERS tune it; see tests/bench/run.sh.
 bench: $(B)/socks5d
 	sh tests/bench/run.sh $(B)/socks5d
+
+# run.sh builds its own copies; `make test` builds them here under the
+# project's warnings (and sanitizers) so that they keep compiling.
+BENCH_TOOLS := $(B)/bench/loadgen $(B)/bench/refrelay
+bench-tools: $(BENCH_TOOLS)
+
+$(B)/bench/%: tests/bench/%.c | $(B)/bench
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+
+$(B)/bench:
+	mkdir -p $@
 
 # --- fuzzing with libFuzzer (clang) -----------------------------------------
 FUZZ_CFLAGS = -std=c17 -g -O1 -fsanitize=fuzzer,address,undefined $(CPPFLAGS)

@@ -1,8 +1,10 @@
 #!/bin/sh
-# run.sh: what `make bench` runs. Builds tests/bench/loadgen.c, then measures
-# every mode against: direct (no proxy), socks5d, and microsocks and Dante
-# where installed, and prints one table: per metric and system the median
-# [min–max] over the rounds, and each proxy's value divided by direct's
+# run.sh: what `make bench` runs. Builds tests/bench/loadgen.c and
+# refrelay.c, then measures every mode against: direct (no proxy),
+# refrelay (the least a single-threaded epoll SOCKS5 relay does: the floor
+# of this machine), socks5d, and microsocks and Dante where installed, and
+# prints one table: per metric and system the median [min–max] over the
+# rounds, and each proxy's value divided by direct's
 # (rates: below 1 is slower than direct; times: above 1 is slower).
 #
 #   sh tests/bench/run.sh [path/to/socks5d]
@@ -14,6 +16,7 @@
 #                  as the system "baseline" right after socks5d, same config:
 #                  a same-minute A/B with the bench's own pinning and table
 #   BENCH_PEERS    "no" leaves out microsocks and Dante (faster A/Bs)
+#   BENCH_REFERENCE "no" leaves out refrelay
 #
 # Scheduling: rounds interleave the systems (A B C D, A B C D, ...) mode by
 # mode, so slow drift of this shared machine spreads over all of them. Each
@@ -25,6 +28,10 @@
 # memory modes the target closes each connection first (see loadgen.c), so
 # no proxy piles up TIME_WAIT ports that the next one, or Dante's bind
 # before connect, would run short of.
+#
+# refrelay copies in the echo modes and splices in the bulk ones, the
+# cheaper way for each (socks5d picks per session as it goes), and sits out
+# the memory mode, whose figures are absolute rather than ratios to a floor.
 #
 # POSIX sh plus `local` (dash, bash). Only processes this script started
 # are stopped (each proxy runs in a session of its own, so Dante's children
@@ -41,6 +48,7 @@ SECS=${BENCH_SECONDS:-5}
 LAT_COUNT=${BENCH_LATENCY_COUNT:-20000}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/socks5d-bench.XXXXXX") || exit 1
 LG=$OUT/loadgen
+REF=$OUT/refrelay
 RESULTS=$OUT/results.txt
 ALL_MODES="upload1 upload32 download1 download32 sessions latency memory"
 MODES=${BENCH_MODES:-$ALL_MODES}
@@ -89,7 +97,7 @@ stop_pid() {
 
 cleanup() {
 	for p in $STARTED; do stop_pid "$p"; done
-	rm -f "$LG" "$OUT/socks5d"
+	rm -f "$LG" "$REF" "$OUT/socks5d"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -127,11 +135,16 @@ start_target() {
 # --- proxies -------------------------------------------------------------------
 
 # Starts system $1 on CPU 0 with a free port; sets PROXY_PID and PROXY_PORT.
-# Returns 1 if it is not listening within 5 s.
+# refrelay splices when $2 is "--splice". Returns 1 if it is not listening
+# within 5 s.
 start_proxy() {
 	local logf="$OUT/$1.log"
 	PROXY_PORT=$("$LG" port) || return 1
 	case $1 in
+	refrelay)
+		# shellcheck disable=SC2086 # $2 is one flag or none
+		start_bg 0 "$logf" "$REF" --port "$PROXY_PORT" $2
+		;;
 	socks5d | baseline)
 		cat >"$OUT/$1.conf" <<-EOF
 			listen 127.0.0.1:$PROXY_PORT
@@ -184,6 +197,7 @@ start_proxy() {
 # lines to $RESULTS; a failure appends "system mode FAILED".
 run_one() {
 	local sys="$1" mode="$2" cpu=1 via="" pidopt="" args port out rc summary
+	local splice=--splice
 	if [ ! -x "$LG" ] || [ ! -w "$RESULTS" ]; then
 		log "bench: $OUT was removed under us; stopping"
 		exit 1
@@ -191,12 +205,13 @@ run_one() {
 	case $mode in
 	upload*) args="upload --streams ${mode#upload} --seconds $SECS" port=$SINK_PORT ;;
 	download*) args="download --streams ${mode#download} --seconds $SECS" port=$SOURCE_PORT ;;
-	sessions) args="sessions --workers 64 --seconds $SECS" port=$ECHO_PORT ;;
-	latency) args="latency --count $LAT_COUNT --seconds 60" port=$ECHO_PORT0 cpu=0 ;;
+	sessions) args="sessions --workers 64 --seconds $SECS" port=$ECHO_PORT splice= ;;
+	latency) args="latency --count $LAT_COUNT --seconds 60" port=$ECHO_PORT0 cpu=0 splice= ;;
 	memory) args="memory --seconds 120" port=$ECHO_PORT ;;
 	esac
+	[ "$sys" = refrelay ] && [ "$mode" = memory ] && return
 	if [ "$sys" != direct ]; then
-		if ! start_proxy "$sys"; then
+		if ! start_proxy "$sys" "$splice"; then
 			echo "$sys $mode FAILED" >>"$RESULTS"
 			return
 		fi
@@ -305,6 +320,7 @@ print_table() {
 # --- main ----------------------------------------------------------------------
 
 ${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$LG" tests/bench/loadgen.c || exit 1
+${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$REF" tests/bench/refrelay.c || exit 1
 [ -x "$SOCKS5D" ] || { log "bench: $SOCKS5D not built"; exit 1; }
 cp "$SOCKS5D" "$OUT/socks5d" || exit 1
 for mode in $MODES; do
@@ -320,7 +336,9 @@ fi
 command -v taskset >/dev/null || { log "bench: taskset (util-linux) is needed"; exit 1; }
 [ "$(nproc)" -ge 2 ] || { log "bench: needs 2 CPUs (proxy on 0, load on 1)"; exit 1; }
 
-SYSTEMS="direct socks5d"
+SYSTEMS="direct"
+[ "${BENCH_REFERENCE:-yes}" != no ] && SYSTEMS="$SYSTEMS refrelay"
+SYSTEMS="$SYSTEMS socks5d"
 [ -n "$BASELINE" ] && SYSTEMS="$SYSTEMS baseline"
 if [ "${BENCH_PEERS:-yes}" != no ]; then
 	[ -x /usr/bin/microsocks ] && SYSTEMS="$SYSTEMS microsocks"
