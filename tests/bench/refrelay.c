@@ -118,14 +118,25 @@ held(const struct dir *d)
 	return d->inbuf + d->inpipe;
 }
 
-/* Side i reads while its direction holds nothing and has not ended; it is
- * written while the other direction holds bytes. */
+/* Whether direction d reads now: until EOF, and only once what it read
+ * before is written (the simplest rule; it also keeps the handshake's
+ * leftovers in buf ahead of anything spliced). Reading while the pipe
+ * drains, as socks5d does, measured no better here (32-stream upload
+ * 0.58x against 0.68-0.72x, one 5-round run each). */
+static bool
+wants_read(const struct dir *d)
+{
+	return !d->eof && held(d) == 0;
+}
+
+/* Side i is read while its direction wants to, and written while the other
+ * direction holds bytes. */
 static int
 update_interest(struct conn *c)
 {
 	for (int i = 0; i < 2; i++) {
 		unsigned mask = 0;
-		if (!c->d[i].eof && held(&c->d[i]) == 0)
+		if (wants_read(&c->d[i]))
 			mask |= EPOLLIN;
 		if (held(&c->d[1 - i]) > 0)
 			mask |= EPOLLOUT;
@@ -143,7 +154,7 @@ pump(struct conn *c, int i)
 	int src = c->s[i].fd, dst = c->s[1 - i].fd;
 	ssize_t n;
 
-	if (held(d) == 0 && !d->eof) {
+	if (wants_read(d)) {
 		/* A pipe for each direction that carries data (one per bulk
 		 * stream: 32 MiB for 32 streams, within the kernel's default
 		 * per-user pipe budget of 64 MiB). */
@@ -247,19 +258,25 @@ start_connect(struct conn *c, const unsigned char *req)
 }
 
 /* Appends what the client sent to its buffer, which holds what the
- * handshake has not consumed: 0, or -1 at EOF or an error. */
+ * handshake has not consumed: 0, or -1 on an error or on EOF before the
+ * request is complete. An EOF after it is passed on once relaying. */
 static int
 read_client(struct conn *c)
 {
 	struct dir *d = &c->d[0];
 	ssize_t n = read(c->s[0].fd, d->buf + d->inbuf, sizeof(d->buf) - d->inbuf);
 
-	if (n <= 0)
-		return n < 0 && errno == EAGAIN ? 0 : -1;
+	if (n < 0)
+		return errno == EAGAIN ? 0 : -1;
+	if (n == 0) {
+		if (c->state != CONNECTING)
+			return -1;
+		d->eof = true;
+	}
 	d->inbuf += (size_t)n;
-	/* Full before the target is up (a client sending ahead): stop
-	 * reading, or level-triggered epoll would report it forever. */
-	if (d->inbuf == sizeof(d->buf))
+	/* Full or ended before the target is up (a client sending ahead):
+	 * stop reading, or level-triggered epoll would report it forever. */
+	if (d->eof || d->inbuf == sizeof(d->buf))
 		return set_interest(&c->s[0], 0);
 	return 0;
 }
@@ -314,7 +331,9 @@ on_connected(struct conn *c, unsigned events)
 	if (send(c->s[0].fd, reply, sizeof(reply), MSG_NOSIGNAL) != (ssize_t)sizeof(reply))
 		return -1;
 	c->state = RELAY;
-	return 0;
+	/* A client that sent ahead and ended: its bytes and FIN go on now,
+	 * as no event of its will come for them. */
+	return c->d[0].eof ? pump(c, 0) : 0;
 }
 
 static void
@@ -341,7 +360,12 @@ on_event(struct side *s, unsigned events)
 		}
 		break;
 	case RELAY:
-		if (events & (EPOLLIN | EPOLLERR | EPOLLHUP))
+		/* An error (a reset) is reported whatever the interest: with
+		 * nothing left to read or write on this side, pumping would
+		 * not notice it, and the loop would spin. */
+		if (events & EPOLLERR)
+			rc = -1;
+		else if (events & (EPOLLIN | EPOLLHUP))
 			rc = pump(c, s->i);
 		if (rc == 0 && (events & EPOLLOUT))
 			rc = pump(c, 1 - s->i);

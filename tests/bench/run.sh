@@ -18,7 +18,7 @@
 #   BENCH_PEERS    "no" leaves out microsocks and Dante (faster A/Bs)
 #   BENCH_REFERENCE "no" leaves out refrelay
 #
-# Scheduling: rounds interleave the systems (A B C D, A B C D, ...) mode by
+# Scheduling: rounds interleave the systems (A B C D E, A B C D E, ...) mode by
 # mode, so slow drift of this shared machine spreads over all of them. Each
 # proxy is started fresh for each single measurement and stopped after it:
 # no run inherits another's warm allocator, and the memory mode's baseline
@@ -320,7 +320,6 @@ print_table() {
 # --- main ----------------------------------------------------------------------
 
 ${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$LG" tests/bench/loadgen.c || exit 1
-${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$REF" tests/bench/refrelay.c || exit 1
 [ -x "$SOCKS5D" ] || { log "bench: $SOCKS5D not built"; exit 1; }
 cp "$SOCKS5D" "$OUT/socks5d" || exit 1
 for mode in $MODES; do
@@ -337,7 +336,10 @@ command -v taskset >/dev/null || { log "bench: taskset (util-linux) is needed"; 
 [ "$(nproc)" -ge 2 ] || { log "bench: needs 2 CPUs (proxy on 0, load on 1)"; exit 1; }
 
 SYSTEMS="direct"
-[ "${BENCH_REFERENCE:-yes}" != no ] && SYSTEMS="$SYSTEMS refrelay"
+if [ "${BENCH_REFERENCE:-yes}" != no ]; then
+	${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$REF" tests/bench/refrelay.c || exit 1
+	SYSTEMS="$SYSTEMS refrelay"
+fi
 SYSTEMS="$SYSTEMS socks5d"
 [ -n "$BASELINE" ] && SYSTEMS="$SYSTEMS baseline"
 if [ "${BENCH_PEERS:-yes}" != no ]; then
