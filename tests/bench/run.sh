@@ -1,7 +1,7 @@
 #!/bin/sh
-# run.sh: what `make bench` runs. Builds tests/bench/loadgen.c and
-# refrelay.c, then measures every mode against: direct (no proxy),
-# refrelay (the least a single-threaded epoll SOCKS5 relay does: the floor
+# run.sh: what `make bench` runs. Builds tests/bench/loadgen.c, then
+# measures every mode against: direct (no proxy), refrelay (`loadgen
+# relay`, the least a single-threaded epoll SOCKS5 relay does: the floor
 # of this machine), socks5d, and microsocks and Dante where installed, and
 # prints one table: per metric and system the median [min–max] over the
 # rounds, and each proxy's value divided by direct's
@@ -48,7 +48,6 @@ SECS=${BENCH_SECONDS:-5}
 LAT_COUNT=${BENCH_LATENCY_COUNT:-20000}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/socks5d-bench.XXXXXX") || exit 1
 LG=$OUT/loadgen
-REF=$OUT/refrelay
 RESULTS=$OUT/results.txt
 ALL_MODES="upload1 upload32 download1 download32 sessions latency memory"
 MODES=${BENCH_MODES:-$ALL_MODES}
@@ -97,7 +96,7 @@ stop_pid() {
 
 cleanup() {
 	for p in $STARTED; do stop_pid "$p"; done
-	rm -f "$LG" "$REF" "$OUT/socks5d"
+	rm -f "$LG" "$OUT/socks5d"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -135,15 +134,14 @@ start_target() {
 # --- proxies -------------------------------------------------------------------
 
 # Starts system $1 on CPU 0 with a free port; sets PROXY_PID and PROXY_PORT.
-# refrelay splices when $2 is "--splice". Returns 1 if it is not listening
-# within 5 s.
+# refrelay moves data as $2 says (copy or splice). Returns 1 if it is not
+# listening within 5 s.
 start_proxy() {
 	local logf="$OUT/$1.log"
 	PROXY_PORT=$("$LG" port) || return 1
 	case $1 in
 	refrelay)
-		# shellcheck disable=SC2086 # $2 is one flag or none
-		start_bg 0 "$logf" "$REF" --port "$PROXY_PORT" $2
+		start_bg 0 "$logf" "$LG" relay --port "$PROXY_PORT" --data "$2"
 		;;
 	socks5d | baseline)
 		cat >"$OUT/$1.conf" <<-EOF
@@ -197,7 +195,7 @@ start_proxy() {
 # lines to $RESULTS; a failure appends "system mode FAILED".
 run_one() {
 	local sys="$1" mode="$2" cpu=1 via="" pidopt="" args port out rc summary
-	local splice=--splice
+	local data=splice
 	if [ ! -x "$LG" ] || [ ! -w "$RESULTS" ]; then
 		log "bench: $OUT was removed under us; stopping"
 		exit 1
@@ -205,13 +203,13 @@ run_one() {
 	case $mode in
 	upload*) args="upload --streams ${mode#upload} --seconds $SECS" port=$SINK_PORT ;;
 	download*) args="download --streams ${mode#download} --seconds $SECS" port=$SOURCE_PORT ;;
-	sessions) args="sessions --workers 64 --seconds $SECS" port=$ECHO_PORT splice= ;;
-	latency) args="latency --count $LAT_COUNT --seconds 60" port=$ECHO_PORT0 cpu=0 splice= ;;
+	sessions) args="sessions --workers 64 --seconds $SECS" port=$ECHO_PORT data=copy ;;
+	latency) args="latency --count $LAT_COUNT --seconds 60" port=$ECHO_PORT0 cpu=0 data=copy ;;
 	memory) args="memory --seconds 120" port=$ECHO_PORT ;;
 	esac
 	[ "$sys" = refrelay ] && [ "$mode" = memory ] && return
 	if [ "$sys" != direct ]; then
-		if ! start_proxy "$sys" "$splice"; then
+		if ! start_proxy "$sys" "$data"; then
 			echo "$sys $mode FAILED" >>"$RESULTS"
 			return
 		fi
@@ -336,10 +334,7 @@ command -v taskset >/dev/null || { log "bench: taskset (util-linux) is needed"; 
 [ "$(nproc)" -ge 2 ] || { log "bench: needs 2 CPUs (proxy on 0, load on 1)"; exit 1; }
 
 SYSTEMS="direct"
-if [ "${BENCH_REFERENCE:-yes}" != no ]; then
-	${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$REF" tests/bench/refrelay.c || exit 1
-	SYSTEMS="$SYSTEMS refrelay"
-fi
+[ "${BENCH_REFERENCE:-yes}" != no ] && SYSTEMS="$SYSTEMS refrelay"
 SYSTEMS="$SYSTEMS socks5d"
 [ -n "$BASELINE" ] && SYSTEMS="$SYSTEMS baseline"
 if [ "${BENCH_PEERS:-yes}" != no ]; then
