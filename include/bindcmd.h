@@ -27,8 +27,9 @@ typedef void (*bindcmd_cb)(int peer_fd, int err, const union sockaddr_any *peer,
 struct bindcmd *bindcmd_start(struct loop *loop, const union sockaddr_any *addr,
 	uint16_t lo, uint16_t hi, const union sockaddr_any *expect,
 	union sockaddr_any *bound, bindcmd_cb cb, void *arg);
-/* Closes the listener at once (the port refuses connections afterwards)
- * and frees after the current batch. */
+/* Unregisters and closes the listener at once (the port refuses
+ * connections afterwards) and queues the release for the end of the batch.
+ * Idempotent. */
 void bindcmd_stop(struct bindcmd *b);
 
 #endif

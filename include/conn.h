@@ -1,7 +1,8 @@
 /*
  * conn: one client connection's state machine, from the greeting to the end
- * of its relay: greeting -> (RFC 1929 auth) -> request -> resolve/connect ->
- * reply -> relay -> close. It owns the client fd from accept on.
+ * of its relay: greeting -> (RFC 1929 auth) -> request -> resolve/connect,
+ * bind or udp -> reply -> relay -> close. It owns the client fd from accept
+ * on. Decisions are policy's; counters and the session line are stats'.
  */
 #ifndef SOCKS5D_CONN_H
 #define SOCKS5D_CONN_H
@@ -9,8 +10,11 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+#include <sys/queue.h>
 
 #include "net.h"
+#include "policy.h"
+#include "stats.h"
 
 struct loop;
 struct config;
@@ -18,47 +22,27 @@ struct resolver;
 struct connlimit;
 struct conn;
 
-/* Commands as counter indexes: 0 is "no request yet". */
-#define CONN_CMD_SLOTS 4
-/* Reply codes as counter indexes: REP 0x00..0x08, then "no reply". */
-#define CONN_REP_SLOTS 10
-#define CONN_REP_NONE 9
-
-/* Process-wide counters (metrics, SIGUSR1 and shutdown lines). */
-struct conn_stats {
-	uint64_t accepted;
-	uint64_t active;
-	uint64_t active_by_cmd[CONN_CMD_SLOTS];
-	uint64_t sessions[CONN_CMD_SLOTS][CONN_REP_SLOTS]; /* ended, by command and reply */
-	uint64_t auth_failures;
-	uint64_t client_denials;  /* closed by a client rule */
-	uint64_t rule_denials;    /* requests refused by a rule (REP 0x02) */
-	uint64_t limit_refusals;  /* closed by a connection/session limit */
-	uint64_t proxy_rejects;   /* bad or unauthorised PROXY headers */
-	uint64_t bytes_up;        /* client -> target */
-	uint64_t bytes_down;      /* target -> client */
-	uint64_t udp_dgrams_up, udp_dgrams_down;
-	uint64_t udp_dropped[8];  /* by reason: see conn_udp_drop_names */
-};
-
-/* Names of the udp_dropped reasons, in index order. */
-extern const char *const conn_udp_drop_names[8];
+LIST_HEAD(conn_list, conn);
 
 /* What every connection shares: the loop, the config new sessions use, the
- * resolver, the list of live connections (for shutdown) and counters. */
+ * resolver, the decisions' state, the live connections (for shutdown) and
+ * the counters. */
 struct conn_env {
 	struct loop *loop;
 	struct config *cfg;          /* config for new sessions; sessions hold a ref */
 	struct resolver *resolver;
-	struct connlimit *limits;    /* per-IP, per-user counts and auth lockouts */
-	struct conn *head;           /* live connections */
+	struct policy policy;        /* limits, lockouts, refusal logging */
+	struct stats stats;
+	struct conn_list conns;      /* live connections */
 	uint64_t next_id;
-	struct conn_stats stats;
-	int64_t hash_budget_us;      /* crypt(3) time the loop may still spend */
-	uint64_t hash_budget_at_ms;  /* loop time of the last refill */
 	void (*on_empty)(void *arg); /* called when active drops to 0 (shutdown) */
 	void *on_empty_arg;
 };
+
+/* Zeroes env and wires its parts together; limits may be NULL (no per-IP
+ * or per-user limits, no lockout). */
+void conn_env_init(struct conn_env *env, struct loop *loop, struct config *cfg,
+	struct resolver *resolver, struct connlimit *limits);
 
 /* Takes the accepted fd (nonblocking; TCP_NODELAY is the listener's job,
  * usually inherited from the listening socket). On failure the fd is
@@ -66,7 +50,17 @@ struct conn_env {
  * connection. */
 void conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	const union sockaddr_any *local, bool proxy_protocol);
-/* Closes every connection at once (end of the shutdown drain). */
-void conn_close_all(struct conn_env *env);
+/* Stops every connection at once (the end of the shutdown drain). */
+void conn_stop_all(struct conn_env *env);
+
+/* The state table, for tests and the check of ARCHITECTURE.md's diagram:
+ * states are numbered 0 .. conn_state_count() - 1. */
+size_t conn_state_count(void);
+const char *conn_state_name(size_t state);
+/* Whether the table lets state `to` follow state `from`. */
+bool conn_state_may_follow(size_t from, size_t to);
+/* Called on every state change of every connection (tests); NULL: none. */
+typedef void (*conn_trace_cb)(uint64_t id, size_t from, size_t to, void *arg);
+void conn_set_trace(conn_trace_cb cb, void *arg);
 
 #endif

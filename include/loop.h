@@ -24,13 +24,24 @@ typedef void (*loop_timer_cb)(struct loop *loop, void *arg);
 typedef void (*loop_signal_cb)(struct loop *loop, int signo, void *arg);
 typedef void (*loop_release_cb)(void *arg);
 
+/* Embedded in the object that owns the fd. The generation counts the
+ * watcher's registrations (EPOLL_CTL_ADD) and travels with each event, in
+ * the low bits of epoll's data pointer (nginx's "instance" bit): an event
+ * queued for a registration that ended earlier in the same batch (the fd
+ * was closed and the watcher registered again for a new one) no longer
+ * matches and is dropped by the loop. Owners are allocated zeroed; re-
+ * initialising a watcher keeps its generation counting. */
 struct watcher {
 	int fd;            /* -1 when not registered */
 	unsigned mask;     /* current interest, LOOP_READ|LOOP_WRITE */
 	bool registered;   /* in the epoll set */
+	uint8_t generation; /* registrations so far, modulo LOOP_GENERATIONS */
 	loop_io_cb cb;
 	void *arg;
 };
+
+/* Registrations told apart within one batch: the pointer's alignment. */
+#define LOOP_GENERATIONS ((unsigned)_Alignof(struct watcher))
 
 struct timer {
 	uint64_t deadline_ms; /* monotonic ms */
@@ -83,6 +94,12 @@ void timer_init(struct timer *t, loop_timer_cb cb, void *arg);
 /* (Re)arms the timer to fire after ms milliseconds from loop_now. */
 void timer_start(struct loop *loop, struct timer *t, uint64_t ms);
 void timer_stop(struct loop *loop, struct timer *t);
+/* For an idle timeout that is not re-armed per event (that would be a heap
+ * operation per event): call it when t fires. Returns true when nothing
+ * happened for idle_ms since last_active_ms; otherwise re-arms t for the
+ * remainder and returns false. */
+bool timer_idle_expired(struct loop *loop, struct timer *t, uint64_t last_active_ms,
+	unsigned idle_ms);
 static inline bool timer_active(const struct timer *t) { return t->heap_index != (size_t)-1; }
 
 /* Blocks the signal and delivers it through the loop's signalfd. */

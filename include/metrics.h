@@ -1,7 +1,8 @@
 /*
  * metrics: Prometheus text exposition over plain HTTP/1.1 from the event
  * loop. GET /metrics only; anything else 404 (other methods 405, malformed
- * requests 400); requests are bounded in size and time.
+ * requests 400); requests are bounded in size and time. Also the daemon's
+ * exposition text itself (metrics_render).
  */
 #ifndef SOCKS5D_METRICS_H
 #define SOCKS5D_METRICS_H
@@ -14,6 +15,8 @@
 
 struct loop;
 struct metrics_server;
+struct resolver;
+struct stats;
 
 /* Writes the exposition text (all metrics) into out; called per scrape. */
 typedef void (*metrics_render_cb)(FILE *out, void *arg);
@@ -39,5 +42,15 @@ int metrics_local_addr(const struct metrics_server *m, union sockaddr_any *out)
  * response, before it is closed (default METRICS_REQUEST_TIMEOUT_MS).
  * Applies to connections accepted afterwards; tests shorten it. */
 void metrics_set_request_timeout_ms(struct metrics_server *m, unsigned ms);
+
+/* What the daemon's exposition reads at each scrape. */
+struct metrics_sources {
+	const struct stats *stats;         /* session counters */
+	const struct resolver *resolver;   /* DNS counters */
+	int worker;                        /* worker="N" label on every sample; -1: none */
+};
+/* A metrics_render_cb for the daemon: arg is a struct metrics_sources.
+ * Adds the relay's and pipe pool's counters and the open descriptors. */
+void metrics_render(FILE *out, void *arg);
 
 #endif

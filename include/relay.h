@@ -18,7 +18,7 @@
 #include "loop.h"
 #include "pipepool.h"
 
-struct pool_buf;
+struct bufpool_buf;
 
 enum relay_end {
 	RELAY_END_DONE = 0,  /* both directions finished with FIN */
@@ -49,7 +49,7 @@ enum relay_end {
 #endif
 
 struct relay_dir {
-	struct pool_buf *pb; /* bytes read from src not yet written; NULL when empty */
+	struct bufpool_buf *pb; /* bytes read from src not yet written; NULL when empty */
 	struct pipe_pair pipe; /* spliced bytes not yet written; rd -1 when none */
 	size_t inpipe;       /* bytes in pipe */
 	bool pipe_full;      /* a splice into the pipe found no room (slots) */
@@ -69,20 +69,12 @@ struct relay {
 	struct timer idle_timer;
 	uint64_t last_active_ms;  /* loop time of the last byte moved */
 	unsigned idle_ms;         /* 0: no idle timeout */
-	bool running;
+	bool stopped;             /* relay_stop ran: both fds closed */
 	bool holds_pipepool;      /* counted in pipepool_hold (a bulk direction) */
 	relay_done_cb done;
 	void *arg;
 };
 
-/* Process-wide buffer pool: buffers of bufsize bytes; at most max_cached
- * idle ones are kept for reuse, the rest are freed. May be called again
- * (reload): buffers in use keep their size and are freed when returned.
- * Without a call, 256 KiB buffers and 64 cached are used. */
-void relay_pool_configure(size_t bufsize, size_t max_cached);
-/* Frees cached buffers (at exit, for leak checkers). */
-void relay_pool_drain(void);
-size_t relay_pool_bufsize(void);
 /* The splice pipes: 1 MiB each (the most an unprivileged process may ask
  * for by default, and where splice measured fastest), at most 64 out at
  * once (the kernel's default per-user pipe budget is 64 MiB), 8 kept. */
@@ -114,9 +106,10 @@ int relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct w
 	const uint8_t *down_initial, size_t down_len,
 	unsigned idle_ms, relay_done_cb done, void *arg)
 	__attribute__((warn_unused_result));
-/* Stops without calling done: closes both fds and returns buffers and
- * pipes. A peer that bytes held by the relay were meant for gets a reset
- * (the stream was cut), the others a FIN. */
+/* Stops without calling done: unregisters and closes both fds and returns
+ * buffers and pipes (the relay is embedded in its owner, which releases
+ * it). A peer that bytes held by the relay were meant for gets a reset (the
+ * stream was cut), the others a FIN. Idempotent. */
 void relay_stop(struct relay *r);
 
 #endif

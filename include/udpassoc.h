@@ -18,17 +18,26 @@ struct loop;
 struct resolver;
 struct udpassoc;
 
+/* Why a datagram was dropped: indexes of udpassoc_stats.dropped. */
+enum udpassoc_drop {
+	UDPASSOC_DROP_FRAG,       /* FRAG != 0 */
+	UDPASSOC_DROP_MALFORMED,  /* bad header */
+	UDPASSOC_DROP_FOREIGN,    /* not from the client's address/port */
+	UDPASSOC_DROP_BLOCKED,    /* socket would block (UDP: dropped) */
+	UDPASSOC_DROP_QUEUE,      /* lookup queue full */
+	UDPASSOC_DROP_UNRESOLVED, /* name did not resolve */
+	UDPASSOC_DROP_ERROR,      /* send failed (unreachable, too big, no socket) */
+	UDPASSOC_DROP_DENIED,     /* refused by the access rules */
+	UDPASSOC_DROP_REASONS
+};
+
+/* The reasons' names, for logs and metrics labels, in enum order. */
+extern const char *const udpassoc_drop_names[UDPASSOC_DROP_REASONS];
+
 struct udpassoc_stats {
 	uint64_t dgrams_up, bytes_up;     /* client -> destinations (payload bytes) */
 	uint64_t dgrams_down, bytes_down; /* destinations -> client (payload bytes) */
-	uint64_t dropped_frag;            /* FRAG != 0 */
-	uint64_t dropped_malformed;       /* bad header */
-	uint64_t dropped_foreign;         /* not from the client's address/port */
-	uint64_t dropped_blocked;         /* socket would block (UDP: dropped) */
-	uint64_t dropped_queue;           /* lookup queue full */
-	uint64_t dropped_unresolved;      /* name did not resolve */
-	uint64_t dropped_error;           /* send failed (unreachable, too big, no socket) */
-	uint64_t dropped_denied;          /* refused by the access rules */
+	uint64_t dropped[UDPASSOC_DROP_REASONS];
 };
 
 struct udpassoc_options {
@@ -43,8 +52,8 @@ struct udpassoc_options {
 };
 
 /* Called once when the association ends by itself (idle timeout, socket
- * error); never from inside udpassoc_start or udpassoc_stop. The caller then
- * calls udpassoc_stop to free it. */
+ * error), after it has stopped (as udpassoc_stop does); never from inside
+ * udpassoc_start or udpassoc_stop. A later udpassoc_stop does nothing. */
 typedef void (*udpassoc_end_cb)(const char *why, void *arg);
 
 /* Opens the relay socket on tcp_local's IP (the address the client reached
@@ -56,8 +65,8 @@ struct udpassoc *udpassoc_start(struct loop *loop, struct resolver *resolver,
 	const struct udpassoc_options *opt, const union sockaddr_any *client_ip,
 	const union sockaddr_any *tcp_local, const struct socks_addr *req,
 	union sockaddr_any *bnd, udpassoc_end_cb end, void *arg);
-/* Closes every socket at once, cancels lookups, frees (deferred to the end
- * of the loop batch). */
+/* Unregisters and closes every socket at once, cancels lookups, and queues
+ * the release for the end of the loop batch. Idempotent: sets stopped. */
 void udpassoc_stop(struct udpassoc *u);
 const struct udpassoc_stats *udpassoc_get_stats(const struct udpassoc *u);
 

@@ -18,7 +18,8 @@ struct bindcmd {
 	struct watcher w;
 	struct release rel;
 	bool has_expect;
-	bool done;                 /* callback ran or stop was called */
+	bool delivered;            /* the callback ran: accept no more */
+	bool stopped;              /* bindcmd_stop ran: freed after the batch */
 	union sockaddr_any expect; /* IP the peer must have (port ignored) */
 	bindcmd_cb cb;
 	void *arg;
@@ -29,15 +30,13 @@ bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
 {
 	struct bindcmd *b = arg;
 
-	(void)loop;
-	(void)events;
-	while (!b->done) {
+	while (!b->delivered && !b->stopped) {
 		union sockaddr_any peer;
 		int fd = net_accept(b->fd, &peer);
 		if (fd < 0) {
 			if (errno == EAGAIN || errno == ECONNABORTED)
 				return;
-			b->done = true;
+			b->delivered = true;
 			loop_unwatch(b->loop, &b->w);
 			b->cb(-1, errno, NULL, b->arg);
 			return;
@@ -50,7 +49,7 @@ bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
 			close(fd);
 			continue;
 		}
-		b->done = true;
+		b->delivered = true;
 		loop_unwatch(b->loop, &b->w);
 		b->cb(fd, 0, &peer, b->arg);
 		return;
@@ -98,13 +97,11 @@ fail:
 void
 bindcmd_stop(struct bindcmd *b)
 {
-	if (!b)
+	if (!b || b->stopped)
 		return;
-	b->done = true;
-	loop_unwatch(b->loop, &b->w);
-	if (b->fd >= 0) {
-		close(b->fd);
-		b->fd = -1;
-	}
+	b->stopped = true;
+	loop_unwatch_closing(b->loop, &b->w);
+	close(b->fd);
+	b->fd = -1;
 	loop_release(b->loop, &b->rel, free, b);
 }

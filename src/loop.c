@@ -25,6 +25,9 @@
 
 #include "log.h"
 
+_Static_assert(LOOP_GENERATIONS >= 4, "watchers must be aligned for the generation bits");
+#define LOOP_GENERATION_MASK ((uintptr_t)LOOP_GENERATIONS - 1)
+
 #define LOOP_MAX_EVENTS 256
 #define LOOP_MAX_SIGNALS 16
 #define HEAP_IDLE ((size_t)-1)
@@ -144,6 +147,7 @@ loop_stop(struct loop *loop)
 void
 watcher_init(struct watcher *w, int fd, loop_io_cb cb, void *arg)
 {
+	/* The generation is kept: see struct watcher. */
 	w->fd = fd;
 	w->mask = 0;
 	w->registered = false;
@@ -169,10 +173,12 @@ loop_watch(struct loop *loop, struct watcher *w, unsigned mask)
 		loop_unwatch(loop, w);
 		return 0;
 	}
+	if (!w->registered)
+		w->generation = (uint8_t)((w->generation + 1) & LOOP_GENERATION_MASK);
 	memset(&ev, 0, sizeof(ev));
 	ev.events = ((mask & LOOP_READ) ? EPOLLIN | EPOLLRDHUP : 0) |
 		    ((mask & LOOP_WRITE) ? EPOLLOUT : 0);
-	ev.data.ptr = w;
+	ev.data.u64 = (uintptr_t)w | w->generation;
 	if (epoll_ctl(loop->epfd, w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
 		    w->fd, &ev) < 0)
 		return -1;
@@ -281,6 +287,18 @@ timer_stop(struct loop *loop, struct timer *t)
 		heap_sift_up(loop, i);
 	else
 		heap_sift_down(loop, i);
+}
+
+bool
+timer_idle_expired(struct loop *loop, struct timer *t, uint64_t last_active_ms,
+	unsigned idle_ms)
+{
+	uint64_t idle_for = loop->now_ms - last_active_ms;
+
+	if (idle_for >= idle_ms)
+		return true;
+	timer_start(loop, t, idle_ms - idle_for);
+	return false;
 }
 
 void
@@ -458,12 +476,16 @@ loop_iterate(struct loop *loop, int max_wait_ms)
 	}
 	loop->now_ms = monotonic_ms();
 	for (int i = 0; i < n; i++) {
-		struct watcher *w = events[i].data.ptr;
+		struct watcher *w = (struct watcher *)(uintptr_t)(events[i].data.u64 &
+								    ~LOOP_GENERATION_MASK);
 		unsigned ev = 0;
 		/* A watcher unregistered earlier in this batch (its owner
 		 * closed) must not be called: its memory is still valid
-		 * until run_releases, and registered tells us. */
-		if (!w->registered)
+		 * until run_releases, and registered tells us. One that was
+		 * registered again since, for another fd, has moved on to a
+		 * new generation: the event was for the old fd. */
+		if (!w->registered ||
+		    w->generation != (events[i].data.u64 & LOOP_GENERATION_MASK))
 			continue;
 		if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 			ev |= LOOP_READ;

@@ -32,6 +32,7 @@
 #include "loop.h"
 #include "notify.h"
 #include "pipepool.h"
+#include "bufpool.h"
 #include "relay.h"
 #include "resolver.h"
 #include "supervisor.h"
@@ -57,6 +58,7 @@ struct daemon {
 	bool stopping;
 	int worker;                /* worker index, -1 without workers */
 	struct metrics_server *metrics;
+	struct metrics_sources metrics_sources; /* what metrics_render reads */
 	union sockaddr_any metrics_addr; /* what it listens on (port + worker) */
 };
 
@@ -95,7 +97,7 @@ close_listeners(struct daemon *d)
 static void
 log_counters(const struct daemon *d, const char *when)
 {
-	const struct conn_stats *s = &d->env.stats;
+	const struct stats *s = &d->env.stats;
 	log_info("%s: sessions active=%" PRIu64 " total=%" PRIu64 " auth_failures=%" PRIu64
 		 " bytes_up=%" PRIu64 " bytes_down=%" PRIu64, when, s->active, s->accepted,
 		s->auth_failures, s->bytes_up, s->bytes_down);
@@ -104,7 +106,7 @@ log_counters(const struct daemon *d, const char *when)
 static void
 send_status(const struct daemon *d)
 {
-	const struct conn_stats *s = &d->env.stats;
+	const struct stats *s = &d->env.stats;
 	(void)notify_send("STATUS=%s%" PRIu64 " active sessions, %" PRIu64 " total, %" PRIu64
 			  " bytes up, %" PRIu64 " bytes down", d->stopping ? "stopping: " : "",
 		s->active, s->accepted, s->bytes_up, s->bytes_down);
@@ -132,7 +134,7 @@ on_drain_timeout(struct loop *loop, void *arg)
 	struct daemon *d = arg;
 
 	log_info("shutdown: closing %" PRIu64 " sessions still open", d->env.stats.active);
-	conn_close_all(&d->env);
+	conn_stop_all(&d->env);
 	loop_stop(loop);
 }
 
@@ -144,7 +146,7 @@ on_stop_signal(struct loop *loop, int signo, void *arg)
 
 	if (d->stopping) {
 		/* A second signal: do not wait for the drain. */
-		conn_close_all(&d->env);
+		conn_stop_all(&d->env);
 		loop_stop(loop);
 		return;
 	}
@@ -154,7 +156,7 @@ on_stop_signal(struct loop *loop, int signo, void *arg)
 		strsignal(signo), d->env.stats.active, secs);
 	close_listeners(d);
 	if (d->env.stats.active == 0 || secs == 0) {
-		conn_close_all(&d->env);
+		conn_stop_all(&d->env);
 		loop_stop(loop);
 		return;
 	}
@@ -272,130 +274,6 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 
 /* --- metrics ---------------------------------------------------------------- */
 
-static const char *const cmd_label[CONN_CMD_SLOTS] = { "none", "connect", "bind", "udp" };
-
-static unsigned
-count_fds(void)
-{
-	DIR *dir = opendir("/proc/self/fd");
-	struct dirent *e;
-	unsigned n = 0;
-
-	if (!dir)
-		return 0;
-	while ((e = readdir(dir)))
-		if (e->d_name[0] != '.')
-			n++;
-	closedir(dir);
-	return n > 0 ? n - 1 : 0; /* not the directory's own fd */
-}
-
-static void
-render_metrics(FILE *out, void *arg)
-{
-	const struct daemon *d = arg;
-	const struct conn_stats *s = &d->env.stats;
-	const struct resolver_stats *rs = resolver_get_stats(d->env.resolver);
-	struct relay_stats rls;
-	struct pipepool_stats pps;
-	char w[32] = "", wl[40] = "";
-
-	if (d->worker >= 0) {
-		snprintf(w, sizeof(w), "worker=\"%d\"", d->worker);
-		snprintf(wl, sizeof(wl), "{%s}", w);
-	}
-#define SEP (w[0] ? "," : "")
-	fprintf(out, "# HELP socks5d_connections_accepted_total Client connections accepted.\n"
-		     "# TYPE socks5d_connections_accepted_total counter\n"
-		     "socks5d_connections_accepted_total%s %" PRIu64 "\n", wl, s->accepted);
-	fprintf(out, "# HELP socks5d_sessions_active Open client connections by command "
-		     "(none: still in the handshake).\n# TYPE socks5d_sessions_active gauge\n");
-	for (int c = 0; c < CONN_CMD_SLOTS; c++) {
-		uint64_t v = s->active_by_cmd[c];
-		if (c == 0) {
-			v = s->active;
-			for (int k = 1; k < CONN_CMD_SLOTS; k++)
-				v -= s->active_by_cmd[k];
-		}
-		fprintf(out, "socks5d_sessions_active{%s%scmd=\"%s\"} %" PRIu64 "\n", w, SEP,
-			cmd_label[c], v);
-	}
-	fprintf(out, "# HELP socks5d_sessions_total Ended sessions by command and reply code.\n"
-		     "# TYPE socks5d_sessions_total counter\n");
-	for (int c = 0; c < CONN_CMD_SLOTS; c++)
-		for (int r = 0; r < CONN_REP_SLOTS; r++) {
-			char rep[8];
-			if (!s->sessions[c][r])
-				continue;
-			if (r == CONN_REP_NONE)
-				snprintf(rep, sizeof(rep), "none");
-			else
-				snprintf(rep, sizeof(rep), "0x%02x", r);
-			fprintf(out, "socks5d_sessions_total{%s%scmd=\"%s\",rep=\"%s\"} %" PRIu64 "\n",
-				w, SEP, cmd_label[c], rep, s->sessions[c][r]);
-		}
-	fprintf(out, "# HELP socks5d_bytes_total Bytes relayed (ended sessions), by direction.\n"
-		     "# TYPE socks5d_bytes_total counter\n"
-		     "socks5d_bytes_total{%s%sdirection=\"up\"} %" PRIu64 "\n"
-		     "socks5d_bytes_total{%s%sdirection=\"down\"} %" PRIu64 "\n",
-		w, SEP, s->bytes_up, w, SEP, s->bytes_down);
-	relay_get_stats(&rls);
-	pipepool_get_stats(&pps);
-	fprintf(out, "# HELP socks5d_relay_bytes_total Bytes the relay has written so far, by "
-		     "path (splice: through a pipe, copy: through a buffer).\n"
-		     "# TYPE socks5d_relay_bytes_total counter\n"
-		     "socks5d_relay_bytes_total{%s%spath=\"splice\"} %" PRIu64 "\n"
-		     "socks5d_relay_bytes_total{%s%spath=\"copy\"} %" PRIu64 "\n"
-		     "# HELP socks5d_relay_pipes Splice pipes, by state.\n"
-		     "# TYPE socks5d_relay_pipes gauge\n"
-		     "socks5d_relay_pipes{%s%sstate=\"in_use\"} %zu\n"
-		     "socks5d_relay_pipes{%s%sstate=\"cached\"} %zu\n"
-		     "# HELP socks5d_relay_pipe_refusals_total Bulk reads that copied because no "
-		     "pipe could be had.\n"
-		     "# TYPE socks5d_relay_pipe_refusals_total counter\n"
-		     "socks5d_relay_pipe_refusals_total%s %zu\n",
-		w, SEP, rls.spliced, w, SEP, rls.copied, w, SEP, pps.in_use, w, SEP, pps.cached,
-		wl, pps.refused);
-	fprintf(out, "# HELP socks5d_auth_failures_total Failed RFC 1929 authentications.\n"
-		     "# TYPE socks5d_auth_failures_total counter\n"
-		     "socks5d_auth_failures_total%s %" PRIu64 "\n", wl, s->auth_failures);
-	fprintf(out, "# HELP socks5d_denied_total Connections and requests refused, by reason.\n"
-		     "# TYPE socks5d_denied_total counter\n"
-		     "socks5d_denied_total{%s%sreason=\"client_rule\"} %" PRIu64 "\n"
-		     "socks5d_denied_total{%s%sreason=\"request_rule\"} %" PRIu64 "\n"
-		     "socks5d_denied_total{%s%sreason=\"limit\"} %" PRIu64 "\n"
-		     "socks5d_denied_total{%s%sreason=\"proxy_protocol\"} %" PRIu64 "\n",
-		w, SEP, s->client_denials, w, SEP, s->rule_denials, w, SEP, s->limit_refusals,
-		w, SEP, s->proxy_rejects);
-	fprintf(out, "# HELP socks5d_dns_lookups_total Name lookups started.\n"
-		     "# TYPE socks5d_dns_lookups_total counter\n"
-		     "socks5d_dns_lookups_total%s %" PRIu64 "\n"
-		     "# HELP socks5d_dns_queries_total DNS queries sent.\n"
-		     "# TYPE socks5d_dns_queries_total counter\n"
-		     "socks5d_dns_queries_total%s %" PRIu64 "\n"
-		     "# HELP socks5d_dns_cache_hits_total Lookups answered from the cache.\n"
-		     "# TYPE socks5d_dns_cache_hits_total counter\n"
-		     "socks5d_dns_cache_hits_total%s %" PRIu64 "\n"
-		     "# HELP socks5d_dns_timeouts_total Queries no server answered.\n"
-		     "# TYPE socks5d_dns_timeouts_total counter\n"
-		     "socks5d_dns_timeouts_total%s %" PRIu64 "\n",
-		wl, rs->lookups, wl, rs->queries, wl, rs->cache_hits, wl, rs->timeouts);
-	fprintf(out, "# HELP socks5d_udp_datagrams_total UDP datagrams relayed (ended "
-		     "associations), by direction.\n# TYPE socks5d_udp_datagrams_total counter\n"
-		     "socks5d_udp_datagrams_total{%s%sdirection=\"up\"} %" PRIu64 "\n"
-		     "socks5d_udp_datagrams_total{%s%sdirection=\"down\"} %" PRIu64 "\n",
-		w, SEP, s->udp_dgrams_up, w, SEP, s->udp_dgrams_down);
-	fprintf(out, "# HELP socks5d_udp_dropped_total UDP datagrams dropped, by reason.\n"
-		     "# TYPE socks5d_udp_dropped_total counter\n");
-	for (int r = 0; r < 8; r++)
-		fprintf(out, "socks5d_udp_dropped_total{%s%sreason=\"%s\"} %" PRIu64 "\n", w, SEP,
-			conn_udp_drop_names[r], s->udp_dropped[r]);
-	fprintf(out, "# HELP socks5d_open_fds File descriptors in use.\n"
-		     "# TYPE socks5d_open_fds gauge\n"
-		     "socks5d_open_fds%s %u\n", wl, count_fds());
-#undef SEP
-}
-
 static void
 sync_metrics(struct daemon *d, const struct config *cfg)
 {
@@ -416,7 +294,7 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 		return;
 	char a[NET_ADDRSTRLEN];
 	net_addr_format(&want, a, sizeof(a));
-	d->metrics = metrics_start(d->loop, &want, render_metrics, d);
+	d->metrics = metrics_start(d->loop, &want, metrics_render, &d->metrics_sources);
 	if (!d->metrics) {
 		log_warn("metrics %s", a);
 		return;
@@ -447,13 +325,13 @@ on_hup(struct loop *loop, int signo, void *arg)
 	apply_logging(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
-	if (cfg->relay_buffer != relay_pool_bufsize())
-		relay_pool_configure(cfg->relay_buffer, 64);
+	if (cfg->relay_buffer != bufpool_bufsize())
+		bufpool_configure(cfg->relay_buffer, 64);
 	relay_set_splice(cfg->relay_splice);
 	{
 		struct connlimit_auth_policy ap;
 		auth_policy_from(cfg, &ap);
-		connlimit_set_auth_policy(d->env.limits, &ap);
+		connlimit_set_auth_policy(d->env.policy.limits, &ap);
 	}
 	resolver_options_from(cfg, &ropt);
 	resolver_reconfigure(d->env.resolver, &ropt);
@@ -560,26 +438,31 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 {
 	struct resolver_options ropt;
 
+	struct resolver *resolver;
+	struct connlimit *limits;
+
 	d->loop = loop_new();
 	if (!d->loop)
 		fatal("epoll");
-	d->env.loop = d->loop;
-	d->env.cfg = cfg;
-	d->env.on_empty = on_empty;
-	d->env.on_empty_arg = d;
 	timer_init(&d->drain_timer, on_drain_timeout, d);
 	timer_init(&d->status_timer, on_status_timer, d);
 
 	resolver_options_from(cfg, &ropt);
-	d->env.resolver = resolver_new(d->loop, &ropt);
-	if (!d->env.resolver)
+	resolver = resolver_new(d->loop, &ropt);
+	if (!resolver)
 		fatalx("cannot start the resolver");
-	relay_pool_configure(cfg->relay_buffer, 64);
+	bufpool_configure(cfg->relay_buffer, 64);
 	relay_set_splice(cfg->relay_splice);
 	pipepool_configure(RELAY_PIPE_SIZE, RELAY_MAX_PIPES, RELAY_CACHED_PIPES);
-	d->env.limits = limits_new_from(cfg);
-	if (!d->env.limits)
+	limits = limits_new_from(cfg);
+	if (!limits)
 		fatalx("out of memory");
+	conn_env_init(&d->env, d->loop, cfg, resolver, limits);
+	d->env.on_empty = on_empty;
+	d->env.on_empty_arg = d;
+	d->metrics_sources.stats = &d->env.stats;
+	d->metrics_sources.resolver = resolver;
+	d->metrics_sources.worker = d->worker;
 
 	/* Signals and the metrics endpoint before the SOCKS listeners: once a
 	 * SOCKS port accepts, the daemon is completely set up (health checks
@@ -619,15 +502,15 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	close_listeners(d);
 	if (d->metrics)
 		metrics_stop(d->metrics);
-	conn_close_all(&d->env);
+	conn_stop_all(&d->env);
 	timer_stop(d->loop, &d->drain_timer);
 	timer_stop(d->loop, &d->status_timer);
 	notify_watchdog_stop(d->loop);
 	log_counters(d, "stopped");
 	resolver_free(d->env.resolver);
 	loop_free(d->loop); /* also frees what the closes above released */
-	connlimit_free(d->env.limits);
-	relay_pool_drain();
+	connlimit_free(d->env.policy.limits);
+	bufpool_drain();
 	pipepool_trim();
 	config_unref(d->env.cfg);
 	return 0;

@@ -2,8 +2,10 @@
  * metrics: a minimal HTTP/1.1 origin server (RFC 9110, RFC 9112) for
  * Prometheus scrapes, inside the event loop. One request per connection:
  * read the request head into a fixed buffer, answer, close. The exposition
- * text comes from the caller's render callback; this file knows HTTP and
- * sockets, not what is being counted.
+ * text comes from the caller's render callback; the server half of this
+ * file knows HTTP and sockets, not what is being counted. The daemon's
+ * callback, metrics_render, is the last section: it only formats counters
+ * that other modules keep.
  *
  * Every connection is bounded: METRICS_REQUEST_MAX bytes of head, one
  * deadline to send it and one to take the answer, a short linger after,
@@ -11,7 +13,9 @@
  */
 #include "metrics.h"
 
+#include <dirent.h>
 #include <errno.h>
+#include <inttypes.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -21,6 +25,11 @@
 
 #include "log.h"
 #include "loop.h"
+#include "pipepool.h"
+#include "proto.h"
+#include "relay.h"
+#include "resolver.h"
+#include "stats.h"
 
 #define METRICS_BACKLOG 128            /* a burst of METRICS_MAX_CLIENTS fits */
 #define METRICS_ACCEPT_BATCH 16        /* accepts per wakeup, for fairness */
@@ -652,4 +661,186 @@ void
 metrics_set_request_timeout_ms(struct metrics_server *m, unsigned ms)
 {
 	m->timeout_ms = ms;
+}
+
+/* --- the daemon's exposition ------------------------------------------------ */
+
+/* One scrape's output: every sample carries the worker label when set. */
+struct metrics_text {
+	FILE *out;
+	char worker[32]; /* worker="N", or empty */
+};
+
+static void
+metrics_family(const struct metrics_text *t, const char *name, const char *type,
+	const char *help)
+{
+	fprintf(t->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
+}
+
+/* name{worker,labels} v; labels is "key=\"value\"" or NULL. */
+static void
+metrics_sample(const struct metrics_text *t, const char *name, const char *labels, uint64_t v)
+{
+	const char *w = t->worker, *sep = w[0] && labels ? "," : "";
+
+	if (!w[0] && !labels)
+		fprintf(t->out, "%s %" PRIu64 "\n", name, v);
+	else
+		fprintf(t->out, "%s{%s%s%s} %" PRIu64 "\n", name, w, sep, labels ? labels : "", v);
+}
+
+/* A family with one labelled sample per value: label="names[i]". */
+static void
+metrics_by_label(const struct metrics_text *t, const char *name, const char *type,
+	const char *help, const char *label, const char *const *names, const uint64_t *v,
+	size_t n)
+{
+	char l[64];
+
+	metrics_family(t, name, type, help);
+	for (size_t i = 0; i < n; i++) {
+		snprintf(l, sizeof(l), "%s=\"%s\"", label, names[i]);
+		metrics_sample(t, name, l, v[i]);
+	}
+}
+
+static const char *
+metrics_cmd_label(int cmd)
+{
+	return cmd == 0 ? "none" : proto_cmd_str((uint8_t)cmd);
+}
+
+static void
+metrics_sessions(const struct metrics_text *t, const struct stats *s)
+{
+	char l[64];
+
+	metrics_family(t, "socks5d_connections_accepted_total", "counter",
+		"Client connections accepted.");
+	metrics_sample(t, "socks5d_connections_accepted_total", NULL, s->accepted);
+	metrics_family(t, "socks5d_sessions_active", "gauge",
+		"Open client connections by command (none: still in the handshake).");
+	for (int c = 0; c < STATS_CMD_SLOTS; c++) {
+		uint64_t v = s->active_by_cmd[c];
+		if (c == 0) {
+			v = s->active;
+			for (int k = 1; k < STATS_CMD_SLOTS; k++)
+				v -= s->active_by_cmd[k];
+		}
+		snprintf(l, sizeof(l), "cmd=\"%s\"", metrics_cmd_label(c));
+		metrics_sample(t, "socks5d_sessions_active", l, v);
+	}
+	metrics_family(t, "socks5d_sessions_total", "counter",
+		"Ended sessions by command and reply code.");
+	for (int c = 0; c < STATS_CMD_SLOTS; c++)
+		for (int r = 0; r < STATS_REP_SLOTS; r++) {
+			char rep[8];
+			if (!s->sessions[c][r])
+				continue;
+			if (r == STATS_REP_NONE)
+				snprintf(rep, sizeof(rep), "none");
+			else
+				snprintf(rep, sizeof(rep), "0x%02x", r);
+			snprintf(l, sizeof(l), "cmd=\"%s\",rep=\"%s\"", metrics_cmd_label(c), rep);
+			metrics_sample(t, "socks5d_sessions_total", l, s->sessions[c][r]);
+		}
+}
+
+static void
+metrics_relay(const struct metrics_text *t, const struct stats *s)
+{
+	static const char *const dirs[] = { "up", "down" }, *const paths[] = { "splice", "copy" },
+			  *const states[] = { "in_use", "cached" };
+	struct relay_stats rls;
+	struct pipepool_stats pps;
+
+	relay_get_stats(&rls);
+	pipepool_get_stats(&pps);
+	metrics_by_label(t, "socks5d_bytes_total", "counter",
+		"Bytes relayed (ended sessions), by direction.", "direction", dirs,
+		(const uint64_t[]){ s->bytes_up, s->bytes_down }, 2);
+	metrics_by_label(t, "socks5d_relay_bytes_total", "counter",
+		"Bytes the relay has written so far, by path (splice: through a pipe, copy: "
+		"through a buffer).", "path", paths,
+		(const uint64_t[]){ rls.spliced, rls.copied }, 2);
+	metrics_by_label(t, "socks5d_relay_pipes", "gauge", "Splice pipes, by state.", "state",
+		states, (const uint64_t[]){ pps.in_use, pps.cached }, 2);
+	metrics_family(t, "socks5d_relay_pipe_refusals_total", "counter",
+		"Bulk reads that copied because no pipe could be had.");
+	metrics_sample(t, "socks5d_relay_pipe_refusals_total", NULL, pps.refused);
+}
+
+static void
+metrics_refusals(const struct metrics_text *t, const struct stats *s)
+{
+	static const char *const reasons[] = { "client_rule", "request_rule", "limit",
+		"proxy_protocol" };
+
+	metrics_family(t, "socks5d_auth_failures_total", "counter",
+		"Failed RFC 1929 authentications.");
+	metrics_sample(t, "socks5d_auth_failures_total", NULL, s->auth_failures);
+	metrics_by_label(t, "socks5d_denied_total", "counter",
+		"Connections and requests refused, by reason.", "reason", reasons,
+		(const uint64_t[]){ s->client_denials, s->rule_denials, s->limit_refusals,
+			s->proxy_rejects }, 4);
+}
+
+static void
+metrics_dns(const struct metrics_text *t, const struct resolver_stats *rs)
+{
+	static const struct {
+		const char *name, *help;
+	} families[] = {
+		{ "socks5d_dns_lookups_total", "Name lookups started." },
+		{ "socks5d_dns_queries_total", "DNS queries sent." },
+		{ "socks5d_dns_cache_hits_total", "Lookups answered from the cache." },
+		{ "socks5d_dns_timeouts_total", "Queries no server answered." },
+	};
+	const uint64_t v[] = { rs->lookups, rs->queries, rs->cache_hits, rs->timeouts };
+
+	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
+		metrics_family(t, families[i].name, "counter", families[i].help);
+		metrics_sample(t, families[i].name, NULL, v[i]);
+	}
+}
+
+static unsigned
+metrics_count_fds(void)
+{
+	DIR *dir = opendir("/proc/self/fd");
+	struct dirent *e;
+	unsigned n = 0;
+
+	if (!dir)
+		return 0;
+	while ((e = readdir(dir)))
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(dir);
+	return n > 0 ? n - 1 : 0; /* not the directory's own fd */
+}
+
+void
+metrics_render(FILE *out, void *arg)
+{
+	static const char *const dirs[] = { "up", "down" };
+	const struct metrics_sources *src = arg;
+	const struct stats *s = src->stats;
+	struct metrics_text t = { .out = out };
+
+	if (src->worker >= 0)
+		snprintf(t.worker, sizeof(t.worker), "worker=\"%d\"", src->worker);
+	metrics_sessions(&t, s);
+	metrics_relay(&t, s);
+	metrics_refusals(&t, s);
+	metrics_dns(&t, resolver_get_stats(src->resolver));
+	metrics_by_label(&t, "socks5d_udp_datagrams_total", "counter",
+		"UDP datagrams relayed (ended associations), by direction.", "direction", dirs,
+		(const uint64_t[]){ s->udp_dgrams_up, s->udp_dgrams_down }, 2);
+	metrics_by_label(&t, "socks5d_udp_dropped_total", "counter",
+		"UDP datagrams dropped, by reason.", "reason", udpassoc_drop_names,
+		s->udp_dropped, UDPASSOC_DROP_REASONS);
+	metrics_family(&t, "socks5d_open_fds", "gauge", "File descriptors in use.");
+	metrics_sample(&t, "socks5d_open_fds", NULL, metrics_count_fds());
 }

@@ -2,7 +2,7 @@
  * relay: the data path of CONNECT and BIND sessions. One function moves one
  * direction (read into the direction's buffer or pipe, write it out);
  * interest masks follow from the two directions' states, and epoll_ctl runs
- * only when a mask really changes. Buffers come from a free list and pipes
+ * only when a mask really changes. Buffers come from bufpool and pipes
  * from pipepool, so the steady state allocates nothing per event.
  *
  * Why splice: on loopback, 1 MiB pipes moved bulk data at about 0.4 CPU-s
@@ -23,19 +23,9 @@
 #include <unistd.h>
 
 #include "buf.h"
+#include "bufpool.h"
 #include "log.h"
 
-struct pool_buf {
-	struct pool_buf *next; /* free list link */
-	size_t size;           /* bytes in data (the pool's size when made) */
-	struct buf b;
-	uint8_t data[];
-};
-
-static size_t pool_bufsize = (size_t)256 * 1024;
-static size_t pool_max_cached = 64;
-static size_t pool_ncached;
-static struct pool_buf *pool_free;
 static bool splice_on = true;
 static struct relay_stats stats;
 
@@ -49,63 +39,6 @@ void
 relay_get_stats(struct relay_stats *out)
 {
 	*out = stats;
-}
-
-void
-relay_pool_configure(size_t bufsize, size_t max_cached)
-{
-	relay_pool_drain();
-	pool_bufsize = bufsize;
-	pool_max_cached = max_cached;
-}
-
-size_t
-relay_pool_bufsize(void)
-{
-	return pool_bufsize;
-}
-
-void
-relay_pool_drain(void)
-{
-	while (pool_free) {
-		struct pool_buf *pb = pool_free;
-		pool_free = pb->next;
-		free(pb);
-	}
-	pool_ncached = 0;
-}
-
-static struct pool_buf *
-pool_get(void)
-{
-	struct pool_buf *pb = pool_free;
-
-	if (pb) {
-		pool_free = pb->next;
-		pool_ncached--;
-	} else {
-		pb = malloc(sizeof(*pb) + pool_bufsize);
-		if (!pb)
-			return NULL;
-	}
-	pb->size = pool_bufsize;
-	buf_init(&pb->b, pb->data, pool_bufsize);
-	pb->next = NULL;
-	return pb;
-}
-
-static void
-pool_put(struct pool_buf *pb)
-{
-	/* A buffer of a size configured before a reload is not reused. */
-	if (pool_ncached >= pool_max_cached || pb->size != pool_bufsize) {
-		free(pb);
-		return;
-	}
-	pb->next = pool_free;
-	pool_free = pb;
-	pool_ncached++;
 }
 
 static void relay_finish(struct relay *r, enum relay_end how, int err);
@@ -175,7 +108,7 @@ relay_read(struct relay_dir *dir, int src, size_t *space)
 			dir->pipe_full = true;
 		return n;
 	}
-	if (!dir->pb && !(dir->pb = pool_get())) {
+	if (!dir->pb && !(dir->pb = bufpool_get())) {
 		errno = ENOMEM;
 		return -1;
 	}
@@ -222,7 +155,7 @@ static void
 relay_release_empty(struct relay_dir *dir)
 {
 	if (dir->pb && buf_len(&dir->pb->b) == 0) {
-		pool_put(dir->pb);
+		bufpool_put(dir->pb);
 		dir->pb = NULL;
 	}
 	if (dir->pipe.rd >= 0 && dir->inpipe == 0)
@@ -341,15 +274,9 @@ static void
 relay_on_idle(struct loop *loop, void *arg)
 {
 	struct relay *r = arg;
-	uint64_t idle_for = loop_now(loop) - r->last_active_ms;
 
-	/* The timer is not re-armed per byte (that would be a heap operation per
-	 * event); it checks the last activity and sleeps for the remainder. */
-	if (idle_for >= r->idle_ms) {
+	if (timer_idle_expired(loop, &r->idle_timer, r->last_active_ms, r->idle_ms))
 		relay_finish(r, RELAY_END_IDLE, 0);
-		return;
-	}
-	timer_start(loop, &r->idle_timer, r->idle_ms - idle_for);
 }
 
 static int
@@ -357,10 +284,10 @@ relay_seed(struct relay_dir *dir, const uint8_t *p, size_t len)
 {
 	if (len == 0)
 		return 0;
-	if (!(dir->pb = pool_get()))
+	if (!(dir->pb = bufpool_get()))
 		return -1;
 	if (buf_append(&dir->pb->b, p, len) < 0) {
-		pool_put(dir->pb);
+		bufpool_put(dir->pb);
 		dir->pb = NULL;
 		errno = ENOBUFS;
 		return -1;
@@ -398,13 +325,13 @@ relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watch
 		goto fail;
 	if (idle_ms)
 		timer_start(loop, &r->idle_timer, idle_ms);
-	r->running = true;
 	return 0;
 fail:
+	r->stopped = true;
 	for (int i = 0; i < 2; i++) {
 		loop_unwatch(loop, r->w[i]);
 		if (r->dir[i].pb) {
-			pool_put(r->dir[i].pb);
+			bufpool_put(r->dir[i].pb);
 			r->dir[i].pb = NULL;
 		}
 	}
@@ -423,9 +350,9 @@ relay_abort_on_close(int fd)
 void
 relay_stop(struct relay *r)
 {
-	if (!r->running)
+	if (r->stopped)
 		return;
-	r->running = false;
+	r->stopped = true;
 	timer_stop(r->loop, &r->idle_timer);
 	/* Bytes still held for a peer are lost with the close: it must get a
 	 * reset, not a FIN that would make a cut stream look complete. */
@@ -438,7 +365,7 @@ relay_stop(struct relay *r)
 		close(r->w[i]->fd);
 		r->w[i]->fd = -1;
 		if (r->dir[i].pb) {
-			pool_put(r->dir[i].pb);
+			bufpool_put(r->dir[i].pb);
 			r->dir[i].pb = NULL;
 		}
 		pipepool_put(&r->dir[i].pipe, r->dir[i].inpipe == 0);

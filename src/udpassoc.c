@@ -13,6 +13,8 @@
 
 #include <arpa/inet.h>
 #include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
@@ -80,9 +82,20 @@ struct udpassoc {
 	size_t qcount, qbytes;
 
 	struct udpassoc_stats stats;
+	const char *end_reason;      /* why it ended by itself, for the debug line */
 	struct release release;
-	bool ended;                  /* sockets closed, lookups cancelled */
-	bool dead;                   /* udpassoc_stop ran; freed after the batch */
+	bool stopped;                /* udpassoc_stop ran: no I/O; freed after the batch */
+};
+
+const char *const udpassoc_drop_names[UDPASSOC_DROP_REASONS] = {
+	[UDPASSOC_DROP_FRAG] = "fragment",
+	[UDPASSOC_DROP_MALFORMED] = "malformed",
+	[UDPASSOC_DROP_FOREIGN] = "foreign",
+	[UDPASSOC_DROP_BLOCKED] = "would_block",
+	[UDPASSOC_DROP_QUEUE] = "queue_full",
+	[UDPASSOC_DROP_UNRESOLVED] = "unresolved",
+	[UDPASSOC_DROP_ERROR] = "send_error",
+	[UDPASSOC_DROP_DENIED] = "denied",
 };
 
 /* Shared by every association on the loop's thread: received datagrams are
@@ -100,52 +113,34 @@ udpassoc_close_watcher(struct loop *loop, struct watcher *w)
 	w->fd = -1;
 }
 
-/* Closes sockets, cancels lookups, frees the queue. Idempotent. */
+/* The totals and every drop counter, at debug. */
 static void
-udpassoc_shutdown(struct udpassoc *u, const char *why)
+udpassoc_log_end(const struct udpassoc *u)
 {
-	struct udpassoc_pending *e;
+	char b[NET_ADDRSTRLEN], drops[UDPASSOC_DROP_REASONS * 32];
+	const struct udpassoc_stats *st = &u->stats;
+	size_t off = 0;
 
-	if (u->ended)
-		return;
-	u->ended = true;
-	timer_stop(u->loop, &u->idle_timer);
-	udpassoc_close_watcher(u->loop, &u->relay_w);
-	for (int i = 0; i < UDPASSOC_NOUT; i++)
-		udpassoc_close_watcher(u->loop, &u->out_w[i]);
-	while ((e = u->qhead) != NULL) {
-		u->qhead = e->next;
-		if (e->q)
-			resolver_cancel(e->q);
-		free(e);
+	for (int i = 0; i < UDPASSOC_DROP_REASONS; i++) {
+		int n = snprintf(drops + off, sizeof(drops) - off, " drop_%s=%" PRIu64,
+			udpassoc_drop_names[i], st->dropped[i]);
+		if (n < 0 || (size_t)n >= sizeof(drops) - off)
+			break;
+		off += (size_t)n;
 	}
-	u->qcount = 0;
-	u->qbytes = 0;
-	if (log_enabled(LOG_LVL_DEBUG)) {
-		char b[NET_ADDRSTRLEN];
-		const struct udpassoc_stats *s = &u->stats;
-
-		log_debug("udp assoc bnd=%s end=\"%s\" up=%llu/%llu down=%llu/%llu "
-			  "drop_frag=%llu drop_malformed=%llu drop_foreign=%llu "
-			  "drop_blocked=%llu drop_queue=%llu drop_unresolved=%llu",
-			net_addr_format(&u->bnd, b, sizeof(b)), why,
-			(unsigned long long)s->dgrams_up, (unsigned long long)s->bytes_up,
-			(unsigned long long)s->dgrams_down, (unsigned long long)s->bytes_down,
-			(unsigned long long)s->dropped_frag,
-			(unsigned long long)s->dropped_malformed,
-			(unsigned long long)s->dropped_foreign,
-			(unsigned long long)s->dropped_blocked,
-			(unsigned long long)s->dropped_queue,
-			(unsigned long long)s->dropped_unresolved);
-	}
+	log_debug("udp assoc bnd=%s end=\"%s\" up=%" PRIu64 "/%" PRIu64 " down=%" PRIu64
+		  "/%" PRIu64 "%s", net_addr_format(&u->bnd, b, sizeof(b)),
+		u->end_reason ? u->end_reason : "stopped", st->dgrams_up, st->bytes_up,
+		st->dgrams_down, st->bytes_down, drops);
 }
 
-/* The association ends by itself: close everything, then tell the owner,
- * who calls udpassoc_stop (perhaps from inside end). Callers return at once. */
+/* The association ends by itself: it stops, then tells the owner. Callers
+ * return at once (the memory lasts until the end of the batch). */
 static void
 udpassoc_finish(struct udpassoc *u, const char *why)
 {
-	udpassoc_shutdown(u, why);
+	u->end_reason = why;
+	udpassoc_stop(u);
 	u->end(why, u->arg);
 }
 
@@ -185,7 +180,7 @@ udpassoc_sendto(struct udpassoc *u, int fd, const uint8_t *p, size_t len,
 	if (n >= 0)
 		return true;
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
-		u->stats.dropped_blocked++;
+		u->stats.dropped[UDPASSOC_DROP_BLOCKED]++;
 	} else if (log_enabled(LOG_LVL_DEBUG)) {
 		char b[NET_ADDRSTRLEN], t[NET_ADDRSTRLEN];
 		int saved = errno;
@@ -240,11 +235,11 @@ udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to, const char *
 	/* Rules are checked per datagram against the address it really goes
 	 * to, so a name resolving into a denied network is refused too. */
 	if (u->allow && !u->allow(to, name, u->allow_arg)) {
-		u->stats.dropped_denied++;
+		u->stats.dropped[UDPASSOC_DROP_DENIED]++;
 		return;
 	}
 	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
-		u->stats.dropped_error++;
+		u->stats.dropped[UDPASSOC_DROP_ERROR]++;
 		char b[NET_ADDRSTRLEN];
 
 		log_warn("udp assoc bnd=%s: outbound %s socket",
@@ -256,7 +251,7 @@ udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to, const char *
 		u->stats.dgrams_up++;
 		u->stats.bytes_up += len;
 	} else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != ENOBUFS) {
-		u->stats.dropped_error++;
+		u->stats.dropped[UDPASSOC_DROP_ERROR]++;
 	}
 }
 
@@ -291,7 +286,7 @@ udpassoc_flush(struct udpassoc *u)
 		if (e->resolved)
 			udpassoc_send_out(u, &e->to, e->dst.name, e->data, e->len);
 		else
-			u->stats.dropped_unresolved++;
+			u->stats.dropped[UDPASSOC_DROP_UNRESOLVED]++;
 		free(e);
 	}
 }
@@ -331,16 +326,16 @@ udpassoc_enqueue(struct udpassoc *u, const struct socks_addr *dst,
 	struct udpassoc_pending *e, **tail;
 
 	if (u->qcount >= UDPASSOC_QUEUE_MAX || u->qbytes + len > UDPASSOC_QUEUE_BYTES) {
-		u->stats.dropped_queue++;
+		u->stats.dropped[UDPASSOC_DROP_QUEUE]++;
 		return;
 	}
 	if (!u->resolver) {
-		u->stats.dropped_unresolved++;
+		u->stats.dropped[UDPASSOC_DROP_UNRESOLVED]++;
 		return;
 	}
 	e = malloc(sizeof(*e) + len);
 	if (!e) {
-		u->stats.dropped_queue++;
+		u->stats.dropped[UDPASSOC_DROP_QUEUE]++;
 		return;
 	}
 	memset(e, 0, sizeof(*e));
@@ -352,7 +347,7 @@ udpassoc_enqueue(struct udpassoc *u, const struct socks_addr *dst,
 	e->q = resolver_start(u->resolver, e->dst.name, udpassoc_on_resolved, e);
 	if (!e->q) {
 		free(e);
-		u->stats.dropped_unresolved++;
+		u->stats.dropped[UDPASSOC_DROP_UNRESOLVED]++;
 		return;
 	}
 	for (tail = &u->qhead; *tail; tail = &(*tail)->next)
@@ -385,17 +380,17 @@ udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
 
 	net_addr_unmap(&src);
 	if (!udpassoc_from_client(u, &src)) {
-		u->stats.dropped_foreign++;
+		u->stats.dropped[UDPASSOC_DROP_FOREIGN]++;
 		return;
 	}
 	if (proto_parse_udp_header(p, len, &h) != PROTO_OK || h.dst.port == 0) {
-		u->stats.dropped_malformed++;
+		u->stats.dropped[UDPASSOC_DROP_MALFORMED]++;
 		return;
 	}
 	/* RFC 1928 §7: an implementation that does not support fragmentation
 	 * MUST drop any datagram whose FRAG field is other than X'00'. */
 	if (h.frag != 0) {
-		u->stats.dropped_frag++;
+		u->stats.dropped[UDPASSOC_DROP_FRAG]++;
 		return;
 	}
 	if (!u->port_pinned) {
@@ -423,7 +418,7 @@ udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
 		return;
 	}
 	if (proto_addr_to_sockaddr(&h.dst, &to.ss, &tolen) < 0) {
-		u->stats.dropped_malformed++;
+		u->stats.dropped[UDPASSOC_DROP_MALFORMED]++;
 		return;
 	}
 	net_addr_unmap(&to);
@@ -438,9 +433,9 @@ udpassoc_on_relay(struct loop *loop, unsigned events, void *arg)
 
 	(void)loop;
 	(void)events;
-	/* u->ended: stopped earlier in this batch (memory still valid until the
-	 * release list runs), or ended by the datagram just handled. */
-	for (int i = 0; i < UDPASSOC_BATCH && !u->ended; i++) {
+	/* u->stopped: stopped earlier in this batch (memory still valid until
+	 * the release list runs), or ended by the datagram just handled. */
+	for (int i = 0; i < UDPASSOC_BATCH && !u->stopped; i++) {
 		union sockaddr_any from;
 		socklen_t flen = sizeof(from);
 		ssize_t n;
@@ -457,7 +452,7 @@ udpassoc_on_relay(struct loop *loop, unsigned events, void *arg)
 			return;
 		}
 		if ((size_t)n > UDPASSOC_DGRAM_MAX) {
-			u->stats.dropped_malformed++;
+			u->stats.dropped[UDPASSOC_DROP_MALFORMED]++;
 			continue;
 		}
 		udpassoc_up(u, &from, p, (size_t)n);
@@ -471,7 +466,7 @@ udpassoc_on_out(struct udpassoc *u, int which)
 {
 	uint8_t *p = udpassoc_scratch + UDPASSOC_HEADROOM;
 
-	for (int i = 0; i < UDPASSOC_BATCH && !u->ended; i++) {
+	for (int i = 0; i < UDPASSOC_BATCH && !u->stopped; i++) {
 		uint8_t hdr[PROTO_UDP_HEADER_MAX];
 		union sockaddr_any from;
 		socklen_t flen = sizeof(from);
@@ -514,7 +509,7 @@ udpassoc_on_out4(struct loop *loop, unsigned events, void *arg)
 
 	(void)loop;
 	(void)events;
-	if (!u->ended)
+	if (!u->stopped)
 		udpassoc_on_out(u, UDPASSOC_OUT4);
 }
 
@@ -525,25 +520,17 @@ udpassoc_on_out6(struct loop *loop, unsigned events, void *arg)
 
 	(void)loop;
 	(void)events;
-	if (!u->ended)
+	if (!u->stopped)
 		udpassoc_on_out(u, UDPASSOC_OUT6);
 }
 
-/* Not re-armed per datagram (a heap operation each time): it checks the last
- * activity when it fires and sleeps for the remainder. */
 static void
 udpassoc_on_idle(struct loop *loop, void *arg)
 {
 	struct udpassoc *u = arg;
-	uint64_t idle_for = loop_now(loop) - u->last_active_ms;
 
-	if (u->ended)
-		return;
-	if (idle_for >= u->idle_ms) {
+	if (timer_idle_expired(loop, &u->idle_timer, u->last_active_ms, u->idle_ms))
 		udpassoc_finish(u, "udp idle timeout");
-		return;
-	}
-	timer_start(loop, &u->idle_timer, u->idle_ms - idle_for);
 }
 
 /* RFC 1928 §7: DST.ADDR/DST.PORT of the request are where the client will
@@ -670,10 +657,25 @@ fail:
 void
 udpassoc_stop(struct udpassoc *u)
 {
-	if (!u || u->dead)
+	struct udpassoc_pending *e;
+
+	if (!u || u->stopped)
 		return;
-	udpassoc_shutdown(u, "stopped");
-	u->dead = true;
+	u->stopped = true;
+	timer_stop(u->loop, &u->idle_timer);
+	udpassoc_close_watcher(u->loop, &u->relay_w);
+	for (int i = 0; i < UDPASSOC_NOUT; i++)
+		udpassoc_close_watcher(u->loop, &u->out_w[i]);
+	while ((e = u->qhead) != NULL) {
+		u->qhead = e->next;
+		if (e->q)
+			resolver_cancel(e->q);
+		free(e);
+	}
+	u->qcount = 0;
+	u->qbytes = 0;
+	if (log_enabled(LOG_LVL_DEBUG))
+		udpassoc_log_end(u);
 	/* An event for one of our sockets may still wait in this batch; the
 	 * memory outlives it (the loop skips unregistered watchers). */
 	loop_release(u->loop, &u->release, udpassoc_free, u);

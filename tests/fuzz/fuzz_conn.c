@@ -57,12 +57,15 @@ fuzz_init(void)
 	ro.prefer_family = AF_INET;
 	ro.cache_size = 100;
 	ro.cache_max_ttl = 60;
-	env.loop = loop;
-	env.resolver = resolver_new(loop, &ro);
+	struct config *cfg = env.cfg;
+	struct resolver *resolver = resolver_new(loop, &ro);
+	struct connlimit *limits;
+
 	memset(&lc, 0, sizeof(lc));
-	env.limits = connlimit_new(&lc);
-	if (!env.resolver || !env.limits)
+	limits = connlimit_new(&lc);
+	if (!resolver || !limits)
 		abort();
+	conn_env_init(&env, loop, cfg, resolver, limits);
 }
 
 static void
@@ -109,13 +112,13 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			break;
 		pump(2);
 		drain(sv[1]);
-		if (!env.head)
+		if (LIST_EMPTY(&env.conns))
 			break; /* the daemon closed the connection */
 	}
 	(void)shutdown(sv[1], SHUT_WR);
 	pump(3);
 	drain(sv[1]);
-	conn_close_all(&env);
+	conn_stop_all(&env);
 	pump(1);
 	close(sv[1]);
 	return 0;

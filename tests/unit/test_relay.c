@@ -44,6 +44,7 @@
 #include "loop.h"
 #include "net.h"
 #include "pipepool.h"
+#include "bufpool.h"
 #include "relay.h"
 
 #define GUARD_MS 10000
@@ -391,9 +392,9 @@ teardown(void **state)
 	free(f);
 	relay_set_splice(true);
 	pipepool_configure(RELAY_PIPE_SIZE, RELAY_MAX_PIPES, RELAY_CACHED_PIPES);
-	relay_pool_configure((size_t)256 * 1024, 64);
+	bufpool_configure((size_t)256 * 1024, 64);
 	/* Cached buffers and pipes would look like leaks to ASan and valgrind. */
-	relay_pool_drain();
+	bufpool_drain();
 	pipepool_trim();
 	return 0;
 }
@@ -677,7 +678,7 @@ test_stop_with_bytes_in_a_pipe_returns_it_and_resets_the_peer(void **state)
 	assert_int_equal(ps.in_use, 0);
 	assert_int_equal(ps.cached, f->ps0.cached);
 	assert_int_equal(f->ndone, 0);
-	assert_false(f->relay.running);
+	assert_true(f->relay.stopped);
 	expect_reset_after_data(f->tg.fd);
 }
 

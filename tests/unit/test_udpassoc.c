@@ -517,7 +517,7 @@ test_other_source_address_is_ignored(void **state)
 	send_dgram(stranger, &bnd, 0, &dst, "nope", 4);
 	expect_quiet(f, stranger);
 	assert_int_equal(f->echo4.count, 0);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 1);
 	/* The stranger did not take the port slot: the client still gets in. */
 	send_dgram(c, &bnd, 0, &dst, "yes", 3);
 	n = wait_dgram(f, c, GUARD_MS);
@@ -545,7 +545,7 @@ test_first_datagram_pins_client_port(void **state)
 	expect_quiet(f, b);
 	expect_quiet(f, a);
 	assert_int_equal(f->echo4.count, 1);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 1);
 	udpassoc_stop(u);
 	close(a);
 	close(b);
@@ -572,7 +572,7 @@ test_request_port_pins_client_port(void **state)
 	send_dgram(b, &bnd, 0, &dst, "b1", 2);
 	n = wait_dgram(f, b, GUARD_MS);
 	assert_reply(rxbuf, n, &f->echo4.addr, "b1", 2);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 1);
 	udpassoc_stop(u);
 
 	/* The full address and port, as a client that knows them sends. */
@@ -602,7 +602,7 @@ test_request_naming_other_address_matches_nothing(void **state)
 	send_dgram(c, &bnd, 0, &dst, "x", 1);
 	expect_quiet(f, c);
 	assert_int_equal(f->echo4.count, 0);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_foreign, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 1);
 	udpassoc_stop(u);
 	close(c);
 	run_for(f, 1);
@@ -622,7 +622,7 @@ test_nonzero_frag_is_dropped_and_counted(void **state)
 	send_dgram(c, &bnd, 0x81, &dst, "last", 4); /* high bit: end of sequence */
 	expect_quiet(f, c);
 	assert_int_equal(f->echo4.count, 0);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_frag, 2);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FRAG], 2);
 	send_dgram(c, &bnd, 0, &dst, "whole", 5);
 	n = wait_dgram(f, c, GUARD_MS);
 	assert_reply(rxbuf, n, &f->echo4.addr, "whole", 5);
@@ -653,7 +653,7 @@ test_malformed_is_dropped_and_does_not_pin(void **state)
 	port0.port = 0;
 	send_dgram(junk, &bnd, 0, &port0, "p0", 2);
 	expect_quiet(f, junk);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_malformed, 6);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_MALFORMED], 6);
 	assert_int_equal(f->echo4.count, 0);
 	/* None of that fixed the client's port: another socket gets it. */
 	send_dgram(c, &bnd, 0, &dst, "ok", 2);
@@ -731,7 +731,7 @@ test_two_associations_do_not_see_each_other(void **state)
 	send_dgram(c2, &bnd1, 0, &dst, "cross", 5);
 	expect_quiet(f, c2);
 	expect_quiet(f, c1);
-	assert_int_equal(udpassoc_get_stats(u1)->dropped_foreign, 1);
+	assert_int_equal(udpassoc_get_stats(u1)->dropped[UDPASSOC_DROP_FOREIGN], 1);
 	assert_int_equal(udpassoc_get_stats(u1)->dgrams_down, 1);
 	assert_int_equal(udpassoc_get_stats(u2)->dgrams_down, 1);
 	/* One ends, the other keeps going. */
@@ -983,9 +983,9 @@ test_domain_unresolvable_is_dropped_and_counted(void **state)
 	dst = sa_domain(label, net_addr_port(&f->echo4.addr));
 	send_dgram(c, &bnd, 0, &dst, "lost", 4);
 	f->poll_fd = -1;
-	for (int i = 0; i < 100 && udpassoc_get_stats(u)->dropped_unresolved == 0; i++)
+	for (int i = 0; i < 100 && udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_UNRESOLVED] == 0; i++)
 		run_for(f, 10);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_unresolved, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_UNRESOLVED], 1);
 	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 0);
 	assert_int_equal(f->echo4.count, 0);
 	udpassoc_stop(u);
@@ -1016,7 +1016,7 @@ test_domain_queue_is_bounded_by_count_and_keeps_order(void **state)
 		assert_reply(rxbuf, n, &f->echo4.addr, msg, 3);
 	}
 	expect_quiet(f, c);
-	assert_int_equal(udpassoc_get_stats(u)->dropped_queue, 4);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_QUEUE], 4);
 	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 16);
 	/* The queue drained: more datagrams are taken again. */
 	send_dgram(c, &bnd, 0, &dst, "m99", 3);
@@ -1047,12 +1047,12 @@ test_domain_queue_is_bounded_by_bytes_and_stop_cancels(void **state)
 		run_for(f, 20);
 	}
 	st = udpassoc_get_stats(u);
-	assert_int_equal(st->dropped_queue, 1);
+	assert_int_equal(st->dropped[UDPASSOC_DROP_QUEUE], 1);
 	assert_int_equal(st->dgrams_up, 0);
 	/* Small ones still fit in the count bound until it is reached. */
 	send_dgram(c, &bnd, 0, &dst, "s", 1);
 	run_for(f, 20);
-	assert_int_equal(st->dropped_queue, 1);
+	assert_int_equal(st->dropped[UDPASSOC_DROP_QUEUE], 1);
 	/* Stopping with lookups outstanding cancels them (ASan: no leak, no
 	 * callback into freed memory afterwards). */
 	udpassoc_stop(u);

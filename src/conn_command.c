@@ -1,0 +1,409 @@
+/*
+ * conn_command: the session's steps once a request is allowed. CONNECT
+ * resolves the name and dials the addresses; BIND listens and waits for its
+ * peer; both end in the relay, to which the client's and the target's fds
+ * are handed with the handshake's leftovers. UDP ASSOCIATE runs udpassoc
+ * until the control connection closes. Each completion stores its result
+ * on the connection and re-enters through conn_advance.
+ */
+#include <errno.h>
+#include <inttypes.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "bindcmd.h"
+#include "config.h"
+#include "conn_private.h"
+#include "log.h"
+#include "udpassoc.h"
+
+static enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd);
+static void conn_on_relay_end(enum relay_end how, int err, void *arg);
+static void conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *arg);
+static void conn_on_udp_end(const char *why, void *arg);
+
+/* --- lookups and connects ----------------------------------------------- */
+
+static void conn_on_resolved(const struct resolver_result *res, void *arg);
+static enum conn_step conn_dial(struct conn *c);
+
+enum conn_step
+conn_start_connect(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+
+	/* The connect timeout covers the name lookup and every attempt. */
+	hs->connect_deadline_ms = loop_now(c->env->loop) +
+				  (uint64_t)c->cfg->timeout_connect * 1000u;
+	if (hs->req.dst.atyp == SOCKS_ATYP_DOMAIN) {
+		conn_set_state(c, CONN_ST_RESOLVING);
+		hs->query = resolver_start(c->env->resolver, hs->req.dst.name, conn_on_resolved, c);
+		if (!hs->query)
+			return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no memory for lookup");
+		return CONN_STEP_WAIT;
+	}
+	hs->res.status = RESOLVER_OK;
+	if (!conn_request_addr(c, &hs->res.addrs[0]))
+		return conn_fail(c, SOCKS_REP_ATYP_NOT_SUPPORTED, "bad address");
+	hs->res.naddrs = 1;
+	return conn_dial(c);
+}
+
+static void
+conn_on_resolved(const struct resolver_result *res, void *arg)
+{
+	struct conn *c = arg;
+
+	c->hs->query = NULL;
+	c->hs->res = *res;
+	c->hs->resolved = true;
+	conn_advance(c);
+}
+
+enum conn_step
+conn_step_resolving(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+
+	if (!hs->resolved)
+		return CONN_STEP_WAIT;
+	if (hs->res.status != RESOLVER_OK || hs->res.naddrs == 0) {
+		log_debug("conn %" PRIu64 ": lookup of %s failed: %s", c->id, hs->req.dst.name,
+			resolver_status_str(hs->res.status));
+		return conn_fail(c, SOCKS_REP_HOST_UNREACHABLE,
+			resolver_status_str(hs->res.status));
+	}
+	return conn_dial(c);
+}
+
+enum conn_step
+conn_expire_resolving(struct conn *c)
+{
+	resolver_cancel(c->hs->query);
+	c->hs->query = NULL;
+	return conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, "lookup timeout");
+}
+
+void
+conn_target_close(struct conn *c)
+{
+	if (c->target_fd < 0)
+		return;
+	loop_unwatch_closing(c->env->loop, &c->tw);
+	close(c->target_fd);
+	c->target_fd = -1;
+}
+
+/* Whether the rules allow the address really connected to (a name
+ * resolving into a denied network is refused); logs a refusal. dial's
+ * allow hook. */
+static bool
+conn_target_allowed(const union sockaddr_any *to, void *arg)
+{
+	struct conn *c = arg;
+	struct policy_subject s = conn_subject(c);
+	char a[NET_ADDRSTRLEN], what[400];
+	int line;
+
+	if (policy_check_request(&s, c->cmd, conn_request_name(c), to, c->hs->req.dst.port,
+		    &line) == ACL_ALLOW)
+		return true;
+	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
+		net_addr_format(to, a, sizeof(a)));
+	policy_log_denied(&c->env->policy, &s, what, line, loop_now(c->env->loop));
+	return false;
+}
+
+/* A failed dial as the client's reply. */
+static enum conn_step
+conn_dial_failed(struct conn *c, enum dial_result r, int err)
+{
+	if (r == DIAL_DENIED)
+		return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");
+	return conn_fail(c, proto_rep_from_errno(err), strerror(err));
+}
+
+static void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd,
+	void *arg);
+
+/* Connects to the addresses in hs->res, in order. */
+static enum conn_step
+conn_dial(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct dial_options opt = {
+		.external4 = conn_external_for(c, AF_INET),
+		.external6 = conn_external_for(c, AF_INET6),
+		.allow = conn_target_allowed,
+		.allow_arg = c,
+	};
+	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, hs->res.addrs,
+		hs->res.naddrs, hs->req.dst.port, hs->connect_deadline_ms, &opt, conn_on_dialed, c);
+
+	if (r != DIAL_PENDING)
+		return conn_dial_failed(c, r, hs->dial.last_err);
+	conn_set_state(c, CONN_ST_CONNECTING);
+	return CONN_STEP_WAIT;
+}
+
+static void
+conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg)
+{
+	struct conn *c = arg;
+
+	c->hs->dialed = r;
+	c->hs->dial_err = err;
+	if (r == DIAL_CONNECTED) {
+		c->target_fd = c->tw.fd;
+		c->hs->bnd = *bnd;
+	}
+	conn_advance(c);
+}
+
+enum conn_step
+conn_step_connecting(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+
+	if (hs->dialed == DIAL_PENDING)
+		return CONN_STEP_WAIT;
+	if (hs->dialed != DIAL_CONNECTED)
+		return conn_dial_failed(c, hs->dialed, hs->dial_err);
+	/* RFC 1928 §6: BND.ADDR/BND.PORT is the address the server assigned to
+	 * connect to the target. */
+	return conn_start_relay(c, &hs->bnd);
+}
+
+enum conn_step
+conn_expire_connecting(struct conn *c)
+{
+	dial_stop(&c->hs->dial);
+	return conn_dial_failed(c, DIAL_FAILED, ETIMEDOUT);
+}
+
+/* The success reply naming bnd, then both fds (the client's and
+ * target_fd) go to the relay with what the client sent early and what of
+ * the reply is still unsent; the handshake state goes. */
+static enum conn_step
+conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
+{
+	struct conn_hs *hs = c->hs;
+
+	c->rep = SOCKS_REP_SUCCEEDED;
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd->sa) < 0) {
+		c->end = "client gone";
+		return CONN_STEP_CLOSE;
+	}
+	if (relay_start(&c->relay, c->env->loop, &c->cw, &c->tw, buf_peek(&hs->in),
+		    buf_len(&hs->in), buf_peek(&hs->out), buf_len(&hs->out), c->cfg->timeout_idle * 1000u,
+		    conn_on_relay_end, c) < 0) {
+		c->end = "no memory for relay";
+		return CONN_STEP_CLOSE;
+	}
+	c->fd = -1;
+	c->target_fd = -1;
+	conn_set_state(c, CONN_ST_RELAY);
+	free(c->hs);
+	c->hs = NULL;
+	return CONN_STEP_WAIT;
+}
+
+static void
+conn_on_relay_end(enum relay_end how, int err, void *arg)
+{
+	static const char *const ends[] = { "done", "idle timeout", "error", "no memory" };
+	struct conn *c = arg;
+
+	c->end = how == RELAY_END_ERROR && err ? strerror(err) : ends[how];
+	c->relay_ended = true;
+	conn_advance(c);
+}
+
+enum conn_step
+conn_step_relay(struct conn *c)
+{
+	return c->relay_ended ? CONN_STEP_CLOSE : CONN_STEP_WAIT;
+}
+
+/* --- BIND (RFC 1928 §4, §6: two replies) ------------------------------- */
+
+/* Behind NAT the address to announce in BIND and UDP replies is not the
+ * local one: `announce` replaces the IP, the port stays. */
+static void
+conn_announce(const struct conn *c, union sockaddr_any *a)
+{
+	uint16_t port = net_addr_port(a);
+
+	if (a->sa.sa_family == AF_INET && c->cfg->has_announce4)
+		*a = c->cfg->announce4;
+	else if (a->sa.sa_family == AF_INET6 && c->cfg->has_announce6)
+		*a = c->cfg->announce6;
+	else
+		return;
+	net_addr_set_port(a, port);
+}
+
+enum conn_step
+conn_start_bind(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	union sockaddr_any expect, listen_on = c->local, bound;
+	const union sockaddr_any *ext;
+	int family = c->local.sa.sa_family;
+	bool check_peer = false;
+
+	/* The listener's family follows DST.ADDR when we have an address of
+	 * that family to offer, else the control connection's. */
+	if (conn_request_addr(c, &expect)) {
+		check_peer = !proto_addr_is_unspecified(&hs->req.dst);
+		if (conn_external_for(c, expect.sa.sa_family))
+			family = expect.sa.sa_family;
+	}
+	if ((ext = conn_external_for(c, family)))
+		listen_on = *ext;
+	c->bind = bindcmd_start(c->env->loop, &listen_on, c->cfg->bind_port_lo,
+		c->cfg->bind_port_hi, check_peer ? &expect : NULL, &bound, conn_on_bind_peer, c);
+	if (!c->bind) {
+		log_warn("conn %" PRIu64 ": bind: listen", c->id);
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "bind listen failed");
+	}
+	/* First reply: where the application server should connect. */
+	if (c->version == SOCKS4_VERSION && bound.sa.sa_family != AF_INET) {
+		/* A SOCKS4 reply can only name an IPv4 address. */
+		bindcmd_stop(c->bind);
+		c->bind = NULL;
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no IPv4 address for SOCKS4 BIND");
+	}
+	conn_announce(c, &bound);
+	c->rep = SOCKS_REP_SUCCEEDED;
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bound.sa) < 0)
+		return CONN_STEP_CLOSE;
+	conn_set_state(c, CONN_ST_BIND_WAIT);
+	return CONN_STEP_WAIT;
+}
+
+static void
+conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state != CONN_ST_BIND_WAIT) {
+		if (peer_fd >= 0)
+			close(peer_fd);
+		return;
+	}
+	c->hs->bind_ready = true;
+	c->hs->bind_fd = peer_fd;
+	c->hs->bind_err = err;
+	if (peer)
+		c->hs->bind_peer = *peer;
+	conn_advance(c);
+}
+
+enum conn_step
+conn_step_bind_wait(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct policy_subject s = conn_subject(c);
+	const union sockaddr_any *peer = &hs->bind_peer;
+	char a[NET_ADDRSTRLEN], what[80];
+	int line;
+
+	if (!hs->bind_ready)
+		return CONN_STEP_WAIT;
+	hs->bind_ready = false;
+	bindcmd_stop(c->bind);
+	c->bind = NULL;
+	if (hs->bind_fd < 0) {
+		errno = hs->bind_err;
+		log_warn("conn %" PRIu64 ": bind: accept", c->id);
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, strerror(hs->bind_err));
+	}
+	c->target_fd = hs->bind_fd;
+	hs->bind_fd = -1;
+	watcher_init(&c->tw, c->target_fd, NULL, c); /* the relay's from its start */
+	net_addr_format(peer, a, sizeof(a));
+	if (log_enabled(LOG_LVL_DEBUG))
+		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id, a);
+	if (policy_check_request(&s, SOCKS_CMD_BIND, NULL, peer, net_addr_port(peer), &line) !=
+	    ACL_ALLOW) {
+		snprintf(what, sizeof(what), "bind peer %s", a);
+		policy_log_denied(&c->env->policy, &s, what, line, loop_now(c->env->loop));
+		conn_target_close(c);
+		return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied");
+	}
+	(void)net_set_nodelay(c->target_fd);
+	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
+	return conn_start_relay(c, peer);
+}
+
+enum conn_step
+conn_expire_bind_wait(struct conn *c)
+{
+	bindcmd_stop(c->bind);
+	c->bind = NULL;
+	return conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, "bind timeout");
+}
+
+/* --- UDP ASSOCIATE (RFC 1928 §7) ------------------------------------------ */
+
+/* A UDP datagram's destination (udpassoc's allow hook). */
+static bool
+conn_udp_allow(const union sockaddr_any *dst, const char *name, void *arg)
+{
+	const struct conn *c = arg;
+	struct policy_subject s = conn_subject(c);
+	int line;
+
+	return policy_check_request(&s, SOCKS_CMD_UDP_ASSOCIATE, name, dst, net_addr_port(dst),
+		       &line) == ACL_ALLOW;
+}
+
+enum conn_step
+conn_start_udp(struct conn *c)
+{
+	struct udpassoc_options opt;
+	union sockaddr_any bnd;
+
+	memset(&opt, 0, sizeof(opt));
+	opt.port_lo = c->cfg->udp_port_lo;
+	opt.port_hi = c->cfg->udp_port_hi;
+	opt.external4 = conn_external_for(c, AF_INET);
+	opt.external6 = conn_external_for(c, AF_INET6);
+	opt.idle_ms = c->cfg->timeout_udp * 1000u;
+	opt.allow = conn_udp_allow;
+	opt.allow_arg = c;
+	c->udp = udpassoc_start(c->env->loop, c->env->resolver, &opt, &c->peer, &c->local,
+		&c->hs->req.dst, &bnd, conn_on_udp_end, c);
+	if (!c->udp) {
+		log_warn("conn %" PRIu64 ": udp associate", c->id);
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "udp socket failed");
+	}
+	conn_announce(c, &bnd);
+	c->rep = SOCKS_REP_SUCCEEDED;
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd.sa) < 0)
+		return CONN_STEP_CLOSE;
+	conn_set_state(c, CONN_ST_UDP);
+	return CONN_STEP_WAIT;
+}
+
+static void
+conn_on_udp_end(const char *why, void *arg)
+{
+	struct conn *c = arg;
+
+	c->hs->udp_end = why;
+	conn_advance(c);
+}
+
+enum conn_step
+conn_step_udp(struct conn *c)
+{
+	if (!c->hs->udp_end)
+		return CONN_STEP_WAIT;
+	c->end = c->hs->udp_end;
+	return CONN_STEP_CLOSE;
+}
+

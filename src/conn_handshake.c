@@ -1,0 +1,296 @@
+/*
+ * conn_handshake: the session's steps from the PROXY header to the parsed
+ * request (RFC 1928 §3-§4, RFC 1929, SOCKS4/4a): parse with proto, decide
+ * with policy, queue the answer, move on. What a request then starts is
+ * conn_command's.
+ */
+#include <inttypes.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "config.h"
+#include "conn_private.h"
+#include "log.h"
+#include "proxyproto.h"
+#include "stats.h"
+
+static enum conn_step conn_dispatch_request(struct conn *c);
+
+enum conn_step
+conn_expire_handshake(struct conn *c)
+{
+	c->end = "handshake timeout";
+	return CONN_STEP_CLOSE;
+}
+
+bool
+conn_admit(struct conn *c)
+{
+	struct policy_subject s = conn_subject(c);
+	enum policy_admission a = policy_admit(&c->env->policy, &s, loop_now(c->env->loop),
+		&c->ip_counted);
+
+	if (a == POLICY_ADMITTED)
+		return true;
+	c->quiet = true;
+	c->end = policy_admission_str(a);
+	return false;
+}
+
+/* HAProxy PROXY protocol: the header carries the real client address,
+ * which replaces the balancer's as the client for rules, limits, logs and
+ * the UDP source check. The local address stays ours (it is where UDP and
+ * BIND sockets are opened). */
+enum conn_step
+conn_step_proxy(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct proxyproto_result pr;
+	size_t used;
+	enum proxyproto_status st = proxyproto_parse(buf_peek(&hs->in), buf_len(&hs->in),
+		&pr, &used);
+
+	if (st == PROXYPROTO_NEED_MORE && buf_len(&hs->in) < hs->in.cap)
+		return CONN_STEP_NEED_MORE;
+	if (st != PROXYPROTO_OK) {
+		c->env->stats.proxy_rejects++;
+		c->end = st == PROXYPROTO_NEED_MORE ? "PROXY header too large"
+						    : proxyproto_status_str(st);
+		return CONN_STEP_CLOSE;
+	}
+	buf_consume(&hs->in, used);
+	if (!pr.local) {
+		if (log_enabled(LOG_LVL_DEBUG)) {
+			char a[NET_ADDRSTRLEN], b[NET_ADDRSTRLEN];
+			log_debug("conn %" PRIu64 ": PROXY v%d: client %s (via %s)", c->id,
+				pr.version, net_addr_format(&pr.src, a, sizeof(a)),
+				net_addr_format(&c->peer, b, sizeof(b)));
+		}
+		c->peer = pr.src;
+		net_addr_unmap(&c->peer);
+	}
+	if (!conn_admit(c))
+		return CONN_STEP_CLOSE;
+	conn_set_state(c, CONN_ST_GREETING);
+	return CONN_STEP_AGAIN;
+}
+
+enum conn_step
+conn_step_greeting(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct proto_greeting g;
+	size_t used;
+	enum proto_status st;
+
+	if (buf_len(&hs->in) == 0)
+		return CONN_STEP_NEED_MORE;
+	if (buf_peek(&hs->in)[0] == SOCKS4_VERSION && c->cfg->socks4) {
+		c->version = SOCKS4_VERSION;
+		conn_set_state(c, CONN_ST_REQUEST4);
+		return CONN_STEP_AGAIN;
+	}
+	st = proto_parse_greeting(buf_peek(&hs->in), buf_len(&hs->in), &g, &used);
+	if (st == PROTO_NEED_MORE)
+		return CONN_STEP_NEED_MORE;
+	if (st != PROTO_OK) {
+		/* RFC 1928 gives no reply for a wrong version: close silently. */
+		c->end = proto_status_str(st);
+		return CONN_STEP_CLOSE;
+	}
+	buf_consume(&hs->in, used);
+	c->method = proto_choose_method(&g, c->cfg->methods, c->cfg->nmethods);
+	if (conn_queue_encoded(c, proto_encode_method, c->method) < 0)
+		return CONN_STEP_CLOSE;
+	if (c->method == SOCKS_METHOD_NO_ACCEPTABLE) {
+		c->end = "no acceptable method";
+		conn_set_state(c, CONN_ST_CLOSING);
+		return CONN_STEP_AGAIN;
+	}
+	conn_set_state(c, c->method == SOCKS_METHOD_PASSWORD ? CONN_ST_AUTH : CONN_ST_REQUEST);
+	return CONN_STEP_AGAIN;
+}
+
+enum conn_step
+conn_step_auth(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct policy_subject s = conn_subject(c);
+	struct proto_userpass up;
+	enum policy_auth verdict;
+	size_t used;
+	enum proto_status st = proto_parse_userpass(buf_peek(&hs->in),
+		buf_len(&hs->in), &up, &used);
+
+	if (st == PROTO_NEED_MORE)
+		return CONN_STEP_NEED_MORE;
+	if (st != PROTO_OK) {
+		/* RFC 1929 §2: any non-zero status means failure, then close. */
+		c->end = proto_status_str(st);
+		if (conn_queue_encoded(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_FAILURE) < 0)
+			return CONN_STEP_CLOSE;
+		conn_set_state(c, CONN_ST_CLOSING);
+		return CONN_STEP_AGAIN;
+	}
+	buf_consume(&hs->in, used);
+	verdict = policy_check_password(&c->env->policy, &s, up.user, up.ulen, up.pass, up.plen,
+		loop_now(c->env->loop));
+	explicit_bzero(&up.pass, sizeof(up.pass));
+	if (verdict != POLICY_AUTH_OK) {
+		/* Answered after a fixed delay (conn_expire_auth_delay). */
+		c->end = verdict == POLICY_AUTH_LOCKED ? "locked out" : "auth failed";
+		conn_set_state(c, CONN_ST_AUTH_DELAY);
+		return CONN_STEP_WAIT;
+	}
+	c->user = strdup(up.user);
+	if (!c->user ||
+	    conn_queue_encoded(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_OK) < 0)
+		return CONN_STEP_CLOSE;
+	conn_set_state(c, CONN_ST_REQUEST);
+	return CONN_STEP_AGAIN;
+}
+
+enum conn_step
+conn_expire_auth_delay(struct conn *c)
+{
+	/* RFC 1929 §2: a non-zero status, then close. */
+	if (conn_queue_encoded(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_FAILURE) < 0) {
+		c->end = "client gone";
+		return CONN_STEP_CLOSE;
+	}
+	conn_set_state(c, CONN_ST_CLOSING);
+	return CONN_STEP_AGAIN;
+}
+
+
+enum conn_step
+conn_step_request(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	size_t used;
+	enum proto_status st = proto_parse_request(buf_peek(&hs->in),
+		buf_len(&hs->in), &hs->req, &used);
+
+	if (st == PROTO_NEED_MORE)
+		return CONN_STEP_NEED_MORE;
+	if (st == PROTO_ERR_VERSION) {
+		c->end = proto_status_str(st);
+		return CONN_STEP_CLOSE;
+	}
+	if (st != PROTO_OK)
+		return conn_fail(c, proto_rep_for_status(st), proto_status_str(st));
+	buf_consume(&hs->in, used);
+	return conn_dispatch_request(c);
+}
+
+enum conn_step
+conn_step_request4(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct proto_socks4_request r4;
+	size_t used;
+	enum proto_status st = proto_parse_socks4_request(buf_peek(&hs->in),
+		buf_len(&hs->in), &r4, &used);
+
+	if (st == PROTO_NEED_MORE)
+		return CONN_STEP_NEED_MORE;
+	if (st != PROTO_OK)
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, proto_status_str(st));
+	buf_consume(&hs->in, used);
+	/* The USERID is not authenticated: logged only at debug. */
+	if (log_enabled(LOG_LVL_DEBUG) && r4.userid[0])
+		log_debug("conn %" PRIu64 ": SOCKS4 userid \"%s\" (not authenticated)",
+			c->id, r4.userid);
+	hs->req.cmd = r4.cmd;
+	hs->req.dst = r4.dst;
+	return conn_dispatch_request(c);
+}
+
+/* --- the request --------------------------------------------------------- */
+
+bool
+conn_request_addr(const struct conn *c, union sockaddr_any *out)
+{
+	socklen_t len;
+
+	if (proto_addr_to_sockaddr(&c->hs->req.dst, &out->ss, &len) < 0)
+		return false;
+	net_addr_unmap(out);
+	return true;
+}
+
+const char *
+conn_request_name(const struct conn *c)
+{
+	return c->hs->req.dst.atyp == SOCKS_ATYP_DOMAIN ? c->hs->req.dst.name : NULL;
+}
+
+const union sockaddr_any *
+conn_external_for(const struct conn *c, int family)
+{
+	return config_external_for(c->cfg, c->user, family);
+}
+
+/* The request's rules (decided now when they can be: a rule on the
+ * destination address waits for the address, after resolution) and the
+ * per-user session limit. False: refused, with the reply queued. */
+static bool
+conn_request_allowed(struct conn *c, enum conn_step *fail)
+{
+	struct conn_hs *hs = c->hs;
+	struct policy_subject s = conn_subject(c);
+	uint64_t now = loop_now(c->env->loop);
+	union sockaddr_any dst, *dstp = NULL;
+	int line;
+
+	/* UDP ASSOCIATE's DST is the client's own endpoint: its destinations
+	 * are checked per datagram. */
+	if (c->cmd != SOCKS_CMD_UDP_ASSOCIATE && !proto_addr_is_unspecified(&hs->req.dst) &&
+	    conn_request_addr(c, &dst))
+		dstp = &dst;
+	if (policy_check_request(&s, c->cmd, conn_request_name(c), dstp, hs->req.dst.port,
+		    &line) == ACL_DENY) {
+		policy_log_denied(&c->env->policy, &s, c->target ? c->target : "-", line, now);
+		*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");
+		return false;
+	}
+	if (c->user && c->cfg->max_sessions_per_user && c->env->policy.limits) {
+		if (!policy_acquire_user(&c->env->policy, &s, now)) {
+			*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "max-sessions-per-user");
+			return false;
+		}
+		c->user_counted = true;
+	}
+	return true;
+}
+
+/* A parsed request (SOCKS5 or SOCKS4): start what it asks for. */
+static enum conn_step
+conn_dispatch_request(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	enum conn_step fail;
+	char target[300];
+
+	c->cmd = hs->req.cmd;
+	c->env->stats.active_by_cmd[c->cmd]++;
+	/* The target string only feeds log lines: not built when they are
+	 * not written (it is most of a session's user-space work). */
+	if (log_enabled(LOG_LVL_INFO)) {
+		proto_addr_format(&hs->req.dst, target, sizeof(target));
+		c->target = strdup(target);
+		if (!c->target)
+			return CONN_STEP_CLOSE;
+	}
+	if (log_enabled(LOG_LVL_DEBUG))
+		log_debug("conn %" PRIu64 ": request %s %s", c->id, proto_cmd_str(c->cmd),
+			c->target);
+	if (!conn_request_allowed(c, &fail))
+		return fail;
+	if (c->cmd == SOCKS_CMD_BIND)
+		return conn_start_bind(c);
+	if (c->cmd == SOCKS_CMD_UDP_ASSOCIATE)
+		return conn_start_udp(c);
+	return conn_start_connect(c);
+}
+

@@ -1,0 +1,203 @@
+/*
+ * conn_private: what the three files of the session state machine share.
+ * conn.c runs the machine (the state table, transitions, the client's
+ * input and output, the connection's life); conn_handshake.c has the steps
+ * from the PROXY header to the parsed request; conn_command.c the steps of
+ * CONNECT, BIND and UDP ASSOCIATE. Nothing outside those files includes it.
+ */
+#ifndef SOCKS5D_CONN_PRIVATE_H
+#define SOCKS5D_CONN_PRIVATE_H
+
+#include <stdbool.h>
+#include <stddef.h>
+#include <stdint.h>
+
+#include "buf.h"
+#include "conn.h"
+#include "dial.h"
+#include "loop.h"
+#include "policy.h"
+#include "proto.h"
+#include "relay.h"
+#include "resolver.h"
+
+/* Greeting, RFC 1929 request and request may arrive in one segment; the
+ * buffer holds the largest single message with room to spare. */
+#define CONN_HS_IN_CAP 1024
+#define CONN_HS_OUT_CAP 64
+/* After a failure reply: how long to wait for the client to read it and
+ * close before closing anyway (a close with unread input would send RST
+ * and could destroy the reply in flight). */
+#define CONN_LINGER_MS 2000
+/* A failed password is answered after this delay (a timer, never a
+ * sleep): guessing costs the client time, not the server. */
+#define CONN_AUTH_FAIL_DELAY_MS 500
+
+enum conn_state {
+	CONN_ST_NEW,        /* allocated, first state not chosen yet (transient) */
+	CONN_ST_PROXY,      /* waits for the PROXY protocol header */
+	CONN_ST_GREETING,   /* waits for the method-selection message */
+	CONN_ST_AUTH,       /* waits for the RFC 1929 request */
+	CONN_ST_AUTH_DELAY, /* a failed password: waits out the delay, then says so */
+	CONN_ST_REQUEST,    /* waits for the request */
+	CONN_ST_REQUEST4,   /* waits for a SOCKS4/4a request */
+	CONN_ST_RESOLVING,  /* waits for the resolver's answer */
+	CONN_ST_CONNECTING, /* waits for the outbound connect (dial) */
+	CONN_ST_BIND_WAIT,  /* BIND: first reply sent, waits for the peer */
+	CONN_ST_UDP,        /* UDP ASSOCIATE runs until the client closes */
+	CONN_ST_RELAY,      /* the relay owns both fds and its idle timer */
+	CONN_ST_CLOSING,    /* reply queued: flush, shut down, drain until EOF */
+	CONN_ST_STOPPED,    /* conn_stop ran; freed after the batch (transient) */
+	CONN_ST_COUNT
+};
+
+enum conn_step {
+	CONN_STEP_NEED_MORE, /* wait for more client bytes */
+	CONN_STEP_AGAIN,     /* the state changed: run the next step now */
+	CONN_STEP_WAIT,      /* waits for a completion or the timer */
+	CONN_STEP_CLOSE,     /* stop the connection now (c->end says why) */
+};
+
+/* What a state does with the client's input. */
+enum conn_input {
+	CONN_IN_NONE,    /* not read (no handshake, or the relay's) */
+	CONN_IN_PARSE,   /* read into the handshake buffer for the step; EOF ends */
+	CONN_IN_KEEP,    /* kept for the relay while it fits; EOF remembered for it */
+	CONN_IN_DISCARD, /* read and dropped; EOF ends */
+};
+
+/* Where a state's timer deadline comes from. */
+enum conn_timeout {
+	CONN_TO_NONE,       /* no timer */
+	CONN_TO_HANDSHAKE,  /* timeout handshake from accept: one deadline for every handshake state */
+	CONN_TO_AUTH_DELAY, /* CONN_AUTH_FAIL_DELAY_MS from entering */
+	CONN_TO_CONNECT,    /* timeout connect from the request: lookup and all attempts */
+	CONN_TO_BIND,       /* timeout bind from entering */
+	CONN_TO_LINGER,     /* CONN_LINGER_MS from entering */
+};
+
+/* Handshake-only state: freed when the relay starts. The members up to
+ * req are cleared at accept; the rest is written before it is read. */
+struct conn_hs {
+	struct buf in;                  /* client bytes not yet parsed, over in_data */
+	struct buf out;                 /* replies not yet sent, over out_data */
+	const char *client_end;         /* the client's input ended the session: why */
+	bool client_eof;                /* the client sent FIN before the relay began */
+	uint64_t connect_deadline_ms;   /* whole resolve+connect budget */
+	struct resolver_query *query;   /* pending lookup, NULL otherwise */
+	bool resolved;                  /* the lookup answered: res holds it */
+	enum dial_result dialed;        /* the dial's result (PENDING: none yet) */
+	int dial_err;                   /* ... and the errno it reported */
+	bool bind_ready;                /* the BIND listener reported: bind_fd/bind_err */
+	int bind_fd;                    /* the BIND peer's connection, or -1 */
+	int bind_err;                   /* the listener's errno when bind_fd is -1 */
+	const char *udp_end;            /* the association ended by itself: why */
+	struct proto_request req;       /* the parsed request */
+	struct dial dial;               /* the outbound connect (CONNECTING) */
+	union sockaddr_any bnd;         /* its local address, once connected */
+	struct resolver_result res;     /* addresses to try */
+	union sockaddr_any bind_peer;   /* who connected to the BIND listener */
+	uint8_t out_data[CONN_HS_OUT_CAP];
+	uint8_t in_data[CONN_HS_IN_CAP];
+};
+
+struct conn {
+	struct conn_env *env;
+	struct config *cfg;       /* the config this session started with (ref) */
+	LIST_ENTRY(conn) link;    /* env->conns */
+	uint64_t id;
+	enum conn_state state;    /* written by conn_set_state only */
+	int fd;                   /* client fd; -1 once handed to the relay */
+	int target_fd;            /* outbound or BIND peer fd until the relay; -1 otherwise */
+	struct watcher cw;        /* client watcher (the relay's, once it runs) */
+	struct watcher tw;        /* target watcher (the relay's, once it runs) */
+	struct timer timer;       /* the current state's timeout */
+	bool expired;             /* the timer fired: the state's expire runs */
+	struct release rel;
+	union sockaddr_any peer;  /* client address */
+	union sockaddr_any local; /* where the client reached us */
+	uint64_t start_ms;
+	struct conn_hs *hs;       /* NULL once relaying */
+	struct relay relay;
+	bool relay_ended;         /* the relay finished (end says why) */
+	struct bindcmd *bind;     /* BIND listener while waiting for the peer */
+	struct udpassoc *udp;     /* UDP ASSOCIATE while it runs */
+	uint8_t version;          /* SOCKS_VERSION, or SOCKS4_VERSION */
+	uint8_t method;           /* chosen method */
+	uint8_t cmd;              /* 0 until a request was parsed */
+	uint8_t rep;              /* reply sent, STATS_REP_NONE when none */
+	char *user;               /* authenticated user (for logs), or NULL */
+	bool ip_counted;          /* holds a per-IP slot (policy_admit) */
+	bool user_counted;        /* holds a per-user slot (policy_acquire_user) */
+	bool quiet;               /* refused at admission: logged (rate-limited) already */
+	char *target;             /* "host:port" requested (for logs), or NULL */
+	const char *end;          /* why the session ended */
+};
+
+/* --- conn.c: the machine --------------------------------------------------- */
+
+/* The only writer of c->state, and the only place that arms or stops the
+ * session timer, as the new state's row says. Logs the change at debug and
+ * warns about a change the table does not allow. */
+void conn_set_state(struct conn *c, enum conn_state next);
+/* Runs the current state's steps until one stops (see enum conn_step), then
+ * stops the connection or watches the client as the state needs. The entry
+ * point of every completion: store the result on c, then call this. */
+void conn_advance(struct conn *c);
+/* Who c is, for policy's decisions. */
+struct policy_subject conn_subject(const struct conn *c);
+/* Queues a method choice or an RFC 1929 status (encoded by encode), or a
+ * reply in the client's version (a SOCKS5 REP, or SOCKS4 90/91), and
+ * sends what the socket takes. -1: the client is gone or the queue full. */
+int conn_queue_encoded(struct conn *c, size_t (*encode)(uint8_t out[2], uint8_t v), uint8_t v)
+	__attribute__((warn_unused_result));
+int conn_reply(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
+	__attribute__((warn_unused_result));
+/* Reply-then-close: queues the reply with rep, records why, moves to
+ * CONN_ST_CLOSING. Returns the step to return. */
+enum conn_step conn_fail(struct conn *c, uint8_t rep, const char *why);
+/* Closes target_fd (an attempt, a connected target or a BIND peer). */
+void conn_target_close(struct conn *c);
+
+/* Steps that several states share. */
+enum conn_step conn_step_wait(struct conn *c);
+enum conn_step conn_step_closing(struct conn *c);
+enum conn_step conn_expire_closing(struct conn *c);
+
+/* --- conn_handshake.c ---------------------------------------------------- */
+
+/* Client rules and per-address limits: at accept, or after the PROXY
+ * header names the real client. False: refused (c->end says why). */
+bool conn_admit(struct conn *c);
+/* The request's DST as a socket address (unmapped), when it is an IP. */
+bool conn_request_addr(const struct conn *c, union sockaddr_any *out);
+/* The requested domain name, or NULL for an address. */
+const char *conn_request_name(const struct conn *c);
+/* Outbound source address (external) of a family, per user when set. */
+const union sockaddr_any *conn_external_for(const struct conn *c, int family);
+
+enum conn_step conn_step_proxy(struct conn *c);
+enum conn_step conn_step_greeting(struct conn *c);
+enum conn_step conn_step_auth(struct conn *c);
+enum conn_step conn_step_request(struct conn *c);
+enum conn_step conn_step_request4(struct conn *c);
+enum conn_step conn_expire_handshake(struct conn *c);
+enum conn_step conn_expire_auth_delay(struct conn *c);
+
+/* --- conn_command.c ------------------------------------------------------ */
+
+/* Start what an allowed request asks for (the reply is theirs). */
+enum conn_step conn_start_connect(struct conn *c);
+enum conn_step conn_start_bind(struct conn *c);
+enum conn_step conn_start_udp(struct conn *c);
+
+enum conn_step conn_step_resolving(struct conn *c);
+enum conn_step conn_step_connecting(struct conn *c);
+enum conn_step conn_step_bind_wait(struct conn *c);
+enum conn_step conn_step_udp(struct conn *c);
+enum conn_step conn_step_relay(struct conn *c);
+enum conn_step conn_expire_resolving(struct conn *c);
+enum conn_step conn_expire_connecting(struct conn *c);
+enum conn_step conn_expire_bind_wait(struct conn *c);
+
+#endif

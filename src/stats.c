@@ -1,0 +1,66 @@
+/*
+ * stats: counting and logging the end of a session. The line's keys are
+ * the ones README and socks5d(8) document: id, proto, client, user, cmd,
+ * target, rep, up, down (and the datagram counts for UDP), duration, end.
+ */
+#include "stats.h"
+
+#include <inttypes.h>
+#include <stdio.h>
+
+#include "log.h"
+#include "proto.h"
+
+static void
+stats_add_udp(struct stats *st, const struct udpassoc_stats *u, uint64_t *dropped)
+{
+	st->udp_dgrams_up += u->dgrams_up;
+	st->udp_dgrams_down += u->dgrams_down;
+	*dropped = 0;
+	for (int r = 0; r < UDPASSOC_DROP_REASONS; r++) {
+		st->udp_dropped[r] += u->dropped[r];
+		*dropped += u->dropped[r];
+	}
+}
+
+/* REP as the client saw it: "0x05" for SOCKS5, 90/91 for SOCKS4. */
+static const char *
+stats_format_rep(const struct stats_session *s, char *out, size_t cap)
+{
+	if (s->rep == STATS_REP_NONE)
+		snprintf(out, cap, "-");
+	else if (s->version == SOCKS4_VERSION)
+		snprintf(out, cap, "%u", (unsigned)(s->rep == SOCKS_REP_SUCCEEDED ?
+			SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED));
+	else
+		snprintf(out, cap, "0x%02x", s->rep);
+	return out;
+}
+
+void
+stats_session_end(struct stats *st, const struct stats_session *s, bool log)
+{
+	char peer[NET_ADDRSTRLEN], rep[8], extra[160] = "";
+	uint64_t up = s->up, down = s->down, dropped = 0;
+
+	if (s->udp) {
+		up = s->udp->bytes_up;
+		down = s->udp->bytes_down;
+		stats_add_udp(st, s->udp, &dropped);
+	}
+	st->bytes_up += up;
+	st->bytes_down += down;
+	st->sessions[s->cmd < STATS_CMD_SLOTS ? s->cmd : 0]
+		    [s->rep < STATS_REP_NONE ? s->rep : STATS_REP_NONE]++;
+	if (!log || !log_enabled(LOG_LVL_INFO))
+		return;
+	if (s->udp)
+		snprintf(extra, sizeof(extra), " dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64
+			" dropped=%" PRIu64, s->udp->dgrams_up, s->udp->dgrams_down, dropped);
+	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
+		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
+		s->id, s->version, net_addr_format(s->client, peer, sizeof(peer)),
+		s->user ? s->user : "-", s->cmd ? proto_cmd_str(s->cmd) : "-",
+		s->target ? s->target : "-", stats_format_rep(s, rep, sizeof(rep)), up, down,
+		extra, s->duration_ms / 1000, s->duration_ms % 1000, s->end ? s->end : "-");
+}
