@@ -23,8 +23,9 @@ struct listener *listener_open(struct conn_env *env, const union sockaddr_any *a
 /* Adopts an already listening socket (socket activation). Returns NULL
  * with errno on failure (the fd is left open). */
 struct listener *listener_adopt(struct conn_env *env, int fd);
-/* Stops accepting and closes the socket. */
-void listener_close(struct listener *l);
+/* Stops accepting: unregisters and closes the socket at once and queues
+ * the release for the end of the batch. Idempotent. */
+void listener_stop(struct listener *l);
 const union sockaddr_any *listener_addr(const struct listener *l);
 bool listener_proxy_protocol(const struct listener *l);
 

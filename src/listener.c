@@ -30,6 +30,7 @@ struct listener {
 	bool proxy_protocol;       /* connections start with a PROXY header */
 	bool wildcard;             /* 0.0.0.0 or :: : the local address varies */
 	bool nodelay_inherited;    /* TCP_NODELAY set here: accepted sockets inherit it */
+	bool stopped;              /* listener_stop ran; freed after the batch */
 	struct release rel;        /* freed after the batch that closed it */
 };
 
@@ -81,7 +82,6 @@ listener_on_accept(struct loop *loop, unsigned events, void *arg)
 {
 	struct listener *l = arg;
 
-	(void)events;
 	for (int i = 0; i < ACCEPT_BATCH; i++) {
 		union sockaddr_any peer, local;
 		int fd = net_accept(l->fd, &peer);
@@ -103,7 +103,6 @@ listener_on_accept(struct loop *loop, unsigned events, void *arg)
 			(void)net_set_nodelay(fd);
 		conn_accept(l->env, fd, &peer, &local, l->proxy_protocol);
 	}
-	(void)loop;
 }
 
 static void
@@ -180,10 +179,11 @@ listener_adopt(struct conn_env *env, int fd)
 }
 
 void
-listener_close(struct listener *l)
+listener_stop(struct listener *l)
 {
-	if (!l)
+	if (!l || l->stopped)
 		return;
+	l->stopped = true;
 	timer_stop(l->env->loop, &l->pause_timer);
 	loop_unwatch(l->env->loop, &l->w);
 	close(l->fd);

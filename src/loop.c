@@ -73,8 +73,6 @@ on_timerfd(struct loop *loop, unsigned events, void *arg)
 {
 	uint64_t expirations;
 
-	(void)events;
-	(void)arg;
 	/* Only clears the readiness; run_timers after the batch does the work. */
 	if (read(loop->tfd, &expirations, sizeof(expirations)) < 0 && errno != EAGAIN)
 		log_warn("timerfd read");
@@ -201,7 +199,6 @@ loop_unwatch(struct loop *loop, struct watcher *w)
 void
 loop_unwatch_closing(struct loop *loop, struct watcher *w)
 {
-	(void)loop;
 	w->registered = false;
 	w->mask = 0;
 }
@@ -411,8 +408,6 @@ on_signalfd(struct loop *loop, unsigned events, void *arg)
 {
 	struct signalfd_siginfo si;
 
-	(void)events;
-	(void)arg;
 	for (;;) {
 		ssize_t n = read(loop->sigfd, &si, sizeof(si));
 		if (n != (ssize_t)sizeof(si))

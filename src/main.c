@@ -90,7 +90,7 @@ static void
 close_listeners(struct daemon *d)
 {
 	for (size_t i = 0; i < d->nlisteners; i++)
-		listener_close(d->listeners[i]);
+		listener_stop(d->listeners[i]);
 	d->nlisteners = 0;
 }
 
@@ -166,8 +166,6 @@ on_stop_signal(struct loop *loop, int signo, void *arg)
 static void
 on_usr1(struct loop *loop, int signo, void *arg)
 {
-	(void)loop;
-	(void)signo;
 	log_counters(arg, "counters");
 }
 
@@ -242,7 +240,7 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 			char a[NET_ADDRSTRLEN];
 			log_info("no longer listening on %s",
 				net_addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
-			listener_close(d->listeners[i]);
+			listener_stop(d->listeners[i]);
 		}
 	}
 	for (size_t j = 0; j < cfg->nlisten; j++) {
@@ -311,8 +309,6 @@ on_hup(struct loop *loop, int signo, void *arg)
 	struct config *cfg;
 	char err[1024];
 
-	(void)loop;
-	(void)signo;
 	if (d->stopping)
 		return;
 	(void)notify_reloading();
@@ -430,14 +426,11 @@ check_inherited_open_proxy(const struct daemon *d, const struct config *cfg)
 	}
 }
 
-/* One event loop: the whole daemon when workers is 1, or one worker under
- * the supervisor. ready_fd >= 0 (a worker) gets one byte once the
- * listeners are bound, instead of READY=1 to systemd. */
-static int
-run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
+/* The loop, the resolver, the pools and the sessions' environment. */
+static void
+setup_worker(struct daemon *d, struct config *cfg)
 {
 	struct resolver_options ropt;
-
 	struct resolver *resolver;
 	struct connlimit *limits;
 
@@ -446,7 +439,6 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		fatal("epoll");
 	timer_init(&d->drain_timer, on_drain_timeout, d);
 	timer_init(&d->status_timer, on_status_timer, d);
-
 	resolver_options_from(cfg, &ropt);
 	resolver = resolver_new(d->loop, &ropt);
 	if (!resolver)
@@ -463,7 +455,15 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	d->metrics_sources.stats = &d->env.stats;
 	d->metrics_sources.resolver = resolver;
 	d->metrics_sources.worker = d->worker;
+}
 
+/* One event loop: the whole daemon when workers is 1, or one worker under
+ * the supervisor. ready_fd >= 0 (a worker) gets one byte once the
+ * listeners are bound, instead of READY=1 to systemd. */
+static int
+run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
+{
+	setup_worker(d, cfg);
 	/* Signals and the metrics endpoint before the SOCKS listeners: once a
 	 * SOCKS port accepts, the daemon is completely set up (health checks
 	 * and the tests' descriptor baselines rely on that). */

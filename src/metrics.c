@@ -19,6 +19,7 @@
 #include <stdbool.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/socket.h>
 #include <time.h>
 #include <unistd.h>
@@ -60,13 +61,13 @@ enum metrics_client_state {
 
 struct metrics_client {
 	struct metrics_server *m;
-	struct metrics_client *prev, *next;  /* m->clients */
+	LIST_ENTRY(metrics_client) link;     /* m->clients */
 	int fd;
 	struct watcher w;
 	struct timer deadline;               /* whatever the state waits for */
 	struct release rel;
 	enum metrics_client_state state;
-	bool dead;                           /* closed; freed after the batch */
+	bool stopped;                        /* client_stop ran; freed after the batch */
 	bool have_line;                      /* request line complete and valid */
 	bool in_target;                      /* past the method's space */
 	bool head;                           /* HEAD: headers only */
@@ -91,7 +92,7 @@ struct metrics_server {
 	metrics_render_cb render;
 	void *arg;
 	unsigned timeout_ms;
-	struct metrics_client *clients;
+	LIST_HEAD(, metrics_client) clients;
 	size_t nclients;
 	uint64_t last_log_ms;                /* last accept error logged */
 	bool logged;
@@ -110,25 +111,20 @@ client_free(void *arg)
 /* Unregisters and closes at once; the memory waits for the end of the
  * batch, since an event for this watcher may still be queued in it. */
 static void
-client_close(struct metrics_client *c)
+client_stop(struct metrics_client *c)
 {
 	struct metrics_server *m = c->m;
 
-	if (c->dead)
+	if (c->stopped)
 		return;
-	c->dead = true;
+	c->stopped = true;
 	loop_unwatch(m->loop, &c->w);
 	close(c->fd);
 	c->fd = -1;
 	timer_stop(m->loop, &c->deadline);
 	free(c->out_owned);
 	c->out_owned = NULL;
-	if (c->prev)
-		c->prev->next = c->next;
-	else
-		m->clients = c->next;
-	if (c->next)
-		c->next->prev = c->prev;
+	LIST_REMOVE(c, link);
 	m->nclients--;
 	loop_release(m->loop, &c->rel, client_free, c);
 }
@@ -138,7 +134,7 @@ client_set_interest(struct metrics_client *c, unsigned mask)
 {
 	if (loop_watch(c->m->loop, &c->w, mask) < 0) {
 		log_warn("metrics: epoll for %s", c->peer);
-		client_close(c);
+		client_stop(c);
 	}
 }
 
@@ -147,10 +143,9 @@ client_on_deadline(struct loop *loop, void *arg)
 {
 	struct metrics_client *c = arg;
 
-	(void)loop;
 	if (c->state != MC_ST_LINGER)
 		log_debug("metrics: %s timed out", c->peer);
-	client_close(c);
+	client_stop(c);
 }
 
 /* --- request parsing (RFC 9112 §2-§5) ------------------------------------ */
@@ -373,7 +368,7 @@ client_prepare_metrics(struct metrics_client *c)
 		return -1;
 	}
 	/* The callback may have stopped the server (a reload, say). */
-	if (c->dead) {
+	if (c->stopped) {
 		free(body);
 		return -1;
 	}
@@ -402,7 +397,7 @@ client_respond(struct metrics_client *c, int status)
 		c->have_line ? (const char *)c->req : "-", status);
 	if (status == HTTP_OK && client_prepare_metrics(c) < 0)
 		status = HTTP_INTERNAL_ERROR;
-	if (c->dead)
+	if (c->stopped)
 		return;
 	if (status != HTTP_OK)
 		client_prepare_error(c, status);
@@ -431,7 +426,7 @@ client_flush(struct metrics_client *c)
 				return;
 			}
 			log_debug("metrics: send to %s: %s", c->peer, strerror(errno));
-			client_close(c);
+			client_stop(c);
 			return;
 		}
 		c->out_off += (size_t)n;
@@ -440,7 +435,7 @@ client_flush(struct metrics_client *c)
 	c->out_owned = NULL;
 	c->out = NULL;
 	if (shutdown(c->fd, SHUT_WR) < 0) {
-		client_close(c);
+		client_stop(c);
 		return;
 	}
 	c->state = MC_ST_LINGER;
@@ -462,7 +457,7 @@ client_read(struct metrics_client *c)
 		return;
 	if (n <= 0) {
 		/* EOF or reset before a whole request: nobody to answer. */
-		client_close(c);
+		client_stop(c);
 		return;
 	}
 	c->req_len += (size_t)n;
@@ -484,7 +479,7 @@ client_linger(struct metrics_client *c)
 		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
 			return;
 		if (n <= 0) {
-			client_close(c);
+			client_stop(c);
 			return;
 		}
 	}
@@ -495,8 +490,7 @@ client_on_io(struct loop *loop, unsigned events, void *arg)
 {
 	struct metrics_client *c = arg;
 
-	(void)loop;
-	if (c->dead)
+	if (c->stopped)
 		return;
 	switch (c->state) {
 	case MC_ST_READ:
@@ -551,10 +545,7 @@ client_new(struct metrics_server *m, int fd, const union sockaddr_any *peer)
 		return;
 	}
 	timer_start(m->loop, &c->deadline, m->timeout_ms);
-	c->next = m->clients;
-	if (m->clients)
-		m->clients->prev = c;
-	m->clients = c;
+	LIST_INSERT_HEAD(&m->clients, c, link);
 	m->nclients++;
 }
 
@@ -572,7 +563,6 @@ server_on_accept(struct loop *loop, unsigned events, void *arg)
 {
 	struct metrics_server *m = arg;
 
-	(void)events;
 	for (int i = 0; i < METRICS_ACCEPT_BATCH; i++) {
 		union sockaddr_any peer;
 		int fd = net_accept(m->fd, &peer);
@@ -642,8 +632,8 @@ metrics_stop(struct metrics_server *m)
 {
 	if (m == NULL)
 		return;
-	while (m->clients)
-		client_close(m->clients);
+	while (!LIST_EMPTY(&m->clients))
+		client_stop(LIST_FIRST(&m->clients));
 	loop_unwatch(m->loop, &m->w);
 	close(m->fd);
 	m->fd = -1;

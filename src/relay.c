@@ -249,7 +249,6 @@ relay_on_io(struct loop *loop, unsigned events, void *arg, int side)
 {
 	struct relay *r = arg;
 
-	(void)loop;
 	if ((events & LOOP_READ) && relay_pump(r, side) < 0)
 		return;
 	if ((events & LOOP_WRITE) && relay_pump(r, 1 - side) < 0)

@@ -83,7 +83,6 @@ on_ready(struct loop *loop, unsigned events, void *arg)
 	char b;
 	ssize_t n;
 
-	(void)events;
 	n = read(w->ready_fd, &b, 1);
 	if (n < 0 && (errno == EAGAIN || errno == EINTR))
 		return;
@@ -212,7 +211,6 @@ on_sigchld(struct loop *loop, int signo, void *arg)
 	pid_t pid;
 	int status;
 
-	(void)signo;
 	while ((pid = waitpid(-1, &status, WNOHANG)) > 0) {
 		for (unsigned i = 0; i < s->n; i++) {
 			struct worker *w = &s->workers[i];
@@ -247,7 +245,6 @@ on_kill_timer(struct loop *loop, void *arg)
 {
 	struct supervisor *s = arg;
 
-	(void)loop;
 	log_warnx("shutdown: %u workers still running, killing them", running_count(s));
 	signal_workers(s, SIGKILL);
 }
@@ -278,8 +275,6 @@ on_hup(struct loop *loop, int signo, void *arg)
 	struct config *cfg;
 	char err[1024];
 
-	(void)loop;
-	(void)signo;
 	if (s->stopping)
 		return;
 	(void)notify_reloading();
@@ -305,7 +300,6 @@ on_hup(struct loop *loop, int signo, void *arg)
 static void
 on_usr1(struct loop *loop, int signo, void *arg)
 {
-	(void)loop;
 	signal_workers(arg, signo);
 }
 

@@ -431,8 +431,6 @@ udpassoc_on_relay(struct loop *loop, unsigned events, void *arg)
 	struct udpassoc *u = arg;
 	uint8_t *p = udpassoc_scratch + UDPASSOC_HEADROOM;
 
-	(void)loop;
-	(void)events;
 	/* u->stopped: stopped earlier in this batch (memory still valid until
 	 * the release list runs), or ended by the datagram just handled. */
 	for (int i = 0; i < UDPASSOC_BATCH && !u->stopped; i++) {
@@ -507,8 +505,6 @@ udpassoc_on_out4(struct loop *loop, unsigned events, void *arg)
 {
 	struct udpassoc *u = arg;
 
-	(void)loop;
-	(void)events;
 	if (!u->stopped)
 		udpassoc_on_out(u, UDPASSOC_OUT4);
 }
@@ -518,8 +514,6 @@ udpassoc_on_out6(struct loop *loop, unsigned events, void *arg)
 {
 	struct udpassoc *u = arg;
 
-	(void)loop;
-	(void)events;
 	if (!u->stopped)
 		udpassoc_on_out(u, UDPASSOC_OUT6);
 }
@@ -558,6 +552,35 @@ udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
 	net_addr_unmap(&ra);
 	if (!net_addr_ip_equal(&ra, &u->client))
 		u->addr_mismatch = true;
+}
+
+/* The outbound sources; one of the wrong family cannot be used for that
+ * family and leaves it to the kernel's choice. */
+static void
+udpassoc_set_external(struct udpassoc *u, const struct udpassoc_options *opt)
+{
+	if (opt->external4) {
+		u->ext[UDPASSOC_OUT4] = *opt->external4;
+		net_addr_unmap(&u->ext[UDPASSOC_OUT4]);
+	}
+	if (opt->external6)
+		u->ext[UDPASSOC_OUT6] = *opt->external6;
+	if (u->ext[UDPASSOC_OUT4].sa.sa_family != AF_INET)
+		u->ext[UDPASSOC_OUT4].sa.sa_family = AF_UNSPEC;
+	if (u->ext[UDPASSOC_OUT6].sa.sa_family != AF_INET6)
+		u->ext[UDPASSOC_OUT6].sa.sa_family = AF_UNSPEC;
+}
+
+static void
+udpassoc_log_start(const struct udpassoc *u)
+{
+	char b[NET_ADDRSTRLEN], c[NET_ADDRSTRLEN];
+
+	log_debug("udp assoc bnd=%s client=%s%s%s", net_addr_format(&u->bnd, b, sizeof(b)),
+		u->port_pinned ? net_addr_format(&u->client, c, sizeof(c))
+			       : net_ip_format(&u->client, c, sizeof(c)),
+		u->port_pinned ? "" : " port=first",
+		u->addr_mismatch ? " (request names another address: nothing will match)" : "");
 }
 
 static void
@@ -607,18 +630,7 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 	for (int i = 0; i < UDPASSOC_NOUT; i++)
 		watcher_init(&u->out_w[i], -1, NULL, u);
 	timer_init(&u->idle_timer, udpassoc_on_idle, u);
-	if (opt->external4) {
-		u->ext[UDPASSOC_OUT4] = *opt->external4;
-		net_addr_unmap(&u->ext[UDPASSOC_OUT4]);
-	}
-	if (opt->external6)
-		u->ext[UDPASSOC_OUT6] = *opt->external6;
-	/* A source of the wrong family cannot be used for that family. */
-	if (u->ext[UDPASSOC_OUT4].sa.sa_family != AF_INET)
-		u->ext[UDPASSOC_OUT4].sa.sa_family = AF_UNSPEC;
-	if (u->ext[UDPASSOC_OUT6].sa.sa_family != AF_INET6)
-		u->ext[UDPASSOC_OUT6].sa.sa_family = AF_UNSPEC;
-
+	udpassoc_set_external(u, opt);
 	u->client = *client_ip;
 	net_addr_unmap(&u->client);
 	net_addr_set_port(&u->client, 0);
@@ -635,15 +647,8 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 	if (u->idle_ms)
 		timer_start(loop, &u->idle_timer, u->idle_ms);
 	*bnd = u->bnd;
-	if (log_enabled(LOG_LVL_DEBUG)) {
-		char b[NET_ADDRSTRLEN], c[NET_ADDRSTRLEN];
-		log_debug("udp assoc bnd=%s client=%s%s%s", net_addr_format(&u->bnd, b, sizeof(b)),
-			u->port_pinned ? net_addr_format(&u->client, c, sizeof(c))
-				       : net_ip_format(&u->client, c, sizeof(c)),
-			u->port_pinned ? "" : " port=first",
-			u->addr_mismatch ? " (request names another address: nothing will match)"
-					 : "");
-	}
+	if (log_enabled(LOG_LVL_DEBUG))
+		udpassoc_log_start(u);
 	return u;
 fail:
 	saved = errno;
