@@ -18,8 +18,11 @@
 #   BENCH_PEERS    "no" leaves out microsocks and Dante (faster A/Bs)
 #   BENCH_REFERENCE "no" leaves out refrelay
 #
-# Scheduling: rounds interleave the systems (A B C D E, A B C D E, ...) mode by
-# mode, so slow drift of this shared machine spreads over all of them. Each
+# Scheduling: rounds interleave the systems mode by mode, so slow drift of
+# this shared machine spreads over all of them, and the order rotates from
+# round to round (A B C D E, B C D E A, ...): the system measured last
+# inherits the others' kernel state (TIME_WAIT sockets, slab), which cost
+# a proxy 10-20 % in session rate and latency when it was always the same. Each
 # proxy is started fresh for each single measurement and stopped after it:
 # no run inherits another's warm allocator, and the memory mode's baseline
 # is an idle process. The proxy runs on CPU 0, loadgen and its target on
@@ -238,6 +241,20 @@ run_one() {
 	fi
 }
 
+# The words of $1 rotated left by ($2 - 1) places.
+rotated() {
+	local n=$(( ($2 - 1) % $(echo "$1" | wc -w) )) head="" w
+	for w in $1; do
+		if [ "$n" -gt 0 ]; then
+			head="$head $w"
+			n=$((n - 1))
+		else
+			printf '%s ' "$w"
+		fi
+	done
+	printf '%s\n' "$head"
+}
+
 # --- the table -----------------------------------------------------------------
 
 # Reads $RESULTS; prints rows = metrics (first-seen order), columns = the
@@ -356,7 +373,7 @@ r=1
 while [ "$r" -le "$ROUNDS" ]; do
 	for mode in $MODES; do
 		log "round $r/$ROUNDS: $mode"
-		for sys in $SYSTEMS; do run_one "$sys" "$mode"; done
+		for sys in $(rotated "$SYSTEMS" "$r"); do run_one "$sys" "$mode"; done
 	done
 	r=$((r + 1))
 done
