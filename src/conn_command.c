@@ -245,6 +245,19 @@ conn_announce(const struct conn *c, union sockaddr_any *a)
 	net_addr_set_port(a, port);
 }
 
+/* The success reply naming a socket of ours (announced), then wait in
+ * state next for what comes through it. */
+static enum conn_step
+conn_reply_bound(struct conn *c, union sockaddr_any *bnd, enum conn_state next)
+{
+	conn_announce(c, bnd);
+	c->rep = SOCKS_REP_SUCCEEDED;
+	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd->sa) < 0)
+		return CONN_STEP_CLOSE;
+	conn_set_state(c, next);
+	return CONN_STEP_WAIT;
+}
+
 enum conn_step
 conn_start_bind(struct conn *c)
 {
@@ -276,12 +289,7 @@ conn_start_bind(struct conn *c)
 		c->bind = NULL;
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no IPv4 address for SOCKS4 BIND");
 	}
-	conn_announce(c, &bound);
-	c->rep = SOCKS_REP_SUCCEEDED;
-	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bound.sa) < 0)
-		return CONN_STEP_CLOSE;
-	conn_set_state(c, CONN_ST_BIND_WAIT);
-	return CONN_STEP_WAIT;
+	return conn_reply_bound(c, &bound, CONN_ST_BIND_WAIT);
 }
 
 static void
@@ -381,12 +389,7 @@ conn_start_udp(struct conn *c)
 		log_warn("conn %" PRIu64 ": udp associate", c->id);
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "udp socket failed");
 	}
-	conn_announce(c, &bnd);
-	c->rep = SOCKS_REP_SUCCEEDED;
-	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd.sa) < 0)
-		return CONN_STEP_CLOSE;
-	conn_set_state(c, CONN_ST_UDP);
-	return CONN_STEP_WAIT;
+	return conn_reply_bound(c, &bnd, CONN_ST_UDP);
 }
 
 static void

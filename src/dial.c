@@ -153,6 +153,6 @@ dial_stop(struct dial *d)
 	if (d->stopped)
 		return;
 	d->stopped = true;
-	timer_stop(d->loop, &d->timer);
 	dial_close_attempt(d);
+	timer_stop(d->loop, &d->timer);
 }

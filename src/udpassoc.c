@@ -425,35 +425,57 @@ udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
 	udpassoc_send_out(u, &to, NULL, data, dlen);
 }
 
+/* udpassoc_recv: nothing more to read now (drained, or the association
+ * ended on a socket error); or a transient error, go on. */
+#define UDPASSOC_RECV_STOP (-1)
+#define UDPASSOC_RECV_AGAIN (-2)
+
+/* One datagram from fd into the scratch payload area, with its source:
+ * its length (as sent: over UDPASSOC_DGRAM_MAX means truncated), or
+ * UDPASSOC_RECV_STOP / UDPASSOC_RECV_AGAIN. On a socket error the
+ * association ends: what names the socket in the log, why the end. */
+static ssize_t
+udpassoc_recv(struct udpassoc *u, int fd, union sockaddr_any *from, const char *what,
+	const char *why)
+{
+	socklen_t flen = sizeof(*from);
+	ssize_t n;
+
+	memset(from, 0, sizeof(*from));
+	n = recvfrom(fd, udpassoc_scratch + UDPASSOC_HEADROOM, UDPASSOC_DGRAM_MAX, MSG_TRUNC,
+		&from->sa, &flen);
+	if (n >= 0)
+		return n;
+	if (errno == EAGAIN || errno == EWOULDBLOCK)
+		return UDPASSOC_RECV_STOP;
+	if (udpassoc_transient(errno))
+		return UDPASSOC_RECV_AGAIN;
+	log_warn("udp assoc %s socket", what);
+	udpassoc_finish(u, why);
+	return UDPASSOC_RECV_STOP;
+}
+
 static void
 udpassoc_on_relay(struct loop *loop, unsigned events, void *arg)
 {
 	struct udpassoc *u = arg;
-	uint8_t *p = udpassoc_scratch + UDPASSOC_HEADROOM;
 
 	/* u->stopped: stopped earlier in this batch (memory still valid until
 	 * the release list runs), or ended by the datagram just handled. */
 	for (int i = 0; i < UDPASSOC_BATCH && !u->stopped; i++) {
 		union sockaddr_any from;
-		socklen_t flen = sizeof(from);
-		ssize_t n;
+		ssize_t n = udpassoc_recv(u, u->relay_w.fd, &from, "relay",
+			"udp relay socket error");
 
-		memset(&from, 0, sizeof(from));
-		n = recvfrom(u->relay_w.fd, p, UDPASSOC_DGRAM_MAX, MSG_TRUNC, &from.sa, &flen);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			if (udpassoc_transient(errno))
-				continue;
-			log_warn("udp assoc relay socket");
-			udpassoc_finish(u, "udp relay socket error");
+		if (n == UDPASSOC_RECV_STOP)
 			return;
-		}
+		if (n == UDPASSOC_RECV_AGAIN)
+			continue;
 		if ((size_t)n > UDPASSOC_DGRAM_MAX) {
 			u->stats.dropped[UDPASSOC_DROP_MALFORMED]++;
 			continue;
 		}
-		udpassoc_up(u, &from, p, (size_t)n);
+		udpassoc_up(u, &from, udpassoc_scratch + UDPASSOC_HEADROOM, (size_t)n);
 	}
 }
 
@@ -467,22 +489,14 @@ udpassoc_on_out(struct udpassoc *u, int which)
 	for (int i = 0; i < UDPASSOC_BATCH && !u->stopped; i++) {
 		uint8_t hdr[PROTO_UDP_HEADER_MAX];
 		union sockaddr_any from;
-		socklen_t flen = sizeof(from);
 		size_t hlen;
-		ssize_t n;
+		ssize_t n = udpassoc_recv(u, u->out_w[which].fd, &from, "outbound",
+			"udp outbound socket error");
 
-		memset(&from, 0, sizeof(from));
-		n = recvfrom(u->out_w[which].fd, p, UDPASSOC_DGRAM_MAX, MSG_TRUNC,
-			&from.sa, &flen);
-		if (n < 0) {
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			if (udpassoc_transient(errno))
-				continue;
-			log_warn("udp assoc outbound socket");
-			udpassoc_finish(u, "udp outbound socket error");
+		if (n == UDPASSOC_RECV_STOP)
 			return;
-		}
+		if (n == UDPASSOC_RECV_AGAIN)
+			continue;
 		/* Nobody to deliver to yet, or a datagram we could not hold. */
 		if (!u->have_ep || (size_t)n > UDPASSOC_DGRAM_MAX)
 			continue;
