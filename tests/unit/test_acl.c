@@ -19,6 +19,8 @@
 #include "acl.h"
 #include "net.h"
 
+#include "unit_util.h"
+
 #define ERRLEN 1024
 #define MAXWORDS 64
 
@@ -109,24 +111,17 @@ request_err(const char *rule, const char *want)
 	acl_free(a);
 }
 
-/* The dump of a as one string (caller frees). */
-static char *
-dump(const struct acl *a)
+/* For unit_capture: the dump of an acl as one string. */
+static void
+write_acl(FILE *f, const void *arg)
 {
-	char *text = NULL;
-	size_t len = 0;
-	FILE *f = open_memstream(&text, &len);
-
-	assert_non_null(f);
-	acl_dump(a, f);
-	assert_int_equal(fclose(f), 0);
-	return text;
+	acl_dump(arg, f);
 }
 
 static void
 assert_dump(const struct acl *a, const char *want)
 {
-	char *got = dump(a);
+	char *got = unit_capture(write_acl, a);
 
 	assert_string_equal(got, want);
 	free(got);
@@ -149,11 +144,7 @@ request_dump_is(const char *rule, const char *want)
 static union sockaddr_any
 ip(const char *s)
 {
-	union sockaddr_any sa;
-
-	if (net_parse_addr(s, 0, &sa) != 0)
-		fail_msg("bad test address %s", s);
-	return sa;
+	return unit_addr(s, 0);
 }
 
 static bool
@@ -869,7 +860,7 @@ test_dump_round_trip(void **state)
 		add_client(a, client_rules[i], (int)i + 1);
 	for (i = 0; i < sizeof(request_rules) / sizeof(request_rules[0]); i++)
 		add_request(a, request_rules[i], (int)i + 10);
-	first = dump(a);
+	first = unit_capture(write_acl, a);
 	assert_string_equal(first,
 	    "client allow 10.0.0.0/8 ::1\n"
 	    "client deny all\n"
@@ -899,7 +890,7 @@ test_dump_round_trip(void **state)
 		/* Restore for the comparison below. */
 		next[-1] = '\n';
 	}
-	second = dump(b);
+	second = unit_capture(write_acl, b);
 	assert_string_equal(first, second);
 	free(first);
 	free(second);

@@ -23,6 +23,8 @@
 #include "net.h"
 #include "proto.h"
 
+#include "unit_util.h"
+
 #define ERRLEN 1024
 
 /* Parses text as "t.conf" and fails the test on error. */
@@ -1114,24 +1116,18 @@ test_load_file_ok(void **state)
 
 /* --- dump --------------------------------------------------------------- */
 
-static char *
-dump_to_string(const struct config *c)
+/* For unit_capture: the dump of a config as one string. */
+static void
+write_config(FILE *f, const void *arg)
 {
-	char *s = NULL;
-	size_t n = 0;
-	FILE *f = open_memstream(&s, &n);
-
-	assert_non_null(f);
-	config_dump(c, f);
-	assert_int_equal(fclose(f), 0);
-	return s;
+	config_dump(arg, f);
 }
 
 static void
 test_dump_default(void **state)
 {
 	struct config *c = config_new_default();
-	char *s = dump_to_string(c);
+	char *s = unit_capture(write_config, c);
 
 	(void)state;
 	assert_string_equal(s, "# socks5d effective configuration\n"
@@ -1197,7 +1193,7 @@ test_dump_everything_set_hides_secrets(void **state)
 			   "auth-fail-limit 4 30 600\n"
 			   "run-as nobody:nogroup\n";
 	struct config *c = parse_ok(text);
-	char *s = dump_to_string(c);
+	char *s = unit_capture(write_config, c);
 
 	(void)state;
 	assert_string_equal(s, "# socks5d effective configuration\n"
@@ -1246,11 +1242,11 @@ test_dump_parses_back_to_same_dump(void **state)
 				    "timeout udp 0\nnameserver ::1\nexternal 10.1.1.1\n"
 				    "log syslog\nshutdown-timeout 1\n"
 				    "udp-port-range 9-10\n");
-	char *s1 = dump_to_string(c), *s2;
+	char *s1 = unit_capture(write_config, c), *s2;
 	struct config *c2 = parse_ok(s1);
 
 	(void)state;
-	s2 = dump_to_string(c2);
+	s2 = unit_capture(write_config, c2);
 	assert_string_equal(s1, s2);
 	free(s1);
 	free(s2);

@@ -19,7 +19,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <time.h>
 #include <unistd.h>
 
 #include <cmocka.h>
@@ -30,6 +29,7 @@
 #include "log.h"
 #include "loop.h"
 #include "resolver.h"
+#include "unit_util.h"
 
 #define MAX_TRACE 32
 #define GUARD_MS 3000
@@ -71,15 +71,6 @@ state_by_name(const char *name)
 	return 0;
 }
 
-static uint64_t
-now_ms(void)
-{
-	struct timespec ts;
-
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
-}
-
 /* The state the connection is in now (the last one the trace saw). */
 static const char *
 current(const struct fx *f)
@@ -87,14 +78,26 @@ current(const struct fx *f)
 	return f->ntrace ? conn_state_name(f->trace[f->ntrace - 1][1]) : "new";
 }
 
+struct state_wait {
+	const struct fx *f;
+	const char *name;
+};
+
+static bool
+pred_in_state(void *arg)
+{
+	const struct state_wait *w = arg;
+
+	return strcmp(current(w->f), w->name) == 0;
+}
+
 /* Runs the loop until the connection is in state `name` (guarded in time). */
 static void
 run_until_state(struct fx *f, const char *name)
 {
-	uint64_t until = now_ms() + GUARD_MS;
+	struct state_wait w = { f, name };
 
-	while (strcmp(current(f), name) != 0 && now_ms() < until)
-		assert_int_equal(loop_run_once(f->loop, 10), 0);
+	(void)unit_run_until(f->loop, pred_in_state, &w, GUARD_MS);
 	assert_string_equal(current(f), name);
 }
 
@@ -122,23 +125,40 @@ client_send(struct fx *f, const void *p, size_t n)
 	assert_int_equal(write(f->client, p, n), (ssize_t)n);
 }
 
+struct client_read {
+	struct fx *f;
+	uint8_t *buf;
+	size_t want, have;
+};
+
+static bool
+pred_read_all(void *arg)
+{
+	struct client_read *r = arg;
+	ssize_t n = read(r->f->client, r->buf + r->have, r->want - r->have);
+
+	if (n > 0)
+		r->have += (size_t)n;
+	return r->have == r->want;
+}
+
 /* Reads exactly n bytes the daemon sent (running the loop meanwhile). */
+static void
+client_read(struct fx *f, uint8_t *buf, size_t n)
+{
+	struct client_read r = { f, buf, n, 0 };
+
+	(void)unit_run_until(f->loop, pred_read_all, &r, GUARD_MS);
+	assert_int_equal(r.have, n);
+}
+
 static void
 client_expect(struct fx *f, const uint8_t *want, size_t n)
 {
 	uint8_t got[64];
-	size_t have = 0;
-	uint64_t until = now_ms() + GUARD_MS;
 
 	assert_true(n <= sizeof(got));
-	while (have < n && now_ms() < until) {
-		ssize_t r = read(f->client, got + have, n - have);
-		if (r > 0)
-			have += (size_t)r;
-		else
-			assert_int_equal(loop_run_once(f->loop, 10), 0);
-	}
-	assert_int_equal(have, n);
+	client_read(f, got, n);
 	assert_memory_equal(got, want, n);
 }
 
@@ -311,17 +331,8 @@ static void
 expect_rep(struct fx *f, uint8_t rep)
 {
 	uint8_t r[10];
-	size_t have = 0;
-	uint64_t until = now_ms() + GUARD_MS;
 
-	while (have < sizeof(r) && now_ms() < until) {
-		ssize_t n = read(f->client, r + have, sizeof(r) - have);
-		if (n > 0)
-			have += (size_t)n;
-		else
-			assert_int_equal(loop_run_once(f->loop, 10), 0);
-	}
-	assert_int_equal(have, sizeof(r));
+	client_read(f, r, sizeof(r));
 	assert_int_equal(r[0], 0x05);
 	assert_int_equal(r[1], rep);
 	assert_int_equal(r[3], 0x01);
@@ -571,7 +582,7 @@ test_request_to_bind_wait_to_relay(void **state)
 	greet_no_auth(f);
 	send_request(f, 0x02, 0, false);
 	run_until_state(f, "bind-wait");
-	assert_int_equal(read(f->client, first, sizeof(first)), (ssize_t)sizeof(first));
+	client_read(f, first, sizeof(first));
 	assert_int_equal(first[1], 0x00);
 	memcpy(&to.sin_addr, first + 4, 4);
 	memcpy(&to.sin_port, first + 8, 2);

@@ -20,6 +20,8 @@
 #include "connlimit.h"
 #include "net.h"
 
+#include "unit_util.h"
+
 /* A config with a fixed hash key and the given auth policy. */
 static struct connlimit *
 make(unsigned max_failures, uint64_t window_ms, uint64_t lockout_ms, size_t max_tracked,
@@ -45,11 +47,7 @@ make(unsigned max_failures, uint64_t window_ms, uint64_t lockout_ms, size_t max_
 static union sockaddr_any
 ip(const char *s)
 {
-	union sockaddr_any sa;
-
-	if (net_parse_addr(s, 1234, &sa) != 0)
-		fail_msg("bad test address %s", s);
-	return sa;
+	return unit_addr(s, 1234);
 }
 
 /* The n-th of many distinct addresses: IPv4 for even n, IPv6 for odd. */

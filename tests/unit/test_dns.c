@@ -14,6 +14,8 @@
 
 #include "dns.h"
 
+#include "unit_util.h"
+
 #define F_QR 0x8000u
 #define F_TC 0x0200u
 #define F_RD 0x0100u
@@ -662,42 +664,50 @@ test_response_to_built_query_round_trip(void **state)
 
 /* --- malformed responses ------------------------------------------------- */
 
+/* What every prefix of a message handed to truncated() must get: one of
+ * two statuses (the same one twice when only one will do). */
+struct truncated_want {
+	enum dns_status a, b;
+};
+
+/* A prefix of a QNAME/A response is rejected as what it cuts short. */
+static void
+truncated(const uint8_t *p, size_t n, void *arg)
+{
+	const struct truncated_want *want = arg;
+	struct dns_response r;
+	enum dns_status st = dns_parse_response(p, n, QID, QNAME, DNS_TYPE_A, &r);
+
+	if (st != want->a && st != want->b)
+		fail_msg("len %zu: %s", n, dns_status_str(st));
+}
+
 static void
 test_reject_short_header(void **state)
 {
+	struct truncated_want want = { DNS_ERR_SHORT_HEADER, DNS_ERR_SHORT_HEADER };
 	struct msg m;
 
 	(void)state;
 	m_start(&m, RESP(0), 0, 0, DNS_TYPE_A);
-	for (size_t n = 0; n < DNS_HEADER_LEN; n++) {
-		struct dns_response r;
-
-		assert_int_equal(dns_parse_response(m.b, n, QID, QNAME, DNS_TYPE_A, &r),
-		    DNS_ERR_SHORT_HEADER);
-	}
+	unit_each_prefix(m.b, 0, DNS_HEADER_LEN, truncated, &want);
 }
 
 static void
 test_reject_truncated_question_at_every_byte(void **state)
 {
+	struct truncated_want want = { DNS_ERR_QUESTION_TRUNCATED, DNS_ERR_QUESTION_TRUNCATED };
 	struct msg m;
-	size_t full;
 
 	(void)state;
 	m_start(&m, RESP(0), 0, 0, DNS_TYPE_A);
-	full = m.len;
-	for (size_t n = DNS_HEADER_LEN; n < full; n++) {
-		struct dns_response r;
-		enum dns_status st = dns_parse_response(m.b, n, QID, QNAME, DNS_TYPE_A, &r);
-
-		if (st != DNS_ERR_QUESTION_TRUNCATED)
-			fail_msg("len %zu: %s", n, dns_status_str(st));
-	}
+	unit_each_prefix(m.b, DNS_HEADER_LEN, m.len, truncated, &want);
 }
 
 static void
 test_reject_every_prefix_of_an_answer(void **state)
 {
+	struct truncated_want want = { DNS_ERR_RR_TRUNCATED, DNS_ERR_RDATA_TRUNCATED };
 	struct msg m;
 	struct dns_response full;
 	size_t qend;
@@ -712,13 +722,7 @@ test_reject_every_prefix_of_an_answer(void **state)
 	m_ptr(&m, 16);
 	m_soa(&m, 60, 60);
 	assert_int_equal(parse(&m, DNS_TYPE_A, &full), DNS_OK);
-	for (size_t n = qend; n < m.len; n++) {
-		struct dns_response r;
-		enum dns_status st = dns_parse_response(m.b, n, QID, QNAME, DNS_TYPE_A, &r);
-
-		if (st != DNS_ERR_RR_TRUNCATED && st != DNS_ERR_RDATA_TRUNCATED)
-			fail_msg("len %zu: %s", n, dns_status_str(st));
-	}
+	unit_each_prefix(m.b, qend, m.len, truncated, &want);
 }
 
 static void

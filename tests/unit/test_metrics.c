@@ -3,7 +3,7 @@
  * Clients are nonblocking sockets of the test driven by the same loop
  * (send a script of bytes, optionally in paced chunks, read until EOF), so
  * every exchange is real TCP with real partial reads and backpressure.
- * Every loop_run is bounded by a guard timer: a hang fails the test.
+ * Every wait for the loop is bounded (unit_run_until): a hang fails the test.
  */
 #include <arpa/inet.h>
 #include <errno.h>
@@ -26,6 +26,8 @@
 #include "loop.h"
 #include "metrics.h"
 #include "net.h"
+
+#include "unit_util.h"
 
 #define GUARD_MS 10000
 #define BIG_BODY (8u << 20) /* far beyond any socket buffer */
@@ -54,13 +56,11 @@ struct fx {
 	struct loop *loop;
 	struct metrics_server *m;
 	union sockaddr_any addr;
-	struct timer guard, tick;
-	bool timed_out;
 	unsigned renders;     /* render callback calls */
 	bool big;             /* render BIG_BODY bytes of pattern */
 	bool stop_in_render;  /* render calls metrics_stop */
 	size_t running;       /* clients not done */
-	size_t stop_at;       /* loop_stop when running falls to this */
+	size_t stop_at;       /* run() returns when running falls to this */
 	int trigger[2];       /* socketpair for test_stop_mid_batch */
 	struct watcher trigger_w;
 };
@@ -103,40 +103,19 @@ expected_body(unsigned n, char *out, size_t cap)
 
 /* --- loop helpers -------------------------------------------------------- */
 
-static void
-on_guard(struct loop *loop, void *arg)
+static bool
+settled(void *arg)
 {
-	struct fx *f = arg;
+	const struct fx *f = arg;
 
-	f->timed_out = true;
-	loop_stop(loop);
-}
-
-static void
-on_tick(struct loop *loop, void *arg)
-{
-	(void)arg;
-	loop_stop(loop);
+	return f->running <= f->stop_at;
 }
 
 /* Runs until running falls to stop_at. */
 static void
 run(struct fx *f)
 {
-	f->timed_out = false;
-	timer_start(f->loop, &f->guard, GUARD_MS);
-	if (f->running > f->stop_at)
-		assert_int_equal(loop_run(f->loop), 0);
-	timer_stop(f->loop, &f->guard);
-	assert_false(f->timed_out);
-}
-
-/* Runs for ms whatever happens. */
-static void
-run_for(struct fx *f, unsigned ms)
-{
-	timer_start(f->loop, &f->tick, ms);
-	assert_int_equal(loop_run(f->loop), 0);
+	assert_true(unit_run_until(f->loop, settled, f, GUARD_MS));
 }
 
 /* --- the client ---------------------------------------------------------- */
@@ -153,8 +132,7 @@ tclient_finish(struct tclient *c)
 	loop_unwatch(f->loop, &c->w);
 	close(c->fd);
 	c->fd = -1;
-	if (--f->running <= f->stop_at)
-		loop_stop(f->loop);
+	f->running--;
 }
 
 static void
@@ -362,8 +340,6 @@ setup(void **state)
 	assert_non_null(f);
 	f->loop = loop_new();
 	assert_non_null(f->loop);
-	timer_init(&f->guard, on_guard, f);
-	timer_init(&f->tick, on_tick, f);
 	assert_int_equal(net_parse_addr("127.0.0.1", 0, &a), 0);
 	f->m = metrics_start(f->loop, &a, render, f);
 	assert_non_null(f->m);
@@ -719,7 +695,7 @@ test_clients_beyond_the_limit_are_closed_at_once(void **state)
 	metrics_set_request_timeout_ms(f->m, 1500);
 	for (size_t i = 0; i < METRICS_MAX_CLIENTS; i++)
 		tclient_start_opts(f, &idle[i], NULL, 0, 0, 0, 0);
-	run_for(f, 150);
+	unit_run_for(f->loop, 150, UNIT_RUN_WAIT_MS);
 	for (size_t i = 0; i < METRICS_MAX_CLIENTS; i++)
 		assert_false(idle[i].done);
 
@@ -796,7 +772,7 @@ test_stop_mid_batch_closes_every_client(void **state)
 
 	for (size_t i = 0; i < 6; i++)
 		tclient_start_opts(f, &cs[i], NULL, 0, 0, 0, 0);
-	run_for(f, 100);
+	unit_run_for(f->loop, 100, UNIT_RUN_WAIT_MS);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK, 0, f->trigger), 0);
 	watcher_init(&f->trigger_w, f->trigger[0], on_trigger, f);
 	assert_int_equal(loop_watch(f->loop, &f->trigger_w, LOOP_READ), 0);

@@ -18,12 +18,10 @@
 
 #include "proto.h"
 
+#include "unit_util.h"
+
 /* Largest message plus room for pipelined bytes after it. */
 #define MSG_MAX (PROTO_USERPASS_MAX + 64)
-
-/* One type for all parsers so the split checks are written once. */
-typedef enum proto_status (*parse_fn)(const uint8_t *p, size_t len,
-	void *out, size_t *consumed);
 
 union parsed {
 	struct proto_greeting g;
@@ -32,128 +30,55 @@ union parsed {
 	struct proto_socks4_request s4;
 };
 
-static enum proto_status
-parse_greeting_any(const uint8_t *p, size_t len, void *out, size_t *consumed)
+static int
+parse_greeting_any(const uint8_t *p, size_t len, void *out, size_t *consumed, void *arg)
 {
 	return proto_parse_greeting(p, len, out, consumed);
 }
 
-static enum proto_status
-parse_userpass_any(const uint8_t *p, size_t len, void *out, size_t *consumed)
+static int
+parse_userpass_any(const uint8_t *p, size_t len, void *out, size_t *consumed, void *arg)
 {
 	return proto_parse_userpass(p, len, out, consumed);
 }
 
-static enum proto_status
-parse_request_any(const uint8_t *p, size_t len, void *out, size_t *consumed)
+static int
+parse_request_any(const uint8_t *p, size_t len, void *out, size_t *consumed, void *arg)
 {
 	return proto_parse_request(p, len, out, consumed);
 }
 
-static enum proto_status
-parse_socks4_any(const uint8_t *p, size_t len, void *out, size_t *consumed)
+static int
+parse_socks4_any(const uint8_t *p, size_t len, void *out, size_t *consumed, void *arg)
 {
 	return proto_parse_socks4_request(p, len, out, consumed);
 }
 
-/* Parses p[0..len) into a poisoned result so untouched fields compare
- * equal between runs and touched ones must match exactly. */
-static enum proto_status
-parse_poisoned(parse_fn fn, const uint8_t *p, size_t len, union parsed *out,
-	size_t *consumed)
+static const char *
+status_name(int st, void *arg)
 {
-	memset(out, 0xA5, sizeof(*out));
-	*consumed = (size_t)-1;
-	return fn(p, len, out, consumed);
+	return proto_status_str((enum proto_status)st);
 }
 
-/*
- * The core property of an incremental parser: NEED_MORE for every strict
- * prefix, OK with *consumed == len for the whole, the same result whether
- * the bytes came at once, one at a time or in two parts, and trailing
- * bytes (the next pipelined message) left alone. Returns the parse of the
- * whole message in *whole.
- */
-static void
-assert_parses_at_every_split(parse_fn fn, const uint8_t *msg, size_t len,
-	union parsed *whole)
-{
-	uint8_t buf[MSG_MAX];
-	union parsed got;
-	size_t consumed, i, k;
+/* Behind a valid message in the pipelined check: the next one starting. */
+static const uint8_t pipelined[16] = {
+	0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05,
+	0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05,
+};
 
-	assert_true(len + 16 <= sizeof(buf));
-	assert_int_equal(parse_poisoned(fn, msg, len, whole, &consumed), PROTO_OK);
-	assert_int_equal(consumed, len);
-
-	/* Pipelined: bytes of the next message must not change anything. */
-	memcpy(buf, msg, len);
-	memset(buf + len, 0x05, 16);
-	assert_int_equal(parse_poisoned(fn, buf, len + 16, &got, &consumed), PROTO_OK);
-	assert_int_equal(consumed, len);
-	assert_memory_equal(&got, whole, sizeof(got));
-
-	/* One byte at a time, as a slow client would send it. */
-	memset(buf, 0, sizeof(buf));
-	for (i = 0; i < len; i++) {
-		enum proto_status st;
-
-		buf[i] = msg[i];
-		st = parse_poisoned(fn, buf, i + 1, &got, &consumed);
-		if (i + 1 < len) {
-			if (st != PROTO_NEED_MORE)
-				print_error("after byte %zu of %zu: %s\n", i + 1, len,
-					proto_status_str(st));
-			assert_int_equal(st, PROTO_NEED_MORE);
-		} else {
-			assert_int_equal(st, PROTO_OK);
-			assert_int_equal(consumed, len);
-			assert_memory_equal(&got, whole, sizeof(got));
-		}
+/* Every parser through one result type, so the split checks
+ * (unit_util.h) compare whole results. */
+#define PROTO_PARSER(fn) {                                                     \
+		.parse = (fn), .status_str = status_name,                     \
+		.ok = PROTO_OK, .need_more = PROTO_NEED_MORE,                 \
+		.out_size = sizeof(union parsed),                             \
+		.next = pipelined, .next_len = sizeof(pipelined),             \
 	}
 
-	/* Every two-part split, including the empty first part. */
-	for (k = 0; k < len; k++) {
-		enum proto_status st;
-
-		memset(buf, 0, sizeof(buf));
-		memcpy(buf, msg, k);
-		st = parse_poisoned(fn, buf, k, &got, &consumed);
-		if (st != PROTO_NEED_MORE)
-			print_error("split at %zu of %zu: %s\n", k, len,
-				proto_status_str(st));
-		assert_int_equal(st, PROTO_NEED_MORE);
-		memcpy(buf + k, msg + k, len - k);
-		assert_int_equal(parse_poisoned(fn, buf, len, &got, &consumed), PROTO_OK);
-		assert_int_equal(consumed, len);
-		assert_memory_equal(&got, whole, sizeof(got));
-	}
-}
-
-/*
- * A malformed message must be NEED_MORE until its offending byte at index
- * bad arrives and the specific error from then on, however much follows:
- * the caller answers as soon as it can, without waiting for bytes that a
- * hostile peer may never send.
- */
-static void
-assert_error_from(parse_fn fn, const uint8_t *msg, size_t len, size_t bad,
-	enum proto_status want)
-{
-	union parsed got;
-	size_t consumed, i;
-
-	assert_true(bad < len);
-	for (i = 0; i <= len; i++) {
-		enum proto_status st = parse_poisoned(fn, msg, i, &got, &consumed);
-		enum proto_status exp = i <= bad ? PROTO_NEED_MORE : want;
-
-		if (st != exp)
-			print_error("prefix %zu of %zu (bad byte %zu): got %s, want %s\n",
-				i, len, bad, proto_status_str(st), proto_status_str(exp));
-		assert_int_equal(st, exp);
-	}
-}
+static const struct unit_parser greeting_parser = PROTO_PARSER(parse_greeting_any);
+static const struct unit_parser userpass_parser = PROTO_PARSER(parse_userpass_any);
+static const struct unit_parser request_parser = PROTO_PARSER(parse_request_any);
+static const struct unit_parser socks4_parser = PROTO_PARSER(parse_socks4_any);
 
 /* --- message builders ----------------------------------------------------- */
 
@@ -237,7 +162,7 @@ test_greeting_every_method_count_parses_at_every_split(void **state)
 	for (n = 1; n <= 255; n++) {
 		size_t len = build_greeting(msg, (uint8_t)n);
 
-		assert_parses_at_every_split(parse_greeting_any, msg, len, &r);
+		unit_assert_parses_at_every_split(&greeting_parser, msg, len, &r);
 		assert_int_equal(r.g.nmethods, n);
 		assert_memory_equal(r.g.methods, msg + 2, n);
 	}
@@ -272,7 +197,7 @@ test_greeting_rejects_every_wrong_version_on_first_byte(void **state)
 		if (v == SOCKS_VERSION)
 			continue;
 		msg[0] = (uint8_t)v;
-		assert_error_from(parse_greeting_any, msg, sizeof(msg), 0,
+		unit_assert_error_from(&greeting_parser, msg, sizeof(msg), 0,
 			PROTO_ERR_VERSION);
 	}
 }
@@ -283,7 +208,7 @@ test_greeting_rejects_zero_methods(void **state)
 	const uint8_t msg[] = { SOCKS_VERSION, 0, SOCKS_METHOD_NONE };
 
 	(void)state;
-	assert_error_from(parse_greeting_any, msg, sizeof(msg), 1,
+	unit_assert_error_from(&greeting_parser, msg, sizeof(msg), 1,
 		PROTO_ERR_NO_METHODS);
 }
 
@@ -303,7 +228,7 @@ test_userpass_lengths_1_and_255_and_empty_password_parse_at_every_split(void **s
 		for (j = 0; j < sizeof(plens); j++) {
 			size_t len = build_userpass(msg, ulens[i], plens[j]);
 
-			assert_parses_at_every_split(parse_userpass_any, msg, len, &r);
+			unit_assert_parses_at_every_split(&userpass_parser, msg, len, &r);
 			assert_int_equal(r.up.ulen, ulens[i]);
 			assert_memory_equal(r.up.user, msg + 2, ulens[i]);
 			assert_int_equal(r.up.user[ulens[i]], '\0');
@@ -328,7 +253,7 @@ test_userpass_rejects_every_wrong_subnegotiation_version(void **state)
 			continue;
 		/* 0x05 included: a client that skipped sub-negotiation. */
 		msg[0] = (uint8_t)v;
-		assert_error_from(parse_userpass_any, msg, len, 0,
+		unit_assert_error_from(&userpass_parser, msg, len, 0,
 			PROTO_ERR_AUTH_VERSION);
 	}
 }
@@ -339,7 +264,7 @@ test_userpass_rejects_empty_username(void **state)
 	const uint8_t msg[] = { SOCKS_AUTH_VERSION, 0, 1, 'p' };
 
 	(void)state;
-	assert_error_from(parse_userpass_any, msg, sizeof(msg), 1,
+	unit_assert_error_from(&userpass_parser, msg, sizeof(msg), 1,
 		PROTO_ERR_EMPTY_USERNAME);
 }
 
@@ -388,7 +313,7 @@ test_request_every_command_and_address_type_parses_at_every_split(void **state)
 				addrs[j].name_len, 0xABCD);
 			struct socks_addr *d = &r.req.dst;
 
-			assert_parses_at_every_split(parse_request_any, msg, len, &r);
+			unit_assert_parses_at_every_split(&request_parser, msg, len, &r);
 			assert_int_equal(r.req.cmd, cmds[i]);
 			assert_int_equal(d->atyp, addrs[j].atyp);
 			assert_int_equal(d->port, 0xABCD);
@@ -444,7 +369,7 @@ test_request_rejects_every_wrong_version_on_first_byte(void **state)
 		if (v == SOCKS_VERSION)
 			continue;
 		msg[0] = (uint8_t)v;
-		assert_error_from(parse_request_any, msg, len, 0, PROTO_ERR_VERSION);
+		unit_assert_error_from(&request_parser, msg, len, 0, PROTO_ERR_VERSION);
 	}
 }
 
@@ -461,7 +386,7 @@ test_request_rejects_every_unknown_command(void **state)
 		    c == SOCKS_CMD_UDP_ASSOCIATE)
 			continue;
 		msg[1] = (uint8_t)c;
-		assert_error_from(parse_request_any, msg, len, 1, PROTO_ERR_COMMAND);
+		unit_assert_error_from(&request_parser, msg, len, 1, PROTO_ERR_COMMAND);
 	}
 }
 
@@ -475,7 +400,7 @@ test_request_rejects_every_nonzero_reserved_byte(void **state)
 	(void)state;
 	for (r = 1; r <= 255; r++) {
 		msg[2] = (uint8_t)r;
-		assert_error_from(parse_request_any, msg, len, 2, PROTO_ERR_RESERVED);
+		unit_assert_error_from(&request_parser, msg, len, 2, PROTO_ERR_RESERVED);
 	}
 }
 
@@ -492,7 +417,7 @@ test_request_rejects_every_unknown_address_type(void **state)
 		    a == SOCKS_ATYP_IPV6)
 			continue;
 		msg[3] = (uint8_t)a;
-		assert_error_from(parse_request_any, msg, len, 3, PROTO_ERR_ATYP);
+		unit_assert_error_from(&request_parser, msg, len, 3, PROTO_ERR_ATYP);
 	}
 }
 
@@ -503,7 +428,7 @@ test_request_rejects_empty_domain_name(void **state)
 		SOCKS_ATYP_DOMAIN, 0, 0, 80 };
 
 	(void)state;
-	assert_error_from(parse_request_any, msg, sizeof(msg), 4,
+	unit_assert_error_from(&request_parser, msg, sizeof(msg), 4,
 		PROTO_ERR_EMPTY_NAME);
 }
 
@@ -523,7 +448,7 @@ test_request_rejects_nul_anywhere_in_domain_as_soon_as_it_arrives(void **state)
 			uint8_t saved = msg[5 + pos];
 
 			msg[5 + pos] = 0;
-			assert_error_from(parse_request_any, msg, len, 5 + pos,
+			unit_assert_error_from(&request_parser, msg, len, 5 + pos,
 				PROTO_ERR_BAD_NAME);
 			msg[5 + pos] = saved;
 		}
@@ -1277,7 +1202,7 @@ test_socks4_connect_and_bind_parse_at_every_split(void **state)
 	for (uint8_t cmd = SOCKS_CMD_CONNECT; cmd <= SOCKS_CMD_BIND; cmd++) {
 		for (size_t u = 0; u < sizeof(ulens) / sizeof(ulens[0]); u++) {
 			size_t n = build_socks4(msg, cmd, ip, ulens[u], 0);
-			assert_parses_at_every_split(parse_socks4_any, msg, n, &whole);
+			unit_assert_parses_at_every_split(&socks4_parser, msg, n, &whole);
 			assert_int_equal(whole.s4.cmd, cmd);
 			assert_int_equal(whole.s4.dst.atyp, SOCKS_ATYP_IPV4);
 			assert_int_equal(whole.s4.dst.port, 8080);
@@ -1298,7 +1223,7 @@ test_socks4a_domain_parses_at_every_split(void **state)
 	(void)state;
 	for (size_t d = 0; d < sizeof(dlens) / sizeof(dlens[0]); d++) {
 		size_t n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 3, dlens[d]);
-		assert_parses_at_every_split(parse_socks4_any, msg, n, &whole);
+		unit_assert_parses_at_every_split(&socks4_parser, msg, n, &whole);
 		assert_int_equal(whole.s4.dst.atyp, SOCKS_ATYP_DOMAIN);
 		assert_int_equal(whole.s4.dst.name_len, dlens[d]);
 		assert_int_equal(strlen(whole.s4.dst.name), dlens[d]);
@@ -1315,7 +1240,7 @@ test_socks4_dstip_0_0_0_0_is_an_address_not_4a(void **state)
 	size_t n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 2, 0), used;
 
 	(void)state;
-	assert_int_equal(parse_poisoned(parse_socks4_any, msg, n, &got, &used), PROTO_OK);
+	assert_int_equal(unit_parse_poisoned(&socks4_parser, msg, n, &got, &used), PROTO_OK);
 	assert_int_equal(used, n);
 	assert_int_equal(got.s4.dst.atyp, SOCKS_ATYP_IPV4);
 }
@@ -1330,22 +1255,22 @@ test_socks4_errors_are_reported_at_the_offending_byte(void **state)
 	(void)state;
 	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 1, 0);
 	msg[0] = 0x05;
-	assert_error_from(parse_socks4_any, msg, n, 0, PROTO_ERR_VERSION);
+	unit_assert_error_from(&socks4_parser, msg, n, 0, PROTO_ERR_VERSION);
 	for (unsigned cmd = 0; cmd < 256; cmd++) {
 		if (cmd == SOCKS_CMD_CONNECT || cmd == SOCKS_CMD_BIND)
 			continue;
 		n = build_socks4(msg, (uint8_t)cmd, ip, 1, 0);
-		assert_error_from(parse_socks4_any, msg, n, 1, PROTO_ERR_COMMAND);
+		unit_assert_error_from(&socks4_parser, msg, n, 1, PROTO_ERR_COMMAND);
 	}
 	/* A USERID of 256 bytes: the 256th byte without a NUL is too long. */
 	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip, 256, 0);
-	assert_error_from(parse_socks4_any, msg, n, 8 + 255, PROTO_ERR_TOO_LONG);
+	unit_assert_error_from(&socks4_parser, msg, n, 8 + 255, PROTO_ERR_TOO_LONG);
 	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip4a, 0, 256);
-	assert_error_from(parse_socks4_any, msg, n, 9 + 255, PROTO_ERR_TOO_LONG);
+	unit_assert_error_from(&socks4_parser, msg, n, 9 + 255, PROTO_ERR_TOO_LONG);
 	/* 4a with an empty name: the NUL right after USERID's NUL. */
 	n = build_socks4(msg, SOCKS_CMD_CONNECT, ip4a, 2, 0);
 	msg[n++] = 0;
-	assert_error_from(parse_socks4_any, msg, n, n - 1, PROTO_ERR_EMPTY_NAME);
+	unit_assert_error_from(&socks4_parser, msg, n, n - 1, PROTO_ERR_EMPTY_NAME);
 }
 
 static void

@@ -18,6 +18,8 @@
 
 #include "proxyproto.h"
 
+#include "unit_util.h"
+
 /* Largest header a test builds plus room for pipelined bytes after it. */
 #define MSG_MAX 1024
 /* What a SOCKS client sends next: greeting offering "no auth". */
@@ -27,101 +29,39 @@ static const uint8_t v2_sig[12] = {
 	0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
 };
 
-/* Parses into a poisoned result so a parser that writes *out on failure,
- * or leaves parts of it unset on success, is caught by comparisons. */
-static enum proxyproto_status
-parse_poisoned(const uint8_t *p, size_t len, struct proxyproto_result *out,
-	size_t *consumed)
+static int
+parse_any(const uint8_t *p, size_t len, void *out, size_t *consumed, void *arg)
 {
-	memset(out, 0xA5, sizeof(*out));
-	*consumed = (size_t)-1;
 	return proxyproto_parse(p, len, out, consumed);
 }
 
-/*
- * The incremental-parser property: NEED_MORE (and *out untouched) for
- * every strict prefix, OK with *consumed == len for the whole, the same
- * result however the bytes were split, and the bytes after the header
- * (the SOCKS greeting) left alone. Returns the whole parse in *whole.
- */
-static void
-assert_parses_at_every_split(const uint8_t *msg, size_t len,
-	struct proxyproto_result *whole)
+static const char *
+status_name(int st, void *arg)
 {
-	uint8_t buf[MSG_MAX + sizeof(socks_greeting)];
-	struct proxyproto_result got, poison;
-	size_t consumed, k;
-
-	memset(&poison, 0xA5, sizeof(poison));
-	assert_true(len <= MSG_MAX);
-	assert_int_equal(parse_poisoned(msg, len, whole, &consumed), PROXYPROTO_OK);
-	assert_int_equal(consumed, len);
-
-	/* Pipelined: the greeting behind the header changes nothing. */
-	memcpy(buf, msg, len);
-	memcpy(buf + len, socks_greeting, sizeof(socks_greeting));
-	assert_int_equal(parse_poisoned(buf, len + sizeof(socks_greeting), &got,
-				 &consumed), PROXYPROTO_OK);
-	assert_int_equal(consumed, len);
-	assert_memory_equal(&got, whole, sizeof(got));
-
-	/* Every strict prefix is NEED_MORE: one byte at a time, and the first
-	 * part of every two-part split. */
-	for (k = 0; k < len; k++) {
-		enum proxyproto_status st;
-
-		memset(buf, 0, sizeof(buf));
-		memcpy(buf, msg, k);
-		st = parse_poisoned(buf, k, &got, &consumed);
-		if (st != PROXYPROTO_NEED_MORE)
-			print_error("prefix %zu of %zu: %s\n", k, len,
-				proxyproto_status_str(st));
-		assert_int_equal(st, PROXYPROTO_NEED_MORE);
-		assert_int_equal(consumed, 0);
-		assert_memory_equal(&got, &poison, sizeof(got));
-		/* Second part arrives: the same result as the whole. */
-		memcpy(buf + k, msg + k, len - k);
-		memcpy(buf + len, socks_greeting, sizeof(socks_greeting));
-		assert_int_equal(parse_poisoned(buf, len + sizeof(socks_greeting),
-					 &got, &consumed), PROXYPROTO_OK);
-		assert_int_equal(consumed, len);
-		assert_memory_equal(&got, whole, sizeof(got));
-	}
+	return proxyproto_status_str((enum proxyproto_status)st);
 }
 
 /*
- * A malformed header is NEED_MORE until its offending byte (index bad)
- * arrives and the specific error from then on, however much follows: the
- * caller closes at once, without waiting for bytes a hostile peer may
- * never send.
+ * The parser for the split checks (unit_util.h): the SOCKS greeting that
+ * follows a header is left alone, and a header that is incomplete or bad
+ * leaves *out untouched and *consumed 0, so a parser that writes *out on
+ * failure, or leaves parts of it unset on success, is caught.
  */
-static void
-assert_error_from(const uint8_t *msg, size_t len, size_t bad,
-	enum proxyproto_status want)
-{
-	struct proxyproto_result got, poison;
-	size_t consumed, i;
-
-	memset(&poison, 0xA5, sizeof(poison));
-	assert_true(bad < len);
-	for (i = 0; i <= len; i++) {
-		enum proxyproto_status st = parse_poisoned(msg, i, &got, &consumed);
-		enum proxyproto_status exp = i <= bad ? PROXYPROTO_NEED_MORE : want;
-
-		if (st != exp)
-			print_error("prefix %zu of %zu (bad byte %zu): got %s, want %s\n",
-				i, len, bad, proxyproto_status_str(st),
-				proxyproto_status_str(exp));
-		assert_int_equal(st, exp);
-		assert_int_equal(consumed, 0);
-		assert_memory_equal(&got, &poison, sizeof(got));
-	}
-}
+static const struct unit_parser pp = {
+	.parse = parse_any,
+	.status_str = status_name,
+	.ok = PROXYPROTO_OK,
+	.need_more = PROXYPROTO_NEED_MORE,
+	.out_size = sizeof(struct proxyproto_result),
+	.next = socks_greeting,
+	.next_len = sizeof(socks_greeting),
+	.clean_unless_ok = true,
+};
 
 static void
 assert_v1_error_from(const char *line, size_t bad, enum proxyproto_status want)
 {
-	assert_error_from((const uint8_t *)line, strlen(line), bad, want);
+	unit_assert_error_from(&pp, (const uint8_t *)line, strlen(line), bad, want);
 }
 
 /* Index of the first occurrence of needle in line, for naming bad bytes. */
@@ -211,7 +151,7 @@ test_v1_tcp4_parses_at_every_split(void **state)
 	struct proxyproto_result r;
 
 	(void)state;
-	assert_parses_at_every_split((const uint8_t *)line, strlen(line), &r);
+	unit_assert_parses_at_every_split(&pp, (const uint8_t *)line, strlen(line), &r);
 	assert_int_equal(r.version, 1);
 	assert_false(r.local);
 	assert_addr4(&r.src, "192.168.0.1", 56324);
@@ -225,7 +165,7 @@ test_v1_tcp4_extremes_of_every_field(void **state)
 	struct proxyproto_result r;
 
 	(void)state;
-	assert_parses_at_every_split((const uint8_t *)line, strlen(line), &r);
+	unit_assert_parses_at_every_split(&pp, (const uint8_t *)line, strlen(line), &r);
 	assert_addr4(&r.src, "255.255.255.255", 65535);
 	assert_addr4(&r.dst, "0.0.0.0", 0);
 }
@@ -237,7 +177,7 @@ test_v1_tcp6_parses_at_every_split(void **state)
 	struct proxyproto_result r;
 
 	(void)state;
-	assert_parses_at_every_split((const uint8_t *)line, strlen(line), &r);
+	unit_assert_parses_at_every_split(&pp, (const uint8_t *)line, strlen(line), &r);
 	assert_int_equal(r.version, 1);
 	assert_false(r.local);
 	assert_addr6(&r.src, "2001:db8::1", 1);
@@ -259,11 +199,11 @@ test_v1_tcp6_longest_line_and_compressed_forms(void **state)
 
 	(void)state;
 	assert_int_equal(strlen(line), 104);
-	assert_parses_at_every_split((const uint8_t *)line, strlen(line), &r);
+	unit_assert_parses_at_every_split(&pp, (const uint8_t *)line, strlen(line), &r);
 	assert_addr6(&r.src, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
 	assert_addr6(&r.dst, "ffff::1", 65535);
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
-		assert_parses_at_every_split((const uint8_t *)lines[i],
+		unit_assert_parses_at_every_split(&pp, (const uint8_t *)lines[i],
 			strlen(lines[i]), &r);
 }
 
@@ -280,7 +220,7 @@ test_v1_unknown_short_and_long_forms_keep_the_real_peer(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		assert_parses_at_every_split((const uint8_t *)lines[i],
+		unit_assert_parses_at_every_split(&pp, (const uint8_t *)lines[i],
 			strlen(lines[i]), &r);
 		assert_int_equal(r.version, 1);
 		assert_true(r.local);
@@ -297,7 +237,7 @@ test_v1_unknown_worst_case_107_bytes_is_accepted(void **state)
 
 	(void)state;
 	assert_int_equal(strlen(line), PROXYPROTO_V1_MAX);
-	assert_parses_at_every_split((const uint8_t *)line, strlen(line), &r);
+	unit_assert_parses_at_every_split(&pp, (const uint8_t *)line, strlen(line), &r);
 	assert_true(r.local);
 }
 
@@ -312,7 +252,7 @@ test_v2_tcp4_parses_at_every_split(void **state)
 
 	(void)state;
 	assert_int_equal(n, 28);
-	assert_parses_at_every_split(msg, n, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n, &r);
 	assert_int_equal(r.version, 2);
 	assert_false(r.local);
 	assert_addr4(&r.src, "192.0.2.1", 56324);
@@ -328,7 +268,7 @@ test_v2_tcp6_parses_at_every_split(void **state)
 
 	(void)state;
 	assert_int_equal(n, 52);
-	assert_parses_at_every_split(msg, n, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n, &r);
 	assert_int_equal(r.version, 2);
 	assert_false(r.local);
 	assert_addr6(&r.src, "2001:db8::1", 443);
@@ -351,14 +291,14 @@ test_v2_tlvs_are_skipped_and_consumed(void **state)
 
 	(void)state;
 	memcpy(msg + 28, tlvs, sizeof(tlvs));
-	assert_parses_at_every_split(msg, n, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n, &r);
 	assert_int_equal(n, 28 + sizeof(tlvs));
 	assert_addr4(&r.src, "192.0.2.1", 56324);
 	/* And with extra lengths 1 and 255 of arbitrary bytes. */
 	n = v2_tcp4(msg, 1);
-	assert_parses_at_every_split(msg, n, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n, &r);
 	n = v2_tcp4(msg, 255);
-	assert_parses_at_every_split(msg, n, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n, &r);
 	assert_int_equal(n, 28 + 255);
 }
 
@@ -372,7 +312,7 @@ test_v2_local_keeps_the_real_peer_whatever_the_family(void **state)
 	(void)state;
 	/* The usual health check: LOCAL, UNSPEC, no addresses. */
 	n = v2_head(msg, 0x20, 0x00, 0);
-	assert_parses_at_every_split(msg, n, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n, &r);
 	assert_int_equal(r.version, 2);
 	assert_true(r.local);
 	/* LOCAL ignores the family byte, even one PROXY would reject, and
@@ -380,7 +320,7 @@ test_v2_local_keeps_the_real_peer_whatever_the_family(void **state)
 	for (unsigned fam = 0; fam <= 0xff; fam++) {
 		n = v2_head(msg, 0x20, (uint8_t)fam, 3);
 		memset(msg + n, 0xEE, 3);
-		assert_parses_at_every_split(msg, n + 3, &r);
+		unit_assert_parses_at_every_split(&pp, msg, n + 3, &r);
 		assert_true(r.local);
 	}
 }
@@ -394,11 +334,11 @@ test_v2_proxy_unspec_is_accepted_as_local(void **state)
 
 	(void)state;
 	n = v2_head(msg, 0x21, 0x00, 0);
-	assert_parses_at_every_split(msg, n, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n, &r);
 	assert_true(r.local);
 	n = v2_head(msg, 0x21, 0x00, 12);
 	memset(msg + n, 0x11, 12);
-	assert_parses_at_every_split(msg, n + 12, &r);
+	unit_assert_parses_at_every_split(&pp, msg, n + 12, &r);
 	assert_true(r.local);
 }
 
@@ -413,11 +353,11 @@ test_v2_truncated_header_is_need_more(void **state)
 	(void)state;
 	v2_head(msg, 0x21, 0x11, 600);
 	memset(msg + 16, 0x42, 600);
-	assert_int_equal(parse_poisoned(msg, 16 + 599, &r, &consumed),
+	assert_int_equal(unit_parse_poisoned(&pp, msg, 16 + 599, &r, &consumed),
 		PROXYPROTO_NEED_MORE);
-	assert_int_equal(parse_poisoned(msg, 100, &r, &consumed),
+	assert_int_equal(unit_parse_poisoned(&pp, msg, 100, &r, &consumed),
 		PROXYPROTO_NEED_MORE);
-	assert_int_equal(parse_poisoned(msg, sizeof(msg), &r, &consumed),
+	assert_int_equal(unit_parse_poisoned(&pp, msg, sizeof(msg), &r, &consumed),
 		PROXYPROTO_OK);
 	assert_int_equal(consumed, sizeof(msg));
 }
@@ -436,7 +376,7 @@ test_v2_bad_signature_is_rejected_at_its_first_wrong_byte(void **state)
 		msg[i] ^= 0x20;
 		/* Byte 0 flipped is no longer the v2 signature's first byte,
 		 * and not 'P' either: a bad signature all the same. */
-		assert_error_from(msg, n, i, PROXYPROTO_ERR_SIGNATURE);
+		unit_assert_error_from(&pp, msg, n, i, PROXYPROTO_ERR_SIGNATURE);
 	}
 }
 
@@ -452,7 +392,7 @@ test_v2_every_version_other_than_2_is_rejected(void **state)
 			continue;
 		n = v2_tcp4(msg, 0);
 		msg[12] = (uint8_t)(v << 4 | 0x1);
-		assert_error_from(msg, n, 12, PROXYPROTO_ERR_VERSION);
+		unit_assert_error_from(&pp, msg, n, 12, PROXYPROTO_ERR_VERSION);
 	}
 }
 
@@ -466,7 +406,7 @@ test_v2_every_unknown_command_is_rejected(void **state)
 	for (unsigned cmd = 2; cmd <= 0xf; cmd++) {
 		n = v2_tcp4(msg, 0);
 		msg[12] = (uint8_t)(0x20 | cmd);
-		assert_error_from(msg, n, 12, PROXYPROTO_ERR_COMMAND);
+		unit_assert_error_from(&pp, msg, n, 12, PROXYPROTO_ERR_COMMAND);
 	}
 }
 
@@ -485,10 +425,10 @@ test_v2_proxy_every_family_byte(void **state)
 		memset(msg + n, 0x33, 216);
 		n += 216;
 		if (fam == 0x00 || fam == 0x11 || fam == 0x21) {
-			assert_parses_at_every_split(msg, n, &r);
+			unit_assert_parses_at_every_split(&pp, msg, n, &r);
 			assert_int_equal(r.local, fam == 0x00);
 		} else {
-			assert_error_from(msg, n, 13, PROXYPROTO_ERR_FAMILY);
+			unit_assert_error_from(&pp, msg, n, 13, PROXYPROTO_ERR_FAMILY);
 		}
 	}
 }
@@ -505,7 +445,7 @@ test_v2_udp_and_unix_families_are_rejected(void **state)
 	for (size_t i = 0; i < sizeof(fams); i++) {
 		n = v2_head(msg, 0x21, fams[i], lens[i]);
 		memset(msg + n, 0, lens[i]);
-		assert_error_from(msg, n + lens[i], 13, PROXYPROTO_ERR_FAMILY);
+		unit_assert_error_from(&pp, msg, n + lens[i], 13, PROXYPROTO_ERR_FAMILY);
 	}
 }
 
@@ -521,16 +461,16 @@ test_v2_length_too_short_for_the_family(void **state)
 	for (uint16_t len = 0; len < 12; len++) {
 		n = v2_head(msg, 0x21, 0x11, len);
 		memset(msg + n, 0, 40);
-		assert_error_from(msg, n + 40, 15, PROXYPROTO_ERR_LENGTH);
+		unit_assert_error_from(&pp, msg, n + 40, 15, PROXYPROTO_ERR_LENGTH);
 	}
 	for (uint16_t len = 0; len < 36; len++) {
 		n = v2_head(msg, 0x21, 0x21, len);
 		memset(msg + n, 0, 40);
-		assert_error_from(msg, n + 40, 15, PROXYPROTO_ERR_LENGTH);
+		unit_assert_error_from(&pp, msg, n + 40, 15, PROXYPROTO_ERR_LENGTH);
 	}
 	/* Not the high byte alone: 0x00 then 0x0b is 11, too short. */
 	n = v2_head(msg, 0x21, 0x11, 0x000b);
-	assert_error_from(msg, n + 12, 15, PROXYPROTO_ERR_LENGTH);
+	unit_assert_error_from(&pp, msg, n + 12, 15, PROXYPROTO_ERR_LENGTH);
 }
 
 /* --- v1 errors ------------------------------------------------------------ */
@@ -540,7 +480,7 @@ test_v1_bad_signature(void **state)
 {
 	(void)state;
 	/* A plain SOCKS5 client talking to a PROXY listener. */
-	assert_error_from(socks_greeting, sizeof(socks_greeting), 0,
+	unit_assert_error_from(&pp, socks_greeting, sizeof(socks_greeting), 0,
 		PROXYPROTO_ERR_SIGNATURE);
 	assert_v1_error_from("GET / HTTP/1.1\r\n", 0, PROXYPROTO_ERR_SIGNATURE);
 	assert_v1_error_from("PRXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 2,
@@ -628,13 +568,13 @@ test_v1_missing_or_broken_crlf(void **state)
 		struct proxyproto_result r;
 		size_t consumed;
 		l = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2";
-		assert_int_equal(parse_poisoned((const uint8_t *)l, strlen(l), &r,
+		assert_int_equal(unit_parse_poisoned(&pp, (const uint8_t *)l, strlen(l), &r,
 					 &consumed), PROXYPROTO_NEED_MORE);
 	}
 	/* NUL inside a field. */
 	{
 		static const uint8_t nul[] = "PROXY TCP4 1.2\0.3.4 5.6.7.8 1 2\r\n";
-		assert_error_from(nul, sizeof(nul) - 1, 14, PROXYPROTO_ERR_SYNTAX);
+		unit_assert_error_from(&pp, nul, sizeof(nul) - 1, 14, PROXYPROTO_ERR_SYNTAX);
 	}
 }
 
@@ -723,7 +663,7 @@ test_v1_longer_than_107_bytes_is_rejected(void **state)
 	memcpy(line + 105, "\r\n", 3);
 	{
 		struct proxyproto_result r;
-		assert_parses_at_every_split((const uint8_t *)line, strlen(line), &r);
+		unit_assert_parses_at_every_split(&pp, (const uint8_t *)line, strlen(line), &r);
 		assert_true(r.local);
 	}
 }

@@ -15,8 +15,8 @@
  * Contention is arranged, not hoped for: on loopback a pipe is usually
  * empty again within one event, so a test that needs a pipe held stops
  * reading at one end (start_and_stall).
- * Every wait is bounded by GUARD_MS of wall time and MAX_ITER iterations, so
- * a stall fails the test instead of hanging it.
+ * Every wait is bounded by GUARD_MS of wall time and an iteration count
+ * (unit_util.h), so a stall fails the test instead of hanging it.
  */
 #include <errno.h>
 #include <fcntl.h>
@@ -38,8 +38,6 @@
 
 #include <cmocka.h>
 
-#include "unit_hash.h"
-
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -47,11 +45,11 @@
 #include "bufpool.h"
 #include "relay.h"
 
+#include "unit_util.h"
+
 #define GUARD_MS 10000
-#define MAX_ITER 1000000              /* loop iterations per wait, whatever the clock says */
 #define BULK_BYTES ((uint64_t)8 << 20)
 #define CHUNK (64 * 1024)             /* stream bytes generated at a time */
-#define FNV_BASIS UNIT_FNV_OFFSET
 
 /* A deterministic byte stream, written into one of the test's sockets. */
 struct src {
@@ -106,7 +104,7 @@ src_init(struct src *s, uint64_t total, uint64_t seed)
 	s->total = total;
 	s->made = 0;
 	s->rng = seed | 1; /* xorshift never leaves 0 */
-	s->hash = FNV_BASIS;
+	s->hash = UNIT_FNV_OFFSET;
 	s->off = s->len = 0;
 }
 
@@ -137,7 +135,7 @@ src_refill(struct src *s)
 		for (size_t k = 0; k < 8 && i + k < n; k++)
 			s->chunk[i + k] = (uint8_t)(s->rng >> (8 * k));
 	}
-	s->hash = fnv(s->hash, s->chunk, n);
+	s->hash = unit_fnv(s->hash, s->chunk, n);
 	s->made += n;
 	s->off = 0;
 	s->len = n;
@@ -191,7 +189,7 @@ end_pump(struct end *e)
 			e->in.eof = true;
 			break;
 		}
-		e->in.hash = fnv(e->in.hash, rx, (size_t)n);
+		e->in.hash = unit_fnv(e->in.hash, rx, (size_t)n);
 		e->in.count += (uint64_t)n;
 	}
 }
@@ -215,35 +213,37 @@ assert_delivered(const struct src *s, const struct sink *k)
 
 /* --- loop and relay ------------------------------------------------------- */
 
-static uint64_t
-wall_ms(void)
-{
-	struct timespec ts;
+/* What run_until waits for. */
+struct wait {
+	struct fx *f;
+	bool (*pred)(const struct fx *);
+};
 
-	clock_gettime(CLOCK_MONOTONIC, &ts);
-	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+/* Between two loop iterations: samples the pipes out, runs the test's
+ * ends, asks the predicate. */
+static bool
+pumped_pred(void *arg)
+{
+	struct wait *w = arg;
+	struct pipepool_stats ps;
+
+	pipepool_get_stats(&ps);
+	if (ps.in_use > w->f->peak_in_use)
+		w->f->peak_in_use = ps.in_use;
+	end_pump(&w->f->cl);
+	end_pump(&w->f->tg);
+	return w->pred(w->f);
 }
 
 /* Runs the test's ends and the loop until pred holds (true), or until
- * GUARD_MS or MAX_ITER run out (false). */
+ * GUARD_MS or the iteration bound run out (false). The loop waits 1 ms at
+ * most: the test's own sockets are not in it. */
 static bool
 run_until(struct fx *f, bool (*pred)(const struct fx *))
 {
-	uint64_t deadline = wall_ms() + GUARD_MS;
-	struct pipepool_stats ps;
+	struct wait w = { f, pred };
 
-	for (unsigned i = 0; i < MAX_ITER && wall_ms() < deadline; i++) {
-		end_pump(&f->cl);
-		end_pump(&f->tg);
-		if (pred(f))
-			return true;
-		/* 1 ms at most: the test's own sockets are not in the loop. */
-		assert_int_equal(loop_run_once(f->loop, 1), 0);
-		pipepool_get_stats(&ps);
-		if (ps.in_use > f->peak_in_use)
-			f->peak_in_use = ps.in_use;
-	}
-	return false;
+	return unit_run_until(f->loop, pumped_pred, &w, GUARD_MS);
 }
 
 static bool
@@ -364,7 +364,7 @@ setup(void **state)
 	assert_non_null(f);
 	log_init(getenv("TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
 	f->relay_fd[0] = f->relay_fd[1] = f->cl.fd = f->tg.fd = -1;
-	f->cl.in.hash = f->tg.in.hash = FNV_BASIS;
+	f->cl.in.hash = f->tg.in.hash = UNIT_FNV_OFFSET;
 	f->loop = loop_new();
 	assert_non_null(f->loop);
 	tcp_pair(&f->cl.fd, &f->relay_fd[0]);
@@ -646,7 +646,7 @@ static void
 expect_reset_after_data(int fd)
 {
 	static uint8_t scratch[65536];
-	uint64_t deadline = wall_ms() + GUARD_MS;
+	uint64_t deadline = unit_wall_ms() + GUARD_MS;
 
 	for (;;) {
 		ssize_t n = recv(fd, scratch, sizeof(scratch), 0);
@@ -658,7 +658,7 @@ expect_reset_after_data(int fd)
 			return;
 		if (errno != EAGAIN && errno != EINTR)
 			fail_msg("recv: %s, want ECONNRESET", strerror(errno));
-		if (wall_ms() >= deadline)
+		if (unit_wall_ms() >= deadline)
 			fail_msg("no reset within %d ms", GUARD_MS);
 		(void)poll(&(struct pollfd){ .fd = fd, .events = POLLIN }, 1, 10);
 	}
@@ -718,12 +718,12 @@ fill_pipe_with_small_segments(struct fx *f)
 {
 	const struct relay_dir *up = &f->relay.dir[RELAY_UP];
 	int src = f->relay.w[RELAY_UP]->fd;
-	uint64_t deadline = wall_ms() + GUARD_MS, moved, t;
+	uint64_t deadline = unit_wall_ms() + GUARD_MS, moved;
 	unsigned nseg = 0, rounds = 0;
 
 	do {
 		while (unread_bytes(src) < SMALL_BACKLOG) {
-			if (nseg++ == SMALL_SEGS_MAX || wall_ms() > deadline)
+			if (nseg++ == SMALL_SEGS_MAX || unit_wall_ms() > deadline)
 				fail_msg("no stall after %u segments: %zu in the pipe, %zu unread",
 					nseg, up->inpipe, unread_bytes(src));
 			f->cl.send_limit += SMALL_SEG;
@@ -731,11 +731,9 @@ fill_pipe_with_small_segments(struct fx *f)
 			assert_int_equal(loop_run_once(f->loop, 0), 0);
 		}
 		moved = up->bytes;
-		t = wall_ms();
-		for (unsigned i = 0; i < MAX_ITER && wall_ms() - t < SETTLE_MS; i++)
-			assert_int_equal(loop_run_once(f->loop, QUIET_WAIT_MS), 0);
+		unit_run_for(f->loop, SETTLE_MS, QUIET_WAIT_MS);
 		rounds++;
-		if (wall_ms() > deadline)
+		if (unit_wall_ms() > deadline)
 			fail_msg("still moving after %u rounds: %zu in the pipe, %zu unread",
 				rounds, up->inpipe, unread_bytes(src));
 	} while (up->bytes != moved || unread_bytes(src) < SMALL_BACKLOG);
@@ -749,9 +747,9 @@ test_pipe_full_of_small_segments_does_not_spin(void **state)
 	struct fx *f = *state;
 	const struct relay_dir *up = &f->relay.dir[RELAY_UP];
 	int one = 1, src;
-	unsigned iter = 0;
+	unsigned iter;
 	size_t inpipe, backlog;
-	uint64_t bytes, t0, cpu0, cpu;
+	uint64_t bytes, cpu0, cpu;
 
 	/* Regression: a pipe has a slot per page of its size (256) and each
 	 * skb spliced in takes at least one, so small segments fill it (splice
@@ -784,12 +782,8 @@ test_pipe_full_of_small_segments_does_not_spin(void **state)
 	 * through its waits, not wake for the source again and again. Counted
 	 * in iterations, not CPU time: a slow machine makes fewer, never more. */
 	bytes = up->bytes;
-	t0 = wall_ms();
 	cpu0 = cpu_us();
-	while (wall_ms() - t0 < QUIET_MS && iter < MAX_ITER) {
-		assert_int_equal(loop_run_once(f->loop, QUIET_WAIT_MS), 0);
-		iter++;
-	}
+	iter = unit_run_for(f->loop, QUIET_MS, QUIET_WAIT_MS);
 	cpu = cpu_us() - cpu0;
 	log_debug("pipe full: %u iterations in %u ms, %llu us CPU", iter, QUIET_MS,
 		(unsigned long long)cpu);

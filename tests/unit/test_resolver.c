@@ -3,14 +3,13 @@
  * on 127.0.0.1 (UDP and TCP on one port) driven by the same loop. Each fake
  * server counts the queries it sees, so cache hits, coalescing and the
  * numeric/hosts fast paths are shown by the absence of queries. Every wait
- * is bounded by a guard timer; teardown checks that no descriptor leaked
+ * is bounded (unit_run_until); teardown checks that no descriptor leaked
  * (ASan checks memory).
  */
 #include <arpa/inet.h>
 #include <dirent.h>
 #include <errno.h>
 #include <fcntl.h>
-#include <limits.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -28,6 +27,8 @@
 #include "loop.h"
 #include "net.h"
 #include "resolver.h"
+
+#include "unit_util.h"
 
 /* --- fake DNS server ------------------------------------------------------ */
 
@@ -364,10 +365,8 @@ struct ctx {
 	struct loop *loop;
 	struct resolver *r;
 	struct fake_dns fs[2];
-	int ncalls;
-	int want;
-	struct timer guard;
-	bool guard_fired;
+	int ncalls;           /* callbacks so far, all waiters */
+	int want;             /* what calls_reached waits for */
 	int fds_before;
 	char dir[64];
 	char hosts[96];
@@ -401,15 +400,6 @@ write_file(const char *path, const char *text)
 }
 
 static void
-on_guard(struct loop *loop, void *arg)
-{
-	struct ctx *c = arg;
-
-	c->guard_fired = true;
-	loop_stop(loop);
-}
-
-static void
 on_result(const struct resolver_result *res, void *arg)
 {
 	struct waiter *w = arg;
@@ -425,8 +415,7 @@ on_result(const struct resolver_result *res, void *arg)
 		w->cancel_on_call->q = NULL;
 	}
 	w->q = NULL;
-	if (++w->c->ncalls >= w->c->want)
-		loop_stop(w->c->loop);
+	w->c->ncalls++;
 }
 
 static void
@@ -441,29 +430,21 @@ start(struct ctx *c, struct waiter *w, const char *name)
 	assert_int_equal(w->called, 0);
 }
 
+static bool
+calls_reached(void *arg)
+{
+	const struct ctx *c = arg;
+
+	return c->ncalls >= c->want;
+}
+
 /* Runs the loop until `want` callbacks in all (since the fixture began)
  * have run or ms pass; returns false on the time limit. */
 static bool
-run_until(struct ctx *c, int want, unsigned ms)
+run_until_calls(struct ctx *c, int want, unsigned ms)
 {
 	c->want = want;
-	c->guard_fired = false;
-	if (c->ncalls >= want)
-		return true;
-	timer_start(c->loop, &c->guard, ms);
-	assert_int_equal(loop_run(c->loop), 0);
-	timer_stop(c->loop, &c->guard);
-	return c->ncalls >= want;
-}
-
-static void
-run_for(struct ctx *c, unsigned ms)
-{
-	c->want = INT_MAX;
-	timer_start(c->loop, &c->guard, ms);
-	assert_int_equal(loop_run(c->loop), 0);
-	assert_true(c->guard_fired);
-	c->guard_fired = false;
+	return unit_run_until(c->loop, calls_reached, c, ms);
 }
 
 static void
@@ -505,7 +486,6 @@ setup(void **state)
 	write_file(c->resolv, "# options only\n");
 	c->loop = loop_new();
 	assert_non_null(c->loop);
-	timer_init(&c->guard, on_guard, c);
 	fake_start(&c->fs[0], c->loop);
 	fake_start(&c->fs[1], c->loop);
 	*state = c;
@@ -553,7 +533,7 @@ test_resolves_name_a_and_aaaa(void **state)
 
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w, "www.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.called, 1);
 	assert_int_equal(w.res.status, RESOLVER_OK);
 	assert_int_equal(w.res.naddrs, 2);
@@ -573,7 +553,7 @@ test_prefer_ipv6_orders_aaaa_first(void **state)
 	c->fs[0].naddrs = 3;
 	make_resolver(c, AF_INET6, 0, 3600, 1);
 	start(c, &w, "multi.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.status, RESOLVER_OK);
 	assert_int_equal(w.res.naddrs, 6);
 	assert_addr(&w.res, 0, "2001:db8::1");
@@ -592,7 +572,7 @@ test_at_most_max_addrs(void **state)
 	c->fs[0].naddrs = 12;
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w, "many.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.naddrs, RESOLVER_MAX_ADDRS);
 	assert_addr(&w.res, 11, "192.0.2.12");
 	assert_addr(&w.res, 12, "2001:db8::1");
@@ -607,7 +587,7 @@ test_nxdomain_is_reported_and_cached(void **state)
 	c->fs[0].mode = FAKE_NXDOMAIN;
 	make_resolver(c, AF_INET, 100, 3600, 1);
 	start(c, &w1, "nope.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w1.res.status, RESOLVER_NXDOMAIN);
 	assert_int_equal(w1.res.naddrs, 0);
 	/* NXDOMAIN ends the lookup: at most the two queries sent at once. */
@@ -615,7 +595,7 @@ test_nxdomain_is_reported_and_cached(void **state)
 	c->fs[0].udp_queries = 0;
 	/* Negative answer cached by its SOA (min(60, 30) s). */
 	start(c, &w2, "NOPE.example.com.");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	assert_int_equal(w2.res.status, RESOLVER_NXDOMAIN);
 	assert_int_equal(c->fs[0].udp_queries, 0);
 }
@@ -629,7 +609,7 @@ test_nodata_for_one_family(void **state)
 	c->fs[0].mode = FAKE_NODATA_AAAA;
 	make_resolver(c, AF_INET6, 0, 3600, 1);
 	start(c, &w, "v4only.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.status, RESOLVER_OK);
 	assert_int_equal(w.res.naddrs, 1);
 	assert_addr(&w.res, 0, "192.0.2.1");
@@ -645,7 +625,7 @@ test_nodata_for_both_families(void **state)
 	c->fs[0].naddrs = 0; /* A: NOERROR without records either */
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w, "empty.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.status, RESOLVER_NODATA);
 	assert_int_equal(w.res.naddrs, 0);
 }
@@ -659,7 +639,7 @@ test_wrong_id_and_question_ignored_then_answer_accepted(void **state)
 	c->fs[0].mode = FAKE_SPOOF_FIRST;
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w, "spoof.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.status, RESOLVER_OK);
 	assert_int_equal(w.res.naddrs, 2);
 	assert_addr(&w.res, 0, "192.0.2.1");
@@ -677,7 +657,7 @@ test_truncated_answer_retried_over_tcp(void **state)
 	c->fs[0].mode = FAKE_TC;
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w, "big.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.status, RESOLVER_OK);
 	/* The TCP answers carry ...53 addresses; the UDP ones had none. */
 	assert_int_equal(w.res.naddrs, 2);
@@ -709,9 +689,9 @@ test_timeout_from_resolv_conf_options(void **state)
 	assert_non_null(c->r);
 	start(c, &w, "silent.example.com");
 	/* After ~1 s, well before the 5 s default. */
-	run_for(c, 700);
+	unit_run_for(c->loop, 700, UNIT_RUN_WAIT_MS);
 	assert_int_equal(w.called, 0);
-	assert_true(run_until(c, 1, 2500));
+	assert_true(run_until_calls(c, 1, 2500));
 	assert_int_equal(w.res.status, RESOLVER_TIMEOUT);
 	/* attempts:1 with one server: one try per family. */
 	assert_int_equal(c->fs[0].udp_queries, 2);
@@ -734,7 +714,7 @@ test_resolv_conf_nameserver_used_without_options(void **state)
 	c->r = resolver_new(c->loop, &opt);
 	assert_non_null(c->r);
 	start(c, &w, "refused.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_true(w.res.status == RESOLVER_SERVFAIL || w.res.status == RESOLVER_TIMEOUT ||
 	    w.res.status == RESOLVER_OK || w.res.status == RESOLVER_NXDOMAIN);
 	assert_int_equal(fake_queries(&c->fs[0]), 0);
@@ -749,7 +729,7 @@ test_second_server_after_silent_first(void **state)
 	c->fs[0].mode = FAKE_SILENT;
 	make_resolver(c, AF_INET, 0, 3600, 2);
 	start(c, &w, "failover.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.status, RESOLVER_OK);
 	assert_int_equal(c->fs[0].udp_queries, 2);
 	assert_int_equal(c->fs[1].udp_queries, 2);
@@ -769,7 +749,7 @@ test_refused_port_moves_on_at_once(void **state)
 	make_resolver(c, AF_INET, 0, 3600, 2);
 	resolver_set_timeout(c->r, 5000, 1);
 	start(c, &w, "refused.example.com");
-	assert_true(run_until(c, 1, 2000));
+	assert_true(run_until_calls(c, 1, 2000));
 	assert_int_equal(w.res.status, RESOLVER_OK);
 	assert_int_equal(c->fs[1].udp_queries, 2);
 }
@@ -784,14 +764,14 @@ test_servfail_everywhere(void **state)
 	c->fs[1].mode = FAKE_SERVFAIL;
 	make_resolver(c, AF_INET, 100, 3600, 2);
 	start(c, &w, "broken.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.res.status, RESOLVER_SERVFAIL);
 	/* 2 attempts x 2 servers x 2 families, alternating servers. */
 	assert_int_equal(c->fs[0].udp_queries, 4);
 	assert_int_equal(c->fs[1].udp_queries, 4);
 	/* Failures are not cached. */
 	start(c, &w, "broken.example.com");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 8);
 }
 
@@ -803,10 +783,10 @@ test_cache_hit_sends_no_query(void **state)
 
 	make_resolver(c, AF_INET, 100, 3600, 1);
 	start(c, &w1, "cached.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 2);
 	start(c, &w2, "Cached.Example.COM");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	assert_int_equal(w2.res.status, RESOLVER_OK);
 	assert_int_equal(w2.res.naddrs, 2);
 	assert_addr(&w2.res, 0, "192.0.2.1");
@@ -821,9 +801,9 @@ test_cache_disabled_asks_again(void **state)
 
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w1, "nocache.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	start(c, &w2, "nocache.example.com");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 4);
 }
 
@@ -836,13 +816,13 @@ test_cache_ttl_capped_by_max_ttl(void **state)
 	/* TTL 300 from the server, 1 s from the configuration. */
 	make_resolver(c, AF_INET, 100, 1, 1);
 	start(c, &w1, "short.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	start(c, &w2, "short.example.com");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 2);
-	run_for(c, 1100);
+	unit_run_for(c->loop, 1100, UNIT_RUN_WAIT_MS);
 	start(c, &w3, "short.example.com");
-	assert_true(run_until(c, 3, 3000));
+	assert_true(run_until_calls(c, 3, 3000));
 	assert_int_equal(w3.res.status, RESOLVER_OK);
 	assert_int_equal(c->fs[0].udp_queries, 4);
 }
@@ -856,9 +836,9 @@ test_cache_zero_ttl_not_cached(void **state)
 	c->fs[0].ttl = 0;
 	make_resolver(c, AF_INET, 100, 3600, 1);
 	start(c, &w1, "zero.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	start(c, &w2, "zero.example.com");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 4);
 }
 
@@ -870,21 +850,21 @@ test_cache_evicts_least_recently_used(void **state)
 
 	make_resolver(c, AF_INET, 2, 3600, 1);
 	start(c, &w[0], "a.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	start(c, &w[1], "b.example.com");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	/* a used again: b is now the least recently used. */
 	start(c, &w[2], "a.example.com");
-	assert_true(run_until(c, 3, 3000));
+	assert_true(run_until_calls(c, 3, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 4);
 	start(c, &w[3], "c.example.com");
-	assert_true(run_until(c, 4, 3000));
+	assert_true(run_until_calls(c, 4, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 6);
 	start(c, &w[4], "a.example.com");
-	assert_true(run_until(c, 5, 3000));
+	assert_true(run_until_calls(c, 5, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 6);
 	start(c, &w[5], "b.example.com");
-	assert_true(run_until(c, 6, 3000));
+	assert_true(run_until_calls(c, 6, 3000));
 	assert_int_equal(c->fs[0].udp_queries, 8);
 	assert_int_equal(w[5].res.status, RESOLVER_OK);
 }
@@ -898,7 +878,7 @@ test_coalescing_two_lookups_one_query(void **state)
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w1, "shared.example.com");
 	start(c, &w2, "SHARED.example.com.");
-	assert_true(run_until(c, 2, 3000));
+	assert_true(run_until_calls(c, 2, 3000));
 	assert_int_equal(w1.called, 1);
 	assert_int_equal(w2.called, 1);
 	assert_int_equal(w1.res.status, RESOLVER_OK);
@@ -921,8 +901,8 @@ test_cancel_one_waiter_keeps_the_others_lookup(void **state)
 	w1.q = NULL;
 	/* w2's callback cancels w3 while the lookup is delivering. */
 	w2.cancel_on_call = &w3;
-	assert_true(run_until(c, 1, 3000));
-	run_for(c, 50);
+	assert_true(run_until_calls(c, 1, 3000));
+	unit_run_for(c->loop, 50, UNIT_RUN_WAIT_MS);
 	assert_int_equal(w1.called, 0);
 	assert_int_equal(w2.called, 1);
 	assert_int_equal(w3.called, 0);
@@ -943,13 +923,13 @@ test_cancel_before_answer_leaks_nothing(void **state)
 	resolver_cancel(w1.q);
 	/* ...after it, with the UDP sockets open... */
 	start(c, &w2, "late.example.com");
-	run_for(c, 50);
+	unit_run_for(c->loop, 50, UNIT_RUN_WAIT_MS);
 	assert_int_equal(c->fs[0].udp_queries, 2);
 	resolver_cancel(w2.q);
 	/* ...and a ready answer cancelled before its delivery. */
 	start(c, &w3, "192.0.2.1");
 	resolver_cancel(w3.q);
-	run_for(c, 700);
+	unit_run_for(c->loop, 700, UNIT_RUN_WAIT_MS);
 	assert_int_equal(w1.called + w2.called + w3.called, 0);
 	/* teardown: fd count and ASan show nothing left behind. */
 }
@@ -964,7 +944,7 @@ test_cancel_inside_own_callback_is_harmless(void **state)
 	start(c, &w, "self.example.com");
 	/* The owner closing from inside the callback cancels its handle. */
 	w.cancel_on_call = &w;
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_int_equal(w.called, 1);
 }
 
@@ -977,14 +957,14 @@ test_free_with_lookups_in_flight(void **state)
 	c->fs[0].mode = FAKE_TC_HANG;
 	make_resolver(c, AF_INET, 100, 3600, 1);
 	start(c, &w1, "tcp.example.com");
-	run_for(c, 50);
+	unit_run_for(c->loop, 50, UNIT_RUN_WAIT_MS);
 	/* Both queries moved to TCP and wait there for an answer. */
 	assert_int_equal(c->fs[0].tcp_queries, 2);
 	start(c, &w2, "pending.example.com");
 	start(c, &w3, "::1");
 	resolver_free(c->r);
 	c->r = NULL;
-	run_for(c, 50);
+	unit_run_for(c->loop, 50, UNIT_RUN_WAIT_MS);
 	assert_int_equal(w1.called + w2.called + w3.called, 0);
 }
 
@@ -997,7 +977,7 @@ test_numeric_literals_need_no_query(void **state)
 	make_resolver(c, AF_INET, 100, 3600, 1);
 	start(c, &w4, "192.0.2.7");
 	start(c, &w6, "2001:db8::7");
-	assert_true(run_until(c, 2, 1000));
+	assert_true(run_until_calls(c, 2, 1000));
 	assert_int_equal(w4.res.status, RESOLVER_OK);
 	assert_int_equal(w4.res.naddrs, 1);
 	assert_addr(&w4.res, 0, "192.0.2.7");
@@ -1023,7 +1003,7 @@ test_hosts_file_served_without_query(void **state)
 	start(c, &w2, "ALIAS.");
 	start(c, &w3, "other.test");
 	c->fs[0].mode = FAKE_NXDOMAIN;
-	assert_true(run_until(c, 3, 3000));
+	assert_true(run_until_calls(c, 3, 3000));
 	assert_int_equal(w1.res.status, RESOLVER_OK);
 	assert_int_equal(w1.res.naddrs, 3);
 	assert_addr(&w1.res, 0, "fd00::5");
@@ -1045,12 +1025,12 @@ test_hosts_file_reloaded_when_changed(void **state)
 	write_file(c->hosts, "10.0.0.1 moving.test\n");
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	start(c, &w1, "moving.test");
-	assert_true(run_until(c, 1, 1000));
+	assert_true(run_until_calls(c, 1, 1000));
 	assert_addr(&w1.res, 0, "10.0.0.1");
 	write_file(c->hosts, "10.0.0.2 moving.test\n# a longer file now\n");
-	run_for(c, 1100);
+	unit_run_for(c->loop, 1100, UNIT_RUN_WAIT_MS);
 	start(c, &w2, "moving.test");
-	assert_true(run_until(c, 2, 1000));
+	assert_true(run_until_calls(c, 2, 1000));
 	assert_addr(&w2.res, 0, "10.0.0.2");
 	assert_int_equal(fake_queries(&c->fs[0]), 0);
 }
@@ -1070,18 +1050,18 @@ test_hosts_file_shrunk_or_removed(void **state)
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	c->fs[0].mode = FAKE_NXDOMAIN;
 	start(c, &w1, "f.test");
-	assert_true(run_until(c, 1, 1000));
+	assert_true(run_until_calls(c, 1, 1000));
 	assert_addr(&w1.res, 0, "10.0.0.6");
 	write_file(c->hosts, "10.0.0.9 z.test\n");
-	run_for(c, 1100);
+	unit_run_for(c->loop, 1100, UNIT_RUN_WAIT_MS);
 	start(c, &w2, "z.test");
-	assert_true(run_until(c, 2, 1000));
+	assert_true(run_until_calls(c, 2, 1000));
 	assert_int_equal(w2.res.status, RESOLVER_OK);
 	assert_addr(&w2.res, 0, "10.0.0.9");
 	unlink(c->hosts);
-	run_for(c, 1100);
+	unit_run_for(c->loop, 1100, UNIT_RUN_WAIT_MS);
 	start(c, &w3, "z.test");
-	assert_true(run_until(c, 3, 3000));
+	assert_true(run_until_calls(c, 3, 3000));
 	assert_int_equal(w3.res.status, RESOLVER_NXDOMAIN);
 }
 
@@ -1095,7 +1075,7 @@ test_localhost_builtin_when_hosts_lacks_it(void **state)
 	make_resolver(c, AF_INET6, 0, 3600, 1);
 	start(c, &w1, "localhost");
 	start(c, &w2, "foo.LOCALHOST.");
-	assert_true(run_until(c, 2, 1000));
+	assert_true(run_until_calls(c, 2, 1000));
 	assert_int_equal(w1.res.status, RESOLVER_OK);
 	assert_int_equal(w1.res.naddrs, 2);
 	assert_addr(&w1.res, 0, "::1");
@@ -1113,7 +1093,7 @@ test_localhost_from_hosts_wins(void **state)
 	write_file(c->hosts, "127.0.0.2 localhost\n");
 	make_resolver(c, AF_INET6, 0, 3600, 1);
 	start(c, &w, "localhost");
-	assert_true(run_until(c, 1, 1000));
+	assert_true(run_until_calls(c, 1, 1000));
 	assert_int_equal(w.res.naddrs, 1);
 	assert_addr(&w.res, 0, "127.0.0.2");
 }
@@ -1131,7 +1111,7 @@ test_bad_names_rejected_without_query(void **state)
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	for (int i = 0; i < 5; i++)
 		start(c, &w[i], names[i]);
-	assert_true(run_until(c, 5, 1000));
+	assert_true(run_until_calls(c, 5, 1000));
 	for (int i = 0; i < 5; i++)
 		assert_int_equal(w[i].res.status, RESOLVER_BADNAME);
 	assert_int_equal(fake_queries(&c->fs[0]), 0);
@@ -1145,12 +1125,12 @@ test_callback_may_start_the_same_name_again(void **state)
 
 	make_resolver(c, AF_INET, 100, 3600, 1);
 	start(c, &w1, "again.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	/* Started after the first answer (from the cache now): delivered on
 	 * a later iteration like any other. */
 	start(c, &w2, "again.example.com");
 	assert_int_equal(w2.called, 0);
-	assert_true(run_until(c, 2, 1000));
+	assert_true(run_until_calls(c, 2, 1000));
 	assert_int_equal(w2.res.status, RESOLVER_OK);
 	assert_int_equal(c->fs[0].udp_queries, 2);
 }
@@ -1165,7 +1145,7 @@ test_reconfigure_switches_servers_and_flushes_cache(void **state)
 
 	make_resolver(c, AF_INET, 100, 3600, 1);
 	start(c, &w1, "reload.example.com");
-	assert_true(run_until(c, 1, 3000));
+	assert_true(run_until_calls(c, 1, 3000));
 	assert_addr(&w1.res, 0, "192.0.2.1");
 
 	/* SIGHUP: server 1 now, IPv6 first, a hosts entry for a new name. */
@@ -1181,7 +1161,7 @@ test_reconfigure_switches_servers_and_flushes_cache(void **state)
 	resolver_reconfigure(c->r, &opt);
 	start(c, &w2, "reload.example.com");
 	start(c, &w3, "new.test");
-	assert_true(run_until(c, 3, 3000));
+	assert_true(run_until_calls(c, 3, 3000));
 	/* The cache was emptied: asked again, of the new server. */
 	assert_int_equal(c->fs[0].udp_queries, 2);
 	assert_int_equal(c->fs[1].udp_queries, 2);

@@ -1,8 +1,8 @@
 /*
  * test_udpassoc: UDP ASSOCIATE (RFC 1928 §7) against a real loop and real
  * loopback sockets. Echo servers on 127.0.0.1 and ::1 live in the same loop;
- * clients are plain sockets of the test. Every loop_run is bounded by a
- * guard timer, so a lost datagram fails a test instead of hanging it. The
+ * clients are plain sockets of the test. Every wait for the loop is bounded
+ * (unit_run_until), so a lost datagram fails a test instead of hanging it. The
  * resolver is given a nameserver that never answers: names come from
  * /etc/hosts ("localhost"), are rejected outright, or stay pending.
  */
@@ -20,14 +20,14 @@
 
 #include <cmocka.h>
 
-#include "unit_hash.h"
-
 #include "log.h"
 #include "loop.h"
 #include "net.h"
 #include "proto.h"
 #include "resolver.h"
 #include "udpassoc.h"
+
+#include "unit_util.h"
 
 #define GUARD_MS 5000
 #define QUIET_MS 100 /* how long "nothing arrives" is watched for */
@@ -47,9 +47,6 @@ struct fx {
 	int ns_fd;                    /* a nameserver that never answers */
 	union sockaddr_any ns_addr;
 	struct echo echo4, echo6;
-	struct timer guard, poll;
-	bool (*pred)(struct fx *);
-	bool timed_out;
 	int poll_fd;                  /* for pred_readable */
 	unsigned ends;                /* end() calls */
 	const char *end_why;
@@ -112,58 +109,20 @@ echo_close(struct fx *f, struct echo *e)
 	close(e->fd);
 }
 
-static void
-on_guard(struct loop *loop, void *arg)
+static bool
+pred_readable(void *arg)
 {
 	struct fx *f = arg;
-
-	f->timed_out = true;
-	loop_stop(loop);
-}
-
-static void
-on_poll(struct loop *loop, void *arg)
-{
-	struct fx *f = arg;
-
-	if (f->pred && f->pred(f)) {
-		loop_stop(loop);
-		return;
-	}
-	timer_start(loop, &f->poll, 1);
-}
-
-/* Runs the loop until pred holds (true) or ms pass (false). */
-static bool
-run_until(struct fx *f, bool (*pred)(struct fx *), unsigned ms)
-{
-	f->pred = pred;
-	f->timed_out = false;
-	timer_start(f->loop, &f->guard, ms);
-	timer_start(f->loop, &f->poll, 0);
-	assert_int_equal(loop_run(f->loop), 0);
-	timer_stop(f->loop, &f->guard);
-	timer_stop(f->loop, &f->poll);
-	f->pred = NULL;
-	return !f->timed_out;
-}
-
-static void
-run_for(struct fx *f, unsigned ms)
-{
-	(void)run_until(f, NULL, ms);
-}
-
-static bool
-pred_readable(struct fx *f)
-{
 	uint8_t c;
+
 	return recv(f->poll_fd, &c, 1, MSG_PEEK | MSG_DONTWAIT) >= 0;
 }
 
 static bool
-pred_ended(struct fx *f)
+pred_ended(void *arg)
 {
+	struct fx *f = arg;
+
 	return f->ends > 0;
 }
 
@@ -172,7 +131,7 @@ static ssize_t
 wait_dgram(struct fx *f, int fd, unsigned ms)
 {
 	f->poll_fd = fd;
-	if (!run_until(f, pred_readable, ms))
+	if (!unit_run_until(f->loop, pred_readable, f, ms))
 		return -1;
 	return recv(fd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT);
 }
@@ -300,8 +259,6 @@ setup(void **state)
 	log_init(getenv("TEST_DEBUG") ? LOG_LVL_DEBUG : LOG_LVL_WARN);
 	f->loop = loop_new();
 	assert_non_null(f->loop);
-	timer_init(&f->guard, on_guard, f);
-	timer_init(&f->poll, on_poll, f);
 	f->ns_fd = udp_bound("127.0.0.1", 0, &f->ns_addr);
 	assert_true(f->ns_fd >= 0);
 	memset(&ro, 0, sizeof(ro));
@@ -361,7 +318,7 @@ test_bnd_is_control_ip_and_relay_port(void **state)
 	u4 = assoc(f, "::ffff:127.0.0.1", "::ffff:127.0.0.1", NULL, NULL, &bnd);
 	assert_int_equal(bnd.sa.sa_family, AF_INET);
 	udpassoc_stop(u4);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -383,7 +340,7 @@ test_bnd_port_from_range(void **state)
 	u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, &opt, &bnd);
 	assert_int_equal(net_addr_port(&bnd), port);
 	udpassoc_stop(u);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -433,7 +390,7 @@ test_ipv4_destination_reply_has_exact_header(void **state)
 	assert_reply(rxbuf, n, &f->echo4.addr, "", 0);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -459,7 +416,7 @@ test_ipv6_destination_reply_has_exact_header(void **state)
 	assert_memory_equal(rxbuf, want, 22);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -481,7 +438,7 @@ test_ipv4_client_reaches_ipv6_destination(void **state)
 	assert_reply(rxbuf, n, &f->echo4.addr, "to-v4", 5);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -499,7 +456,7 @@ test_ipv6_client_reaches_ipv4_destination(void **state)
 	assert_reply(rxbuf, n, &f->echo4.addr, "to-v4", 5);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -525,7 +482,7 @@ test_other_source_address_is_ignored(void **state)
 	udpassoc_stop(u);
 	close(stranger);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -549,7 +506,7 @@ test_first_datagram_pins_client_port(void **state)
 	udpassoc_stop(u);
 	close(a);
 	close(b);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -584,7 +541,7 @@ test_request_port_pins_client_port(void **state)
 	udpassoc_stop(u);
 	close(a);
 	close(b);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -605,7 +562,7 @@ test_request_naming_other_address_matches_nothing(void **state)
 	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 1);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -628,7 +585,7 @@ test_nonzero_frag_is_dropped_and_counted(void **state)
 	assert_reply(rxbuf, n, &f->echo4.addr, "whole", 5);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -662,7 +619,7 @@ test_malformed_is_dropped_and_does_not_pin(void **state)
 	udpassoc_stop(u);
 	close(junk);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -703,7 +660,7 @@ test_stop_inside_batch_with_pending_events(void **state)
 	send_dgram(c, &bnd, 0, &dst, "late", 4);
 	udpassoc_stop(u);
 	udpassoc_stop(u); /* twice is harmless before the release runs */
-	run_for(f, 20);
+	unit_run_for(f->loop, 20, UNIT_RUN_WAIT_MS);
 	assert_int_equal(f->echo4.count, 0);
 	close(c);
 }
@@ -742,7 +699,7 @@ test_two_associations_do_not_see_each_other(void **state)
 	udpassoc_stop(u2);
 	close(c1);
 	close(c2);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 /* --- 1000 datagrams: sizes, integrity, order ------------------------------ */
@@ -793,8 +750,8 @@ bulk_send_more(struct bulk *b)
 	       (b->sent == b->recvd || b->inflight_bytes + b->sizes[b->sent] <= 66000)) {
 		size_t len = b->sizes[b->sent];
 		bulk_fill(b, b->sent, payload);
-		b->h_sent = fnv(b->h_sent, (const uint8_t *)&len, sizeof(len));
-		b->h_sent = fnv(b->h_sent, payload, len);
+		b->h_sent = unit_fnv(b->h_sent, (const uint8_t *)&len, sizeof(len));
+		b->h_sent = unit_fnv(b->h_sent, payload, len);
 		send_dgram(b->fd, &b->relay, 0, &b->dst, payload, len);
 		b->inflight_bytes += len;
 		b->sent++;
@@ -816,22 +773,27 @@ on_bulk(struct loop *loop, unsigned events, void *arg)
 			break;
 		if (b->recvd >= BULK_N || (size_t)n < h || memcmp(rxbuf, hdr, h) != 0) {
 			b->bad = true;
-			loop_stop(loop);
 			return;
 		}
 		len = (size_t)n - h;
 		if (len != b->sizes[b->recvd])
 			b->bad = true;
-		b->h_recvd = fnv(b->h_recvd, (const uint8_t *)&len, sizeof(len));
-		b->h_recvd = fnv(b->h_recvd, rxbuf + h, len);
+		b->h_recvd = unit_fnv(b->h_recvd, (const uint8_t *)&len, sizeof(len));
+		b->h_recvd = unit_fnv(b->h_recvd, rxbuf + h, len);
 		b->inflight_bytes -= b->sizes[b->recvd];
 		b->recvd++;
 	}
-	if (b->recvd == BULK_N || b->bad) {
-		loop_stop(loop);
+	if (b->recvd == BULK_N || b->bad)
 		return;
-	}
 	bulk_send_more(b);
+}
+
+static bool
+bulk_over(void *arg)
+{
+	const struct bulk *b = arg;
+
+	return b->recvd == BULK_N || b->bad;
 }
 
 static void
@@ -874,11 +836,7 @@ test_thousand_datagrams_arrive_intact_and_in_order(void **state)
 	watcher_init(&b->w, b->fd, on_bulk, b);
 	assert_int_equal(loop_watch(f->loop, &b->w, LOOP_READ), 0);
 	bulk_send_more(b);
-	timer_start(f->loop, &f->guard, 30000);
-	f->timed_out = false;
-	assert_int_equal(loop_run(f->loop), 0);
-	timer_stop(f->loop, &f->guard);
-	assert_false(f->timed_out);
+	assert_true(unit_run_until(f->loop, bulk_over, b, 30000));
 	assert_false(b->bad);
 	assert_int_equal(b->recvd, BULK_N);
 	assert_true(b->h_sent == b->h_recvd);
@@ -890,7 +848,7 @@ test_thousand_datagrams_arrive_intact_and_in_order(void **state)
 	loop_unwatch(f->loop, &b->w);
 	close(b->fd);
 	udpassoc_stop(u);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 	free(b);
 }
 
@@ -915,18 +873,18 @@ test_idle_timeout_calls_end(void **state)
 		send_dgram(c, &bnd, 0, &dst, "tick", 4);
 		n = wait_dgram(f, c, GUARD_MS);
 		assert_reply(rxbuf, n, &f->echo4.addr, "tick", 4);
-		run_for(f, 50);
+		unit_run_for(f->loop, 50, UNIT_RUN_WAIT_MS);
 	}
 	assert_int_equal(f->ends, 0);
 	f->stop_in_end = u;
-	assert_true(run_until(f, pred_ended, GUARD_MS));
+	assert_true(unit_run_until(f->loop, pred_ended, f, GUARD_MS));
 	assert_int_equal(f->ends, 1);
 	assert_string_equal(f->end_why, "udp idle timeout");
 	/* Not before idle_ms after the last datagram. */
 	assert_true(f->end_at >= last + 150);
 	assert_null(f->stop_in_end);
 	/* Stopped from inside end(): the port is free, nothing is called again. */
-	run_for(f, 200);
+	unit_run_for(f->loop, 200, UNIT_RUN_WAIT_MS);
 	assert_int_equal(f->ends, 1);
 	close(c);
 }
@@ -938,10 +896,10 @@ test_no_idle_timeout_when_zero(void **state)
 	union sockaddr_any bnd;
 	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
 
-	run_for(f, 150);
+	unit_run_for(f->loop, 150, UNIT_RUN_WAIT_MS);
 	assert_int_equal(f->ends, 0);
 	udpassoc_stop(u);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 /* --- domain destinations ------------------------------------------------- */
@@ -963,7 +921,7 @@ test_domain_destination_localhost(void **state)
 	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 1);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -984,13 +942,13 @@ test_domain_unresolvable_is_dropped_and_counted(void **state)
 	send_dgram(c, &bnd, 0, &dst, "lost", 4);
 	f->poll_fd = -1;
 	for (int i = 0; i < 100 && udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_UNRESOLVED] == 0; i++)
-		run_for(f, 10);
+		unit_run_for(f->loop, 10, UNIT_RUN_WAIT_MS);
 	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_UNRESOLVED], 1);
 	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 0);
 	assert_int_equal(f->echo4.count, 0);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -1024,7 +982,7 @@ test_domain_queue_is_bounded_by_count_and_keeps_order(void **state)
 	assert_reply(rxbuf, n, &f->echo4.addr, "m99", 3);
 	udpassoc_stop(u);
 	close(c);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
 static void
@@ -1044,19 +1002,19 @@ test_domain_queue_is_bounded_by_bytes_and_stop_cancels(void **state)
 	 * relay socket's receive buffer is never the limit. */
 	for (int i = 0; i < 5; i++) {
 		send_dgram(c, &bnd, 0, &dst, big, sizeof(big));
-		run_for(f, 20);
+		unit_run_for(f->loop, 20, UNIT_RUN_WAIT_MS);
 	}
 	st = udpassoc_get_stats(u);
 	assert_int_equal(st->dropped[UDPASSOC_DROP_QUEUE], 1);
 	assert_int_equal(st->dgrams_up, 0);
 	/* Small ones still fit in the count bound until it is reached. */
 	send_dgram(c, &bnd, 0, &dst, "s", 1);
-	run_for(f, 20);
+	unit_run_for(f->loop, 20, UNIT_RUN_WAIT_MS);
 	assert_int_equal(st->dropped[UDPASSOC_DROP_QUEUE], 1);
 	/* Stopping with lookups outstanding cancels them (ASan: no leak, no
 	 * callback into freed memory afterwards). */
 	udpassoc_stop(u);
-	run_for(f, 50);
+	unit_run_for(f->loop, 50, UNIT_RUN_WAIT_MS);
 	close(c);
 }
 
@@ -1078,7 +1036,7 @@ test_domain_pending_lookup_does_not_hold_other_names(void **state)
 	assert_reply(rxbuf, n, &f->echo4.addr, "goes", 4);
 	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 1);
 	udpassoc_stop(u);
-	run_for(f, 1);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 	close(c);
 }
 
