@@ -28,7 +28,7 @@ void log_use_syslog(bool on);
 enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);
 /* Parses "error|warn|info|debug"; returns -1 when unknown. */
-int log_level_from_string(const char *s);
+int log_level_from_name(const char *s);
 const char *log_level_name(enum log_level level);
 
 /* For lines an outsider can trigger at will (refusals, fd exhaustion): at

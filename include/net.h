@@ -20,24 +20,24 @@ union sockaddr_any {
 
 /* "1.2.3.4:80" and "[::1]:80" (port required unless default_port >= 0, in
  * which case a bare address is allowed). Returns 0 or -1. No name lookups. */
-int net_parse_addr_port(const char *s, int default_port, union sockaddr_any *out);
+int addr_parse_with_port(const char *s, int default_port, union sockaddr_any *out);
 /* A bare numeric address, IPv4 or IPv6, with the given port. */
-int net_parse_addr(const char *s, uint16_t port, union sockaddr_any *out);
-socklen_t net_addr_len(const union sockaddr_any *a);
-uint16_t net_addr_port(const union sockaddr_any *a);
-void net_addr_set_port(union sockaddr_any *a, uint16_t port);
-bool net_addr_equal(const union sockaddr_any *a, const union sockaddr_any *b);
-bool net_addr_ip_equal(const union sockaddr_any *a, const union sockaddr_any *b);
+int addr_parse(const char *s, uint16_t port, union sockaddr_any *out);
+socklen_t addr_len(const union sockaddr_any *a);
+uint16_t addr_port(const union sockaddr_any *a);
+void addr_set_port(union sockaddr_any *a, uint16_t port);
+bool addr_equal(const union sockaddr_any *a, const union sockaddr_any *b);
+bool addr_ip_equal(const union sockaddr_any *a, const union sockaddr_any *b);
 /* Turns ::ffff:a.b.c.d into a.b.c.d; leaves other addresses alone. */
-void net_addr_unmap(union sockaddr_any *a);
-bool net_addr_is_loopback(const union sockaddr_any *a);
+void addr_unmap(union sockaddr_any *a);
+bool addr_is_loopback(const union sockaddr_any *a);
 /* 0.0.0.0 or :: (also ::ffff:0.0.0.0), any port. */
-bool net_addr_is_unspecified(const union sockaddr_any *a);
-/* "1.2.3.4:80" / "[::1]:80"; out must hold NET_ADDRSTRLEN. */
-#define NET_ADDRSTRLEN (INET6_ADDRSTRLEN + 8)
-const char *net_addr_format(const union sockaddr_any *a, char *out, size_t cap);
+bool addr_is_unspecified(const union sockaddr_any *a);
+/* "1.2.3.4:80" / "[::1]:80"; out must hold ADDR_STRLEN. */
+#define ADDR_STRLEN (INET6_ADDRSTRLEN + 8)
+const char *addr_format(const union sockaddr_any *a, char *out, size_t cap);
 /* Address only, no port. */
-const char *net_ip_format(const union sockaddr_any *a, char *out, size_t cap);
+const char *addr_ip_format(const union sockaddr_any *a, char *out, size_t cap);
 
 /* Nonblocking, close-on-exec listening TCP socket with SO_REUSEADDR (and
  * IPV6_V6ONLY for IPv6). Returns the fd or -1. */

@@ -477,7 +477,7 @@ conn_new(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	c->target_fd = -1;
 	c->peer = *peer;
 	c->local = *local;
-	net_addr_unmap(&c->peer);
+	addr_unmap(&c->peer);
 	c->rep = STATS_REP_NONE;
 	c->version = SOCKS_VERSION;
 	c->start_ms = loop_now(env->loop);

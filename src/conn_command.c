@@ -104,14 +104,14 @@ conn_target_allowed(const union sockaddr_any *to, void *arg)
 {
 	struct conn *c = arg;
 	struct policy_subject s = conn_subject(c);
-	char a[NET_ADDRSTRLEN], what[400];
+	char a[ADDR_STRLEN], what[400];
 	int line;
 
 	if (policy_check_request(&s, c->cmd, conn_request_name(c), to, c->hs->req.dst.port,
 		    &line) == ACL_ALLOW)
 		return true;
 	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
-		net_addr_format(to, a, sizeof(a)));
+		addr_format(to, a, sizeof(a)));
 	policy_log_denied(&c->env->policy, &s, what, line, loop_now(c->env->loop));
 	return false;
 }
@@ -234,7 +234,7 @@ conn_step_relay(struct conn *c)
 static void
 conn_announce(const struct conn *c, union sockaddr_any *a)
 {
-	uint16_t port = net_addr_port(a);
+	uint16_t port = addr_port(a);
 
 	if (a->sa.sa_family == AF_INET && c->cfg->has_announce4)
 		*a = c->cfg->announce4;
@@ -242,7 +242,7 @@ conn_announce(const struct conn *c, union sockaddr_any *a)
 		*a = c->cfg->announce6;
 	else
 		return;
-	net_addr_set_port(a, port);
+	addr_set_port(a, port);
 }
 
 /* The success reply naming a socket of ours (announced), then wait in
@@ -316,7 +316,7 @@ conn_step_bind_wait(struct conn *c)
 	struct conn_hs *hs = c->hs;
 	struct policy_subject s = conn_subject(c);
 	const union sockaddr_any *peer = &hs->bind_peer;
-	char a[NET_ADDRSTRLEN], what[80];
+	char a[ADDR_STRLEN], what[80];
 	int line;
 
 	if (!hs->bind_ready)
@@ -332,10 +332,10 @@ conn_step_bind_wait(struct conn *c)
 	c->target_fd = hs->bind_fd;
 	hs->bind_fd = -1;
 	watcher_init(&c->tw, c->target_fd, NULL, c); /* the relay's from its start */
-	net_addr_format(peer, a, sizeof(a));
+	addr_format(peer, a, sizeof(a));
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id, a);
-	if (policy_check_request(&s, SOCKS_CMD_BIND, NULL, peer, net_addr_port(peer), &line) !=
+	if (policy_check_request(&s, SOCKS_CMD_BIND, NULL, peer, addr_port(peer), &line) !=
 	    ACL_ALLOW) {
 		snprintf(what, sizeof(what), "bind peer %s", a);
 		policy_log_denied(&c->env->policy, &s, what, line, loop_now(c->env->loop));
@@ -365,7 +365,7 @@ conn_udp_allow(const union sockaddr_any *dst, const char *name, void *arg)
 	struct policy_subject s = conn_subject(c);
 	int line;
 
-	return policy_check_request(&s, SOCKS_CMD_UDP_ASSOCIATE, name, dst, net_addr_port(dst),
+	return policy_check_request(&s, SOCKS_CMD_UDP_ASSOCIATE, name, dst, addr_port(dst),
 		       &line) == ACL_ALLOW;
 }
 

@@ -61,13 +61,13 @@ conn_step_proxy(struct conn *c)
 	buf_consume(&hs->in, used);
 	if (!pr.local) {
 		if (log_enabled(LOG_LVL_DEBUG)) {
-			char a[NET_ADDRSTRLEN], b[NET_ADDRSTRLEN];
+			char a[ADDR_STRLEN], b[ADDR_STRLEN];
 			log_debug("conn %" PRIu64 ": PROXY v%d: client %s (via %s)", c->id,
-				pr.version, net_addr_format(&pr.src, a, sizeof(a)),
-				net_addr_format(&c->peer, b, sizeof(b)));
+				pr.version, addr_format(&pr.src, a, sizeof(a)),
+				addr_format(&c->peer, b, sizeof(b)));
 		}
 		c->peer = pr.src;
-		net_addr_unmap(&c->peer);
+		addr_unmap(&c->peer);
 	}
 	if (!conn_admit(c))
 		return CONN_STEP_CLOSE;
@@ -215,7 +215,7 @@ conn_request_addr(const struct conn *c, union sockaddr_any *out)
 
 	if (proto_addr_to_sockaddr(&c->hs->req.dst, &out->ss, &len) < 0)
 		return false;
-	net_addr_unmap(out);
+	addr_unmap(out);
 	return true;
 }
 

@@ -45,7 +45,7 @@ dial_next(struct dial *d)
 
 		if (now >= d->deadline_ms)
 			break;
-		net_addr_set_port(&to, d->port);
+		addr_set_port(&to, d->port);
 		if (d->opt.allow && !d->opt.allow(&to, d->opt.allow_arg)) {
 			d->denied = true;
 			continue;

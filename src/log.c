@@ -108,7 +108,7 @@ log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms
 }
 
 int
-log_level_from_string(const char *s)
+log_level_from_name(const char *s)
 {
 	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
 		if (strcasecmp(s, level_names[i]) == 0)

@@ -16,7 +16,7 @@
 #include <unistd.h>
 
 int
-net_parse_addr(const char *s, uint16_t port, union sockaddr_any *out)
+addr_parse(const char *s, uint16_t port, union sockaddr_any *out)
 {
 	memset(out, 0, sizeof(*out));
 	if (inet_pton(AF_INET, s, &out->sin.sin_addr) == 1) {
@@ -49,7 +49,7 @@ parse_port(const char *s, uint16_t *port)
 }
 
 int
-net_parse_addr_port(const char *s, int default_port, union sockaddr_any *out)
+addr_parse_with_port(const char *s, int default_port, union sockaddr_any *out)
 {
 	char host[INET6_ADDRSTRLEN + 1];
 	const char *port_s = NULL;
@@ -93,24 +93,24 @@ net_parse_addr_port(const char *s, int default_port, union sockaddr_any *out)
 			return -1;
 		port = (uint16_t)default_port;
 	}
-	return net_parse_addr(host, port, out);
+	return addr_parse(host, port, out);
 }
 
 socklen_t
-net_addr_len(const union sockaddr_any *a)
+addr_len(const union sockaddr_any *a)
 {
 	return a->sa.sa_family == AF_INET6 ? sizeof(struct sockaddr_in6)
 					   : sizeof(struct sockaddr_in);
 }
 
 uint16_t
-net_addr_port(const union sockaddr_any *a)
+addr_port(const union sockaddr_any *a)
 {
 	return ntohs(a->sa.sa_family == AF_INET6 ? a->sin6.sin6_port : a->sin.sin_port);
 }
 
 void
-net_addr_set_port(union sockaddr_any *a, uint16_t port)
+addr_set_port(union sockaddr_any *a, uint16_t port)
 {
 	if (a->sa.sa_family == AF_INET6)
 		a->sin6.sin6_port = htons(port);
@@ -119,7 +119,7 @@ net_addr_set_port(union sockaddr_any *a, uint16_t port)
 }
 
 bool
-net_addr_ip_equal(const union sockaddr_any *a, const union sockaddr_any *b)
+addr_ip_equal(const union sockaddr_any *a, const union sockaddr_any *b)
 {
 	if (a->sa.sa_family != b->sa.sa_family)
 		return false;
@@ -131,13 +131,13 @@ net_addr_ip_equal(const union sockaddr_any *a, const union sockaddr_any *b)
 }
 
 bool
-net_addr_equal(const union sockaddr_any *a, const union sockaddr_any *b)
+addr_equal(const union sockaddr_any *a, const union sockaddr_any *b)
 {
-	return net_addr_ip_equal(a, b) && net_addr_port(a) == net_addr_port(b);
+	return addr_ip_equal(a, b) && addr_port(a) == addr_port(b);
 }
 
 void
-net_addr_unmap(union sockaddr_any *a)
+addr_unmap(union sockaddr_any *a)
 {
 	struct sockaddr_in sin;
 
@@ -152,7 +152,7 @@ net_addr_unmap(union sockaddr_any *a)
 }
 
 bool
-net_addr_is_loopback(const union sockaddr_any *a)
+addr_is_loopback(const union sockaddr_any *a)
 {
 	if (a->sa.sa_family == AF_INET)
 		return (ntohl(a->sin.sin_addr.s_addr) >> 24) == 127;
@@ -166,7 +166,7 @@ net_addr_is_loopback(const union sockaddr_any *a)
 }
 
 bool
-net_addr_is_unspecified(const union sockaddr_any *a)
+addr_is_unspecified(const union sockaddr_any *a)
 {
 	if (a->sa.sa_family == AF_INET)
 		return a->sin.sin_addr.s_addr == htonl(INADDR_ANY);
@@ -188,16 +188,16 @@ bind_in_range(int fd, const union sockaddr_any *addr, uint16_t lo, uint16_t hi)
 	uint32_t span, start = 0;
 
 	if (lo == 0 && hi == 0) {
-		net_addr_set_port(&a, 0);
-		return bind(fd, &a.sa, net_addr_len(&a));
+		addr_set_port(&a, 0);
+		return bind(fd, &a.sa, addr_len(&a));
 	}
 	span = (uint32_t)hi - lo + 1;
 	if (getrandom(&start, sizeof(start), GRND_NONBLOCK) < 0)
 		start = (uint32_t)getpid();
 	errno = EADDRINUSE;
 	for (uint32_t i = 0; i < span && i < NET_RANGE_PROBES; i++) {
-		net_addr_set_port(&a, (uint16_t)(lo + (start + i) % span));
-		if (bind(fd, &a.sa, net_addr_len(&a)) == 0)
+		addr_set_port(&a, (uint16_t)(lo + (start + i) % span));
+		if (bind(fd, &a.sa, addr_len(&a)) == 0)
 			return 0;
 		if (errno != EADDRINUSE)
 			break;
@@ -206,7 +206,7 @@ bind_in_range(int fd, const union sockaddr_any *addr, uint16_t lo, uint16_t hi)
 }
 
 const char *
-net_ip_format(const union sockaddr_any *a, char *out, size_t cap)
+addr_ip_format(const union sockaddr_any *a, char *out, size_t cap)
 {
 	const void *src = a->sa.sa_family == AF_INET6 ? (const void *)&a->sin6.sin6_addr
 						      : (const void *)&a->sin.sin_addr;
@@ -219,15 +219,15 @@ net_ip_format(const union sockaddr_any *a, char *out, size_t cap)
 }
 
 const char *
-net_addr_format(const union sockaddr_any *a, char *out, size_t cap)
+addr_format(const union sockaddr_any *a, char *out, size_t cap)
 {
 	char ip[INET6_ADDRSTRLEN];
 
-	net_ip_format(a, ip, sizeof(ip));
+	addr_ip_format(a, ip, sizeof(ip));
 	if (a->sa.sa_family == AF_INET6)
-		snprintf(out, cap, "[%s]:%u", ip, net_addr_port(a));
+		snprintf(out, cap, "[%s]:%u", ip, addr_port(a));
 	else
-		snprintf(out, cap, "%s:%u", ip, net_addr_port(a));
+		snprintf(out, cap, "%s:%u", ip, addr_port(a));
 	return out;
 }
 
@@ -254,7 +254,7 @@ listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo
 	if (a->sa.sa_family == AF_INET6 &&
 	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail;
-	if ((lo || hi ? bind_in_range(fd, a, lo, hi) : bind(fd, &a->sa, net_addr_len(a))) < 0)
+	if ((lo || hi ? bind_in_range(fd, a, lo, hi) : bind(fd, &a->sa, addr_len(a))) < 0)
 		goto fail;
 	if (listen(fd, backlog) < 0)
 		goto fail;
@@ -278,7 +278,7 @@ net_listen_tcp_range(const union sockaddr_any *a, int backlog, uint16_t lo, uint
 	union sockaddr_any any_port = *a;
 
 	/* No range: any port, chosen by the kernel. */
-	net_addr_set_port(&any_port, 0);
+	addr_set_port(&any_port, 0);
 	return listen_tcp(&any_port, backlog, false, lo, hi);
 }
 
@@ -314,11 +314,11 @@ net_connect_start(const union sockaddr_any *to, const union sockaddr_any *from)
 		 * would reserve a port per 4-tuple-less bind). */
 		int one = 1;
 		(void)setsockopt(fd, IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof(one));
-		if (bind(fd, &from->sa, net_addr_len(from)) < 0)
+		if (bind(fd, &from->sa, addr_len(from)) < 0)
 			goto fail;
 	}
 	do {
-		rc = connect(fd, &to->sa, net_addr_len(to));
+		rc = connect(fd, &to->sa, addr_len(to));
 	} while (rc < 0 && errno == EINTR);
 	if (rc < 0 && errno != EINPROGRESS)
 		goto fail;

@@ -40,7 +40,7 @@ policy_client_allowed(struct policy *p, const struct policy_subject *s, uint64_t
 {
 	const struct acl *acl = s->cfg->acl;
 	struct acl_result r;
-	char peer[NET_ADDRSTRLEN];
+	char peer[ADDR_STRLEN];
 
 	if (acl_client_rule_count(acl) == 0)
 		return true;
@@ -50,7 +50,7 @@ policy_client_allowed(struct policy *p, const struct policy_subject *s, uint64_t
 		return true;
 	p->stats->client_denials++;
 	if (policy_refusal_log_ok(p, now_ms)) {
-		net_addr_format(s->client, peer, sizeof(peer));
+		addr_format(s->client, peer, sizeof(peer));
 		if (r.line)
 			log_info("client %s denied by %s:%d", peer, s->cfg->name, r.line);
 		else
@@ -64,7 +64,7 @@ policy_admit(struct policy *p, const struct policy_subject *s, uint64_t now_ms,
 	bool *ip_counted)
 {
 	unsigned limit = s->cfg->max_connections_per_ip;
-	char peer[NET_ADDRSTRLEN];
+	char peer[ADDR_STRLEN];
 
 	*ip_counted = false;
 	if (!policy_client_allowed(p, s, now_ms))
@@ -75,7 +75,7 @@ policy_admit(struct policy *p, const struct policy_subject *s, uint64_t now_ms,
 		p->stats->limit_refusals++;
 		if (policy_refusal_log_ok(p, now_ms))
 			log_info("client %s refused: max-connections-per-ip %u reached",
-				net_addr_format(s->client, peer, sizeof(peer)), limit);
+				addr_format(s->client, peer, sizeof(peer)), limit);
 		return POLICY_IP_LIMIT;
 	}
 	*ip_counted = true;
@@ -131,7 +131,7 @@ policy_check_password(struct policy *p, const struct policy_subject *s, const ch
 {
 	uint64_t left = 0;
 	bool locked = p->limits && connlimit_auth_locked(p->limits, s->client, now_ms, &left);
-	char peer[NET_ADDRSTRLEN];
+	char peer[ADDR_STRLEN];
 
 	/* A NUL inside a field would make the C-string check see a different
 	 * name than the client sent: never authenticates. A locked-out
@@ -143,7 +143,7 @@ policy_check_password(struct policy *p, const struct policy_subject *s, const ch
 		return POLICY_AUTH_OK;
 	}
 	p->stats->auth_failures++;
-	net_addr_format(s->client, peer, sizeof(peer));
+	addr_format(s->client, peer, sizeof(peer));
 	if (locked) {
 		log_warnx("conn %" PRIu64 ": %s is locked out for %" PRIu64 " s more; user \"%s\" "
 			  "not checked", s->id, peer, (left + 999) / 1000, user);
@@ -175,17 +175,17 @@ policy_is_self(const struct policy_subject *s, const union sockaddr_any *dst)
 {
 	union sockaddr_any d = *dst;
 
-	net_addr_unmap(&d);
+	addr_unmap(&d);
 	/* connect() to 0.0.0.0 or :: reaches this host (Linux routes it to
 	 * loopback): as much "self" as 127.0.0.1. */
-	if (net_addr_is_loopback(&d) || net_addr_is_unspecified(&d))
+	if (addr_is_loopback(&d) || addr_is_unspecified(&d))
 		return true;
 	for (size_t i = 0; i < s->cfg->nlisten; i++) {
 		const union sockaddr_any *l = &s->cfg->listen[i].addr;
-		if (net_addr_equal(l, &d))
+		if (addr_equal(l, &d))
 			return true;
-		if (net_addr_port(l) == net_addr_port(&d) && net_addr_is_unspecified(l) &&
-		    net_addr_ip_equal(s->local, &d))
+		if (addr_port(l) == addr_port(&d) && addr_is_unspecified(l) &&
+		    addr_ip_equal(s->local, &d))
 			return true;
 	}
 	return false;
@@ -211,7 +211,7 @@ policy_check_request(const struct policy_subject *s, uint8_t cmd, const char *na
 	/* With rules written, what none of them allows is denied. */
 	if (r.line == 0 && acl_request_rule_count(s->cfg->acl) > 0)
 		return ACL_DENY;
-	if (dst && !(r.line && r.explicit_to) && !net_addr_is_loopback(s->client) &&
+	if (dst && !(r.line && r.explicit_to) && !addr_is_loopback(s->client) &&
 	    policy_is_self(s, dst)) {
 		*line = 0;
 		return ACL_DENY;
@@ -223,12 +223,12 @@ void
 policy_log_denied(struct policy *p, const struct policy_subject *s, const char *what, int line,
 	uint64_t now_ms)
 {
-	char peer[NET_ADDRSTRLEN];
+	char peer[ADDR_STRLEN];
 
 	p->stats->rule_denials++;
 	if (!policy_refusal_log_ok(p, now_ms))
 		return;
-	net_addr_format(s->client, peer, sizeof(peer));
+	addr_format(s->client, peer, sizeof(peer));
 	if (line)
 		log_info("conn %" PRIu64 ": %s from %s denied by %s:%d", s->id, what, peer,
 			s->cfg->name, line);

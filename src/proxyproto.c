@@ -362,7 +362,7 @@ pp1_skip_unknown(struct pp1 *c)
 	return pp1_crlf(c);
 }
 
-/* Not net_addr_set_port: this leaf links without net.c (tests, fuzzers). */
+/* Not addr_set_port: this leaf links without net.c (tests, fuzzers). */
 static void
 set_port(union sockaddr_any *a, uint16_t port)
 {

@@ -40,7 +40,7 @@ stats_format_rep(const struct stats_session *s, char *out, size_t cap)
 void
 stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 {
-	char peer[NET_ADDRSTRLEN], rep[8], extra[160] = "";
+	char peer[ADDR_STRLEN], rep[8], extra[160] = "";
 	uint64_t up = s->up, down = s->down, dropped = 0;
 
 	if (s->udp) {
@@ -59,7 +59,7 @@ stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 			" dropped=%" PRIu64, s->udp->dgrams_up, s->udp->dgrams_down, dropped);
 	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
 		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
-		s->id, s->version, net_addr_format(s->client, peer, sizeof(peer)),
+		s->id, s->version, addr_format(s->client, peer, sizeof(peer)),
 		s->user ? s->user : "-", s->cmd ? proto_cmd_str(s->cmd) : "-",
 		s->target ? s->target : "-", stats_format_rep(s, rep, sizeof(rep)), up, down,
 		extra, s->duration_ms / 1000, s->duration_ms % 1000, s->end ? s->end : "-");

@@ -218,7 +218,7 @@ fx_start(struct fx *f, const char *extra, bool proxy_protocol)
 	f->loop = loop_new();
 	assert_non_null(f->loop);
 	memset(&ro, 0, sizeof(ro));
-	assert_int_equal(net_parse_addr("127.0.0.1", f->closed_port, &ns), 0);
+	assert_int_equal(addr_parse("127.0.0.1", f->closed_port, &ns), 0);
 	ro.nameservers = &ns;
 	ro.nnameservers = 1;
 	ro.prefer_family = AF_INET;
@@ -232,8 +232,8 @@ fx_start(struct fx *f, const char *extra, bool proxy_protocol)
 	conn_set_trace(on_trace, f);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	f->client = sv[1];
-	assert_int_equal(net_parse_addr("127.0.0.1", 40000, &peer), 0);
-	assert_int_equal(net_parse_addr("127.0.0.1", 1080, &local), 0);
+	assert_int_equal(addr_parse("127.0.0.1", 40000, &peer), 0);
+	assert_int_equal(addr_parse("127.0.0.1", 1080, &local), 0);
 	conn_accept(&f->env, sv[0], &peer, &local, proxy_protocol);
 }
 

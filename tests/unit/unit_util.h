@@ -294,7 +294,7 @@ unit_addr(const char *ip, uint16_t port)
 {
 	union sockaddr_any sa;
 
-	if (net_parse_addr(ip, port, &sa) != 0)
+	if (addr_parse(ip, port, &sa) != 0)
 		fail_msg("bad test address %s", ip);
 	return sa;
 }
