@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "net.h"
+#include "addr.h"
 
 struct acl;
 

@@ -14,7 +14,7 @@
 
 #include "acl.h"
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:1080"

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "addr.h"
 
 /* v1 lines are at most 107 bytes; v2 headers 16 + a 16-bit length. */
 #define PROXYPROTO_V1_MAX 107

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "addr.h"
 
 struct loop;
 struct resolver;

@@ -42,11 +42,11 @@ bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
 			b->cb(-1, errno, NULL, b->arg);
 			return;
 		}
-		net_addr_unmap(&peer);
-		if (b->has_expect && !net_addr_ip_equal(&peer, &b->expect)) {
-			char a[NET_ADDRSTRLEN];
+		addr_unmap(&peer);
+		if (b->has_expect && !addr_ip_equal(&peer, &b->expect)) {
+			char a[ADDR_STRLEN];
 			log_info("bind: refused a connection from unexpected %s",
-				net_addr_format(&peer, a, sizeof(a)));
+				addr_format(&peer, a, sizeof(a)));
 			close(fd);
 			continue;
 		}
@@ -73,7 +73,7 @@ bindcmd_start(struct loop *loop, const union sockaddr_any *addr,
 	if (expect) {
 		b->has_expect = true;
 		b->expect = *expect;
-		net_addr_unmap(&b->expect);
+		addr_unmap(&b->expect);
 	}
 	b->fd = net_listen_tcp_range(addr, 1, lo, hi);
 	if (b->fd < 0)

@@ -221,19 +221,19 @@ set_listen(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
 	union sockaddr_any a;
-	char buf[NET_ADDRSTRLEN];
+	char buf[ADDR_STRLEN];
 
-	if (net_parse_addr_port(argv[0], -1, &a) < 0)
+	if (addr_parse_with_port(argv[0], -1, &a) < 0)
 		return perr(p, "listen: bad address '%s' (expected ADDR:PORT or [IPV6]:PORT)",
 			argv[0]);
-	if (net_addr_port(&a) == 0)
+	if (addr_port(&a) == 0)
 		return perr(p, "listen: port 0 is not allowed");
 	if (p->argc == 2 && strcmp(argv[1], "proxy-protocol") != 0)
 		return perr(p, "listen: unknown option '%s' (proxy-protocol)", argv[1]);
 	for (size_t i = 0; i < c->nlisten; i++)
-		if (net_addr_equal(&c->listen[i].addr, &a))
+		if (addr_equal(&c->listen[i].addr, &a))
 			return perr(p, "listen: duplicate address %s, first at line %d",
-				net_addr_format(&a, buf, sizeof(buf)), c->listen[i].line);
+				addr_format(&a, buf, sizeof(buf)), c->listen[i].line);
 	if (c->nlisten == CONFIG_MAX_LISTEN)
 		return perr(p, "listen: too many addresses (at most %d)", CONFIG_MAX_LISTEN);
 	c->listen[c->nlisten].addr = a;
@@ -323,10 +323,10 @@ set_metrics(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
 
-	if (net_parse_addr_port(argv[0], -1, &c->metrics) < 0)
+	if (addr_parse_with_port(argv[0], -1, &c->metrics) < 0)
 		return perr(p, "metrics: bad address '%s' (expected ADDR:PORT or [IPV6]:PORT)",
 			argv[0]);
-	if (net_addr_port(&c->metrics) == 0)
+	if (addr_port(&c->metrics) == 0)
 		return perr(p, "metrics: port 0 is not allowed");
 	c->has_metrics = true;
 	return 0;
@@ -338,7 +338,7 @@ set_announce(struct config_parse *p, char **argv)
 	struct config *c = p->c;
 	union sockaddr_any a;
 
-	if (net_parse_addr(argv[0], 0, &a) < 0)
+	if (addr_parse(argv[0], 0, &a) < 0)
 		return perr(p, "announce: bad address '%s' (expected a numeric IPv4 or IPv6 "
 			       "address)", argv[0]);
 	if (a.sa.sa_family == AF_INET) {
@@ -392,7 +392,7 @@ set_user(struct config_parse *p, char **argv)
 		union sockaddr_any a;
 		if (strcmp(argv[i], "external") != 0)
 			return perr(p, "user: unknown option '%s' (external)", argv[i]);
-		if (net_parse_addr(argv[i + 1], 0, &a) < 0)
+		if (addr_parse(argv[i + 1], 0, &a) < 0)
 			return perr(p, "user: bad external address '%s' (expected a numeric IPv4 "
 				       "or IPv6 address)", argv[i + 1]);
 		if ((a.sa.sa_family == AF_INET && ue.has4) || (a.sa.sa_family == AF_INET6 && ue.has6))
@@ -526,19 +526,19 @@ set_nameserver(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
 	union sockaddr_any a;
-	char buf[NET_ADDRSTRLEN];
+	char buf[ADDR_STRLEN];
 
 	/* A bare IPv6 address (more than one colon) takes the default port. */
-	if (net_parse_addr_port(argv[0], 53, &a) < 0)
+	if (addr_parse_with_port(argv[0], 53, &a) < 0)
 		return perr(p, "nameserver: bad address '%s' (expected ADDR, ADDR:PORT or "
 			       "[IPV6]:PORT)",
 			argv[0]);
-	if (net_addr_port(&a) == 0)
+	if (addr_port(&a) == 0)
 		return perr(p, "nameserver: port 0 is not allowed");
 	for (size_t i = 0; i < c->nnameservers; i++)
-		if (net_addr_equal(&c->nameservers[i], &a))
+		if (addr_equal(&c->nameservers[i], &a))
 			return perr(p, "nameserver: duplicate address %s, first at line %d",
-				net_addr_format(&a, buf, sizeof(buf)), p->nameserver_line[i]);
+				addr_format(&a, buf, sizeof(buf)), p->nameserver_line[i]);
 	if (c->nnameservers == CONFIG_MAX_NAMESERVERS)
 		return perr(p, "nameserver: too many nameservers (at most %d)",
 			CONFIG_MAX_NAMESERVERS);
@@ -596,7 +596,7 @@ set_external(struct config_parse *p, char **argv)
 	struct config *c = p->c;
 	union sockaddr_any a;
 
-	if (net_parse_addr(argv[0], 0, &a) < 0)
+	if (addr_parse(argv[0], 0, &a) < 0)
 		return perr(p, "external: bad address '%s' (expected a numeric IPv4 or IPv6 "
 			       "address)",
 			argv[0]);
@@ -752,7 +752,7 @@ static void
 config_fill_defaults(struct config *c)
 {
 	if (c->nlisten == 0) {
-		if (net_parse_addr_port(CONFIG_DEFAULT_LISTEN, -1, &c->listen[0].addr) < 0)
+		if (addr_parse_with_port(CONFIG_DEFAULT_LISTEN, -1, &c->listen[0].addr) < 0)
 			abort(); /* the constant is a valid address */
 		c->listen[0].line = 0;
 		c->nlisten = 1;
@@ -843,8 +843,8 @@ config_check(struct config_parse *p)
 		}
 	if (acl_client_rule_count(c->acl) == 0 && config_accepts_no_auth(c)) {
 		for (size_t i = 0; i < c->nlisten; i++) {
-			char a[NET_ADDRSTRLEN];
-			if (net_addr_is_loopback(&c->listen[i].addr))
+			char a[ADDR_STRLEN];
+			if (addr_is_loopback(&c->listen[i].addr))
 				continue;
 			/* Never an open proxy by accident (issue: access control). */
 			p->line = c->listen[i].line;
@@ -852,7 +852,7 @@ config_check(struct config_parse *p)
 				       "password and no 'client' rule limits who may connect: that is "
 				       "an open proxy. Add 'client allow NETWORK' lines (the rest is "
 				       "denied), or 'auth password' with users",
-				net_addr_format(&c->listen[i].addr, a, sizeof(a)));
+				addr_format(&c->listen[i].addr, a, sizeof(a)));
 		}
 	}
 	for (size_t i = 0; i < c->nlisten; i++)
@@ -1036,12 +1036,12 @@ dump_port_range(FILE *out, const char *kw, uint16_t lo, uint16_t hi)
 void
 config_dump(const struct config *c, FILE *out)
 {
-	char buf[NET_ADDRSTRLEN];
+	char buf[ADDR_STRLEN];
 	size_t nusers = auth_table_count(c->users);
 
 	fprintf(out, "# socks5d effective configuration\n");
 	for (size_t i = 0; i < c->nlisten; i++)
-		fprintf(out, "listen %s%s\n", net_addr_format(&c->listen[i].addr, buf, sizeof(buf)),
+		fprintf(out, "listen %s%s\n", addr_format(&c->listen[i].addr, buf, sizeof(buf)),
 			c->listen[i].proxy_protocol ? " proxy-protocol" : "");
 	fprintf(out, "auth");
 	for (size_t i = 0; i < c->nmethods; i++)
@@ -1063,7 +1063,7 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)
 		fprintf(out, "nameserver %s\n",
-			net_addr_format(&c->nameservers[i], buf, sizeof(buf)));
+			addr_format(&c->nameservers[i], buf, sizeof(buf)));
 	fprintf(out, "resolve-prefer %s\n", c->resolve_prefer == AF_INET6 ? "ipv6" : "ipv4");
 	fprintf(out, "dns-cache-size %u\n", c->dns_cache_size);
 	fprintf(out, "dns-cache-max-ttl %u\n", c->dns_cache_max_ttl);
@@ -1072,13 +1072,13 @@ config_dump(const struct config *c, FILE *out)
 	if (!c->has_external4 && !c->has_external6)
 		fprintf(out, "# external not set: chosen by the kernel\n");
 	if (c->has_external4)
-		fprintf(out, "external %s\n", net_ip_format(&c->external4, buf, sizeof(buf)));
+		fprintf(out, "external %s\n", addr_ip_format(&c->external4, buf, sizeof(buf)));
 	if (c->has_external6)
-		fprintf(out, "external %s\n", net_ip_format(&c->external6, buf, sizeof(buf)));
+		fprintf(out, "external %s\n", addr_ip_format(&c->external6, buf, sizeof(buf)));
 	if (c->has_announce4)
-		fprintf(out, "announce %s\n", net_ip_format(&c->announce4, buf, sizeof(buf)));
+		fprintf(out, "announce %s\n", addr_ip_format(&c->announce4, buf, sizeof(buf)));
 	if (c->has_announce6)
-		fprintf(out, "announce %s\n", net_ip_format(&c->announce6, buf, sizeof(buf)));
+		fprintf(out, "announce %s\n", addr_ip_format(&c->announce6, buf, sizeof(buf)));
 	if (c->nproxy_from) {
 		fprintf(out, "proxy-protocol-from");
 		for (size_t i = 0; i < c->nproxy_from; i++) {
@@ -1093,14 +1093,14 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "\n");
 	}
 	if (c->has_metrics)
-		fprintf(out, "metrics %s\n", net_addr_format(&c->metrics, buf, sizeof(buf)));
+		fprintf(out, "metrics %s\n", addr_format(&c->metrics, buf, sizeof(buf)));
 	for (size_t i = 0; i < c->nuser_ext; i++) {
 		const struct config_user_external *ue = &c->user_ext[i];
 		fprintf(out, "# user %s:", ue->name);
 		if (ue->has4)
-			fprintf(out, " external %s", net_ip_format(&ue->ext4, buf, sizeof(buf)));
+			fprintf(out, " external %s", addr_ip_format(&ue->ext4, buf, sizeof(buf)));
 		if (ue->has6)
-			fprintf(out, " external %s", net_ip_format(&ue->ext6, buf, sizeof(buf)));
+			fprintf(out, " external %s", addr_ip_format(&ue->ext6, buf, sizeof(buf)));
 		fprintf(out, "\n");
 	}
 	acl_dump(c->acl, out);

@@ -307,13 +307,13 @@ conn_step_proxy(struct conn *c)
 	buf_consume(&hs->in, used);
 	if (!pr.local) {
 		if (log_enabled(LOG_LVL_DEBUG)) {
-			char a[NET_ADDRSTRLEN], b[NET_ADDRSTRLEN];
+			char a[ADDR_STRLEN], b[ADDR_STRLEN];
 			log_debug("conn %" PRIu64 ": PROXY v%d: client %s (via %s)", c->id,
-				pr.version, net_addr_format(&pr.src, a, sizeof(a)),
-				net_addr_format(&c->peer, b, sizeof(b)));
+				pr.version, addr_format(&pr.src, a, sizeof(a)),
+				addr_format(&c->peer, b, sizeof(b)));
 		}
 		c->peer = pr.src;
-		net_addr_unmap(&c->peer);
+		addr_unmap(&c->peer);
 	}
 	if (!conn_admit(c))
 		return STEP_WAIT; /* closed */
@@ -416,7 +416,7 @@ conn_step_auth(struct conn *c)
 		uint64_t now = loop_now(c->env->loop), left = 0;
 		bool locked = c->env->limits &&
 			connlimit_auth_locked(c->env->limits, &c->peer, now, &left);
-		char peer[NET_ADDRSTRLEN];
+		char peer[ADDR_STRLEN];
 
 		/* A NUL inside a field would make the C-string check see a
 		 * different name than the client sent: never authenticates.
@@ -424,7 +424,7 @@ conn_step_auth(struct conn *c)
 		ok = !locked && strlen(up.user) == up.ulen && strlen(up.pass) == up.plen &&
 		     conn_auth_check(c, up.user, up.pass);
 		explicit_bzero(&up.pass, sizeof(up.pass));
-		net_addr_format(&c->peer, peer, sizeof(peer));
+		addr_format(&c->peer, peer, sizeof(peer));
 		if (!ok) {
 			c->env->stats.auth_failures++;
 			if (locked) {
@@ -528,17 +528,17 @@ conn_is_self(const struct conn *c, const union sockaddr_any *dst)
 {
 	union sockaddr_any d = *dst;
 
-	net_addr_unmap(&d);
+	addr_unmap(&d);
 	/* connect() to 0.0.0.0 or :: reaches this host (Linux routes it to
 	 * loopback): as much "self" as 127.0.0.1. */
-	if (net_addr_is_loopback(&d) || net_addr_is_unspecified(&d))
+	if (addr_is_loopback(&d) || addr_is_unspecified(&d))
 		return true;
 	for (size_t i = 0; i < c->cfg->nlisten; i++) {
 		const union sockaddr_any *l = &c->cfg->listen[i].addr;
-		if (net_addr_equal(l, &d))
+		if (addr_equal(l, &d))
 			return true;
-		if (net_addr_port(l) == net_addr_port(&d) && net_addr_is_unspecified(l) &&
-		    net_addr_ip_equal(&c->local, &d))
+		if (addr_port(l) == addr_port(&d) && addr_is_unspecified(l) &&
+		    addr_ip_equal(&c->local, &d))
 			return true;
 	}
 	return false;
@@ -567,7 +567,7 @@ conn_check_request(const struct conn *c, uint8_t cmd, const char *name,
 	/* With rules written, what none of them allows is denied. */
 	if (r.line == 0 && acl_request_rule_count(c->cfg->acl) > 0)
 		return ACL_DENY;
-	if (dst && !(r.line && r.explicit_to) && !net_addr_is_loopback(&c->peer) &&
+	if (dst && !(r.line && r.explicit_to) && !addr_is_loopback(&c->peer) &&
 	    conn_is_self(c, dst)) {
 		*line = 0;
 		return ACL_DENY;
@@ -578,12 +578,12 @@ conn_check_request(const struct conn *c, uint8_t cmd, const char *name,
 static void
 conn_log_denied(const struct conn *c, const char *what, int line)
 {
-	char peer[NET_ADDRSTRLEN];
+	char peer[ADDR_STRLEN];
 
 	c->env->stats.rule_denials++;
 	if (!conn_refusal_log_ok(c))
 		return;
-	net_addr_format(&c->peer, peer, sizeof(peer));
+	addr_format(&c->peer, peer, sizeof(peer));
 	if (line)
 		log_info("conn %" PRIu64 ": %s from %s denied by %s:%d", c->id, what, peer,
 			c->cfg->name, line);
@@ -603,7 +603,7 @@ conn_udp_allow(const union sockaddr_any *dst, const char *name, void *arg)
 	const struct conn *c = arg;
 	int line;
 
-	return conn_check_request(c, SOCKS_CMD_UDP_ASSOCIATE, name, dst, net_addr_port(dst),
+	return conn_check_request(c, SOCKS_CMD_UDP_ASSOCIATE, name, dst, addr_port(dst),
 		       &line) == ACL_ALLOW;
 }
 
@@ -612,7 +612,7 @@ conn_udp_allow(const union sockaddr_any *dst, const char *name, void *arg)
 static bool
 conn_admit(struct conn *c)
 {
-	char peer[NET_ADDRSTRLEN];
+	char peer[ADDR_STRLEN];
 
 	if (acl_client_rule_count(c->cfg->acl) > 0) {
 		struct acl_result r = acl_check_client(c->cfg->acl, &c->peer);
@@ -620,7 +620,7 @@ conn_admit(struct conn *c)
 		if (r.verdict != ACL_ALLOW || r.line == 0) {
 			c->env->stats.client_denials++;
 			if (conn_refusal_log_ok(c)) {
-				net_addr_format(&c->peer, peer, sizeof(peer));
+				addr_format(&c->peer, peer, sizeof(peer));
 				if (r.line)
 					log_info("client %s denied by %s:%d", peer, c->cfg->name, r.line);
 				else
@@ -638,7 +638,7 @@ conn_admit(struct conn *c)
 			c->env->stats.limit_refusals++;
 			if (conn_refusal_log_ok(c))
 				log_info("client %s refused: max-connections-per-ip %u reached",
-					net_addr_format(&c->peer, peer, sizeof(peer)),
+					addr_format(&c->peer, peer, sizeof(peer)),
 					c->cfg->max_connections_per_ip);
 			c->quiet = true;
 			conn_close(c, "max-connections-per-ip");
@@ -657,7 +657,7 @@ conn_request_addr(const struct conn *c, union sockaddr_any *out)
 
 	if (proto_addr_to_sockaddr(&c->hs->req.dst, &out->ss, &len) < 0)
 		return false;
-	net_addr_unmap(out);
+	addr_unmap(out);
 	return true;
 }
 
@@ -800,17 +800,17 @@ conn_connect_next(struct conn *c)
 
 		if (now >= hs->connect_deadline_ms)
 			break;
-		net_addr_set_port(&to, hs->req.dst.port);
+		addr_set_port(&to, hs->req.dst.port);
 		{
 			int line;
-			char a[NET_ADDRSTRLEN], what[400];
+			char a[ADDR_STRLEN], what[400];
 			if (conn_check_request(c, c->cmd,
 				    hs->req.dst.atyp == SOCKS_ATYP_DOMAIN ? hs->req.dst.name : NULL,
 				    &to, hs->req.dst.port, &line) != ACL_ALLOW) {
 				/* Checked on the address really connected to: a
 				 * name resolving into a denied network is refused. */
 				snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
-					net_addr_format(&to, a, sizeof(a)));
+					addr_format(&to, a, sizeof(a)));
 				conn_log_denied(c, what, line);
 				hs->denied = true;
 				continue;
@@ -938,17 +938,17 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 		return;
 	}
 	if (log_enabled(LOG_LVL_DEBUG)) {
-		char a[NET_ADDRSTRLEN];
+		char a[ADDR_STRLEN];
 		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id,
-			net_addr_format(peer, a, sizeof(a)));
+			addr_format(peer, a, sizeof(a)));
 	}
 	{
 		int line;
-		if (conn_check_request(c, SOCKS_CMD_BIND, NULL, peer, net_addr_port(peer), &line) !=
+		if (conn_check_request(c, SOCKS_CMD_BIND, NULL, peer, addr_port(peer), &line) !=
 		    ACL_ALLOW) {
-			char a[NET_ADDRSTRLEN], what[80];
+			char a[ADDR_STRLEN], what[80];
 			snprintf(what, sizeof(what), "bind peer %s",
-				net_addr_format(peer, a, sizeof(a)));
+				addr_format(peer, a, sizeof(a)));
 			conn_log_denied(c, what, line);
 			close(peer_fd);
 			conn_fail_async(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied");
@@ -981,7 +981,7 @@ conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *ar
 static void
 conn_announce(const struct conn *c, union sockaddr_any *a)
 {
-	uint16_t port = net_addr_port(a);
+	uint16_t port = addr_port(a);
 
 	if (a->sa.sa_family == AF_INET && c->cfg->has_announce4)
 		*a = c->cfg->announce4;
@@ -989,7 +989,7 @@ conn_announce(const struct conn *c, union sockaddr_any *a)
 		*a = c->cfg->announce6;
 	else
 		return;
-	net_addr_set_port(a, port);
+	addr_set_port(a, port);
 }
 
 static enum step
@@ -1230,7 +1230,7 @@ conn_free(void *arg)
 static void
 conn_log_end(struct conn *c, const char *why)
 {
-	char peer[NET_ADDRSTRLEN], rep[8], extra[160] = "";
+	char peer[ADDR_STRLEN], rep[8], extra[160] = "";
 	uint64_t up = c->relay.dir[RELAY_UP].bytes, down = c->relay.dir[RELAY_DOWN].bytes;
 	uint64_t ms = loop_now(c->env->loop) - c->start_ms;
 	uint64_t dropped = 0;
@@ -1274,7 +1274,7 @@ conn_log_end(struct conn *c, const char *why)
 		snprintf(rep, sizeof(rep), "0x%02x", c->rep);
 	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
 		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
-		c->id, c->version, net_addr_format(&c->peer, peer, sizeof(peer)),
+		c->id, c->version, addr_format(&c->peer, peer, sizeof(peer)),
 		c->user ? c->user : "-", c->cmd ? proto_cmd_str(c->cmd) : "-",
 		c->target ? c->target : "-", rep, up, down, extra, ms / 1000, ms % 1000,
 		why ? why : "-");
@@ -1382,7 +1382,7 @@ conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	c->target_fd = -1;
 	c->peer = *peer;
 	c->local = *local;
-	net_addr_unmap(&c->peer);
+	addr_unmap(&c->peer);
 	c->rep = 0xFF;
 	c->version = SOCKS_VERSION;
 	c->state = proxy_protocol ? CONN_ST_PROXY : CONN_ST_GREETING;

@@ -137,7 +137,7 @@ listener_new(struct conn_env *env, int fd, const union sockaddr_any *addr,
 	l->fd = fd;
 	l->addr = *addr;
 	l->proxy_protocol = proxy_protocol;
-	l->wildcard = net_addr_is_unspecified(addr);
+	l->wildcard = addr_is_unspecified(addr);
 	/* Linux clones accepted sockets from the listener, TCP_NODELAY
 	 * included: one setsockopt here instead of one per connection. */
 	l->nodelay_inherited = net_set_nodelay(fd) == 0;

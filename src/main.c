@@ -223,7 +223,7 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 	}
 	for (size_t j = 0; j < cfg->nlisten; j++) {
 		for (size_t i = 0; i < d->nlisteners; i++) {
-			if (!net_addr_equal(listener_addr(d->listeners[i]), &cfg->listen[j].addr) ||
+			if (!addr_equal(listener_addr(d->listeners[i]), &cfg->listen[j].addr) ||
 			    listener_proxy_protocol(d->listeners[i]) != cfg->listen[j].proxy_protocol)
 				continue;
 			have[j] = true;
@@ -237,20 +237,20 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 	}
 	for (size_t i = 0; i < d->nlisteners; i++) {
 		if (!used[i]) {
-			char a[NET_ADDRSTRLEN];
+			char a[ADDR_STRLEN];
 			log_info("no longer listening on %s",
-				net_addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
+				addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
 			listener_close(d->listeners[i]);
 		}
 	}
 	for (size_t j = 0; j < cfg->nlisten; j++) {
 		const union sockaddr_any *want = &cfg->listen[j].addr;
-		char a[NET_ADDRSTRLEN];
+		char a[ADDR_STRLEN];
 		struct listener *l;
 
 		if (have[j])
 			continue;
-		net_addr_format(want, a, sizeof(a));
+		addr_format(want, a, sizeof(a));
 		l = listener_open(&d->env, want, cfg->listen[j].proxy_protocol);
 		if (!l) {
 			if (fail_hard)
@@ -404,9 +404,9 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 	if (cfg->has_metrics) {
 		want = cfg->metrics;
 		if (d->worker > 0)
-			net_addr_set_port(&want, (uint16_t)(net_addr_port(&want) + d->worker));
+			addr_set_port(&want, (uint16_t)(addr_port(&want) + d->worker));
 	}
-	if (d->metrics && cfg->has_metrics && net_addr_equal(&want, &d->metrics_addr))
+	if (d->metrics && cfg->has_metrics && addr_equal(&want, &d->metrics_addr))
 		return;
 	if (d->metrics) {
 		metrics_stop(d->metrics);
@@ -414,8 +414,8 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 	}
 	if (!cfg->has_metrics)
 		return;
-	char a[NET_ADDRSTRLEN];
-	net_addr_format(&want, a, sizeof(a));
+	char a[ADDR_STRLEN];
+	addr_format(&want, a, sizeof(a));
 	d->metrics = metrics_start(d->loop, &want, render_metrics, d);
 	if (!d->metrics) {
 		log_warn("metrics %s", a);
@@ -469,12 +469,12 @@ static void
 adopt_inherited(struct daemon *d, int nfds)
 {
 	for (int fd = 3; fd < 3 + nfds && d->nlisteners < MAX_LISTENERS; fd++) {
-		char a[NET_ADDRSTRLEN];
+		char a[ADDR_STRLEN];
 		struct listener *l = listener_adopt(&d->env, fd);
 		if (!l)
 			fatal("socket activation: fd %d", fd);
 		log_info("listening on %s (socket activation)",
-			net_addr_format(listener_addr(l), a, sizeof(a)));
+			addr_format(listener_addr(l), a, sizeof(a)));
 		d->inherited[d->nlisteners] = true;
 		d->listeners[d->nlisteners++] = l;
 	}
@@ -542,13 +542,13 @@ check_inherited_open_proxy(const struct daemon *d, const struct config *cfg)
 	if (!config_accepts_no_auth(cfg) || acl_client_rule_count(cfg->acl) > 0)
 		return;
 	for (size_t i = 0; i < d->nlisteners; i++) {
-		char a[NET_ADDRSTRLEN];
-		if (!d->inherited[i] || net_addr_is_loopback(listener_addr(d->listeners[i])))
+		char a[ADDR_STRLEN];
+		if (!d->inherited[i] || addr_is_loopback(listener_addr(d->listeners[i])))
 			continue;
 		fatalx("socket activation: %s is reachable from other hosts, clients need no "
 		       "password and no 'client' rule limits who may connect: that is an open "
 		       "proxy. Add 'client allow NETWORK' lines, or 'auth password' with users",
-			net_addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
+			addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
 	}
 }
 

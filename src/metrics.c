@@ -69,7 +69,7 @@ struct metrics_client {
 	const uint8_t *out;                  /* response: in req, or out_owned */
 	size_t out_len, out_off;
 	uint8_t *out_owned;                  /* malloc'd 200 response */
-	char peer[NET_ADDRSTRLEN];           /* for debug logs */
+	char peer[ADDR_STRLEN];           /* for debug logs */
 	uint8_t req[METRICS_REQUEST_MAX];    /* the head; then error answers */
 };
 
@@ -530,7 +530,7 @@ client_new(struct metrics_server *m, int fd, const union sockaddr_any *peer)
 	c->fd = fd;
 	c->state = MC_ST_READ;
 	if (log_enabled(LOG_LVL_DEBUG))
-		net_addr_format(peer, c->peer, sizeof(c->peer));
+		addr_format(peer, c->peer, sizeof(c->peer));
 	else
 		strcpy(c->peer, "-");
 	watcher_init(&c->w, fd, client_on_io, c);

@@ -362,16 +362,6 @@ pp1_skip_unknown(struct pp1 *c)
 	return pp1_crlf(c);
 }
 
-/* Not net_addr_set_port: this leaf links without net.c (tests, fuzzers). */
-static void
-set_port(union sockaddr_any *a, uint16_t port)
-{
-	if (a->sa.sa_family == AF_INET6)
-		a->sin6.sin6_port = htons(port);
-	else
-		a->sin.sin_port = htons(port);
-}
-
 /* Writes field f[0..n) as a NUL-terminated string; n fits by the checks. */
 static void
 pp1_copy(char *out, const uint8_t *f, size_t n)
@@ -451,10 +441,10 @@ parse_v1(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 	}
 	if (!decimal_ok(p + f_sport, f_dport - 1 - f_sport, 65535, &port))
 		return PROXYPROTO_ERR_ADDRESS;
-	set_port(&r->src, (uint16_t)port);
+	addr_set_port(&r->src, (uint16_t)port);
 	if (!decimal_ok(p + f_dport, c.pos - 2 - f_dport, 65535, &port))
 		return PROXYPROTO_ERR_ADDRESS;
-	set_port(&r->dst, (uint16_t)port);
+	addr_set_port(&r->dst, (uint16_t)port);
 	*consumed = c.pos;
 	return PROXYPROTO_OK;
 }

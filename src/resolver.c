@@ -24,6 +24,7 @@
 #include "dns.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
 
 #define RESOLVER_DNS_PORT 53
 #define RESOLVER_MAX_NAMESERVERS 8
@@ -338,7 +339,7 @@ resolver_parse_ns(const char *s, union sockaddr_any *out)
 	pct = strchr(buf, '%');
 	if (pct)
 		*pct++ = '\0';
-	if (net_parse_addr(buf, RESOLVER_DNS_PORT, out) < 0)
+	if (addr_parse(buf, RESOLVER_DNS_PORT, out) < 0)
 		return false;
 	/* fe80::1%eth0: the scope is an interface name (or number). */
 	if (pct) {
@@ -591,7 +592,7 @@ numeric_lookup(const char *name, struct resolver_result *res)
 {
 	union sockaddr_any a;
 
-	if (net_parse_addr(name, 0, &a) < 0)
+	if (addr_parse(name, 0, &a) < 0)
 		return false;
 	res->status = RESOLVER_OK;
 	res->naddrs = 1;
@@ -778,11 +779,11 @@ rq_finish(struct rq *q, enum resolver_status status)
 static void
 rq_server_failed(struct rq *q, const char *why)
 {
-	char buf[NET_ADDRSTRLEN];
+	char buf[ADDR_STRLEN];
 
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("resolver: %s %s: server %s: %s", q->lk->name, rq_type_str(q),
-		    net_addr_format(&q->lk->r->ns[q->server], buf, sizeof(buf)), why);
+		    addr_format(&q->lk->r->ns[q->server], buf, sizeof(buf)), why);
 	q->had_error = true;
 	rq_next_try(q);
 }
@@ -1036,7 +1037,7 @@ rq_send_udp(struct rq *q)
 		return -1;
 	/* Connected: the kernel drops datagrams from any other address or
 	 * port, so only the server asked can answer. */
-	if (connect(fd, &ns->sa, net_addr_len(ns)) < 0)
+	if (connect(fd, &ns->sa, addr_len(ns)) < 0)
 		goto fail;
 	do {
 		n = send(fd, q->msg + 2, q->msg_len, 0);
@@ -1066,7 +1067,7 @@ rq_next_try(struct rq *q)
 
 	rq_close(q);
 	while (q->tries < r->attempts * r->nns) {
-		char buf[NET_ADDRSTRLEN];
+		char buf[ADDR_STRLEN];
 
 		q->server = q->tries % r->nns;
 		q->tries++;
@@ -1074,14 +1075,14 @@ rq_next_try(struct rq *q)
 			if (log_enabled(LOG_LVL_DEBUG))
 				log_debug("resolver: %s %s: id %u to %s (try %u)",
 				    q->lk->name, rq_type_str(q), q->id,
-				    net_addr_format(&r->ns[q->server], buf, sizeof(buf)),
+				    addr_format(&r->ns[q->server], buf, sizeof(buf)),
 				    q->tries);
 			return;
 		}
 		if (log_enabled(LOG_LVL_DEBUG))
 			log_debug("resolver: %s %s: cannot ask %s: %s", q->lk->name,
 			    rq_type_str(q),
-			    net_addr_format(&r->ns[q->server], buf, sizeof(buf)),
+			    addr_format(&r->ns[q->server], buf, sizeof(buf)),
 			    strerror(errno));
 		q->had_error = true;
 	}
@@ -1328,8 +1329,8 @@ resolver_apply(struct resolver *r, const struct resolver_options *opt)
 				break;
 			}
 			r->ns[r->nns] = opt->nameservers[i];
-			if (net_addr_port(&r->ns[r->nns]) == 0)
-				net_addr_set_port(&r->ns[r->nns], RESOLVER_DNS_PORT);
+			if (addr_port(&r->ns[r->nns]) == 0)
+				addr_set_port(&r->ns[r->nns], RESOLVER_DNS_PORT);
 			r->nns++;
 		}
 	}
@@ -1339,7 +1340,7 @@ resolver_apply(struct resolver *r, const struct resolver_options *opt)
 	resolver_read_resolv_conf(r, resolv_conf, r->nns == 0);
 	if (r->nns == 0) {
 		/* resolv.conf(5): no nameserver line means the local one. */
-		(void)net_parse_addr("127.0.0.1", RESOLVER_DNS_PORT, &r->ns[0]);
+		(void)addr_parse("127.0.0.1", RESOLVER_DNS_PORT, &r->ns[0]);
 		r->nns = 1;
 	}
 
@@ -1357,11 +1358,11 @@ resolver_apply(struct resolver *r, const struct resolver_options *opt)
 		return -1;
 
 	if (log_enabled(LOG_LVL_DEBUG)) {
-		char buf[NET_ADDRSTRLEN];
+		char buf[ADDR_STRLEN];
 
 		for (size_t i = 0; i < r->nns; i++)
 			log_debug("resolver: nameserver %s",
-			    net_addr_format(&r->ns[i], buf, sizeof(buf)));
+			    addr_format(&r->ns[i], buf, sizeof(buf)));
 		log_debug("resolver: timeout %u ms, attempts %u, cache %u entries",
 		    r->timeout_ms, r->attempts, r->cache_size);
 	}

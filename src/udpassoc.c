@@ -122,13 +122,13 @@ udpassoc_shutdown(struct udpassoc *u, const char *why)
 	u->qcount = 0;
 	u->qbytes = 0;
 	if (log_enabled(LOG_LVL_DEBUG)) {
-		char b[NET_ADDRSTRLEN];
+		char b[ADDR_STRLEN];
 		const struct udpassoc_stats *s = &u->stats;
 
 		log_debug("udp assoc bnd=%s end=\"%s\" up=%llu/%llu down=%llu/%llu "
 			  "drop_frag=%llu drop_malformed=%llu drop_foreign=%llu "
 			  "drop_blocked=%llu drop_queue=%llu drop_unresolved=%llu",
-			net_addr_format(&u->bnd, b, sizeof(b)), why,
+			addr_format(&u->bnd, b, sizeof(b)), why,
 			(unsigned long long)s->dgrams_up, (unsigned long long)s->bytes_up,
 			(unsigned long long)s->dgrams_down, (unsigned long long)s->bytes_down,
 			(unsigned long long)s->dropped_frag,
@@ -180,19 +180,19 @@ udpassoc_sendto(struct udpassoc *u, int fd, const uint8_t *p, size_t len,
 	ssize_t n;
 
 	do {
-		n = sendto(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->sa, net_addr_len(to));
+		n = sendto(fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, &to->sa, addr_len(to));
 	} while (n < 0 && errno == EINTR);
 	if (n >= 0)
 		return true;
 	if (errno == EAGAIN || errno == EWOULDBLOCK || errno == ENOBUFS) {
 		u->stats.dropped_blocked++;
 	} else if (log_enabled(LOG_LVL_DEBUG)) {
-		char b[NET_ADDRSTRLEN], t[NET_ADDRSTRLEN];
+		char b[ADDR_STRLEN], t[ADDR_STRLEN];
 		int saved = errno;
 
 		log_debug("udp assoc bnd=%s: sendto %s (%zu bytes): %s",
-			net_addr_format(&u->bnd, b, sizeof(b)),
-			net_addr_format(to, t, sizeof(t)), len, strerror(saved));
+			addr_format(&u->bnd, b, sizeof(b)),
+			addr_format(to, t, sizeof(t)), len, strerror(saved));
 	}
 	return false;
 }
@@ -245,10 +245,10 @@ udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to, const char *
 	}
 	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
 		u->stats.dropped_error++;
-		char b[NET_ADDRSTRLEN];
+		char b[ADDR_STRLEN];
 
 		log_warn("udp assoc bnd=%s: outbound %s socket",
-			net_addr_format(&u->bnd, b, sizeof(b)),
+			addr_format(&u->bnd, b, sizeof(b)),
 			which == UDPASSOC_OUT6 ? "IPv6" : "IPv4");
 		return;
 	}
@@ -307,15 +307,15 @@ udpassoc_on_resolved(const struct resolver_result *res, void *arg)
 	if (res->status == RESOLVER_OK && res->naddrs > 0) {
 		/* The first address is the resolver's preferred family. */
 		e->to = res->addrs[0];
-		net_addr_unmap(&e->to);
-		net_addr_set_port(&e->to, e->dst.port);
+		addr_unmap(&e->to);
+		addr_set_port(&e->to, e->dst.port);
 		e->resolved = true;
 	} else if (log_enabled(LOG_LVL_DEBUG)) {
-		char b[NET_ADDRSTRLEN], d[PROTO_UDP_HEADER_MAX * 4];
+		char b[ADDR_STRLEN], d[PROTO_UDP_HEADER_MAX * 4];
 
 		/* proto_addr_format escapes the peer-chosen name for the log. */
 		proto_addr_format(&e->dst, d, sizeof(d));
-		log_debug("udp assoc bnd=%s: %s: %s", net_addr_format(&u->bnd, b, sizeof(b)),
+		log_debug("udp assoc bnd=%s: %s: %s", addr_format(&u->bnd, b, sizeof(b)),
 			d, resolver_status_str(res->status));
 	}
 	udpassoc_flush(u);
@@ -366,9 +366,9 @@ udpassoc_enqueue(struct udpassoc *u, const struct socks_addr *dst,
 static bool
 udpassoc_from_client(const struct udpassoc *u, const union sockaddr_any *src)
 {
-	if (u->addr_mismatch || !net_addr_ip_equal(src, &u->client))
+	if (u->addr_mismatch || !addr_ip_equal(src, &u->client))
 		return false;
-	return !u->port_pinned || net_addr_port(src) == net_addr_port(&u->client);
+	return !u->port_pinned || addr_port(src) == addr_port(&u->client);
 }
 
 /* One datagram arrived on the relay socket: RFC 1928 §7 header, then DATA
@@ -383,7 +383,7 @@ udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
 	const uint8_t *data;
 	size_t dlen;
 
-	net_addr_unmap(&src);
+	addr_unmap(&src);
 	if (!udpassoc_from_client(u, &src)) {
 		u->stats.dropped_foreign++;
 		return;
@@ -402,13 +402,13 @@ udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
 		/* The first well-formed datagram from the client's IP fixes its
 		 * port (the request said 0: it did not know it yet); garbage
 		 * from another socket on that host cannot take the slot. */
-		net_addr_set_port(&u->client, net_addr_port(&src));
+		addr_set_port(&u->client, addr_port(&src));
 		u->port_pinned = true;
 		if (log_enabled(LOG_LVL_DEBUG)) {
-			char b[NET_ADDRSTRLEN], c[NET_ADDRSTRLEN];
+			char b[ADDR_STRLEN], c[ADDR_STRLEN];
 			log_debug("udp assoc bnd=%s client=%s pinned",
-				net_addr_format(&u->bnd, b, sizeof(b)),
-				net_addr_format(&src, c, sizeof(c)));
+				addr_format(&u->bnd, b, sizeof(b)),
+				addr_format(&src, c, sizeof(c)));
 		}
 	}
 	if (!u->have_ep) {
@@ -426,7 +426,7 @@ udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
 		u->stats.dropped_malformed++;
 		return;
 	}
-	net_addr_unmap(&to);
+	addr_unmap(&to);
 	udpassoc_send_out(u, &to, NULL, data, dlen);
 }
 
@@ -493,7 +493,7 @@ udpassoc_on_out(struct udpassoc *u, int which)
 		/* Nobody to deliver to yet, or a datagram we could not hold. */
 		if (!u->have_ep || (size_t)n > UDPASSOC_DGRAM_MAX)
 			continue;
-		net_addr_unmap(&from);
+		addr_unmap(&from);
 		hlen = proto_encode_udp_header(hdr, &from.sa);
 		memcpy(p - hlen, hdr, hlen);
 		if (udpassoc_sendto(u, u->relay_w.fd, p - hlen, hlen + (size_t)n,
@@ -560,7 +560,7 @@ udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
 	if (!req)
 		return;
 	if (req->port != 0) {
-		net_addr_set_port(&u->client, req->port);
+		addr_set_port(&u->client, req->port);
 		u->port_pinned = true;
 	}
 	if ((req->atyp != SOCKS_ATYP_IPV4 && req->atyp != SOCKS_ATYP_IPV6) ||
@@ -568,8 +568,8 @@ udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
 		return;
 	if (proto_addr_to_sockaddr(req, &ra.ss, &ralen) < 0)
 		return;
-	net_addr_unmap(&ra);
-	if (!net_addr_ip_equal(&ra, &u->client))
+	addr_unmap(&ra);
+	if (!addr_ip_equal(&ra, &u->client))
 		u->addr_mismatch = true;
 }
 
@@ -594,14 +594,14 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 		opt = &no_opt;
 	/* The relay lives on the IP the client reached us on, in its plain
 	 * family: a v4-mapped control connection gets an IPv4 relay. */
-	net_addr_unmap(&local);
+	addr_unmap(&local);
 	if (local.sa.sa_family != AF_INET && local.sa.sa_family != AF_INET6) {
 		errno = EAFNOSUPPORT;
 		return NULL;
 	}
 	/* BND.ADDR must be an address the client can send to (never the
 	 * wildcard), and an accepted socket's local address always is. */
-	if (net_addr_is_unspecified(&local)) {
+	if (addr_is_unspecified(&local)) {
 		errno = EADDRNOTAVAIL;
 		return NULL;
 	}
@@ -622,7 +622,7 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 	timer_init(&u->idle_timer, udpassoc_on_idle, u);
 	if (opt->external4) {
 		u->ext[UDPASSOC_OUT4] = *opt->external4;
-		net_addr_unmap(&u->ext[UDPASSOC_OUT4]);
+		addr_unmap(&u->ext[UDPASSOC_OUT4]);
 	}
 	if (opt->external6)
 		u->ext[UDPASSOC_OUT6] = *opt->external6;
@@ -633,8 +633,8 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 		u->ext[UDPASSOC_OUT6].sa.sa_family = AF_UNSPEC;
 
 	u->client = *client_ip;
-	net_addr_unmap(&u->client);
-	net_addr_set_port(&u->client, 0);
+	addr_unmap(&u->client);
+	addr_set_port(&u->client, 0);
 	udpassoc_apply_request(u, req);
 
 	fd = net_udp_socket(&local, opt->port_lo, opt->port_hi);
@@ -649,10 +649,10 @@ udpassoc_start(struct loop *loop, struct resolver *resolver,
 		timer_start(loop, &u->idle_timer, u->idle_ms);
 	*bnd = u->bnd;
 	if (log_enabled(LOG_LVL_DEBUG)) {
-		char b[NET_ADDRSTRLEN], c[NET_ADDRSTRLEN];
-		log_debug("udp assoc bnd=%s client=%s%s%s", net_addr_format(&u->bnd, b, sizeof(b)),
-			u->port_pinned ? net_addr_format(&u->client, c, sizeof(c))
-				       : net_ip_format(&u->client, c, sizeof(c)),
+		char b[ADDR_STRLEN], c[ADDR_STRLEN];
+		log_debug("udp assoc bnd=%s client=%s%s%s", addr_format(&u->bnd, b, sizeof(b)),
+			u->port_pinned ? addr_format(&u->client, c, sizeof(c))
+				       : addr_ip_format(&u->client, c, sizeof(c)),
 			u->port_pinned ? "" : " port=first",
 			u->addr_mismatch ? " (request names another address: nothing will match)"
 					 : "");

@@ -94,8 +94,8 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		return 0;
 	if (socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv) < 0)
 		return 0;
-	(void)net_parse_addr("127.0.0.1", 40000, &peer);
-	(void)net_parse_addr("127.0.0.1", 1080, &local);
+	(void)addr_parse("127.0.0.1", 40000, &peer);
+	(void)addr_parse("127.0.0.1", 1080, &local);
 	conn_accept(&env, sv[0], &peer, &local, data[0] & 1);
 	chunk = data[1] ? data[1] : size;
 	data += 2;

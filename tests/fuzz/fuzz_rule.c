@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "acl.h"
-#include "net.h"
+#include "addr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -120,7 +120,7 @@ fuzz_compare(const struct acl *a, const struct acl *b)
 	size_t i, x;
 
 	for (i = 0; i < NELEM(clients); i++) {
-		if (net_parse_addr(clients[i], 0, &c) != 0)
+		if (addr_parse(clients[i], 0, &c) != 0)
 			abort();
 		ra = acl_check_client(a, &c);
 		rb = acl_check_client(b, &c);
@@ -141,7 +141,7 @@ fuzz_compare(const struct acl *a, const struct acl *b)
 			r.dst_name = names[rest % NELEM(names)];
 			rest /= NELEM(names);
 			if (dsts[rest % NELEM(dsts)] != NULL) {
-				if (net_parse_addr(dsts[rest % NELEM(dsts)], 0, &d) != 0)
+				if (addr_parse(dsts[rest % NELEM(dsts)], 0, &d) != 0)
 					abort();
 				r.dst_addr = &d;
 			}

@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "acl.h"
-#include "net.h"
+#include "addr.h"
 
 #define ERRLEN 1024
 #define MAXWORDS 64
@@ -151,7 +151,7 @@ ip(const char *s)
 {
 	union sockaddr_any sa;
 
-	if (net_parse_addr(s, 0, &sa) != 0)
+	if (addr_parse(s, 0, &sa) != 0)
 		fail_msg("bad test address %s", s);
 	return sa;
 }

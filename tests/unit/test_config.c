@@ -20,7 +20,7 @@
 
 #include "auth.h"
 #include "config.h"
-#include "net.h"
+#include "addr.h"
 #include "proto.h"
 
 #define ERRLEN 1024
@@ -54,9 +54,9 @@ parse_err(const char *text, const char *want)
 static void
 assert_addr(const union sockaddr_any *a, const char *want)
 {
-	char buf[NET_ADDRSTRLEN];
+	char buf[ADDR_STRLEN];
 
-	assert_string_equal(net_addr_format(a, buf, sizeof(buf)), want);
+	assert_string_equal(addr_format(a, buf, sizeof(buf)), want);
 }
 
 static void
@@ -307,7 +307,7 @@ test_proxy_protocol_metrics_announce(void **state)
 	assert_false(c->listen[1].proxy_protocol);
 	assert_int_equal(c->nproxy_from, 2);
 	assert_true(c->has_metrics);
-	assert_int_equal(net_addr_port(&c->metrics), 9100);
+	assert_int_equal(addr_port(&c->metrics), 9100);
 	assert_true(c->has_announce4);
 	assert_true(c->has_announce6);
 	config_unref(c);
@@ -382,18 +382,18 @@ static void
 test_user_external_overrides_global_external(void **state)
 {
 	struct config *c;
-	char buf[NET_ADDRSTRLEN];
+	char buf[ADDR_STRLEN];
 
 	(void)state;
 	c = parse_ok("external 192.0.2.1\nuser alice pw external 192.0.2.10 external 2001:db8::10\n"
 		     "user bob pw\n");
-	assert_string_equal(net_ip_format(config_external_for(c, "alice", AF_INET), buf,
+	assert_string_equal(addr_ip_format(config_external_for(c, "alice", AF_INET), buf,
 				    sizeof(buf)), "192.0.2.10");
-	assert_string_equal(net_ip_format(config_external_for(c, "alice", AF_INET6), buf,
+	assert_string_equal(addr_ip_format(config_external_for(c, "alice", AF_INET6), buf,
 				    sizeof(buf)), "2001:db8::10");
-	assert_string_equal(net_ip_format(config_external_for(c, "bob", AF_INET), buf,
+	assert_string_equal(addr_ip_format(config_external_for(c, "bob", AF_INET), buf,
 				    sizeof(buf)), "192.0.2.1");
-	assert_string_equal(net_ip_format(config_external_for(c, NULL, AF_INET), buf,
+	assert_string_equal(addr_ip_format(config_external_for(c, NULL, AF_INET), buf,
 				    sizeof(buf)), "192.0.2.1");
 	assert_null(config_external_for(c, "bob", AF_INET6));
 	assert_true(auth_check(c->users, "alice", "pw"));
@@ -897,7 +897,7 @@ static void
 test_external(void **state)
 {
 	struct config *c;
-	char buf[NET_ADDRSTRLEN];
+	char buf[ADDR_STRLEN];
 
 	(void)state;
 	c = parse_ok("external 192.0.2.1\nexternal 2001:db8::5\n");
@@ -905,9 +905,9 @@ test_external(void **state)
 	assert_true(c->has_external6);
 	assert_int_equal(c->external4.sa.sa_family, AF_INET);
 	assert_int_equal(c->external6.sa.sa_family, AF_INET6);
-	assert_string_equal(net_ip_format(&c->external4, buf, sizeof(buf)), "192.0.2.1");
-	assert_int_equal(net_addr_port(&c->external4), 0);
-	assert_string_equal(net_ip_format(&c->external6, buf, sizeof(buf)), "2001:db8::5");
+	assert_string_equal(addr_ip_format(&c->external4, buf, sizeof(buf)), "192.0.2.1");
+	assert_int_equal(addr_port(&c->external4), 0);
+	assert_string_equal(addr_ip_format(&c->external6, buf, sizeof(buf)), "2001:db8::5");
 	config_unref(c);
 
 	c = parse_ok("external 2001:db8::5\n");

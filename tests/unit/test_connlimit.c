@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "connlimit.h"
-#include "net.h"
+#include "addr.h"
 
 /* A config with a fixed hash key and the given auth policy. */
 static struct connlimit *
@@ -47,7 +47,7 @@ ip(const char *s)
 {
 	union sockaddr_any sa;
 
-	if (net_parse_addr(s, 1234, &sa) != 0)
+	if (addr_parse(s, 1234, &sa) != 0)
 		fail_msg("bad test address %s", s);
 	return sa;
 }

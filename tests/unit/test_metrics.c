@@ -260,7 +260,7 @@ tclient_start_opts(struct fx *f, struct tclient *c, const void *req, size_t len,
 		assert_int_equal(setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one,
 					 sizeof(one)), 0);
 	}
-	rc = connect(c->fd, &f->addr.sa, net_addr_len(&f->addr));
+	rc = connect(c->fd, &f->addr.sa, addr_len(&f->addr));
 	assert_true(rc == 0 || errno == EINPROGRESS);
 	watcher_init(&c->w, c->fd, tclient_on_io, c);
 	timer_init(&c->pace, tclient_on_pace, c);
@@ -364,11 +364,11 @@ setup(void **state)
 	assert_non_null(f->loop);
 	timer_init(&f->guard, on_guard, f);
 	timer_init(&f->tick, on_tick, f);
-	assert_int_equal(net_parse_addr("127.0.0.1", 0, &a), 0);
+	assert_int_equal(addr_parse("127.0.0.1", 0, &a), 0);
 	f->m = metrics_start(f->loop, &a, render, f);
 	assert_non_null(f->m);
 	assert_int_equal(metrics_local_addr(f->m, &f->addr), 0);
-	assert_int_not_equal(net_addr_port(&f->addr), 0);
+	assert_int_not_equal(addr_port(&f->addr), 0);
 	f->trigger[0] = f->trigger[1] = -1;
 	*state = f;
 	return 0;

@@ -340,7 +340,7 @@ tcp_pair(int *a, int *b)
 	union sockaddr_any addr, peer;
 	int lfd;
 
-	assert_int_equal(net_parse_addr("127.0.0.1", 0, &addr), 0);
+	assert_int_equal(addr_parse("127.0.0.1", 0, &addr), 0);
 	lfd = net_listen_tcp(&addr, 1);
 	assert_true(lfd >= 0);
 	assert_int_equal(net_local_addr(lfd, &addr), 0);
@@ -348,7 +348,7 @@ tcp_pair(int *a, int *b)
 	assert_true(*a >= 0);
 	/* A blocking connect: on loopback the handshake is complete when it
 	 * returns, so the nonblocking listener has the connection queued. */
-	assert_int_equal(connect(*a, &addr.sa, net_addr_len(&addr)), 0);
+	assert_int_equal(connect(*a, &addr.sa, addr_len(&addr)), 0);
 	*b = net_accept(lfd, &peer);
 	close(lfd);
 	assert_true(*b >= 0);

@@ -312,7 +312,7 @@ fake_start(struct fake_dns *fs, struct loop *loop)
 	 * same UDP port; try again in the rare case that one is taken. */
 	for (int tries = 0;; tries++) {
 		assert_true(tries < 100);
-		assert_int_equal(net_parse_addr("127.0.0.1", 0, &fs->addr), 0);
+		assert_int_equal(addr_parse("127.0.0.1", 0, &fs->addr), 0);
 		fs->lfd = net_listen_tcp(&fs->addr, 8);
 		assert_true(fs->lfd >= 0);
 		len = sizeof(fs->addr.sin);
@@ -534,8 +534,8 @@ static const char *
 addr_str(const struct resolver_result *res, size_t i, char *buf, size_t cap)
 {
 	assert_true(i < res->naddrs);
-	assert_int_equal(net_addr_port(&res->addrs[i]), 0);
-	return net_ip_format(&res->addrs[i], buf, cap);
+	assert_int_equal(addr_port(&res->addrs[i]), 0);
+	return addr_ip_format(&res->addrs[i], buf, cap);
 }
 
 #define assert_addr(res, i, want) do {                                         \

@@ -87,7 +87,7 @@ udp_bound(const char *ip, uint16_t port, union sockaddr_any *out)
 	union sockaddr_any a;
 	int fd;
 
-	assert_int_equal(net_parse_addr(ip, port, &a), 0);
+	assert_int_equal(addr_parse(ip, port, &a), 0);
 	/* A range of one port asks for exactly that port. */
 	fd = net_udp_socket(&a, port, port);
 	if (fd >= 0 && out)
@@ -231,13 +231,13 @@ send_dgram(int fd, const union sockaddr_any *to, uint8_t frag,
 	static uint8_t b[70000];
 	size_t n = build_dgram(b, sizeof(b), frag, dst, data, len);
 
-	assert_int_equal(sendto(fd, b, n, 0, &to->sa, net_addr_len(to)), (ssize_t)n);
+	assert_int_equal(sendto(fd, b, n, 0, &to->sa, addr_len(to)), (ssize_t)n);
 }
 
 static void
 send_raw(int fd, const union sockaddr_any *to, const void *p, size_t len)
 {
-	assert_int_equal(sendto(fd, p, len, 0, &to->sa, net_addr_len(to)), (ssize_t)len);
+	assert_int_equal(sendto(fd, p, len, 0, &to->sa, addr_len(to)), (ssize_t)len);
 }
 
 /* The exact bytes a reply from src carrying data must have. */
@@ -282,8 +282,8 @@ assoc(struct fx *f, const char *client_ip, const char *local_ip,
 
 	memset(&zero, 0, sizeof(zero));
 	zero.atyp = SOCKS_ATYP_IPV4;
-	assert_int_equal(net_parse_addr(client_ip, 40000, &cip), 0);
-	assert_int_equal(net_parse_addr(local_ip, 1080, &lip), 0);
+	assert_int_equal(addr_parse(client_ip, 40000, &cip), 0);
+	assert_int_equal(addr_parse(local_ip, 1080, &lip), 0);
 	u = udpassoc_start(f->loop, f->resolver, opt, &cip, &lip, req ? req : &zero, bnd,
 		on_end, f);
 	assert_non_null(u);
@@ -343,18 +343,18 @@ test_bnd_is_control_ip_and_relay_port(void **state)
 	int fd;
 
 	u4 = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
-	assert_int_equal(net_parse_addr("127.0.0.1", 0, &want), 0);
-	assert_true(net_addr_ip_equal(&bnd, &want));
-	assert_int_not_equal(net_addr_port(&bnd), 0);
+	assert_int_equal(addr_parse("127.0.0.1", 0, &want), 0);
+	assert_true(addr_ip_equal(&bnd, &want));
+	assert_int_not_equal(addr_port(&bnd), 0);
 	/* The port really is ours: binding it again fails. */
-	fd = udp_bound("127.0.0.1", net_addr_port(&bnd), NULL);
+	fd = udp_bound("127.0.0.1", addr_port(&bnd), NULL);
 	assert_int_equal(fd, -1);
 	udpassoc_stop(u4);
 
 	u6 = assoc(f, "::1", "::1", NULL, NULL, &bnd);
-	assert_int_equal(net_parse_addr("::1", 0, &want), 0);
-	assert_true(net_addr_ip_equal(&bnd, &want));
-	assert_int_not_equal(net_addr_port(&bnd), 0);
+	assert_int_equal(addr_parse("::1", 0, &want), 0);
+	assert_true(addr_ip_equal(&bnd, &want));
+	assert_int_not_equal(addr_port(&bnd), 0);
 	udpassoc_stop(u6);
 
 	/* A control connection on a v4-mapped address gets an IPv4 relay. */
@@ -377,11 +377,11 @@ test_bnd_port_from_range(void **state)
 	/* Find a free port, then ask for exactly that range. */
 	fd = udp_bound("127.0.0.1", 0, &probe);
 	assert_true(fd >= 0);
-	port = net_addr_port(&probe);
+	port = addr_port(&probe);
 	close(fd);
 	opt.port_lo = opt.port_hi = port;
 	u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, &opt, &bnd);
-	assert_int_equal(net_addr_port(&bnd), port);
+	assert_int_equal(addr_port(&bnd), port);
 	udpassoc_stop(u);
 	run_for(f, 1);
 }
@@ -395,8 +395,8 @@ test_wildcard_control_address_refused(void **state)
 
 	memset(&zero, 0, sizeof(zero));
 	zero.atyp = SOCKS_ATYP_IPV4;
-	assert_int_equal(net_parse_addr("127.0.0.1", 1, &cip), 0);
-	assert_int_equal(net_parse_addr("0.0.0.0", 1080, &lip), 0);
+	assert_int_equal(addr_parse("127.0.0.1", 1, &cip), 0);
+	assert_int_equal(addr_parse("0.0.0.0", 1080, &lip), 0);
 	errno = 0;
 	assert_null(udpassoc_start(f->loop, f->resolver, NULL, &cip, &lip, &zero, &bnd,
 		on_end, f));
@@ -420,8 +420,8 @@ test_ipv4_destination_reply_has_exact_header(void **state)
 	/* 00 00 00 01 7f 00 00 01 PORT: spelled out once. */
 	assert_int_equal(n, 10 + 5);
 	assert_memory_equal(rxbuf, "\x00\x00\x00\x01\x7f\x00\x00\x01", 8);
-	assert_int_equal(rxbuf[8], net_addr_port(&f->echo4.addr) >> 8);
-	assert_int_equal(rxbuf[9], net_addr_port(&f->echo4.addr) & 0xff);
+	assert_int_equal(rxbuf[8], addr_port(&f->echo4.addr) >> 8);
+	assert_int_equal(rxbuf[9], addr_port(&f->echo4.addr) & 0xff);
 	st = udpassoc_get_stats(u);
 	assert_int_equal(st->dgrams_up, 1);
 	assert_int_equal(st->bytes_up, 5);
@@ -453,8 +453,8 @@ test_ipv6_destination_reply_has_exact_header(void **state)
 	memset(want, 0, sizeof(want));
 	want[3] = SOCKS_ATYP_IPV6;
 	want[19] = 1;
-	want[20] = (uint8_t)(net_addr_port(&f->echo6.addr) >> 8);
-	want[21] = (uint8_t)net_addr_port(&f->echo6.addr);
+	want[20] = (uint8_t)(addr_port(&f->echo6.addr) >> 8);
+	want[21] = (uint8_t)addr_port(&f->echo6.addr);
 	assert_int_equal(n, 22 + 3);
 	assert_memory_equal(rxbuf, want, 22);
 	udpassoc_stop(u);
@@ -565,7 +565,7 @@ test_request_port_pins_client_port(void **state)
 	/* DST.ADDR 0.0.0.0 (unknown), DST.PORT = b's port. */
 	memset(&req, 0, sizeof(req));
 	req.atyp = SOCKS_ATYP_IPV4;
-	req.port = net_addr_port(&bl);
+	req.port = addr_port(&bl);
 	u = assoc(f, "127.0.0.1", "127.0.0.1", &req, NULL, &bnd);
 	send_dgram(a, &bnd, 0, &dst, "a1", 2);
 	expect_quiet(f, a);
@@ -596,7 +596,7 @@ test_request_naming_other_address_matches_nothing(void **state)
 	struct udpassoc *u;
 	int c = udp_bound("127.0.0.1", 0, NULL);
 
-	assert_int_equal(net_parse_addr("127.0.0.3", 0, &other), 0);
+	assert_int_equal(addr_parse("127.0.0.3", 0, &other), 0);
 	req = sa_of(&other);
 	u = assoc(f, "127.0.0.1", "127.0.0.1", &req, NULL, &bnd);
 	send_dgram(c, &bnd, 0, &dst, "x", 1);
@@ -684,7 +684,7 @@ test_stop_frees_relay_port_at_once(void **state)
 	expect_quiet(f, c);
 	assert_int_equal(f->echo4.count, 1);
 	assert_int_equal(f->ends, 0); /* stop is not an "end by itself" */
-	again = udp_bound("127.0.0.1", net_addr_port(&bnd), NULL);
+	again = udp_bound("127.0.0.1", addr_port(&bnd), NULL);
 	assert_true(again >= 0);
 	close(again);
 	close(c);
@@ -719,7 +719,7 @@ test_two_associations_do_not_see_each_other(void **state)
 	int c1 = udp_bound("127.0.0.1", 0, NULL), c2 = udp_bound("127.0.0.1", 0, NULL);
 	ssize_t n;
 
-	assert_int_not_equal(net_addr_port(&bnd1), net_addr_port(&bnd2));
+	assert_int_not_equal(addr_port(&bnd1), addr_port(&bnd2));
 	send_dgram(c1, &bnd1, 0, &dst, "one", 3);
 	n = wait_dgram(f, c1, GUARD_MS);
 	assert_reply(rxbuf, n, &f->echo4.addr, "one", 3);
@@ -951,7 +951,7 @@ test_domain_destination_localhost(void **state)
 {
 	struct fx *f = *state;
 	union sockaddr_any bnd;
-	struct socks_addr dst = sa_domain("localhost", net_addr_port(&f->echo4.addr));
+	struct socks_addr dst = sa_domain("localhost", addr_port(&f->echo4.addr));
 	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
 	int c = udp_bound("127.0.0.1", 0, NULL);
 	ssize_t n;
@@ -980,7 +980,7 @@ test_domain_unresolvable_is_dropped_and_counted(void **state)
 	 * query (RFC 1035 §2.3.4 caps labels at 63). */
 	memset(label, 'a', 64);
 	label[64] = '\0';
-	dst = sa_domain(label, net_addr_port(&f->echo4.addr));
+	dst = sa_domain(label, addr_port(&f->echo4.addr));
 	send_dgram(c, &bnd, 0, &dst, "lost", 4);
 	f->poll_fd = -1;
 	for (int i = 0; i < 100 && udpassoc_get_stats(u)->dropped_unresolved == 0; i++)
@@ -998,7 +998,7 @@ test_domain_queue_is_bounded_by_count_and_keeps_order(void **state)
 {
 	struct fx *f = *state;
 	union sockaddr_any bnd;
-	struct socks_addr dst = sa_domain("localhost", net_addr_port(&f->echo4.addr));
+	struct socks_addr dst = sa_domain("localhost", addr_port(&f->echo4.addr));
 	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
 	int c = udp_bound("127.0.0.1", 0, NULL);
 	char msg[8];
@@ -1066,7 +1066,7 @@ test_domain_pending_lookup_does_not_hold_other_names(void **state)
 	struct fx *f = *state;
 	union sockaddr_any bnd;
 	struct socks_addr slow = sa_domain("pending.slow", 9);
-	struct socks_addr fast = sa_domain("localhost", net_addr_port(&f->echo4.addr));
+	struct socks_addr fast = sa_domain("localhost", addr_port(&f->echo4.addr));
 	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
 	int c = udp_bound("127.0.0.1", 0, NULL);
 	ssize_t n;
