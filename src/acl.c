@@ -11,6 +11,7 @@
 #include <strings.h>
 
 #include "acl.h"
+#include "strnum.h"
 
 /* One item of a request rule's `to` list. */
 struct acl_target {
@@ -109,6 +110,7 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 	const char *slash = strchr(s, '/');
 	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
 	unsigned maxlen, len;
+	enum strnum_status st;
 	const char *p;
 
 	memset(out, 0, sizeof(*out));
@@ -129,21 +131,17 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 	} else {
 		goto bad;
 	}
-	if (slash == NULL) {
-		len = maxlen;
-	} else {
+	len = maxlen;
+	if (slash != NULL) {
 		p = slash + 1;
-		if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
-			goto bad;
-		/* More than three digits is out of range whatever they say;
-		 * checking the length first keeps the sum from overflowing. */
-		/* NOLINTNEXTLINE(cert-err34-c): p is 1..3 digits, checked above. */
-		len = strlen(p) > 3 ? 1000 : (unsigned)atoi(p);
-		if (len > maxlen) {
+		st = strnum_parse_uint(p, 0, maxlen, &len);
+		if (st == STRNUM_RANGE) {
 			acl_err(err, errlen, "prefix length %s out of range for %s", p,
 			    out->family == AF_INET ? "IPv4" : "IPv6");
 			return -1;
 		}
+		if (st != STRNUM_OK)
+			goto bad;
 	}
 	out->prefix = (uint8_t)len;
 	/* ::ffff:a.b.c.d/96+n is the IPv4 network a.b.c.d/n: store it as
@@ -475,7 +473,7 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 {
 	const char *dash = strchr(s, '-');
 	const char *parts[2];
-	unsigned long v[2] = { 0, 0 };
+	uint64_t v[2] = { 0, 0 };
 	size_t n = dash ? 2 : 1, i;
 
 	parts[0] = s;
@@ -484,12 +482,15 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 		const char *p = parts[i];
 		size_t plen = (i == 0 && dash) ? (size_t)(dash - s) : strlen(p);
 
-		/* Digits only: strtoul would take "+1", " 1" and "-1". */
-		if (plen == 0 || strspn(p, "0123456789") != plen)
-			goto bad;
-		v[i] = plen > 5 ? 100000 : strtoul(p, NULL, 10);
-		if (v[i] < 1 || v[i] > 65535) {
+		switch (strnum_parse_u64_span(p, plen, 1, 65535, &v[i])) {
+		case STRNUM_OK:
+			break;
+		case STRNUM_RANGE:
 			acl_err(err, errlen, "port %.*s out of range (1-65535)", (int)plen, p);
+			return -1;
+		case STRNUM_EMPTY:
+		case STRNUM_NOT_DECIMAL:
+			acl_err(err, errlen, "bad port '%s'", s);
 			return -1;
 		}
 	}
@@ -502,9 +503,6 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 	r->port_lo = (uint16_t)v[0];
 	r->port_hi = (uint16_t)v[1];
 	return 0;
-bad:
-	acl_err(err, errlen, "bad port '%s'", s);
-	return -1;
 }
 
 /* --- rules --------------------------------------------------------------- */

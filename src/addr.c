@@ -7,10 +7,10 @@
 #include "addr.h"
 
 #include <arpa/inet.h>
-#include <errno.h>
 #include <stdio.h>
-#include <stdlib.h>
 #include <string.h>
+
+#include "strnum.h"
 
 int
 addr_parse(const char *s, uint16_t port, union sockaddr_any *out)
@@ -27,22 +27,6 @@ addr_parse(const char *s, uint16_t port, union sockaddr_any *out)
 		return 0;
 	}
 	return -1;
-}
-
-static int
-parse_port(const char *s, uint16_t *port)
-{
-	char *end;
-	long v;
-
-	if (*s < '0' || *s > '9')
-		return -1;
-	errno = 0;
-	v = strtol(s, &end, 10);
-	if (errno || *end != '\0' || v < 0 || v > 65535)
-		return -1;
-	*port = (uint16_t)v;
-	return 0;
 }
 
 int
@@ -83,8 +67,11 @@ addr_parse_with_port(const char *s, int default_port, union sockaddr_any *out)
 			port_s = colon + 1;
 	}
 	if (port_s) {
-		if (parse_port(port_s, &port) < 0)
+		unsigned v;
+
+		if (strnum_parse_uint(port_s, 0, 65535, &v) != STRNUM_OK)
 			return -1;
+		port = (uint16_t)v;
 	} else {
 		if (default_port < 0)
 			return -1;

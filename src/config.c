@@ -23,6 +23,7 @@
 
 #include "auth.h"
 #include "proto.h"
+#include "strnum.h"
 
 /* More than any keyword takes; extra arguments are counted, not kept. */
 #define CONFIG_MAX_ARGS 32
@@ -191,29 +192,22 @@ field_u16(struct config *c, size_t off)
 	return (uint16_t *)(void *)((char *)c + off);
 }
 
-/* Decimal digits only (no sign, no blanks), within lo..hi. what names the
- * keyword in messages. */
+/* A number in lo..hi (strnum: digits only, no sign, no blanks). what names
+ * the keyword in messages. */
 static int
 parse_uint(struct config_parse *p, const char *what, const char *s, unsigned lo,
 	unsigned hi, unsigned *out)
 {
-	unsigned long long v = 0;
-	bool big = false;
-
-	if (*s == '\0')
-		return perr(p, "%s: '' is not a number", what);
-	for (const char *q = s; *q; q++) {
-		if (*q < '0' || *q > '9')
-			return perr(p, "%s: '%s' is not a number", what, s);
-		if (!big) {
-			v = v * 10 + (unsigned)(*q - '0');
-			big = v > UINT_MAX;
-		}
-	}
-	if (big || v < lo || v > hi)
+	switch (strnum_parse_uint(s, lo, hi, out)) {
+	case STRNUM_OK:
+		return 0;
+	case STRNUM_EMPTY:
+	case STRNUM_NOT_DECIMAL:
+		break;
+	case STRNUM_RANGE:
 		return perr(p, "%s: %s out of range %u..%u", what, s, lo, hi);
-	*out = (unsigned)v;
-	return 0;
+	}
+	return perr(p, "%s: '%s' is not a number", what, s);
 }
 
 static int

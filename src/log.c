@@ -16,6 +16,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "strnum.h"
+
 static enum log_level log_threshold = LOG_LVL_INFO;
 static bool log_journal;
 static bool log_syslog;
@@ -31,24 +33,17 @@ static bool
 stderr_is_journal(void)
 {
 	const char *e = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
-	char *end;
+	const char *colon = e ? strchr(e, ':') : NULL;
+	uint64_t dev, ino;
 	struct stat st;
 
-	/* strtoull, not sscanf: an out-of-range number is an error, not UB. */
-	if (!e)
-		return false;
-	errno = 0;
-	dev = strtoull(e, &end, 10);
-	if (end == e || *end != ':')
-		return false;
-	e = end + 1;
-	ino = strtoull(e, &end, 10);
-	if (end == e || *end != '\0' || errno != 0)
+	if (!colon ||
+	    strnum_parse_u64_span(e, (size_t)(colon - e), 0, UINT64_MAX, &dev) != STRNUM_OK ||
+	    strnum_parse_u64(colon + 1, 0, UINT64_MAX, &ino) != STRNUM_OK)
 		return false;
 	if (fstat(STDERR_FILENO, &st) < 0)
 		return false;
-	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+	return (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
 }
 
 void

@@ -16,6 +16,8 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "strnum.h"
+
 /* §2.2: the v2 signature; it holds a NUL, so it is never a C string. */
 static const uint8_t pp2_signature[] = {
 	0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
@@ -179,21 +181,16 @@ pp1_proto_ok(const uint8_t *f, size_t n, bool whole)
 }
 
 /* Decimal 0..max without leading zeros (§2.1 forbids them to rule out
- * octal readings) and without signs. */
+ * octal readings); signs, blanks and the rest are strnum's to refuse. */
 static bool
-decimal_ok(const uint8_t *f, size_t n, unsigned long max, unsigned long *out)
+decimal_ok(const uint8_t *f, size_t n, uint64_t max, uint64_t *out)
 {
-	unsigned long v = 0;
+	uint64_t v;
 
 	if (n > 1 && f[0] == '0')
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!is_digit(f[i]))
-			return false;
-		v = v * 10 + (unsigned long)(f[i] - '0');
-		if (v > max)
-			return false;
-	}
+	if (strnum_parse_u64_span((const char *)f, n, 0, max, &v) != STRNUM_OK)
+		return false;
 	if (out)
 		*out = v;
 	return true;
@@ -220,7 +217,7 @@ pp1_ipv4_ok(const uint8_t *f, size_t n, bool whole)
 		/* Group f[start..i): empty only while still arriving. */
 		if (i - start == 0 && (i < n || whole))
 			return false;
-		if (i - start > 3 || !decimal_ok(f + start, i - start, 255, NULL))
+		if (i > start && !decimal_ok(f + start, i - start, 255, NULL))
 			return false;
 		if (i < n && ++dots > 3)
 			return false;
@@ -382,7 +379,7 @@ parse_v1(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 	enum proxyproto_status st;
 	pp1_field_fn addr_ok;
 	char text[PP1_IPV6_MAX + 1];
-	unsigned long port;
+	uint64_t port;
 	bool v6;
 
 	if (memcmp(p, PP1_SIGNATURE, len < sig_len ? len : sig_len) != 0)

@@ -25,6 +25,7 @@
 #include "log.h"
 #include "loop.h"
 #include "net.h"
+#include "strnum.h"
 
 #define RESOLVER_DNS_PORT 53
 #define RESOLVER_MAX_NAMESERVERS 8
@@ -345,10 +346,44 @@ resolver_parse_ns(const char *s, union sockaddr_any *out)
 	if (pct) {
 		if (out->sa.sa_family != AF_INET6)
 			return false;
-		out->sin6.sin6_scope_id = if_nametoindex(pct);
-		if (out->sin6.sin6_scope_id == 0)
-			out->sin6.sin6_scope_id = (uint32_t)strtoul(pct, NULL, 10);
+		uint64_t scope = if_nametoindex(pct);
+
+		if (scope == 0 &&
+		    strnum_parse_u64(pct, 0, UINT32_MAX, &scope) != STRNUM_OK)
+			return false;
+		out->sin6.sin6_scope_id = (uint32_t)scope;
 	}
+	return true;
+}
+
+/*
+ * resolv.conf(5) "NAME:N" option: when arg is that option, returns true
+ * and stores N clamped into 1..max in *out (as glibc clamps; a number too
+ * big for 64 bits is max). An N that is not digits only ("+1", "2s") is
+ * ignored with a warning and leaves *out alone; still true, the option was
+ * recognised. False when arg is another option.
+ */
+static bool
+resolv_conf_option(const char *path, const char *arg, const char *name, unsigned max,
+    unsigned *out)
+{
+	size_t n = strlen(name);
+	uint64_t v;
+
+	if (strncmp(arg, name, n) != 0)
+		return false;
+	switch (strnum_parse_u64(arg + n, 0, UINT64_MAX, &v)) {
+	case STRNUM_OK:
+		break;
+	case STRNUM_RANGE:
+		v = max;
+		break;
+	case STRNUM_EMPTY:
+	case STRNUM_NOT_DECIMAL:
+		log_warnx("resolver: %s: bad option \"%s\" ignored", path, arg);
+		return true;
+	}
+	*out = v < 1 ? 1 : v > max ? max : (unsigned)v;
 	return true;
 }
 
@@ -388,22 +423,16 @@ resolver_read_resolv_conf(struct resolver *r, const char *path, bool want_ns)
 				log_warnx("resolver: %s: bad nameserver \"%s\"", path, arg);
 		} else if (strcmp(kw, "options") == 0) {
 			while ((arg = strtok_r(NULL, " \t\r\n", &save)) != NULL) {
-				unsigned long v;
+				unsigned secs = 0;
 
-				if (strncmp(arg, "timeout:", 8) == 0) {
-					v = strtoul(arg + 8, NULL, 10);
-					if (v < 1)
-						v = 1;
-					if (v > RESOLVER_MAX_TIMEOUT_S)
-						v = RESOLVER_MAX_TIMEOUT_S;
-					r->timeout_ms = (unsigned)v * 1000u;
-				} else if (strncmp(arg, "attempts:", 9) == 0) {
-					v = strtoul(arg + 9, NULL, 10);
-					if (v < 1)
-						v = 1;
-					if (v > RESOLVER_MAX_ATTEMPTS)
-						v = RESOLVER_MAX_ATTEMPTS;
-					r->attempts = (unsigned)v;
+				/* secs stays 0 when the number was refused. */
+				if (resolv_conf_option(path, arg, "timeout:",
+				    RESOLVER_MAX_TIMEOUT_S, &secs)) {
+					if (secs > 0)
+						r->timeout_ms = secs * 1000u;
+				} else {
+					resolv_conf_option(path, arg, "attempts:",
+					    RESOLVER_MAX_ATTEMPTS, &r->attempts);
 				}
 			}
 		}
