@@ -16,3 +16,8 @@ s/\bnet_addr_is_unspecified\b/addr_is_unspecified/g
 s/\bnet_addr_format\b/addr_format/g
 s/\bnet_ip_format\b/addr_ip_format/g
 s/\bNET_ADDRSTRLEN\b/ADDR_STRLEN/g
+# log: one level-name lookup shared by config and log. Not a plain rename:
+# the new function returns bool and writes the level through a pointer,
+# takes only the exact lower-case names, and "warning" is gone. Nothing
+# called the old one on this branch; a caller elsewhere fails to compile.
+s/\blog_level_from_string\b/log_level_from_name/g

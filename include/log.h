@@ -27,8 +27,13 @@ void log_set_tag(const char *tag);
 void log_use_syslog(bool on);
 enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);
-/* Parses "error|warn|info|debug"; returns -1 when unknown. */
-int log_level_from_string(const char *s);
+/* The level called name: exactly "error", "warn", "info" or "debug" (lower
+ * case, as config files and socks5d -T write them). Returns true with
+ * *out set, or false (and *out untouched) for any other text. */
+bool log_level_from_name(const char *name, enum log_level *out)
+	__attribute__((warn_unused_result));
+/* The name log_level_from_name takes for level; also the word on each
+ * log line. */
 const char *log_level_name(enum log_level level);
 
 /* For lines an outsider can trigger at will (refusals, fd exhaustion): at

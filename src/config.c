@@ -153,8 +153,6 @@ static const struct config_keyword keywords[] = {
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
 
-static const char *const level_words[] = { "error", "warn", "info", "debug" };
-
 static int
 perr(struct config_parse *p, const char *fmt, ...) LOG_PRINTF(2, 3);
 
@@ -485,11 +483,8 @@ set_onoff(struct config_parse *p, char **argv)
 static int
 set_log_level(struct config_parse *p, char **argv)
 {
-	for (size_t i = 0; i < sizeof(level_words) / sizeof(level_words[0]); i++)
-		if (strcmp(argv[0], level_words[i]) == 0) {
-			p->c->log_level = (enum log_level)i;
-			return 0;
-		}
+	if (log_level_from_name(argv[0], &p->c->log_level))
+		return 0;
 	return perr(p, "log-level: unknown level '%s' (error, warn, info, debug)", argv[0]);
 }
 
@@ -1044,7 +1039,7 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "# %zu user%s (%zu with a plain-text secret); secrets are not shown\n",
 		nusers, nusers == 1 ? "" : "s", c->nplaintext_users);
 	fprintf(out, "log %s\n", c->log_syslog ? "syslog" : "stderr");
-	fprintf(out, "log-level %s\n", level_words[c->log_level]);
+	fprintf(out, "log-level %s\n", log_level_name(c->log_level));
 	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
 		fprintf(out, "timeout %s %u\n", timeouts[k].name,
 			field_get(c, timeouts[k].off));

@@ -10,7 +10,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
@@ -23,7 +22,12 @@ static bool log_journal;
 static bool log_syslog;
 static char log_tag[32];
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {
+	[LOG_LVL_ERROR] = "error",
+	[LOG_LVL_WARN] = "warn",
+	[LOG_LVL_INFO] = "info",
+	[LOG_LVL_DEBUG] = "debug",
+};
 /* syslog priorities: err, warning, info, debug */
 static const int level_prio[] = { 3, 4, 6, 7 };
 
@@ -102,15 +106,15 @@ log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms
 	return true;
 }
 
-int
-log_level_from_string(const char *s)
+bool
+log_level_from_name(const char *name, enum log_level *out)
 {
 	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
-		if (strcasecmp(s, level_names[i]) == 0)
-			return (int)i;
-	if (strcasecmp(s, "warning") == 0)
-		return LOG_LVL_WARN;
-	return -1;
+		if (strcmp(name, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return true;
+		}
+	return false;
 }
 
 const char *
