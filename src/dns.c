@@ -450,10 +450,9 @@ dns_collect_answers(const uint8_t *msg, size_t len, size_t start,
 			ttl = rr.ttl;
 		if (out->naddrs == DNS_MAX_ADDRS)
 			continue;
-		out->addrs[out->naddrs].type = qtype;
-		memset(out->addrs[out->naddrs].addr, 0, sizeof(out->addrs[0].addr));
-		memcpy(out->addrs[out->naddrs].addr, msg + rr.rdata, rr.rdlength);
-		out->naddrs++;
+		/* RDLENGTH was checked against the type (4 or 16) when read. */
+		addr_from_ip(&out->addrs[out->naddrs++], qtype == DNS_TYPE_A ? AF_INET : AF_INET6,
+		    msg + rr.rdata, 0);
 	}
 	out->ttl = out->naddrs > 0 ? ttl : 0;
 	return DNS_OK;
