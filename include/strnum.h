@@ -3,7 +3,9 @@
  * digits and nothing else: no sign, no blanks, no "0x", no suffix. Leading
  * zeros are accepted ("007" is 7; the config file always took them). The
  * value is range-checked, and a result is always a status, never a bare
- * number that might be an error. Pure: no errno, no locale, no logging.
+ * number that might be an error. The other direction too: the name of a
+ * number from a table (status and code names for logs). Pure: no errno,
+ * no locale, no logging.
  */
 #ifndef SOCKS5D_STRNUM_H
 #define SOCKS5D_STRNUM_H
@@ -35,5 +37,15 @@ enum strnum_status strnum_parse_uint(const char *s, unsigned min, unsigned max, 
 	__attribute__((warn_unused_result));
 /* "ok", "empty", "not a decimal number", "out of range". */
 const char *strnum_status_str(enum strnum_status st);
+
+/*
+ * names[i] from a table of n names indexed by value (designated
+ * initialisers, so a name cannot drift from its constant), or dflt when i
+ * is past the end or names[i] is a hole. Never NULL when dflt is not.
+ */
+const char *strnum_name(const char *const *names, size_t n, size_t i, const char *dflt);
+/* strnum_name over a whole array: STRNUM_NAME(status_names, st, "unknown"). */
+#define STRNUM_NAME(names, i, dflt) \
+	strnum_name((names), sizeof(names) / sizeof((names)[0]), (size_t)(i), (dflt))
 
 #endif

@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "strnum.h"
+
 /* RFC 1035 §4.1.1 header flag bits (in the 16-bit flags word). */
 #define DNS_FLAG_QR 0x8000u
 #define DNS_FLAG_TC 0x0200u
@@ -74,10 +76,7 @@ static const char *const dns_status_names[] = {
 const char *
 dns_status_str(enum dns_status st)
 {
-	if ((size_t)st < sizeof(dns_status_names) / sizeof(dns_status_names[0]) &&
-	    dns_status_names[st] != NULL)
-		return dns_status_names[st];
-	return "unknown";
+	return STRNUM_NAME(dns_status_names, st, "unknown");
 }
 
 static uint16_t

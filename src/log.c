@@ -120,7 +120,7 @@ log_level_from_name(const char *name, enum log_level *out)
 const char *
 log_level_name(enum log_level level)
 {
-	return level_names[level];
+	return STRNUM_NAME(level_names, level, "?");
 }
 
 static void log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
@@ -155,7 +155,7 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ",
 			ts.tv_nsec / 1000000);
 	}
-	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: %s%s", level_names[level],
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: %s%s", log_level_name(level),
 		log_tag, log_tag[0] ? ": " : "");
 	if (n < sizeof(line)) {
 		int w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

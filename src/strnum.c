@@ -3,7 +3,8 @@
  * number from a config file, a rule, a PROXY header, resolv.conf or the
  * environment goes through here, so "+1", " 1", "1 " and "0x1" are refused
  * the same way everywhere. What a caller says about a refusal (its message,
- * whether it is fatal) stays with the caller.
+ * whether it is fatal) stays with the caller. Also the lookup of a name in
+ * a table indexed by number, which every module's *_str function shares.
  */
 #include "strnum.h"
 
@@ -54,16 +55,19 @@ strnum_parse_uint(const char *s, unsigned min, unsigned max, unsigned *out)
 }
 
 const char *
+strnum_name(const char *const *names, size_t n, size_t i, const char *dflt)
+{
+	return i < n && names[i] != NULL ? names[i] : dflt;
+}
+
+const char *
 strnum_status_str(enum strnum_status st)
 {
-	static const char *const names[] = {
-		[STRNUM_OK] = "ok",
-		[STRNUM_EMPTY] = "empty",
-		[STRNUM_NOT_DECIMAL] = "not a decimal number",
-		[STRNUM_RANGE] = "out of range",
-	};
-
-	if ((size_t)st < sizeof(names) / sizeof(names[0]) && names[st])
-		return names[st];
+	switch (st) {
+	case STRNUM_OK: return "ok";
+	case STRNUM_EMPTY: return "empty";
+	case STRNUM_NOT_DECIMAL: return "not a decimal number";
+	case STRNUM_RANGE: return "out of range";
+	}
 	return "unknown status";
 }

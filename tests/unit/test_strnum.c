@@ -208,6 +208,20 @@ test_status_strings_are_distinct(void **state)
 	assert_string_equal(strnum_status_str((enum strnum_status)99), "unknown status");
 }
 
+static void
+test_name_table_lookup_with_holes_and_bounds(void **state)
+{
+	static const char *const names[] = { [0] = "zero", [2] = "two" };
+
+	assert_string_equal(STRNUM_NAME(names, 0, "?"), "zero");
+	assert_string_equal(STRNUM_NAME(names, 2, "?"), "two");
+	/* A hole, the first index past the end, and far past it. */
+	assert_string_equal(STRNUM_NAME(names, 1, "?"), "?");
+	assert_string_equal(STRNUM_NAME(names, 3, "?"), "?");
+	assert_string_equal(STRNUM_NAME(names, (size_t)-1, "?"), "?");
+	assert_string_equal(strnum_name(names, 0, 0, "empty table"), "empty table");
+}
+
 int
 main(void)
 {
@@ -223,6 +237,7 @@ main(void)
 		cmocka_unit_test(test_span_agrees_with_string_at_every_prefix),
 		cmocka_unit_test(test_uint_form),
 		cmocka_unit_test(test_status_strings_are_distinct),
+		cmocka_unit_test(test_name_table_lookup_with_holes_and_bounds),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
