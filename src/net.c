@@ -12,6 +12,18 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+/* Closes fd after a failed step, keeping that step's errno for the
+ * caller. Returns -1, for `return close_failed(fd);`. */
+static int
+close_failed(int fd)
+{
+	int saved = errno;
+
+	close(fd);
+	errno = saved;
+	return -1;
+}
+
 /* Binds fd to a's IP and a port of lo..hi (both 0: any port). At most
  * NET_RANGE_PROBES ports are tried, from a random start, so a range full
  * of sockets costs a bounded number of syscalls inside the loop. */
@@ -50,7 +62,7 @@ net_set_nodelay(int fd)
 static int
 listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo, uint16_t hi)
 {
-	int fd, one = 1, saved;
+	int fd, one = 1;
 
 	fd = socket(a->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -69,10 +81,7 @@ listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo
 		goto fail;
 	return fd;
 fail:
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return -1;
+	return close_failed(fd);
 }
 
 int
@@ -112,7 +121,7 @@ net_accept(int lfd, union sockaddr_any *peer)
 int
 net_connect_start(const union sockaddr_any *to, const union sockaddr_any *from)
 {
-	int fd, rc, saved;
+	int fd, rc;
 
 	fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
@@ -133,10 +142,7 @@ net_connect_start(const union sockaddr_any *to, const union sockaddr_any *from)
 		goto fail;
 	return fd;
 fail:
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return -1;
+	return close_failed(fd);
 }
 
 int
@@ -169,15 +175,12 @@ net_peer_addr(int fd, union sockaddr_any *out)
 int
 net_udp_socket(const union sockaddr_any *bind_to, uint16_t port_lo, uint16_t port_hi)
 {
-	int fd, saved;
+	int fd;
 
 	fd = socket(bind_to->sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (bind_in_range(fd, bind_to, port_lo, port_hi) == 0)
-		return fd;
-	saved = errno;
-	close(fd);
-	errno = saved;
-	return -1;
+	if (bind_in_range(fd, bind_to, port_lo, port_hi) < 0)
+		return close_failed(fd);
+	return fd;
 }

@@ -116,7 +116,6 @@ notify_watchdog_usec(void)
 static void
 on_watchdog(struct loop *loop, void *arg)
 {
-	(void)arg;
 	(void)notify_send("WATCHDOG=1");
 	timer_start(loop, &watchdog_timer, watchdog_ms);
 }
