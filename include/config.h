@@ -63,7 +63,7 @@ struct config {
 	size_t nplaintext_users;   /* users whose secret is plain text (warned) */
 
 	enum log_level log_level;
-	bool log_syslog;           /* "log syslog": syslog(3) instead of stderr */
+	int log_syslog;            /* 1 for "log syslog": syslog(3) instead of stderr */
 	unsigned shutdown_timeout; /* seconds sessions may finish after SIGTERM */
 	unsigned workers;          /* worker processes (1: no supervisor) */
 	unsigned relay_buffer;     /* bytes per direction while data is in flight */
