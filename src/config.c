@@ -353,6 +353,7 @@ family_pair_set(struct config_parse *p, const struct family_pair *fp, const char
 	union sockaddr_any a;
 	int f;
 
+	*taken = false;
 	if (addr_parse(word, 0, &a) < 0)
 		return perr(p, "%s '%s' (expected a numeric IPv4 or IPv6 address)", bad, word);
 	f = a.sa.sa_family == AF_INET6;
