@@ -20,11 +20,14 @@ enum log_level {
 /* Sets the threshold; lines above it are dropped. Journal mode (JOURNAL_STREAM
  * set) prefixes "<N>" syslog priorities and drops timestamps. */
 void log_init(enum log_level level);
+/* The threshold alone (reload), keeping the destination. */
 void log_set_level(enum log_level level);
 /* A short tag (e.g. "worker 2") put after the level on every line. */
 void log_set_tag(const char *tag);
 /* Sends lines to syslog(3) (facility daemon) instead of stderr. */
 void log_use_syslog(bool on);
+/* The threshold; whether a line at level would be written (guard costly
+ * formatting with it). */
 enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);
 /* The level called name: exactly "error", "warn", "info" or "debug" (lower
