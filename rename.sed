@@ -2,7 +2,13 @@
 # Apply to C sources and headers: sed -i -E -f rename.sed FILE...
 # (GNU sed; \b is a word boundary, so longer names are never cut.)
 # Address helpers moved from net.{h,c} to addr.{h,c}; net.h includes addr.h,
-# so files that still include net.h need no #include change.
+# so files that still include net.h need no #include change. acl.h,
+# config.h, proxyproto.h and resolver.h now include addr.h instead of net.h:
+# a file that calls net_* and got net.h only through one of those must
+# include net.h itself (conn.h, udpassoc.h, bindcmd.h, listener.h and
+# metrics.h still include it). Not renames, for the merge: struct config's
+# log_syslog is an int (0/1) now; struct dns_response's addrs are union
+# sockaddr_any (struct dns_addr is gone).
 s/\bnet_parse_addr_port\b/addr_parse_with_port/g
 s/\bnet_parse_addr\b/addr_parse/g
 s/\bnet_addr_len\b/addr_len/g
