@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "net.h"
+#include "addr.h"
 
 struct acl;
 
@@ -42,7 +42,9 @@ struct acl_result {
 	bool explicit_to;   /* the deciding rule named the destination (CIDR or domain) */
 };
 
+/* An empty rule set (allows everything), or NULL when out of memory. */
 struct acl *acl_new(void);
+/* Frees a and every rule; NULL is a no-op. */
 void acl_free(struct acl *a);
 
 /* Parse and append a rule from its arguments (the words after the keyword),
@@ -51,6 +53,7 @@ void acl_free(struct acl *a);
  * Returns 0, or -1 with a message (no file/line prefix) in err. */
 int acl_add_client_rule(struct acl *a, char **argv, int line, char *err, size_t errlen);
 int acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t errlen);
+/* How many client (request) rules were added. */
 size_t acl_client_rule_count(const struct acl *a);
 size_t acl_request_rule_count(const struct acl *a);
 

@@ -14,7 +14,7 @@
 
 #include "acl.h"
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:1080"
@@ -63,7 +63,7 @@ struct config {
 	size_t nplaintext_users;   /* users whose secret is plain text (warned) */
 
 	enum log_level log_level;
-	bool log_syslog;           /* "log syslog": syslog(3) instead of stderr */
+	int log_syslog;            /* 1 for "log syslog": syslog(3) instead of stderr */
 	unsigned shutdown_timeout; /* seconds sessions may finish after SIGTERM */
 	unsigned workers;          /* worker processes (1: no supervisor) */
 	unsigned relay_buffer;     /* bytes per direction while data is in flight */
@@ -111,11 +111,16 @@ struct config *config_new_default(void);
  * with "NAME:LINE: message" in err. */
 int config_parse_string(const char *text, const char *name, struct config **out,
 	char *err, size_t errlen);
+/* config_parse_string on the file's text, named path in messages; also
+ * -1 with "PATH: why" when it cannot be read or is over 16 MiB, and with
+ * "PATH:LINE: NUL byte in line" for a NUL byte. */
 int config_load_file(const char *path, struct config **out, char *err, size_t errlen);
 /* What the daemon runs on: the file at path; or, when the path was not
  * given explicitly and does not exist, the built-in default. NULL with the
  * message in err on failure. */
 struct config *config_load(const char *path, bool explicit_path, char *err, size_t errlen);
+/* Another reference to c (returned); each is dropped with config_unref,
+ * which frees c, its users and rules with the last one. NULL: no-op. */
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 /* The outbound source address for family: the user's own `external`, else

@@ -18,7 +18,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-/* Declared in net.h; only pointers are used here, and not including net.h
+/* Declared in addr.h; only pointers are used here, and not including addr.h
  * keeps this header light. */
 union sockaddr_any;
 

@@ -4,6 +4,8 @@
  * bounded name decompression, CNAME chains, addresses with their TTL and the
  * negative-caching TTL from the SOA (RFC 2308). No I/O, no malloc, no
  * globals, no logging: the resolver owns sockets, retries and the cache.
+ * Answers are handed over as addr's union sockaddr_any, the one address
+ * type every module shares (a value; nothing here touches a socket).
  */
 #ifndef SOCKS5D_DNS_H
 #define SOCKS5D_DNS_H
@@ -11,6 +13,8 @@
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
+
+#include "addr.h"
 
 #define DNS_HEADER_LEN 12       /* RFC 1035 §4.1.1 */
 #define DNS_NAME_MAX 255        /* wire form, RFC 1035 §2.3.4 */
@@ -80,16 +84,11 @@ enum dns_answer {
 	DNS_ANS_TRUNCATED,  /* TC = 1: retry over TCP; nothing else filled in */
 };
 
-struct dns_addr {
-	uint16_t type;      /* DNS_TYPE_A or DNS_TYPE_AAAA */
-	uint8_t addr[16];   /* network byte order; 4 bytes used for A */
-};
-
 struct dns_response {
 	enum dns_answer answer;
 	uint8_t rcode;          /* RCODE as received */
 	size_t naddrs;          /* addresses kept (at most DNS_MAX_ADDRS) */
-	struct dns_addr addrs[DNS_MAX_ADDRS];
+	union sockaddr_any addrs[DNS_MAX_ADDRS]; /* AF_INET for A, AF_INET6 for AAAA; port 0 */
 	uint32_t ttl;           /* min TTL of the addresses and CNAMEs used; valid when naddrs > 0 */
 	bool has_soa;           /* an SOA was in the authority section */
 	uint32_t neg_ttl;       /* RFC 2308 §5: min(SOA TTL, SOA MINIMUM); valid when has_soa */

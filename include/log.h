@@ -20,15 +20,23 @@ enum log_level {
 /* Sets the threshold; lines above it are dropped. Journal mode (JOURNAL_STREAM
  * set) prefixes "<N>" syslog priorities and drops timestamps. */
 void log_init(enum log_level level);
+/* The threshold alone (reload), keeping the destination. */
 void log_set_level(enum log_level level);
 /* A short tag (e.g. "worker 2") put after the level on every line. */
 void log_set_tag(const char *tag);
 /* Sends lines to syslog(3) (facility daemon) instead of stderr. */
 void log_use_syslog(bool on);
+/* The threshold; whether a line at level would be written (guard costly
+ * formatting with it). */
 enum log_level log_get_level(void);
 bool log_enabled(enum log_level level);
-/* Parses "error|warn|info|debug"; returns -1 when unknown. */
-int log_level_from_name(const char *s);
+/* The level called name: exactly "error", "warn", "info" or "debug" (lower
+ * case, as config files and socks5d -T write them). Returns true with
+ * *out set, or false (and *out untouched) for any other text. */
+bool log_level_from_name(const char *name, enum log_level *out)
+	__attribute__((warn_unused_result));
+/* The name log_level_from_name takes for level; also the word on each
+ * log line. */
 const char *log_level_name(enum log_level level);
 
 /* For lines an outsider can trigger at will (refusals, fd exhaustion): at

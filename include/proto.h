@@ -165,6 +165,8 @@ uint8_t proto_rep_for_status(enum proto_status st);
 /* errno of a failed connect -> REP: ECONNREFUSED 0x05, ENETUNREACH 0x03,
  * EHOSTUNREACH 0x04, ETIMEDOUT 0x04, anything else 0x01. */
 uint8_t proto_rep_from_errno(int err);
+/* Names for logs, never NULL: "unknown status", "unassigned" (REP) and
+ * "unknown" (CMD) for values without one. */
 const char *proto_status_str(enum proto_status st);
 const char *proto_rep_str(uint8_t rep);
 const char *proto_cmd_str(uint8_t cmd);

@@ -10,7 +10,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "addr.h"
 
 /* v1 lines are at most 107 bytes; v2 headers 16 + a 16-bit length. */
 #define PROXYPROTO_V1_MAX 107
@@ -40,6 +40,7 @@ struct proxyproto_result {
  * are accepted; v2 UNIX and UDP families are PROXYPROTO_ERR_FAMILY. */
 enum proxyproto_status proxyproto_parse(const uint8_t *p, size_t len,
 	struct proxyproto_result *out, size_t *consumed);
+/* A short English name for st, for logs; never NULL. */
 const char *proxyproto_status_str(enum proxyproto_status st);
 
 #endif

@@ -12,7 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "addr.h"
 
 struct loop;
 struct resolver;
@@ -53,43 +53,62 @@ struct resolver_stats {
 	uint64_t timeouts;     /* queries that got no answer from any server */
 };
 
+/* res is only valid during the call. */
 typedef void (*resolver_cb)(const struct resolver_result *res, void *arg);
 
+/*
+ * A resolver on loop, configured from opt as resolver_reconfigure does
+ * (opt NULL: every default, servers from /etc/resolv.conf). Reads
+ * resolv.conf and the hosts file now; blocks only if the kernel's random
+ * pool is not yet seeded (early boot). Returns NULL when out of memory or
+ * when getrandom fails.
+ */
 struct resolver *resolver_new(struct loop *loop, const struct resolver_options *opt);
-/* Cancels all pending queries without calling back, frees everything. */
+/*
+ * Frees r, its cache and every pending lookup without calling back (their
+ * handles become invalid). May run with lookups in flight: their sockets
+ * close at once, their memory goes at the loop's next release step (or in
+ * loop_free). Must not be called from a resolver callback. NULL is a no-op.
+ */
 void resolver_free(struct resolver *r);
-/* Applies new options (reload): later lookups use the new nameservers and
- * preferences; lookups in flight finish with the old ones; the cache is
- * flushed when the nameservers change. */
+/*
+ * Applies new options (SIGHUP): nameservers (re-reading resolv.conf, whose
+ * timeout: and attempts: options apply over the defaults), preferred
+ * family, hosts file and cache limits, and always empties the cache.
+ * Replaces whatever resolver_set_timeout set. Lookups in flight go on and
+ * ask the new servers, with the new timeout, from their next try. Out of
+ * memory is logged and leaves a working resolver: the cache disabled, or
+ * the previous hosts file still in use.
+ */
 void resolver_reconfigure(struct resolver *r, const struct resolver_options *opt);
-/* Starts a lookup; cb runs exactly once on a later loop iteration unless the
- * query is cancelled first. Returns NULL only on allocation failure. */
+/*
+ * Overrides the per-try timeout and the number of rounds over the
+ * nameservers (resolv.conf "options timeout:N attempts:N", default 5 s and
+ * 2); 0 keeps the current value. Applies to tries started afterwards,
+ * until the next resolver_reconfigure.
+ */
+void resolver_set_timeout(struct resolver *r, unsigned timeout_ms, unsigned attempts);
+/*
+ * Starts a lookup of name (a numeric address, or a hostname; a final dot
+ * is allowed). cb runs exactly once, on a later loop iteration and never
+ * from inside this call, unless the query is cancelled first; a name that
+ * cannot be looked up is answered RESOLVER_BADNAME the same way. The
+ * handle stays valid until cb returns or resolver_cancel. A callback may
+ * start and cancel other lookups, but must not call resolver_free.
+ * Returns NULL only on allocation failure (cb will not run).
+ */
 struct resolver_query *resolver_start(struct resolver *r, const char *name,
 	resolver_cb cb, void *arg);
-/* The callback will not run; the handle is invalid afterwards. */
-void resolver_cancel(struct resolver_query *q);
-const char *resolver_status_str(enum resolver_status st);
-const struct resolver_stats *resolver_get_stats(const struct resolver *r);
-
 /*
- * Additions (resolver.c):
- * - The callback's res is only valid during the call. The handle becomes
- *   invalid when the callback returns; resolver_cancel on it from inside its
- *   own callback is a no-op. A callback may start and cancel other lookups
- *   but must not call resolver_free.
- * - resolver_free may run with lookups in flight (their sockets close at
- *   once, their memory goes at the loop's release step, or in loop_free).
+ * The callback will not run and q is invalid afterwards. Called on a
+ * handle from inside its own callback, it does nothing (the handle ends
+ * when the callback returns). NULL is a no-op. A lookup that no caller
+ * waits for any more stops its queries.
  */
-
-/* Overrides the per-try timeout and the number of rounds over the
- * nameservers (resolv.conf "options timeout:N attempts:N", default 5 s and
- * 2); 0 keeps the current value. Applies to tries started afterwards. */
-void resolver_set_timeout(struct resolver *r, unsigned timeout_ms, unsigned attempts);
-
-/* Applies new options (SIGHUP): servers (re-reading resolv.conf), preferred
- * family, hosts file and cache limits, and empties the cache. Lookups in
- * flight go on and ask the new servers from their next try. Replaces what
- * resolver_set_timeout set. Out of memory leaves the cache disabled. */
-void resolver_reconfigure(struct resolver *r, const struct resolver_options *opt);
+void resolver_cancel(struct resolver_query *q);
+/* "ok", "nxdomain", ..., for logs; never NULL. */
+const char *resolver_status_str(enum resolver_status st);
+/* Counters since resolver_new (not reset by resolver_reconfigure). */
+const struct resolver_stats *resolver_get_stats(const struct resolver *r);
 
 #endif

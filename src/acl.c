@@ -11,6 +11,8 @@
 #include <strings.h>
 
 #include "acl.h"
+#include "dns.h"
+#include "strnum.h"
 
 /* One item of a request rule's `to` list. */
 struct acl_target {
@@ -31,13 +33,8 @@ struct acl_target {
 #define SEL_CMD 0x10u
 #define SEL_USER 0x20u
 
-struct acl_client_rule {
-	bool allow;
-	int line;
-	struct acl_cidr *cidrs; /* OR'ed; at least one */
-	size_t ncidrs;
-};
-
+/* A request rule; a client rule is one with only SEL_FROM (at least one
+ * network), checked against the client address alone. */
 struct acl_request_rule {
 	bool allow;
 	int line;
@@ -53,15 +50,12 @@ struct acl_request_rule {
 };
 
 struct acl {
-	struct acl_client_rule *client; /* in config order */
+	struct acl_request_rule *client; /* client rules, in config order */
 	size_t nclient;
 	struct acl_request_rule *req;   /* in config order */
 	size_t nreq;
 };
 
-/* Domain limits from RFC 1035 §2.3.4 (name without the trailing dot). */
-#define ACL_DOMAIN_MAX 253
-#define ACL_LABEL_MAX 63
 /* RFC 1929 §2: ULEN is one byte, so longer names can never authenticate. */
 #define ACL_USER_MAX 255
 
@@ -109,6 +103,7 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 	const char *slash = strchr(s, '/');
 	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
 	unsigned maxlen, len;
+	enum strnum_status st;
 	const char *p;
 
 	memset(out, 0, sizeof(*out));
@@ -129,21 +124,17 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 	} else {
 		goto bad;
 	}
-	if (slash == NULL) {
-		len = maxlen;
-	} else {
+	len = maxlen;
+	if (slash != NULL) {
 		p = slash + 1;
-		if (*p == '\0' || strspn(p, "0123456789") != strlen(p))
-			goto bad;
-		/* More than three digits is out of range whatever they say;
-		 * checking the length first keeps the sum from overflowing. */
-		/* NOLINTNEXTLINE(cert-err34-c): p is 1..3 digits, checked above. */
-		len = strlen(p) > 3 ? 1000 : (unsigned)atoi(p);
-		if (len > maxlen) {
+		st = strnum_parse_uint(p, 0, maxlen, &len);
+		if (st == STRNUM_RANGE) {
 			acl_err(err, errlen, "prefix length %s out of range for %s", p,
 			    out->family == AF_INET ? "IPv4" : "IPv6");
 			return -1;
 		}
+		if (st != STRNUM_OK)
+			goto bad;
 	}
 	out->prefix = (uint8_t)len;
 	/* ::ffff:a.b.c.d/96+n is the IPv4 network a.b.c.d/n: store it as
@@ -259,37 +250,21 @@ acl_domain_match(const char *pattern, const char *name)
 
 /* Checks `example.com` or `*.example.com` (one trailing dot allowed): labels
  * of letters, digits, '-' and '_' (SRV-style names) within the RFC 1035
- * lengths. Returns the normalized copy (lower case, no trailing dot), or
+ * lengths, as dns_check_name has them. Returns the normalized copy (lower case, no trailing dot), or
  * NULL with a message. */
 static char *
 domain_parse(const char *s, char *err, size_t errlen)
 {
 	const char *name = s;
-	size_t len, label = 0, i;
+	size_t len, i;
 	char *copy;
 
 	if (name[0] == '*' && name[1] == '.')
 		name += 2;
+	/* The same rules a name must pass to be looked up at all. */
+	if (dns_check_name(name) != DNS_OK)
+		goto bad;
 	len = domain_len(name);
-	if (len == 0 || len > ACL_DOMAIN_MAX)
-		goto bad;
-	for (i = 0; i < len; i++) {
-		unsigned char ch = (unsigned char)name[i];
-
-		if (ch == '.') {
-			if (label == 0)
-				goto bad;
-			label = 0;
-			continue;
-		}
-		if (!((ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z') ||
-		    (ch >= '0' && ch <= '9') || ch == '-' || ch == '_'))
-			goto bad;
-		if (++label > ACL_LABEL_MAX)
-			goto bad;
-	}
-	if (label == 0)
-		goto bad;
 	len += (size_t)(name - s);
 	copy = malloc(len + 1);
 	if (copy == NULL) {
@@ -351,12 +326,21 @@ out:
 	return ret;
 }
 
-/* Returns arr grown to hold n + 1 items of size sz, or NULL (arr is then
- * untouched). Lists are short, so growing one at a time is fine. */
+/* Returns arr grown by one slot holding a copy of item (*n counts it), or
+ * NULL with "out of memory" in err and arr untouched. Lists are short, so
+ * growing one at a time is fine. */
 static void *
-array_grow(void *arr, size_t n, size_t sz)
+array_append(void *arr, size_t *n, const void *item, size_t sz, char *err, size_t errlen)
 {
-	return realloc(arr, (n + 1) * sz);
+	char *grown = realloc(arr, (*n + 1) * sz);
+
+	if (grown == NULL) {
+		acl_err(err, errlen, "out of memory");
+		return NULL;
+	}
+	memcpy(grown + *n * sz, item, sz);
+	(*n)++;
+	return grown;
 }
 
 static int
@@ -367,13 +351,9 @@ from_item(const char *item, void *arg, char *err, size_t errlen)
 
 	if (cidr_parse(item, &c, err, errlen) != 0)
 		return -1;
-	grown = array_grow(r->from, r->nfrom, sizeof(*grown));
-	if (grown == NULL) {
-		acl_err(err, errlen, "out of memory");
+	if ((grown = array_append(r->from, &r->nfrom, &c, sizeof(c), err, errlen)) == NULL)
 		return -1;
-	}
 	r->from = grown;
-	r->from[r->nfrom++] = c;
 	return 0;
 }
 
@@ -402,42 +382,54 @@ to_item(const char *item, void *arg, char *err, size_t errlen)
 		if (t.domain == NULL)
 			return -1;
 	}
-	grown = array_grow(r->to, r->nto, sizeof(*grown));
-	if (grown == NULL) {
+	if ((grown = array_append(r->to, &r->nto, &t, sizeof(t), err, errlen)) == NULL) {
 		free(t.domain);
-		acl_err(err, errlen, "out of memory");
 		return -1;
 	}
 	r->to = grown;
-	r->to[r->nto++] = t;
 	return 0;
 }
 
-/* In dump order. */
-static const struct {
+/* A keyword of a rule and the bit it stands for. */
+struct acl_word {
 	const char *name;
-	unsigned cmd;
-} acl_cmds[] = {
-	{"connect", ACL_CMD_CONNECT},
-	{"bind", ACL_CMD_BIND},
-	{"udp", ACL_CMD_UDP},
+	unsigned bit;
+};
+
+/* cmd values, in dump order; then the selectors. */
+static const struct acl_word acl_cmds[] = {
+	{ "connect", ACL_CMD_CONNECT }, { "bind", ACL_CMD_BIND }, { "udp", ACL_CMD_UDP },
 };
 #define ACL_NCMDS (sizeof(acl_cmds) / sizeof(acl_cmds[0]))
+
+static const struct acl_word acl_selectors[] = {
+	{ "all", SEL_ALL }, { "from", SEL_FROM }, { "to", SEL_TO },
+	{ "port", SEL_PORT }, { "cmd", SEL_CMD }, { "user", SEL_USER },
+};
+#define ACL_NSELECTORS (sizeof(acl_selectors) / sizeof(acl_selectors[0]))
+
+/* The bit word stands for in t[0..n), or 0 when it is none of them. */
+static unsigned
+word_bit(const struct acl_word *t, size_t n, const char *word)
+{
+	for (size_t i = 0; i < n; i++)
+		if (strcmp(word, t[i].name) == 0)
+			return t[i].bit;
+	return 0;
+}
 
 static int
 cmd_item(const char *item, void *arg, char *err, size_t errlen)
 {
 	struct acl_request_rule *r = arg;
-	size_t i;
+	unsigned cmd = word_bit(acl_cmds, ACL_NCMDS, item);
 
-	for (i = 0; i < ACL_NCMDS; i++) {
-		if (strcmp(item, acl_cmds[i].name) == 0) {
-			r->cmds |= acl_cmds[i].cmd;
-			return 0;
-		}
+	if (cmd == 0) {
+		acl_err(err, errlen, "unknown command '%s' (expected connect, bind, udp)", item);
+		return -1;
 	}
-	acl_err(err, errlen, "unknown command '%s' (expected connect, bind, udp)", item);
-	return -1;
+	r->cmds |= cmd;
+	return 0;
 }
 
 /* Names must print back into a config word: the config grammar has no
@@ -457,15 +449,15 @@ user_item(const char *item, void *arg, char *err, size_t errlen)
 		acl_err(err, errlen, "bad user name '%s'", item);
 		return -1;
 	}
-	copy = strdup(item);
-	grown = copy ? array_grow(r->users, r->nusers, sizeof(*grown)) : NULL;
-	if (grown == NULL) {
-		free(copy);
+	if ((copy = strdup(item)) == NULL) {
 		acl_err(err, errlen, "out of memory");
 		return -1;
 	}
+	if ((grown = array_append(r->users, &r->nusers, &copy, sizeof(copy), err, errlen)) == NULL) {
+		free(copy);
+		return -1;
+	}
 	r->users = grown;
-	r->users[r->nusers++] = copy;
 	return 0;
 }
 
@@ -475,7 +467,7 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 {
 	const char *dash = strchr(s, '-');
 	const char *parts[2];
-	unsigned long v[2] = { 0, 0 };
+	uint64_t v[2] = { 0, 0 };
 	size_t n = dash ? 2 : 1, i;
 
 	parts[0] = s;
@@ -484,12 +476,15 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 		const char *p = parts[i];
 		size_t plen = (i == 0 && dash) ? (size_t)(dash - s) : strlen(p);
 
-		/* Digits only: strtoul would take "+1", " 1" and "-1". */
-		if (plen == 0 || strspn(p, "0123456789") != plen)
-			goto bad;
-		v[i] = plen > 5 ? 100000 : strtoul(p, NULL, 10);
-		if (v[i] < 1 || v[i] > 65535) {
+		switch (strnum_parse_u64_span(p, plen, 1, 65535, &v[i])) {
+		case STRNUM_OK:
+			break;
+		case STRNUM_RANGE:
 			acl_err(err, errlen, "port %.*s out of range (1-65535)", (int)plen, p);
+			return -1;
+		case STRNUM_EMPTY:
+		case STRNUM_NOT_DECIMAL:
+			acl_err(err, errlen, "bad port '%s'", s);
 			return -1;
 		}
 	}
@@ -502,9 +497,6 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 	r->port_lo = (uint16_t)v[0];
 	r->port_hi = (uint16_t)v[1];
 	return 0;
-bad:
-	acl_err(err, errlen, "bad port '%s'", s);
-	return -1;
 }
 
 /* --- rules --------------------------------------------------------------- */
@@ -521,12 +513,6 @@ parse_verdict(char **argv, bool *allow, char *err, size_t errlen)
 		return -1;
 	}
 	return 0;
-}
-
-static void
-client_rule_clear(struct acl_client_rule *r)
-{
-	free(r->cidrs);
 }
 
 static void
@@ -549,80 +535,76 @@ acl_new(void)
 	return calloc(1, sizeof(struct acl));
 }
 
+static void
+rules_free(struct acl_request_rule *rules, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		request_rule_clear(&rules[i]);
+	free(rules);
+}
+
+/* Appends the parsed rule r to rules[0..*n); when that fails, r is cleared
+ * and "out of memory" is in err. */
+static int
+rules_append(struct acl_request_rule **rules, size_t *n, struct acl_request_rule *r,
+    char *err, size_t errlen)
+{
+	struct acl_request_rule *grown = array_append(*rules, n, r, sizeof(*r), err, errlen);
+
+	if (grown == NULL) {
+		request_rule_clear(r);
+		return -1;
+	}
+	*rules = grown;
+	return 0;
+}
+
 void
 acl_free(struct acl *a)
 {
-	size_t i;
-
 	if (a == NULL)
 		return;
-	for (i = 0; i < a->nclient; i++)
-		client_rule_clear(&a->client[i]);
-	for (i = 0; i < a->nreq; i++)
-		request_rule_clear(&a->req[i]);
-	free(a->client);
-	free(a->req);
+	rules_free(a->client, a->nclient);
+	rules_free(a->req, a->nreq);
 	free(a);
 }
 
+/* Each word is one network (no comma lists: `client allow A B`). */
 int
 acl_add_client_rule(struct acl *a, char **argv, int line, char *err, size_t errlen)
 {
-	struct acl_client_rule r, *rules;
-	struct acl_cidr *grown;
-	int i;
+	struct acl_request_rule r;
 
 	memset(&r, 0, sizeof(r));
 	r.line = line;
+	r.sel = SEL_FROM;
 	if (parse_verdict(argv, &r.allow, err, errlen) != 0)
 		return -1;
 	if (argv[1] == NULL) {
 		acl_err(err, errlen, "missing value after '%s'", argv[0]);
 		return -1;
 	}
-	for (i = 1; argv[i] != NULL; i++) {
-		struct acl_cidr c;
-
-		if (cidr_parse(argv[i], &c, err, errlen) != 0)
-			goto fail;
-		grown = array_grow(r.cidrs, r.ncidrs, sizeof(*grown));
-		if (grown == NULL)
-			goto nomem;
-		r.cidrs = grown;
-		r.cidrs[r.ncidrs++] = c;
+	for (int i = 1; argv[i] != NULL; i++) {
+		if (from_item(argv[i], &r, err, errlen) != 0) {
+			request_rule_clear(&r);
+			return -1;
+		}
 	}
-	rules = array_grow(a->client, a->nclient, sizeof(*rules));
-	if (rules == NULL)
-		goto nomem;
-	a->client = rules;
-	a->client[a->nclient++] = r;
-	return 0;
-nomem:
-	acl_err(err, errlen, "out of memory");
-fail:
-	client_rule_clear(&r);
-	return -1;
+	return rules_append(&a->client, &a->nclient, &r, err, errlen);
 }
 
-static const struct {
-	const char *name;
-	unsigned sel;
-} acl_selectors[] = {
-	{"all", SEL_ALL},
-	{"from", SEL_FROM},
-	{"to", SEL_TO},
-	{"port", SEL_PORT},
-	{"cmd", SEL_CMD},
-	{"user", SEL_USER},
-};
+size_t
+acl_client_rule_count(const struct acl *a)
+{
+	return a->nclient;
+}
 
 int
 acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t errlen)
 {
-	struct acl_request_rule r, *rules;
+	struct acl_request_rule r;
 	const char *word, *val;
 	unsigned sel;
-	size_t k;
 	int i, rc;
 
 	memset(&r, 0, sizeof(r));
@@ -631,11 +613,7 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 		return -1;
 	for (i = 1; argv[i] != NULL; i++) {
 		word = argv[i];
-		sel = 0;
-		for (k = 0; k < sizeof(acl_selectors) / sizeof(acl_selectors[0]); k++) {
-			if (strcmp(word, acl_selectors[k].name) == 0)
-				sel = acl_selectors[k].sel;
-		}
+		sel = word_bit(acl_selectors, ACL_NSELECTORS, word);
 		if (sel == 0) {
 			acl_err(err, errlen, "unknown selector '%s'", word);
 			goto fail;
@@ -673,23 +651,10 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 		if (rc != 0)
 			goto fail;
 	}
-	rules = array_grow(a->req, a->nreq, sizeof(*rules));
-	if (rules == NULL) {
-		acl_err(err, errlen, "out of memory");
-		goto fail;
-	}
-	a->req = rules;
-	a->req[a->nreq++] = r;
-	return 0;
+	return rules_append(&a->req, &a->nreq, &r, err, errlen);
 fail:
 	request_rule_clear(&r);
 	return -1;
-}
-
-size_t
-acl_client_rule_count(const struct acl *a)
-{
-	return a->nclient;
 }
 
 size_t
@@ -699,26 +664,6 @@ acl_request_rule_count(const struct acl *a)
 }
 
 /* --- checks -------------------------------------------------------------- */
-
-struct acl_result
-acl_check_client(const struct acl *a, const union sockaddr_any *client)
-{
-	struct acl_result res = {ACL_ALLOW, 0, false};
-	size_t i, j;
-
-	for (i = 0; i < a->nclient; i++) {
-		const struct acl_client_rule *r = &a->client[i];
-
-		for (j = 0; j < r->ncidrs; j++) {
-			if (acl_cidr_match(&r->cidrs[j], client)) {
-				res.verdict = r->allow ? ACL_ALLOW : ACL_DENY;
-				res.line = r->line;
-				return res;
-			}
-		}
-	}
-	return res;
-}
 
 enum to_match {
 	TO_NO,
@@ -786,6 +731,23 @@ match_user(const struct acl_request_rule *r, const char *user)
 }
 
 struct acl_result
+acl_check_client(const struct acl *a, const union sockaddr_any *client)
+{
+	struct acl_result res = {ACL_ALLOW, 0, false};
+
+	for (size_t i = 0; i < a->nclient; i++) {
+		const struct acl_request_rule *r = &a->client[i];
+
+		if (match_from(r, client)) {
+			res.verdict = r->allow ? ACL_ALLOW : ACL_DENY;
+			res.line = r->line;
+			return res;
+		}
+	}
+	return res;
+}
+
+struct acl_result
 acl_check_request(const struct acl *a, const struct acl_request *q)
 {
 	struct acl_result res = {ACL_ALLOW, 0, false};
@@ -829,12 +791,12 @@ acl_dump(const struct acl *a, FILE *out)
 	size_t i, j;
 
 	for (i = 0; i < a->nclient; i++) {
-		const struct acl_client_rule *r = &a->client[i];
+		const struct acl_request_rule *r = &a->client[i];
 
 		fprintf(out, "client %s", r->allow ? "allow" : "deny");
-		for (j = 0; j < r->ncidrs; j++) {
+		for (j = 0; j < r->nfrom; j++) {
 			fputc(' ', out);
-			cidr_print(&r->cidrs[j], out);
+			cidr_print(&r->from[j], out);
 		}
 		fputc('\n', out);
 	}
@@ -875,7 +837,7 @@ acl_dump(const struct acl *a, FILE *out)
 			const char *sep = " cmd ";
 
 			for (j = 0; j < ACL_NCMDS; j++) {
-				if (r->cmds & acl_cmds[j].cmd) {
+				if (r->cmds & acl_cmds[j].bit) {
 					fprintf(out, "%s%s", sep, acl_cmds[j].name);
 					sep = ",";
 				}

@@ -23,6 +23,7 @@
 
 #include "auth.h"
 #include "proto.h"
+#include "strnum.h"
 
 /* More than any keyword takes; extra arguments are counted, not kept. */
 #define CONFIG_MAX_ARGS 32
@@ -46,13 +47,12 @@ static const struct {
 	const char *name;
 	size_t off;      /* field in struct config */
 	unsigned min;    /* 0 only where 0 means "never" */
-	unsigned def;
 } timeouts[TIMEOUT_COUNT] = {
-	[TIMEOUT_HANDSHAKE] = { "handshake", offsetof(struct config, timeout_handshake), 1, 10 },
-	[TIMEOUT_CONNECT] = { "connect", offsetof(struct config, timeout_connect), 1, 10 },
-	[TIMEOUT_IDLE] = { "idle", offsetof(struct config, timeout_idle), 0, 3600 },
-	[TIMEOUT_UDP] = { "udp", offsetof(struct config, timeout_udp), 0, 300 },
-	[TIMEOUT_BIND] = { "bind", offsetof(struct config, timeout_bind), 1, 120 },
+	[TIMEOUT_HANDSHAKE] = { "handshake", offsetof(struct config, timeout_handshake), 1 },
+	[TIMEOUT_CONNECT] = { "connect", offsetof(struct config, timeout_connect), 1 },
+	[TIMEOUT_IDLE] = { "idle", offsetof(struct config, timeout_idle), 0 },
+	[TIMEOUT_UDP] = { "udp", offsetof(struct config, timeout_udp), 0 },
+	[TIMEOUT_BIND] = { "bind", offsetof(struct config, timeout_bind), 1 },
 };
 
 struct config_keyword;
@@ -90,20 +90,17 @@ static int set_listen(struct config_parse *, char **);
 static int set_auth(struct config_parse *, char **);
 static int set_user(struct config_parse *, char **);
 static int set_users_file(struct config_parse *, char **);
-static int set_log(struct config_parse *, char **);
 static int set_log_level(struct config_parse *, char **);
 static int set_timeout(struct config_parse *, char **);
 static int set_nameserver(struct config_parse *, char **);
-static int set_resolve_prefer(struct config_parse *, char **);
 static int set_uint(struct config_parse *, char **);
 static int set_port_range(struct config_parse *, char **);
 static int set_external(struct config_parse *, char **);
-static int set_onoff(struct config_parse *, char **);
+static int set_choice(struct config_parse *, char **);
 static int set_proxy_from(struct config_parse *, char **);
 static int set_metrics(struct config_parse *, char **);
 static int set_announce(struct config_parse *, char **);
-static int set_client_rule(struct config_parse *, char **);
-static int set_request_rule(struct config_parse *, char **);
+static int set_rule(struct config_parse *, char **);
 static int set_auth_fail_limit(struct config_parse *, char **);
 static int set_run_as(struct config_parse *, char **);
 
@@ -118,14 +115,14 @@ static const struct config_keyword keywords[] = {
 	{ "auth", 1, 2, false, set_auth, 0, 0, 0, 0 },
 	{ "user", 2, 6, true, set_user, 0, 0, 0, 0 },
 	{ "users-file", 1, 1, false, set_users_file, 0, 0, 0, 0 },
-	{ "log", 1, 1, false, set_log, 0, 0, 0, 0 },
+	{ "log", 1, 1, false, set_choice, OFF(log_syslog), 0, 0, 0 },
 	{ "log-level", 1, 1, false, set_log_level, 0, 0, 0, 0 },
 	/* repeatable per kind; set_timeout rejects a kind given twice */
 	{ "timeout", 2, 2, true, set_timeout, 0, 0, 0, 0 },
 	{ "shutdown-timeout", 1, 1, false, set_uint, OFF(shutdown_timeout), 0, 0,
 		CONFIG_SECONDS_MAX },
 	{ "nameserver", 1, 1, true, set_nameserver, 0, 0, 0, 0 },
-	{ "resolve-prefer", 1, 1, false, set_resolve_prefer, 0, 0, 0, 0 },
+	{ "resolve-prefer", 1, 1, false, set_choice, OFF(resolve_prefer), 0, 0, 0 },
 	{ "dns-cache-size", 1, 1, false, set_uint, OFF(dns_cache_size), 0, 0, 1000000 },
 	{ "dns-cache-max-ttl", 1, 1, false, set_uint, OFF(dns_cache_max_ttl), 0, 0,
 		CONFIG_SECONDS_MAX },
@@ -133,12 +130,12 @@ static const struct config_keyword keywords[] = {
 		1, 65535 },
 	{ "bind-port-range", 1, 1, false, set_port_range, OFF(bind_port_lo),
 		OFF(bind_port_hi), 1, 65535 },
-	{ "socks4", 1, 1, false, set_onoff, OFF(socks4_opt), 0, 0, 0 },
+	{ "socks4", 1, 1, false, set_choice, OFF(socks4_opt), 0, 0, 0 },
 	{ "workers", 1, 1, false, set_uint, OFF(workers), 0, 1, CONFIG_MAX_WORKERS },
 	{ "relay-buffer", 1, 1, false, set_uint, OFF(relay_buffer), 0, 4096, 16777216 },
-	{ "relay-splice", 1, 1, false, set_onoff, OFF(relay_splice), 0, 0, 0 },
-	{ "client", 2, CONFIG_MAX_ARGS, true, set_client_rule, 0, 0, 0, 0 },
-	{ "rule", 1, CONFIG_MAX_ARGS, true, set_request_rule, 0, 0, 0, 0 },
+	{ "relay-splice", 1, 1, false, set_choice, OFF(relay_splice), 0, 0, 0 },
+	{ "client", 2, CONFIG_MAX_ARGS, true, set_rule, 0, 0, 0, 0 },
+	{ "rule", 1, CONFIG_MAX_ARGS, true, set_rule, 0, 0, 0, 0 },
 	{ "max-connections", 1, 1, false, set_uint, OFF(max_connections), 0, 0, 10000000 },
 	{ "max-connections-per-ip", 1, 1, false, set_uint, OFF(max_connections_per_ip), 0, 0,
 		10000000 },
@@ -152,7 +149,20 @@ static const struct config_keyword keywords[] = {
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
 
-static const char *const level_words[] = { "error", "warn", "info", "debug" };
+/* Keywords whose argument is one of two words, stored as an int (set_choice)
+ * and printed back from the same words by config_dump. */
+static const struct config_choice {
+	const char *keyword;
+	const char *words[2];
+	int values[2];
+	const char *problem, *hint; /* "KEYWORD: problem 'WORD'hint" */
+} choices[] = {
+	{ "log", { "stderr", "syslog" }, { 0, 1 }, "unknown destination", " (stderr, syslog)" },
+	{ "resolve-prefer", { "ipv4", "ipv6" }, { AF_INET, AF_INET6 }, "unknown family",
+		" (ipv4, ipv6)" },
+	{ "socks4", { "off", "on" }, { 0, 1 }, "expected on or off, got", "" },
+	{ "relay-splice", { "off", "on" }, { 0, 1 }, "expected on or off, got", "" },
+};
 
 static int
 perr(struct config_parse *p, const char *fmt, ...) LOG_PRINTF(2, 3);
@@ -191,29 +201,22 @@ field_u16(struct config *c, size_t off)
 	return (uint16_t *)(void *)((char *)c + off);
 }
 
-/* Decimal digits only (no sign, no blanks), within lo..hi. what names the
- * keyword in messages. */
+/* A number in lo..hi (strnum: digits only, no sign, no blanks). what names
+ * the keyword in messages. */
 static int
 parse_uint(struct config_parse *p, const char *what, const char *s, unsigned lo,
 	unsigned hi, unsigned *out)
 {
-	unsigned long long v = 0;
-	bool big = false;
-
-	if (*s == '\0')
-		return perr(p, "%s: '' is not a number", what);
-	for (const char *q = s; *q; q++) {
-		if (*q < '0' || *q > '9')
-			return perr(p, "%s: '%s' is not a number", what, s);
-		if (!big) {
-			v = v * 10 + (unsigned)(*q - '0');
-			big = v > UINT_MAX;
-		}
-	}
-	if (big || v < lo || v > hi)
+	switch (strnum_parse_uint(s, lo, hi, out)) {
+	case STRNUM_OK:
+		return 0;
+	case STRNUM_EMPTY:
+	case STRNUM_NOT_DECIMAL:
+		break;
+	case STRNUM_RANGE:
 		return perr(p, "%s: %s out of range %u..%u", what, s, lo, hi);
-	*out = (unsigned)v;
-	return 0;
+	}
+	return perr(p, "%s: '%s' is not a number", what, s);
 }
 
 static int
@@ -260,23 +263,19 @@ set_proxy_from(struct config_parse *p, char **argv)
 	return 0;
 }
 
+/* client ... and rule ...: acl parses the words; its message gets the
+ * keyword in front. */
 static int
-set_client_rule(struct config_parse *p, char **argv)
+set_rule(struct config_parse *p, char **argv)
 {
+	bool client = strcmp(p->kw->name, "client") == 0;
 	char err[256];
+	int rc;
 
-	if (acl_add_client_rule(p->c->acl, argv, p->line, err, sizeof(err)) < 0)
-		return perr(p, "client: %s", err);
-	return 0;
-}
-
-static int
-set_request_rule(struct config_parse *p, char **argv)
-{
-	char err[256];
-
-	if (acl_add_request_rule(p->c->acl, argv, p->line, err, sizeof(err)) < 0)
-		return perr(p, "rule: %s", err);
+	rc = client ? acl_add_client_rule(p->c->acl, argv, p->line, err, sizeof(err))
+		    : acl_add_request_rule(p->c->acl, argv, p->line, err, sizeof(err));
+	if (rc < 0)
+		return perr(p, "%s: %s", p->kw->name, err);
 	return 0;
 }
 
@@ -332,27 +331,52 @@ set_metrics(struct config_parse *p, char **argv)
 	return 0;
 }
 
+/* The IPv4 and IPv6 slots of a setting that keeps one address per family
+ * (external, announce, a user's external). */
+struct family_pair {
+	union sockaddr_any *addr[2]; /* [0] IPv4, [1] IPv6 */
+	bool *has[2];
+};
+
+static const char *const family_names[2] = { "IPv4", "IPv6" };
+
+/*
+ * Parses word, a numeric address, into the pair's slot for its family
+ * unless that slot is set already (*taken: the caller words that error).
+ * Returns the slot, 0 or 1, or -1 after "BAD 'WORD' (expected a numeric
+ * IPv4 or IPv6 address)".
+ */
+static int
+family_pair_set(struct config_parse *p, const struct family_pair *fp, const char *bad,
+	const char *word, bool *taken)
+{
+	union sockaddr_any a;
+	int f;
+
+	*taken = false;
+	if (addr_parse(word, 0, &a) < 0)
+		return perr(p, "%s '%s' (expected a numeric IPv4 or IPv6 address)", bad, word);
+	f = a.sa.sa_family == AF_INET6;
+	*taken = *fp->has[f];
+	if (!*taken) {
+		*fp->addr[f] = a;
+		*fp->has[f] = true;
+	}
+	return f;
+}
+
 static int
 set_announce(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
-	union sockaddr_any a;
+	const struct family_pair fp = { { &c->announce4, &c->announce6 },
+		{ &c->has_announce4, &c->has_announce6 } };
+	bool taken;
+	int f = family_pair_set(p, &fp, "announce: bad address", argv[0], &taken);
 
-	if (addr_parse(argv[0], 0, &a) < 0)
-		return perr(p, "announce: bad address '%s' (expected a numeric IPv4 or IPv6 "
-			       "address)", argv[0]);
-	if (a.sa.sa_family == AF_INET) {
-		if (c->has_announce4)
-			return perr(p, "announce: a second IPv4 address");
-		c->announce4 = a;
-		c->has_announce4 = true;
-	} else {
-		if (c->has_announce6)
-			return perr(p, "announce: a second IPv6 address");
-		c->announce6 = a;
-		c->has_announce6 = true;
-	}
-	return 0;
+	if (f >= 0 && taken)
+		return perr(p, "announce: a second %s address", family_names[f]);
+	return f < 0 ? -1 : 0;
 }
 
 static int
@@ -383,27 +407,21 @@ set_user(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
 	struct config_user_external ue;
+	const struct family_pair fp = { { &ue.ext4, &ue.ext6 }, { &ue.has4, &ue.has6 } };
 	char msg[384];
 
 	if (p->argc % 2 != 0)
 		return perr(p, "user: expected NAME SECRET [external ADDR]...");
 	memset(&ue, 0, sizeof(ue));
 	for (int i = 2; i < p->argc; i += 2) {
-		union sockaddr_any a;
+		bool taken;
+
 		if (strcmp(argv[i], "external") != 0)
 			return perr(p, "user: unknown option '%s' (external)", argv[i]);
-		if (addr_parse(argv[i + 1], 0, &a) < 0)
-			return perr(p, "user: bad external address '%s' (expected a numeric IPv4 "
-				       "or IPv6 address)", argv[i + 1]);
-		if ((a.sa.sa_family == AF_INET && ue.has4) || (a.sa.sa_family == AF_INET6 && ue.has6))
+		if (family_pair_set(p, &fp, "user: bad external address", argv[i + 1], &taken) < 0)
+			return -1;
+		if (taken)
 			return perr(p, "user: a second external address of the same family");
-		if (a.sa.sa_family == AF_INET) {
-			ue.ext4 = a;
-			ue.has4 = true;
-		} else {
-			ue.ext6 = a;
-			ue.has6 = true;
-		}
 	}
 	if (auth_table_add(c->users, argv[0], argv[1], NULL, msg, sizeof(msg)) < 0)
 		return perr(p, "user: %s", msg);
@@ -462,40 +480,10 @@ set_users_file(struct config_parse *p, char **argv)
 }
 
 static int
-set_log(struct config_parse *p, char **argv)
-{
-	if (strcmp(argv[0], "stderr") == 0)
-		p->c->log_syslog = false;
-	else if (strcmp(argv[0], "syslog") == 0)
-		p->c->log_syslog = true;
-	else
-		return perr(p, "log: unknown destination '%s' (stderr, syslog)", argv[0]);
-	return 0;
-}
-
-/* on|off into an int field that starts at -1 (unset). */
-static int
-set_onoff(struct config_parse *p, char **argv)
-{
-	int *f = (int *)((char *)p->c + p->kw->off);
-
-	if (strcmp(argv[0], "on") == 0)
-		*f = 1;
-	else if (strcmp(argv[0], "off") == 0)
-		*f = 0;
-	else
-		return perr(p, "%s: expected on or off, got '%s'", p->kw->name, argv[0]);
-	return 0;
-}
-
-static int
 set_log_level(struct config_parse *p, char **argv)
 {
-	for (size_t i = 0; i < sizeof(level_words) / sizeof(level_words[0]); i++)
-		if (strcmp(argv[0], level_words[i]) == 0) {
-			p->c->log_level = (enum log_level)i;
-			return 0;
-		}
+	if (log_level_from_name(argv[0], &p->c->log_level))
+		return 0;
 	return perr(p, "log-level: unknown level '%s' (error, warn, info, debug)", argv[0]);
 }
 
@@ -547,16 +535,37 @@ set_nameserver(struct config_parse *p, char **argv)
 	return 0;
 }
 
-static int
-set_resolve_prefer(struct config_parse *p, char **argv)
+static const struct config_choice *
+choice_for(const char *keyword)
 {
-	if (strcmp(argv[0], "ipv4") == 0)
-		p->c->resolve_prefer = AF_INET;
-	else if (strcmp(argv[0], "ipv6") == 0)
-		p->c->resolve_prefer = AF_INET6;
-	else
-		return perr(p, "resolve-prefer: unknown family '%s' (ipv4, ipv6)", argv[0]);
-	return 0;
+	for (size_t i = 0; i < sizeof(choices) / sizeof(choices[0]); i++)
+		if (strcmp(choices[i].keyword, keyword) == 0)
+			return &choices[i];
+	abort(); /* every set_choice keyword has a row */
+}
+
+static int
+set_choice(struct config_parse *p, char **argv)
+{
+	const struct config_choice *ch = choice_for(p->kw->name);
+	int *f = (int *)(void *)((char *)p->c + p->kw->off);
+
+	for (size_t i = 0; i < 2; i++)
+		if (strcmp(argv[0], ch->words[i]) == 0) {
+			*f = ch->values[i];
+			return 0;
+		}
+	return perr(p, "%s: %s '%s'%s", p->kw->name, ch->problem, argv[0], ch->hint);
+}
+
+/* The word set_choice takes for value (the first word for any value but
+ * the second one's, as the defaults leave none). */
+static const char *
+choice_word(const char *keyword, int value)
+{
+	const struct config_choice *ch = choice_for(keyword);
+
+	return ch->words[value == ch->values[1] ? 1 : 0];
 }
 
 static int
@@ -594,27 +603,18 @@ static int
 set_external(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
-	union sockaddr_any a;
+	const struct family_pair fp = { { &c->external4, &c->external6 },
+		{ &c->has_external4, &c->has_external6 } };
+	int *first[2] = { &p->external4_line, &p->external6_line };
+	bool taken;
+	int f = family_pair_set(p, &fp, "external: bad address", argv[0], &taken);
 
-	if (addr_parse(argv[0], 0, &a) < 0)
-		return perr(p, "external: bad address '%s' (expected a numeric IPv4 or IPv6 "
-			       "address)",
-			argv[0]);
-	if (a.sa.sa_family == AF_INET) {
-		if (c->has_external4)
-			return perr(p, "duplicate 'external' IPv4 address, first at line %d",
-				p->external4_line);
-		c->has_external4 = true;
-		c->external4 = a;
-		p->external4_line = p->line;
-	} else {
-		if (c->has_external6)
-			return perr(p, "duplicate 'external' IPv6 address, first at line %d",
-				p->external6_line);
-		c->has_external6 = true;
-		c->external6 = a;
-		p->external6_line = p->line;
-	}
+	if (f < 0)
+		return -1;
+	if (taken)
+		return perr(p, "duplicate 'external' %s address, first at line %d", family_names[f],
+			*first[f]);
+	*first[f] = p->line;
 	return 0;
 }
 
@@ -709,6 +709,31 @@ run_line(struct config_parse *p, char *line)
 
 /* --- whole configs ------------------------------------------------------ */
 
+/* Unsigned settings whose default is a plain number: UNSET_U from
+ * config_alloc until parsed, then this in config_fill_defaults. Together
+ * with that function, the one place defaults live (the man page and the
+ * example repeat them). */
+static const struct {
+	size_t off;
+	unsigned def;
+} uint_defaults[] = {
+	{ OFF(timeout_handshake), 10 },
+	{ OFF(timeout_connect), 10 },
+	{ OFF(timeout_idle), 3600 },
+	{ OFF(timeout_udp), 300 },
+	{ OFF(timeout_bind), 120 },
+	{ OFF(shutdown_timeout), 10 },
+	{ OFF(workers), 1 },
+	{ OFF(relay_buffer), 262144 },
+	{ OFF(max_connections), 0 },
+	{ OFF(max_connections_per_ip), 0 },
+	{ OFF(max_sessions_per_user), 0 },
+	{ OFF(dns_cache_size), 10000 },
+	{ OFF(dns_cache_max_ttl), 3600 },
+};
+
+#define NUINT_DEFAULTS (sizeof(uint_defaults) / sizeof(uint_defaults[0]))
+
 static struct config *
 config_alloc(const char *name)
 {
@@ -728,26 +753,18 @@ config_alloc(const char *name)
 	snprintf(c->name, sizeof(c->name), "%s", name);
 	/* Unset sentinels: config_fill_defaults replaces whatever is left. */
 	c->log_level = UNSET_LEVEL;
-	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
-		*field_u(c, timeouts[k].off) = UNSET_U;
-	c->shutdown_timeout = UNSET_U;
+	for (size_t k = 0; k < NUINT_DEFAULTS; k++)
+		*field_u(c, uint_defaults[k].off) = UNSET_U;
 	c->socks4_opt = -1;
-	c->workers = UNSET_U;
-	c->relay_buffer = UNSET_U;
 	c->relay_splice = -1;
-	c->max_connections = UNSET_U;
-	c->max_connections_per_ip = UNSET_U;
-	c->max_sessions_per_user = UNSET_U;
 	c->auth_fail_limit = UNSET_U;
 	c->resolve_prefer = AF_UNSPEC;
-	c->dns_cache_size = UNSET_U;
-	c->dns_cache_max_ttl = UNSET_U;
-	/* nlisten, nmethods, nnameservers 0, log_syslog false (stderr) and
-	 * the port ranges 0,0 ("any") already mean unset. */
+	/* nlisten, nmethods, nnameservers 0, log_syslog 0 (stderr) and the
+	 * port ranges 0,0 ("any") already mean unset. */
 	return c;
 }
 
-/* The one place defaults live (the man page and the example repeat them). */
+/* Fills what the text left unset: uint_defaults and the rest below. */
 static void
 config_fill_defaults(struct config *c)
 {
@@ -766,23 +783,11 @@ config_fill_defaults(struct config *c)
 	}
 	if (c->log_level == UNSET_LEVEL)
 		c->log_level = LOG_LVL_INFO;
-	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
-		if (field_get(c, timeouts[k].off) == UNSET_U)
-			*field_u(c, timeouts[k].off) = timeouts[k].def;
-	if (c->shutdown_timeout == UNSET_U)
-		c->shutdown_timeout = 10;
-	if (c->workers == UNSET_U)
-		c->workers = 1;
-	if (c->relay_buffer == UNSET_U)
-		c->relay_buffer = 262144;
+	for (size_t k = 0; k < NUINT_DEFAULTS; k++)
+		if (field_get(c, uint_defaults[k].off) == UNSET_U)
+			*field_u(c, uint_defaults[k].off) = uint_defaults[k].def;
 	if (c->relay_splice < 0)
 		c->relay_splice = 1;
-	if (c->max_connections == UNSET_U)
-		c->max_connections = 0;
-	if (c->max_connections_per_ip == UNSET_U)
-		c->max_connections_per_ip = 0;
-	if (c->max_sessions_per_user == UNSET_U)
-		c->max_sessions_per_user = 0;
 	if (c->auth_fail_limit == UNSET_U) {
 		c->auth_fail_limit = 10;
 		c->auth_fail_window = 60;
@@ -800,10 +805,6 @@ config_fill_defaults(struct config *c)
 	}
 	if (c->resolve_prefer == AF_UNSPEC)
 		c->resolve_prefer = AF_INET;
-	if (c->dns_cache_size == UNSET_U)
-		c->dns_cache_size = 10000;
-	if (c->dns_cache_max_ttl == UNSET_U)
-		c->dns_cache_max_ttl = 3600;
 	c->nplaintext_users = auth_table_plaintext_count(c->users);
 }
 
@@ -1032,6 +1033,42 @@ dump_port_range(FILE *out, const char *kw, uint16_t lo, uint16_t hi)
 		fprintf(out, "%s %u-%u\n", kw, lo, hi);
 }
 
+/* "KEYWORD ADDR" and then after, for each family of the pair that is set. */
+static void
+dump_addr_pair(FILE *out, const char *keyword, const char *after, const union sockaddr_any *v4,
+	bool has4, const union sockaddr_any *v6, bool has6)
+{
+	const union sockaddr_any *addr[2] = { v4, v6 };
+	bool has[2] = { has4, has6 };
+	char buf[ADDR_STRLEN];
+
+	for (int f = 0; f < 2; f++)
+		if (has[f])
+			fprintf(out, "%s %s%s", keyword, addr_ip_format(addr[f], buf, sizeof(buf)),
+				after);
+}
+
+static void
+dump_proxy_from(const struct config *c, FILE *out)
+{
+	char buf[INET6_ADDRSTRLEN];
+
+	if (c->nproxy_from == 0)
+		return;
+	fprintf(out, "proxy-protocol-from");
+	for (size_t i = 0; i < c->nproxy_from; i++) {
+		const struct acl_cidr *n = &c->proxy_from[i];
+
+		if (n->any) {
+			fprintf(out, " all");
+			continue;
+		}
+		inet_ntop(n->family, n->addr, buf, sizeof(buf));
+		fprintf(out, " %s/%u", buf, n->prefix);
+	}
+	fprintf(out, "\n");
+}
+
 /* Keyword-table order; user secrets never appear, only how many users. */
 void
 config_dump(const struct config *c, FILE *out)
@@ -1049,58 +1086,40 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "\n");
 	fprintf(out, "# %zu user%s (%zu with a plain-text secret); secrets are not shown\n",
 		nusers, nusers == 1 ? "" : "s", c->nplaintext_users);
-	fprintf(out, "log %s\n", c->log_syslog ? "syslog" : "stderr");
-	fprintf(out, "log-level %s\n", level_words[c->log_level]);
+	fprintf(out, "log %s\n", choice_word("log", c->log_syslog));
+	fprintf(out, "log-level %s\n", log_level_name(c->log_level));
 	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
 		fprintf(out, "timeout %s %u\n", timeouts[k].name,
 			field_get(c, timeouts[k].off));
 	fprintf(out, "shutdown-timeout %u\n", c->shutdown_timeout);
-	fprintf(out, "socks4 %s\n", c->socks4 ? "on" : "off");
+	fprintf(out, "socks4 %s\n", choice_word("socks4", c->socks4));
 	fprintf(out, "workers %u\n", c->workers);
 	fprintf(out, "relay-buffer %u\n", c->relay_buffer);
-	fprintf(out, "relay-splice %s\n", c->relay_splice ? "on" : "off");
+	fprintf(out, "relay-splice %s\n", choice_word("relay-splice", c->relay_splice));
 	if (c->nnameservers == 0)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)
 		fprintf(out, "nameserver %s\n",
 			addr_format(&c->nameservers[i], buf, sizeof(buf)));
-	fprintf(out, "resolve-prefer %s\n", c->resolve_prefer == AF_INET6 ? "ipv6" : "ipv4");
+	fprintf(out, "resolve-prefer %s\n", choice_word("resolve-prefer", c->resolve_prefer));
 	fprintf(out, "dns-cache-size %u\n", c->dns_cache_size);
 	fprintf(out, "dns-cache-max-ttl %u\n", c->dns_cache_max_ttl);
 	dump_port_range(out, "udp-port-range", c->udp_port_lo, c->udp_port_hi);
 	dump_port_range(out, "bind-port-range", c->bind_port_lo, c->bind_port_hi);
 	if (!c->has_external4 && !c->has_external6)
 		fprintf(out, "# external not set: chosen by the kernel\n");
-	if (c->has_external4)
-		fprintf(out, "external %s\n", addr_ip_format(&c->external4, buf, sizeof(buf)));
-	if (c->has_external6)
-		fprintf(out, "external %s\n", addr_ip_format(&c->external6, buf, sizeof(buf)));
-	if (c->has_announce4)
-		fprintf(out, "announce %s\n", addr_ip_format(&c->announce4, buf, sizeof(buf)));
-	if (c->has_announce6)
-		fprintf(out, "announce %s\n", addr_ip_format(&c->announce6, buf, sizeof(buf)));
-	if (c->nproxy_from) {
-		fprintf(out, "proxy-protocol-from");
-		for (size_t i = 0; i < c->nproxy_from; i++) {
-			const struct acl_cidr *n = &c->proxy_from[i];
-			if (n->any) {
-				fprintf(out, " all");
-				continue;
-			}
-			inet_ntop(n->family, n->addr, buf, sizeof(buf));
-			fprintf(out, " %s/%u", buf, n->prefix);
-		}
-		fprintf(out, "\n");
-	}
+	dump_addr_pair(out, "external", "\n", &c->external4, c->has_external4, &c->external6,
+		c->has_external6);
+	dump_addr_pair(out, "announce", "\n", &c->announce4, c->has_announce4, &c->announce6,
+		c->has_announce6);
+	dump_proxy_from(c, out);
 	if (c->has_metrics)
 		fprintf(out, "metrics %s\n", addr_format(&c->metrics, buf, sizeof(buf)));
 	for (size_t i = 0; i < c->nuser_ext; i++) {
 		const struct config_user_external *ue = &c->user_ext[i];
+
 		fprintf(out, "# user %s:", ue->name);
-		if (ue->has4)
-			fprintf(out, " external %s", addr_ip_format(&ue->ext4, buf, sizeof(buf)));
-		if (ue->has6)
-			fprintf(out, " external %s", addr_ip_format(&ue->ext6, buf, sizeof(buf)));
+		dump_addr_pair(out, " external", "", &ue->ext4, ue->has4, &ue->ext6, ue->has6);
 		fprintf(out, "\n");
 	}
 	acl_dump(c->acl, out);

@@ -16,7 +16,7 @@
 #include <string.h>
 
 #include "connlimit.h"
-#include "net.h"
+#include "addr.h"
 
 #define LIM_NONE UINT32_MAX
 /* Count tables are bounded by the caller's connection limit, not here. */

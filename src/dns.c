@@ -10,6 +10,8 @@
 
 #include <string.h>
 
+#include "strnum.h"
+
 /* RFC 1035 §4.1.1 header flag bits (in the 16-bit flags word). */
 #define DNS_FLAG_QR 0x8000u
 #define DNS_FLAG_TC 0x0200u
@@ -74,10 +76,7 @@ static const char *const dns_status_names[] = {
 const char *
 dns_status_str(enum dns_status st)
 {
-	if ((size_t)st < sizeof(dns_status_names) / sizeof(dns_status_names[0]) &&
-	    dns_status_names[st] != NULL)
-		return dns_status_names[st];
-	return "unknown";
+	return STRNUM_NAME(dns_status_names, st, "unknown");
 }
 
 static uint16_t
@@ -450,10 +449,9 @@ dns_collect_answers(const uint8_t *msg, size_t len, size_t start,
 			ttl = rr.ttl;
 		if (out->naddrs == DNS_MAX_ADDRS)
 			continue;
-		out->addrs[out->naddrs].type = qtype;
-		memset(out->addrs[out->naddrs].addr, 0, sizeof(out->addrs[0].addr));
-		memcpy(out->addrs[out->naddrs].addr, msg + rr.rdata, rr.rdlength);
-		out->naddrs++;
+		/* RDLENGTH was checked against the type (4 or 16) when read. */
+		addr_from_ip(&out->addrs[out->naddrs++], qtype == DNS_TYPE_A ? AF_INET : AF_INET6,
+		    msg + rr.rdata, 0);
 	}
 	out->ttl = out->naddrs > 0 ? ttl : 0;
 	return DNS_OK;

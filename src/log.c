@@ -10,18 +10,24 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <strings.h>
 #include <sys/stat.h>
 #include <syslog.h>
 #include <time.h>
 #include <unistd.h>
+
+#include "strnum.h"
 
 static enum log_level log_threshold = LOG_LVL_INFO;
 static bool log_journal;
 static bool log_syslog;
 static char log_tag[32];
 
-static const char *const level_names[] = { "error", "warn", "info", "debug" };
+static const char *const level_names[] = {
+	[LOG_LVL_ERROR] = "error",
+	[LOG_LVL_WARN] = "warn",
+	[LOG_LVL_INFO] = "info",
+	[LOG_LVL_DEBUG] = "debug",
+};
 /* syslog priorities: err, warning, info, debug */
 static const int level_prio[] = { 3, 4, 6, 7 };
 
@@ -31,24 +37,17 @@ static bool
 stderr_is_journal(void)
 {
 	const char *e = getenv("JOURNAL_STREAM");
-	unsigned long long dev, ino;
-	char *end;
+	const char *colon = e ? strchr(e, ':') : NULL;
+	uint64_t dev, ino;
 	struct stat st;
 
-	/* strtoull, not sscanf: an out-of-range number is an error, not UB. */
-	if (!e)
-		return false;
-	errno = 0;
-	dev = strtoull(e, &end, 10);
-	if (end == e || *end != ':')
-		return false;
-	e = end + 1;
-	ino = strtoull(e, &end, 10);
-	if (end == e || *end != '\0' || errno != 0)
+	if (!colon ||
+	    strnum_parse_u64_span(e, (size_t)(colon - e), 0, UINT64_MAX, &dev) != STRNUM_OK ||
+	    strnum_parse_u64(colon + 1, 0, UINT64_MAX, &ino) != STRNUM_OK)
 		return false;
 	if (fstat(STDERR_FILENO, &st) < 0)
 		return false;
-	return (unsigned long long)st.st_dev == dev && (unsigned long long)st.st_ino == ino;
+	return (uint64_t)st.st_dev == dev && (uint64_t)st.st_ino == ino;
 }
 
 void
@@ -107,21 +106,21 @@ log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms
 	return true;
 }
 
-int
-log_level_from_name(const char *s)
+bool
+log_level_from_name(const char *name, enum log_level *out)
 {
 	for (size_t i = 0; i < sizeof(level_names) / sizeof(level_names[0]); i++)
-		if (strcasecmp(s, level_names[i]) == 0)
-			return (int)i;
-	if (strcasecmp(s, "warning") == 0)
-		return LOG_LVL_WARN;
-	return -1;
+		if (strcmp(name, level_names[i]) == 0) {
+			*out = (enum log_level)i;
+			return true;
+		}
+	return false;
 }
 
 const char *
 log_level_name(enum log_level level)
 {
-	return level_names[level];
+	return STRNUM_NAME(level_names, level, "?");
 }
 
 static void log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
@@ -156,7 +155,7 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ",
 			ts.tv_nsec / 1000000);
 	}
-	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: %s%s", level_names[level],
+	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: %s%s", log_level_name(level),
 		log_tag, log_tag[0] ? ": " : "");
 	if (n < sizeof(line)) {
 		int w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);

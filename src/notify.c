@@ -19,6 +19,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "strnum.h"
 
 #define LISTEN_FDS_START 3
 
@@ -29,22 +30,6 @@ static uint64_t watchdog_usec;
 static struct timer watchdog_timer;
 static uint64_t watchdog_ms;
 
-static int
-parse_u64(const char *s, uint64_t *out)
-{
-	char *end;
-	unsigned long long v;
-
-	if (!s || !*s)
-		return -1;
-	errno = 0;
-	v = strtoull(s, &end, 10);
-	if (errno || *end)
-		return -1;
-	*out = v;
-	return 0;
-}
-
 bool
 notify_init(void)
 {
@@ -54,8 +39,9 @@ notify_init(void)
 	uint64_t v, pid;
 	size_t len;
 
-	if (wd && parse_u64(wd, &v) == 0 && v > 0 &&
-	    (!wd_pid || (parse_u64(wd_pid, &pid) == 0 && pid == (uint64_t)getpid())))
+	if (wd && strnum_parse_u64(wd, 1, UINT64_MAX, &v) == STRNUM_OK &&
+	    (!wd_pid || (strnum_parse_u64(wd_pid, 0, UINT64_MAX, &pid) == STRNUM_OK &&
+			    pid == (uint64_t)getpid())))
 		watchdog_usec = v;
 	unsetenv("WATCHDOG_USEC");
 	unsetenv("WATCHDOG_PID");
@@ -154,11 +140,12 @@ notify_watchdog_stop(struct loop *loop)
 int
 notify_listen_fds(void)
 {
+	const char *pid_s = getenv("LISTEN_PID"), *fds_s = getenv("LISTEN_FDS");
 	uint64_t pid, n;
 	int count = 0;
 
-	if (parse_u64(getenv("LISTEN_PID"), &pid) == 0 && pid == (uint64_t)getpid() &&
-	    parse_u64(getenv("LISTEN_FDS"), &n) == 0 && n > 0 && n < 1024) {
+	if (pid_s && fds_s && strnum_parse_u64(pid_s, 0, UINT64_MAX, &pid) == STRNUM_OK &&
+	    pid == (uint64_t)getpid() && strnum_parse_u64(fds_s, 1, 1023, &n) == STRNUM_OK) {
 		count = (int)n;
 		for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + count; fd++) {
 			int fl = fcntl(fd, F_GETFL);

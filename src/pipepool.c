@@ -14,7 +14,10 @@
 #include <fcntl.h>
 #include <stdio.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
+
+#include "strnum.h"
 
 #define PIPE_MAX_SIZE_FILE "/proc/sys/fs/pipe-max-size"
 
@@ -37,19 +40,17 @@ static size_t
 system_pipe_max(void)
 {
 	FILE *f = fopen(PIPE_MAX_SIZE_FILE, "re");
-	char line[32], *end;
-	unsigned long v = 0;
+	char line[32];
+	uint64_t v = 0;
 
 	if (!f)
 		return 0;
-	if (fgets(line, sizeof(line), f)) {
-		errno = 0;
-		v = strtoul(line, &end, 10);
-		if (errno || end == line)
-			v = 0;
-	}
+	/* One number and a newline; anything else counts as unknown (0). */
+	if (!fgets(line, sizeof(line), f) ||
+	    strnum_parse_u64_span(line, strcspn(line, "\n"), 0, SIZE_MAX, &v) != STRNUM_OK)
+		v = 0;
 	fclose(f);
-	return v;
+	return (size_t)v;
 }
 
 static void

@@ -13,6 +13,9 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "addr.h"
+#include "strnum.h"
+
 /* Big-endian 16-bit field at p (RFC 1928 §3: network octet order). */
 static uint16_t
 get_be16(const uint8_t *p)
@@ -83,19 +86,31 @@ parse_addr(const uint8_t *p, size_t len, struct socks_addr *a, size_t *used)
 	return PROTO_OK;
 }
 
+/*
+ * The first byte of every message but the UDP header is a version: NEED_MORE
+ * until it has arrived, err as soon as it is wrong, OK once it and the byte
+ * after it are in view (each parser judges that second byte itself).
+ */
+static enum proto_status
+check_version(const uint8_t *p, size_t len, uint8_t version, enum proto_status err)
+{
+	if (len < 1)
+		return PROTO_NEED_MORE;
+	if (p[0] != version)
+		return err;
+	return len < 2 ? PROTO_NEED_MORE : PROTO_OK;
+}
+
 /* RFC 1928 §3: VER NMETHODS METHODS. */
 enum proto_status
 proto_parse_greeting(const uint8_t *p, size_t len,
 	struct proto_greeting *out, size_t *consumed)
 {
+	enum proto_status st;
 	size_t n;
 
-	if (len < 1)
-		return PROTO_NEED_MORE;
-	if (p[0] != SOCKS_VERSION)
-		return PROTO_ERR_VERSION;
-	if (len < 2)
-		return PROTO_NEED_MORE;
+	if ((st = check_version(p, len, SOCKS_VERSION, PROTO_ERR_VERSION)) != PROTO_OK)
+		return st;
 	if (p[1] == 0)
 		return PROTO_ERR_NO_METHODS;
 	n = 2 + (size_t)p[1];
@@ -113,14 +128,11 @@ enum proto_status
 proto_parse_userpass(const uint8_t *p, size_t len,
 	struct proto_userpass *out, size_t *consumed)
 {
+	enum proto_status st;
 	size_t ulen, plen;
 
-	if (len < 1)
-		return PROTO_NEED_MORE;
-	if (p[0] != SOCKS_AUTH_VERSION)
-		return PROTO_ERR_AUTH_VERSION;
-	if (len < 2)
-		return PROTO_NEED_MORE;
+	if ((st = check_version(p, len, SOCKS_AUTH_VERSION, PROTO_ERR_AUTH_VERSION)) != PROTO_OK)
+		return st;
 	if (p[1] == 0)
 		return PROTO_ERR_EMPTY_USERNAME;
 	ulen = p[1];
@@ -149,12 +161,8 @@ proto_parse_request(const uint8_t *p, size_t len,
 	enum proto_status st;
 	size_t used;
 
-	if (len < 1)
-		return PROTO_NEED_MORE;
-	if (p[0] != SOCKS_VERSION)
-		return PROTO_ERR_VERSION;
-	if (len < 2)
-		return PROTO_NEED_MORE;
+	if ((st = check_version(p, len, SOCKS_VERSION, PROTO_ERR_VERSION)) != PROTO_OK)
+		return st;
 	if (p[1] != SOCKS_CMD_CONNECT && p[1] != SOCKS_CMD_BIND &&
 	    p[1] != SOCKS_CMD_UDP_ASSOCIATE)
 		return PROTO_ERR_COMMAND;
@@ -232,41 +240,52 @@ proto_encode_auth_status(uint8_t out[2], uint8_t status)
 }
 
 /*
- * ATYP ADDR PORT for a socket address. Anything that is neither IPv4 nor
- * IPv6 (NULL, AF_UNSPEC, AF_UNIX) becomes 0.0.0.0:0 so that a failure reply
- * is still well formed. IPv4-mapped IPv6 goes out as IPv4: a dual-stack
- * socket reports v4 peers that way, and clients expect the v4 form.
+ * The address and port (network order) a reply carries for sa: 4 address
+ * bytes for AF_INET and for IPv4-mapped IPv6 (a dual-stack socket reports
+ * v4 peers that way, and clients expect the v4 form), 16 for other IPv6.
+ * Returns the address length, or 0 for anything else (NULL, AF_UNSPEC,
+ * AF_UNIX), with ip and port zeroed.
  */
 static size_t
-encode_sockaddr(uint8_t *out, const struct sockaddr *sa)
+reply_addr(const struct sockaddr *sa, uint8_t ip[16], uint8_t port[2])
 {
+	memset(ip, 0, 16);
+	memset(port, 0, 2);
 	if (sa != NULL && sa->sa_family == AF_INET) {
 		struct sockaddr_in sin;
 
 		memcpy(&sin, sa, sizeof(sin));
-		out[0] = SOCKS_ATYP_IPV4;
-		memcpy(out + 1, &sin.sin_addr, 4);
-		memcpy(out + 5, &sin.sin_port, 2);
-		return 7;
+		memcpy(ip, &sin.sin_addr, 4);
+		memcpy(port, &sin.sin_port, 2);
+		return 4;
 	}
 	if (sa != NULL && sa->sa_family == AF_INET6) {
 		struct sockaddr_in6 sin6;
+		bool mapped;
 
 		memcpy(&sin6, sa, sizeof(sin6));
-		if (IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr)) {
-			out[0] = SOCKS_ATYP_IPV4;
-			memcpy(out + 1, sin6.sin6_addr.s6_addr + 12, 4);
-			memcpy(out + 5, &sin6.sin6_port, 2);
-			return 7;
-		}
-		out[0] = SOCKS_ATYP_IPV6;
-		memcpy(out + 1, &sin6.sin6_addr, 16);
-		memcpy(out + 17, &sin6.sin6_port, 2);
-		return 19;
+		mapped = IN6_IS_ADDR_V4MAPPED(&sin6.sin6_addr);
+		memcpy(ip, sin6.sin6_addr.s6_addr + (mapped ? 12 : 0), mapped ? 4 : 16);
+		memcpy(port, &sin6.sin6_port, 2);
+		return mapped ? 4 : 16;
 	}
-	out[0] = SOCKS_ATYP_IPV4;
-	memset(out + 1, 0, 6);
-	return 7;
+	return 0;
+}
+
+/* ATYP ADDR PORT for a socket address; anything reply_addr cannot carry
+ * becomes 0.0.0.0:0 so that a failure reply is still well formed. */
+static size_t
+encode_sockaddr(uint8_t *out, const struct sockaddr *sa)
+{
+	uint8_t ip[16], port[2];
+	size_t n = reply_addr(sa, ip, port);
+
+	if (n == 0)
+		n = 4;
+	out[0] = n == 4 ? SOCKS_ATYP_IPV4 : SOCKS_ATYP_IPV6;
+	memcpy(out + 1, ip, n);
+	memcpy(out + 1 + n, port, 2);
+	return 1 + n + 2;
 }
 
 /* RFC 1928 §6: VER REP RSV ATYP BND.ADDR BND.PORT. */
@@ -349,12 +368,8 @@ proto_parse_socks4_request(const uint8_t *p, size_t len,
 	enum proto_status st;
 	size_t ulen, off;
 
-	if (len < 1)
-		return PROTO_NEED_MORE;
-	if (p[0] != SOCKS4_VERSION)
-		return PROTO_ERR_VERSION;
-	if (len < 2)
-		return PROTO_NEED_MORE;
+	if ((st = check_version(p, len, SOCKS4_VERSION, PROTO_ERR_VERSION)) != PROTO_OK)
+		return st;
 	if (p[1] != SOCKS_CMD_CONNECT && p[1] != SOCKS_CMD_BIND)
 		return PROTO_ERR_COMMAND;
 	if (len < 8)
@@ -391,19 +406,15 @@ size_t
 proto_encode_socks4_reply(uint8_t out[PROTO_SOCKS4_REPLY_LEN], uint8_t cd,
 	const struct sockaddr *bnd)
 {
+	uint8_t ip[16], port[2];
+
 	memset(out, 0, PROTO_SOCKS4_REPLY_LEN);
 	out[0] = SOCKS4_REPLY_VERSION;
 	out[1] = cd;
-	if (bnd && bnd->sa_family == AF_INET) {
-		const struct sockaddr_in *sin = (const struct sockaddr_in *)bnd;
-		memcpy(out + 2, &sin->sin_port, 2);
-		memcpy(out + 4, &sin->sin_addr, 4);
-	} else if (bnd && bnd->sa_family == AF_INET6) {
-		const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)bnd;
-		if (IN6_IS_ADDR_V4MAPPED(&sin6->sin6_addr)) {
-			memcpy(out + 2, &sin6->sin6_port, 2);
-			memcpy(out + 4, &sin6->sin6_addr.s6_addr[12], 4);
-		}
+	/* SOCKS4 carries IPv4 only; anything else stays zero. */
+	if (reply_addr(bnd, ip, port) == 4) {
+		memcpy(out + 2, port, 2);
+		memcpy(out + 4, ip, 4);
 	}
 	return PROTO_SOCKS4_REPLY_LEN;
 }
@@ -456,110 +467,73 @@ proto_rep_from_errno(int err)
 	}
 }
 
+/* Names for logs, one table per kind of number, with designated
+ * initialisers so a name cannot drift from its constant. */
+static const char *const status_names[] = {
+	[PROTO_OK] = "ok",
+	[PROTO_NEED_MORE] = "need more",
+	[PROTO_ERR_VERSION] = "bad version",
+	[PROTO_ERR_NO_METHODS] = "no methods offered",
+	[PROTO_ERR_AUTH_VERSION] = "bad auth version",
+	[PROTO_ERR_EMPTY_USERNAME] = "empty username",
+	[PROTO_ERR_COMMAND] = "unknown command",
+	[PROTO_ERR_RESERVED] = "reserved byte not zero",
+	[PROTO_ERR_ATYP] = "unknown address type",
+	[PROTO_ERR_EMPTY_NAME] = "empty domain name",
+	[PROTO_ERR_BAD_NAME] = "NUL in domain name",
+	[PROTO_ERR_TRUNCATED] = "truncated header",
+	[PROTO_ERR_TOO_LONG] = "SOCKS4 field too long",
+};
+
+static const char *const rep_names[] = {
+	[SOCKS_REP_SUCCEEDED] = "succeeded",
+	[SOCKS_REP_GENERAL_FAILURE] = "general failure",
+	[SOCKS_REP_NOT_ALLOWED] = "not allowed by ruleset",
+	[SOCKS_REP_NETWORK_UNREACHABLE] = "network unreachable",
+	[SOCKS_REP_HOST_UNREACHABLE] = "host unreachable",
+	[SOCKS_REP_CONNECTION_REFUSED] = "connection refused",
+	[SOCKS_REP_TTL_EXPIRED] = "TTL expired",
+	[SOCKS_REP_COMMAND_NOT_SUPPORTED] = "command not supported",
+	[SOCKS_REP_ATYP_NOT_SUPPORTED] = "address type not supported",
+};
+
+static const char *const cmd_names[] = {
+	[SOCKS_CMD_CONNECT] = "connect",
+	[SOCKS_CMD_BIND] = "bind",
+	[SOCKS_CMD_UDP_ASSOCIATE] = "udp-associate",
+};
+
 const char *
 proto_status_str(enum proto_status st)
 {
-	switch (st) {
-	case PROTO_OK:
-		return "ok";
-	case PROTO_NEED_MORE:
-		return "need more";
-	case PROTO_ERR_VERSION:
-		return "bad version";
-	case PROTO_ERR_NO_METHODS:
-		return "no methods offered";
-	case PROTO_ERR_AUTH_VERSION:
-		return "bad auth version";
-	case PROTO_ERR_EMPTY_USERNAME:
-		return "empty username";
-	case PROTO_ERR_COMMAND:
-		return "unknown command";
-	case PROTO_ERR_RESERVED:
-		return "reserved byte not zero";
-	case PROTO_ERR_ATYP:
-		return "unknown address type";
-	case PROTO_ERR_EMPTY_NAME:
-		return "empty domain name";
-	case PROTO_ERR_BAD_NAME:
-		return "NUL in domain name";
-	case PROTO_ERR_TRUNCATED:
-		return "truncated header";
-	case PROTO_ERR_TOO_LONG:
-		return "SOCKS4 field too long";
-	}
-	return "unknown status";
+	return STRNUM_NAME(status_names, st, "unknown status");
 }
 
 const char *
 proto_rep_str(uint8_t rep)
 {
-	switch (rep) {
-	case SOCKS_REP_SUCCEEDED:
-		return "succeeded";
-	case SOCKS_REP_GENERAL_FAILURE:
-		return "general failure";
-	case SOCKS_REP_NOT_ALLOWED:
-		return "not allowed by ruleset";
-	case SOCKS_REP_NETWORK_UNREACHABLE:
-		return "network unreachable";
-	case SOCKS_REP_HOST_UNREACHABLE:
-		return "host unreachable";
-	case SOCKS_REP_CONNECTION_REFUSED:
-		return "connection refused";
-	case SOCKS_REP_TTL_EXPIRED:
-		return "TTL expired";
-	case SOCKS_REP_COMMAND_NOT_SUPPORTED:
-		return "command not supported";
-	case SOCKS_REP_ATYP_NOT_SUPPORTED:
-		return "address type not supported";
-	default:
-		return "unassigned";
-	}
+	return STRNUM_NAME(rep_names, rep, "unassigned");
 }
 
 const char *
 proto_cmd_str(uint8_t cmd)
 {
-	switch (cmd) {
-	case SOCKS_CMD_CONNECT:
-		return "connect";
-	case SOCKS_CMD_BIND:
-		return "bind";
-	case SOCKS_CMD_UDP_ASSOCIATE:
-		return "udp-associate";
-	default:
-		return "unknown";
-	}
+	return STRNUM_NAME(cmd_names, cmd, "unknown");
 }
 
 int
 proto_addr_to_sockaddr(const struct socks_addr *a,
 	struct sockaddr_storage *ss, socklen_t *len)
 {
+	union sockaddr_any sa;
+
 	memset(ss, 0, sizeof(*ss));
-	if (a->atyp == SOCKS_ATYP_IPV4) {
-		struct sockaddr_in sin;
-
-		memset(&sin, 0, sizeof(sin));
-		sin.sin_family = AF_INET;
-		memcpy(&sin.sin_addr, a->ip.ipv4, 4);
-		sin.sin_port = htons(a->port);
-		memcpy(ss, &sin, sizeof(sin));
-		*len = sizeof(sin);
-		return 0;
-	}
-	if (a->atyp == SOCKS_ATYP_IPV6) {
-		struct sockaddr_in6 sin6;
-
-		memset(&sin6, 0, sizeof(sin6));
-		sin6.sin6_family = AF_INET6;
-		memcpy(&sin6.sin6_addr, a->ip.ipv6, 16);
-		sin6.sin6_port = htons(a->port);
-		memcpy(ss, &sin6, sizeof(sin6));
-		*len = sizeof(sin6);
-		return 0;
-	}
-	return -1;
+	if (a->atyp != SOCKS_ATYP_IPV4 && a->atyp != SOCKS_ATYP_IPV6)
+		return -1;
+	addr_from_ip(&sa, a->atyp == SOCKS_ATYP_IPV4 ? AF_INET : AF_INET6, &a->ip, a->port);
+	memcpy(ss, &sa, sizeof(sa));
+	*len = addr_len(&sa);
+	return 0;
 }
 
 /*

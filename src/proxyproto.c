@@ -16,6 +16,8 @@
 #include <netinet/in.h>
 #include <string.h>
 
+#include "strnum.h"
+
 /* §2.2: the v2 signature; it holds a NUL, so it is never a C string. */
 static const uint8_t pp2_signature[] = {
 	0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
@@ -114,22 +116,14 @@ parse_v2(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 	if (len < total)
 		return PROXYPROTO_NEED_MORE;
 
-	p += PP2_HEADER_LEN;
-	if (!r->local && fam == PP2_FAM_TCP4) {
+	if (!r->local) {
 		/* src addr, dst addr, src port, dst port; all network order. */
-		r->src.sin.sin_family = AF_INET;
-		r->dst.sin.sin_family = AF_INET;
-		memcpy(&r->src.sin.sin_addr, p, 4);
-		memcpy(&r->dst.sin.sin_addr, p + 4, 4);
-		memcpy(&r->src.sin.sin_port, p + 8, 2);
-		memcpy(&r->dst.sin.sin_port, p + 10, 2);
-	} else if (!r->local) {
-		r->src.sin6.sin6_family = AF_INET6;
-		r->dst.sin6.sin6_family = AF_INET6;
-		memcpy(&r->src.sin6.sin6_addr, p, 16);
-		memcpy(&r->dst.sin6.sin6_addr, p + 16, 16);
-		memcpy(&r->src.sin6.sin6_port, p + 32, 2);
-		memcpy(&r->dst.sin6.sin6_port, p + 34, 2);
+		size_t alen = fam == PP2_FAM_TCP4 ? 4 : 16;
+		int family = fam == PP2_FAM_TCP4 ? AF_INET : AF_INET6;
+
+		p += PP2_HEADER_LEN;
+		addr_from_ip(&r->src, family, p, get_be16(p + 2 * alen));
+		addr_from_ip(&r->dst, family, p + alen, get_be16(p + 2 * alen + 2));
 	}
 	*consumed = total;
 	return PROXYPROTO_OK;
@@ -179,21 +173,16 @@ pp1_proto_ok(const uint8_t *f, size_t n, bool whole)
 }
 
 /* Decimal 0..max without leading zeros (§2.1 forbids them to rule out
- * octal readings) and without signs. */
+ * octal readings); signs, blanks and the rest are strnum's to refuse. */
 static bool
-decimal_ok(const uint8_t *f, size_t n, unsigned long max, unsigned long *out)
+decimal_ok(const uint8_t *f, size_t n, uint64_t max, uint64_t *out)
 {
-	unsigned long v = 0;
+	uint64_t v;
 
 	if (n > 1 && f[0] == '0')
 		return false;
-	for (size_t i = 0; i < n; i++) {
-		if (!is_digit(f[i]))
-			return false;
-		v = v * 10 + (unsigned long)(f[i] - '0');
-		if (v > max)
-			return false;
-	}
+	if (strnum_parse_u64_span((const char *)f, n, 0, max, &v) != STRNUM_OK)
+		return false;
 	if (out)
 		*out = v;
 	return true;
@@ -202,7 +191,6 @@ decimal_ok(const uint8_t *f, size_t n, unsigned long max, unsigned long *out)
 static bool
 pp1_port_ok(const uint8_t *f, size_t n, bool whole)
 {
-	(void)whole;
 	return n >= 1 && n <= PP1_PORT_MAX && decimal_ok(f, n, 65535, NULL);
 }
 
@@ -220,7 +208,7 @@ pp1_ipv4_ok(const uint8_t *f, size_t n, bool whole)
 		/* Group f[start..i): empty only while still arriving. */
 		if (i - start == 0 && (i < n || whole))
 			return false;
-		if (i - start > 3 || !decimal_ok(f + start, i - start, 255, NULL))
+		if (i > start && !decimal_ok(f + start, i - start, 255, NULL))
 			return false;
 		if (i < n && ++dots > 3)
 			return false;
@@ -362,22 +350,32 @@ pp1_skip_unknown(struct pp1 *c)
 	return pp1_crlf(c);
 }
 
-/* Not addr_set_port: this leaf links without net.c (tests, fuzzers). */
-static void
-set_port(union sockaddr_any *a, uint16_t port)
+/* The SP before a field, then the field (a bad one: PROXYPROTO_ERR_ADDRESS). */
+static enum proxyproto_status
+pp1_next_field(struct pp1 *c, pp1_field_fn ok, size_t *start)
 {
-	if (a->sa.sa_family == AF_INET6)
-		a->sin6.sin6_port = htons(port);
-	else
-		a->sin.sin_port = htons(port);
+	enum proxyproto_status st;
+
+	if ((st = pp1_expect(c, ' ')) != PROXYPROTO_OK)
+		return st;
+	return pp1_field(c, ok, PROXYPROTO_ERR_ADDRESS, start);
 }
 
-/* Writes field f[0..n) as a NUL-terminated string; n fits by the checks. */
-static void
-pp1_copy(char *out, const uint8_t *f, size_t n)
+/* One side's address and port fields, already checked whole, into *out.
+ * The family follows from the text: a TCP4 field has only digits and
+ * dots, a TCP6 one only hex digits and colons. */
+static bool
+pp1_endpoint(const uint8_t *ip, size_t ip_len, const uint8_t *port, size_t port_len,
+	union sockaddr_any *out)
 {
-	memcpy(out, f, n);
-	out[n] = '\0';
+	char text[PP1_IPV6_MAX + 1];
+	uint64_t v;
+
+	if (ip_len >= sizeof(text) || !decimal_ok(port, port_len, 65535, &v))
+		return false;
+	memcpy(text, ip, ip_len);
+	text[ip_len] = '\0';
+	return addr_parse(text, (uint16_t)v, out) == 0;
 }
 
 /*
@@ -391,9 +389,6 @@ parse_v1(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 	size_t sig_len = strlen(PP1_SIGNATURE), f_proto, f_src, f_dst, f_sport, f_dport;
 	enum proxyproto_status st;
 	pp1_field_fn addr_ok;
-	char text[PP1_IPV6_MAX + 1];
-	unsigned long port;
-	bool v6;
 
 	if (memcmp(p, PP1_SIGNATURE, len < sig_len ? len : sig_len) != 0)
 		return PROXYPROTO_ERR_SIGNATURE;
@@ -413,48 +408,23 @@ parse_v1(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 		*consumed = c.pos;
 		return PROXYPROTO_OK;
 	}
-	v6 = p[f_proto + 3] == '6';
-	addr_ok = v6 ? pp1_ipv6_ok : pp1_ipv4_ok;
+	addr_ok = p[f_proto + 3] == '6' ? pp1_ipv6_ok : pp1_ipv4_ok;
 
-	if ((st = pp1_expect(&c, ' ')) != PROXYPROTO_OK ||
-	    (st = pp1_field(&c, addr_ok, PROXYPROTO_ERR_ADDRESS, &f_src)) != PROXYPROTO_OK)
-		return st;
-	if ((st = pp1_expect(&c, ' ')) != PROXYPROTO_OK ||
-	    (st = pp1_field(&c, addr_ok, PROXYPROTO_ERR_ADDRESS, &f_dst)) != PROXYPROTO_OK)
-		return st;
-	if ((st = pp1_expect(&c, ' ')) != PROXYPROTO_OK ||
-	    (st = pp1_field(&c, pp1_port_ok, PROXYPROTO_ERR_ADDRESS, &f_sport)) != PROXYPROTO_OK)
-		return st;
-	if ((st = pp1_expect(&c, ' ')) != PROXYPROTO_OK ||
-	    (st = pp1_field(&c, pp1_port_ok, PROXYPROTO_ERR_ADDRESS, &f_dport)) != PROXYPROTO_OK)
-		return st;
-	if ((st = pp1_crlf(&c)) != PROXYPROTO_OK)
+	if ((st = pp1_next_field(&c, addr_ok, &f_src)) != PROXYPROTO_OK ||
+	    (st = pp1_next_field(&c, addr_ok, &f_dst)) != PROXYPROTO_OK ||
+	    (st = pp1_next_field(&c, pp1_port_ok, &f_sport)) != PROXYPROTO_OK ||
+	    (st = pp1_next_field(&c, pp1_port_ok, &f_dport)) != PROXYPROTO_OK ||
+	    (st = pp1_crlf(&c)) != PROXYPROTO_OK)
 		return st;
 
-	/* Every field was checked whole above; these conversions succeed.
-	 * Field ends are the starts of the following fields minus the space. */
+	/* Every field was checked whole above. Field ends are the starts of
+	 * the following fields minus the space (minus CRLF for the last). */
 	r->local = false;
-	if (v6) {
-		r->src.sin6.sin6_family = AF_INET6;
-		r->dst.sin6.sin6_family = AF_INET6;
-		pp1_copy(text, p + f_src, f_dst - 1 - f_src);
-		(void)inet_pton(AF_INET6, text, &r->src.sin6.sin6_addr);
-		pp1_copy(text, p + f_dst, f_sport - 1 - f_dst);
-		(void)inet_pton(AF_INET6, text, &r->dst.sin6.sin6_addr);
-	} else {
-		r->src.sin.sin_family = AF_INET;
-		r->dst.sin.sin_family = AF_INET;
-		pp1_copy(text, p + f_src, f_dst - 1 - f_src);
-		(void)inet_pton(AF_INET, text, &r->src.sin.sin_addr);
-		pp1_copy(text, p + f_dst, f_sport - 1 - f_dst);
-		(void)inet_pton(AF_INET, text, &r->dst.sin.sin_addr);
-	}
-	if (!decimal_ok(p + f_sport, f_dport - 1 - f_sport, 65535, &port))
+	if (!pp1_endpoint(p + f_src, f_dst - 1 - f_src, p + f_sport, f_dport - 1 - f_sport,
+		&r->src) ||
+	    !pp1_endpoint(p + f_dst, f_sport - 1 - f_dst, p + f_dport, c.pos - 2 - f_dport,
+		&r->dst))
 		return PROXYPROTO_ERR_ADDRESS;
-	set_port(&r->src, (uint16_t)port);
-	if (!decimal_ok(p + f_dport, c.pos - 2 - f_dport, 65535, &port))
-		return PROXYPROTO_ERR_ADDRESS;
-	set_port(&r->dst, (uint16_t)port);
 	*consumed = c.pos;
 	return PROXYPROTO_OK;
 }
@@ -483,30 +453,21 @@ proxyproto_parse(const uint8_t *p, size_t len, struct proxyproto_result *out,
 	return st;
 }
 
+static const char *const status_names[] = {
+	[PROXYPROTO_OK] = "ok",
+	[PROXYPROTO_NEED_MORE] = "need more",
+	[PROXYPROTO_ERR_SIGNATURE] = "no PROXY protocol signature",
+	[PROXYPROTO_ERR_VERSION] = "unsupported PROXY protocol version",
+	[PROXYPROTO_ERR_COMMAND] = "unknown PROXY v2 command",
+	[PROXYPROTO_ERR_FAMILY] = "unsupported address family or protocol",
+	[PROXYPROTO_ERR_LENGTH] = "PROXY v2 length too short for its family",
+	[PROXYPROTO_ERR_SYNTAX] = "malformed PROXY v1 line",
+	[PROXYPROTO_ERR_ADDRESS] = "bad address or port in PROXY v1 line",
+	[PROXYPROTO_ERR_TOO_LONG] = "PROXY v1 line longer than 107 bytes",
+};
+
 const char *
 proxyproto_status_str(enum proxyproto_status st)
 {
-	switch (st) {
-	case PROXYPROTO_OK:
-		return "ok";
-	case PROXYPROTO_NEED_MORE:
-		return "need more";
-	case PROXYPROTO_ERR_SIGNATURE:
-		return "no PROXY protocol signature";
-	case PROXYPROTO_ERR_VERSION:
-		return "unsupported PROXY protocol version";
-	case PROXYPROTO_ERR_COMMAND:
-		return "unknown PROXY v2 command";
-	case PROXYPROTO_ERR_FAMILY:
-		return "unsupported address family or protocol";
-	case PROXYPROTO_ERR_LENGTH:
-		return "PROXY v2 length too short for its family";
-	case PROXYPROTO_ERR_SYNTAX:
-		return "malformed PROXY v1 line";
-	case PROXYPROTO_ERR_ADDRESS:
-		return "bad address or port in PROXY v1 line";
-	case PROXYPROTO_ERR_TOO_LONG:
-		return "PROXY v1 line longer than 107 bytes";
-	}
-	return "unknown status";
+	return STRNUM_NAME(status_names, st, "unknown status");
 }

@@ -10,13 +10,13 @@
  */
 #include "resolver.h"
 
-#include <arpa/inet.h>
 #include <errno.h>
 #include <net/if.h>
 #include <stdbool.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 #include <sys/random.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -24,6 +24,8 @@
 #include "dns.h"
 #include "log.h"
 #include "loop.h"
+#include "net.h"
+#include "strnum.h"
 
 #define RESOLVER_DNS_PORT 53
 #define RESOLVER_MAX_NAMESERVERS 8
@@ -41,47 +43,45 @@
  * server may send more; a datagram never exceeds 64 KiB. */
 #define RESOLVER_SCRATCH (64u * 1024u)
 
-/* An address without a port: what hosts entries, answers and the cache keep. */
-struct raddr {
-	sa_family_t family;  /* AF_INET or AF_INET6 */
-	uint8_t ip[16];      /* network byte order; 4 bytes for AF_INET */
-};
-
+/* Hosts entries, answers and the cache keep addresses as union
+ * sockaddr_any with port 0, the type the results are handed out in. */
 struct hosts_entry {
 	char *name;          /* lowercase, no final dot */
 	size_t line;         /* file order: ties keep it */
-	struct raddr addr;
+	union sockaddr_any addr;
 };
 
 struct cache_entry {
-	struct cache_entry *hnext;      /* hash chain */
-	struct cache_entry *lru_prev;   /* towards the most recently used */
-	struct cache_entry *lru_next;   /* towards the least recently used */
+	LIST_ENTRY(cache_entry) chain;  /* hash bucket */
+	TAILQ_ENTRY(cache_entry) lru;   /* r->lru, most recently used first */
 	uint32_t hash;
 	uint64_t expires_ms;            /* loop_now() deadline */
 	enum resolver_status status;
-	size_t naddrs;
-	struct raddr addrs[RESOLVER_MAX_ADDRS]; /* already in preference order */
 	char name[DNS_HOSTNAME_MAX + 1];
+	size_t naddrs;
+	union sockaddr_any addrs[];     /* naddrs, already in preference order */
 };
+
+LIST_HEAD(cache_chain, cache_entry);
+TAILQ_HEAD(cache_lru, cache_entry);
 
 /*
  * One query (A or AAAA) of a lookup. The state says which watcher and timer
  * are armed; every state but DONE has the timer armed.
  */
-enum rq_state {
-	RQ_IDLE,        /* timer (0 ms) to send the first try; no fd */
-	RQ_UDP,         /* datagram sent; READ on fd, timer = try timeout */
-	RQ_TCP_CONNECT, /* TC answer seen, connecting; WRITE on fd */
-	RQ_TCP_WRITE,   /* writing length + query; WRITE on fd */
-	RQ_TCP_READ,    /* reading length + answer; READ on fd */
-	RQ_DONE,        /* outcome below is final; no fd, no timer */
+enum subquery_state {
+	SUBQUERY_IDLE,        /* timer (0 ms) to send the first try; no fd */
+	SUBQUERY_UDP,         /* datagram sent; READ on fd, timer = try timeout */
+	SUBQUERY_TCP_CONNECT, /* TC answer seen, connecting; WRITE on fd */
+	SUBQUERY_TCP_WRITE,   /* writing length + query; WRITE on fd */
+	SUBQUERY_TCP_READ,    /* reading length + answer; READ on fd */
+	SUBQUERY_DONE,        /* outcome below is final; no fd, no timer */
 };
 
-struct rq {
+struct subquery {
 	struct lookup *lk;
 	uint16_t qtype;          /* DNS_TYPE_A or DNS_TYPE_AAAA */
-	enum rq_state state;
+	enum subquery_state state;
 	unsigned tries;          /* tries started, over all servers */
 	size_t server;           /* index of the server asked now */
 	bool had_error;          /* a server failed rather than stayed silent */
@@ -95,52 +95,52 @@ struct rq {
 	int fd;                  /* -1 when closed */
 	struct watcher w;
 	struct timer timer;
-	/* Outcome, valid in RQ_DONE. */
+	/* Outcome, valid in SUBQUERY_DONE. */
 	enum resolver_status status;
 	bool has_ttl;            /* ttl below is known (negative: from an SOA) */
 	uint32_t ttl;
 	size_t naddrs;
-	struct raddr addrs[DNS_MAX_ADDRS];
+	union sockaddr_any addrs[DNS_MAX_ADDRS]; /* all of the qtype's family */
 };
 
-/* A list of waiters: a lookup's, or the resolver's ready list. */
-struct qlist {
-	struct resolver_query *head, *tail;
-};
+/* Waiters: a lookup's, or the resolver's ready list. */
+TAILQ_HEAD(query_list, resolver_query);
 
 /* A lookup in flight for one name, shared by every waiter for that name. */
+LIST_HEAD(lookup_list, lookup);
+
 struct lookup {
 	struct resolver *r;
-	struct lookup *prev, *next;     /* r->lookups, while in flight */
-	struct qlist waiters;
-	bool finished;                  /* no more I/O; freed at release */
+	LIST_ENTRY(lookup) inflight;    /* on r->lookups until stopped */
+	struct query_list waiters;
+	bool stopped;                   /* no more I/O; freed at release */
 	struct release rel;
-	struct rq rq[2];                /* A, AAAA */
+	struct subquery sub[2];         /* A, AAAA */
 	struct resolver_result res;     /* what the waiters are given */
 	char name[DNS_HOSTNAME_MAX + 1];/* lowercase, no final dot */
 };
 
 enum query_where {
-	Q_READY,       /* on r->ready, answer in ->res */
-	Q_WAITING,     /* on lk->waiters */
-	Q_DELIVERING,  /* off every list, its callback is running */
+	QUERY_READY,       /* on r->ready, answer in ->res */
+	QUERY_WAITING,     /* on lk->waiters */
+	QUERY_DELIVERING,  /* off every list, its callback is running */
 };
 
 struct resolver_query {
 	struct resolver *r;
-	struct lookup *lk;              /* Q_WAITING only */
+	struct lookup *lk;              /* QUERY_WAITING only */
 	enum query_where where;
-	struct resolver_query *prev, *next;
-	uint64_t seq;                   /* Q_READY: order of arrival */
+	TAILQ_ENTRY(resolver_query) link; /* r->ready or lk->waiters */
+	uint64_t seq;                   /* QUERY_READY: order of arrival */
 	resolver_cb cb;
 	void *arg;
-	struct resolver_result res;     /* Q_READY: the answer */
+	struct resolver_result res;     /* QUERY_READY: the answer */
 };
 
 struct resolver {
 	struct loop *loop;
-	union sockaddr_any ns[RESOLVER_MAX_NAMESERVERS];
-	size_t nns;
+	union sockaddr_any nameservers[RESOLVER_MAX_NAMESERVERS];
+	size_t nnameservers;
 	unsigned timeout_ms;            /* per try */
 	unsigned attempts;              /* rounds over all servers */
 	int prefer_family;
@@ -155,12 +155,12 @@ struct resolver {
 	unsigned cache_size;            /* entries; 0: no cache */
 	unsigned cache_max_ttl;         /* seconds */
 	unsigned cache_count;
-	struct cache_entry **buckets;
+	struct cache_chain *buckets;
 	size_t nbuckets;                /* a power of two */
-	struct cache_entry *lru_head, *lru_tail;
+	struct cache_lru lru;           /* every entry; eviction takes the last */
 
-	struct lookup *lookups;         /* in flight, for coalescing */
-	struct qlist ready;             /* answered without a query */
+	struct lookup_list lookups;     /* in flight, for coalescing */
+	struct query_list ready;        /* answered without a query */
 	uint64_t ready_seq;
 	struct timer ready_timer;       /* 0 ms: delivers r->ready */
 
@@ -171,9 +171,9 @@ struct resolver {
 	uint8_t scratch[RESOLVER_SCRATCH]; /* one UDP datagram */
 };
 
-static void rq_next_try(struct rq *q);
-static void rq_on_io(struct loop *loop, unsigned events, void *arg);
-static void lookup_finish(struct lookup *lk);
+static void subquery_next_try(struct subquery *q);
+static void subquery_on_io(struct loop *loop, unsigned events, void *arg);
+static void lookup_complete(struct lookup *lk);
 
 const struct resolver_stats *
 resolver_get_stats(const struct resolver *r)
@@ -197,7 +197,7 @@ resolver_status_str(enum resolver_status st)
 }
 
 static const char *
-rq_type_str(const struct rq *q)
+subquery_type_str(const struct subquery *q)
 {
 	return q->qtype == DNS_TYPE_A ? "A" : "AAAA";
 }
@@ -268,27 +268,14 @@ resolver_random16(struct resolver *r)
 	return (uint16_t)(r->rnd[r->rnd_left] << 8 | r->rnd[r->rnd_left + 1]);
 }
 
-static void
-raddr_to_sockaddr(const struct raddr *a, union sockaddr_any *out)
-{
-	memset(out, 0, sizeof(*out));
-	if (a->family == AF_INET) {
-		out->sin.sin_family = AF_INET;
-		memcpy(&out->sin.sin_addr, a->ip, 4);
-	} else {
-		out->sin6.sin6_family = AF_INET6;
-		memcpy(&out->sin6.sin6_addr, a->ip, 16);
-	}
-}
-
 /* Appends list's addresses of one family to res, up to RESOLVER_MAX_ADDRS. */
 static void
-result_add_family(struct resolver_result *res, const struct raddr *list,
+result_add_family(struct resolver_result *res, const union sockaddr_any *list,
     size_t n, sa_family_t family)
 {
 	for (size_t i = 0; i < n && res->naddrs < RESOLVER_MAX_ADDRS; i++)
-		if (list[i].family == family)
-			raddr_to_sockaddr(&list[i], &res->addrs[res->naddrs++]);
+		if (list[i].sa.sa_family == family)
+			res->addrs[res->naddrs++] = list[i];
 }
 
 static sa_family_t
@@ -297,36 +284,34 @@ resolver_other_family(const struct resolver *r)
 	return r->prefer_family == AF_INET6 ? AF_INET : AF_INET6;
 }
 
+/* Takes q off list and calls it back with res; q is freed afterwards, so
+ * the callback's handle (and res, when it is q's own) end with the call. */
 static void
-qlist_append(struct qlist *l, struct resolver_query *q)
+query_deliver(struct query_list *list, struct resolver_query *q,
+    const struct resolver_result *res)
 {
-	q->next = NULL;
-	q->prev = l->tail;
-	if (l->tail)
-		l->tail->next = q;
-	else
-		l->head = q;
-	l->tail = q;
+	TAILQ_REMOVE(list, q, link);
+	q->where = QUERY_DELIVERING;
+	q->cb(res, q->arg);
+	free(q);
 }
 
+/* Frees every query on list without calling back. */
 static void
-qlist_remove(struct qlist *l, struct resolver_query *q)
+query_list_free(struct query_list *list)
 {
-	if (l->head == q)
-		l->head = q->next;
-	else
-		q->prev->next = q->next;
-	if (l->tail == q)
-		l->tail = q->prev;
-	else
-		q->next->prev = q->prev;
-	q->prev = q->next = NULL;
+	struct resolver_query *q;
+
+	while ((q = TAILQ_FIRST(list)) != NULL) {
+		TAILQ_REMOVE(list, q, link);
+		free(q);
+	}
 }
 
 /* --- configuration files ------------------------------------------------- */
 
 static bool
-resolver_parse_ns(const char *s, union sockaddr_any *out)
+resolver_parse_nameserver(const char *s, union sockaddr_any *out)
 {
 	char buf[INET6_ADDRSTRLEN + IF_NAMESIZE + 2];
 	char *pct;
@@ -344,10 +329,44 @@ resolver_parse_ns(const char *s, union sockaddr_any *out)
 	if (pct) {
 		if (out->sa.sa_family != AF_INET6)
 			return false;
-		out->sin6.sin6_scope_id = if_nametoindex(pct);
-		if (out->sin6.sin6_scope_id == 0)
-			out->sin6.sin6_scope_id = (uint32_t)strtoul(pct, NULL, 10);
+		uint64_t scope = if_nametoindex(pct);
+
+		if (scope == 0 &&
+		    strnum_parse_u64(pct, 0, UINT32_MAX, &scope) != STRNUM_OK)
+			return false;
+		out->sin6.sin6_scope_id = (uint32_t)scope;
 	}
+	return true;
+}
+
+/*
+ * resolv.conf(5) "NAME:N" option: when arg is that option, returns true
+ * and stores N clamped into 1..max in *out (as glibc clamps; a number too
+ * big for 64 bits is max). An N that is not digits only ("+1", "2s") is
+ * ignored with a warning and leaves *out alone; still true, the option was
+ * recognised. False when arg is another option.
+ */
+static bool
+resolv_conf_option(const char *path, const char *arg, const char *name, unsigned max,
+    unsigned *out)
+{
+	size_t n = strlen(name);
+	uint64_t v;
+
+	if (strncmp(arg, name, n) != 0)
+		return false;
+	switch (strnum_parse_u64(arg + n, 0, UINT64_MAX, &v)) {
+	case STRNUM_OK:
+		break;
+	case STRNUM_RANGE:
+		v = max;
+		break;
+	case STRNUM_EMPTY:
+	case STRNUM_NOT_DECIMAL:
+		log_warnx("resolver: %s: bad option \"%s\" ignored", path, arg);
+		return true;
+	}
+	*out = v < 1 ? 1 : v > max ? max : (unsigned)v;
 	return true;
 }
 
@@ -376,33 +395,27 @@ resolver_read_resolv_conf(struct resolver *r, const char *path, bool want_ns)
 			arg = strtok_r(NULL, " \t\r\n", &save);
 			if (!want_ns || !arg)
 				continue;
-			if (r->nns == RESOLVER_MAX_NAMESERVERS) {
+			if (r->nnameservers == RESOLVER_MAX_NAMESERVERS) {
 				log_debug("resolver: %s: nameserver %s ignored (max %d)",
 				    path, arg, RESOLVER_MAX_NAMESERVERS);
 				continue;
 			}
-			if (resolver_parse_ns(arg, &r->ns[r->nns]))
-				r->nns++;
+			if (resolver_parse_nameserver(arg, &r->nameservers[r->nnameservers]))
+				r->nnameservers++;
 			else
 				log_warnx("resolver: %s: bad nameserver \"%s\"", path, arg);
 		} else if (strcmp(kw, "options") == 0) {
 			while ((arg = strtok_r(NULL, " \t\r\n", &save)) != NULL) {
-				unsigned long v;
+				unsigned secs = 0;
 
-				if (strncmp(arg, "timeout:", 8) == 0) {
-					v = strtoul(arg + 8, NULL, 10);
-					if (v < 1)
-						v = 1;
-					if (v > RESOLVER_MAX_TIMEOUT_S)
-						v = RESOLVER_MAX_TIMEOUT_S;
-					r->timeout_ms = (unsigned)v * 1000u;
-				} else if (strncmp(arg, "attempts:", 9) == 0) {
-					v = strtoul(arg + 9, NULL, 10);
-					if (v < 1)
-						v = 1;
-					if (v > RESOLVER_MAX_ATTEMPTS)
-						v = RESOLVER_MAX_ATTEMPTS;
-					r->attempts = (unsigned)v;
+				/* secs stays 0 when the number was refused. */
+				if (resolv_conf_option(path, arg, "timeout:",
+				    RESOLVER_MAX_TIMEOUT_S, &secs)) {
+					if (secs > 0)
+						r->timeout_ms = secs * 1000u;
+				} else {
+					resolv_conf_option(path, arg, "attempts:",
+					    RESOLVER_MAX_ATTEMPTS, &r->attempts);
 				}
 			}
 		}
@@ -434,7 +447,7 @@ hosts_cmp(const void *a, const void *b)
 
 static int
 hosts_add(struct hosts_entry **v, size_t *n, size_t *cap, const char *name,
-    size_t line, const struct raddr *addr)
+    size_t line, const union sockaddr_any *addr)
 {
 	char key[DNS_HOSTNAME_MAX + 1];
 
@@ -476,19 +489,14 @@ hosts_load(struct resolver *r)
 	}
 	while (getline(&line, &lcap, f) > 0) {
 		char *save = NULL, *hash, *tok;
-		struct raddr addr;
+		union sockaddr_any addr;
 
 		lineno++;
 		if ((hash = strchr(line, '#')) != NULL)
 			*hash = '\0';
 		if (!(tok = strtok_r(line, " \t\r\n", &save)))
 			continue;
-		memset(&addr, 0, sizeof(addr));
-		if (inet_pton(AF_INET, tok, addr.ip) == 1)
-			addr.family = AF_INET;
-		else if (inet_pton(AF_INET6, tok, addr.ip) == 1)
-			addr.family = AF_INET6;
-		else
+		if (addr_parse(tok, 0, &addr) < 0)
 			continue;
 		while ((tok = strtok_r(NULL, " \t\r\n", &save)) != NULL) {
 			if (hosts_add(&v, &n, &cap, tok, lineno, &addr) < 0) {
@@ -569,16 +577,13 @@ localhost_lookup(struct resolver *r, const char *key, struct resolver_result *re
 {
 	static const char suffix[] = ".localhost";
 	size_t n = strlen(key), s = sizeof(suffix) - 1;
-	struct raddr lo[2];
+	static const uint8_t lo4[4] = { 127, 0, 0, 1 }, lo6[16] = { [15] = 1 };
+	union sockaddr_any lo[2];
 
 	if (strcmp(key, "localhost") != 0 && !(n > s && strcmp(key + n - s, suffix) == 0))
 		return false;
-	memset(lo, 0, sizeof(lo));
-	lo[0].family = AF_INET;
-	lo[0].ip[0] = 127;
-	lo[0].ip[3] = 1;
-	lo[1].family = AF_INET6;
-	lo[1].ip[15] = 1;
+	addr_from_ip(&lo[0], AF_INET, lo4, 0);
+	addr_from_ip(&lo[1], AF_INET6, lo6, 0);
 	res->status = RESOLVER_OK;
 	res->naddrs = 0;
 	result_add_family(res, lo, 2, (sa_family_t)r->prefer_family);
@@ -604,43 +609,26 @@ numeric_lookup(const char *name, struct resolver_result *res)
 static void
 cache_unlink(struct resolver *r, struct cache_entry *e)
 {
-	struct cache_entry **pp = &r->buckets[e->hash & (r->nbuckets - 1)];
-
-	while (*pp != e)
-		pp = &(*pp)->hnext;
-	*pp = e->hnext;
-	if (e->lru_prev)
-		e->lru_prev->lru_next = e->lru_next;
-	else
-		r->lru_head = e->lru_next;
-	if (e->lru_next)
-		e->lru_next->lru_prev = e->lru_prev;
-	else
-		r->lru_tail = e->lru_prev;
+	LIST_REMOVE(e, chain);
+	TAILQ_REMOVE(&r->lru, e, lru);
 	r->cache_count--;
 	free(e);
 }
 
-static void
-cache_lru_front(struct resolver *r, struct cache_entry *e)
+static struct cache_chain *
+cache_bucket(const struct resolver *r, uint32_t hash)
 {
-	e->lru_prev = NULL;
-	e->lru_next = r->lru_head;
-	if (r->lru_head)
-		r->lru_head->lru_prev = e;
-	else
-		r->lru_tail = e;
-	r->lru_head = e;
+	return &r->buckets[hash & (r->nbuckets - 1)];
 }
 
 static struct cache_entry *
-cache_find(struct resolver *r, const char *key, uint32_t hash)
+cache_find(const struct resolver *r, const char *key, uint32_t hash)
 {
 	struct cache_entry *e;
 
 	if (!r->buckets)
 		return NULL;
-	for (e = r->buckets[hash & (r->nbuckets - 1)]; e; e = e->hnext)
+	LIST_FOREACH(e, cache_bucket(r, hash), chain)
 		if (e->hash == hash && strcmp(e->name, key) == 0)
 			return e;
 	return NULL;
@@ -658,25 +646,20 @@ cache_get(struct resolver *r, const char *key, struct resolver_result *res)
 		cache_unlink(r, e);
 		return false;
 	}
-	/* Most recently used moves to the front; eviction takes the tail. */
-	if (e != r->lru_head) {
-		e->lru_prev->lru_next = e->lru_next;
-		if (e->lru_next)
-			e->lru_next->lru_prev = e->lru_prev;
-		else
-			r->lru_tail = e->lru_prev;
-		cache_lru_front(r, e);
-	}
+	/* Most recently used moves to the front; eviction takes the last. */
+	TAILQ_REMOVE(&r->lru, e, lru);
+	TAILQ_INSERT_HEAD(&r->lru, e, lru);
 	res->status = e->status;
-	res->naddrs = 0;
-	for (size_t i = 0; i < e->naddrs; i++)
-		raddr_to_sockaddr(&e->addrs[i], &res->addrs[res->naddrs++]);
+	res->naddrs = e->naddrs;
+	memcpy(res->addrs, e->addrs, e->naddrs * sizeof(e->addrs[0]));
 	return true;
 }
 
+/* Keeps naddrs (at most RESOLVER_MAX_ADDRS) addresses for key; the entry
+ * is sized for them, so a typical one- or two-address answer stays small. */
 static void
 cache_put(struct resolver *r, const char *key, enum resolver_status status,
-    const struct raddr *addrs, size_t naddrs, uint32_t ttl)
+    const union sockaddr_any *addrs, size_t naddrs, uint32_t ttl)
 {
 	uint32_t hash = resolver_hash(r, key);
 	struct cache_entry *e;
@@ -686,8 +669,8 @@ cache_put(struct resolver *r, const char *key, enum resolver_status status,
 	if ((e = cache_find(r, key, hash)) != NULL)
 		cache_unlink(r, e);
 	if (r->cache_count >= r->cache_size)
-		cache_unlink(r, r->lru_tail);
-	if (!(e = calloc(1, sizeof(*e)))) {
+		cache_unlink(r, TAILQ_LAST(&r->lru, cache_lru));
+	if (!(e = calloc(1, sizeof(*e) + naddrs * sizeof(e->addrs[0])))) {
 		log_warnx("resolver: cache: out of memory");
 		return;
 	}
@@ -695,13 +678,12 @@ cache_put(struct resolver *r, const char *key, enum resolver_status status,
 	e->expires_ms = loop_now(r->loop) + (uint64_t)ttl * 1000u;
 	e->status = status;
 	e->naddrs = naddrs;
-	memcpy(e->addrs, addrs, naddrs * sizeof(*addrs));
+	memcpy(e->addrs, addrs, naddrs * sizeof(e->addrs[0]));
 	/* key is a lookup's name, the same size as e->name.
 	 * NOLINTNEXTLINE(clang-analyzer-security.insecureAPI.strcpy) */
 	strcpy(e->name, key);
-	e->hnext = r->buckets[hash & (r->nbuckets - 1)];
-	r->buckets[hash & (r->nbuckets - 1)] = e;
-	cache_lru_front(r, e);
+	LIST_INSERT_HEAD(cache_bucket(r, hash), e, chain);
+	TAILQ_INSERT_HEAD(&r->lru, e, lru);
 	r->cache_count++;
 }
 
@@ -714,16 +696,14 @@ resolver_on_ready(struct loop *loop, void *arg)
 	uint64_t limit = r->ready_seq;
 	struct resolver_query *q;
 
-	(void)loop;
 	/* Answers queued by the callbacks below wait for the next run, like
-	 * every other answer: they must not run inside their resolver_start. */
-	while ((q = r->ready.head) != NULL && q->seq <= limit) {
-		qlist_remove(&r->ready, q);
-		q->where = Q_DELIVERING;
-		q->cb(&q->res, q->arg);
-		free(q);
-	}
-	if (r->ready.head && !timer_active(&r->ready_timer))
+	 * every other answer: they must not run inside their resolver_start.
+	 * query_deliver took q off the list (TAILQ_REMOVE updates the head
+	 * through q's back pointer, which the analyzer does not follow).
+	 * NOLINTNEXTLINE(clang-analyzer-unix.Malloc) */
+	while ((q = TAILQ_FIRST(&r->ready)) != NULL && q->seq <= limit)
+		query_deliver(&r->ready, q, &q->res);
+	if (!TAILQ_EMPTY(&r->ready) && !timer_active(&r->ready_timer))
 		timer_start(r->loop, &r->ready_timer, 0);
 }
 
@@ -731,10 +711,10 @@ resolver_on_ready(struct loop *loop, void *arg)
 static void
 resolver_answer_later(struct resolver *r, struct resolver_query *q)
 {
-	q->where = Q_READY;
+	q->where = QUERY_READY;
 	q->lk = NULL;
 	q->seq = ++r->ready_seq;
-	qlist_append(&r->ready, q);
+	TAILQ_INSERT_TAIL(&r->ready, q, link);
 	if (!timer_active(&r->ready_timer))
 		timer_start(r->loop, &r->ready_timer, 0);
 }
@@ -742,7 +722,7 @@ resolver_answer_later(struct resolver *r, struct resolver_query *q)
 /* --- one query: UDP, then TCP after TC ----------------------------------- */
 
 static void
-rq_close(struct rq *q)
+subquery_close(struct subquery *q)
 {
 	struct loop *loop = q->lk->r->loop;
 
@@ -758,51 +738,66 @@ rq_close(struct rq *q)
 }
 
 static void
-rq_finish(struct rq *q, enum resolver_status status)
+subquery_done(struct subquery *q, enum resolver_status status)
 {
 	struct lookup *lk = q->lk;
 
-	rq_close(q);
-	q->state = RQ_DONE;
+	subquery_close(q);
+	q->state = SUBQUERY_DONE;
 	q->status = status;
-	log_debug("resolver: %s %s: %s after %u tries", lk->name, rq_type_str(q),
+	log_debug("resolver: %s %s: %s after %u tries", lk->name, subquery_type_str(q),
 	    resolver_status_str(status), q->tries);
 	/* NXDOMAIN is about the name, not the type: no need to wait for the
 	 * other query. */
 	if (status == RESOLVER_NXDOMAIN ||
-	    (lk->rq[0].state == RQ_DONE && lk->rq[1].state == RQ_DONE))
-		lookup_finish(lk);
+	    (lk->sub[0].state == SUBQUERY_DONE && lk->sub[1].state == SUBQUERY_DONE))
+		lookup_complete(lk);
 }
 
-/* The asked server failed (not merely stayed silent): on to the next try. */
+/* "resolver: NAME TYPE: what SERVER: why" at debug, for q's current server. */
 static void
-rq_server_failed(struct rq *q, const char *why)
+subquery_log_server(const struct subquery *q, const char *what, const char *why)
 {
 	char buf[ADDR_STRLEN];
 
 	if (log_enabled(LOG_LVL_DEBUG))
-		log_debug("resolver: %s %s: server %s: %s", q->lk->name, rq_type_str(q),
-		    addr_format(&q->lk->r->ns[q->server], buf, sizeof(buf)), why);
+		log_debug("resolver: %s %s: %s %s: %s", q->lk->name, subquery_type_str(q), what,
+		    addr_format(&q->lk->r->nameservers[q->server], buf, sizeof(buf)), why);
+}
+
+/* The asked server failed (not merely stayed silent): on to the next try. */
+static void
+subquery_server_failed(struct subquery *q, const char *why)
+{
+	subquery_log_server(q, "server", why);
 	q->had_error = true;
-	rq_next_try(q);
+	subquery_next_try(q);
+}
+
+/* After a failed send or recv on q->fd: false for EINTR (the caller tries
+ * again), true otherwise: EAGAIN waits for the next event, any other error
+ * fails the server. ECONNREFUSED on the connected UDP socket means an
+ * ICMP port unreachable came back: nobody serves DNS there. */
+static bool
+subquery_io_failed(struct subquery *q)
+{
+	if (errno == EINTR)
+		return false;
+	if (errno != EAGAIN && errno != EWOULDBLOCK)
+		subquery_server_failed(q, strerror(errno));
+	return true;
 }
 
 static void
-rq_answer(struct rq *q, const struct dns_response *resp)
+subquery_answer(struct subquery *q, const struct dns_response *resp)
 {
 	switch (resp->answer) {
 	case DNS_ANS_ADDRS:
-		q->naddrs = 0;
-		for (size_t i = 0; i < resp->naddrs; i++) {
-			struct raddr *a = &q->addrs[q->naddrs++];
-
-			memset(a, 0, sizeof(*a));
-			a->family = resp->addrs[i].type == DNS_TYPE_A ? AF_INET : AF_INET6;
-			memcpy(a->ip, resp->addrs[i].addr, 16);
-		}
+		q->naddrs = resp->naddrs;
+		memcpy(q->addrs, resp->addrs, resp->naddrs * sizeof(resp->addrs[0]));
 		q->has_ttl = true;
 		q->ttl = resp->ttl;
-		rq_finish(q, RESOLVER_OK);
+		subquery_done(q, RESOLVER_OK);
 		return;
 	case DNS_ANS_NODATA:
 	case DNS_ANS_NXDOMAIN:
@@ -810,57 +805,66 @@ rq_answer(struct rq *q, const struct dns_response *resp)
 		 * and is not cached. */
 		q->has_ttl = resp->has_soa;
 		q->ttl = resp->neg_ttl;
-		rq_finish(q, resp->answer == DNS_ANS_NXDOMAIN ? RESOLVER_NXDOMAIN :
+		subquery_done(q, resp->answer == DNS_ANS_NXDOMAIN ? RESOLVER_NXDOMAIN :
 		    RESOLVER_NODATA);
 		return;
 	case DNS_ANS_SERVFAIL:
-		rq_server_failed(q, "SERVFAIL");
+		subquery_server_failed(q, "SERVFAIL");
 		return;
 	case DNS_ANS_REFUSED:
-		rq_server_failed(q, "error rcode");
+		subquery_server_failed(q, "error rcode");
 		return;
 	case DNS_ANS_TRUNCATED:
 		/* Only reached over TCP, where TC makes no sense. */
-		rq_server_failed(q, "truncated answer over TCP");
+		subquery_server_failed(q, "truncated answer over TCP");
 		return;
 	}
 }
 
+/* A fresh id and the query in q->msg, behind its two-byte TCP length
+ * (RFC 1035 §4.2.2; UDP sends from q->msg + 2). */
+static bool
+subquery_build(struct subquery *q)
+{
+	q->id = resolver_random16(q->lk->r);
+	if (dns_build_query(q->msg + 2, sizeof(q->msg) - 2, &q->msg_len, q->id,
+	    q->lk->name, q->qtype) != DNS_OK)
+		return false;
+	q->msg[0] = (uint8_t)(q->msg_len >> 8);
+	q->msg[1] = (uint8_t)q->msg_len;
+	return true;
+}
+
 static void
-rq_start_tcp(struct rq *q)
+subquery_start_tcp(struct subquery *q)
 {
 	struct resolver *r = q->lk->r;
 	int fd;
 
-	rq_close(q);
-	/* RFC 1035 §4.2.2 / RFC 7766 §5: same server, same question, a
-	 * two-byte length before the message. A fresh id as well. */
-	q->id = resolver_random16(r);
-	if (dns_build_query(q->msg + 2, sizeof(q->msg) - 2, &q->msg_len, q->id,
-	    q->lk->name, q->qtype) != DNS_OK) {
-		rq_server_failed(q, "cannot build query");
+	subquery_close(q);
+	/* RFC 7766 §5: same server, same question; a fresh id as well. */
+	if (!subquery_build(q)) {
+		subquery_server_failed(q, "cannot build query");
 		return;
 	}
-	q->msg[0] = (uint8_t)(q->msg_len >> 8);
-	q->msg[1] = (uint8_t)q->msg_len;
-	if ((fd = net_connect_start(&r->ns[q->server], NULL)) < 0) {
-		rq_server_failed(q, strerror(errno));
+	if ((fd = net_connect_start(&r->nameservers[q->server], NULL)) < 0) {
+		subquery_server_failed(q, strerror(errno));
 		return;
 	}
 	q->fd = fd;
-	watcher_init(&q->w, fd, rq_on_io, q);
+	watcher_init(&q->w, fd, subquery_on_io, q);
 	if (loop_watch(r->loop, &q->w, LOOP_WRITE) < 0) {
-		rq_server_failed(q, strerror(errno));
+		subquery_server_failed(q, strerror(errno));
 		return;
 	}
-	q->state = RQ_TCP_CONNECT;
-	q->lk->r->stats.queries++;
+	q->state = SUBQUERY_TCP_CONNECT;
+	r->stats.queries++;
 	q->io_done = 0;
 	timer_start(r->loop, &q->timer, r->timeout_ms);
 }
 
 static void
-rq_udp_read(struct rq *q)
+subquery_udp_read(struct subquery *q)
 {
 	struct resolver *r = q->lk->r;
 	struct dns_response resp;
@@ -870,14 +874,9 @@ rq_udp_read(struct rq *q)
 		enum dns_status st;
 
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (subquery_io_failed(q))
 				return;
-			/* ECONNREFUSED: an ICMP port unreachable came back
-			 * on the connected socket; nobody serves DNS there. */
-			rq_server_failed(q, strerror(errno));
-			return;
+			continue;
 		}
 		st = dns_parse_response(r->scratch, (size_t)n, q->id, q->lk->name,
 		    q->qtype, &resp);
@@ -885,22 +884,22 @@ rq_udp_read(struct rq *q)
 			/* Spoofed, stale or broken: keep waiting for the
 			 * real answer until the timer says otherwise. */
 			log_debug("resolver: %s %s: ignoring datagram: %s", q->lk->name,
-			    rq_type_str(q), dns_status_str(st));
+			    subquery_type_str(q), dns_status_str(st));
 			continue;
 		}
 		if (resp.answer == DNS_ANS_TRUNCATED) {
 			log_debug("resolver: %s %s: truncated, retrying over TCP",
-			    q->lk->name, rq_type_str(q));
-			rq_start_tcp(q);
+			    q->lk->name, subquery_type_str(q));
+			subquery_start_tcp(q);
 			return;
 		}
-		rq_answer(q, &resp);
+		subquery_answer(q, &resp);
 		return;
 	}
 }
 
 static void
-rq_tcp_write(struct rq *q)
+subquery_tcp_write(struct subquery *q)
 {
 	size_t total = q->msg_len + 2;
 
@@ -909,125 +908,118 @@ rq_tcp_write(struct rq *q)
 		    MSG_NOSIGNAL);
 
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
+			if (subquery_io_failed(q))
 				return;
-			rq_server_failed(q, strerror(errno));
-			return;
+			continue;
 		}
 		q->io_done += (size_t)n;
 	}
-	q->state = RQ_TCP_READ;
+	q->state = SUBQUERY_TCP_READ;
 	q->io_done = 0;
 	if (loop_watch(q->lk->r->loop, &q->w, LOOP_READ) < 0)
-		rq_server_failed(q, strerror(errno));
+		subquery_server_failed(q, strerror(errno));
 }
 
-static void
-rq_tcp_read(struct rq *q)
+/* Reads the two-byte length, then the answer it announces. Returns true
+ * once q->tcp_buf holds all of it; false to wait or after a failure. */
+static bool
+subquery_tcp_fill(struct subquery *q)
 {
-	struct dns_response resp;
-	enum dns_status st;
-
 	for (;;) {
-		uint8_t *dst;
-		size_t want;
-		ssize_t n;
+		bool in_len = q->io_done < 2;
+		uint8_t *dst = in_len ? q->len_buf + q->io_done : q->tcp_buf + (q->io_done - 2);
+		size_t want = in_len ? 2 - q->io_done : q->tcp_need - (q->io_done - 2);
+		ssize_t n = recv(q->fd, dst, want, 0);
 
-		if (q->io_done < 2) {
-			dst = q->len_buf + q->io_done;
-			want = 2 - q->io_done;
-		} else {
-			dst = q->tcp_buf + (q->io_done - 2);
-			want = q->tcp_need - (q->io_done - 2);
-		}
-		n = recv(q->fd, dst, want, 0);
 		if (n < 0) {
-			if (errno == EINTR)
-				continue;
-			if (errno == EAGAIN || errno == EWOULDBLOCK)
-				return;
-			rq_server_failed(q, strerror(errno));
-			return;
+			if (subquery_io_failed(q))
+				return false;
+			continue;
 		}
 		if (n == 0) {
-			rq_server_failed(q, "connection closed before the answer");
-			return;
+			subquery_server_failed(q, "connection closed before the answer");
+			return false;
 		}
 		q->io_done += (size_t)n;
 		if (q->io_done == 2) {
 			q->tcp_need = (size_t)q->len_buf[0] << 8 | q->len_buf[1];
 			if (q->tcp_need < DNS_HEADER_LEN) {
-				rq_server_failed(q, "answer shorter than a header");
-				return;
+				subquery_server_failed(q, "answer shorter than a header");
+				return false;
 			}
 			if (!(q->tcp_buf = malloc(q->tcp_need))) {
-				rq_server_failed(q, "out of memory");
-				return;
+				subquery_server_failed(q, "out of memory");
+				return false;
 			}
 		}
 		if (q->io_done > 2 && q->io_done - 2 == q->tcp_need)
-			break;
+			return true;
 	}
+}
+
+static void
+subquery_tcp_read(struct subquery *q)
+{
+	struct dns_response resp;
+	enum dns_status st;
+
+	if (!subquery_tcp_fill(q))
+		return;
 	/* One query per connection: anything but our answer is a failure
 	 * of this server, not a packet to ignore. */
 	st = dns_parse_response(q->tcp_buf, q->tcp_need, q->id, q->lk->name, q->qtype,
 	    &resp);
 	if (st != DNS_OK) {
-		rq_server_failed(q, dns_status_str(st));
+		subquery_server_failed(q, dns_status_str(st));
 		return;
 	}
-	rq_answer(q, &resp);
+	subquery_answer(q, &resp);
 }
 
 static void
-rq_on_io(struct loop *loop, unsigned events, void *arg)
+subquery_on_io(struct loop *loop, unsigned events, void *arg)
 {
-	struct rq *q = arg;
+	struct subquery *q = arg;
 	int err;
 
-	(void)loop;
-	(void)events;
-	if (q->lk->finished)
+	if (q->lk->stopped)
 		return;
 	switch (q->state) {
-	case RQ_UDP:
-		rq_udp_read(q);
+	case SUBQUERY_UDP:
+		subquery_udp_read(q);
 		break;
-	case RQ_TCP_CONNECT:
+	case SUBQUERY_TCP_CONNECT:
 		if ((err = net_connect_result(q->fd)) != 0) {
-			rq_server_failed(q, strerror(err));
+			subquery_server_failed(q, strerror(err));
 			break;
 		}
-		q->state = RQ_TCP_WRITE;
-		rq_tcp_write(q);
+		q->state = SUBQUERY_TCP_WRITE;
+		subquery_tcp_write(q);
 		break;
-	case RQ_TCP_WRITE:
-		rq_tcp_write(q);
+	case SUBQUERY_TCP_WRITE:
+		subquery_tcp_write(q);
 		break;
-	case RQ_TCP_READ:
-		rq_tcp_read(q);
+	case SUBQUERY_TCP_READ:
+		subquery_tcp_read(q);
 		break;
-	case RQ_IDLE:
-	case RQ_DONE:
+	case SUBQUERY_IDLE:
+	case SUBQUERY_DONE:
 		break;
 	}
 }
 
 /* Opens a fresh connected UDP socket (a new random source port, chosen by
- * the kernel) to the current server and sends a query with a fresh id. */
+ * the kernel) to the current server and sends a query with a fresh id.
+ * Returns 0, or -1 with errno. */
 static int
-rq_send_udp(struct rq *q)
+subquery_send_udp(struct subquery *q)
 {
 	struct resolver *r = q->lk->r;
-	const union sockaddr_any *ns = &r->ns[q->server];
+	const union sockaddr_any *ns = &r->nameservers[q->server];
 	int fd, saved;
 	ssize_t n;
 
-	q->id = resolver_random16(r);
-	if (dns_build_query(q->msg + 2, sizeof(q->msg) - 2, &q->msg_len, q->id,
-	    q->lk->name, q->qtype) != DNS_OK) {
+	if (!subquery_build(q)) {
 		errno = EINVAL;
 		return -1;
 	}
@@ -1043,11 +1035,11 @@ rq_send_udp(struct rq *q)
 	} while (n < 0 && errno == EINTR);
 	if (n < 0)
 		goto fail;
-	watcher_init(&q->w, fd, rq_on_io, q);
+	watcher_init(&q->w, fd, subquery_on_io, q);
 	if (loop_watch(r->loop, &q->w, LOOP_READ) < 0)
 		goto fail;
 	q->fd = fd;
-	q->state = RQ_UDP;
+	q->state = SUBQUERY_UDP;
 	r->stats.queries++;
 	timer_start(r->loop, &q->timer, r->timeout_ms);
 	return 0;
@@ -1060,49 +1052,45 @@ fail:
 
 /* Next try: servers in turn, attempts rounds (resolv.conf semantics). */
 static void
-rq_next_try(struct rq *q)
+subquery_next_try(struct subquery *q)
 {
 	struct resolver *r = q->lk->r;
 
-	rq_close(q);
-	while (q->tries < r->attempts * r->nns) {
-		char buf[ADDR_STRLEN];
-
-		q->server = q->tries % r->nns;
+	subquery_close(q);
+	while (q->tries < r->attempts * r->nnameservers) {
+		q->server = q->tries % r->nnameservers;
 		q->tries++;
-		if (rq_send_udp(q) == 0) {
-			if (log_enabled(LOG_LVL_DEBUG))
-				log_debug("resolver: %s %s: id %u to %s (try %u)",
-				    q->lk->name, rq_type_str(q), q->id,
-				    addr_format(&r->ns[q->server], buf, sizeof(buf)),
+		if (subquery_send_udp(q) == 0) {
+			if (log_enabled(LOG_LVL_DEBUG)) {
+				char buf[ADDR_STRLEN];
+
+				log_debug("resolver: %s %s: id %u to %s (try %u)", q->lk->name,
+				    subquery_type_str(q), q->id,
+				    addr_format(&r->nameservers[q->server], buf, sizeof(buf)),
 				    q->tries);
+			}
 			return;
 		}
-		if (log_enabled(LOG_LVL_DEBUG))
-			log_debug("resolver: %s %s: cannot ask %s: %s", q->lk->name,
-			    rq_type_str(q),
-			    addr_format(&r->ns[q->server], buf, sizeof(buf)),
-			    strerror(errno));
+		subquery_log_server(q, "cannot ask", strerror(errno));
 		q->had_error = true;
 	}
-	q->state = RQ_IDLE;
+	q->state = SUBQUERY_IDLE;
 	if (!q->had_error)
 		r->stats.timeouts++;
-	rq_finish(q, q->had_error ? RESOLVER_SERVFAIL : RESOLVER_TIMEOUT);
+	subquery_done(q, q->had_error ? RESOLVER_SERVFAIL : RESOLVER_TIMEOUT);
 }
 
 static void
-rq_on_timer(struct loop *loop, void *arg)
+subquery_on_timer(struct loop *loop, void *arg)
 {
-	struct rq *q = arg;
+	struct subquery *q = arg;
 
-	(void)loop;
-	if (q->lk->finished || q->state == RQ_DONE)
+	if (q->lk->stopped || q->state == SUBQUERY_DONE)
 		return;
-	if (q->state != RQ_IDLE)
+	if (q->state != SUBQUERY_IDLE)
 		log_debug("resolver: %s %s: no answer in %u ms", q->lk->name,
-		    rq_type_str(q), q->lk->r->timeout_ms);
-	rq_next_try(q);
+		    subquery_type_str(q), q->lk->r->timeout_ms);
+	subquery_next_try(q);
 }
 
 /* --- lookups ------------------------------------------------------------- */
@@ -1113,25 +1101,101 @@ lookup_release(void *arg)
 	free(arg);
 }
 
-/* Stops all I/O, leaves the in-flight list, frees after the batch. */
+/*
+ * The deferred-release shape every such object follows: unregister the
+ * watchers and close the fds (with the timers), mark it stopped, queue the
+ * release on the loop. Watchers of this lookup may still have events later
+ * in this batch; the loop skips unregistered ones, and the handlers return
+ * at once on a stopped lookup. Also leaves the in-flight list, so no new
+ * waiter joins it. Safe to call twice.
+ */
 static void
-lookup_retire(struct lookup *lk)
+lookup_stop(struct lookup *lk)
 {
-	struct resolver *r = lk->r;
-
+	if (lk->stopped)
+		return;
 	for (int i = 0; i < 2; i++)
-		rq_close(&lk->rq[i]);
-	if (lk->prev)
-		lk->prev->next = lk->next;
-	else
-		r->lookups = lk->next;
-	if (lk->next)
-		lk->next->prev = lk->prev;
-	lk->prev = lk->next = NULL;
-	lk->finished = true;
-	/* Watchers of this lookup may still have events later in this
-	 * batch; the loop skips unregistered ones but reads them first. */
-	loop_release(r->loop, &lk->rel, lookup_release, lk);
+		subquery_close(&lk->sub[i]);
+	LIST_REMOVE(lk, inflight);
+	lk->stopped = true;
+	loop_release(lk->r->loop, &lk->rel, lookup_release, lk);
+}
+
+/* The lookup's status from its two queries': an address from either wins;
+ * then NXDOMAIN (about the name, whichever type said it); NODATA only when
+ * both said it; a server failure over plain silence. */
+static enum resolver_status
+lookup_status(const enum resolver_status st[2])
+{
+	if (st[0] == RESOLVER_OK || st[1] == RESOLVER_OK)
+		return RESOLVER_OK;
+	if (st[0] == RESOLVER_NXDOMAIN || st[1] == RESOLVER_NXDOMAIN)
+		return RESOLVER_NXDOMAIN;
+	if (st[0] == RESOLVER_NODATA && st[1] == RESOLVER_NODATA)
+		return RESOLVER_NODATA;
+	if (st[0] == RESOLVER_SERVFAIL || st[1] == RESOLVER_SERVFAIL)
+		return RESOLVER_SERVFAIL;
+	return RESOLVER_TIMEOUT;
+}
+
+/* lk->res's addresses: the preferred family's answer first. */
+static void
+lookup_collect_addrs(struct lookup *lk)
+{
+	size_t first = lk->r->prefer_family == AF_INET6 ? 1 : 0;
+
+	lk->res.naddrs = 0;
+	for (size_t k = 0; k < 2; k++) {
+		const struct subquery *q = &lk->sub[k == 0 ? first : 1 - first];
+
+		if (q->state == SUBQUERY_DONE && q->status == RESOLVER_OK)
+			result_add_family(&lk->res, q->addrs, q->naddrs,
+			    q->qtype == DNS_TYPE_A ? AF_INET : AF_INET6);
+	}
+}
+
+/*
+ * How long lk->res may stay in the cache: the least TTL of the parts that
+ * make up the answer, capped (negative answers harder). Returns false when
+ * it must not be cached: a failure, or an address list whose other family
+ * is unknown, or a negative answer without an SOA (RFC 2308 §5).
+ */
+static bool
+lookup_cache_ttl(const struct lookup *lk, const enum resolver_status st[2], uint32_t *out)
+{
+	uint32_t ttl = UINT32_MAX, cap = lk->r->cache_max_ttl;
+	bool cacheable = lk->res.status != RESOLVER_NXDOMAIN;
+
+	for (int i = 0; i < 2; i++) {
+		const struct subquery *q = &lk->sub[i];
+		bool part;
+
+		switch (lk->res.status) {
+		case RESOLVER_OK:
+			/* A family without data (and without an SOA) adds nothing. */
+			part = st[i] == RESOLVER_OK || (st[i] == RESOLVER_NODATA && q->has_ttl);
+			if (!part && st[i] != RESOLVER_NODATA)
+				cacheable = false;
+			break;
+		case RESOLVER_NXDOMAIN:
+			/* Either type's NXDOMAIN with an SOA is enough. */
+			part = st[i] == RESOLVER_NXDOMAIN && q->has_ttl;
+			cacheable = cacheable || part;
+			break;
+		case RESOLVER_NODATA:
+			part = q->has_ttl;
+			cacheable = cacheable && part;
+			break;
+		default:
+			return false;
+		}
+		if (part && q->ttl < ttl)
+			ttl = q->ttl;
+	}
+	if (lk->res.status != RESOLVER_OK && cap > RESOLVER_MAX_NEG_TTL)
+		cap = RESOLVER_MAX_NEG_TTL;
+	*out = ttl < cap ? ttl : cap;
+	return cacheable;
 }
 
 /* Combines both queries into lk->res and caches it when it is an answer
@@ -1139,100 +1203,21 @@ lookup_retire(struct lookup *lk)
 static void
 lookup_result(struct lookup *lk)
 {
-	struct resolver *r = lk->r;
-	struct rq *a = &lk->rq[0], *aaaa = &lk->rq[1];
-	struct resolver_result *res = &lk->res;
-	struct raddr cached[RESOLVER_MAX_ADDRS];
-	uint32_t ttl = UINT32_MAX, cap;
-	bool cacheable = true;
 	enum resolver_status st[2];
+	uint32_t ttl;
 
 	for (int i = 0; i < 2; i++)
-		st[i] = lk->rq[i].state == RQ_DONE ? lk->rq[i].status : RESOLVER_TIMEOUT;
-	if (st[0] == RESOLVER_OK || st[1] == RESOLVER_OK)
-		res->status = RESOLVER_OK;
-	else if (st[0] == RESOLVER_NXDOMAIN || st[1] == RESOLVER_NXDOMAIN)
-		res->status = RESOLVER_NXDOMAIN;
-	else if (st[0] == RESOLVER_NODATA && st[1] == RESOLVER_NODATA)
-		res->status = RESOLVER_NODATA;
-	else if (st[0] == RESOLVER_SERVFAIL || st[1] == RESOLVER_SERVFAIL)
-		res->status = RESOLVER_SERVFAIL;
-	else
-		res->status = RESOLVER_TIMEOUT;
-
-	res->naddrs = 0;
-	if (res->status == RESOLVER_OK) {
-		const struct rq *first = r->prefer_family == AF_INET6 ? aaaa : a;
-		const struct rq *second = first == a ? aaaa : a;
-
-		if (first->state == RQ_DONE && first->status == RESOLVER_OK)
-			result_add_family(res, first->addrs, first->naddrs, first == a ? AF_INET : AF_INET6);
-		if (second->state == RQ_DONE && second->status == RESOLVER_OK)
-			result_add_family(res, second->addrs, second->naddrs, second == a ? AF_INET : AF_INET6);
-	}
-
-	/* TTL: the least of the parts that make up the answer. An address
-	 * list is cached only when the other family's part is known too. */
-	switch (res->status) {
-	case RESOLVER_OK:
-		for (int i = 0; i < 2; i++) {
-			const struct rq *q = &lk->rq[i];
-
-			if (st[i] == RESOLVER_OK || (st[i] == RESOLVER_NODATA && q->has_ttl)) {
-				if (q->ttl < ttl)
-					ttl = q->ttl;
-			} else if (st[i] != RESOLVER_NODATA) {
-				cacheable = false;
-			}
-		}
-		cap = r->cache_max_ttl;
-		break;
-	case RESOLVER_NXDOMAIN:
-		cacheable = false;
-		for (int i = 0; i < 2; i++) {
-			const struct rq *q = &lk->rq[i];
-
-			if (st[i] == RESOLVER_NXDOMAIN && q->has_ttl) {
-				cacheable = true;
-				if (q->ttl < ttl)
-					ttl = q->ttl;
-			}
-		}
-		cap = r->cache_max_ttl < RESOLVER_MAX_NEG_TTL ? r->cache_max_ttl : RESOLVER_MAX_NEG_TTL;
-		break;
-	case RESOLVER_NODATA:
-		for (int i = 0; i < 2; i++) {
-			if (!lk->rq[i].has_ttl)
-				cacheable = false;
-			else if (lk->rq[i].ttl < ttl)
-				ttl = lk->rq[i].ttl;
-		}
-		cap = r->cache_max_ttl < RESOLVER_MAX_NEG_TTL ? r->cache_max_ttl : RESOLVER_MAX_NEG_TTL;
-		break;
-	default:
-		cacheable = false;
-		cap = 0;
-		break;
-	}
-	if (!cacheable)
-		return;
-	if (ttl > cap)
-		ttl = cap;
-	for (size_t i = 0; i < res->naddrs; i++) {
-		const union sockaddr_any *sa = &res->addrs[i];
-
-		memset(&cached[i], 0, sizeof(cached[i]));
-		cached[i].family = sa->sa.sa_family;
-		if (sa->sa.sa_family == AF_INET)
-			memcpy(cached[i].ip, &sa->sin.sin_addr, 4);
-		else
-			memcpy(cached[i].ip, &sa->sin6.sin6_addr, 16);
-	}
-	cache_put(r, lk->name, res->status, cached, res->naddrs, ttl);
+		st[i] = lk->sub[i].state == SUBQUERY_DONE ? lk->sub[i].status : RESOLVER_TIMEOUT;
+	lk->res.status = lookup_status(st);
+	lk->res.naddrs = 0;
+	if (lk->res.status == RESOLVER_OK)
+		lookup_collect_addrs(lk);
+	if (lookup_cache_ttl(lk, st, &ttl))
+		cache_put(lk->r, lk->name, lk->res.status, lk->res.addrs, lk->res.naddrs, ttl);
 }
 
 static void
-lookup_finish(struct lookup *lk)
+lookup_complete(struct lookup *lk)
 {
 	struct resolver_query *q;
 
@@ -1241,13 +1226,21 @@ lookup_finish(struct lookup *lk)
 	    resolver_status_str(lk->res.status), lk->res.naddrs);
 	/* Off the in-flight list first, so a callback that looks up the same
 	 * name again finds the cache (or starts afresh), not this lookup. */
-	lookup_retire(lk);
-	while ((q = lk->waiters.head) != NULL) {
-		qlist_remove(&lk->waiters, q);
-		q->where = Q_DELIVERING;
-		q->cb(&lk->res, q->arg);
-		free(q);
-	}
+	lookup_stop(lk);
+	while ((q = TAILQ_FIRST(&lk->waiters)) != NULL)
+		query_deliver(&lk->waiters, q, &lk->res);
+}
+
+/* The lookup in flight for key, or NULL. */
+static struct lookup *
+lookup_find(struct resolver *r, const char *key)
+{
+	struct lookup *lk;
+
+	LIST_FOREACH(lk, &r->lookups, inflight)
+		if (strcmp(lk->name, key) == 0)
+			return lk;
+	return NULL;
 }
 
 static struct lookup *
@@ -1259,38 +1252,39 @@ lookup_new(struct resolver *r, const char *key)
 	if (!lk)
 		return NULL;
 	lk->r = r;
+	TAILQ_INIT(&lk->waiters);
 	/* key fits: resolver_start bounded it to sizeof(lk->name).
 	 * NOLINTNEXTLINE(clang-analyzer-security.insecureAPI.strcpy) */
 	strcpy(lk->name, key);
 	for (int i = 0; i < 2; i++) {
-		struct rq *q = &lk->rq[i];
+		struct subquery *q = &lk->sub[i];
 
 		q->lk = lk;
 		q->qtype = types[i];
 		q->fd = -1;
-		q->state = RQ_IDLE;
-		watcher_init(&q->w, -1, rq_on_io, q);
-		timer_init(&q->timer, rq_on_timer, q);
+		q->state = SUBQUERY_IDLE;
+		watcher_init(&q->w, -1, subquery_on_io, q);
+		timer_init(&q->timer, subquery_on_timer, q);
 		/* The first send happens from the timer, so that even an
 		 * immediate failure reaches the callback on a later
 		 * iteration, never inside resolver_start. */
 		timer_start(r->loop, &q->timer, 0);
 	}
-	lk->next = r->lookups;
-	if (r->lookups)
-		r->lookups->prev = lk;
-	r->lookups = lk;
+	LIST_INSERT_HEAD(&r->lookups, lk, inflight);
 	return lk;
 }
 
 /* --- public API ---------------------------------------------------------- */
 
-/* Empties the cache and sizes its hash table for r->cache_size entries. */
+/* Empties the cache and sizes its hash table for r->cache_size entries.
+ * Returns -1 when out of memory, with the cache disabled (size 0). */
 static int
 cache_reset(struct resolver *r)
 {
-	while (r->lru_head)
-		cache_unlink(r, r->lru_head);
+	struct cache_entry *e;
+
+	while ((e = TAILQ_FIRST(&r->lru)) != NULL)
+		cache_unlink(r, e);
 	free(r->buckets);
 	r->buckets = NULL;
 	r->nbuckets = 0;
@@ -1299,7 +1293,6 @@ cache_reset(struct resolver *r)
 	r->nbuckets = 16;
 	while (r->nbuckets < r->cache_size && r->nbuckets < (1u << 20))
 		r->nbuckets *= 2;
-	/* NOLINTNEXTLINE(bugprone-sizeof-expression): an array of pointers. */
 	if (!(r->buckets = calloc(r->nbuckets, sizeof(*r->buckets)))) {
 		r->nbuckets = 0;
 		r->cache_size = 0;
@@ -1308,40 +1301,57 @@ cache_reset(struct resolver *r)
 	return 0;
 }
 
-/* Servers, resolv.conf options, preference, hosts file and cache from opt
- * (NULL: all defaults). Returns -1 when out of memory. */
-static int
-resolver_apply(struct resolver *r, const struct resolver_options *opt)
+/* Nameservers from opt, else from resolv.conf, else 127.0.0.1; and always
+ * resolv.conf's timeout and attempts options over the defaults. */
+static void
+resolver_set_nameservers(struct resolver *r, const struct resolver_options *opt)
 {
-	const char *resolv_conf;
-	char *hosts_path;
+	static const uint8_t localhost[4] = { 127, 0, 0, 1 };
 
-	r->nns = 0;
+	r->nnameservers = 0;
 	r->timeout_ms = RESOLVER_DEFAULT_TIMEOUT_MS;
 	r->attempts = RESOLVER_DEFAULT_ATTEMPTS;
-	r->prefer_family = opt && opt->prefer_family == AF_INET6 ? AF_INET6 : AF_INET;
-	if (opt && opt->nameservers) {
-		for (size_t i = 0; i < opt->nnameservers; i++) {
-			if (r->nns == RESOLVER_MAX_NAMESERVERS) {
-				log_warnx("resolver: only the first %d nameservers are used",
-				    RESOLVER_MAX_NAMESERVERS);
-				break;
-			}
-			r->ns[r->nns] = opt->nameservers[i];
-			if (addr_port(&r->ns[r->nns]) == 0)
-				addr_set_port(&r->ns[r->nns], RESOLVER_DNS_PORT);
-			r->nns++;
+	for (size_t i = 0; opt && opt->nameservers && i < opt->nnameservers; i++) {
+		union sockaddr_any *ns = &r->nameservers[r->nnameservers];
+
+		if (r->nnameservers == RESOLVER_MAX_NAMESERVERS) {
+			log_warnx("resolver: only the first %d nameservers are used",
+			    RESOLVER_MAX_NAMESERVERS);
+			break;
 		}
+		*ns = opt->nameservers[i];
+		if (addr_port(ns) == 0)
+			addr_set_port(ns, RESOLVER_DNS_PORT);
+		r->nnameservers++;
 	}
 	/* resolv.conf always supplies the options; its nameservers only
 	 * when none were configured. */
-	resolv_conf = opt && opt->resolv_conf_path ? opt->resolv_conf_path : "/etc/resolv.conf";
-	resolver_read_resolv_conf(r, resolv_conf, r->nns == 0);
-	if (r->nns == 0) {
+	resolver_read_resolv_conf(r, opt && opt->resolv_conf_path ? opt->resolv_conf_path :
+	    "/etc/resolv.conf", r->nnameservers == 0);
+	if (r->nnameservers == 0) {
 		/* resolv.conf(5): no nameserver line means the local one. */
-		(void)addr_parse("127.0.0.1", RESOLVER_DNS_PORT, &r->ns[0]);
-		r->nns = 1;
+		addr_from_ip(&r->nameservers[0], AF_INET, localhost, RESOLVER_DNS_PORT);
+		r->nnameservers = 1;
 	}
+}
+
+/* Servers, resolv.conf options, preference, cache and hosts file from opt
+ * (NULL: all defaults). Returns -1 when out of memory: the cache is then
+ * disabled, or (when the cache could be sized) the previous hosts file
+ * stays in use; everything before that step is applied. */
+static int
+resolver_apply(struct resolver *r, const struct resolver_options *opt)
+{
+	char *hosts_path;
+
+	resolver_set_nameservers(r, opt);
+	r->prefer_family = opt && opt->prefer_family == AF_INET6 ? AF_INET6 : AF_INET;
+
+	/* Answers from the old servers or under the old limits go. */
+	r->cache_size = opt ? opt->cache_size : 0;
+	r->cache_max_ttl = opt ? opt->cache_max_ttl : 0;
+	if (cache_reset(r) < 0)
+		return -1;
 
 	if (!(hosts_path = strdup(opt && opt->hosts_path ? opt->hosts_path : "/etc/hosts")))
 		return -1;
@@ -1350,18 +1360,12 @@ resolver_apply(struct resolver *r, const struct resolver_options *opt)
 	r->hosts_seen = false;
 	hosts_refresh(r);
 
-	/* Answers from the old servers or under the old limits go. */
-	r->cache_size = opt ? opt->cache_size : 0;
-	r->cache_max_ttl = opt ? opt->cache_max_ttl : 0;
-	if (cache_reset(r) < 0)
-		return -1;
-
 	if (log_enabled(LOG_LVL_DEBUG)) {
 		char buf[ADDR_STRLEN];
 
-		for (size_t i = 0; i < r->nns; i++)
+		for (size_t i = 0; i < r->nnameservers; i++)
 			log_debug("resolver: nameserver %s",
-			    addr_format(&r->ns[i], buf, sizeof(buf)));
+			    addr_format(&r->nameservers[i], buf, sizeof(buf)));
 		log_debug("resolver: timeout %u ms, attempts %u, cache %u entries",
 		    r->timeout_ms, r->attempts, r->cache_size);
 	}
@@ -1376,6 +1380,9 @@ resolver_new(struct loop *loop, const struct resolver_options *opt)
 	if (!r)
 		return NULL;
 	r->loop = loop;
+	TAILQ_INIT(&r->lru);
+	LIST_INIT(&r->lookups);
+	TAILQ_INIT(&r->ready);
 	timer_init(&r->ready_timer, resolver_on_ready, r);
 	if (resolver_fill_random(r) < 0)
 		goto fail;
@@ -1395,7 +1402,8 @@ void
 resolver_reconfigure(struct resolver *r, const struct resolver_options *opt)
 {
 	if (resolver_apply(r, opt) < 0)
-		log_warnx("resolver: out of memory while reconfiguring; cache disabled");
+		log_warnx("resolver: out of memory while reconfiguring; cache disabled or "
+		    "hosts file not switched");
 }
 
 void
@@ -1410,23 +1418,15 @@ resolver_set_timeout(struct resolver *r, unsigned timeout_ms, unsigned attempts)
 void
 resolver_free(struct resolver *r)
 {
-	struct resolver_query *q;
+	struct lookup *lk;
 
 	if (!r)
 		return;
-	while (r->lookups) {
-		struct lookup *lk = r->lookups;
-
-		while ((q = lk->waiters.head) != NULL) {
-			qlist_remove(&lk->waiters, q);
-			free(q);
-		}
-		lookup_retire(lk);
+	while ((lk = LIST_FIRST(&r->lookups)) != NULL) {
+		query_list_free(&lk->waiters);
+		lookup_stop(lk);
 	}
-	while ((q = r->ready.head) != NULL) {
-		qlist_remove(&r->ready, q);
-		free(q);
-	}
+	query_list_free(&r->ready);
 	timer_stop(r->loop, &r->ready_timer);
 	r->cache_size = 0;
 	(void)cache_reset(r);
@@ -1467,16 +1467,13 @@ resolver_start(struct resolver *r, const char *name, resolver_cb cb, void *arg)
 		log_debug("resolver: %s: cached %s", key, resolver_status_str(q->res.status));
 		goto answer;
 	}
-	for (lk = r->lookups; lk; lk = lk->next)
-		if (strcmp(lk->name, key) == 0)
-			break;
-	if (!lk && !(lk = lookup_new(r, key))) {
+	if (!(lk = lookup_find(r, key)) && !(lk = lookup_new(r, key))) {
 		q->res.status = RESOLVER_NOMEM;
 		goto answer;
 	}
-	q->where = Q_WAITING;
+	q->where = QUERY_WAITING;
 	q->lk = lk;
-	qlist_append(&lk->waiters, q);
+	TAILQ_INSERT_TAIL(&lk->waiters, q, link);
 	return q;
 answer:
 	resolver_answer_later(r, q);
@@ -1491,22 +1488,22 @@ resolver_cancel(struct resolver_query *q)
 	if (!q)
 		return;
 	switch (q->where) {
-	case Q_DELIVERING:
+	case QUERY_DELIVERING:
 		/* Called from its own callback (e.g. the owner closing): the
 		 * handle is freed when the callback returns. */
 		return;
-	case Q_READY:
-		qlist_remove(&q->r->ready, q);
+	case QUERY_READY:
+		TAILQ_REMOVE(&q->r->ready, q, link);
 		free(q);
 		return;
-	case Q_WAITING:
+	case QUERY_WAITING:
 		lk = q->lk;
-		qlist_remove(&lk->waiters, q);
+		TAILQ_REMOVE(&lk->waiters, q, link);
 		free(q);
 		/* The last waiter gone: nobody wants the answer. Other
 		 * waiters keep the lookup going. */
-		if (!lk->waiters.head && !lk->finished)
-			lookup_retire(lk);
+		if (TAILQ_EMPTY(&lk->waiters))
+			lookup_stop(lk);
 		return;
 	}
 }

@@ -15,7 +15,7 @@
 #include <string.h>
 
 #include "acl.h"
-#include "net.h"
+#include "addr.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 

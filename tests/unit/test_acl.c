@@ -17,7 +17,7 @@
 #include <cmocka.h>
 
 #include "acl.h"
-#include "net.h"
+#include "addr.h"
 
 #include "unit_util.h"
 

@@ -20,7 +20,7 @@
 
 #include "auth.h"
 #include "config.h"
-#include "net.h"
+#include "addr.h"
 #include "proto.h"
 
 #include "unit_util.h"
@@ -755,6 +755,49 @@ test_timeout_each_kind(void **state)
 	config_unref(c);
 }
 
+/*
+ * Every number in the file goes through strnum: digits only. A sign, a
+ * blank kept by quotes or a 0x prefix is refused wherever a number is
+ * read (values, port ranges, listen ports, rule ports, CIDR prefixes);
+ * leading zeros are digits like any other.
+ */
+static void
+test_numbers_are_digits_only_everywhere(void **state)
+{
+	struct config *c;
+
+	parse_err("workers +1\n", "t.conf:1: workers: '+1' is not a number");
+	parse_err("workers \" 1\"\n", "t.conf:1: workers: ' 1' is not a number");
+	parse_err("workers \"1 \"\n", "t.conf:1: workers: '1 ' is not a number");
+	parse_err("workers 0x1\n", "t.conf:1: workers: '0x1' is not a number");
+	parse_err("auth-fail-limit 3 +60\n", "t.conf:1: auth-fail-limit: '+60' is not a number");
+	parse_err("udp-port-range +1000-2000\n",
+		"t.conf:1: udp-port-range: '+1000' is not a number");
+	parse_err("bind-port-range \"1000- 2000\"\n",
+		"t.conf:1: bind-port-range: ' 2000' is not a number");
+	parse_err("listen 127.0.0.1:+1080\n",
+		"t.conf:1: listen: bad address '127.0.0.1:+1080' (expected ADDR:PORT or "
+		"[IPV6]:PORT)");
+	parse_err("listen \"127.0.0.1: 1080\"\n",
+		"t.conf:1: listen: bad address '127.0.0.1: 1080' (expected ADDR:PORT or "
+		"[IPV6]:PORT)");
+	parse_err("nameserver [::1]:+53\n",
+		"t.conf:1: nameserver: bad address '[::1]:+53' (expected ADDR, ADDR:PORT or "
+		"[IPV6]:PORT)");
+	parse_err("rule allow port +80\n", "t.conf:1: rule: bad port '+80'");
+	parse_err("rule allow port 1-+80\n", "t.conf:1: rule: bad port '1-+80'");
+	parse_err("client allow 10.0.0.0/+8\n", "t.conf:1: client: bad CIDR '10.0.0.0/+8'");
+	parse_err("client allow 10.0.0.0/0x8\n", "t.conf:1: client: bad CIDR '10.0.0.0/0x8'");
+
+	c = parse_ok("workers 007\nlisten 127.0.0.1:01080\nudp-port-range 0100-0200\n"
+		     "client allow 10.0.0.0/008\nrule allow port 000080\n");
+	assert_int_equal(c->workers, 7);
+	assert_int_equal(addr_port(&c->listen[0].addr), 1080);
+	assert_int_equal(c->udp_port_lo, 100);
+	assert_int_equal(c->udp_port_hi, 200);
+	config_unref(c);
+}
+
 static void
 test_timeout_errors(void **state)
 {
@@ -1396,6 +1439,7 @@ main(void)
 		cmocka_unit_test(test_log_destination),
 		cmocka_unit_test(test_shutdown_timeout),
 		cmocka_unit_test(test_timeout_each_kind),
+		cmocka_unit_test(test_numbers_are_digits_only_everywhere),
 		cmocka_unit_test(test_timeout_errors),
 		cmocka_unit_test(test_nameserver_forms),
 		cmocka_unit_test(test_nameserver_errors),

@@ -18,7 +18,7 @@
 #include <cmocka.h>
 
 #include "connlimit.h"
-#include "net.h"
+#include "addr.h"
 
 #include "unit_util.h"
 

@@ -25,6 +25,15 @@
 #define QNAME "www.example.com"
 #define QID 0xBEEF
 
+/* The address bytes of an answer (4 for A, 16 for AAAA), network order. */
+static const uint8_t *
+addr_bytes(const union sockaddr_any *a)
+{
+	if (a->sa.sa_family == AF_INET6)
+		return a->sin6.sin6_addr.s6_addr;
+	return (const uint8_t *)&a->sin.sin_addr;
+}
+
 /* A response under construction. */
 struct msg {
 	uint8_t b[8192];
@@ -365,8 +374,8 @@ test_response_several_a_min_ttl(void **state)
 	for (size_t i = 0; i < 3; i++) {
 		uint8_t want[4] = { 192, 0, 2, (uint8_t)(i + 1) };
 
-		assert_int_equal(r.addrs[i].type, DNS_TYPE_A);
-		assert_memory_equal(r.addrs[i].addr, want, 4);
+		assert_int_equal(r.addrs[i].sa.sa_family, AF_INET);
+		assert_memory_equal(addr_bytes(&r.addrs[i]), want, 4);
 	}
 }
 
@@ -391,10 +400,10 @@ test_response_aaaa_uncompressed_owner_any_case(void **state)
 	assert_int_equal(r.answer, DNS_ANS_ADDRS);
 	assert_int_equal(r.naddrs, 2);
 	assert_int_equal(r.ttl, 1800);
-	assert_int_equal(r.addrs[0].type, DNS_TYPE_AAAA);
-	assert_int_equal(r.addrs[0].addr[0], 0x20);
-	assert_int_equal(r.addrs[0].addr[15], 1);
-	assert_int_equal(r.addrs[1].addr[15], 2);
+	assert_int_equal(r.addrs[0].sa.sa_family, AF_INET6);
+	assert_int_equal(addr_bytes(&r.addrs[0])[0], 0x20);
+	assert_int_equal(addr_bytes(&r.addrs[0])[15], 1);
+	assert_int_equal(addr_bytes(&r.addrs[1])[15], 2);
 }
 
 static void
@@ -429,8 +438,8 @@ test_response_cname_chain_with_pointers(void **state)
 	assert_int_equal(r.cnames, 2);
 	assert_int_equal(r.naddrs, 2);
 	assert_int_equal(r.ttl, 200); /* the chain's weakest link */
-	assert_int_equal(r.addrs[0].addr[3], 7);
-	assert_int_equal(r.addrs[1].addr[3], 8);
+	assert_int_equal(addr_bytes(&r.addrs[0])[3], 7);
+	assert_int_equal(addr_bytes(&r.addrs[1])[3], 8);
 }
 
 static void
@@ -483,7 +492,7 @@ test_response_ignores_records_off_the_chain(void **state)
 	assert_int_equal(parse(&m, DNS_TYPE_A, &r), DNS_OK);
 	assert_int_equal(r.answer, DNS_ANS_ADDRS);
 	assert_int_equal(r.naddrs, 1);
-	assert_int_equal(r.addrs[0].addr[3], 80);
+	assert_int_equal(addr_bytes(&r.addrs[0])[3], 80);
 	assert_int_equal(r.ttl, 40);
 }
 
@@ -501,7 +510,7 @@ test_response_keeps_at_most_max_addrs(void **state)
 	}
 	assert_int_equal(parse(&m, DNS_TYPE_A, &r), DNS_OK);
 	assert_int_equal(r.naddrs, DNS_MAX_ADDRS);
-	assert_int_equal(r.addrs[DNS_MAX_ADDRS - 1].addr[3], DNS_MAX_ADDRS - 1);
+	assert_int_equal(addr_bytes(&r.addrs[DNS_MAX_ADDRS - 1])[3], DNS_MAX_ADDRS - 1);
 	assert_int_equal(r.ttl, 100);
 }
 

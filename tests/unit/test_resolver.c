@@ -697,6 +697,33 @@ test_timeout_from_resolv_conf_options(void **state)
 	assert_int_equal(c->fs[0].udp_queries, 2);
 }
 
+/* strnum: "attempts:+4" is not a number (strtoul took it as 4); the
+ * option is ignored and the default of 2 attempts stands. */
+static void
+test_resolv_conf_option_with_a_sign_is_ignored(void **state)
+{
+	struct ctx *c = *state;
+	struct resolver_options opt;
+	union sockaddr_any ns = c->fs[0].addr;
+	struct waiter w;
+
+	write_file(c->resolv, "options timeout:1 attempts:+4\n");
+	c->fs[0].mode = FAKE_SILENT;
+	memset(&opt, 0, sizeof(opt));
+	opt.nameservers = &ns;
+	opt.nnameservers = 1;
+	opt.prefer_family = AF_INET;
+	opt.hosts_path = c->hosts;
+	opt.resolv_conf_path = c->resolv;
+	c->r = resolver_new(c->loop, &opt);
+	assert_non_null(c->r);
+	start(c, &w, "silent.example.com");
+	assert_true(run_until_calls(c, 1, 3500));
+	assert_int_equal(w.res.status, RESOLVER_TIMEOUT);
+	/* Two attempts with one server: two tries per family. */
+	assert_int_equal(c->fs[0].udp_queries, 4);
+}
+
 static void
 test_resolv_conf_nameserver_used_without_options(void **state)
 {
@@ -1190,6 +1217,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_wrong_id_and_question_ignored_then_answer_accepted, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_truncated_answer_retried_over_tcp, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_from_resolv_conf_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolv_conf_option_with_a_sign_is_ignored,
+			setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolv_conf_nameserver_used_without_options, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_second_server_after_silent_first, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_refused_port_moves_on_at_once, setup, teardown),
