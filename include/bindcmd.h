@@ -9,7 +9,7 @@
 
 #include <stdint.h>
 
-#include "net.h"
+#include "addr.h"
 
 struct loop;
 struct bindcmd;

@@ -12,7 +12,7 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
-#include "net.h"
+#include "addr.h"
 #include "policy.h"
 #include "stats.h"
 

@@ -15,7 +15,7 @@
 #include <stdint.h>
 
 #include "loop.h"
-#include "net.h"
+#include "addr.h"
 
 enum dial_result {
 	DIAL_PENDING,   /* attempts run: done will be called */

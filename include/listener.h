@@ -9,7 +9,7 @@
 
 #include <stdbool.h>
 
-#include "net.h"
+#include "addr.h"
 
 struct conn_env;
 struct listener;

@@ -11,7 +11,7 @@
 #include <stdint.h>
 #include <stdio.h>
 
-#include "net.h"
+#include "addr.h"
 
 struct loop;
 struct metrics_server;

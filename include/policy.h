@@ -15,7 +15,7 @@
 
 #include "acl.h"
 #include "log.h"
-#include "net.h"
+#include "addr.h"
 
 struct config;
 struct connlimit;

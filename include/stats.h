@@ -10,7 +10,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "addr.h"
 #include "udpassoc.h"
 
 /* Commands as counter indexes: 0 is "no request yet". */

@@ -11,7 +11,7 @@
 #include <stdbool.h>
 #include <stdint.h>
 
-#include "net.h"
+#include "addr.h"
 #include "proto.h"
 
 struct loop;

@@ -10,6 +10,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "loop.h"
 
 struct bindcmd {

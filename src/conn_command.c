@@ -17,6 +17,7 @@
 #include "config.h"
 #include "conn_private.h"
 #include "log.h"
+#include "net.h"
 #include "udpassoc.h"
 
 static enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd);
@@ -261,9 +262,9 @@ conn_reply_bound(struct conn *c, union sockaddr_any *bnd, enum conn_state next)
 enum conn_step
 conn_start_bind(struct conn *c)
 {
-	struct conn_hs *hs = c->hs;
 	union sockaddr_any expect, listen_on = c->local, bound;
 	const union sockaddr_any *ext;
+	struct conn_hs *hs = c->hs;
 	int family = c->local.sa.sa_family;
 	bool check_peer = false;
 

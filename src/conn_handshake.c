@@ -78,10 +78,10 @@ conn_step_proxy(struct conn *c)
 enum conn_step
 conn_step_greeting(struct conn *c)
 {
-	struct conn_hs *hs = c->hs;
-	struct proto_greeting g;
-	size_t used;
 	enum proto_status st;
+	struct proto_greeting g;
+	struct conn_hs *hs = c->hs;
+	size_t used;
 
 	if (buf_len(&hs->in) == 0)
 		return CONN_STEP_NEED_MORE;

@@ -9,6 +9,8 @@
 #include <errno.h>
 #include <unistd.h>
 
+#include "net.h"
+
 /* The shortest share of the budget one address gets while more than that
  * is left. */
 #define DIAL_MIN_ATTEMPT_MS 250

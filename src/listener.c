@@ -14,6 +14,7 @@
 
 #include "conn.h"
 #include "log.h"
+#include "net.h"
 #include "loop.h"
 #include "pipepool.h"
 

@@ -25,6 +25,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "loop.h"
 #include "pipepool.h"
 #include "proto.h"

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "log.h"
+#include "net.h"
 #include "loop.h"
 #include "resolver.h"
 

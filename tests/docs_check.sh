@@ -2,7 +2,8 @@
 # docs_check.sh: the documentation agrees with the program. Lints both man
 # pages with mandoc (skipped when mandoc is not installed), checks that the
 # example config is valid with `socks5d -t`, and that -t rejects a bad file
-# with a FILE:LINE message and exit status 1.
+# with a FILE:LINE message and exit status 1, and that ARCHITECTURE.md's
+# module table names exactly the project headers each module includes.
 #
 # usage: sh tests/docs_check.sh path/to/socks5d
 # Prints one line per check and "N passed, M failed"; exits 1 on any failure.
@@ -65,6 +66,33 @@ else
 	else
 		fail "socks5d -t rejects a bad file with FILE:LINE and exit 1 (exit $rc)"
 	fi
+fi
+
+# ARCHITECTURE.md: "| `module` | job | a, b, c |" against the #include
+# lines of src/MODULE.c and include/MODULE.h (conn: also conn_*.c and
+# src/conn_private.h). A module's own header does not count; "none" is
+# no other; "everything" is not checked.
+includes_of() {
+	for f in "src/$1.c" "include/$1.h" $([ "$1" = conn ] && echo src/conn_*.c src/conn_private.h); do
+		[ -f "$f" ] && sed -n 's/^#include "\([a-z_]*\)\.h".*/\1/p' "$f"
+	done | grep -vx "$1" | sort -u | tr '\n' ' '
+}
+sed -n 's/^| `\([a-z_]*\)` | .* | \([a-z_, ]*\) |$/\1 \2/p' ARCHITECTURE.md >"$tmp/layers"
+: >"$tmp/out"
+for c in src/*.c; do
+	m=$(basename "$c" .c)
+	case $m in conn_*) continue ;; esac
+	line=$(grep "^$m " "$tmp/layers") || { echo "$m: not in the module table" >>"$tmp/out"; continue; }
+	want=$(echo "$line" | cut -d' ' -f2- | tr -d ',' | tr ' ' '\n' | grep -vx -e '' -e none |
+		sort -u | tr '\n' ' ')
+	[ "$want" = "everything " ] && continue
+	have=$(includes_of "$m")
+	[ "$want" = "$have" ] || echo "$m: table says [$want], the code includes [$have]" >>"$tmp/out"
+done
+if [ -s "$tmp/out" ]; then
+	fail "ARCHITECTURE.md module table matches the #include lines"
+else
+	pass "ARCHITECTURE.md module table matches the #include lines"
 fi
 
 echo "$passed passed, $failed failed"
