@@ -95,8 +95,15 @@ docs-check: $(B)/socks5d
 # it, or suppress it where it occurs with NOLINT(check): reason.
 LINT_JOBS  ?= 2
 LINT_FLAGS  = -std=c17 $(CPPFLAGS)
-.PHONY: lint
+FORMAT_FILES := $(wildcard src/*.c src/*.h include/*.h tests/unit/*.c tests/unit/*.h \
+		tests/integration/*.c tests/integration/*.h tests/fuzz/*.c tests/bench/*.c)
+.PHONY: lint format
+format:
+	clang-format -i $(FORMAT_FILES)
+
 lint:
+	clang-format --dry-run -Werror $(FORMAT_FILES)
+	sh tests/funclen.sh 80 $(SRCS)
 	cppcheck --quiet --enable=warning,performance,portability --std=c11 -D_GNU_SOURCE \
 		-Iinclude --suppress=missingIncludeSystem --error-exitcode=1 --inline-suppr src/ tests/bench/
 	@printf '%s\n' $(SRCS) $(wildcard tests/bench/*.c) | xargs -P$(LINT_JOBS) -I{} sh -c \

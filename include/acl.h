@@ -28,18 +28,18 @@ enum acl_verdict {
 
 /* What a request rule is checked against. */
 struct acl_request {
-	const union sockaddr_any *client; /* client address (IPv4-mapped allowed) */
-	const char *user;                 /* authenticated user or NULL */
-	unsigned cmd;                     /* one ACL_CMD_* */
-	const char *dst_name;             /* requested domain name, or NULL */
+	const union sockaddr_any *client;   /* client address (IPv4-mapped allowed) */
+	const char *user;                   /* authenticated user or NULL */
+	unsigned cmd;                       /* one ACL_CMD_* */
+	const char *dst_name;               /* requested domain name, or NULL */
 	const union sockaddr_any *dst_addr; /* resolved/requested address, or NULL */
-	uint16_t port;                    /* destination port */
+	uint16_t port;                      /* destination port */
 };
 
 struct acl_result {
 	enum acl_verdict verdict;
-	int line;           /* config line of the deciding rule, 0 = default */
-	bool explicit_to;   /* the deciding rule named the destination (CIDR or domain) */
+	int line;         /* config line of the deciding rule, 0 = default */
+	bool explicit_to; /* the deciding rule named the destination (CIDR or domain) */
 };
 
 /* An empty rule set (allows everything), or NULL when out of memory. */
@@ -71,10 +71,10 @@ void acl_dump(const struct acl *a, FILE *out);
  * accepted as 0.0.0.0/0 plus ::/0; IPv4-mapped IPv6 addresses match IPv4
  * prefixes. Returns 0 or -1. */
 struct acl_cidr {
-	bool any;            /* "all" */
-	int family;          /* AF_INET or AF_INET6 */
-	uint8_t addr[16];    /* network byte order, masked */
-	uint8_t prefix;      /* 0..32 or 0..128 */
+	bool any;         /* "all" */
+	int family;       /* AF_INET or AF_INET6 */
+	uint8_t addr[16]; /* network byte order, masked */
+	uint8_t prefix;   /* 0..32 or 0..128 */
 };
 int acl_parse_cidr(const char *s, struct acl_cidr *out);
 bool acl_cidr_match(const struct acl_cidr *c, const union sockaddr_any *a);

@@ -8,10 +8,10 @@
 #ifndef SOCKS5D_ADDR_H
 #define SOCKS5D_ADDR_H
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
-#include <netinet/in.h>
 #include <sys/socket.h>
 
 union sockaddr_any {

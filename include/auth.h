@@ -16,8 +16,8 @@ void auth_table_free(struct auth_table *t);
 /* Adds a user. Returns 0, or -1 with a message in err (duplicate name, empty
  * or over-long name/secret). *plaintext is set when the secret is not a
  * crypt(3) hash (the caller warns). */
-int auth_table_add(struct auth_table *t, const char *name, const char *secret,
-	bool *plaintext, char *err, size_t errlen);
+int auth_table_add(struct auth_table *t, const char *name, const char *secret, bool *plaintext,
+	char *err, size_t errlen);
 size_t auth_table_count(const struct auth_table *t);
 /* How many of those users have a plain-text secret (config counts them for
  * the startup warning, users-file included). */

@@ -17,16 +17,15 @@ struct bindcmd;
 /* peer_fd >= 0: the accepted connection (owned by the callee now) from
  * *peer. peer_fd < 0: the listener failed with err. Called once, never from
  * inside bindcmd_start; the bindcmd must then be freed with bindcmd_stop. */
-typedef void (*bindcmd_cb)(int peer_fd, int err, const union sockaddr_any *peer,
-	void *arg);
+typedef void (*bindcmd_cb)(int peer_fd, int err, const union sockaddr_any *peer, void *arg);
 
 /* Listens on addr's IP (port from lo..hi, or any when both are 0). When
  * expect is non-NULL, connections from other IPs are closed at once and the
  * listener keeps waiting. *bound receives the listening address. Returns
  * NULL with errno on failure. */
-struct bindcmd *bindcmd_start(struct loop *loop, const union sockaddr_any *addr,
-	uint16_t lo, uint16_t hi, const union sockaddr_any *expect,
-	union sockaddr_any *bound, bindcmd_cb cb, void *arg);
+struct bindcmd *bindcmd_start(struct loop *loop, const union sockaddr_any *addr, uint16_t lo,
+	uint16_t hi, const union sockaddr_any *expect, union sockaddr_any *bound, bindcmd_cb cb,
+	void *arg);
 /* Unregisters and closes the listener at once (the port refuses
  * connections afterwards) and queues the release for the end of the batch.
  * Idempotent. */

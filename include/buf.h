@@ -17,10 +17,26 @@ struct buf {
 };
 
 void buf_init(struct buf *b, uint8_t *storage, size_t cap);
-static inline size_t buf_len(const struct buf *b) { return b->wpos - b->rpos; }
-static inline const uint8_t *buf_peek(const struct buf *b) { return b->data + b->rpos; }
-static inline size_t buf_space(const struct buf *b) { return b->cap - b->wpos; }
-static inline uint8_t *buf_tail(struct buf *b) { return b->data + b->wpos; }
+static inline size_t
+buf_len(const struct buf *b)
+{
+	return b->wpos - b->rpos;
+}
+static inline const uint8_t *
+buf_peek(const struct buf *b)
+{
+	return b->data + b->rpos;
+}
+static inline size_t
+buf_space(const struct buf *b)
+{
+	return b->cap - b->wpos;
+}
+static inline uint8_t *
+buf_tail(struct buf *b)
+{
+	return b->data + b->wpos;
+}
 void buf_consume(struct buf *b, size_t n);
 void buf_commit(struct buf *b, size_t n);
 /* Moves unread bytes to the front so the whole free space is at the tail. */

@@ -13,8 +13,8 @@
 #include <stdio.h>
 
 #include "acl.h"
-#include "log.h"
 #include "addr.h"
+#include "log.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
 #define CONFIG_DEFAULT_LISTEN "127.0.0.1:1080"
@@ -33,24 +33,24 @@ struct config_user_external {
 
 struct config_listen {
 	union sockaddr_any addr;
-	int line;                  /* 0 for the built-in default */
-	bool proxy_protocol;       /* a PROXY v1/v2 header precedes SOCKS */
+	int line;            /* 0 for the built-in default */
+	bool proxy_protocol; /* a PROXY v1/v2 header precedes SOCKS */
 };
 
 #define CONFIG_MAX_PROXY_FROM 32
 
 struct config {
-	unsigned refs;             /* sessions keep the config they started with */
-	char name[256];            /* file name used in messages */
+	unsigned refs;  /* sessions keep the config they started with */
+	char name[256]; /* file name used in messages */
 
 	struct config_listen listen[CONFIG_MAX_LISTEN];
 	size_t nlisten;
 
-	uint8_t methods[2];        /* SOCKS_METHOD_*, in preference order */
+	uint8_t methods[2]; /* SOCKS_METHOD_*, in preference order */
 	size_t nmethods;
 
-	struct auth_table *users;  /* never NULL; may be empty */
-	struct acl *acl;           /* client and request rules; never NULL */
+	struct auth_table *users; /* never NULL; may be empty */
+	struct acl *acl;          /* client and request rules; never NULL */
 
 	unsigned max_connections;        /* per process; 0 = no limit */
 	unsigned max_connections_per_ip; /* 0 = no limit */
@@ -60,7 +60,7 @@ struct config {
 	unsigned auth_lockout;           /* seconds an IP stays locked out */
 	char run_as_user[64];            /* "" = stay as started */
 	char run_as_group[64];           /* "" = the user's primary group */
-	size_t nplaintext_users;   /* users whose secret is plain text (warned) */
+	size_t nplaintext_users;         /* users whose secret is plain text (warned) */
 
 	enum log_level log_level;
 	int log_syslog;            /* 1 for "log syslog": syslog(3) instead of stderr */
@@ -76,16 +76,16 @@ struct config {
 	unsigned timeout_bind;      /* seconds a BIND waits for its peer */
 
 	union sockaddr_any nameservers[CONFIG_MAX_NAMESERVERS];
-	size_t nnameservers;       /* 0: use /etc/resolv.conf */
-	int resolve_prefer;        /* AF_INET or AF_INET6 */
-	unsigned dns_cache_size;   /* entries */
-	unsigned dns_cache_max_ttl;/* seconds */
+	size_t nnameservers;        /* 0: use /etc/resolv.conf */
+	int resolve_prefer;         /* AF_INET or AF_INET6 */
+	unsigned dns_cache_size;    /* entries */
+	unsigned dns_cache_max_ttl; /* seconds */
 
 	uint16_t udp_port_lo, udp_port_hi;   /* 0,0: any port */
 	uint16_t bind_port_lo, bind_port_hi; /* 0,0: any port */
 
-	bool socks4;               /* SOCKS4/4a accepted on the same listeners */
-	int socks4_opt;            /* as written: -1 unset, 0 off, 1 on */
+	bool socks4;    /* SOCKS4/4a accepted on the same listeners */
+	int socks4_opt; /* as written: -1 unset, 0 off, 1 on */
 
 	struct acl_cidr proxy_from[CONFIG_MAX_PROXY_FROM]; /* who may send PROXY headers */
 	size_t nproxy_from;
@@ -101,7 +101,7 @@ struct config {
 	size_t nuser_ext;
 
 	bool has_external4, has_external6;
-	union sockaddr_any external4;  /* port 0; source of outbound IPv4, BIND/UDP announce */
+	union sockaddr_any external4; /* port 0; source of outbound IPv4, BIND/UDP announce */
 	union sockaddr_any external6;
 };
 
@@ -109,8 +109,8 @@ struct config {
 struct config *config_new_default(void);
 /* Parses text; name is used in messages. Returns 0 and *out (refs = 1), or -1
  * with "NAME:LINE: message" in err. */
-int config_parse_string(const char *text, const char *name, struct config **out,
-	char *err, size_t errlen);
+int config_parse_string(const char *text, const char *name, struct config **out, char *err,
+	size_t errlen);
 /* config_parse_string on the file's text, named path in messages; also
  * -1 with "PATH: why" when it cannot be read or is over 16 MiB, and with
  * "PATH:LINE: NUL byte in line" for a NUL byte. */
@@ -125,8 +125,7 @@ struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
 /* The outbound source address for family: the user's own `external`, else
  * the global one, else NULL (the kernel chooses). user may be NULL. */
-const union sockaddr_any *config_external_for(const struct config *c, const char *user,
-	int family);
+const union sockaddr_any *config_external_for(const struct config *c, const char *user, int family);
 /* Whether clients may get in without a password (auth includes none; with
  * no auth line: when there are no users). */
 bool config_accepts_no_auth(const struct config *c);

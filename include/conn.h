@@ -29,11 +29,11 @@ LIST_HEAD(conn_list, conn);
  * the counters. */
 struct conn_env {
 	struct loop *loop;
-	struct config *cfg;          /* config for new sessions; sessions hold a ref */
+	struct config *cfg; /* config for new sessions; sessions hold a ref */
 	struct resolver *resolver;
-	struct policy policy;        /* limits, lockouts, refusal logging */
+	struct policy policy; /* limits, lockouts, refusal logging */
 	struct stats stats;
-	struct conn_list conns;      /* live connections */
+	struct conn_list conns; /* live connections */
 	uint64_t next_id;
 	void (*on_empty)(void *arg); /* called when active drops to 0 (shutdown) */
 	void *on_empty_arg;

@@ -52,15 +52,15 @@ struct connlimit_auth_policy {
 /* Fixed for the life of the object: changing how keys are made would
  * orphan counts taken under the old rule. */
 struct connlimit_config {
-	uint8_t hash_key[16];  /* random secret (getrandom) for the hashes */
-	unsigned ipv6_prefix;  /* IPv6 keys keep this many bits: 1..128, 0 = 128 */
+	uint8_t hash_key[16]; /* random secret (getrandom) for the hashes */
+	unsigned ipv6_prefix; /* IPv6 keys keep this many bits: 1..128, 0 = 128 */
 	struct connlimit_auth_policy auth;
 };
 
 /* Returns a new object, or NULL when out of memory or ipv6_prefix > 128.
  * Nothing is allocated for the tables until they are used. */
 struct connlimit *connlimit_new(const struct connlimit_config *cfg)
-    __attribute__((warn_unused_result));
+	__attribute__((warn_unused_result));
 void connlimit_free(struct connlimit *lim);
 
 /* Applies a new auth policy: keeps all counts and lockouts, except that a
@@ -74,15 +74,15 @@ void connlimit_set_auth_policy(struct connlimit *lim, const struct connlimit_aut
  * does nothing. Non-IP addresses (AF_UNIX) are never counted: acquire says
  * CONNLIMIT_OK and release ignores them. */
 enum connlimit_status connlimit_ip_acquire(struct connlimit *lim, const union sockaddr_any *ip,
-    unsigned max) __attribute__((warn_unused_result));
+	unsigned max) __attribute__((warn_unused_result));
 void connlimit_ip_release(struct connlimit *lim, const union sockaddr_any *ip);
 unsigned connlimit_ip_count(const struct connlimit *lim, const union sockaddr_any *ip);
 size_t connlimit_ip_entries(const struct connlimit *lim); /* distinct IPs counted */
 
 /* Sessions per user name (copied; compared exactly), same contract; a NULL
  * user (no authentication) is never counted. */
-enum connlimit_status connlimit_user_acquire(struct connlimit *lim, const char *user,
-    unsigned max) __attribute__((warn_unused_result));
+enum connlimit_status connlimit_user_acquire(struct connlimit *lim, const char *user, unsigned max)
+	__attribute__((warn_unused_result));
 void connlimit_user_release(struct connlimit *lim, const char *user);
 unsigned connlimit_user_count(const struct connlimit *lim, const char *user);
 size_t connlimit_user_entries(const struct connlimit *lim);
@@ -95,14 +95,14 @@ size_t connlimit_user_entries(const struct connlimit *lim);
  * forgotten only when every tracked IP is locked, so a flood from fresh
  * addresses cannot unlock an attacker. Disabled policy: CONNLIMIT_OK. */
 enum connlimit_status connlimit_auth_fail(struct connlimit *lim, const union sockaddr_any *ip,
-    uint64_t now_ms) __attribute__((warn_unused_result));
+	uint64_t now_ms) __attribute__((warn_unused_result));
 /* Successful authentication: forgets the IP's failures. An active lockout
  * stays (a success from the same NAT must not release an attacker). */
 void connlimit_auth_ok(struct connlimit *lim, const union sockaddr_any *ip, uint64_t now_ms);
 /* True when ip is locked out at now_ms; *remaining_ms (may be NULL) gets
  * the time left, 0 when not locked. Drops the IP's entry if it expired. */
 bool connlimit_auth_locked(struct connlimit *lim, const union sockaddr_any *ip, uint64_t now_ms,
-    uint64_t *remaining_ms) __attribute__((warn_unused_result));
+	uint64_t *remaining_ms) __attribute__((warn_unused_result));
 /* Drops expired auth entries (call from a periodic timer; lookups also
  * expire lazily). Returns how many were dropped. */
 size_t connlimit_auth_expire(struct connlimit *lim, uint64_t now_ms);

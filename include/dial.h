@@ -14,8 +14,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
-#include "loop.h"
 #include "addr.h"
+#include "loop.h"
 
 enum dial_result {
 	DIAL_PENDING,   /* attempts run: done will be called */
@@ -26,8 +26,8 @@ enum dial_result {
 
 /* Called once with the result (never DIAL_PENDING), never from inside
  * dial_start; bnd is the connected socket's local address (CONNECTED). */
-typedef void (*dial_done_cb)(enum dial_result result, int err, const union sockaddr_any *bnd,
-	void *arg);
+typedef void (
+	*dial_done_cb)(enum dial_result result, int err, const union sockaddr_any *bnd, void *arg);
 
 struct dial_options {
 	const union sockaddr_any *external4; /* IPv4 source, or NULL */
@@ -43,12 +43,12 @@ struct dial {
 	struct timer timer;              /* the attempt's share of the budget */
 	const union sockaddr_any *addrs; /* the owner's, in order (ports ignored) */
 	size_t naddrs;
-	size_t next;                     /* index of the next address to try */
+	size_t next; /* index of the next address to try */
 	uint16_t port;
-	uint64_t deadline_ms;            /* loop time the whole dial must end by */
-	int last_err;                    /* errno of the last failed attempt */
-	bool denied;                     /* an address was refused by the hook */
-	bool stopped;                    /* dial_stop ran, or done was called */
+	uint64_t deadline_ms; /* loop time the whole dial must end by */
+	int last_err;         /* errno of the last failed attempt */
+	bool denied;          /* an address was refused by the hook */
+	bool stopped;         /* dial_stop ran, or done was called */
 	struct dial_options opt;
 	dial_done_cb done;
 	void *arg;

@@ -33,8 +33,7 @@ bool log_enabled(enum log_level level);
 /* The level called name: exactly "error", "warn", "info" or "debug" (lower
  * case, as config files and socks5d -T write them). Returns true with
  * *out set, or false (and *out untouched) for any other text. */
-bool log_level_from_name(const char *name, enum log_level *out)
-	__attribute__((warn_unused_result));
+bool log_level_from_name(const char *name, enum log_level *out) __attribute__((warn_unused_result));
 /* The name log_level_from_name takes for level; also the word on each
  * log line. */
 const char *log_level_name(enum log_level level);

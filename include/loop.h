@@ -32,9 +32,9 @@ typedef void (*loop_release_cb)(void *arg);
  * matches and is dropped by the loop. Owners are allocated zeroed; re-
  * initialising a watcher keeps its generation counting. */
 struct watcher {
-	int fd;            /* -1 when not registered */
-	unsigned mask;     /* current interest, LOOP_READ|LOOP_WRITE */
-	bool registered;   /* in the epoll set */
+	int fd;             /* -1 when not registered */
+	unsigned mask;      /* current interest, LOOP_READ|LOOP_WRITE */
+	bool registered;    /* in the epoll set */
 	uint8_t generation; /* registrations so far, modulo LOOP_GENERATIONS */
 	loop_io_cb cb;
 	void *arg;
@@ -100,7 +100,11 @@ void timer_stop(struct loop *loop, struct timer *t);
  * remainder and returns false. */
 bool timer_idle_expired(struct loop *loop, struct timer *t, uint64_t last_active_ms,
 	unsigned idle_ms);
-static inline bool timer_active(const struct timer *t) { return t->heap_index != (size_t)-1; }
+static inline bool
+timer_active(const struct timer *t)
+{
+	return t->heap_index != (size_t)-1;
+}
 
 /* Blocks the signal and delivers it through the loop's signalfd. */
 int loop_signal(struct loop *loop, int signo, loop_signal_cb cb, void *arg)

@@ -45,9 +45,9 @@ void metrics_set_request_timeout_ms(struct metrics_server *m, unsigned ms);
 
 /* What the daemon's exposition reads at each scrape. */
 struct metrics_sources {
-	const struct stats *stats;         /* session counters */
-	const struct resolver *resolver;   /* DNS counters */
-	int worker;                        /* worker="N" label on every sample; -1: none */
+	const struct stats *stats;       /* session counters */
+	const struct resolver *resolver; /* DNS counters */
+	int worker;                      /* worker="N" label on every sample; -1: none */
 };
 /* A metrics_render_cb for the daemon: arg is a struct metrics_sources.
  * Adds the relay's and pipe pool's counters and the open descriptors. */

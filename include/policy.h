@@ -14,8 +14,8 @@
 #include <stdint.h>
 
 #include "acl.h"
-#include "log.h"
 #include "addr.h"
+#include "log.h"
 
 struct config;
 struct connlimit;
@@ -32,23 +32,23 @@ struct policy_subject {
 
 /* Process-wide state of the decisions. */
 struct policy {
-	struct connlimit *limits;       /* per-address and per-user counts, lockouts; NULL: none */
-	struct stats *stats;            /* where refusals are counted */
-	struct log_ratelimit refusals;  /* refusal lines per second */
-	int64_t hash_budget_us;         /* crypt(3) time the loop may still spend */
-	uint64_t hash_budget_at_ms;     /* loop time of the last refill */
+	struct connlimit *limits;      /* per-address and per-user counts, lockouts; NULL: none */
+	struct stats *stats;           /* where refusals are counted */
+	struct log_ratelimit refusals; /* refusal lines per second */
+	int64_t hash_budget_us;        /* crypt(3) time the loop may still spend */
+	uint64_t hash_budget_at_ms;    /* loop time of the last refill */
 };
 
 enum policy_admission {
 	POLICY_ADMITTED,
-	POLICY_CLIENT_DENIED,  /* a client rule, or no client rule allows it */
-	POLICY_IP_LIMIT,       /* max-connections-per-ip reached */
+	POLICY_CLIENT_DENIED, /* a client rule, or no client rule allows it */
+	POLICY_IP_LIMIT,      /* max-connections-per-ip reached */
 };
 
 enum policy_auth {
 	POLICY_AUTH_OK,
-	POLICY_AUTH_FAILED,    /* wrong user or password (counts toward lockout) */
-	POLICY_AUTH_LOCKED,    /* the address is locked out: not checked */
+	POLICY_AUTH_FAILED, /* wrong user or password (counts toward lockout) */
+	POLICY_AUTH_LOCKED, /* the address is locked out: not checked */
 };
 
 /* Client rules and the per-address limit, at accept or after a PROXY header
@@ -69,12 +69,12 @@ enum policy_auth policy_check_password(struct policy *p, const struct policy_sub
  * name is resolved). Returns ACL_ALLOW, ACL_DENY (*line: the deciding rule,
  * 0 for the built-in protection or "no rule allows it") or ACL_UNDECIDED.
  * cmd is a SOCKS command. */
-enum acl_verdict policy_check_request(const struct policy_subject *s, uint8_t cmd,
-	const char *name, const union sockaddr_any *dst, uint16_t port, int *line);
+enum acl_verdict policy_check_request(const struct policy_subject *s, uint8_t cmd, const char *name,
+	const union sockaddr_any *dst, uint16_t port, int *line);
 /* Counts a request refused by policy_check_request and logs it (what: the
  * target as the log should name it; line: from policy_check_request). */
-void policy_log_denied(struct policy *p, const struct policy_subject *s, const char *what,
-	int line, uint64_t now_ms);
+void policy_log_denied(struct policy *p, const struct policy_subject *s, const char *what, int line,
+	uint64_t now_ms);
 
 /* max-sessions-per-user: takes a slot for s->user (true), or counts and logs
  * the refusal (false). */

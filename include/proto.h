@@ -50,19 +50,19 @@
 #define PROTO_REPLY_MAX (4 + 16 + 2)
 
 enum proto_status {
-	PROTO_OK = 0,            /* a whole message was parsed; *consumed set */
-	PROTO_NEED_MORE,         /* valid so far; feed more bytes */
-	PROTO_ERR_VERSION,       /* VER is not 0x05 (greeting/request/...) */
-	PROTO_ERR_NO_METHODS,    /* greeting with NMETHODS = 0 */
-	PROTO_ERR_AUTH_VERSION,  /* RFC 1929 VER is not 0x01 */
-	PROTO_ERR_EMPTY_USERNAME,/* RFC 1929 ULEN = 0 */
-	PROTO_ERR_COMMAND,       /* unknown CMD */
-	PROTO_ERR_RESERVED,      /* RSV byte is not 0x00 */
-	PROTO_ERR_ATYP,          /* unknown ATYP */
-	PROTO_ERR_EMPTY_NAME,    /* ATYP domain with length 0 */
-	PROTO_ERR_BAD_NAME,      /* domain name containing a NUL byte */
-	PROTO_ERR_TRUNCATED,     /* datagram shorter than its header (UDP only) */
-	PROTO_ERR_TOO_LONG,      /* SOCKS4 USERID or 4a domain over 255 bytes */
+	PROTO_OK = 0,             /* a whole message was parsed; *consumed set */
+	PROTO_NEED_MORE,          /* valid so far; feed more bytes */
+	PROTO_ERR_VERSION,        /* VER is not 0x05 (greeting/request/...) */
+	PROTO_ERR_NO_METHODS,     /* greeting with NMETHODS = 0 */
+	PROTO_ERR_AUTH_VERSION,   /* RFC 1929 VER is not 0x01 */
+	PROTO_ERR_EMPTY_USERNAME, /* RFC 1929 ULEN = 0 */
+	PROTO_ERR_COMMAND,        /* unknown CMD */
+	PROTO_ERR_RESERVED,       /* RSV byte is not 0x00 */
+	PROTO_ERR_ATYP,           /* unknown ATYP */
+	PROTO_ERR_EMPTY_NAME,     /* ATYP domain with length 0 */
+	PROTO_ERR_BAD_NAME,       /* domain name containing a NUL byte */
+	PROTO_ERR_TRUNCATED,      /* datagram shorter than its header (UDP only) */
+	PROTO_ERR_TOO_LONG,       /* SOCKS4 USERID or 4a domain over 255 bytes */
 };
 
 /* SOCKS4 (and the 4a domain extension), spoken on the same port. */
@@ -75,14 +75,14 @@ enum proto_status {
 
 /* A SOCKS address: IPv4, IPv6 or a domain name, with a port. */
 struct socks_addr {
-	uint8_t atyp;      /* SOCKS_ATYP_* */
-	uint16_t port;     /* host byte order */
+	uint8_t atyp;  /* SOCKS_ATYP_* */
+	uint16_t port; /* host byte order */
 	union {
 		uint8_t ipv4[4];
 		uint8_t ipv6[16];
-	} ip;              /* network byte order; valid for IPV4/IPV6 */
-	uint8_t name_len;  /* valid for DOMAIN */
-	char name[256];    /* NUL-terminated; valid for DOMAIN */
+	} ip;             /* network byte order; valid for IPV4/IPV6 */
+	uint8_t name_len; /* valid for DOMAIN */
+	char name[256];   /* NUL-terminated; valid for DOMAIN */
 };
 
 struct proto_greeting {
@@ -92,13 +92,13 @@ struct proto_greeting {
 
 struct proto_userpass {
 	uint8_t ulen;
-	char user[256];   /* NUL-terminated */
+	char user[256]; /* NUL-terminated */
 	uint8_t plen;
-	char pass[256];   /* NUL-terminated; PLEN 0 is accepted (never matches) */
+	char pass[256]; /* NUL-terminated; PLEN 0 is accepted (never matches) */
 };
 
 struct proto_request {
-	uint8_t cmd;           /* SOCKS_CMD_* */
+	uint8_t cmd; /* SOCKS_CMD_* */
 	struct socks_addr dst;
 };
 
@@ -109,9 +109,9 @@ struct proto_socks4_request {
 };
 
 struct proto_udp_header {
-	uint8_t frag;          /* FRAG; non-zero datagrams are dropped by callers */
+	uint8_t frag; /* FRAG; non-zero datagrams are dropped by callers */
 	struct socks_addr dst;
-	size_t header_len;     /* bytes before DATA */
+	size_t header_len; /* bytes before DATA */
 };
 
 /*
@@ -121,12 +121,12 @@ struct proto_udp_header {
  * valid prefix, or a specific error as soon as an invalid byte is seen.
  * Output structs are only meaningful on PROTO_OK.
  */
-enum proto_status proto_parse_greeting(const uint8_t *p, size_t len,
-	struct proto_greeting *out, size_t *consumed);
-enum proto_status proto_parse_userpass(const uint8_t *p, size_t len,
-	struct proto_userpass *out, size_t *consumed);
-enum proto_status proto_parse_request(const uint8_t *p, size_t len,
-	struct proto_request *out, size_t *consumed);
+enum proto_status proto_parse_greeting(const uint8_t *p, size_t len, struct proto_greeting *out,
+	size_t *consumed);
+enum proto_status proto_parse_userpass(const uint8_t *p, size_t len, struct proto_userpass *out,
+	size_t *consumed);
+enum proto_status proto_parse_request(const uint8_t *p, size_t len, struct proto_request *out,
+	size_t *consumed);
 /* A whole datagram: NEED_MORE never happens, a short one is PROTO_ERR_TRUNCATED. */
 enum proto_status proto_parse_udp_header(const uint8_t *p, size_t len,
 	struct proto_udp_header *out);
@@ -137,8 +137,7 @@ enum proto_status proto_parse_socks4_request(const uint8_t *p, size_t len,
 
 /* First method of prefs[] (server preference order) that the client offered;
  * SOCKS_METHOD_NO_ACCEPTABLE when none. */
-uint8_t proto_choose_method(const struct proto_greeting *g,
-	const uint8_t *prefs, size_t nprefs);
+uint8_t proto_choose_method(const struct proto_greeting *g, const uint8_t *prefs, size_t nprefs);
 
 /* Encoders return the number of bytes written into out (never more than the
  * _MAX sizes above). */
@@ -146,15 +145,13 @@ size_t proto_encode_method(uint8_t out[2], uint8_t method);
 size_t proto_encode_auth_status(uint8_t out[2], uint8_t status);
 /* VER REP RSV ATYP BND.ADDR BND.PORT. bnd may be NULL (or AF_UNSPEC): then
  * 0.0.0.0:0 with ATYP IPv4. An IPv4-mapped IPv6 address is sent as IPv4. */
-size_t proto_encode_reply(uint8_t out[PROTO_REPLY_MAX], uint8_t rep,
-	const struct sockaddr *bnd);
+size_t proto_encode_reply(uint8_t out[PROTO_REPLY_MAX], uint8_t rep, const struct sockaddr *bnd);
 /* VN=0 CD DSTPORT DSTIP; bnd's port and IPv4 address, zeros when bnd is
  * NULL or not IPv4 (SOCKS4 cannot carry IPv6). */
 size_t proto_encode_socks4_reply(uint8_t out[PROTO_SOCKS4_REPLY_LEN], uint8_t cd,
 	const struct sockaddr *bnd);
 /* RSV RSV FRAG=0 ATYP ADDR PORT for a datagram coming back from src. */
-size_t proto_encode_udp_header(uint8_t out[PROTO_UDP_HEADER_MAX],
-	const struct sockaddr *src);
+size_t proto_encode_udp_header(uint8_t out[PROTO_UDP_HEADER_MAX], const struct sockaddr *src);
 /* Encodes a socks_addr as ATYP ADDR PORT (used by tests and clients). */
 size_t proto_encode_addr(uint8_t *out, size_t cap, const struct socks_addr *a);
 
@@ -172,8 +169,7 @@ const char *proto_rep_str(uint8_t rep);
 const char *proto_cmd_str(uint8_t cmd);
 
 /* socks_addr <-> sockaddr for IPV4/IPV6 (DOMAIN returns -1). */
-int proto_addr_to_sockaddr(const struct socks_addr *a,
-	struct sockaddr_storage *ss, socklen_t *len);
+int proto_addr_to_sockaddr(const struct socks_addr *a, struct sockaddr_storage *ss, socklen_t *len);
 void proto_addr_from_sockaddr(struct socks_addr *a, const struct sockaddr *sa);
 /* "1.2.3.4:80", "[::1]:80", "example.com:443" into out (always terminated). */
 void proto_addr_format(const struct socks_addr *a, char *out, size_t cap);

@@ -21,10 +21,10 @@
 struct bufpool_buf;
 
 enum relay_end {
-	RELAY_END_DONE = 0,  /* both directions finished with FIN */
-	RELAY_END_IDLE,      /* idle timeout */
-	RELAY_END_ERROR,     /* read/write error (reset, EPIPE, ...) */
-	RELAY_END_NOMEM,     /* no buffer could be allocated */
+	RELAY_END_DONE = 0, /* both directions finished with FIN */
+	RELAY_END_IDLE,     /* idle timeout */
+	RELAY_END_ERROR,    /* read/write error (reset, EPIPE, ...) */
+	RELAY_END_NOMEM,    /* no buffer could be allocated */
 };
 
 #define RELAY_UP 0   /* client -> target */
@@ -50,27 +50,27 @@ enum relay_end {
 
 struct relay_dir {
 	struct bufpool_buf *pb; /* bytes read from src not yet written; NULL when empty */
-	struct pipe_pair pipe; /* spliced bytes not yet written; rd -1 when none */
-	size_t inpipe;       /* bytes in pipe */
-	bool pipe_full;      /* a splice into the pipe found no room (slots) */
-	bool bulk;           /* splice when a pipe can be had */
-	bool bulk_setup;     /* relay_dir_turned_bulk has run */
-	bool eof;            /* src has sent FIN */
-	bool shut;           /* FIN passed on: dst shut down for writing */
-	uint64_t bytes;      /* bytes written to dst */
+	struct pipe_pair pipe;  /* spliced bytes not yet written; rd -1 when none */
+	size_t inpipe;          /* bytes in pipe */
+	bool pipe_full;         /* a splice into the pipe found no room (slots) */
+	bool bulk;              /* splice when a pipe can be had */
+	bool bulk_setup;        /* relay_dir_turned_bulk has run */
+	bool eof;               /* src has sent FIN */
+	bool shut;              /* FIN passed on: dst shut down for writing */
+	uint64_t bytes;         /* bytes written to dst */
 };
 
 typedef void (*relay_done_cb)(enum relay_end how, int err, void *arg);
 
 struct relay {
 	struct loop *loop;
-	struct watcher *w[2];     /* the caller's: w[0] client fd, w[1] target fd */
-	struct relay_dir dir[2];  /* RELAY_UP, RELAY_DOWN */
+	struct watcher *w[2];    /* the caller's: w[0] client fd, w[1] target fd */
+	struct relay_dir dir[2]; /* RELAY_UP, RELAY_DOWN */
 	struct timer idle_timer;
-	uint64_t last_active_ms;  /* loop time of the last byte moved */
-	unsigned idle_ms;         /* 0: no idle timeout */
-	bool stopped;             /* relay_stop ran: both fds closed */
-	bool holds_pipepool;      /* counted in pipepool_hold (a bulk direction) */
+	uint64_t last_active_ms; /* loop time of the last byte moved */
+	unsigned idle_ms;        /* 0: no idle timeout */
+	bool stopped;            /* relay_stop ran: both fds closed */
+	bool holds_pipepool;     /* counted in pipepool_hold (a bulk direction) */
 	relay_done_cb done;
 	void *arg;
 };
@@ -102,10 +102,8 @@ void relay_get_stats(struct relay_stats *out);
  * once, never from inside relay_start; after it runs the fds are closed and
  * the relay may be freed. */
 int relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watcher *tw,
-	const uint8_t *up_initial, size_t up_len,
-	const uint8_t *down_initial, size_t down_len,
-	unsigned idle_ms, relay_done_cb done, void *arg)
-	__attribute__((warn_unused_result));
+	const uint8_t *up_initial, size_t up_len, const uint8_t *down_initial, size_t down_len,
+	unsigned idle_ms, relay_done_cb done, void *arg) __attribute__((warn_unused_result));
 /* Stops without calling done: unregisters and closes both fds and returns
  * buffers and pipes (the relay is embedded in its owner, which releases
  * it). A peer that bytes held by the relay were meant for gets a reset (the

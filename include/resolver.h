@@ -21,12 +21,12 @@ struct resolver_query;
 #define RESOLVER_MAX_ADDRS 16
 
 enum resolver_status {
-	RESOLVER_OK = 0,        /* naddrs >= 1 */
-	RESOLVER_NXDOMAIN,      /* the name does not exist */
-	RESOLVER_NODATA,        /* exists, but no A/AAAA */
-	RESOLVER_TIMEOUT,       /* every server timed out */
-	RESOLVER_SERVFAIL,      /* servers answered with an error */
-	RESOLVER_BADNAME,       /* not a valid hostname (length, labels) */
+	RESOLVER_OK = 0,   /* naddrs >= 1 */
+	RESOLVER_NXDOMAIN, /* the name does not exist */
+	RESOLVER_NODATA,   /* exists, but no A/AAAA */
+	RESOLVER_TIMEOUT,  /* every server timed out */
+	RESOLVER_SERVFAIL, /* servers answered with an error */
+	RESOLVER_BADNAME,  /* not a valid hostname (length, labels) */
 	RESOLVER_NOMEM,
 };
 
@@ -39,18 +39,18 @@ struct resolver_result {
 struct resolver_options {
 	const union sockaddr_any *nameservers; /* NULL/0: read /etc/resolv.conf */
 	size_t nnameservers;
-	int prefer_family;                     /* AF_INET or AF_INET6 */
-	unsigned cache_size;                   /* entries, 0 disables the cache */
-	unsigned cache_max_ttl;                /* seconds */
-	const char *hosts_path;                /* NULL: /etc/hosts */
-	const char *resolv_conf_path;          /* NULL: /etc/resolv.conf */
+	int prefer_family;            /* AF_INET or AF_INET6 */
+	unsigned cache_size;          /* entries, 0 disables the cache */
+	unsigned cache_max_ttl;       /* seconds */
+	const char *hosts_path;       /* NULL: /etc/hosts */
+	const char *resolv_conf_path; /* NULL: /etc/resolv.conf */
 };
 
 struct resolver_stats {
-	uint64_t lookups;      /* resolver_start calls */
-	uint64_t queries;      /* DNS queries sent (UDP and TCP) */
-	uint64_t cache_hits;   /* answered from the cache */
-	uint64_t timeouts;     /* queries that got no answer from any server */
+	uint64_t lookups;    /* resolver_start calls */
+	uint64_t queries;    /* DNS queries sent (UDP and TCP) */
+	uint64_t cache_hits; /* answered from the cache */
+	uint64_t timeouts;   /* queries that got no answer from any server */
 };
 
 /* res is only valid during the call. */
@@ -97,8 +97,8 @@ void resolver_set_timeout(struct resolver *r, unsigned timeout_ms, unsigned atte
  * start and cancel other lookups, but must not call resolver_free.
  * Returns NULL only on allocation failure (cb will not run).
  */
-struct resolver_query *resolver_start(struct resolver *r, const char *name,
-	resolver_cb cb, void *arg);
+struct resolver_query *resolver_start(struct resolver *r, const char *name, resolver_cb cb,
+	void *arg);
 /*
  * The callback will not run and q is invalid afterwards. Called on a
  * handle from inside its own callback, it does nothing (the handle ends

@@ -26,12 +26,12 @@ struct stats {
 	uint64_t active_by_cmd[STATS_CMD_SLOTS];
 	uint64_t sessions[STATS_CMD_SLOTS][STATS_REP_SLOTS]; /* ended, by command and reply */
 	uint64_t auth_failures;
-	uint64_t client_denials;  /* closed by a client rule */
-	uint64_t rule_denials;    /* requests refused by a rule (REP 0x02) */
-	uint64_t limit_refusals;  /* closed by a connection/session limit */
-	uint64_t proxy_rejects;   /* bad or unauthorised PROXY headers */
-	uint64_t bytes_up;        /* client -> target */
-	uint64_t bytes_down;      /* target -> client */
+	uint64_t client_denials; /* closed by a client rule */
+	uint64_t rule_denials;   /* requests refused by a rule (REP 0x02) */
+	uint64_t limit_refusals; /* closed by a connection/session limit */
+	uint64_t proxy_rejects;  /* bad or unauthorised PROXY headers */
+	uint64_t bytes_up;       /* client -> target */
+	uint64_t bytes_down;     /* target -> client */
 	uint64_t udp_dgrams_up, udp_dgrams_down;
 	uint64_t udp_dropped[UDPASSOC_DROP_REASONS];
 };
@@ -39,14 +39,14 @@ struct stats {
 /* What a finished session reports. */
 struct stats_session {
 	uint64_t id;
-	uint8_t version;                  /* SOCKS_VERSION or SOCKS4_VERSION */
-	uint8_t cmd;                      /* 0: no request */
-	uint8_t rep;                      /* REP sent, or STATS_REP_NONE */
+	uint8_t version; /* SOCKS_VERSION or SOCKS4_VERSION */
+	uint8_t cmd;     /* 0: no request */
+	uint8_t rep;     /* REP sent, or STATS_REP_NONE */
 	const union sockaddr_any *client;
-	const char *user;                 /* NULL: none */
-	const char *target;               /* NULL: none, or not recorded */
-	const char *end;                  /* why it ended */
-	uint64_t up, down;                /* TCP bytes relayed (UDP: from udp) */
+	const char *user;   /* NULL: none */
+	const char *target; /* NULL: none, or not recorded */
+	const char *end;    /* why it ended */
+	uint64_t up, down;  /* TCP bytes relayed (UDP: from udp) */
 	uint64_t duration_ms;
 	const struct udpassoc_stats *udp; /* UDP ASSOCIATE's counters, or NULL */
 };

@@ -14,14 +14,14 @@ struct supervisor_options;
 
 /* Runs one worker in the forked child: returns its exit status. ready_fd
  * gets one byte once the worker's listeners are bound. */
-typedef int (*supervisor_worker_fn)(struct config *cfg,
-	const struct supervisor_options *so, unsigned index, int ready_fd);
+typedef int (*supervisor_worker_fn)(struct config *cfg, const struct supervisor_options *so,
+	unsigned index, int ready_fd);
 
 struct supervisor_options {
-	const char *path;          /* configuration file, re-read on SIGHUP */
+	const char *path; /* configuration file, re-read on SIGHUP */
 	bool explicit_path;
-	bool debug;                /* -d */
-	int inherited_fds;         /* socket-activated listeners (from fd 3) */
+	bool debug;        /* -d */
+	int inherited_fds; /* socket-activated listeners (from fd 3) */
 	supervisor_worker_fn run_worker;
 };
 

@@ -41,10 +41,10 @@ struct udpassoc_stats {
 };
 
 struct udpassoc_options {
-	uint16_t port_lo, port_hi;             /* relay socket port range; 0,0 = any */
-	const union sockaddr_any *external4;   /* outbound IPv4 source, or NULL */
-	const union sockaddr_any *external6;   /* outbound IPv6 source, or NULL */
-	unsigned idle_ms;                      /* 0: no idle timeout */
+	uint16_t port_lo, port_hi;           /* relay socket port range; 0,0 = any */
+	const union sockaddr_any *external4; /* outbound IPv4 source, or NULL */
+	const union sockaddr_any *external6; /* outbound IPv6 source, or NULL */
+	unsigned idle_ms;                    /* 0: no idle timeout */
 	/* Asked before each datagram leaves: may it go to dst (name: the
 	 * requested domain, or NULL)? NULL allows everything. */
 	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
@@ -63,8 +63,8 @@ typedef void (*udpassoc_end_cb)(const char *why, void *arg);
  * Returns NULL with errno on failure. */
 struct udpassoc *udpassoc_start(struct loop *loop, struct resolver *resolver,
 	const struct udpassoc_options *opt, const union sockaddr_any *client_ip,
-	const union sockaddr_any *tcp_local, const struct socks_addr *req,
-	union sockaddr_any *bnd, udpassoc_end_cb end, void *arg);
+	const union sockaddr_any *tcp_local, const struct socks_addr *req, union sockaddr_any *bnd,
+	udpassoc_end_cb end, void *arg);
 /* Unregisters and closes every socket at once, cancels lookups, and queues
  * the release for the end of the loop batch. Idempotent: sets stopped. */
 void udpassoc_stop(struct udpassoc *u);

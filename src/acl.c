@@ -38,21 +38,21 @@ struct acl_target {
 struct acl_request_rule {
 	bool allow;
 	int line;
-	unsigned sel;             /* SEL_* present */
-	struct acl_cidr *from;    /* SEL_FROM */
+	unsigned sel;          /* SEL_* present */
+	struct acl_cidr *from; /* SEL_FROM */
 	size_t nfrom;
-	struct acl_target *to;    /* SEL_TO */
+	struct acl_target *to; /* SEL_TO */
 	size_t nto;
 	uint16_t port_lo, port_hi; /* SEL_PORT, inclusive */
-	unsigned cmds;            /* SEL_CMD: ACL_CMD_* mask */
-	char **users;             /* SEL_USER */
+	unsigned cmds;             /* SEL_CMD: ACL_CMD_* mask */
+	char **users;              /* SEL_USER */
 	size_t nusers;
 };
 
 struct acl {
 	struct acl_request_rule *client; /* client rules, in config order */
 	size_t nclient;
-	struct acl_request_rule *req;   /* in config order */
+	struct acl_request_rule *req; /* in config order */
 	size_t nreq;
 };
 
@@ -60,7 +60,7 @@ struct acl {
 #define ACL_USER_MAX 255
 
 static void acl_err(char *err, size_t errlen, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
+	__attribute__((format(printf, 3, 4)));
 
 static void
 acl_err(char *err, size_t errlen, const char *fmt, ...)
@@ -98,7 +98,7 @@ cidr_mask(struct acl_cidr *c)
 static int
 cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 {
-	static const uint8_t v4mapped[12] = {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff};
+	static const uint8_t v4mapped[12] = { 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff };
 	char addr[INET6_ADDRSTRLEN];
 	const char *slash = strchr(s, '/');
 	size_t alen = slash ? (size_t)(slash - s) : strlen(s);
@@ -130,7 +130,7 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 		st = strnum_parse_uint(p, 0, maxlen, &len);
 		if (st == STRNUM_RANGE) {
 			acl_err(err, errlen, "prefix length %s out of range for %s", p,
-			    out->family == AF_INET ? "IPv4" : "IPv6");
+				out->family == AF_INET ? "IPv4" : "IPv6");
 			return -1;
 		}
 		if (st != STRNUM_OK)
@@ -140,7 +140,7 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 	/* ::ffff:a.b.c.d/96+n is the IPv4 network a.b.c.d/n: store it as
 	 * IPv4 so it matches IPv4 and mapped addresses alike. */
 	if (out->family == AF_INET6 && out->prefix >= 96 &&
-	    memcmp(out->addr, v4mapped, sizeof(v4mapped)) == 0) {
+		memcmp(out->addr, v4mapped, sizeof(v4mapped)) == 0) {
 		memmove(out->addr, out->addr + 12, 4);
 		memset(out->addr + 4, 0, 12);
 		out->family = AF_INET;
@@ -297,8 +297,7 @@ looks_like_address(const char *s)
 typedef int (*list_item_fn)(const char *item, void *arg, char *err, size_t errlen);
 
 static int
-list_each(const char *sel, const char *s, list_item_fn fn, void *arg, char *err,
-    size_t errlen)
+list_each(const char *sel, const char *s, list_item_fn fn, void *arg, char *err, size_t errlen)
 {
 	char *copy = strdup(s), *p, *comma;
 	int ret = -1;
@@ -369,8 +368,10 @@ to_item(const char *item, void *arg, char *err, size_t errlen)
 	} else if (strcasecmp(item, "all") == 0) {
 		/* Keywords are lower case, so "ALL" would be a host name
 		 * and `deny to ALL` would quietly deny almost nothing. */
-		acl_err(err, errlen, "ambiguous target '%s' (use all, or all. for a host "
-		    "named all)", item);
+		acl_err(err, errlen,
+			"ambiguous target '%s' (use all, or all. for a host "
+			"named all)",
+			item);
 		return -1;
 	} else if (looks_like_address(item)) {
 		t.kind = ACL_TARGET_CIDR;
@@ -398,13 +399,19 @@ struct acl_word {
 
 /* cmd values, in dump order; then the selectors. */
 static const struct acl_word acl_cmds[] = {
-	{ "connect", ACL_CMD_CONNECT }, { "bind", ACL_CMD_BIND }, { "udp", ACL_CMD_UDP },
+	{ "connect", ACL_CMD_CONNECT },
+	{ "bind", ACL_CMD_BIND },
+	{ "udp", ACL_CMD_UDP },
 };
 #define ACL_NCMDS (sizeof(acl_cmds) / sizeof(acl_cmds[0]))
 
 static const struct acl_word acl_selectors[] = {
-	{ "all", SEL_ALL }, { "from", SEL_FROM }, { "to", SEL_TO },
-	{ "port", SEL_PORT }, { "cmd", SEL_CMD }, { "user", SEL_USER },
+	{ "all", SEL_ALL },
+	{ "from", SEL_FROM },
+	{ "to", SEL_TO },
+	{ "port", SEL_PORT },
+	{ "cmd", SEL_CMD },
+	{ "user", SEL_USER },
 };
 #define ACL_NSELECTORS (sizeof(acl_selectors) / sizeof(acl_selectors[0]))
 
@@ -453,7 +460,8 @@ user_item(const char *item, void *arg, char *err, size_t errlen)
 		acl_err(err, errlen, "out of memory");
 		return -1;
 	}
-	if ((grown = array_append(r->users, &r->nusers, &copy, sizeof(copy), err, errlen)) == NULL) {
+	if ((grown = array_append(r->users, &r->nusers, &copy, sizeof(copy), err, errlen)) ==
+		NULL) {
 		free(copy);
 		return -1;
 	}
@@ -546,8 +554,8 @@ rules_free(struct acl_request_rule *rules, size_t n)
 /* Appends the parsed rule r to rules[0..*n); when that fails, r is cleared
  * and "out of memory" is in err. */
 static int
-rules_append(struct acl_request_rule **rules, size_t *n, struct acl_request_rule *r,
-    char *err, size_t errlen)
+rules_append(struct acl_request_rule **rules, size_t *n, struct acl_request_rule *r, char *err,
+	size_t errlen)
 {
 	struct acl_request_rule *grown = array_append(*rules, n, r, sizeof(*r), err, errlen);
 
@@ -697,8 +705,7 @@ match_to(const struct acl_request_rule *r, const struct acl_request *q)
 	if (has_cidr && q->dst_addr == NULL)
 		return TO_UNDECIDED;
 	for (i = 0; i < r->nto; i++) {
-		if (r->to[i].kind == ACL_TARGET_CIDR &&
-		    acl_cidr_match(&r->to[i].cidr, q->dst_addr))
+		if (r->to[i].kind == ACL_TARGET_CIDR && acl_cidr_match(&r->to[i].cidr, q->dst_addr))
 			return TO_EXPLICIT;
 	}
 	return has_all ? TO_ALL : TO_NO;
@@ -733,7 +740,7 @@ match_user(const struct acl_request_rule *r, const char *user)
 struct acl_result
 acl_check_client(const struct acl *a, const union sockaddr_any *client)
 {
-	struct acl_result res = {ACL_ALLOW, 0, false};
+	struct acl_result res = { ACL_ALLOW, 0, false };
 
 	for (size_t i = 0; i < a->nclient; i++) {
 		const struct acl_request_rule *r = &a->client[i];
@@ -750,7 +757,7 @@ acl_check_client(const struct acl *a, const union sockaddr_any *client)
 struct acl_result
 acl_check_request(const struct acl *a, const struct acl_request *q)
 {
-	struct acl_result res = {ACL_ALLOW, 0, false};
+	struct acl_result res = { ACL_ALLOW, 0, false };
 	enum to_match to;
 	size_t i;
 
@@ -831,7 +838,7 @@ acl_dump(const struct acl *a, FILE *out)
 				fprintf(out, " port %u", (unsigned)r->port_lo);
 			else
 				fprintf(out, " port %u-%u", (unsigned)r->port_lo,
-				    (unsigned)r->port_hi);
+					(unsigned)r->port_hi);
 		}
 		if (r->sel & SEL_CMD) {
 			const char *sep = " cmd ";

@@ -155,7 +155,7 @@ addr_is_loopback(const union sockaddr_any *a)
 		if (IN6_IS_ADDR_LOOPBACK(&a->sin6.sin6_addr))
 			return true;
 		return IN6_IS_ADDR_V4MAPPED(&a->sin6.sin6_addr) &&
-		       a->sin6.sin6_addr.s6_addr[12] == 127;
+			a->sin6.sin6_addr.s6_addr[12] == 127;
 	}
 	return false;
 }
@@ -167,8 +167,8 @@ addr_is_unspecified(const union sockaddr_any *a)
 		return a->sin.sin_addr.s_addr == htonl(INADDR_ANY);
 	if (a->sa.sa_family == AF_INET6)
 		return IN6_IS_ADDR_UNSPECIFIED(&a->sin6.sin6_addr) ||
-		       (IN6_IS_ADDR_V4MAPPED(&a->sin6.sin6_addr) &&
-			memcmp(&a->sin6.sin6_addr.s6_addr[12], "\0\0\0\0", 4) == 0);
+			(IN6_IS_ADDR_V4MAPPED(&a->sin6.sin6_addr) &&
+				memcmp(&a->sin6.sin6_addr.s6_addr[12], "\0\0\0\0", 4) == 0);
 	return false;
 }
 
@@ -180,7 +180,7 @@ addr_ip_format(const union sockaddr_any *a, char *out, size_t cap)
 	if (cap == 0)
 		return out;
 	if ((a->sa.sa_family != AF_INET && a->sa.sa_family != AF_INET6) ||
-	    !inet_ntop(a->sa.sa_family, src, out, (socklen_t)cap))
+		!inet_ntop(a->sa.sa_family, src, out, (socklen_t)cap))
 		snprintf(out, cap, "?");
 	return out;
 }

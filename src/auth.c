@@ -38,21 +38,21 @@
 
 struct auth_user {
 	char name[AUTH_FIELD_MAX + 1];
-	char secret[AUTH_CMP_LEN];  /* zero-padded: compared over all bytes */
-	bool hashed;                /* secret is a crypt(3) hash */
-	bool cache_valid;           /* cache_tag holds a verified password */
-	uint64_t cache_tag;         /* siphash(key, last verified password) */
+	char secret[AUTH_CMP_LEN]; /* zero-padded: compared over all bytes */
+	bool hashed;               /* secret is a crypt(3) hash */
+	bool cache_valid;          /* cache_tag holds a verified password */
+	uint64_t cache_tag;        /* siphash(key, last verified password) */
 };
 
 struct auth_table {
-	struct auth_user *users;    /* in insertion order */
+	struct auth_user *users; /* in insertion order */
 	size_t nusers, cap;
-	size_t nplaintext;          /* users whose secret is plain text */
-	size_t *index;              /* open addressing: user number + 1, 0 = free */
-	size_t index_cap;           /* power of two, > 2 * nusers */
-	uint8_t key[16];            /* SipHash key for the cache and the index */
-	const char *dummy_hash;     /* a hashed user's secret, for unknown users */
-	struct crypt_data *cd;      /* 32 KiB scratch for crypt_r, cleared after use */
+	size_t nplaintext;      /* users whose secret is plain text */
+	size_t *index;          /* open addressing: user number + 1, 0 = free */
+	size_t index_cap;       /* power of two, > 2 * nusers */
+	uint8_t key[16];        /* SipHash key for the cache and the index */
+	const char *dummy_hash; /* a hashed user's secret, for unknown users */
+	struct crypt_data *cd;  /* 32 KiB scratch for crypt_r, cleared after use */
 };
 
 /* --- SipHash-2-4 (Aumasson, Bernstein 2012), 64-bit output ------------------ */
@@ -61,12 +61,22 @@ struct auth_table {
 
 /* NOLINTBEGIN(bugprone-macro-parentheses): the arguments are assigned to,
  * so they can only be plain variables; every use passes v0..v3. */
-#define SIPROUND(v0, v1, v2, v3)                                   \
-	do {                                                           \
-		v0 += v1; v1 = ROTL64(v1, 13); v1 ^= v0; v0 = ROTL64(v0, 32); \
-		v2 += v3; v3 = ROTL64(v3, 16); v3 ^= v2;                    \
-		v0 += v3; v3 = ROTL64(v3, 21); v3 ^= v0;                    \
-		v2 += v1; v1 = ROTL64(v1, 17); v1 ^= v2; v2 = ROTL64(v2, 32); \
+#define SIPROUND(v0, v1, v2, v3)     \
+	do {                         \
+		v0 += v1;            \
+		v1 = ROTL64(v1, 13); \
+		v1 ^= v0;            \
+		v0 = ROTL64(v0, 32); \
+		v2 += v3;            \
+		v3 = ROTL64(v3, 16); \
+		v3 ^= v2;            \
+		v0 += v3;            \
+		v3 = ROTL64(v3, 21); \
+		v3 ^= v0;            \
+		v2 += v1;            \
+		v1 = ROTL64(v1, 17); \
+		v1 ^= v2;            \
+		v2 = ROTL64(v2, 32); \
 	} while (0)
 /* NOLINTEND(bugprone-macro-parentheses) */
 
@@ -273,8 +283,8 @@ grow_users(struct auth_table *t)
 }
 
 int
-auth_table_add(struct auth_table *t, const char *name, const char *secret,
-	bool *plaintext, char *err, size_t errlen)
+auth_table_add(struct auth_table *t, const char *name, const char *secret, bool *plaintext,
+	char *err, size_t errlen)
 {
 	size_t nlen = strlen(name), slen = strlen(secret);
 	struct auth_user *u;
@@ -422,8 +432,8 @@ auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t e
 		/* The name ends at the first colon; the secret may hold colons. */
 		colon = strchr(s, ':');
 		if (!colon) {
-			snprintf(err, errlen, "%s:%d: missing ':' between name and secret",
-				path, lineno);
+			snprintf(err, errlen, "%s:%d: missing ':' between name and secret", path,
+				lineno);
 			goto out;
 		}
 		*colon = '\0';
@@ -444,8 +454,7 @@ out:
 /* crypt_r into the table's scratch; the result is copied zero-padded into
  * out so it can be compared over AUTH_CMP_LEN bytes. */
 static void
-crypt_padded(struct auth_table *t, const char *pass, const char *setting,
-	char out[AUTH_CMP_LEN])
+crypt_padded(struct auth_table *t, const char *pass, const char *setting, char out[AUTH_CMP_LEN])
 {
 	const char *h;
 	size_t n;
@@ -474,8 +483,7 @@ auth_check(struct auth_table *t, const char *user, const char *pass)
 }
 
 enum auth_result
-auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may_hash,
-	bool *hashed)
+auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may_hash, bool *hashed)
 {
 	static const char dummy_plain[AUTH_CMP_LEN];
 	char given[AUTH_CMP_LEN], computed[AUTH_CMP_LEN];
@@ -495,8 +503,9 @@ auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may
 	memcpy(given, pass, len_ok ? plen : AUTH_FIELD_MAX);
 	tag = auth_siphash(t->key, given, len_ok ? plen : AUTH_FIELD_MAX);
 
-	if (!may_hash && ((!u && t->dummy_hash) ||
-			  (u && u->hashed && !(u->cache_valid && ((tag ^ u->cache_tag) == 0))))) {
+	if (!may_hash &&
+		((!u && t->dummy_hash) ||
+			(u && u->hashed && !(u->cache_valid && ((tag ^ u->cache_tag) == 0))))) {
 		explicit_bzero(given, sizeof(given));
 		return AUTH_RESULT_NEED_HASH;
 	}
@@ -509,8 +518,7 @@ auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may
 			*hashed = true;
 		} else
 			memcpy(computed, given, sizeof(computed));
-		(void)ct_equal(computed, t->dummy_hash ? t->dummy_hash : dummy_plain,
-			AUTH_CMP_LEN);
+		(void)ct_equal(computed, t->dummy_hash ? t->dummy_hash : dummy_plain, AUTH_CMP_LEN);
 		ok = false;
 	} else if (!u->hashed) {
 		ok = ct_equal(given, u->secret, AUTH_CMP_LEN);

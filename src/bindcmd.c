@@ -10,8 +10,8 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "net.h"
 #include "loop.h"
+#include "net.h"
 
 struct bindcmd {
 	struct loop *loop;
@@ -58,9 +58,8 @@ bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
 }
 
 struct bindcmd *
-bindcmd_start(struct loop *loop, const union sockaddr_any *addr,
-	uint16_t lo, uint16_t hi, const union sockaddr_any *expect,
-	union sockaddr_any *bound, bindcmd_cb cb, void *arg)
+bindcmd_start(struct loop *loop, const union sockaddr_any *addr, uint16_t lo, uint16_t hi,
+	const union sockaddr_any *expect, union sockaddr_any *bound, bindcmd_cb cb, void *arg)
 {
 	struct bindcmd *b = calloc(1, sizeof(*b));
 	int saved;

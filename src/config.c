@@ -32,7 +32,7 @@
 #define CONFIG_SECONDS_MAX 86400u
 
 #define UNSET_U UINT_MAX
-#define UNSET_LEVEL ((enum log_level)-1)
+#define UNSET_LEVEL ((enum log_level) - 1)
 
 enum timeout_kind {
 	TIMEOUT_HANDSHAKE,
@@ -45,8 +45,8 @@ enum timeout_kind {
 
 static const struct {
 	const char *name;
-	size_t off;      /* field in struct config */
-	unsigned min;    /* 0 only where 0 means "never" */
+	size_t off;   /* field in struct config */
+	unsigned min; /* 0 only where 0 means "never" */
 } timeouts[TIMEOUT_COUNT] = {
 	[TIMEOUT_HANDSHAKE] = { "handshake", offsetof(struct config, timeout_handshake), 1 },
 	[TIMEOUT_CONNECT] = { "connect", offsetof(struct config, timeout_connect), 1 },
@@ -60,17 +60,17 @@ struct config_keyword;
 /* State of one parse; the lines remembered here feed "first at line N". */
 struct config_parse {
 	struct config *c;
-	const char *name;           /* for messages */
-	int line;                   /* current line, 1-based */
+	const char *name; /* for messages */
+	int line;         /* current line, 1-based */
 	char *err;
 	size_t errlen;
-	int *first;                 /* per keyword: line first seen, 0 = not yet */
+	int *first; /* per keyword: line first seen, 0 = not yet */
 	int timeout_line[TIMEOUT_COUNT];
 	int external4_line, external6_line;
 	int nameserver_line[CONFIG_MAX_NAMESERVERS];
 	int auth_line;
 	const struct config_keyword *kw; /* the line's keyword, for setters */
-	int argc;                   /* its argument count */
+	int argc;                        /* its argument count */
 };
 
 /* argv holds the arguments after the keyword; p->kw and p->argc say which
@@ -80,10 +80,10 @@ typedef int (*config_set_cb)(struct config_parse *p, char **argv);
 struct config_keyword {
 	const char *name;
 	unsigned min_args, max_args;
-	bool repeatable;            /* else a second occurrence is an error */
+	bool repeatable; /* else a second occurrence is an error */
 	config_set_cb set;
-	size_t off, off2;           /* where typed setters store */
-	unsigned lo, hi;            /* range for numbers */
+	size_t off, off2; /* where typed setters store */
+	unsigned lo, hi;  /* range for numbers */
 };
 
 static int set_listen(struct config_parse *, char **);
@@ -126,10 +126,10 @@ static const struct config_keyword keywords[] = {
 	{ "dns-cache-size", 1, 1, false, set_uint, OFF(dns_cache_size), 0, 0, 1000000 },
 	{ "dns-cache-max-ttl", 1, 1, false, set_uint, OFF(dns_cache_max_ttl), 0, 0,
 		CONFIG_SECONDS_MAX },
-	{ "udp-port-range", 1, 1, false, set_port_range, OFF(udp_port_lo), OFF(udp_port_hi),
-		1, 65535 },
-	{ "bind-port-range", 1, 1, false, set_port_range, OFF(bind_port_lo),
-		OFF(bind_port_hi), 1, 65535 },
+	{ "udp-port-range", 1, 1, false, set_port_range, OFF(udp_port_lo), OFF(udp_port_hi), 1,
+		65535 },
+	{ "bind-port-range", 1, 1, false, set_port_range, OFF(bind_port_lo), OFF(bind_port_hi), 1,
+		65535 },
 	{ "socks4", 1, 1, false, set_choice, OFF(socks4_opt), 0, 0, 0 },
 	{ "workers", 1, 1, false, set_uint, OFF(workers), 0, 1, CONFIG_MAX_WORKERS },
 	{ "relay-buffer", 1, 1, false, set_uint, OFF(relay_buffer), 0, 4096, 16777216 },
@@ -164,8 +164,7 @@ static const struct config_choice {
 	{ "relay-splice", { "off", "on" }, { 0, 1 }, "expected on or off, got", "" },
 };
 
-static int
-perr(struct config_parse *p, const char *fmt, ...) LOG_PRINTF(2, 3);
+static int perr(struct config_parse *p, const char *fmt, ...) LOG_PRINTF(2, 3);
 
 /* Writes "NAME:LINE: message"; returns -1 so setters can `return perr(...)`. */
 static int
@@ -204,8 +203,8 @@ field_u16(struct config *c, size_t off)
 /* A number in lo..hi (strnum: digits only, no sign, no blanks). what names
  * the keyword in messages. */
 static int
-parse_uint(struct config_parse *p, const char *what, const char *s, unsigned lo,
-	unsigned hi, unsigned *out)
+parse_uint(struct config_parse *p, const char *what, const char *s, unsigned lo, unsigned hi,
+	unsigned *out)
 {
 	switch (strnum_parse_uint(s, lo, hi, out)) {
 	case STRNUM_OK:
@@ -256,8 +255,10 @@ set_proxy_from(struct config_parse *p, char **argv)
 			return perr(p, "proxy-protocol-from: too many networks (at most %d)",
 				CONFIG_MAX_PROXY_FROM);
 		if (acl_parse_cidr(argv[i], &c->proxy_from[c->nproxy_from]) < 0)
-			return perr(p, "proxy-protocol-from: bad network '%s' (expected "
-				       "ADDR/PREFIX, ADDR or all)", argv[i]);
+			return perr(p,
+				"proxy-protocol-from: bad network '%s' (expected "
+				"ADDR/PREFIX, ADDR or all)",
+				argv[i]);
 		c->nproxy_from++;
 	}
 	return 0;
@@ -292,10 +293,12 @@ set_auth_fail_limit(struct config_parse *p, char **argv)
 	c->auth_fail_window = 60;
 	c->auth_lockout = 300;
 	if (p->argc > 1 &&
-	    parse_uint(p, "auth-fail-limit", argv[1], 1, CONFIG_SECONDS_MAX, &c->auth_fail_window) < 0)
+		parse_uint(p, "auth-fail-limit", argv[1], 1, CONFIG_SECONDS_MAX,
+			&c->auth_fail_window) < 0)
 		return -1;
 	if (p->argc > 2 &&
-	    parse_uint(p, "auth-fail-limit", argv[2], 1, CONFIG_SECONDS_MAX, &c->auth_lockout) < 0)
+		parse_uint(p, "auth-fail-limit", argv[2], 1, CONFIG_SECONDS_MAX, &c->auth_lockout) <
+			0)
 		return -1;
 	return 0;
 }
@@ -308,7 +311,7 @@ set_run_as(struct config_parse *p, char **argv)
 	size_t ulen = colon ? (size_t)(colon - argv[0]) : strlen(argv[0]);
 
 	if (ulen == 0 || ulen >= sizeof(c->run_as_user) ||
-	    (colon && (colon[1] == '\0' || strlen(colon + 1) >= sizeof(c->run_as_group))))
+		(colon && (colon[1] == '\0' || strlen(colon + 1) >= sizeof(c->run_as_group))))
 		return perr(p, "run-as: expected USER or USER:GROUP, got '%s'", argv[0]);
 	memcpy(c->run_as_user, argv[0], ulen);
 	c->run_as_user[ulen] = '\0';
@@ -471,8 +474,7 @@ set_users_file(struct config_parse *p, char **argv)
 	if (path[0] == '/' || !slash)
 		n = snprintf(full, sizeof(full), "%s", path);
 	else
-		n = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - p->name), p->name,
-			path);
+		n = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - p->name), p->name, path);
 	if (n < 0 || (size_t)n >= sizeof(full))
 		return perr(p, "users-file: path too long");
 	/* Its own messages are already "PATH:LINE: message" about that file. */
@@ -496,8 +498,8 @@ set_timeout(struct config_parse *p, char **argv)
 		if (strcmp(argv[0], timeouts[k].name) != 0)
 			continue;
 		if (p->timeout_line[k])
-			return perr(p, "duplicate 'timeout %s', first at line %d",
-				timeouts[k].name, p->timeout_line[k]);
+			return perr(p, "duplicate 'timeout %s', first at line %d", timeouts[k].name,
+				p->timeout_line[k]);
 		snprintf(what, sizeof(what), "timeout %s", timeouts[k].name);
 		if (parse_uint(p, what, argv[1], timeouts[k].min, CONFIG_SECONDS_MAX,
 			    field_u(p->c, timeouts[k].off)) < 0)
@@ -505,8 +507,7 @@ set_timeout(struct config_parse *p, char **argv)
 		p->timeout_line[k] = p->line;
 		return 0;
 	}
-	return perr(p, "timeout: unknown kind '%s' (handshake, connect, idle, udp, bind)",
-		argv[0]);
+	return perr(p, "timeout: unknown kind '%s' (handshake, connect, idle, udp, bind)", argv[0]);
 }
 
 static int
@@ -518,8 +519,9 @@ set_nameserver(struct config_parse *p, char **argv)
 
 	/* A bare IPv6 address (more than one colon) takes the default port. */
 	if (addr_parse_with_port(argv[0], 53, &a) < 0)
-		return perr(p, "nameserver: bad address '%s' (expected ADDR, ADDR:PORT or "
-			       "[IPV6]:PORT)",
+		return perr(p,
+			"nameserver: bad address '%s' (expected ADDR, ADDR:PORT or "
+			"[IPV6]:PORT)",
 			argv[0]);
 	if (addr_port(&a) == 0)
 		return perr(p, "nameserver: port 0 is not allowed");
@@ -587,7 +589,7 @@ set_port_range(struct config_parse *p, char **argv)
 		return perr(p, "%s: expected LOW-HIGH, got '%s'", kw->name, argv[0]);
 	*dash = '\0';
 	if (parse_uint(p, kw->name, argv[0], kw->lo, kw->hi, &lo) < 0 ||
-	    parse_uint(p, kw->name, dash + 1, kw->lo, kw->hi, &hi) < 0)
+		parse_uint(p, kw->name, dash + 1, kw->lo, kw->hi, &hi) < 0)
 		return -1;
 	/* parse_uint sets *out whenever it returns 0; the analyzer does not
 	 * inline perr (variadic), so it cannot see that perr returns -1.
@@ -690,10 +692,10 @@ run_line(struct config_parse *p, char *line)
 	nargs = (unsigned)argc - 1;
 	if (nargs < kw->min_args || nargs > kw->max_args) {
 		if (kw->min_args == kw->max_args)
-			return perr(p, "%s: expected %u argument%s, got %u", kw->name,
-				kw->min_args, kw->min_args == 1 ? "" : "s", nargs);
-		return perr(p, "%s: expected %u to %u arguments, got %u", kw->name,
-			kw->min_args, kw->max_args, nargs);
+			return perr(p, "%s: expected %u argument%s, got %u", kw->name, kw->min_args,
+				kw->min_args == 1 ? "" : "s", nargs);
+		return perr(p, "%s: expected %u to %u arguments, got %u", kw->name, kw->min_args,
+			kw->max_args, nargs);
 	}
 	if (p->first[k] && !kw->repeatable)
 		return perr(p, "duplicate '%s', first at line %d", kw->name, p->first[k]);
@@ -839,8 +841,9 @@ config_check(struct config_parse *p)
 			/* Reported at the auth line: that is what needs changing
 			 * (or users added anywhere in the file). */
 			p->line = p->auth_line;
-			return perr(p, "auth: method 'password' needs at least one user "
-				       "(user or users-file)");
+			return perr(p,
+				"auth: method 'password' needs at least one user "
+				"(user or users-file)");
 		}
 	if (acl_client_rule_count(c->acl) == 0 && config_accepts_no_auth(c)) {
 		for (size_t i = 0; i < c->nlisten; i++) {
@@ -849,10 +852,11 @@ config_check(struct config_parse *p)
 				continue;
 			/* Never an open proxy by accident (issue: access control). */
 			p->line = c->listen[i].line;
-			return perr(p, "listen: %s is reachable from other hosts, clients need no "
-				       "password and no 'client' rule limits who may connect: that is "
-				       "an open proxy. Add 'client allow NETWORK' lines (the rest is "
-				       "denied), or 'auth password' with users",
+			return perr(p,
+				"listen: %s is reachable from other hosts, clients need no "
+				"password and no 'client' rule limits who may connect: that is "
+				"an open proxy. Add 'client allow NETWORK' lines (the rest is "
+				"denied), or 'auth password' with users",
 				addr_format(&c->listen[i].addr, a, sizeof(a)));
 		}
 	}
@@ -861,8 +865,9 @@ config_check(struct config_parse *p)
 			/* Without it nobody may send a header: every connection
 			 * on that listener would be refused. */
 			p->line = c->listen[i].line;
-			return perr(p, "listen: proxy-protocol needs a proxy-protocol-from line "
-				       "naming the balancers");
+			return perr(p,
+				"listen: proxy-protocol needs a proxy-protocol-from line "
+				"naming the balancers");
 		}
 	if (c->socks4_opt == 1) {
 		bool none = c->nmethods == 0 && auth_table_count(c->users) == 0;
@@ -871,8 +876,9 @@ config_check(struct config_parse *p)
 		if (!none) {
 			/* SOCKS4 would walk around the password requirement. */
 			p->line = keyword_first_line(p, "socks4");
-			return perr(p, "socks4: SOCKS4 carries no password; it needs 'auth' to "
-				       "include none");
+			return perr(p,
+				"socks4: SOCKS4 carries no password; it needs 'auth' to "
+				"include none");
 		}
 	}
 	return 0;
@@ -1084,13 +1090,12 @@ config_dump(const struct config *c, FILE *out)
 	for (size_t i = 0; i < c->nmethods; i++)
 		fprintf(out, " %s", c->methods[i] == SOCKS_METHOD_PASSWORD ? "password" : "none");
 	fprintf(out, "\n");
-	fprintf(out, "# %zu user%s (%zu with a plain-text secret); secrets are not shown\n",
-		nusers, nusers == 1 ? "" : "s", c->nplaintext_users);
+	fprintf(out, "# %zu user%s (%zu with a plain-text secret); secrets are not shown\n", nusers,
+		nusers == 1 ? "" : "s", c->nplaintext_users);
 	fprintf(out, "log %s\n", choice_word("log", c->log_syslog));
 	fprintf(out, "log-level %s\n", log_level_name(c->log_level));
 	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
-		fprintf(out, "timeout %s %u\n", timeouts[k].name,
-			field_get(c, timeouts[k].off));
+		fprintf(out, "timeout %s %u\n", timeouts[k].name, field_get(c, timeouts[k].off));
 	fprintf(out, "shutdown-timeout %u\n", c->shutdown_timeout);
 	fprintf(out, "socks4 %s\n", choice_word("socks4", c->socks4));
 	fprintf(out, "workers %u\n", c->workers);
@@ -1099,8 +1104,7 @@ config_dump(const struct config *c, FILE *out)
 	if (c->nnameservers == 0)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)
-		fprintf(out, "nameserver %s\n",
-			addr_format(&c->nameservers[i], buf, sizeof(buf)));
+		fprintf(out, "nameserver %s\n", addr_format(&c->nameservers[i], buf, sizeof(buf)));
 	fprintf(out, "resolve-prefer %s\n", choice_word("resolve-prefer", c->resolve_prefer));
 	fprintf(out, "dns-cache-size %u\n", c->dns_cache_size);
 	fprintf(out, "dns-cache-max-ttl %u\n", c->dns_cache_max_ttl);

@@ -45,20 +45,20 @@ static const struct conn_state_row conn_states[CONN_ST_COUNT] = {
 		ST(PROXY) | ST(GREETING) },
 	[CONN_ST_PROXY] = { "proxy", conn_step_proxy, conn_expire_handshake, CONN_IN_PARSE,
 		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF, ST(GREETING) | ST(STOPPED) },
-	[CONN_ST_GREETING] = { "greeting", conn_step_greeting, conn_expire_handshake,
-		CONN_IN_PARSE, CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
+	[CONN_ST_GREETING] = { "greeting", conn_step_greeting, conn_expire_handshake, CONN_IN_PARSE,
+		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
 		ST(AUTH) | ST(REQUEST) | ST(REQUEST4) | ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_AUTH] = { "auth", conn_step_auth, conn_expire_handshake, CONN_IN_PARSE,
 		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
 		ST(AUTH_DELAY) | ST(REQUEST) | ST(CLOSING) | ST(STOPPED) },
-	[CONN_ST_AUTH_DELAY] = { "auth-delay", conn_step_wait, conn_expire_auth_delay,
-		CONN_IN_NONE, CONN_TO_AUTH_DELAY, NULL, ST(CLOSING) | ST(STOPPED) },
-	[CONN_ST_REQUEST] = { "request", conn_step_request, conn_expire_handshake,
-		CONN_IN_PARSE, CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
+	[CONN_ST_AUTH_DELAY] = { "auth-delay", conn_step_wait, conn_expire_auth_delay, CONN_IN_NONE,
+		CONN_TO_AUTH_DELAY, NULL, ST(CLOSING) | ST(STOPPED) },
+	[CONN_ST_REQUEST] = { "request", conn_step_request, conn_expire_handshake, CONN_IN_PARSE,
+		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
 		ST(RESOLVING) | ST(CONNECTING) | ST(BIND_WAIT) | ST(UDP) | ST(CLOSING) |
 			ST(STOPPED) },
-	[CONN_ST_REQUEST4] = { "request4", conn_step_request4, conn_expire_handshake,
-		CONN_IN_PARSE, CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
+	[CONN_ST_REQUEST4] = { "request4", conn_step_request4, conn_expire_handshake, CONN_IN_PARSE,
+		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
 		ST(RESOLVING) | ST(CONNECTING) | ST(BIND_WAIT) | ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_RESOLVING] = { "resolving", conn_step_resolving, conn_expire_resolving,
 		CONN_IN_KEEP, CONN_TO_CONNECT, NULL, ST(CONNECTING) | ST(CLOSING) | ST(STOPPED) },
@@ -71,8 +71,8 @@ static const struct conn_state_row conn_states[CONN_ST_COUNT] = {
 		"client closed", ST(STOPPED) },
 	[CONN_ST_RELAY] = { "relay", conn_step_relay, NULL, CONN_IN_NONE, CONN_TO_NONE, NULL,
 		ST(STOPPED) },
-	[CONN_ST_CLOSING] = { "closing", conn_step_closing, conn_expire_closing,
-		CONN_IN_DISCARD, CONN_TO_LINGER, NULL, ST(STOPPED) },
+	[CONN_ST_CLOSING] = { "closing", conn_step_closing, conn_expire_closing, CONN_IN_DISCARD,
+		CONN_TO_LINGER, NULL, ST(STOPPED) },
 	[CONN_ST_STOPPED] = { "stopped", conn_step_wait, NULL, CONN_IN_NONE, CONN_TO_NONE, NULL,
 		0 },
 };
@@ -209,8 +209,8 @@ conn_reply(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 	size_t n;
 
 	if (c->version == SOCKS4_VERSION)
-		n = proto_encode_socks4_reply(msg, rep == SOCKS_REP_SUCCEEDED ?
-			SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED, bnd);
+		n = proto_encode_socks4_reply(msg,
+			rep == SOCKS_REP_SUCCEEDED ? SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED, bnd);
 	else
 		n = proto_encode_reply(msg, rep, bnd);
 	return conn_queue(c, msg, n);

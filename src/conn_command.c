@@ -37,7 +37,7 @@ conn_start_connect(struct conn *c)
 
 	/* The connect timeout covers the name lookup and every attempt. */
 	hs->connect_deadline_ms = loop_now(c->env->loop) +
-				  (uint64_t)c->cfg->timeout_connect * 1000u;
+		(uint64_t)c->cfg->timeout_connect * 1000u;
 	if (hs->req.dst.atyp == SOCKS_ATYP_DOMAIN) {
 		conn_set_state(c, CONN_ST_RESOLVING);
 		hs->query = resolver_start(c->env->resolver, hs->req.dst.name, conn_on_resolved, c);
@@ -126,8 +126,7 @@ conn_dial_failed(struct conn *c, enum dial_result r, int err)
 	return conn_fail(c, proto_rep_from_errno(err), strerror(err));
 }
 
-static void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd,
-	void *arg);
+static void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg);
 
 /* Connects to the addresses in hs->res, in order. */
 static enum conn_step
@@ -198,8 +197,8 @@ conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
 		return CONN_STEP_CLOSE;
 	}
 	if (relay_start(&c->relay, c->env->loop, &c->cw, &c->tw, buf_peek(&hs->in),
-		    buf_len(&hs->in), buf_peek(&hs->out), buf_len(&hs->out), c->cfg->timeout_idle * 1000u,
-		    conn_on_relay_end, c) < 0) {
+		    buf_len(&hs->in), buf_peek(&hs->out), buf_len(&hs->out),
+		    c->cfg->timeout_idle * 1000u, conn_on_relay_end, c) < 0) {
 		c->end = "no memory for relay";
 		return CONN_STEP_CLOSE;
 	}
@@ -337,7 +336,7 @@ conn_step_bind_wait(struct conn *c)
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id, a);
 	if (policy_check_request(&s, SOCKS_CMD_BIND, NULL, peer, addr_port(peer), &line) !=
-	    ACL_ALLOW) {
+		ACL_ALLOW) {
 		snprintf(what, sizeof(what), "bind peer %s", a);
 		policy_log_denied(&c->env->policy, &s, what, line, loop_now(c->env->loop));
 		conn_target_close(c);
@@ -410,4 +409,3 @@ conn_step_udp(struct conn *c)
 	c->end = c->hs->udp_end;
 	return CONN_STEP_CLOSE;
 }
-

@@ -47,8 +47,8 @@ conn_step_proxy(struct conn *c)
 	struct conn_hs *hs = c->hs;
 	struct proxyproto_result pr;
 	size_t used;
-	enum proxyproto_status st = proxyproto_parse(buf_peek(&hs->in), buf_len(&hs->in),
-		&pr, &used);
+	enum proxyproto_status st = proxyproto_parse(buf_peek(&hs->in), buf_len(&hs->in), &pr,
+		&used);
 
 	if (st == PROXYPROTO_NEED_MORE && buf_len(&hs->in) < hs->in.cap)
 		return CONN_STEP_NEED_MORE;
@@ -119,8 +119,8 @@ conn_step_auth(struct conn *c)
 	struct proto_userpass up;
 	enum policy_auth verdict;
 	size_t used;
-	enum proto_status st = proto_parse_userpass(buf_peek(&hs->in),
-		buf_len(&hs->in), &up, &used);
+	enum proto_status st = proto_parse_userpass(buf_peek(&hs->in), buf_len(&hs->in), &up,
+		&used);
 
 	if (st == PROTO_NEED_MORE)
 		return CONN_STEP_NEED_MORE;
@@ -143,8 +143,7 @@ conn_step_auth(struct conn *c)
 		return CONN_STEP_WAIT;
 	}
 	c->user = strdup(up.user);
-	if (!c->user ||
-	    conn_queue_encoded(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_OK) < 0)
+	if (!c->user || conn_queue_encoded(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_OK) < 0)
 		return CONN_STEP_CLOSE;
 	conn_set_state(c, CONN_ST_REQUEST);
 	return CONN_STEP_AGAIN;
@@ -162,14 +161,13 @@ conn_expire_auth_delay(struct conn *c)
 	return CONN_STEP_AGAIN;
 }
 
-
 enum conn_step
 conn_step_request(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	size_t used;
-	enum proto_status st = proto_parse_request(buf_peek(&hs->in),
-		buf_len(&hs->in), &hs->req, &used);
+	enum proto_status st = proto_parse_request(buf_peek(&hs->in), buf_len(&hs->in), &hs->req,
+		&used);
 
 	if (st == PROTO_NEED_MORE)
 		return CONN_STEP_NEED_MORE;
@@ -189,8 +187,8 @@ conn_step_request4(struct conn *c)
 	struct conn_hs *hs = c->hs;
 	struct proto_socks4_request r4;
 	size_t used;
-	enum proto_status st = proto_parse_socks4_request(buf_peek(&hs->in),
-		buf_len(&hs->in), &r4, &used);
+	enum proto_status st = proto_parse_socks4_request(buf_peek(&hs->in), buf_len(&hs->in), &r4,
+		&used);
 
 	if (st == PROTO_NEED_MORE)
 		return CONN_STEP_NEED_MORE;
@@ -199,8 +197,8 @@ conn_step_request4(struct conn *c)
 	buf_consume(&hs->in, used);
 	/* The USERID is not authenticated: logged only at debug. */
 	if (log_enabled(LOG_LVL_DEBUG) && r4.userid[0])
-		log_debug("conn %" PRIu64 ": SOCKS4 userid \"%s\" (not authenticated)",
-			c->id, r4.userid);
+		log_debug("conn %" PRIu64 ": SOCKS4 userid \"%s\" (not authenticated)", c->id,
+			r4.userid);
 	hs->req.cmd = r4.cmd;
 	hs->req.dst = r4.dst;
 	return conn_dispatch_request(c);
@@ -246,10 +244,10 @@ conn_request_allowed(struct conn *c, enum conn_step *fail)
 	/* UDP ASSOCIATE's DST is the client's own endpoint: its destinations
 	 * are checked per datagram. */
 	if (c->cmd != SOCKS_CMD_UDP_ASSOCIATE && !proto_addr_is_unspecified(&hs->req.dst) &&
-	    conn_request_addr(c, &dst))
+		conn_request_addr(c, &dst))
 		dstp = &dst;
-	if (policy_check_request(&s, c->cmd, conn_request_name(c), dstp, hs->req.dst.port,
-		    &line) == ACL_DENY) {
+	if (policy_check_request(&s, c->cmd, conn_request_name(c), dstp, hs->req.dst.port, &line) ==
+		ACL_DENY) {
 		policy_log_denied(&c->env->policy, &s, c->target ? c->target : "-", line, now);
 		*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");
 		return false;
@@ -293,4 +291,3 @@ conn_dispatch_request(struct conn *c)
 		return conn_start_udp(c);
 	return conn_start_connect(c);
 }
-

@@ -68,8 +68,8 @@ enum conn_input {
 
 /* Where a state's timer deadline comes from. */
 enum conn_timeout {
-	CONN_TO_NONE,       /* no timer */
-	CONN_TO_HANDSHAKE,  /* timeout handshake from accept: one deadline for every handshake state */
+	CONN_TO_NONE,      /* no timer */
+	CONN_TO_HANDSHAKE, /* timeout handshake from accept: one deadline for every handshake state */
 	CONN_TO_AUTH_DELAY, /* CONN_AUTH_FAIL_DELAY_MS from entering */
 	CONN_TO_CONNECT,    /* timeout connect from the request: lookup and all attempts */
 	CONN_TO_BIND,       /* timeout bind from entering */
@@ -79,59 +79,59 @@ enum conn_timeout {
 /* Handshake-only state: freed when the relay starts. The members up to
  * req are cleared at accept; the rest is written before it is read. */
 struct conn_hs {
-	struct buf in;                  /* client bytes not yet parsed, over in_data */
-	struct buf out;                 /* replies not yet sent, over out_data */
-	const char *client_end;         /* the client's input ended the session: why */
-	bool client_eof;                /* the client sent FIN before the relay began */
-	uint64_t connect_deadline_ms;   /* whole resolve+connect budget */
-	struct resolver_query *query;   /* pending lookup, NULL otherwise */
-	bool resolved;                  /* the lookup answered: res holds it */
-	enum dial_result dialed;        /* the dial's result (PENDING: none yet) */
-	int dial_err;                   /* ... and the errno it reported */
-	bool bind_ready;                /* the BIND listener reported: bind_fd/bind_err */
-	int bind_fd;                    /* the BIND peer's connection, or -1 */
-	int bind_err;                   /* the listener's errno when bind_fd is -1 */
-	const char *udp_end;            /* the association ended by itself: why */
-	struct proto_request req;       /* the parsed request */
-	struct dial dial;               /* the outbound connect (CONNECTING) */
-	union sockaddr_any bnd;         /* its local address, once connected */
-	struct resolver_result res;     /* addresses to try */
-	union sockaddr_any bind_peer;   /* who connected to the BIND listener */
+	struct buf in;                /* client bytes not yet parsed, over in_data */
+	struct buf out;               /* replies not yet sent, over out_data */
+	const char *client_end;       /* the client's input ended the session: why */
+	bool client_eof;              /* the client sent FIN before the relay began */
+	uint64_t connect_deadline_ms; /* whole resolve+connect budget */
+	struct resolver_query *query; /* pending lookup, NULL otherwise */
+	bool resolved;                /* the lookup answered: res holds it */
+	enum dial_result dialed;      /* the dial's result (PENDING: none yet) */
+	int dial_err;                 /* ... and the errno it reported */
+	bool bind_ready;              /* the BIND listener reported: bind_fd/bind_err */
+	int bind_fd;                  /* the BIND peer's connection, or -1 */
+	int bind_err;                 /* the listener's errno when bind_fd is -1 */
+	const char *udp_end;          /* the association ended by itself: why */
+	struct proto_request req;     /* the parsed request */
+	struct dial dial;             /* the outbound connect (CONNECTING) */
+	union sockaddr_any bnd;       /* its local address, once connected */
+	struct resolver_result res;   /* addresses to try */
+	union sockaddr_any bind_peer; /* who connected to the BIND listener */
 	uint8_t out_data[CONN_HS_OUT_CAP];
 	uint8_t in_data[CONN_HS_IN_CAP];
 };
 
 struct conn {
 	struct conn_env *env;
-	struct config *cfg;       /* the config this session started with (ref) */
-	LIST_ENTRY(conn) link;    /* env->conns */
+	struct config *cfg;    /* the config this session started with (ref) */
+	LIST_ENTRY(conn) link; /* env->conns */
 	uint64_t id;
-	enum conn_state state;    /* written by conn_set_state only */
-	int fd;                   /* client fd; -1 once handed to the relay */
-	int target_fd;            /* outbound or BIND peer fd until the relay; -1 otherwise */
-	struct watcher cw;        /* client watcher (the relay's, once it runs) */
-	struct watcher tw;        /* target watcher (the relay's, once it runs) */
-	struct timer timer;       /* the current state's timeout */
-	bool expired;             /* the timer fired: the state's expire runs */
+	enum conn_state state; /* written by conn_set_state only */
+	int fd;                /* client fd; -1 once handed to the relay */
+	int target_fd;         /* outbound or BIND peer fd until the relay; -1 otherwise */
+	struct watcher cw;     /* client watcher (the relay's, once it runs) */
+	struct watcher tw;     /* target watcher (the relay's, once it runs) */
+	struct timer timer;    /* the current state's timeout */
+	bool expired;          /* the timer fired: the state's expire runs */
 	struct release rel;
 	union sockaddr_any peer;  /* client address */
 	union sockaddr_any local; /* where the client reached us */
 	uint64_t start_ms;
-	struct conn_hs *hs;       /* NULL once relaying */
+	struct conn_hs *hs; /* NULL once relaying */
 	struct relay relay;
-	bool relay_ended;         /* the relay finished (end says why) */
-	struct bindcmd *bind;     /* BIND listener while waiting for the peer */
-	struct udpassoc *udp;     /* UDP ASSOCIATE while it runs */
-	uint8_t version;          /* SOCKS_VERSION, or SOCKS4_VERSION */
-	uint8_t method;           /* chosen method */
-	uint8_t cmd;              /* 0 until a request was parsed */
-	uint8_t rep;              /* reply sent, STATS_REP_NONE when none */
-	char *user;               /* authenticated user (for logs), or NULL */
-	bool ip_counted;          /* holds a per-IP slot (policy_admit) */
-	bool user_counted;        /* holds a per-user slot (policy_acquire_user) */
-	bool quiet;               /* refused at admission: logged (rate-limited) already */
-	char *target;             /* "host:port" requested (for logs), or NULL */
-	const char *end;          /* why the session ended */
+	bool relay_ended;     /* the relay finished (end says why) */
+	struct bindcmd *bind; /* BIND listener while waiting for the peer */
+	struct udpassoc *udp; /* UDP ASSOCIATE while it runs */
+	uint8_t version;      /* SOCKS_VERSION, or SOCKS4_VERSION */
+	uint8_t method;       /* chosen method */
+	uint8_t cmd;          /* 0 until a request was parsed */
+	uint8_t rep;          /* reply sent, STATS_REP_NONE when none */
+	char *user;           /* authenticated user (for logs), or NULL */
+	bool ip_counted;      /* holds a per-IP slot (policy_admit) */
+	bool user_counted;    /* holds a per-user slot (policy_acquire_user) */
+	bool quiet;           /* refused at admission: logged (rate-limited) already */
+	char *target;         /* "host:port" requested (for logs), or NULL */
+	const char *end;      /* why the session ended */
 };
 
 /* --- conn.c: the machine --------------------------------------------------- */

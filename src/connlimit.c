@@ -15,8 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
-#include "connlimit.h"
 #include "addr.h"
+#include "connlimit.h"
 
 #define LIM_NONE UINT32_MAX
 /* Count tables are bounded by the caller's connection limit, not here. */
@@ -46,15 +46,15 @@ struct lim_slot {
 };
 
 struct lim_table {
-	bool by_name;           /* keys are names, else struct lim_ip */
+	bool by_name; /* keys are names, else struct lim_ip */
 	struct lim_slot *slots;
-	size_t mask;            /* slot count - 1 (power of two), 0 when none */
-	size_t count;           /* live entries */
+	size_t mask;  /* slot count - 1 (power of two), 0 when none */
+	size_t count; /* live entries */
 	struct lim_entry *ents;
-	uint32_t nents;         /* allocated entries */
-	uint32_t top;           /* entries handed out at least once */
-	uint32_t free_head;     /* released entries, linked by next */
-	uint32_t max_ents;      /* growth bound */
+	uint32_t nents;     /* allocated entries */
+	uint32_t top;       /* entries handed out at least once */
+	uint32_t free_head; /* released entries, linked by next */
+	uint32_t max_ents;  /* growth bound */
 };
 
 struct lim_list {
@@ -62,34 +62,34 @@ struct lim_list {
 };
 
 struct connlimit {
-	uint64_t k0, k1;          /* SipHash key */
-	unsigned ipv6_prefix;     /* 1..128 */
+	uint64_t k0, k1;      /* SipHash key */
+	unsigned ipv6_prefix; /* 1..128 */
 	struct connlimit_auth_policy auth;
 	struct lim_table ips, users, fails;
-	struct lim_list streaks;  /* unlocked fails entries, by since */
-	struct lim_list locked;   /* locked fails entries, by locked_until */
+	struct lim_list streaks; /* unlocked fails entries, by since */
+	struct lim_list locked;  /* locked fails entries, by locked_until */
 };
 
 /* --- SipHash-2-4 (Aumasson, Bernstein 2012), 64-bit output ------------- */
 
 #define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
 
-#define SIPROUND                                                              \
-	do {                                                                  \
-		v0 += v1;                                                     \
-		v1 = ROTL64(v1, 13);                                          \
-		v1 ^= v0;                                                     \
-		v0 = ROTL64(v0, 32);                                          \
-		v2 += v3;                                                     \
-		v3 = ROTL64(v3, 16);                                          \
-		v3 ^= v2;                                                     \
-		v0 += v3;                                                     \
-		v3 = ROTL64(v3, 21);                                          \
-		v3 ^= v0;                                                     \
-		v2 += v1;                                                     \
-		v1 = ROTL64(v1, 17);                                          \
-		v1 ^= v2;                                                     \
-		v2 = ROTL64(v2, 32);                                          \
+#define SIPROUND                     \
+	do {                         \
+		v0 += v1;            \
+		v1 = ROTL64(v1, 13); \
+		v1 ^= v0;            \
+		v0 = ROTL64(v0, 32); \
+		v2 += v3;            \
+		v3 = ROTL64(v3, 16); \
+		v3 ^= v2;            \
+		v0 += v3;            \
+		v3 = ROTL64(v3, 21); \
+		v3 ^= v0;            \
+		v2 += v1;            \
+		v1 = ROTL64(v1, 17); \
+		v1 ^= v2;            \
+		v2 = ROTL64(v2, 32); \
 	} while (0)
 
 static uint64_t
@@ -439,7 +439,7 @@ auth_max_tracked(const struct connlimit_auth_policy *p)
 	if (p->max_tracked == 0)
 		return CONNLIMIT_AUTH_TRACKED_DEFAULT;
 	return p->max_tracked > CONNLIMIT_AUTH_TRACKED_MAX ? CONNLIMIT_AUTH_TRACKED_MAX
-	                                                : p->max_tracked;
+							   : p->max_tracked;
 }
 
 /* --- public -------------------------------------------------------------- */
@@ -626,8 +626,8 @@ connlimit_auth_fail(struct connlimit *lim, const union sockaddr_any *ip, uint64_
 	list_unlink(&lim->fails, &lim->streaks, e);
 	ent->count = 0;
 	ent->locked_until = now_ms > UINT64_MAX - lim->auth.lockout_ms
-	                        ? UINT64_MAX
-	                        : now_ms + lim->auth.lockout_ms;
+		? UINT64_MAX
+		: now_ms + lim->auth.lockout_ms;
 	list_append(&lim->fails, &lim->locked, e);
 	return CONNLIMIT_LOCKOUT_STARTED;
 }
@@ -648,7 +648,7 @@ connlimit_auth_ok(struct connlimit *lim, const union sockaddr_any *ip, uint64_t 
 
 bool
 connlimit_auth_locked(struct connlimit *lim, const union sockaddr_any *ip, uint64_t now_ms,
-    uint64_t *remaining_ms)
+	uint64_t *remaining_ms)
 {
 	const struct lim_entry *ent;
 	struct lim_ip k;
@@ -682,12 +682,12 @@ connlimit_auth_expire(struct connlimit *lim, uint64_t now_ms)
 	size_t dropped = 0;
 
 	while (lim->streaks.head != LIM_NONE &&
-	    auth_expired(lim, &lim->fails.ents[lim->streaks.head], now_ms)) {
+		auth_expired(lim, &lim->fails.ents[lim->streaks.head], now_ms)) {
 		auth_remove(lim, lim->streaks.head);
 		dropped++;
 	}
 	while (lim->locked.head != LIM_NONE &&
-	    auth_expired(lim, &lim->fails.ents[lim->locked.head], now_ms)) {
+		auth_expired(lim, &lim->fails.ents[lim->locked.head], now_ms)) {
 		auth_remove(lim, lim->locked.head);
 		dropped++;
 	}

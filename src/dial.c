@@ -66,8 +66,10 @@ dial_next(struct dial *d)
 		}
 		left = d->deadline_ms - now;
 		share = left / (d->naddrs - d->next + 1);
-		timer_start(d->loop, &d->timer, share < DIAL_MIN_ATTEMPT_MS &&
-			left > DIAL_MIN_ATTEMPT_MS ? DIAL_MIN_ATTEMPT_MS : share);
+		timer_start(d->loop, &d->timer,
+			share < DIAL_MIN_ATTEMPT_MS && left > DIAL_MIN_ATTEMPT_MS
+				? DIAL_MIN_ATTEMPT_MS
+				: share);
 		return DIAL_PENDING;
 	}
 	if (d->denied && d->last_err == 0)
@@ -122,9 +124,9 @@ dial_on_timer(struct loop *loop, void *arg)
 }
 
 enum dial_result
-dial_start(struct dial *d, struct loop *loop, struct watcher *w,
-	const union sockaddr_any *addrs, size_t naddrs, uint16_t port, uint64_t deadline_ms,
-	const struct dial_options *opt, dial_done_cb done, void *arg)
+dial_start(struct dial *d, struct loop *loop, struct watcher *w, const union sockaddr_any *addrs,
+	size_t naddrs, uint16_t port, uint64_t deadline_ms, const struct dial_options *opt,
+	dial_done_cb done, void *arg)
 {
 	enum dial_result r;
 

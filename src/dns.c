@@ -26,8 +26,8 @@
 #define DNS_LABEL_KIND_POINTER 0xC0u
 #define DNS_LABEL_KIND_NORMAL 0x00u
 
-#define DNS_RR_FIXED_LEN 10   /* TYPE, CLASS, TTL, RDLENGTH: RFC 1035 §4.1.3 */
-#define DNS_SOA_FIXED_LEN 20  /* SERIAL..MINIMUM: RFC 1035 §3.3.13 */
+#define DNS_RR_FIXED_LEN 10  /* TYPE, CLASS, TTL, RDLENGTH: RFC 1035 §4.1.3 */
+#define DNS_SOA_FIXED_LEN 20 /* SERIAL..MINIMUM: RFC 1035 §3.3.13 */
 
 /* A name in wire form, lowercased, without compression. */
 struct dns_name {
@@ -41,7 +41,7 @@ struct dns_rr {
 	uint16_t type;
 	uint16_t class;
 	uint32_t ttl;
-	size_t rdata;      /* offset of RDATA in the message */
+	size_t rdata; /* offset of RDATA in the message */
 	uint16_t rdlength;
 };
 
@@ -116,8 +116,8 @@ dns_name_char_ok(unsigned char c)
 {
 	/* Letters, digits and hyphen (RFC 1123 §2.1); underscore too, since
 	 * real names (_dmarc, SRV-style hosts) carry it and resolvers pass it. */
-	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-	    (c >= '0' && c <= '9') || c == '-' || c == '_';
+	return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+		c == '-' || c == '_';
 }
 
 enum dns_status
@@ -180,8 +180,8 @@ dns_name_to_wire(const char *name, uint8_t *out, bool lower)
 }
 
 enum dns_status
-dns_build_query(uint8_t *out, size_t cap, size_t *len, uint16_t id,
-    const char *name, uint16_t qtype)
+dns_build_query(uint8_t *out, size_t cap, size_t *len, uint16_t id, const char *name,
+	uint16_t qtype)
 {
 	enum dns_status st;
 	uint8_t wire[DNS_NAME_MAX];
@@ -222,11 +222,10 @@ dns_build_query(uint8_t *out, size_t cap, size_t *len, uint16_t id,
  * their own section's error.
  */
 static enum dns_status
-dns_read_name(const uint8_t *msg, size_t len, size_t *off, size_t limit,
-    struct dns_name *out)
+dns_read_name(const uint8_t *msg, size_t len, size_t *off, size_t limit, struct dns_name *out)
 {
 	size_t pos = *off;
-	size_t end = 0;       /* where the name ends in the original stream */
+	size_t end = 0; /* where the name ends in the original stream */
 	bool jumped = false;
 	unsigned jumps = 0;
 
@@ -316,8 +315,7 @@ dns_read_rr(const uint8_t *msg, size_t len, size_t *off, struct dns_rr *rr)
 
 /* A CNAME's RDATA is exactly one name (RFC 1035 §3.3.1). */
 static enum dns_status
-dns_read_cname(const uint8_t *msg, size_t len, const struct dns_rr *rr,
-    struct dns_name *target)
+dns_read_cname(const uint8_t *msg, size_t len, const struct dns_rr *rr, struct dns_name *target)
 {
 	size_t pos = rr->rdata;
 	size_t end = rr->rdata + rr->rdlength;
@@ -336,8 +334,7 @@ dns_read_cname(const uint8_t *msg, size_t len, const struct dns_rr *rr,
 /* SOA RDATA: MNAME, RNAME, then five 32-bit fields (RFC 1035 §3.3.13).
  * *minimum is the last of them. */
 static enum dns_status
-dns_read_soa(const uint8_t *msg, size_t len, const struct dns_rr *rr,
-    uint32_t *minimum)
+dns_read_soa(const uint8_t *msg, size_t len, const struct dns_rr *rr, uint32_t *minimum)
 {
 	size_t pos = rr->rdata;
 	size_t end = rr->rdata + rr->rdlength;
@@ -359,8 +356,7 @@ dns_read_soa(const uint8_t *msg, size_t len, const struct dns_rr *rr,
 
 /* Checks every answer record's framing and the RDATA of the types we use. */
 static enum dns_status
-dns_check_answers(const uint8_t *msg, size_t len, size_t off, unsigned count,
-    size_t *end)
+dns_check_answers(const uint8_t *msg, size_t len, size_t off, unsigned count, size_t *end)
 {
 	struct dns_rr rr;
 	struct dns_name target;
@@ -376,7 +372,7 @@ dns_check_answers(const uint8_t *msg, size_t len, size_t off, unsigned count,
 		if (rr.type == DNS_TYPE_AAAA && rr.rdlength != 16)
 			return DNS_ERR_ADDR_LENGTH;
 		if (rr.type == DNS_TYPE_CNAME &&
-		    (st = dns_read_cname(msg, len, &rr, &target)) != DNS_OK)
+			(st = dns_read_cname(msg, len, &rr, &target)) != DNS_OK)
 			return st;
 	}
 	*end = off;
@@ -398,9 +394,8 @@ dns_chain_has(const struct dns_name *chain, size_t n, const struct dns_name *nam
  * are ignored. The answers were already checked by dns_check_answers.
  */
 static enum dns_status
-dns_collect_answers(const uint8_t *msg, size_t len, size_t start,
-    unsigned count, const struct dns_name *qname, uint16_t qtype,
-    struct dns_response *out)
+dns_collect_answers(const uint8_t *msg, size_t len, size_t start, unsigned count,
+	const struct dns_name *qname, uint16_t qtype, struct dns_response *out)
 {
 	struct dns_name chain[DNS_MAX_CNAMES + 1];
 	size_t nchain = 1;
@@ -420,7 +415,7 @@ dns_collect_answers(const uint8_t *msg, size_t len, size_t start,
 			if ((st = dns_read_rr(msg, len, &off, &rr)) != DNS_OK)
 				return st;
 			if (rr.type != DNS_TYPE_CNAME || rr.class != DNS_CLASS_IN ||
-			    !dns_name_equal(&rr.owner, &chain[nchain - 1]))
+				!dns_name_equal(&rr.owner, &chain[nchain - 1]))
 				continue;
 			if ((st = dns_read_cname(msg, len, &rr, &target)) != DNS_OK)
 				return st;
@@ -443,7 +438,7 @@ dns_collect_answers(const uint8_t *msg, size_t len, size_t start,
 		if ((st = dns_read_rr(msg, len, &off, &rr)) != DNS_OK)
 			return st;
 		if (rr.type != qtype || rr.class != DNS_CLASS_IN ||
-		    !dns_chain_has(chain, nchain, &rr.owner))
+			!dns_chain_has(chain, nchain, &rr.owner))
 			continue;
 		if (rr.ttl < ttl)
 			ttl = rr.ttl;
@@ -451,7 +446,7 @@ dns_collect_answers(const uint8_t *msg, size_t len, size_t start,
 			continue;
 		/* RDLENGTH was checked against the type (4 or 16) when read. */
 		addr_from_ip(&out->addrs[out->naddrs++], qtype == DNS_TYPE_A ? AF_INET : AF_INET6,
-		    msg + rr.rdata, 0);
+			msg + rr.rdata, 0);
 	}
 	out->ttl = out->naddrs > 0 ? ttl : 0;
 	return DNS_OK;
@@ -461,7 +456,7 @@ dns_collect_answers(const uint8_t *msg, size_t len, size_t start,
  * from any SOA (RFC 2308 §5: the lesser of the SOA's TTL and MINIMUM). */
 static enum dns_status
 dns_read_authority(const uint8_t *msg, size_t len, size_t off, unsigned count,
-    struct dns_response *out)
+	struct dns_response *out)
 {
 	struct dns_rr rr;
 	enum dns_status st;
@@ -484,8 +479,8 @@ dns_read_authority(const uint8_t *msg, size_t len, size_t off, unsigned count,
 }
 
 enum dns_status
-dns_parse_response(const uint8_t *msg, size_t len, uint16_t id,
-    const char *name, uint16_t qtype, struct dns_response *out)
+dns_parse_response(const uint8_t *msg, size_t len, uint16_t id, const char *name, uint16_t qtype,
+	struct dns_response *out)
 {
 	struct dns_name qname, got;
 	uint16_t flags, qdcount, ancount, nscount;

@@ -14,8 +14,8 @@
 
 #include "conn.h"
 #include "log.h"
-#include "net.h"
 #include "loop.h"
+#include "net.h"
 #include "pipepool.h"
 
 #define ACCEPT_BATCH 64
@@ -26,13 +26,13 @@ struct listener {
 	struct conn_env *env;
 	int fd;
 	struct watcher w;
-	struct timer pause_timer;  /* resumes accepting after fd exhaustion */
+	struct timer pause_timer; /* resumes accepting after fd exhaustion */
 	union sockaddr_any addr;
-	bool proxy_protocol;       /* connections start with a PROXY header */
-	bool wildcard;             /* 0.0.0.0 or :: : the local address varies */
-	bool nodelay_inherited;    /* TCP_NODELAY set here: accepted sockets inherit it */
-	bool stopped;              /* listener_stop ran; freed after the batch */
-	struct release rel;        /* freed after the batch that closed it */
+	bool proxy_protocol;    /* connections start with a PROXY header */
+	bool wildcard;          /* 0.0.0.0 or :: : the local address varies */
+	bool nodelay_inherited; /* TCP_NODELAY set here: accepted sockets inherit it */
+	bool stopped;           /* listener_stop ran; freed after the batch */
+	struct release rel;     /* freed after the batch that closed it */
 };
 
 static int reserve_fd = -1;
@@ -88,7 +88,7 @@ listener_on_accept(struct loop *loop, unsigned events, void *arg)
 		int fd = net_accept(l->fd, &peer);
 		if (fd < 0) {
 			if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS ||
-			    errno == ENOMEM) {
+				errno == ENOMEM) {
 				listener_shed(l, errno);
 				return;
 			}
@@ -124,8 +124,7 @@ listener_set_reuseport(bool on)
 /* A listener for an already listening fd: returns NULL with errno (the fd
  * is left open). */
 static struct listener *
-listener_new(struct conn_env *env, int fd, const union sockaddr_any *addr,
-	bool proxy_protocol)
+listener_new(struct conn_env *env, int fd, const union sockaddr_any *addr, bool proxy_protocol)
 {
 	struct listener *l = calloc(1, sizeof(*l));
 	int saved;

@@ -42,8 +42,8 @@ stderr_is_journal(void)
 	struct stat st;
 
 	if (!colon ||
-	    strnum_parse_u64_span(e, (size_t)(colon - e), 0, UINT64_MAX, &dev) != STRNUM_OK ||
-	    strnum_parse_u64(colon + 1, 0, UINT64_MAX, &ino) != STRNUM_OK)
+		strnum_parse_u64_span(e, (size_t)(colon - e), 0, UINT64_MAX, &dev) != STRNUM_OK ||
+		strnum_parse_u64(colon + 1, 0, UINT64_MAX, &ino) != STRNUM_OK)
 		return false;
 	if (fstat(STDERR_FILENO, &st) < 0)
 		return false;
@@ -92,8 +92,7 @@ log_enabled(enum log_level level)
 }
 
 bool
-log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
-	unsigned burst)
+log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms, unsigned burst)
 {
 	if (!rl->started || now_ms - rl->window_start_ms >= interval_ms) {
 		rl->started = true;
@@ -152,8 +151,7 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		clock_gettime(CLOCK_REALTIME, &ts);
 		gmtime_r(&ts.tv_sec, &tm);
 		n = strftime(line, sizeof(line), "%Y-%m-%dT%H:%M:%S", &tm);
-		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ",
-			ts.tv_nsec / 1000000);
+		n += (size_t)snprintf(line + n, sizeof(line) - n, ".%03ldZ ", ts.tv_nsec / 1000000);
 	}
 	n += (size_t)snprintf(line + n, sizeof(line) - n, "%s: %s%s", log_level_name(level),
 		log_tag, log_tag[0] ? ": " : "");
@@ -172,15 +170,15 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 	fflush(stderr);
 }
 
-#define LOG_FN(name, level, with_errno)                 \
-	void name(const char *fmt, ...)                 \
-	{                                               \
-		int saved = errno;                      \
-		va_list ap;                             \
-		va_start(ap, fmt);                      \
+#define LOG_FN(name, level, with_errno)                               \
+	void name(const char *fmt, ...)                               \
+	{                                                             \
+		int saved = errno;                                    \
+		va_list ap;                                           \
+		va_start(ap, fmt);                                    \
 		log_vwrite(level, (with_errno) ? saved : 0, fmt, ap); \
-		va_end(ap);                             \
-		errno = saved;                          \
+		va_end(ap);                                           \
+		errno = saved;                                        \
 	}
 
 LOG_FN(log_error, LOG_LVL_ERROR, 1)

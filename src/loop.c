@@ -49,9 +49,9 @@ struct loop {
 
 	struct release *release_head;
 
-	int tfd;                  /* timerfd; -1: epoll_wait's timeout instead */
+	int tfd; /* timerfd; -1: epoll_wait's timeout instead */
 	struct watcher tfd_watcher;
-	uint64_t armed_ms;        /* deadline tfd is armed for; 0: not armed */
+	uint64_t armed_ms; /* deadline tfd is armed for; 0: not armed */
 
 	int sigfd;
 	struct watcher sig_watcher;
@@ -175,10 +175,9 @@ loop_watch(struct loop *loop, struct watcher *w, unsigned mask)
 		w->generation = (uint8_t)((w->generation + 1) & LOOP_GENERATION_MASK);
 	memset(&ev, 0, sizeof(ev));
 	ev.events = ((mask & LOOP_READ) ? EPOLLIN | EPOLLRDHUP : 0) |
-		    ((mask & LOOP_WRITE) ? EPOLLOUT : 0);
+		((mask & LOOP_WRITE) ? EPOLLOUT : 0);
 	ev.data.u64 = (uintptr_t)w | w->generation;
-	if (epoll_ctl(loop->epfd, w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD,
-		    w->fd, &ev) < 0)
+	if (epoll_ctl(loop->epfd, w->registered ? EPOLL_CTL_MOD : EPOLL_CTL_ADD, w->fd, &ev) < 0)
 		return -1;
 	w->registered = true;
 	w->mask = mask;
@@ -287,8 +286,7 @@ timer_stop(struct loop *loop, struct timer *t)
 }
 
 bool
-timer_idle_expired(struct loop *loop, struct timer *t, uint64_t last_active_ms,
-	unsigned idle_ms)
+timer_idle_expired(struct loop *loop, struct timer *t, uint64_t last_active_ms, unsigned idle_ms)
 {
 	uint64_t idle_for = loop->now_ms - last_active_ms;
 
@@ -414,8 +412,7 @@ on_signalfd(struct loop *loop, unsigned events, void *arg)
 			return;
 		for (size_t i = 0; i < loop->nsignals; i++)
 			if (loop->signals[i].signo == (int)si.ssi_signo)
-				loop->signals[i].cb(loop, (int)si.ssi_signo,
-					loop->signals[i].arg);
+				loop->signals[i].cb(loop, (int)si.ssi_signo, loop->signals[i].arg);
 	}
 }
 
@@ -472,15 +469,14 @@ loop_iterate(struct loop *loop, int max_wait_ms)
 	loop->now_ms = monotonic_ms();
 	for (int i = 0; i < n; i++) {
 		struct watcher *w = (struct watcher *)(uintptr_t)(events[i].data.u64 &
-								    ~LOOP_GENERATION_MASK);
+			~LOOP_GENERATION_MASK);
 		unsigned ev = 0;
 		/* A watcher unregistered earlier in this batch (its owner
 		 * closed) must not be called: its memory is still valid
 		 * until run_releases, and registered tells us. One that was
 		 * registered again since, for another fd, has moved on to a
 		 * new generation: the event was for the old fd. */
-		if (!w->registered ||
-		    w->generation != (events[i].data.u64 & LOOP_GENERATION_MASK))
+		if (!w->registered || w->generation != (events[i].data.u64 & LOOP_GENERATION_MASK))
 			continue;
 		if (events[i].events & (EPOLLIN | EPOLLRDHUP | EPOLLHUP | EPOLLERR))
 			ev |= LOOP_READ;
@@ -491,7 +487,8 @@ loop_iterate(struct loop *loop, int max_wait_ms)
 		 * LOOP_ERROR tells it that one came. */
 		ev &= w->mask;
 		if (ev)
-			w->cb(loop, ev | ((events[i].events & (EPOLLHUP | EPOLLERR)) ? LOOP_ERROR : 0),
+			w->cb(loop,
+				ev | ((events[i].events & (EPOLLHUP | EPOLLERR)) ? LOOP_ERROR : 0),
 				w->arg);
 	}
 	run_timers(loop);

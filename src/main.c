@@ -9,10 +9,10 @@
  * difference so unchanged ones keep their backlog.
  */
 #include <dirent.h>
-#include <grp.h>
-#include <pwd.h>
 #include <errno.h>
+#include <grp.h>
 #include <inttypes.h>
+#include <pwd.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -23,16 +23,16 @@
 
 #include "acl.h"
 #include "auth.h"
+#include "bufpool.h"
 #include "config.h"
-#include "connlimit.h"
 #include "conn.h"
+#include "connlimit.h"
 #include "listener.h"
 #include "log.h"
-#include "metrics.h"
 #include "loop.h"
+#include "metrics.h"
 #include "notify.h"
 #include "pipepool.h"
-#include "bufpool.h"
 #include "relay.h"
 #include "resolver.h"
 #include "supervisor.h"
@@ -47,19 +47,19 @@
 struct daemon {
 	struct loop *loop;
 	struct conn_env env;
-	const char *path;          /* configuration file */
-	bool explicit_path;        /* -f given */
-	bool debug;                /* -d: debug level whatever the file says */
+	const char *path;   /* configuration file */
+	bool explicit_path; /* -f given */
+	bool debug;         /* -d: debug level whatever the file says */
 	struct listener *listeners[MAX_LISTENERS];
 	bool inherited[MAX_LISTENERS]; /* socket-activated: kept across reloads */
 	size_t nlisteners;
 	struct timer drain_timer;
 	struct timer status_timer;
 	bool stopping;
-	int worker;                /* worker index, -1 without workers */
+	int worker; /* worker index, -1 without workers */
 	struct metrics_server *metrics;
 	struct metrics_sources metrics_sources; /* what metrics_render reads */
-	union sockaddr_any metrics_addr; /* what it listens on (port + worker) */
+	union sockaddr_any metrics_addr;        /* what it listens on (port + worker) */
 };
 
 static void
@@ -99,8 +99,8 @@ log_counters(const struct daemon *d, const char *when)
 {
 	const struct stats *s = &d->env.stats;
 	log_info("%s: sessions active=%" PRIu64 " total=%" PRIu64 " auth_failures=%" PRIu64
-		 " bytes_up=%" PRIu64 " bytes_down=%" PRIu64, when, s->active, s->accepted,
-		s->auth_failures, s->bytes_up, s->bytes_down);
+		 " bytes_up=%" PRIu64 " bytes_down=%" PRIu64,
+		when, s->active, s->accepted, s->auth_failures, s->bytes_up, s->bytes_down);
 }
 
 static void
@@ -108,8 +108,9 @@ send_status(const struct daemon *d)
 {
 	const struct stats *s = &d->env.stats;
 	(void)notify_send("STATUS=%s%" PRIu64 " active sessions, %" PRIu64 " total, %" PRIu64
-			  " bytes up, %" PRIu64 " bytes down", d->stopping ? "stopping: " : "",
-		s->active, s->accepted, s->bytes_up, s->bytes_down);
+			  " bytes up, %" PRIu64 " bytes down",
+		d->stopping ? "stopping: " : "", s->active, s->accepted, s->bytes_up,
+		s->bytes_down);
 }
 
 static void
@@ -199,7 +200,8 @@ apply_logging(const struct daemon *d, const struct config *cfg)
 	log_use_syslog(cfg->log_syslog);
 	if (cfg->nplaintext_users)
 		log_warnx("%zu user(s) have plain-text passwords in the configuration; "
-			  "prefer crypt(3) hashes (e.g. mkpasswd -m yescrypt)", cfg->nplaintext_users);
+			  "prefer crypt(3) hashes (e.g. mkpasswd -m yescrypt)",
+			cfg->nplaintext_users);
 }
 
 /* Opens the listen lines of cfg, reusing listeners of the same address
@@ -224,7 +226,8 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 	for (size_t j = 0; j < cfg->nlisten; j++) {
 		for (size_t i = 0; i < d->nlisteners; i++) {
 			if (!addr_equal(listener_addr(d->listeners[i]), &cfg->listen[j].addr) ||
-			    listener_proxy_protocol(d->listeners[i]) != cfg->listen[j].proxy_protocol)
+				listener_proxy_protocol(d->listeners[i]) !=
+					cfg->listen[j].proxy_protocol)
 				continue;
 			have[j] = true;
 			if (!used[i]) {
@@ -402,10 +405,9 @@ drop_privileges(const struct config *cfg)
 	if (setuid(uid) < 0)
 		fatal("run-as: setuid %u", (unsigned)uid);
 	if (getuid() != uid || geteuid() != uid || getgid() != gid || getegid() != gid ||
-	    (uid != 0 && setuid(0) == 0))
+		(uid != 0 && setuid(0) == 0))
 		fatalx("run-as: privileges were not dropped");
-	log_info("running as %s (uid %u, gid %u)", cfg->run_as_user, (unsigned)uid,
-		(unsigned)gid);
+	log_info("running as %s (uid %u, gid %u)", cfg->run_as_user, (unsigned)uid, (unsigned)gid);
 }
 
 /* The open-proxy check of the config, for socket-activated listeners that
@@ -468,9 +470,9 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	 * SOCKS port accepts, the daemon is completely set up (health checks
 	 * and the tests' descriptor baselines rely on that). */
 	if (loop_signal(d->loop, SIGTERM, on_stop_signal, d) < 0 ||
-	    loop_signal(d->loop, SIGINT, on_stop_signal, d) < 0 ||
-	    loop_signal(d->loop, SIGHUP, on_hup, d) < 0 ||
-	    loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
+		loop_signal(d->loop, SIGINT, on_stop_signal, d) < 0 ||
+		loop_signal(d->loop, SIGHUP, on_hup, d) < 0 ||
+		loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
 		fatal("signalfd");
 	sync_metrics(d, cfg);
 	adopt_inherited(d, nfds);
@@ -482,8 +484,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		fatalx("no listening socket");
 	check_inherited_open_proxy(d, cfg);
 	drop_privileges(cfg);
-	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION,
-		d->nlisteners, auth_table_count(cfg->users));
+	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION, d->nlisteners,
+		auth_table_count(cfg->users));
 	if (ready_fd >= 0) {
 		ssize_t w;
 		do {
@@ -518,8 +520,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 
 /* Called in a forked worker process by the supervisor. */
 static int
-run_worker_entry(struct config *cfg, const struct supervisor_options *so,
-	unsigned index, int ready_fd)
+run_worker_entry(struct config *cfg, const struct supervisor_options *so, unsigned index,
+	int ready_fd)
 {
 	struct daemon d;
 	char tag[32];
@@ -589,8 +591,9 @@ main(int argc, char **argv)
 			config_dump(cfg, stdout);
 		else
 			fprintf(stderr, "socks5d: configuration %s is valid\n",
-				d.explicit_path || access(d.path, F_OK) == 0 ? d.path
-									    : "(built-in default)");
+				d.explicit_path || access(d.path, F_OK) == 0
+					? d.path
+					: "(built-in default)");
 		config_unref(cfg);
 		return 0;
 	}

@@ -25,26 +25,26 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "net.h"
 #include "loop.h"
+#include "net.h"
 #include "pipepool.h"
 #include "proto.h"
 #include "relay.h"
 #include "resolver.h"
 #include "stats.h"
 
-#define METRICS_BACKLOG 128            /* a burst of METRICS_MAX_CLIENTS fits */
-#define METRICS_ACCEPT_BATCH 16        /* accepts per wakeup, for fairness */
-#define METRICS_LINGER_MS 1000         /* drain the peer after answering */
-#define METRICS_LINGER_READS 4         /* reads per wakeup while lingering */
-#define METRICS_PAUSE_MS 1000          /* listener rest after EMFILE */
-#define METRICS_LOG_INTERVAL_MS 60000  /* repeated accept errors */
+#define METRICS_BACKLOG 128           /* a burst of METRICS_MAX_CLIENTS fits */
+#define METRICS_ACCEPT_BATCH 16       /* accepts per wakeup, for fairness */
+#define METRICS_LINGER_MS 1000        /* drain the peer after answering */
+#define METRICS_LINGER_READS 4        /* reads per wakeup while lingering */
+#define METRICS_PAUSE_MS 1000         /* listener rest after EMFILE */
+#define METRICS_LOG_INTERVAL_MS 60000 /* repeated accept errors */
 
 #define HTTP_OK 200
 #define HTTP_BAD_REQUEST 400
 #define HTTP_NOT_FOUND 404
 #define HTTP_METHOD_NOT_ALLOWED 405
-#define HTTP_HEADERS_TOO_LARGE 431     /* RFC 6585 §5 */
+#define HTTP_HEADERS_TOO_LARGE 431 /* RFC 6585 §5 */
 #define HTTP_INTERNAL_ERROR 500
 
 #define METRICS_PATH "/metrics"
@@ -62,40 +62,40 @@ enum metrics_client_state {
 
 struct metrics_client {
 	struct metrics_server *m;
-	LIST_ENTRY(metrics_client) link;     /* m->clients */
+	LIST_ENTRY(metrics_client) link; /* m->clients */
 	int fd;
 	struct watcher w;
-	struct timer deadline;               /* whatever the state waits for */
+	struct timer deadline; /* whatever the state waits for */
 	struct release rel;
 	enum metrics_client_state state;
-	bool stopped;                        /* client_stop ran; freed after the batch */
-	bool have_line;                      /* request line complete and valid */
-	bool in_target;                      /* past the method's space */
-	bool head;                           /* HEAD: headers only */
-	size_t req_len;                      /* bytes in req */
-	size_t scanned;                      /* bytes of req already checked */
-	size_t line_start;                   /* where the current line begins */
-	size_t method_len;                   /* method is req[0..method_len) */
-	size_t target_off, target_len;       /* request-target */
-	const uint8_t *out;                  /* response: in req, or out_owned */
+	bool stopped;                  /* client_stop ran; freed after the batch */
+	bool have_line;                /* request line complete and valid */
+	bool in_target;                /* past the method's space */
+	bool head;                     /* HEAD: headers only */
+	size_t req_len;                /* bytes in req */
+	size_t scanned;                /* bytes of req already checked */
+	size_t line_start;             /* where the current line begins */
+	size_t method_len;             /* method is req[0..method_len) */
+	size_t target_off, target_len; /* request-target */
+	const uint8_t *out;            /* response: in req, or out_owned */
 	size_t out_len, out_off;
-	uint8_t *out_owned;                  /* malloc'd 200 response */
+	uint8_t *out_owned;               /* malloc'd 200 response */
 	char peer[ADDR_STRLEN];           /* for debug logs */
-	uint8_t req[METRICS_REQUEST_MAX];    /* the head; then error answers */
+	uint8_t req[METRICS_REQUEST_MAX]; /* the head; then error answers */
 };
 
 struct metrics_server {
 	struct loop *loop;
 	int fd;
 	struct watcher w;
-	struct timer pause;                  /* resumes accepting after EMFILE */
+	struct timer pause; /* resumes accepting after EMFILE */
 	struct release rel;
 	metrics_render_cb render;
 	void *arg;
 	unsigned timeout_ms;
-	LIST_HEAD(, metrics_client) clients;
+	LIST_HEAD(metrics_client_list, metrics_client) clients;
 	size_t nclients;
-	uint64_t last_log_ms;                /* last accept error logged */
+	uint64_t last_log_ms; /* last accept error logged */
 	bool logged;
 };
 
@@ -155,8 +155,7 @@ client_on_deadline(struct loop *loop, void *arg)
 static bool
 is_tchar(uint8_t ch)
 {
-	if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') ||
-	    (ch >= 'A' && ch <= 'Z'))
+	if ((ch >= '0' && ch <= '9') || (ch >= 'a' && ch <= 'z') || (ch >= 'A' && ch <= 'Z'))
 		return true;
 	return ch != '\0' && strchr("!#$%&'*+-.^_`|~", ch) != NULL;
 }
@@ -181,8 +180,8 @@ parse_request_line(struct metrics_client *c, size_t end)
 	c->target_len = i - c->target_off;
 	i++;
 	/* HTTP/1.x only: "HTTP/1." DIGIT and nothing after it. */
-	return end - i == 8 && memcmp(p + i, "HTTP/1.", 7) == 0 &&
-	       p[i + 7] >= '0' && p[i + 7] <= '9';
+	return end - i == 8 && memcmp(p + i, "HTTP/1.", 7) == 0 && p[i + 7] >= '0' &&
+		p[i + 7] <= '9';
 }
 
 /* field-name ":" field-value; obs-fold (a leading space) is rejected, as
@@ -215,7 +214,7 @@ route(struct metrics_client *c)
 	c->head = method_is(c, "HEAD");
 	/* The query string is Prometheus's business (e.g. ?name[]=); ignore it. */
 	ours = c->target_len >= plen && memcmp(t, METRICS_PATH, plen) == 0 &&
-	       (c->target_len == plen || t[plen] == '?');
+		(c->target_len == plen || t[plen] == '?');
 	if (!ours)
 		return HTTP_NOT_FOUND;
 	if (c->head || method_is(c, "GET"))
@@ -249,8 +248,7 @@ client_scan(struct metrics_client *c)
 				/* The empty line: the head is complete. Any body
 				 * or pipelined request after it is ignored. */
 				return route(c);
-			} else if (!header_line_ok(c->req + c->line_start,
-					   end - c->line_start)) {
+			} else if (!header_line_ok(c->req + c->line_start, end - c->line_start)) {
 				return HTTP_BAD_REQUEST;
 			}
 			c->line_start = i + 1;
@@ -304,7 +302,7 @@ http_date(char *out, size_t cap)
 	struct tm tm;
 
 	if (gmtime_r(&now, &tm) == NULL ||
-	    strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
+		strftime(out, cap, "%a, %d %b %Y %H:%M:%S GMT", &tm) == 0)
 		out[0] = '\0';
 }
 
@@ -337,8 +335,7 @@ client_prepare_error(struct metrics_client *c, int status)
 	int bl, hl;
 
 	bl = snprintf(body, sizeof(body), "%d %s\n", status, status_reason(status));
-	hl = format_head(out, sizeof(c->req), status, "text/plain; charset=utf-8",
-		(size_t)bl);
+	hl = format_head(out, sizeof(c->req), status, "text/plain; charset=utf-8", (size_t)bl);
 	/* Both fit by construction (a few hundred bytes of 2 KiB). */
 	if (!c->head)
 		memcpy(out + hl, body, (size_t)bl + 1);
@@ -393,8 +390,7 @@ client_prepare_metrics(struct metrics_client *c)
 static void
 client_respond(struct metrics_client *c, int status)
 {
-	log_debug("metrics: %s %.*s -> %d", c->peer,
-		c->have_line ? (int)c->method_len : 1,
+	log_debug("metrics: %s %.*s -> %d", c->peer, c->have_line ? (int)c->method_len : 1,
 		c->have_line ? (const char *)c->req : "-", status);
 	if (status == HTTP_OK && client_prepare_metrics(c) < 0)
 		status = HTTP_INTERNAL_ERROR;
@@ -417,8 +413,7 @@ client_flush(struct metrics_client *c)
 {
 	while (c->out_off < c->out_len) {
 		/* MSG_NOSIGNAL: a scraper that went away is EPIPE, not a signal. */
-		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off,
-			MSG_NOSIGNAL);
+		ssize_t n = send(c->fd, c->out + c->out_off, c->out_len - c->out_off, MSG_NOSIGNAL);
 		if (n < 0) {
 			if (errno == EINTR)
 				continue;
@@ -519,8 +514,7 @@ client_new(struct metrics_server *m, int fd, const union sockaddr_any *peer)
 	if (m->nclients >= METRICS_MAX_CLIENTS) {
 		/* Accepting and closing keeps the backlog from filling with
 		 * connections that would only time out there. */
-		log_debug("metrics: %d clients already, closing a new one",
-			METRICS_MAX_CLIENTS);
+		log_debug("metrics: %d clients already, closing a new one", METRICS_MAX_CLIENTS);
 		close(fd);
 		return;
 	}
@@ -592,8 +586,8 @@ server_on_accept(struct loop *loop, unsigned events, void *arg)
 /* --- public -------------------------------------------------------------- */
 
 struct metrics_server *
-metrics_start(struct loop *loop, const union sockaddr_any *addr,
-	metrics_render_cb render, void *arg)
+metrics_start(struct loop *loop, const union sockaddr_any *addr, metrics_render_cb render,
+	void *arg)
 {
 	struct metrics_server *m;
 	int saved;
@@ -663,8 +657,7 @@ struct metrics_text {
 };
 
 static void
-metrics_family(const struct metrics_text *t, const char *name, const char *type,
-	const char *help)
+metrics_family(const struct metrics_text *t, const char *name, const char *type, const char *help)
 {
 	fprintf(t->out, "# HELP %s %s\n# TYPE %s %s\n", name, help, name, type);
 }
@@ -683,9 +676,8 @@ metrics_sample(const struct metrics_text *t, const char *name, const char *label
 
 /* A family with one labelled sample per value: label="names[i]". */
 static void
-metrics_by_label(const struct metrics_text *t, const char *name, const char *type,
-	const char *help, const char *label, const char *const *names, const uint64_t *v,
-	size_t n)
+metrics_by_label(const struct metrics_text *t, const char *name, const char *type, const char *help,
+	const char *label, const char *const *names, const uint64_t *v, size_t n)
 {
 	char l[64];
 
@@ -742,7 +734,7 @@ static void
 metrics_relay(const struct metrics_text *t, const struct stats *s)
 {
 	static const char *const dirs[] = { "up", "down" }, *const paths[] = { "splice", "copy" },
-			  *const states[] = { "in_use", "cached" };
+				 *const states[] = { "in_use", "cached" };
 	struct relay_stats rls;
 	struct pipepool_stats pps;
 
@@ -753,8 +745,8 @@ metrics_relay(const struct metrics_text *t, const struct stats *s)
 		(const uint64_t[]){ s->bytes_up, s->bytes_down }, 2);
 	metrics_by_label(t, "socks5d_relay_bytes_total", "counter",
 		"Bytes the relay has written so far, by path (splice: through a pipe, copy: "
-		"through a buffer).", "path", paths,
-		(const uint64_t[]){ rls.spliced, rls.copied }, 2);
+		"through a buffer).",
+		"path", paths, (const uint64_t[]){ rls.spliced, rls.copied }, 2);
 	metrics_by_label(t, "socks5d_relay_pipes", "gauge", "Splice pipes, by state.", "state",
 		states, (const uint64_t[]){ pps.in_use, pps.cached }, 2);
 	metrics_family(t, "socks5d_relay_pipe_refusals_total", "counter",
@@ -774,7 +766,8 @@ metrics_refusals(const struct metrics_text *t, const struct stats *s)
 	metrics_by_label(t, "socks5d_denied_total", "counter",
 		"Connections and requests refused, by reason.", "reason", reasons,
 		(const uint64_t[]){ s->client_denials, s->rule_denials, s->limit_refusals,
-			s->proxy_rejects }, 4);
+			s->proxy_rejects },
+		4);
 }
 
 static void
@@ -830,8 +823,8 @@ metrics_render(FILE *out, void *arg)
 		"UDP datagrams relayed (ended associations), by direction.", "direction", dirs,
 		(const uint64_t[]){ s->udp_dgrams_up, s->udp_dgrams_down }, 2);
 	metrics_by_label(&t, "socks5d_udp_dropped_total", "counter",
-		"UDP datagrams dropped, by reason.", "reason", udpassoc_drop_names,
-		s->udp_dropped, UDPASSOC_DROP_REASONS);
+		"UDP datagrams dropped, by reason.", "reason", udpassoc_drop_names, s->udp_dropped,
+		UDPASSOC_DROP_REASONS);
 	metrics_family(&t, "socks5d_open_fds", "gauge", "File descriptors in use.");
 	metrics_sample(&t, "socks5d_open_fds", NULL, metrics_count_fds());
 }

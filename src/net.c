@@ -73,7 +73,7 @@ listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo
 		goto fail;
 	/* [::]:1080 must not also claim 0.0.0.0:1080: a separate listen line does. */
 	if (a->sa.sa_family == AF_INET6 &&
-	    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
+		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail;
 	if ((lo || hi ? bind_in_range(fd, a, lo, hi) : bind(fd, &a->sa, addr_len(a))) < 0)
 		goto fail;

@@ -8,8 +8,8 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stddef.h>
 #include <stdarg.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -40,8 +40,9 @@ notify_init(void)
 	size_t len;
 
 	if (wd && strnum_parse_u64(wd, 1, UINT64_MAX, &v) == STRNUM_OK &&
-	    (!wd_pid || (strnum_parse_u64(wd_pid, 0, UINT64_MAX, &pid) == STRNUM_OK &&
-			    pid == (uint64_t)getpid())))
+		(!wd_pid ||
+			(strnum_parse_u64(wd_pid, 0, UINT64_MAX, &pid) == STRNUM_OK &&
+				pid == (uint64_t)getpid())))
 		watchdog_usec = v;
 	unsetenv("WATCHDOG_USEC");
 	unsetenv("WATCHDOG_PID");
@@ -90,8 +91,8 @@ notify_send(const char *fmt, ...)
 		return -1;
 	}
 	do {
-		w = sendto(notify_fd, msg, (size_t)n, MSG_NOSIGNAL,
-			(struct sockaddr *)&notify_addr, notify_addr_len);
+		w = sendto(notify_fd, msg, (size_t)n, MSG_NOSIGNAL, (struct sockaddr *)&notify_addr,
+			notify_addr_len);
 	} while (w < 0 && errno == EINTR);
 	return w < 0 ? -1 : 0;
 }
@@ -145,7 +146,7 @@ notify_listen_fds(void)
 	int count = 0;
 
 	if (pid_s && fds_s && strnum_parse_u64(pid_s, 0, UINT64_MAX, &pid) == STRNUM_OK &&
-	    pid == (uint64_t)getpid() && strnum_parse_u64(fds_s, 1, 1023, &n) == STRNUM_OK) {
+		pid == (uint64_t)getpid() && strnum_parse_u64(fds_s, 1, 1023, &n) == STRNUM_OK) {
 		count = (int)n;
 		for (int fd = LISTEN_FDS_START; fd < LISTEN_FDS_START + count; fd++) {
 			int fl = fcntl(fd, F_GETFL);

@@ -47,7 +47,7 @@ system_pipe_max(void)
 		return 0;
 	/* One number and a newline; anything else counts as unknown (0). */
 	if (!fgets(line, sizeof(line), f) ||
-	    strnum_parse_u64_span(line, strcspn(line, "\n"), 0, SIZE_MAX, &v) != STRNUM_OK)
+		strnum_parse_u64_span(line, strcspn(line, "\n"), 0, SIZE_MAX, &v) != STRNUM_OK)
 		v = 0;
 	fclose(f);
 	return (size_t)v;

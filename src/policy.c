@@ -60,8 +60,7 @@ policy_client_allowed(struct policy *p, const struct policy_subject *s, uint64_t
 }
 
 enum policy_admission
-policy_admit(struct policy *p, const struct policy_subject *s, uint64_t now_ms,
-	bool *ip_counted)
+policy_admit(struct policy *p, const struct policy_subject *s, uint64_t now_ms, bool *ip_counted)
 {
 	unsigned limit = s->cfg->max_connections_per_ip;
 	char peer[ADDR_STRLEN];
@@ -108,7 +107,7 @@ policy_hash_check(struct policy *p, const struct policy_subject *s, const char *
 	bool hashed;
 
 	p->hash_budget_us += (int64_t)(now_ms - p->hash_budget_at_ms) *
-			     (POLICY_HASH_US_PER_SEC / 1000);
+		(POLICY_HASH_US_PER_SEC / 1000);
 	if (p->hash_budget_us > POLICY_HASH_US_PER_SEC)
 		p->hash_budget_us = POLICY_HASH_US_PER_SEC;
 	p->hash_budget_at_ms = now_ms;
@@ -117,11 +116,12 @@ policy_hash_check(struct policy *p, const struct policy_subject *s, const char *
 	if (hashed) {
 		clock_gettime(CLOCK_MONOTONIC, &t1);
 		p->hash_budget_us -= (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
-				     (t1.tv_nsec - t0.tv_nsec) / 1000;
+			(t1.tv_nsec - t0.tv_nsec) / 1000;
 	}
 	if (r == AUTH_RESULT_NEED_HASH && policy_refusal_log_ok(p, now_ms))
 		log_warnx("conn %" PRIu64 ": password hashing budget spent (many failed "
-			  "logins?): user \"%s\" refused unchecked", s->id, user);
+			  "logins?): user \"%s\" refused unchecked",
+			s->id, user);
 	return r == AUTH_RESULT_OK;
 }
 
@@ -137,7 +137,7 @@ policy_check_password(struct policy *p, const struct policy_subject *s, const ch
 	 * name than the client sent: never authenticates. A locked-out
 	 * address is not checked at all. */
 	if (!locked && strlen(user) == ulen && strlen(pass) == plen &&
-	    policy_hash_check(p, s, user, pass, now_ms)) {
+		policy_hash_check(p, s, user, pass, now_ms)) {
 		if (p->limits)
 			connlimit_auth_ok(p->limits, s->client, now_ms);
 		return POLICY_AUTH_OK;
@@ -146,13 +146,14 @@ policy_check_password(struct policy *p, const struct policy_subject *s, const ch
 	addr_format(s->client, peer, sizeof(peer));
 	if (locked) {
 		log_warnx("conn %" PRIu64 ": %s is locked out for %" PRIu64 " s more; user \"%s\" "
-			  "not checked", s->id, peer, (left + 999) / 1000, user);
+			  "not checked",
+			s->id, peer, (left + 999) / 1000, user);
 		return POLICY_AUTH_LOCKED;
 	}
-	log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" from %s", s->id,
-		user, peer);
-	if (p->limits && connlimit_auth_fail(p->limits, s->client, now_ms) ==
-				 CONNLIMIT_LOCKOUT_STARTED)
+	log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" from %s", s->id, user,
+		peer);
+	if (p->limits &&
+		connlimit_auth_fail(p->limits, s->client, now_ms) == CONNLIMIT_LOCKOUT_STARTED)
 		log_warnx("%s locked out for %u s after %u failed authentications", peer,
 			s->cfg->auth_lockout, s->cfg->auth_fail_limit);
 	return POLICY_AUTH_FAILED;
@@ -163,8 +164,9 @@ policy_check_password(struct policy *p, const struct policy_subject *s, const ch
 static unsigned
 policy_acl_cmd(uint8_t cmd)
 {
-	return cmd == SOCKS_CMD_BIND ? ACL_CMD_BIND
-	     : cmd == SOCKS_CMD_UDP_ASSOCIATE ? ACL_CMD_UDP : ACL_CMD_CONNECT;
+	return cmd == SOCKS_CMD_BIND             ? ACL_CMD_BIND
+		: cmd == SOCKS_CMD_UDP_ASSOCIATE ? ACL_CMD_UDP
+						 : ACL_CMD_CONNECT;
 }
 
 /* The daemon itself as a destination: its loopback, or one of its
@@ -185,7 +187,7 @@ policy_is_self(const struct policy_subject *s, const union sockaddr_any *dst)
 		if (addr_equal(l, &d))
 			return true;
 		if (addr_port(l) == addr_port(&d) && addr_is_unspecified(l) &&
-		    addr_ip_equal(s->local, &d))
+			addr_ip_equal(s->local, &d))
 			return true;
 	}
 	return false;
@@ -212,7 +214,7 @@ policy_check_request(const struct policy_subject *s, uint8_t cmd, const char *na
 	if (r.line == 0 && acl_request_rule_count(s->cfg->acl) > 0)
 		return ACL_DENY;
 	if (dst && !(r.line && r.explicit_to) && !addr_is_loopback(s->client) &&
-	    policy_is_self(s, dst)) {
+		policy_is_self(s, dst)) {
 		*line = 0;
 		return ACL_DENY;
 	}
@@ -258,8 +260,7 @@ policy_acquire_user(struct policy *p, const struct policy_subject *s, uint64_t n
 }
 
 void
-policy_forget(struct policy *p, const struct policy_subject *s, bool ip_counted,
-	bool user_counted)
+policy_forget(struct policy *p, const struct policy_subject *s, bool ip_counted, bool user_counted)
 {
 	if (ip_counted)
 		connlimit_ip_release(p->limits, s->client);

@@ -103,8 +103,7 @@ check_version(const uint8_t *p, size_t len, uint8_t version, enum proto_status e
 
 /* RFC 1928 §3: VER NMETHODS METHODS. */
 enum proto_status
-proto_parse_greeting(const uint8_t *p, size_t len,
-	struct proto_greeting *out, size_t *consumed)
+proto_parse_greeting(const uint8_t *p, size_t len, struct proto_greeting *out, size_t *consumed)
 {
 	enum proto_status st;
 	size_t n;
@@ -125,8 +124,7 @@ proto_parse_greeting(const uint8_t *p, size_t len,
 
 /* RFC 1929 §2: VER ULEN UNAME PLEN PASSWD. */
 enum proto_status
-proto_parse_userpass(const uint8_t *p, size_t len,
-	struct proto_userpass *out, size_t *consumed)
+proto_parse_userpass(const uint8_t *p, size_t len, struct proto_userpass *out, size_t *consumed)
 {
 	enum proto_status st;
 	size_t ulen, plen;
@@ -155,16 +153,14 @@ proto_parse_userpass(const uint8_t *p, size_t len,
 
 /* RFC 1928 §4: VER CMD RSV ATYP DST.ADDR DST.PORT. */
 enum proto_status
-proto_parse_request(const uint8_t *p, size_t len,
-	struct proto_request *out, size_t *consumed)
+proto_parse_request(const uint8_t *p, size_t len, struct proto_request *out, size_t *consumed)
 {
 	enum proto_status st;
 	size_t used;
 
 	if ((st = check_version(p, len, SOCKS_VERSION, PROTO_ERR_VERSION)) != PROTO_OK)
 		return st;
-	if (p[1] != SOCKS_CMD_CONNECT && p[1] != SOCKS_CMD_BIND &&
-	    p[1] != SOCKS_CMD_UDP_ASSOCIATE)
+	if (p[1] != SOCKS_CMD_CONNECT && p[1] != SOCKS_CMD_BIND && p[1] != SOCKS_CMD_UDP_ASSOCIATE)
 		return PROTO_ERR_COMMAND;
 	if (len < 3)
 		return PROTO_NEED_MORE;
@@ -181,8 +177,7 @@ proto_parse_request(const uint8_t *p, size_t len,
 
 /* RFC 1928 §7: RSV(2) FRAG ATYP DST.ADDR DST.PORT DATA, one whole datagram. */
 enum proto_status
-proto_parse_udp_header(const uint8_t *p, size_t len,
-	struct proto_udp_header *out)
+proto_parse_udp_header(const uint8_t *p, size_t len, struct proto_udp_header *out)
 {
 	enum proto_status st;
 	size_t used;
@@ -207,8 +202,7 @@ proto_parse_udp_header(const uint8_t *p, size_t len,
 }
 
 uint8_t
-proto_choose_method(const struct proto_greeting *g,
-	const uint8_t *prefs, size_t nprefs)
+proto_choose_method(const struct proto_greeting *g, const uint8_t *prefs, size_t nprefs)
 {
 	size_t i;
 
@@ -290,8 +284,7 @@ encode_sockaddr(uint8_t *out, const struct sockaddr *sa)
 
 /* RFC 1928 §6: VER REP RSV ATYP BND.ADDR BND.PORT. */
 size_t
-proto_encode_reply(uint8_t out[PROTO_REPLY_MAX], uint8_t rep,
-	const struct sockaddr *bnd)
+proto_encode_reply(uint8_t out[PROTO_REPLY_MAX], uint8_t rep, const struct sockaddr *bnd)
 {
 	out[0] = SOCKS_VERSION;
 	out[1] = rep;
@@ -301,8 +294,7 @@ proto_encode_reply(uint8_t out[PROTO_REPLY_MAX], uint8_t rep,
 
 /* RFC 1928 §7: RSV RSV FRAG ATYP ADDR PORT; we never fragment, so FRAG 0. */
 size_t
-proto_encode_udp_header(uint8_t out[PROTO_UDP_HEADER_MAX],
-	const struct sockaddr *src)
+proto_encode_udp_header(uint8_t out[PROTO_UDP_HEADER_MAX], const struct sockaddr *src)
 {
 	out[0] = 0;
 	out[1] = 0;
@@ -362,8 +354,8 @@ scan_cstring(const uint8_t *p, size_t len, size_t *n)
 }
 
 enum proto_status
-proto_parse_socks4_request(const uint8_t *p, size_t len,
-	struct proto_socks4_request *out, size_t *consumed)
+proto_parse_socks4_request(const uint8_t *p, size_t len, struct proto_socks4_request *out,
+	size_t *consumed)
 {
 	enum proto_status st;
 	size_t ulen, off;
@@ -522,8 +514,7 @@ proto_cmd_str(uint8_t cmd)
 }
 
 int
-proto_addr_to_sockaddr(const struct socks_addr *a,
-	struct sockaddr_storage *ss, socklen_t *len)
+proto_addr_to_sockaddr(const struct socks_addr *a, struct sockaddr_storage *ss, socklen_t *len)
 {
 	union sockaddr_any sa;
 

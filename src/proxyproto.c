@@ -20,13 +20,24 @@
 
 /* §2.2: the v2 signature; it holds a NUL, so it is never a C string. */
 static const uint8_t pp2_signature[] = {
-	0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+	0x0D,
+	0x0A,
+	0x0D,
+	0x0A,
+	0x00,
+	0x0D,
+	0x0A,
+	0x51,
+	0x55,
+	0x49,
+	0x54,
+	0x0A,
 };
 #define PP2_SIG_LEN sizeof(pp2_signature)
-#define PP2_HEADER_LEN 16       /* signature, ver/cmd, family, length */
-#define PP2_VERSION 0x2         /* high nibble of byte 13 */
-#define PP2_CMD_LOCAL 0x0       /* health check from the proxy itself */
-#define PP2_CMD_PROXY 0x1       /* relayed on behalf of a client */
+#define PP2_HEADER_LEN 16 /* signature, ver/cmd, family, length */
+#define PP2_VERSION 0x2   /* high nibble of byte 13 */
+#define PP2_CMD_LOCAL 0x0 /* health check from the proxy itself */
+#define PP2_CMD_PROXY 0x1 /* relayed on behalf of a client */
 /* Byte 14: address family (high nibble) and transport (low nibble). */
 #define PP2_FAM_UNSPEC 0x00
 #define PP2_FAM_TCP4 0x11
@@ -35,17 +46,17 @@ static const uint8_t pp2_signature[] = {
 #define PP2_FAM_UDP6 0x22
 #define PP2_FAM_UNIX_STREAM 0x31
 #define PP2_FAM_UNIX_DGRAM 0x32
-#define PP2_ADDR_LEN_INET 12    /* 2 * 4 address bytes + 2 * 2 port bytes */
-#define PP2_ADDR_LEN_INET6 36   /* 2 * 16 + 2 * 2 */
+#define PP2_ADDR_LEN_INET 12  /* 2 * 4 address bytes + 2 * 2 port bytes */
+#define PP2_ADDR_LEN_INET6 36 /* 2 * 16 + 2 * 2 */
 
 /* §2.1: the v1 line and its fields. */
 #define PP1_SIGNATURE "PROXY"
 #define PP1_PROTO_TCP4 "TCP4"
 #define PP1_PROTO_TCP6 "TCP6"
 #define PP1_PROTO_UNKNOWN "UNKNOWN"
-#define PP1_IPV4_MAX 15         /* 255.255.255.255 */
-#define PP1_IPV6_MAX 39         /* eight groups of four hex digits */
-#define PP1_PORT_MAX 5          /* 65535 */
+#define PP1_IPV4_MAX 15 /* 255.255.255.255 */
+#define PP1_IPV6_MAX 39 /* eight groups of four hex digits */
+#define PP1_PORT_MAX 5  /* 65535 */
 
 /* --- version 2 ----------------------------------------------------------- */
 
@@ -142,7 +153,7 @@ typedef bool (*pp1_field_fn)(const uint8_t *f, size_t n, bool whole);
 struct pp1 {
 	const uint8_t *p;
 	size_t len;
-	size_t pos;  /* next byte to look at */
+	size_t pos; /* next byte to look at */
 };
 
 static bool
@@ -161,7 +172,9 @@ static bool
 pp1_proto_ok(const uint8_t *f, size_t n, bool whole)
 {
 	static const char *const names[] = {
-		PP1_PROTO_TCP4, PP1_PROTO_TCP6, PP1_PROTO_UNKNOWN,
+		PP1_PROTO_TCP4,
+		PP1_PROTO_TCP6,
+		PP1_PROTO_UNKNOWN,
 	};
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++) {
@@ -289,8 +302,7 @@ pp1_expect(struct pp1 *c, uint8_t want)
  * field are the field's own error, bad.
  */
 static enum proxyproto_status
-pp1_field(struct pp1 *c, pp1_field_fn ok, enum proxyproto_status bad,
-	size_t *start)
+pp1_field(struct pp1 *c, pp1_field_fn ok, enum proxyproto_status bad, size_t *start)
 {
 	enum proxyproto_status st;
 	uint8_t ch;
@@ -411,19 +423,19 @@ parse_v1(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 	addr_ok = p[f_proto + 3] == '6' ? pp1_ipv6_ok : pp1_ipv4_ok;
 
 	if ((st = pp1_next_field(&c, addr_ok, &f_src)) != PROXYPROTO_OK ||
-	    (st = pp1_next_field(&c, addr_ok, &f_dst)) != PROXYPROTO_OK ||
-	    (st = pp1_next_field(&c, pp1_port_ok, &f_sport)) != PROXYPROTO_OK ||
-	    (st = pp1_next_field(&c, pp1_port_ok, &f_dport)) != PROXYPROTO_OK ||
-	    (st = pp1_crlf(&c)) != PROXYPROTO_OK)
+		(st = pp1_next_field(&c, addr_ok, &f_dst)) != PROXYPROTO_OK ||
+		(st = pp1_next_field(&c, pp1_port_ok, &f_sport)) != PROXYPROTO_OK ||
+		(st = pp1_next_field(&c, pp1_port_ok, &f_dport)) != PROXYPROTO_OK ||
+		(st = pp1_crlf(&c)) != PROXYPROTO_OK)
 		return st;
 
 	/* Every field was checked whole above. Field ends are the starts of
 	 * the following fields minus the space (minus CRLF for the last). */
 	r->local = false;
 	if (!pp1_endpoint(p + f_src, f_dst - 1 - f_src, p + f_sport, f_dport - 1 - f_sport,
-		&r->src) ||
-	    !pp1_endpoint(p + f_dst, f_sport - 1 - f_dst, p + f_dport, c.pos - 2 - f_dport,
-		&r->dst))
+		    &r->src) ||
+		!pp1_endpoint(p + f_dst, f_sport - 1 - f_dst, p + f_dport, c.pos - 2 - f_dport,
+			&r->dst))
 		return PROXYPROTO_ERR_ADDRESS;
 	*consumed = c.pos;
 	return PROXYPROTO_OK;
@@ -432,8 +444,7 @@ parse_v1(const uint8_t *p, size_t len, struct proxyproto_result *r, size_t *cons
 /* --- entry points -------------------------------------------------------- */
 
 enum proxyproto_status
-proxyproto_parse(const uint8_t *p, size_t len, struct proxyproto_result *out,
-	size_t *consumed)
+proxyproto_parse(const uint8_t *p, size_t len, struct proxyproto_result *out, size_t *consumed)
 {
 	struct proxyproto_result r;
 	enum proxyproto_status st;

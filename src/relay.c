@@ -15,10 +15,10 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <stdlib.h>
-#include <string.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <stdlib.h>
+#include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -52,8 +52,9 @@ relay_mask(const struct relay *r, int i)
 	const struct relay_dir *in = &r->dir[i], *out = &r->dir[1 - i];
 	unsigned mask = 0;
 
-	if (!in->eof && (in->inpipe > 0 ? in->inpipe < in->pipe.cap && !in->pipe_full
-					: !in->pb || buf_space(&in->pb->b) > 0))
+	if (!in->eof &&
+		(in->inpipe > 0 ? in->inpipe < in->pipe.cap && !in->pipe_full
+				: !in->pb || buf_space(&in->pb->b) > 0))
 		mask |= LOOP_READ;
 	if ((out->pb && buf_len(&out->pb->b) > 0) || out->inpipe > 0)
 		mask |= LOOP_WRITE;
@@ -296,8 +297,7 @@ relay_seed(struct relay_dir *dir, const uint8_t *p, size_t len)
 
 int
 relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watcher *tw,
-	const uint8_t *up_initial, size_t up_len,
-	const uint8_t *down_initial, size_t down_len,
+	const uint8_t *up_initial, size_t up_len, const uint8_t *down_initial, size_t down_len,
 	unsigned idle_ms, relay_done_cb done, void *arg)
 {
 	memset(r, 0, sizeof(*r));
@@ -312,7 +312,7 @@ relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watch
 		r->dir[i].pipe.rd = r->dir[i].pipe.wr = -1;
 	timer_init(&r->idle_timer, relay_on_idle, r);
 	if (relay_seed(&r->dir[RELAY_UP], up_initial, up_len) < 0 ||
-	    relay_seed(&r->dir[RELAY_DOWN], down_initial, down_len) < 0)
+		relay_seed(&r->dir[RELAY_DOWN], down_initial, down_len) < 0)
 		goto fail;
 	/* The sockets usually are in the epoll set already (handshake,
 	 * connect) with these watchers: taking them over costs no syscall,

@@ -46,20 +46,20 @@
 /* Hosts entries, answers and the cache keep addresses as union
  * sockaddr_any with port 0, the type the results are handed out in. */
 struct hosts_entry {
-	char *name;          /* lowercase, no final dot */
-	size_t line;         /* file order: ties keep it */
+	char *name;  /* lowercase, no final dot */
+	size_t line; /* file order: ties keep it */
 	union sockaddr_any addr;
 };
 
 struct cache_entry {
-	LIST_ENTRY(cache_entry) chain;  /* hash bucket */
-	TAILQ_ENTRY(cache_entry) lru;   /* r->lru, most recently used first */
+	LIST_ENTRY(cache_entry) chain; /* hash bucket */
+	TAILQ_ENTRY(cache_entry) lru;  /* r->lru, most recently used first */
 	uint32_t hash;
-	uint64_t expires_ms;            /* loop_now() deadline */
+	uint64_t expires_ms; /* loop_now() deadline */
 	enum resolver_status status;
 	char name[DNS_HOSTNAME_MAX + 1];
 	size_t naddrs;
-	union sockaddr_any addrs[];     /* naddrs, already in preference order */
+	union sockaddr_any addrs[]; /* naddrs, already in preference order */
 };
 
 LIST_HEAD(cache_chain, cache_entry);
@@ -80,24 +80,24 @@ enum subquery_state {
 
 struct subquery {
 	struct lookup *lk;
-	uint16_t qtype;          /* DNS_TYPE_A or DNS_TYPE_AAAA */
+	uint16_t qtype; /* DNS_TYPE_A or DNS_TYPE_AAAA */
 	enum subquery_state state;
-	unsigned tries;          /* tries started, over all servers */
-	size_t server;           /* index of the server asked now */
-	bool had_error;          /* a server failed rather than stayed silent */
-	uint16_t id;             /* id of the query on the wire */
+	unsigned tries;                 /* tries started, over all servers */
+	size_t server;                  /* index of the server asked now */
+	bool had_error;                 /* a server failed rather than stayed silent */
+	uint16_t id;                    /* id of the query on the wire */
 	uint8_t msg[2 + DNS_QUERY_MAX]; /* TCP length prefix, then the query */
-	size_t msg_len;          /* query length, prefix not counted */
-	size_t io_done;          /* TCP: bytes written, then bytes read */
-	uint8_t len_buf[2];      /* TCP: the answer's length prefix */
-	uint8_t *tcp_buf;        /* TCP: the answer, once its length is known */
-	size_t tcp_need;         /* TCP: its length */
-	int fd;                  /* -1 when closed */
+	size_t msg_len;                 /* query length, prefix not counted */
+	size_t io_done;                 /* TCP: bytes written, then bytes read */
+	uint8_t len_buf[2];             /* TCP: the answer's length prefix */
+	uint8_t *tcp_buf;               /* TCP: the answer, once its length is known */
+	size_t tcp_need;                /* TCP: its length */
+	int fd;                         /* -1 when closed */
 	struct watcher w;
 	struct timer timer;
 	/* Outcome, valid in SUBQUERY_DONE. */
 	enum resolver_status status;
-	bool has_ttl;            /* ttl below is known (negative: from an SOA) */
+	bool has_ttl; /* ttl below is known (negative: from an SOA) */
 	uint32_t ttl;
 	size_t naddrs;
 	union sockaddr_any addrs[DNS_MAX_ADDRS]; /* all of the qtype's family */
@@ -111,62 +111,62 @@ LIST_HEAD(lookup_list, lookup);
 
 struct lookup {
 	struct resolver *r;
-	LIST_ENTRY(lookup) inflight;    /* on r->lookups until stopped */
+	LIST_ENTRY(lookup) inflight; /* on r->lookups until stopped */
 	struct query_list waiters;
-	bool stopped;                   /* no more I/O; freed at release */
+	bool stopped; /* no more I/O; freed at release */
 	struct release rel;
-	struct subquery sub[2];         /* A, AAAA */
-	struct resolver_result res;     /* what the waiters are given */
-	char name[DNS_HOSTNAME_MAX + 1];/* lowercase, no final dot */
+	struct subquery sub[2];          /* A, AAAA */
+	struct resolver_result res;      /* what the waiters are given */
+	char name[DNS_HOSTNAME_MAX + 1]; /* lowercase, no final dot */
 };
 
 enum query_where {
-	QUERY_READY,       /* on r->ready, answer in ->res */
-	QUERY_WAITING,     /* on lk->waiters */
-	QUERY_DELIVERING,  /* off every list, its callback is running */
+	QUERY_READY,      /* on r->ready, answer in ->res */
+	QUERY_WAITING,    /* on lk->waiters */
+	QUERY_DELIVERING, /* off every list, its callback is running */
 };
 
 struct resolver_query {
 	struct resolver *r;
-	struct lookup *lk;              /* QUERY_WAITING only */
+	struct lookup *lk; /* QUERY_WAITING only */
 	enum query_where where;
 	TAILQ_ENTRY(resolver_query) link; /* r->ready or lk->waiters */
-	uint64_t seq;                   /* QUERY_READY: order of arrival */
+	uint64_t seq;                     /* QUERY_READY: order of arrival */
 	resolver_cb cb;
 	void *arg;
-	struct resolver_result res;     /* QUERY_READY: the answer */
+	struct resolver_result res; /* QUERY_READY: the answer */
 };
 
 struct resolver {
 	struct loop *loop;
 	union sockaddr_any nameservers[RESOLVER_MAX_NAMESERVERS];
 	size_t nnameservers;
-	unsigned timeout_ms;            /* per try */
-	unsigned attempts;              /* rounds over all servers */
+	unsigned timeout_ms; /* per try */
+	unsigned attempts;   /* rounds over all servers */
 	int prefer_family;
 
 	char *hosts_path;
-	struct hosts_entry *hosts;      /* sorted by name, then line */
+	struct hosts_entry *hosts; /* sorted by name, then line */
 	size_t nhosts;
-	bool hosts_seen;                /* hosts_stat below is valid */
+	bool hosts_seen; /* hosts_stat below is valid */
 	struct stat hosts_stat;
 	uint64_t hosts_checked_ms;
 
-	unsigned cache_size;            /* entries; 0: no cache */
-	unsigned cache_max_ttl;         /* seconds */
+	unsigned cache_size;    /* entries; 0: no cache */
+	unsigned cache_max_ttl; /* seconds */
 	unsigned cache_count;
 	struct cache_chain *buckets;
-	size_t nbuckets;                /* a power of two */
-	struct cache_lru lru;           /* every entry; eviction takes the last */
+	size_t nbuckets;      /* a power of two */
+	struct cache_lru lru; /* every entry; eviction takes the last */
 
-	struct lookup_list lookups;     /* in flight, for coalescing */
-	struct query_list ready;        /* answered without a query */
+	struct lookup_list lookups; /* in flight, for coalescing */
+	struct query_list ready;    /* answered without a query */
 	uint64_t ready_seq;
-	struct timer ready_timer;       /* 0 ms: delivers r->ready */
+	struct timer ready_timer; /* 0 ms: delivers r->ready */
 
 	struct resolver_stats stats;
-	uint32_t hash_seed;             /* cache hash start, random */
-	uint8_t rnd[64];                /* getrandom() pool for query ids */
+	uint32_t hash_seed; /* cache hash start, random */
+	uint8_t rnd[64];    /* getrandom() pool for query ids */
 	size_t rnd_left;
 	uint8_t scratch[RESOLVER_SCRATCH]; /* one UDP datagram */
 };
@@ -185,13 +185,20 @@ const char *
 resolver_status_str(enum resolver_status st)
 {
 	switch (st) {
-	case RESOLVER_OK: return "ok";
-	case RESOLVER_NXDOMAIN: return "nxdomain";
-	case RESOLVER_NODATA: return "nodata";
-	case RESOLVER_TIMEOUT: return "timeout";
-	case RESOLVER_SERVFAIL: return "servfail";
-	case RESOLVER_BADNAME: return "bad name";
-	case RESOLVER_NOMEM: return "out of memory";
+	case RESOLVER_OK:
+		return "ok";
+	case RESOLVER_NXDOMAIN:
+		return "nxdomain";
+	case RESOLVER_NODATA:
+		return "nodata";
+	case RESOLVER_TIMEOUT:
+		return "timeout";
+	case RESOLVER_SERVFAIL:
+		return "servfail";
+	case RESOLVER_BADNAME:
+		return "bad name";
+	case RESOLVER_NOMEM:
+		return "out of memory";
 	}
 	return "unknown";
 }
@@ -270,8 +277,8 @@ resolver_random16(struct resolver *r)
 
 /* Appends list's addresses of one family to res, up to RESOLVER_MAX_ADDRS. */
 static void
-result_add_family(struct resolver_result *res, const union sockaddr_any *list,
-    size_t n, sa_family_t family)
+result_add_family(struct resolver_result *res, const union sockaddr_any *list, size_t n,
+	sa_family_t family)
 {
 	for (size_t i = 0; i < n && res->naddrs < RESOLVER_MAX_ADDRS; i++)
 		if (list[i].sa.sa_family == family)
@@ -287,8 +294,7 @@ resolver_other_family(const struct resolver *r)
 /* Takes q off list and calls it back with res; q is freed afterwards, so
  * the callback's handle (and res, when it is q's own) end with the call. */
 static void
-query_deliver(struct query_list *list, struct resolver_query *q,
-    const struct resolver_result *res)
+query_deliver(struct query_list *list, struct resolver_query *q, const struct resolver_result *res)
 {
 	TAILQ_REMOVE(list, q, link);
 	q->where = QUERY_DELIVERING;
@@ -331,8 +337,7 @@ resolver_parse_nameserver(const char *s, union sockaddr_any *out)
 			return false;
 		uint64_t scope = if_nametoindex(pct);
 
-		if (scope == 0 &&
-		    strnum_parse_u64(pct, 0, UINT32_MAX, &scope) != STRNUM_OK)
+		if (scope == 0 && strnum_parse_u64(pct, 0, UINT32_MAX, &scope) != STRNUM_OK)
 			return false;
 		out->sin6.sin6_scope_id = (uint32_t)scope;
 	}
@@ -347,8 +352,7 @@ resolver_parse_nameserver(const char *s, union sockaddr_any *out)
  * recognised. False when arg is another option.
  */
 static bool
-resolv_conf_option(const char *path, const char *arg, const char *name, unsigned max,
-    unsigned *out)
+resolv_conf_option(const char *path, const char *arg, const char *name, unsigned max, unsigned *out)
 {
 	size_t n = strlen(name);
 	uint64_t v;
@@ -396,8 +400,8 @@ resolver_read_resolv_conf(struct resolver *r, const char *path, bool want_ns)
 			if (!want_ns || !arg)
 				continue;
 			if (r->nnameservers == RESOLVER_MAX_NAMESERVERS) {
-				log_debug("resolver: %s: nameserver %s ignored (max %d)",
-				    path, arg, RESOLVER_MAX_NAMESERVERS);
+				log_debug("resolver: %s: nameserver %s ignored (max %d)", path, arg,
+					RESOLVER_MAX_NAMESERVERS);
 				continue;
 			}
 			if (resolver_parse_nameserver(arg, &r->nameservers[r->nnameservers]))
@@ -409,13 +413,13 @@ resolver_read_resolv_conf(struct resolver *r, const char *path, bool want_ns)
 				unsigned secs = 0;
 
 				/* secs stays 0 when the number was refused. */
-				if (resolv_conf_option(path, arg, "timeout:",
-				    RESOLVER_MAX_TIMEOUT_S, &secs)) {
+				if (resolv_conf_option(path, arg,
+					    "timeout:", RESOLVER_MAX_TIMEOUT_S, &secs)) {
 					if (secs > 0)
 						r->timeout_ms = secs * 1000u;
 				} else {
-					resolv_conf_option(path, arg, "attempts:",
-					    RESOLVER_MAX_ATTEMPTS, &r->attempts);
+					resolv_conf_option(path, arg,
+						"attempts:", RESOLVER_MAX_ATTEMPTS, &r->attempts);
 				}
 			}
 		}
@@ -446,8 +450,8 @@ hosts_cmp(const void *a, const void *b)
 }
 
 static int
-hosts_add(struct hosts_entry **v, size_t *n, size_t *cap, const char *name,
-    size_t line, const union sockaddr_any *addr)
+hosts_add(struct hosts_entry **v, size_t *n, size_t *cap, const char *name, size_t line,
+	const union sockaddr_any *addr)
 {
 	char key[DNS_HOSTNAME_MAX + 1];
 
@@ -529,9 +533,9 @@ hosts_refresh(struct resolver *r)
 	if (!exists)
 		memset(&st, 0, sizeof(st));
 	if (r->hosts_seen && st.st_dev == r->hosts_stat.st_dev &&
-	    st.st_ino == r->hosts_stat.st_ino && st.st_size == r->hosts_stat.st_size &&
-	    st.st_mtim.tv_sec == r->hosts_stat.st_mtim.tv_sec &&
-	    st.st_mtim.tv_nsec == r->hosts_stat.st_mtim.tv_nsec)
+		st.st_ino == r->hosts_stat.st_ino && st.st_size == r->hosts_stat.st_size &&
+		st.st_mtim.tv_sec == r->hosts_stat.st_mtim.tv_sec &&
+		st.st_mtim.tv_nsec == r->hosts_stat.st_mtim.tv_nsec)
 		return;
 	r->hosts_stat = st;
 	r->hosts_seen = true;
@@ -629,8 +633,8 @@ cache_find(const struct resolver *r, const char *key, uint32_t hash)
 	if (!r->buckets)
 		return NULL;
 	LIST_FOREACH(e, cache_bucket(r, hash), chain)
-		if (e->hash == hash && strcmp(e->name, key) == 0)
-			return e;
+	if (e->hash == hash && strcmp(e->name, key) == 0)
+		return e;
 	return NULL;
 }
 
@@ -659,7 +663,7 @@ cache_get(struct resolver *r, const char *key, struct resolver_result *res)
  * is sized for them, so a typical one- or two-address answer stays small. */
 static void
 cache_put(struct resolver *r, const char *key, enum resolver_status status,
-    const union sockaddr_any *addrs, size_t naddrs, uint32_t ttl)
+	const union sockaddr_any *addrs, size_t naddrs, uint32_t ttl)
 {
 	uint32_t hash = resolver_hash(r, key);
 	struct cache_entry *e;
@@ -746,11 +750,11 @@ subquery_done(struct subquery *q, enum resolver_status status)
 	q->state = SUBQUERY_DONE;
 	q->status = status;
 	log_debug("resolver: %s %s: %s after %u tries", lk->name, subquery_type_str(q),
-	    resolver_status_str(status), q->tries);
+		resolver_status_str(status), q->tries);
 	/* NXDOMAIN is about the name, not the type: no need to wait for the
 	 * other query. */
 	if (status == RESOLVER_NXDOMAIN ||
-	    (lk->sub[0].state == SUBQUERY_DONE && lk->sub[1].state == SUBQUERY_DONE))
+		(lk->sub[0].state == SUBQUERY_DONE && lk->sub[1].state == SUBQUERY_DONE))
 		lookup_complete(lk);
 }
 
@@ -762,7 +766,7 @@ subquery_log_server(const struct subquery *q, const char *what, const char *why)
 
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("resolver: %s %s: %s %s: %s", q->lk->name, subquery_type_str(q), what,
-		    addr_format(&q->lk->r->nameservers[q->server], buf, sizeof(buf)), why);
+			addr_format(&q->lk->r->nameservers[q->server], buf, sizeof(buf)), why);
 }
 
 /* The asked server failed (not merely stayed silent): on to the next try. */
@@ -805,8 +809,8 @@ subquery_answer(struct subquery *q, const struct dns_response *resp)
 		 * and is not cached. */
 		q->has_ttl = resp->has_soa;
 		q->ttl = resp->neg_ttl;
-		subquery_done(q, resp->answer == DNS_ANS_NXDOMAIN ? RESOLVER_NXDOMAIN :
-		    RESOLVER_NODATA);
+		subquery_done(q,
+			resp->answer == DNS_ANS_NXDOMAIN ? RESOLVER_NXDOMAIN : RESOLVER_NODATA);
 		return;
 	case DNS_ANS_SERVFAIL:
 		subquery_server_failed(q, "SERVFAIL");
@@ -827,8 +831,8 @@ static bool
 subquery_build(struct subquery *q)
 {
 	q->id = resolver_random16(q->lk->r);
-	if (dns_build_query(q->msg + 2, sizeof(q->msg) - 2, &q->msg_len, q->id,
-	    q->lk->name, q->qtype) != DNS_OK)
+	if (dns_build_query(q->msg + 2, sizeof(q->msg) - 2, &q->msg_len, q->id, q->lk->name,
+		    q->qtype) != DNS_OK)
 		return false;
 	q->msg[0] = (uint8_t)(q->msg_len >> 8);
 	q->msg[1] = (uint8_t)q->msg_len;
@@ -878,18 +882,17 @@ subquery_udp_read(struct subquery *q)
 				return;
 			continue;
 		}
-		st = dns_parse_response(r->scratch, (size_t)n, q->id, q->lk->name,
-		    q->qtype, &resp);
+		st = dns_parse_response(r->scratch, (size_t)n, q->id, q->lk->name, q->qtype, &resp);
 		if (st != DNS_OK) {
 			/* Spoofed, stale or broken: keep waiting for the
 			 * real answer until the timer says otherwise. */
 			log_debug("resolver: %s %s: ignoring datagram: %s", q->lk->name,
-			    subquery_type_str(q), dns_status_str(st));
+				subquery_type_str(q), dns_status_str(st));
 			continue;
 		}
 		if (resp.answer == DNS_ANS_TRUNCATED) {
-			log_debug("resolver: %s %s: truncated, retrying over TCP",
-			    q->lk->name, subquery_type_str(q));
+			log_debug("resolver: %s %s: truncated, retrying over TCP", q->lk->name,
+				subquery_type_str(q));
 			subquery_start_tcp(q);
 			return;
 		}
@@ -904,8 +907,7 @@ subquery_tcp_write(struct subquery *q)
 	size_t total = q->msg_len + 2;
 
 	while (q->io_done < total) {
-		ssize_t n = send(q->fd, q->msg + q->io_done, total - q->io_done,
-		    MSG_NOSIGNAL);
+		ssize_t n = send(q->fd, q->msg + q->io_done, total - q->io_done, MSG_NOSIGNAL);
 
 		if (n < 0) {
 			if (subquery_io_failed(q))
@@ -967,8 +969,7 @@ subquery_tcp_read(struct subquery *q)
 		return;
 	/* One query per connection: anything but our answer is a failure
 	 * of this server, not a packet to ignore. */
-	st = dns_parse_response(q->tcp_buf, q->tcp_need, q->id, q->lk->name, q->qtype,
-	    &resp);
+	st = dns_parse_response(q->tcp_buf, q->tcp_need, q->id, q->lk->name, q->qtype, &resp);
 	if (st != DNS_OK) {
 		subquery_server_failed(q, dns_status_str(st));
 		return;
@@ -1065,9 +1066,9 @@ subquery_next_try(struct subquery *q)
 				char buf[ADDR_STRLEN];
 
 				log_debug("resolver: %s %s: id %u to %s (try %u)", q->lk->name,
-				    subquery_type_str(q), q->id,
-				    addr_format(&r->nameservers[q->server], buf, sizeof(buf)),
-				    q->tries);
+					subquery_type_str(q), q->id,
+					addr_format(&r->nameservers[q->server], buf, sizeof(buf)),
+					q->tries);
 			}
 			return;
 		}
@@ -1088,8 +1089,8 @@ subquery_on_timer(struct loop *loop, void *arg)
 	if (q->lk->stopped || q->state == SUBQUERY_DONE)
 		return;
 	if (q->state != SUBQUERY_IDLE)
-		log_debug("resolver: %s %s: no answer in %u ms", q->lk->name,
-		    subquery_type_str(q), q->lk->r->timeout_ms);
+		log_debug("resolver: %s %s: no answer in %u ms", q->lk->name, subquery_type_str(q),
+			q->lk->r->timeout_ms);
 	subquery_next_try(q);
 }
 
@@ -1150,7 +1151,7 @@ lookup_collect_addrs(struct lookup *lk)
 
 		if (q->state == SUBQUERY_DONE && q->status == RESOLVER_OK)
 			result_add_family(&lk->res, q->addrs, q->naddrs,
-			    q->qtype == DNS_TYPE_A ? AF_INET : AF_INET6);
+				q->qtype == DNS_TYPE_A ? AF_INET : AF_INET6);
 	}
 }
 
@@ -1222,8 +1223,8 @@ lookup_complete(struct lookup *lk)
 	struct resolver_query *q;
 
 	lookup_result(lk);
-	log_debug("resolver: %s: %s, %zu addresses", lk->name,
-	    resolver_status_str(lk->res.status), lk->res.naddrs);
+	log_debug("resolver: %s: %s, %zu addresses", lk->name, resolver_status_str(lk->res.status),
+		lk->res.naddrs);
 	/* Off the in-flight list first, so a callback that looks up the same
 	 * name again finds the cache (or starts afresh), not this lookup. */
 	lookup_stop(lk);
@@ -1238,8 +1239,8 @@ lookup_find(struct resolver *r, const char *key)
 	struct lookup *lk;
 
 	LIST_FOREACH(lk, &r->lookups, inflight)
-		if (strcmp(lk->name, key) == 0)
-			return lk;
+	if (strcmp(lk->name, key) == 0)
+		return lk;
 	return NULL;
 }
 
@@ -1316,7 +1317,7 @@ resolver_set_nameservers(struct resolver *r, const struct resolver_options *opt)
 
 		if (r->nnameservers == RESOLVER_MAX_NAMESERVERS) {
 			log_warnx("resolver: only the first %d nameservers are used",
-			    RESOLVER_MAX_NAMESERVERS);
+				RESOLVER_MAX_NAMESERVERS);
 			break;
 		}
 		*ns = opt->nameservers[i];
@@ -1326,8 +1327,9 @@ resolver_set_nameservers(struct resolver *r, const struct resolver_options *opt)
 	}
 	/* resolv.conf always supplies the options; its nameservers only
 	 * when none were configured. */
-	resolver_read_resolv_conf(r, opt && opt->resolv_conf_path ? opt->resolv_conf_path :
-	    "/etc/resolv.conf", r->nnameservers == 0);
+	resolver_read_resolv_conf(r,
+		opt && opt->resolv_conf_path ? opt->resolv_conf_path : "/etc/resolv.conf",
+		r->nnameservers == 0);
 	if (r->nnameservers == 0) {
 		/* resolv.conf(5): no nameserver line means the local one. */
 		addr_from_ip(&r->nameservers[0], AF_INET, localhost, RESOLVER_DNS_PORT);
@@ -1365,9 +1367,9 @@ resolver_apply(struct resolver *r, const struct resolver_options *opt)
 
 		for (size_t i = 0; i < r->nnameservers; i++)
 			log_debug("resolver: nameserver %s",
-			    addr_format(&r->nameservers[i], buf, sizeof(buf)));
-		log_debug("resolver: timeout %u ms, attempts %u, cache %u entries",
-		    r->timeout_ms, r->attempts, r->cache_size);
+				addr_format(&r->nameservers[i], buf, sizeof(buf)));
+		log_debug("resolver: timeout %u ms, attempts %u, cache %u entries", r->timeout_ms,
+			r->attempts, r->cache_size);
 	}
 	return 0;
 }
@@ -1403,7 +1405,7 @@ resolver_reconfigure(struct resolver *r, const struct resolver_options *opt)
 {
 	if (resolver_apply(r, opt) < 0)
 		log_warnx("resolver: out of memory while reconfiguring; cache disabled or "
-		    "hosts file not switched");
+			  "hosts file not switched");
 }
 
 void
@@ -1455,7 +1457,7 @@ resolver_start(struct resolver *r, const char *name, resolver_cb cb, void *arg)
 	if ((st = dns_check_name(name)) != DNS_OK) {
 		/* The name came from a client: not echoed into the log. */
 		log_debug("resolver: rejected a %zu-byte name: %s", strlen(name),
-		    dns_status_str(st));
+			dns_status_str(st));
 		q->res.status = RESOLVER_BADNAME;
 		goto answer;
 	}

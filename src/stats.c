@@ -30,8 +30,9 @@ stats_format_rep(const struct stats_session *s, char *out, size_t cap)
 	if (s->rep == STATS_REP_NONE)
 		snprintf(out, cap, "-");
 	else if (s->version == SOCKS4_VERSION)
-		snprintf(out, cap, "%u", (unsigned)(s->rep == SOCKS_REP_SUCCEEDED ?
-			SOCKS4_REP_GRANTED : SOCKS4_REP_REJECTED));
+		snprintf(out, cap, "%u",
+			(unsigned)(s->rep == SOCKS_REP_SUCCEEDED ? SOCKS4_REP_GRANTED
+								 : SOCKS4_REP_REJECTED));
 	else
 		snprintf(out, cap, "0x%02x", s->rep);
 	return out;
@@ -55,12 +56,13 @@ stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 	if (!log || !log_enabled(LOG_LVL_INFO))
 		return;
 	if (s->udp)
-		snprintf(extra, sizeof(extra), " dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64
-			" dropped=%" PRIu64, s->udp->dgrams_up, s->udp->dgrams_down, dropped);
+		snprintf(extra, sizeof(extra),
+			" dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64 " dropped=%" PRIu64,
+			s->udp->dgrams_up, s->udp->dgrams_down, dropped);
 	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
 		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
 		s->id, s->version, addr_format(s->client, peer, sizeof(peer)),
 		s->user ? s->user : "-", s->cmd ? proto_cmd_str(s->cmd) : "-",
-		s->target ? s->target : "-", stats_format_rep(s, rep, sizeof(rep)), up, down,
-		extra, s->duration_ms / 1000, s->duration_ms % 1000, s->end ? s->end : "-");
+		s->target ? s->target : "-", stats_format_rep(s, rep, sizeof(rep)), up, down, extra,
+		s->duration_ms / 1000, s->duration_ms % 1000, s->end ? s->end : "-");
 }

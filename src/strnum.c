@@ -64,10 +64,14 @@ const char *
 strnum_status_str(enum strnum_status st)
 {
 	switch (st) {
-	case STRNUM_OK: return "ok";
-	case STRNUM_EMPTY: return "empty";
-	case STRNUM_NOT_DECIMAL: return "not a decimal number";
-	case STRNUM_RANGE: return "out of range";
+	case STRNUM_OK:
+		return "ok";
+	case STRNUM_EMPTY:
+		return "empty";
+	case STRNUM_NOT_DECIMAL:
+		return "not a decimal number";
+	case STRNUM_RANGE:
+		return "out of range";
 	}
 	return "unknown status";
 }

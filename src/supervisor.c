@@ -23,16 +23,16 @@
 #include "loop.h"
 #include "notify.h"
 
-#define RESTART_PAUSE_MS 1000  /* a worker that lived shorter than this waits */
-#define KILL_GRACE_MS 5000     /* after shutdown-timeout: SIGKILL the rest */
+#define RESTART_PAUSE_MS 1000 /* a worker that lived shorter than this waits */
+#define KILL_GRACE_MS 5000    /* after shutdown-timeout: SIGKILL the rest */
 
 struct worker {
-	pid_t pid;             /* 0 when not running */
-	int ready_fd;          /* read end of the readiness pipe, -1 when closed */
+	pid_t pid;    /* 0 when not running */
+	int ready_fd; /* read end of the readiness pipe, -1 when closed */
 	struct watcher w;
 	bool ready;
 	uint64_t started_ms;
-	uint64_t restart_at_ms;  /* when a dead worker may start again */
+	uint64_t restart_at_ms; /* when a dead worker may start again */
 };
 
 struct supervisor {
@@ -41,7 +41,7 @@ struct supervisor {
 	const struct supervisor_options *so;
 	struct worker workers[CONFIG_MAX_WORKERS];
 	unsigned n;
-	bool announced;        /* READY=1 sent */
+	bool announced; /* READY=1 sent */
 	bool stopping;
 	struct timer restart_timer;
 	struct timer kill_timer;
@@ -227,8 +227,9 @@ on_sigchld(struct loop *loop, int signo, void *arg)
 					WEXITSTATUS(status));
 			/* A worker that died young waits, so a crash loop
 			 * cannot spin the supervisor. */
-			w->restart_at_ms = loop_now(loop) - w->started_ms < RESTART_PAUSE_MS ?
-				loop_now(loop) + RESTART_PAUSE_MS : loop_now(loop);
+			w->restart_at_ms = loop_now(loop) - w->started_ms < RESTART_PAUSE_MS
+				? loop_now(loop) + RESTART_PAUSE_MS
+				: loop_now(loop);
 		}
 	}
 	if (s->stopping) {
@@ -323,10 +324,10 @@ supervisor_run(struct config *cfg, const struct supervisor_options *so)
 	for (unsigned i = 0; i < s->n; i++)
 		s->workers[i].ready_fd = -1;
 	if (loop_signal(s->loop, SIGCHLD, on_sigchld, s) < 0 ||
-	    loop_signal(s->loop, SIGTERM, on_stop, s) < 0 ||
-	    loop_signal(s->loop, SIGINT, on_stop, s) < 0 ||
-	    loop_signal(s->loop, SIGHUP, on_hup, s) < 0 ||
-	    loop_signal(s->loop, SIGUSR1, on_usr1, s) < 0)
+		loop_signal(s->loop, SIGTERM, on_stop, s) < 0 ||
+		loop_signal(s->loop, SIGINT, on_stop, s) < 0 ||
+		loop_signal(s->loop, SIGHUP, on_hup, s) < 0 ||
+		loop_signal(s->loop, SIGUSR1, on_usr1, s) < 0)
 		fatal("signalfd");
 	for (unsigned i = 0; i < s->n; i++)
 		supervisor_spawn(s, i);

@@ -14,8 +14,8 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <inttypes.h>
-#include <stdio.h>
 #include <stdbool.h>
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <strings.h>
@@ -23,8 +23,8 @@
 #include <unistd.h>
 
 #include "log.h"
-#include "net.h"
 #include "loop.h"
+#include "net.h"
 #include "resolver.h"
 
 /* Largest header we put in front of a datagram for the client: an IPv6
@@ -40,18 +40,22 @@
 #define UDPASSOC_QUEUE_MAX 16
 #define UDPASSOC_QUEUE_BYTES ((size_t)256 * 1024)
 
-enum { UDPASSOC_OUT4, UDPASSOC_OUT6, UDPASSOC_NOUT };
+enum {
+	UDPASSOC_OUT4,
+	UDPASSOC_OUT6,
+	UDPASSOC_NOUT
+};
 
 /* One datagram for a domain destination, waiting for its lookup. */
 struct udpassoc_pending {
 	struct udpassoc_pending *next; /* FIFO, arrival order */
 	struct udpassoc *u;
-	struct resolver_query *q;      /* NULL once answered */
-	bool answered;                 /* the callback ran */
-	bool resolved;                 /* ... with an address, in to */
-	union sockaddr_any to;         /* destination, port set */
-	struct socks_addr dst;         /* DST.ADDR (a name) and DST.PORT */
-	size_t len;                    /* DATA bytes */
+	struct resolver_query *q; /* NULL once answered */
+	bool answered;            /* the callback ran */
+	bool resolved;            /* ... with an address, in to */
+	union sockaddr_any to;    /* destination, port set */
+	struct socks_addr dst;    /* DST.ADDR (a name) and DST.PORT */
+	size_t len;               /* DATA bytes */
 	uint8_t data[];
 };
 
@@ -61,31 +65,31 @@ struct udpassoc {
 	udpassoc_end_cb end;
 	void *arg;
 
-	struct watcher relay_w;                  /* relay socket, faces the client */
-	struct watcher out_w[UDPASSOC_NOUT];     /* outbound sockets, fd -1 until first use */
-	union sockaddr_any ext[UDPASSOC_NOUT];   /* outbound source; AF_UNSPEC = wildcard */
-	union sockaddr_any bnd;                  /* relay socket's address (announced) */
+	struct watcher relay_w;                /* relay socket, faces the client */
+	struct watcher out_w[UDPASSOC_NOUT];   /* outbound sockets, fd -1 until first use */
+	union sockaddr_any ext[UDPASSOC_NOUT]; /* outbound source; AF_UNSPEC = wildcard */
+	union sockaddr_any bnd;                /* relay socket's address (announced) */
 
-	union sockaddr_any client;   /* client's IP (unmapped); port valid once pinned */
-	bool port_pinned;            /* client's UDP port known (request or first datagram) */
-	bool addr_mismatch;          /* request named another IP: nothing matches */
+	union sockaddr_any client;    /* client's IP (unmapped); port valid once pinned */
+	bool port_pinned;             /* client's UDP port known (request or first datagram) */
+	bool addr_mismatch;           /* request named another IP: nothing matches */
 	union sockaddr_any client_ep; /* client endpoint as recvfrom saw it (for sendto) */
-	bool have_ep;                /* client_ep is valid */
+	bool have_ep;                 /* client_ep is valid */
 
 	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
-	void *allow_arg;             /* access check per datagram (NULL: none) */
+	void *allow_arg; /* access check per datagram (NULL: none) */
 
 	struct timer idle_timer;
-	unsigned idle_ms;            /* 0: no idle timeout */
-	uint64_t last_active_ms;     /* loop_now of the client's last datagram */
+	unsigned idle_ms;        /* 0: no idle timeout */
+	uint64_t last_active_ms; /* loop_now of the client's last datagram */
 
 	struct udpassoc_pending *qhead; /* domain datagrams awaiting lookups */
 	size_t qcount, qbytes;
 
 	struct udpassoc_stats stats;
-	const char *end_reason;      /* why it ended by itself, for the debug line */
+	const char *end_reason; /* why it ended by itself, for the debug line */
 	struct release release;
-	bool stopped;                /* udpassoc_stop ran: no I/O; freed after the batch */
+	bool stopped; /* udpassoc_stop ran: no I/O; freed after the batch */
 };
 
 const char *const udpassoc_drop_names[UDPASSOC_DROP_REASONS] = {
@@ -129,10 +133,10 @@ udpassoc_log_end(const struct udpassoc *u)
 			break;
 		off += (size_t)n;
 	}
-	log_debug("udp assoc bnd=%s end=\"%s\" up=%" PRIu64 "/%" PRIu64 " down=%" PRIu64
-		  "/%" PRIu64 "%s", addr_format(&u->bnd, b, sizeof(b)),
-		u->end_reason ? u->end_reason : "stopped", st->dgrams_up, st->bytes_up,
-		st->dgrams_down, st->bytes_down, drops);
+	log_debug("udp assoc bnd=%s end=\"%s\" up=%" PRIu64 "/%" PRIu64 " down=%" PRIu64 "/%" PRIu64
+		  "%s",
+		addr_format(&u->bnd, b, sizeof(b)), u->end_reason ? u->end_reason : "stopped",
+		st->dgrams_up, st->bytes_up, st->dgrams_down, st->bytes_down, drops);
 }
 
 /* The association ends by itself: it stops, then tells the owner. Callers
@@ -187,8 +191,8 @@ udpassoc_sendto(struct udpassoc *u, int fd, const uint8_t *p, size_t len,
 		int saved = errno;
 
 		log_debug("udp assoc bnd=%s: sendto %s (%zu bytes): %s",
-			addr_format(&u->bnd, b, sizeof(b)),
-			addr_format(to, t, sizeof(t)), len, strerror(saved));
+			addr_format(&u->bnd, b, sizeof(b)), addr_format(to, t, sizeof(t)), len,
+			strerror(saved));
 	}
 	return false;
 }
@@ -243,8 +247,7 @@ udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to, const char *
 		u->stats.dropped[UDPASSOC_DROP_ERROR]++;
 		char b[ADDR_STRLEN];
 
-		log_warn("udp assoc bnd=%s: outbound %s socket",
-			addr_format(&u->bnd, b, sizeof(b)),
+		log_warn("udp assoc bnd=%s: outbound %s socket", addr_format(&u->bnd, b, sizeof(b)),
 			which == UDPASSOC_OUT6 ? "IPv6" : "IPv4");
 		return;
 	}
@@ -311,8 +314,8 @@ udpassoc_on_resolved(const struct resolver_result *res, void *arg)
 
 		/* proto_addr_format escapes the peer-chosen name for the log. */
 		proto_addr_format(&e->dst, d, sizeof(d));
-		log_debug("udp assoc bnd=%s: %s: %s", addr_format(&u->bnd, b, sizeof(b)),
-			d, resolver_status_str(res->status));
+		log_debug("udp assoc bnd=%s: %s: %s", addr_format(&u->bnd, b, sizeof(b)), d,
+			resolver_status_str(res->status));
 	}
 	udpassoc_flush(u);
 }
@@ -321,8 +324,7 @@ udpassoc_on_resolved(const struct resolver_result *res, void *arg)
  * bounded by count and bytes; beyond that it is dropped like any datagram
  * the relay cannot take now. */
 static void
-udpassoc_enqueue(struct udpassoc *u, const struct socks_addr *dst,
-	const uint8_t *p, size_t len)
+udpassoc_enqueue(struct udpassoc *u, const struct socks_addr *dst, const uint8_t *p, size_t len)
 {
 	struct udpassoc_pending *e, **tail;
 
@@ -370,8 +372,7 @@ udpassoc_from_client(const struct udpassoc *u, const union sockaddr_any *src)
 /* One datagram arrived on the relay socket: RFC 1928 §7 header, then DATA
  * to DST.ADDR:DST.PORT. */
 static void
-udpassoc_up(struct udpassoc *u, const union sockaddr_any *from,
-	const uint8_t *p, size_t len)
+udpassoc_up(struct udpassoc *u, const union sockaddr_any *from, const uint8_t *p, size_t len)
 {
 	struct proto_udp_header h;
 	union sockaddr_any src = *from, to;
@@ -504,8 +505,7 @@ udpassoc_on_out(struct udpassoc *u, int which)
 		addr_unmap(&from);
 		hlen = proto_encode_udp_header(hdr, &from.sa);
 		memcpy(p - hlen, hdr, hlen);
-		if (udpassoc_sendto(u, u->relay_w.fd, p - hlen, hlen + (size_t)n,
-			    &u->client_ep)) {
+		if (udpassoc_sendto(u, u->relay_w.fd, p - hlen, hlen + (size_t)n, &u->client_ep)) {
 			/* Not activity: anyone on the Internet can send here,
 			 * and only the client's own datagrams keep the
 			 * association (and its TCP connection) alive. */
@@ -560,7 +560,7 @@ udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
 		u->port_pinned = true;
 	}
 	if ((req->atyp != SOCKS_ATYP_IPV4 && req->atyp != SOCKS_ATYP_IPV6) ||
-	    proto_addr_is_unspecified(req))
+		proto_addr_is_unspecified(req))
 		return;
 	if (proto_addr_to_sockaddr(req, &ra.ss, &ralen) < 0)
 		return;
@@ -605,10 +605,9 @@ udpassoc_free(void *arg)
 }
 
 struct udpassoc *
-udpassoc_start(struct loop *loop, struct resolver *resolver,
-	const struct udpassoc_options *opt, const union sockaddr_any *client_ip,
-	const union sockaddr_any *tcp_local, const struct socks_addr *req,
-	union sockaddr_any *bnd, udpassoc_end_cb end, void *arg)
+udpassoc_start(struct loop *loop, struct resolver *resolver, const struct udpassoc_options *opt,
+	const union sockaddr_any *client_ip, const union sockaddr_any *tcp_local,
+	const struct socks_addr *req, union sockaddr_any *bnd, udpassoc_end_cb end, void *arg)
 {
 	static const struct udpassoc_options no_opt;
 	union sockaddr_any local = *tcp_local;

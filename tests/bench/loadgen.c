@@ -61,7 +61,7 @@
 #define SOCKS_ATYP_IPV6 4
 #define SOCKS_REP_SUCCEEDED 0
 
-#define container_of(p, type, member) ((type *)((char *)(p) - offsetof(type, member)))
+#define container_of(p, type, member) ((type *)((char *)(p)-offsetof(type, member)))
 
 /* Something with an fd in the epoll set; epoll's data.ptr points here. */
 struct watcher {
@@ -196,10 +196,10 @@ set_nodelay(int fd)
  */
 
 struct proc_sample {
-	double cpu_s;      /* utime+stime (+ reaped children) over the tree */
-	long rss_kib;      /* VmRSS summed over the tree */
-	long pss_kib;      /* Pss summed: shared pages counted once in all */
-	long fds;          /* entries of /proc/PID/fd summed */
+	double cpu_s; /* utime+stime (+ reaped children) over the tree */
+	long rss_kib; /* VmRSS summed over the tree */
+	long pss_kib; /* Pss summed: shared pages counted once in all */
+	long fds;     /* entries of /proc/PID/fd summed */
 	int nprocs;
 };
 
@@ -345,7 +345,12 @@ proc_sample(int root, bool full, struct proc_sample *s)
  * target: echo, sink and source services
  */
 
-enum svc { SVC_ECHO, SVC_SINK, SVC_SOURCE, SVC_COUNT };
+enum svc {
+	SVC_ECHO,
+	SVC_SINK,
+	SVC_SOURCE,
+	SVC_COUNT
+};
 static const char *const svc_names[SVC_COUNT] = { "echo", "sink", "source" };
 
 struct tlisten {
@@ -356,10 +361,10 @@ struct tlisten {
 struct tconn {
 	struct watcher w;
 	enum svc kind;
-	bool quit;        /* echo: close once pend is written */
-	char *pend;       /* echo bytes the peer has not taken yet */
-	size_t pend_len;  /* bytes at pend */
-	size_t pend_off;  /* of which already written */
+	bool quit;       /* echo: close once pend is written */
+	char *pend;      /* echo bytes the peer has not taken yet */
+	size_t pend_len; /* bytes at pend */
+	size_t pend_off; /* of which already written */
 };
 
 static void
@@ -383,7 +388,7 @@ tconn_echo(struct tconn *t)
 		char *q;
 		while (t->pend) {
 			w = send(t->w.fd, t->pend + t->pend_off, t->pend_len - t->pend_off,
-				 MSG_NOSIGNAL);
+				MSG_NOSIGNAL);
 			if (w < 0 && errno == EAGAIN)
 				return;
 			if (w < 0) {
@@ -528,7 +533,7 @@ listen_on(struct sockaddr_in *sin)
 		die("socket: %s", strerror(errno));
 	(void)setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 	if (bind(fd, (struct sockaddr *)sin, sizeof(*sin)) < 0 || listen(fd, SOMAXCONN) < 0 ||
-	    getsockname(fd, (struct sockaddr *)sin, &len) < 0)
+		getsockname(fd, (struct sockaddr *)sin, &len) < 0)
 		die("listen on port %u: %s", ntohs(sin->sin_port), strerror(errno));
 	return fd;
 }
@@ -593,8 +598,8 @@ struct rconn;
 struct rside {
 	struct watcher w;
 	struct rconn *c;
-	int i;           /* 0: client, 1: target; also the direction it reads for */
-	uint32_t mask;   /* interest last given to epoll */
+	int i;         /* 0: client, 1: target; also the direction it reads for */
+	uint32_t mask; /* interest last given to epoll */
 };
 
 /* Bytes read from side i and not yet written to side 1 - i: in buf (the
@@ -606,7 +611,11 @@ struct rdir {
 	char buf[RELAY_COPY_BUF];
 };
 
-enum rstate { RELAY_HELLO, RELAY_CONNECTING, RELAY_RELAYING };
+enum rstate {
+	RELAY_HELLO,
+	RELAY_CONNECTING,
+	RELAY_RELAYING
+};
 
 struct rconn {
 	struct rside s[2];
@@ -683,8 +692,8 @@ rconn_pump(struct rconn *c, int i)
 		/* A pipe for each direction that carries data (32 MiB for 32
 		 * streams, within the default per-user pipe budget). */
 		if (relay_splice && d->pipe[0] < 0 &&
-		    (pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
-			    fcntl(d->pipe[0], F_SETPIPE_SZ, (int)RELAY_PIPE_BYTES) < 0))
+			(pipe2(d->pipe, O_NONBLOCK | O_CLOEXEC) < 0 ||
+				fcntl(d->pipe[0], F_SETPIPE_SZ, (int)RELAY_PIPE_BYTES) < 0))
 			return -1;
 		if (relay_splice)
 			n = splice(src, NULL, d->pipe[1], NULL, RELAY_PIPE_BYTES,
@@ -710,7 +719,8 @@ rconn_pump(struct rconn *c, int i)
 			d->off += (size_t)n;
 		}
 	} else if (d->inpipe > 0) {
-		n = splice(d->pipe[0], NULL, dst, NULL, d->inpipe, SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
+		n = splice(d->pipe[0], NULL, dst, NULL, d->inpipe,
+			SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
 		if (n > 0)
 			d->inpipe -= (size_t)n;
 	}
@@ -765,7 +775,7 @@ rconn_connect(struct rconn *c, const unsigned char *req)
 	c->s[1].w.fd = fd;
 	set_nodelay(fd);
 	if ((connect(fd, (struct sockaddr *)&to, sizeof(to)) < 0 && errno != EINPROGRESS) ||
-	    epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
+		epoll_ctl(ep, EPOLL_CTL_ADD, fd, &ev) < 0)
 		return -1;
 	c->s[1].mask = EPOLLOUT;
 	c->state = RELAY_CONNECTING;
@@ -814,7 +824,7 @@ rconn_connected(struct rconn *c, uint32_t events)
 		SOCKS_ATYP_IPV4 };
 
 	if ((events & (EPOLLERR | EPOLLHUP)) &&
-	    (getsockopt(c->s[1].w.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err))
+		(getsockopt(c->s[1].w.fd, SOL_SOCKET, SO_ERROR, &err, &len) < 0 || err))
 		return -1;
 	if (getsockname(c->s[1].w.fd, (struct sockaddr *)&bound, &blen) < 0)
 		return -1;
@@ -902,7 +912,8 @@ relay_on_accept(struct watcher *w, uint32_t events)
 static int
 cmd_relay(int port, const char *data)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons((uint16_t)port),
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+		.sin_port = htons((uint16_t)port),
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	struct watcher l = { .cb = relay_on_accept };
 
@@ -941,15 +952,15 @@ enum cli_state {
 struct cli {
 	struct watcher w;
 	enum cli_state state;
-	uint8_t in[300];  /* handshake bytes received so far */
+	uint8_t in[300]; /* handshake bytes received so far */
 	size_t in_len;
-	size_t need;      /* bytes of the reply to have before it is parsed */
-	uint64_t t0;      /* when this connection or session began */
-	uint64_t t_send;  /* when the last echo payload left */
-	size_t got;       /* echo bytes received of ECHO_LEN */
-	bool quit;        /* the payload ends in ECHO_QUIT: EOF follows it */
-	int phase;        /* mode-specific */
-	uint8_t tag;      /* byte the echo payload is filled with */
+	size_t need;     /* bytes of the reply to have before it is parsed */
+	uint64_t t0;     /* when this connection or session began */
+	uint64_t t_send; /* when the last echo payload left */
+	size_t got;      /* echo bytes received of ECHO_LEN */
+	bool quit;       /* the payload ends in ECHO_QUIT: EOF follows it */
+	int phase;       /* mode-specific */
+	uint8_t tag;     /* byte the echo payload is filled with */
 };
 
 struct client_cfg {
@@ -1266,7 +1277,7 @@ cmd_throughput(int streams, double seconds, uint64_t max_bytes, double warmup)
 		loop_once(100);
 	if (tp.nready < streams)
 		die("throughput: %d of %d streams not established (%s)", streams - tp.nready,
-		    streams, tp.why ? tp.why : "timeout");
+			streams, tp.why ? tp.why : "timeout");
 	/* Measure between two moments of steady state, so what sits in socket
 	 * and proxy buffers is about the same at both ends and cancels out. */
 	t0 = now_ns();
@@ -1290,7 +1301,7 @@ cmd_throughput(int streams, double seconds, uint64_t max_bytes, double warmup)
 	metric(name, gbit, "Gbit/s");
 	if (cfg.proxy_pid > 0) {
 		snprintf(name, sizeof(name), "%s%d_cpu", tp.upload ? "upload" : "download",
-			 streams);
+			streams);
 		metric(name, (p1.cpu_s - p0.cpu_s) / ((double)moved / 1e9), "cpu-s/GB");
 	}
 	for (int i = 0; i < streams; i++)
@@ -1306,15 +1317,18 @@ cmd_throughput(int streams, double seconds, uint64_t max_bytes, double warmup)
  */
 
 static struct {
-	bool running;      /* start new sessions when one ends */
+	bool running;                /* start new sessions when one ends */
 	uint64_t win_start, win_end; /* sessions ending inside count */
-	uint32_t *us;      /* durations of counted sessions, microseconds */
+	uint32_t *us;                /* durations of counted sessions, microseconds */
 	size_t n, cap;
 	uint64_t nfailed;
 	const char *why;
 } sr;
 
-enum sr_phase { SR_BUSY, SR_RESTART };
+enum sr_phase {
+	SR_BUSY,
+	SR_RESTART
+};
 
 static void
 sr_next(struct cli *c)
@@ -1450,7 +1464,7 @@ cmd_sessions(int workers, double seconds, double warmup)
  */
 
 static struct {
-	uint32_t *ns;     /* round trips, nanoseconds */
+	uint32_t *ns; /* round trips, nanoseconds */
 	size_t n, want, skip;
 	bool done, failed;
 	const char *why;
@@ -1540,7 +1554,13 @@ cmd_latency(size_t count, double max_seconds)
  * memory: hold K idle relayed connections, each checked with one echo
  */
 
-enum mem_phase { MEM_OPENING, MEM_IDLE, MEM_VERIFY, MEM_ANSWERED, MEM_DEAD };
+enum mem_phase {
+	MEM_OPENING,
+	MEM_IDLE,
+	MEM_VERIFY,
+	MEM_ANSWERED,
+	MEM_DEAD
+};
 
 static struct {
 	int nidle, nanswered, ndead, inflight;
@@ -1665,9 +1685,9 @@ cmd_memory(long k, double max_seconds, int concurrency)
 	proc_sample(cfg.proxy_pid, true, &p1);
 	if (cfg.proxy_pid > 0 && mm.nidle > 0) {
 		metric("mem_rss_per_conn", (double)(p1.rss_kib - p0.rss_kib) / mm.nidle,
-		       "KiB/conn");
+			"KiB/conn");
 		metric("mem_pss_per_conn", (double)(p1.pss_kib - p0.pss_kib) / mm.nidle,
-		       "KiB/conn");
+			"KiB/conn");
 		metric("mem_fds_per_conn", (double)(p1.fds - p0.fds) / mm.nidle, "fds/conn");
 		metric("mem_procs", p1.nprocs, "procs");
 	}
@@ -1691,7 +1711,8 @@ cmd_memory(long k, double max_seconds, int concurrency)
 		loop_once(100);
 	metric("mem_alive", mm.nanswered, "conns");
 	if (mm.nanswered < k) {
-		fprintf(stderr, "loadgen: memory: %ld of %ld connections did not answer at the end\n",
+		fprintf(stderr,
+			"loadgen: memory: %ld of %ld connections did not answer at the end\n",
 			k - mm.nanswered, k);
 		rc = 1;
 	}
@@ -1715,7 +1736,7 @@ cmd_port(void)
 
 	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	if (fd < 0 || bind(fd, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
-	    getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
+		getsockname(fd, (struct sockaddr *)&sin, &len) < 0)
 		die("port: %s", strerror(errno));
 	printf("%u\n", ntohs(sin.sin_port));
 	close(fd);
@@ -1770,7 +1791,7 @@ usage(void)
 	      "  latency --count N [--seconds S]                                   (echo)\n"
 	      "  memory [--conns K] [--seconds S] [--concurrency N]                (echo)\n"
 	      "       loadgen relay --port P [--data copy|splice]   (the reference relay)\n",
-	      stderr);
+		stderr);
 	exit(2);
 }
 

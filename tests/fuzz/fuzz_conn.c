@@ -25,17 +25,16 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-static const char fuzz_config[] =
-	"listen 127.0.0.1:1080\n"
-	"auth password none\n"
-	"user alice wonderland\n"
-	"nameserver 127.0.0.1:9\n"
-	"proxy-protocol-from 127.0.0.1\n"
-	"rule allow to 127.0.0.0/8,::1\n"
-	"timeout connect 1\n"
-	"timeout bind 1\n"
-	"timeout udp 1\n"
-	"auth-fail-limit 0\n";
+static const char fuzz_config[] = "listen 127.0.0.1:1080\n"
+				  "auth password none\n"
+				  "user alice wonderland\n"
+				  "nameserver 127.0.0.1:9\n"
+				  "proxy-protocol-from 127.0.0.1\n"
+				  "rule allow to 127.0.0.0/8,::1\n"
+				  "timeout connect 1\n"
+				  "timeout bind 1\n"
+				  "timeout udp 1\n"
+				  "auth-fail-limit 0\n";
 
 static struct conn_env env;
 static struct loop *loop;

@@ -22,7 +22,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 		struct dns_response r;
 
 		if (dns_parse_response(data, size, id, "www.example.com", types[i], &r) == DNS_OK &&
-		    (r.naddrs > DNS_MAX_ADDRS || r.cnames > DNS_MAX_CNAMES))
+			(r.naddrs > DNS_MAX_ADDRS || r.cnames > DNS_MAX_CNAMES))
 			abort();
 	}
 	return 0;

@@ -23,16 +23,20 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #x);                                 \
-			abort();                                               \
-		}                                                              \
+#define CHECK(x)                                                                              \
+	do {                                                                                  \
+		if (!(x)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
+			abort();                                                              \
+		}                                                                             \
 	} while (0)
 
-enum stage { STAGE_GREETING, STAGE_AUTH, STAGE_REQUEST, STAGE_DONE };
+enum stage {
+	STAGE_GREETING,
+	STAGE_AUTH,
+	STAGE_REQUEST,
+	STAGE_DONE
+};
 
 union msg {
 	struct proto_greeting g;
@@ -42,8 +46,7 @@ union msg {
 
 /* Poisons out first so two parses of the same bytes compare with memcmp. */
 static enum proto_status
-parse_stage(enum stage st, const uint8_t *p, size_t len, union msg *out,
-	size_t *consumed)
+parse_stage(enum stage st, const uint8_t *p, size_t len, union msg *out, size_t *consumed)
 {
 	memset(out, 0xA5, sizeof(*out));
 	*consumed = (size_t)-1;
@@ -194,21 +197,19 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 			case STAGE_GREETING:
 				CHECK(m.g.nmethods > 0);
 				method = proto_choose_method(&m.g, prefs, 2);
-				CHECK(method == SOCKS_METHOD_NO_ACCEPTABLE ||
-					method == prefs[0] || method == prefs[1]);
+				CHECK(method == SOCKS_METHOD_NO_ACCEPTABLE || method == prefs[0] ||
+					method == prefs[1]);
 				CHECK(proto_encode_method(out, method) == 2);
 				if (method == SOCKS_METHOD_NO_ACCEPTABLE)
 					return 0;
-				st = method == SOCKS_METHOD_PASSWORD ? STAGE_AUTH
-								     : STAGE_REQUEST;
+				st = method == SOCKS_METHOD_PASSWORD ? STAGE_AUTH : STAGE_REQUEST;
 				break;
 			case STAGE_AUTH:
 				CHECK(m.up.ulen > 0);
 				CHECK(m.up.user[m.up.ulen] == '\0');
 				CHECK(m.up.pass[m.up.plen] == '\0');
 				CHECK(consumed == 3u + m.up.ulen + m.up.plen);
-				CHECK(proto_encode_auth_status(out,
-					SOCKS_AUTH_STATUS_OK) == 2);
+				CHECK(proto_encode_auth_status(out, SOCKS_AUTH_STATUS_OK) == 2);
 				st = STAGE_REQUEST;
 				break;
 			case STAGE_REQUEST:

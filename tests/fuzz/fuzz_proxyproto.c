@@ -19,13 +19,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #x);                                 \
-			abort();                                               \
-		}                                                              \
+#define CHECK(x)                                                                              \
+	do {                                                                                  \
+		if (!(x)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
+			abort();                                                              \
+		}                                                                             \
 	} while (0)
 
 /* Prefixes this long are all re-parsed; the header's fixed part and any
@@ -33,8 +32,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 #define PREFIX_CHECK 128
 
 static void
-check_v1_round_trip(const uint8_t *data, size_t consumed,
-	const struct proxyproto_result *r)
+check_v1_round_trip(const uint8_t *data, size_t consumed, const struct proxyproto_result *r)
 {
 	char src[INET6_ADDRSTRLEN], dst[INET6_ADDRSTRLEN], line[160];
 	struct proxyproto_result r2;
@@ -43,13 +41,14 @@ check_v1_round_trip(const uint8_t *data, size_t consumed,
 	bool v6 = r->src.sa.sa_family == AF_INET6;
 
 	CHECK(inet_ntop(r->src.sa.sa_family,
-		v6 ? (const void *)&r->src.sin6.sin6_addr : (const void *)&r->src.sin.sin_addr,
-		src, sizeof(src)) != NULL);
+		      v6 ? (const void *)&r->src.sin6.sin6_addr
+			 : (const void *)&r->src.sin.sin_addr,
+		      src, sizeof(src)) != NULL);
 	CHECK(inet_ntop(r->dst.sa.sa_family,
-		v6 ? (const void *)&r->dst.sin6.sin6_addr : (const void *)&r->dst.sin.sin_addr,
-		dst, sizeof(dst)) != NULL);
-	n = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n",
-		v6 ? "TCP6" : "TCP4", src, dst,
+		      v6 ? (const void *)&r->dst.sin6.sin6_addr
+			 : (const void *)&r->dst.sin.sin_addr,
+		      dst, sizeof(dst)) != NULL);
+	n = snprintf(line, sizeof(line), "PROXY %s %s %s %u %u\r\n", v6 ? "TCP6" : "TCP4", src, dst,
 		ntohs(v6 ? r->src.sin6.sin6_port : r->src.sin.sin_port),
 		ntohs(v6 ? r->dst.sin6.sin6_port : r->dst.sin.sin_port));
 	CHECK(n > 0 && (size_t)n < sizeof(line));
@@ -57,8 +56,7 @@ check_v1_round_trip(const uint8_t *data, size_t consumed,
 	 * (::ffff:1.2.3.4), which the v1 format does not allow. */
 	if (v6 && strchr(line, '.') != NULL)
 		return;
-	CHECK(proxyproto_parse((const uint8_t *)line, (size_t)n, &r2, &c2) ==
-		PROXYPROTO_OK);
+	CHECK(proxyproto_parse((const uint8_t *)line, (size_t)n, &r2, &c2) == PROXYPROTO_OK);
 	CHECK(c2 == (size_t)n);
 	CHECK(memcmp(&r2, r, sizeof(r2)) == 0);
 	/* IPv4 text has one canonical form: the input was exactly it. */
@@ -67,8 +65,7 @@ check_v1_round_trip(const uint8_t *data, size_t consumed,
 }
 
 static void
-check_ok(const uint8_t *data, size_t size, size_t consumed,
-	const struct proxyproto_result *r)
+check_ok(const uint8_t *data, size_t size, size_t consumed, const struct proxyproto_result *r)
 {
 	struct proxyproto_result r2;
 	size_t c2;

@@ -68,8 +68,7 @@ fuzz_load(struct acl *a, char *text, char **argv)
 	char err[256], *line, *save = NULL;
 	int n, lineno = 0;
 
-	for (line = strtok_r(text, "\n", &save); line != NULL;
-	     line = strtok_r(NULL, "\n", &save)) {
+	for (line = strtok_r(text, "\n", &save); line != NULL; line = strtok_r(NULL, "\n", &save)) {
 		lineno++;
 		n = fuzz_split(line, argv);
 		if (n <= 0)
@@ -107,13 +106,12 @@ fuzz_dump(const struct acl *a)
 static void
 fuzz_compare(const struct acl *a, const struct acl *b)
 {
-	static const char *const clients[] = {"10.0.0.1", "::ffff:192.168.1.1",
-		"2001:db8::1"};
-	static const char *const users[] = {NULL, "alice", "alice smith"};
-	static const unsigned cmds[] = {ACL_CMD_CONNECT, ACL_CMD_BIND, ACL_CMD_UDP};
-	static const char *const names[] = {NULL, "www.example.com", "EXAMPLE.com."};
-	static const char *const dsts[] = {NULL, "10.1.2.3", "2001:db8::5", "::ffff:8.8.8.8"};
-	static const uint16_t ports[] = {1, 80, 65535};
+	static const char *const clients[] = { "10.0.0.1", "::ffff:192.168.1.1", "2001:db8::1" };
+	static const char *const users[] = { NULL, "alice", "alice smith" };
+	static const unsigned cmds[] = { ACL_CMD_CONNECT, ACL_CMD_BIND, ACL_CMD_UDP };
+	static const char *const names[] = { NULL, "www.example.com", "EXAMPLE.com." };
+	static const char *const dsts[] = { NULL, "10.1.2.3", "2001:db8::5", "::ffff:8.8.8.8" };
+	static const uint16_t ports[] = { 1, 80, 65535 };
 	union sockaddr_any c, d;
 	struct acl_request r;
 	struct acl_result ra, rb;
@@ -127,9 +125,9 @@ fuzz_compare(const struct acl *a, const struct acl *b)
 		if (ra.verdict != rb.verdict)
 			abort();
 		/* x walks every combination of the other fields. */
-		for (x = 0; x < NELEM(users) * NELEM(cmds) * NELEM(names) * NELEM(dsts) *
-		                    NELEM(ports);
-		     x++) {
+		for (x = 0;
+			x < NELEM(users) * NELEM(cmds) * NELEM(names) * NELEM(dsts) * NELEM(ports);
+			x++) {
 			size_t rest = x;
 
 			memset(&r, 0, sizeof(r));
@@ -150,7 +148,7 @@ fuzz_compare(const struct acl *a, const struct acl *b)
 			ra = acl_check_request(a, &r);
 			rb = acl_check_request(b, &r);
 			if (ra.verdict != rb.verdict || ra.explicit_to != rb.explicit_to ||
-			    (ra.line == 0) != (rb.line == 0))
+				(ra.line == 0) != (rb.line == 0))
 				abort();
 			/* Only a missing address leaves a rule undecided. */
 			if (ra.verdict == ACL_UNDECIDED && r.dst_addr != NULL)

@@ -13,13 +13,12 @@
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
-#define CHECK(x)                                                               \
-	do {                                                                   \
-		if (!(x)) {                                                    \
-			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, \
-				__LINE__, #x);                                 \
-			abort();                                               \
-		}                                                              \
+#define CHECK(x)                                                                              \
+	do {                                                                                  \
+		if (!(x)) {                                                                   \
+			fprintf(stderr, "%s:%d: check failed: %s\n", __FILE__, __LINE__, #x); \
+			abort();                                                              \
+		}                                                                             \
 	} while (0)
 
 int
@@ -50,8 +49,7 @@ LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 	memset(&h2, 0xA5, sizeof(h2));
 	CHECK(proto_parse_udp_header(data, h.header_len, &h2) == PROTO_OK);
 	CHECK(memcmp(&h, &h2, sizeof(h)) == 0);
-	CHECK(proto_parse_udp_header(data, h.header_len - 1, &h2) ==
-		PROTO_ERR_TRUNCATED);
+	CHECK(proto_parse_udp_header(data, h.header_len - 1, &h2) == PROTO_ERR_TRUNCATED);
 
 	n = proto_encode_addr(enc, sizeof(enc), &h.dst);
 	CHECK(3 + n == h.header_len);

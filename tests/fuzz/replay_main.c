@@ -27,8 +27,7 @@ replay_file(const char *path)
 	f = fopen(path, "rb");
 	if (f == NULL)
 		goto out;
-	if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 ||
-	    fseek(f, 0, SEEK_SET) != 0)
+	if (fseek(f, 0, SEEK_END) != 0 || (len = ftell(f)) < 0 || fseek(f, 0, SEEK_SET) != 0)
 		goto out;
 	/* Exactly len bytes so an over-read hits the redzone; malloc(0)
 	 * may return NULL, so an empty input gets one unused byte. */
@@ -66,8 +65,7 @@ replay_dir(const char *dir)
 	while ((de = readdir(d)) != NULL) {
 		if (de->d_name[0] == '.')
 			continue;
-		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir,
-			de->d_name) >= sizeof(path))
+		if ((size_t)snprintf(path, sizeof(path), "%s/%s", dir, de->d_name) >= sizeof(path))
 			continue;
 		if (stat(path, &st) != 0 || !S_ISREG(st.st_mode))
 			continue;

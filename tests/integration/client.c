@@ -318,8 +318,7 @@ it_target_addr(const struct it_target *t, uint8_t *out)
 
 /* 0 when exactly want arrives, else -1 with what came instead. */
 static int
-it_expect_raw(int fd, const uint8_t *want, size_t n, const char *what, char *err,
-	size_t errlen)
+it_expect_raw(int fd, const uint8_t *want, size_t n, const char *what, char *err, size_t errlen)
 {
 	uint8_t got[64];
 	size_t k = it_recv_exact(fd, got, n < sizeof(got) ? n : 0, IT_IO_TIMEOUT_MS);
@@ -339,8 +338,8 @@ it_expect_raw(int fd, const uint8_t *want, size_t n, const char *what, char *err
 }
 
 int
-it_session_open(const struct it_fixture *fx, int family, const struct it_target *t,
-	char *err, size_t errlen)
+it_session_open(const struct it_fixture *fx, int family, const struct it_target *t, char *err,
+	size_t errlen)
 {
 	uint8_t msg[600];
 	size_t n = 0;
@@ -480,8 +479,8 @@ it_expect_close_at(int fd, int timeout_ms, const char *file, int line)
 	enum it_close c = it_wait_close(fd, timeout_ms);
 
 	if (c != IT_CLOSE_EOF && c != IT_CLOSE_RST)
-		it_fail_at(file, line, "want the daemon to close within %d ms, got %s",
-			timeout_ms, it_close_str(c));
+		it_fail_at(file, line, "want the daemon to close within %d ms, got %s", timeout_ms,
+			it_close_str(c));
 }
 
 void
@@ -504,8 +503,8 @@ it_send_slowly_at(int fd, const void *p, size_t n, const char *file, int line)
 }
 
 void
-it_assert_mem_at(const void *got, const void *want, size_t n, const char *what,
-	const char *file, int line)
+it_assert_mem_at(const void *got, const void *want, size_t n, const char *what, const char *file,
+	int line)
 {
 	if (memcmp(got, want, n) != 0) {
 		char hg[200], hw[200];

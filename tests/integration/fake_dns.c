@@ -31,7 +31,7 @@
 #define IT_DNS_MAX_RULES 128
 #define IT_DNS_MAX_PENDING 256
 #define IT_DNS_MAX_TCP 32
-#define IT_DNS_MSG_MAX 512        /* our answers are far smaller */
+#define IT_DNS_MSG_MAX 512 /* our answers are far smaller */
 #define IT_DNS_TYPE_A 1
 #define IT_DNS_TYPE_SOA 6
 #define IT_DNS_TYPE_AAAA 28
@@ -43,7 +43,7 @@ enum it_dns_op {
 
 struct it_dns_ctl_msg {
 	enum it_dns_op op;
-	struct it_dns_rule rule;   /* SET: the rule; COUNTS: rule.name only */
+	struct it_dns_rule rule; /* SET: the rule; COUNTS: rule.name only */
 };
 
 struct it_dns_ctl_reply {
@@ -60,8 +60,8 @@ struct it_dns_entry {
 };
 
 struct it_dns_tcp {
-	int fd;                    /* -1: free slot */
-	unsigned gen;              /* bumped on close: stale answers are dropped */
+	int fd;       /* -1: free slot */
+	unsigned gen; /* bumped on close: stale answers are dropped */
 	uint8_t in[2 + IT_DNS_MSG_MAX];
 	size_t got;
 };
@@ -71,7 +71,7 @@ struct it_dns_pending {
 	bool used;
 	uint64_t due_ms;
 	bool tcp;
-	int slot;                  /* TCP: connection slot and its generation */
+	int slot; /* TCP: connection slot and its generation */
 	unsigned gen;
 	struct sockaddr_storage to; /* UDP: the asker */
 	socklen_t tolen;
@@ -99,8 +99,7 @@ it_dns_find(struct it_dns_server *s, const char *name)
  * QTYPE, and where the question ends. Returns 0 or -1 (not a query we
  * answer: the server stays silent, the resolver times out). */
 static int
-it_dns_question(const uint8_t *q, size_t n, char *name, size_t cap, uint16_t *qtype,
-	size_t *qend)
+it_dns_question(const uint8_t *q, size_t n, char *name, size_t cap, uint16_t *qtype, size_t *qend)
 {
 	size_t pos = 12, out = 0;
 
@@ -149,8 +148,8 @@ it_dns_put32(uint8_t *p, size_t pos, uint32_t v)
  * rcode, the question, then one address record (addr non-NULL) or, for
  * NODATA/NXDOMAIN (soa), an SOA in the authority section. */
 static size_t
-it_dns_build(uint8_t *out, const uint8_t *q, size_t qend, uint16_t id, uint8_t rcode,
-	bool tc, uint16_t qtype, const uint8_t *addr, bool soa, uint32_t ttl)
+it_dns_build(uint8_t *out, const uint8_t *q, size_t qend, uint16_t id, uint8_t rcode, bool tc,
+	uint16_t qtype, const uint8_t *addr, bool soa, uint32_t ttl)
 {
 	uint16_t qflags = (uint16_t)(q[2] << 8 | q[3]);
 	uint16_t flags = (uint16_t)(0x8000 | (qflags & 0x7800) | 0x0400 | (qflags & 0x0100) |
@@ -159,19 +158,19 @@ it_dns_build(uint8_t *out, const uint8_t *q, size_t qend, uint16_t id, uint8_t r
 
 	pos = it_dns_put16(out, pos, id);
 	pos = it_dns_put16(out, pos, flags);
-	pos = it_dns_put16(out, pos, 1);                       /* QDCOUNT */
-	pos = it_dns_put16(out, pos, addr != NULL ? 1 : 0);    /* ANCOUNT */
-	pos = it_dns_put16(out, pos, soa ? 1 : 0);             /* NSCOUNT */
-	pos = it_dns_put16(out, pos, 0);                       /* ARCOUNT */
+	pos = it_dns_put16(out, pos, 1);                    /* QDCOUNT */
+	pos = it_dns_put16(out, pos, addr != NULL ? 1 : 0); /* ANCOUNT */
+	pos = it_dns_put16(out, pos, soa ? 1 : 0);          /* NSCOUNT */
+	pos = it_dns_put16(out, pos, 0);                    /* ARCOUNT */
 	memcpy(out + pos, q + 12, qend - 12);
 	pos += qend - 12;
 	if (tc)
 		return pos;
 	if (addr != NULL) {
 		size_t alen = qtype == IT_DNS_TYPE_A ? 4 : 16;
-		pos = it_dns_put16(out, pos, 0xc00c);          /* the question's name */
+		pos = it_dns_put16(out, pos, 0xc00c); /* the question's name */
 		pos = it_dns_put16(out, pos, qtype);
-		pos = it_dns_put16(out, pos, 1);               /* IN */
+		pos = it_dns_put16(out, pos, 1); /* IN */
 		pos = it_dns_put32(out, pos, ttl);
 		pos = it_dns_put16(out, pos, (uint16_t)alen);
 		memcpy(out + pos, addr, alen);
@@ -234,8 +233,7 @@ it_dns_query(struct it_dns_server *s, const uint8_t *q, size_t n, bool tcp, int 
 	struct it_dns_pending p;
 	struct it_dns_entry *e;
 
-	if (it_dns_question(q, n, name, sizeof(name), &qtype, &qend) < 0 ||
-		qend > 12 + 255 + 4)
+	if (it_dns_question(q, n, name, sizeof(name), &qtype, &qend) < 0 || qend > 12 + 255 + 4)
 		return;
 	id = (uint16_t)(q[0] << 8 | q[1]);
 	memset(&p, 0, sizeof(p));
@@ -249,8 +247,8 @@ it_dns_query(struct it_dns_server *s, const uint8_t *q, size_t n, bool tcp, int 
 	uint8_t *msg = tcp ? p.msg + 2 : p.msg;
 	e = it_dns_find(s, name);
 	if (e == NULL) {
-		p.len = it_dns_build(msg, q, qend, id, 5 /* REFUSED */, false, qtype, NULL,
-			false, 0);
+		p.len = it_dns_build(msg, q, qend, id, 5 /* REFUSED */, false, qtype, NULL, false,
+			0);
 		p.due_ms = it_now_ms();
 		goto queue;
 	}
@@ -401,8 +399,7 @@ it_dns_on_ctl(struct it_dns_server *s)
 	return true;
 }
 
-static void __attribute__((noreturn))
-it_dns_main(struct it_dns_server *s)
+static void __attribute__((noreturn)) it_dns_main(struct it_dns_server *s)
 {
 	signal(SIGPIPE, SIG_IGN);
 	alarm(IT_DNS_LIFETIME_S);

@@ -223,8 +223,10 @@ it_server_init(void)
 			it_server_path = "build/socks5d";
 	}
 	if (access(it_server_path, X_OK) != 0) {
-		fprintf(stderr, "%s is not executable: %s (set SOCKS5D=path or "
-			"IT_SERVER=microsocks)\n", it_server_path, strerror(errno));
+		fprintf(stderr,
+			"%s is not executable: %s (set SOCKS5D=path or "
+			"IT_SERVER=microsocks)\n",
+			it_server_path, strerror(errno));
 		return -1;
 	}
 	printf("[   INFO   ] server under test: %s%s\n", it_server_path,
@@ -456,8 +458,9 @@ it_spawn_server(struct it_daemon *d, const char *config_lines)
 		size_t cl = strlen(config_lines);
 		int n = snprintf(text, sizeof(text),
 			"# written by tests/integration/harness.c\n"
-			"%s%slisten 127.0.0.1:%u\n%s", config_lines,
-			cl > 0 && config_lines[cl - 1] != '\n' ? "\n" : "", d->port, listen6);
+			"%s%slisten 127.0.0.1:%u\n%s",
+			config_lines, cl > 0 && config_lines[cl - 1] != '\n' ? "\n" : "", d->port,
+			listen6);
 		if (n < 0 || (size_t)n >= sizeof(text))
 			return -1;
 		if (it_write_file(d->conf, text) < 0)
@@ -473,8 +476,8 @@ it_spawn_server(struct it_daemon *d, const char *config_lines)
 		return r;
 	if (it_write_file(d->conf, config_lines) < 0) /* for the record only */
 		return -1;
-	char *argv[] = { (char *)it_server_path, "-i", "127.0.0.1", "-p", port,
-		"-u", user, "-P", pass, NULL };
+	char *argv[] = { (char *)it_server_path, "-i", "127.0.0.1", "-p", port, "-u", user, "-P",
+		pass, NULL };
 	if (user[0] == '\0')
 		argv[5] = NULL;
 	d->pid = it_spawn(argv, d->log);
@@ -531,8 +534,8 @@ it_daemon_start(struct it_daemon *d, const char *config_lines)
 		it_kill_and_reap(&d->pid);
 		it_kill_and_reap(&d->pid6);
 		if (r == -2) {
-			fprintf(stderr, "server not accepting on port %u after %d ms\n",
-				d->port, IT_START_TIMEOUT_MS);
+			fprintf(stderr, "server not accepting on port %u after %d ms\n", d->port,
+				IT_START_TIMEOUT_MS);
 			break;
 		}
 		/* It exited: most likely someone took the port since we looked;
@@ -593,11 +596,11 @@ it_stop_one(pid_t *pid, const char *what)
 			ok = -1;
 	} else if (!WIFEXITED(status) || WEXITSTATUS(status) != 0) {
 		if (WIFEXITED(status))
-			fprintf(stderr, "%s exited with status %d after SIGTERM (want 0)\n",
-				what, WEXITSTATUS(status));
+			fprintf(stderr, "%s exited with status %d after SIGTERM (want 0)\n", what,
+				WEXITSTATUS(status));
 		else if (WIFSIGNALED(status))
-			fprintf(stderr, "%s died of signal %d after SIGTERM (want exit 0)\n",
-				what, WTERMSIG(status));
+			fprintf(stderr, "%s died of signal %d after SIGTERM (want exit 0)\n", what,
+				WTERMSIG(status));
 		ok = -1;
 	}
 	*pid = 0;
@@ -789,7 +792,7 @@ it_local_port(int fd)
 #define IT_HARNESS_MAX_OPEN 256
 
 static struct {
-	int fd;                 /* 0: free slot */
+	int fd; /* 0: free slot */
 	dev_t dev;
 	ino_t ino;
 } it_harness_open[IT_HARNESS_MAX_OPEN];
@@ -843,8 +846,9 @@ it_connect_addr(const char *ip, uint16_t port, const char *src_ip)
 	fd = socket(ss.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
-	if (src_ip != NULL && (it_sockaddr(src_ip, 0, &src, &slen) < 0 ||
-		bind(fd, (struct sockaddr *)&src, slen) < 0))
+	if (src_ip != NULL &&
+		(it_sockaddr(src_ip, 0, &src, &slen) < 0 ||
+			bind(fd, (struct sockaddr *)&src, slen) < 0))
 		goto fail;
 	if (connect(fd, (struct sockaddr *)&ss, len) < 0) {
 		struct pollfd pfd = { .fd = fd, .events = POLLOUT };
@@ -958,11 +962,11 @@ it_udp_recv(int fd, void *p, size_t cap, int timeout_ms)
 /* One direction of it_exchange: what is left to send, and what arrived. */
 struct it_flow {
 	int from, to;
-	uint64_t st;           /* sender's stream state */
+	uint64_t st; /* sender's stream state */
 	size_t sent, got;
-	uint8_t buf[65536];    /* next chunk to send, from buf_off */
+	uint8_t buf[65536]; /* next chunk to send, from buf_off */
 	size_t buf_off, buf_len;
-	struct it_hash hs;     /* of what arrived */
+	struct it_hash hs; /* of what arrived */
 };
 
 static int
@@ -1001,8 +1005,8 @@ it_flow_recv(struct it_flow *f)
 }
 
 int
-it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b,
-	int timeout_ms, char *err, size_t errlen)
+it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b, int timeout_ms,
+	char *err, size_t errlen)
 {
 	static struct it_flow flows[2]; /* 128 KiB of buffers: not on the stack */
 	uint64_t deadline = it_now_ms() + (uint64_t)timeout_ms;
@@ -1021,7 +1025,8 @@ it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b,
 		struct pollfd pfd[2];
 
 		if (now >= deadline) {
-			snprintf(err, errlen, "exchange: timed out after %d ms: "
+			snprintf(err, errlen,
+				"exchange: timed out after %d ms: "
 				"a->b sent %zu got %zu, b->a sent %zu got %zu of %zu",
 				timeout_ms, flows[0].sent, flows[0].got, flows[1].sent,
 				flows[1].got, n);
@@ -1049,16 +1054,15 @@ it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b,
 			short ev = pfd[side].revents;
 
 			if ((ev & POLLOUT) && out->sent < n && it_flow_send(out, n) < 0) {
-				snprintf(err, errlen, "exchange: send on side %c: %s",
-					"ab"[side], strerror(errno));
+				snprintf(err, errlen, "exchange: send on side %c: %s", "ab"[side],
+					strerror(errno));
 				return -1;
 			}
 			if ((ev & (POLLIN | POLLHUP | POLLERR)) && in->got < n &&
 				it_flow_recv(in) < 0) {
 				snprintf(err, errlen,
 					"exchange: side %c got %zu of %zu bytes, then %s",
-					"ab"[side], in->got, n,
-					errno ? strerror(errno) : "EOF");
+					"ab"[side], in -> got, n, errno ? strerror(errno) : "EOF");
 				return -1;
 			}
 		}
@@ -1066,9 +1070,11 @@ it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b,
 	for (int i = 0; i < 2; i++) {
 		uint64_t want = it_stream_hash(i == 0 ? seed_a : seed_b, n);
 		if (flows[i].hs.h != want) {
-			snprintf(err, errlen, "exchange: %s: %zu bytes arrived altered "
-				"(hash %016llx, want %016llx)", i == 0 ? "a->b" : "b->a", n,
-				(unsigned long long)flows[i].hs.h, (unsigned long long)want);
+			snprintf(err, errlen,
+				"exchange: %s: %zu bytes arrived altered "
+				"(hash %016llx, want %016llx)",
+				i == 0 ? "a->b" : "b->a", n, (unsigned long long)flows[i].hs.h,
+				(unsigned long long)want);
 			return -1;
 		}
 	}
@@ -1087,16 +1093,16 @@ it_greet_at(const struct it_fixture *fx, int family, const char *file, int line)
 	if (fx->user == NULL) {
 		const uint8_t greet[] = { 0x05, 0x01, 0x00 };
 		if (it_send_all(fd, greet, sizeof(greet)) < 0 ||
-			it_recv_exact(fd, got, 2, IT_IO_TIMEOUT_MS) != 2 ||
-			got[0] != 0x05 || got[1] != 0x00)
+			it_recv_exact(fd, got, 2, IT_IO_TIMEOUT_MS) != 2 || got[0] != 0x05 ||
+			got[1] != 0x00)
 			it_harness_fail_at(file, line, "greeting 05 01 00: want 05 00");
 		return fd;
 	}
 	const uint8_t greet[] = { 0x05, 0x01, 0x02 };
 	size_t ul = strlen(fx->user), pl = strlen(fx->pass);
 	if (it_send_all(fd, greet, sizeof(greet)) < 0 ||
-		it_recv_exact(fd, got, 2, IT_IO_TIMEOUT_MS) != 2 ||
-		got[0] != 0x05 || got[1] != 0x02)
+		it_recv_exact(fd, got, 2, IT_IO_TIMEOUT_MS) != 2 || got[0] != 0x05 ||
+		got[1] != 0x02)
 		it_harness_fail_at(file, line, "greeting 05 01 02: want 05 02");
 	msg[n++] = 0x01;
 	msg[n++] = (uint8_t)ul;
@@ -1171,8 +1177,9 @@ it_run_program(char *const argv[], int timeout_ms, struct it_hash *out)
 			it_hash_update(out, buf, (size_t)r);
 	}
 	close(pfd[0]);
-	if (!eof || !it_wait_exit(pid, &status, it_now_ms() < deadline ?
-		    (int)(deadline - it_now_ms()) : 0)) {
+	if (!eof ||
+		!it_wait_exit(pid, &status,
+			it_now_ms() < deadline ? (int)(deadline - it_now_ms()) : 0)) {
 		fprintf(stderr, "[   INFO   ] %s still running after %d ms: killed\n", argv[0],
 			timeout_ms);
 		kill(pid, SIGKILL);

@@ -21,15 +21,15 @@
 #include <sys/socket.h>
 #include <sys/types.h>
 
-#define IT_IO_TIMEOUT_MS 5000     /* default bound of one client read */
+#define IT_IO_TIMEOUT_MS 5000 /* default bound of one client read */
 #define IT_SOURCE_BYTES (20u << 20)
 #define IT_SOURCE_SEED 0x5eed50c5d00dULL
 
 /* ---- data: xorshift bytes and a 64-bit FNV-1a hash -------------------- */
 
 struct it_hash {
-	uint64_t h;   /* FNV-1a state */
-	uint64_t n;   /* bytes hashed */
+	uint64_t h; /* FNV-1a state */
+	uint64_t n; /* bytes hashed */
 };
 
 void it_hash_init(struct it_hash *hs);
@@ -40,7 +40,7 @@ void it_fill(void *p, size_t n, uint64_t *state);
 uint64_t it_stream_hash(uint64_t seed, size_t n);
 void it_put_be64(uint8_t *p, uint64_t v);
 uint64_t it_get_be64(const uint8_t *p);
-uint64_t it_now_ms(void);   /* CLOCK_MONOTONIC */
+uint64_t it_now_ms(void); /* CLOCK_MONOTONIC */
 void it_sleep_ms(unsigned ms);
 
 /* ---- the server under test --------------------------------------------- */
@@ -71,12 +71,12 @@ bool it_have_ipv6(void);
 void it_raise_nofile(void);
 
 struct it_daemon {
-	pid_t pid;         /* socks5d, or microsocks on 127.0.0.1 */
-	pid_t pid6;        /* microsocks on [::1] (it listens on one address) */
-	uint16_t port;     /* same port on 127.0.0.1 and [::1] */
-	bool ipv6;         /* listening on [::1] too */
-	bool keep;         /* keep dir (IT_KEEP set, or something went wrong) */
-	char dir[256];     /* temp dir holding the config and the log */
+	pid_t pid;     /* socks5d, or microsocks on 127.0.0.1 */
+	pid_t pid6;    /* microsocks on [::1] (it listens on one address) */
+	uint16_t port; /* same port on 127.0.0.1 and [::1] */
+	bool ipv6;     /* listening on [::1] too */
+	bool keep;     /* keep dir (IT_KEEP set, or something went wrong) */
+	char dir[256]; /* temp dir holding the config and the log */
 	char conf[300];
 	char log[300];
 };
@@ -98,20 +98,19 @@ bool it_daemon_log_contains(const struct it_daemon *d, const char *needle);
 
 struct it_fixture {
 	struct it_daemon d;
-	const char *user;    /* credentials of a normal session; NULL: method 00 */
+	const char *user; /* credentials of a normal session; NULL: method 00 */
 	const char *pass;
-	bool unsupported;    /* microsocks cannot run this group's config */
+	bool unsupported; /* microsocks cannot run this group's config */
 	bool started;
 };
 
 /* For a cmocka group setup: starts a daemon with config and remembers how a
  * normal session authenticates (user NULL: no auth). */
-int it_fixture_start(void **state, const char *config, const char *user,
-	const char *pass);
+int it_fixture_start(void **state, const char *config, const char *user, const char *pass);
 /* it_fixture_start for a group whose subject is cap: when the server lacks
  * it, no server is started and the group's tests skip themselves. */
-int it_fixture_start_for(void **state, enum it_cap cap, const char *config,
-	const char *user, const char *pass);
+int it_fixture_start_for(void **state, enum it_cap cap, const char *config, const char *user,
+	const char *pass);
 /* Failures cmocka does not count itself (group teardown); main() adds them. */
 extern int it_harness_failures;
 
@@ -137,13 +136,13 @@ enum it_target_kind {
 
 struct it_target {
 	pid_t pid;
-	int family;          /* AF_INET (127.0.0.1) or AF_INET6 (::1) */
+	int family; /* AF_INET (127.0.0.1) or AF_INET6 (::1) */
 	uint16_t port;
 };
 
 struct it_targets {
 	struct it_target echo4, echo6, peer4, peer6, sink4, source4, eof_reply4;
-	uint16_t closed_port4;  /* bound, never listening: connect gets ECONNREFUSED */
+	uint16_t closed_port4; /* bound, never listening: connect gets ECONNREFUSED */
 	int closed_fd;
 	/* UDP echo (each datagram back to its sender, unchanged) on 127.0.0.1
 	 * and ::1; HTTP/1.0 server on 127.0.0.1 answering any request with
@@ -177,10 +176,10 @@ int it_send_all(int fd, const void *p, size_t n);
 size_t it_recv_exact(int fd, void *p, size_t n, int timeout_ms);
 
 enum it_close {
-	IT_CLOSE_EOF,      /* read returned 0 */
-	IT_CLOSE_RST,      /* ECONNRESET */
-	IT_CLOSE_TIMEOUT,  /* still open at the deadline */
-	IT_CLOSE_DATA,     /* bytes arrived instead */
+	IT_CLOSE_EOF,     /* read returned 0 */
+	IT_CLOSE_RST,     /* ECONNRESET */
+	IT_CLOSE_TIMEOUT, /* still open at the deadline */
+	IT_CLOSE_DATA,    /* bytes arrived instead */
 };
 /* Waits up to timeout_ms for the peer to close; never consumes more than one
  * byte. */
@@ -199,22 +198,21 @@ struct it_reply {
 };
 
 /* Reads one reply. Returns 0, or -1 with a reason in err. */
-int it_read_reply(int fd, struct it_reply *r, int timeout_ms, char *err,
-	size_t errlen);
+int it_read_reply(int fd, struct it_reply *r, int timeout_ms, char *err, size_t errlen);
 /* ATYP ADDR PORT of a loopback target (7 or 19 bytes). Returns the length. */
 size_t it_target_addr(const struct it_target *t, uint8_t *out);
 /* Connects to the daemon's listener of family, negotiates as the fixture
  * says (method 00, or 02 with its user) and CONNECTs to t. Returns the fd
  * with the tunnel open, or -1 with a reason in err. */
-int it_session_open(const struct it_fixture *fx, int family,
-	const struct it_target *t, char *err, size_t errlen);
+int it_session_open(const struct it_fixture *fx, int family, const struct it_target *t, char *err,
+	size_t errlen);
 /* Sends n bytes of the seed stream and expects them back. 0, or -1 with err. */
 int it_echo_check(int fd, size_t n, uint64_t seed, char *err, size_t errlen);
 
 /* Asserting wrappers for tests: on failure they print what differed and
  * fail at the caller's line (hence the macros). */
-int it_open_tunnel_at(const struct it_fixture *fx, int family,
-	const struct it_target *t, const char *file, int line);
+int it_open_tunnel_at(const struct it_fixture *fx, int family, const struct it_target *t,
+	const char *file, int line);
 void it_expect_echo_at(int fd, size_t n, uint64_t seed, const char *file, int line);
 void it_expect_bytes_at(int fd, const void *want, size_t n, const char *file, int line);
 void it_expect_close_at(int fd, int timeout_ms, const char *file, int line);
@@ -234,15 +232,13 @@ void it_assert_mem_at(const void *got, const void *want, size_t n, const char *w
 #define it_send_bytes(fd, p, n) it_send_bytes_at(fd, p, n, __FILE__, __LINE__)
 /* One byte per send() with a short pause, so each is its own segment. */
 #define it_send_slowly(fd, p, n) it_send_slowly_at(fd, p, n, __FILE__, __LINE__)
-#define it_assert_mem(got, want, n, what) \
-	it_assert_mem_at(got, want, n, what, __FILE__, __LINE__)
+#define it_assert_mem(got, want, n, what) it_assert_mem_at(got, want, n, what, __FILE__, __LINE__)
 
 /* ---- more client helpers: addresses, UDP, BIND peers, programs ---------- */
 
 /* Fills ss with the numeric address ip ("127.0.0.2", "::1") and port.
  * Returns 0, or -1 when ip is not numeric. */
-int it_sockaddr(const char *ip, uint16_t port, struct sockaddr_storage *ss,
-	socklen_t *len);
+int it_sockaddr(const char *ip, uint16_t port, struct sockaddr_storage *ss, socklen_t *len);
 /* The local port of a socket, 0 on error. */
 uint16_t it_local_port(int fd);
 /* Connects to ip:port from a socket bound to src_ip (NULL: the kernel's
@@ -263,16 +259,15 @@ long it_udp_recv(int fd, void *p, size_t cap, int timeout_ms);
  * seed_b stream from fd_b to fd_a at the same time (neither side can stall
  * the other), within timeout_ms; compares the hashes of what arrived.
  * 0, or -1 with a reason in err. */
-int it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b,
-	int timeout_ms, char *err, size_t errlen);
+int it_exchange(int fd_a, int fd_b, size_t n, uint64_t seed_a, uint64_t seed_b, int timeout_ms,
+	char *err, size_t errlen);
 
 /* Connects to the daemon's listener of family and negotiates as the fixture
  * says; returns the fd ready for a request, or fails the test. */
 int it_greet_at(const struct it_fixture *fx, int family, const char *file, int line);
 #define it_greet(fx, family) it_greet_at(fx, family, __FILE__, __LINE__)
 /* Reads one SOCKS5 reply into *r or fails the test. */
-void it_expect_reply_at(int fd, struct it_reply *r, int timeout_ms, const char *file,
-	int line);
+void it_expect_reply_at(int fd, struct it_reply *r, int timeout_ms, const char *file, int line);
 #define it_expect_reply(fd, r, ms) it_expect_reply_at(fd, r, ms, __FILE__, __LINE__)
 
 /* Runs argv[0] (a path) with stdin from /dev/null, stdout hashed into
@@ -289,31 +284,34 @@ bool it_find_program(const char *name, char *path, size_t cap);
 /* What the fake server does with the queries for one name. Unknown names
  * are answered REFUSED. */
 struct it_dns_rule {
-	char name[64];          /* compared case-insensitively, no final dot */
-	bool has_a;             /* answer A queries with a */
+	char name[64]; /* compared case-insensitively, no final dot */
+	bool has_a;    /* answer A queries with a */
 	uint8_t a[4];
-	bool has_aaaa;          /* answer AAAA queries with aaaa */
+	bool has_aaaa; /* answer AAAA queries with aaaa */
 	uint8_t aaaa[16];
-	bool nxdomain;          /* RCODE 3 (with an SOA) to both types */
-	unsigned delay_ms;      /* the (real) answer leaves this long after the query */
-	bool spoof_port_first;  /* at once: a wrong address, right id, from another port */
-	bool spoof_id_first;    /* at once: a wrong address from the right port, wrong id */
-	bool truncate_udp;      /* UDP: TC=1 and no records; TCP: the full answer */
-	uint32_t ttl;           /* of records and of the SOA (0: 300) */
+	bool nxdomain;         /* RCODE 3 (with an SOA) to both types */
+	unsigned delay_ms;     /* the (real) answer leaves this long after the query */
+	bool spoof_port_first; /* at once: a wrong address, right id, from another port */
+	bool spoof_id_first;   /* at once: a wrong address from the right port, wrong id */
+	bool truncate_udp;     /* UDP: TC=1 and no records; TCP: the full answer */
+	uint32_t ttl;          /* of records and of the SOA (0: 300) */
 };
 
 /* A type without an address answers NOERROR + SOA (NODATA, cacheable). The
  * wrong address of a spoofed answer is IT_DNS_SPOOF_A / ::99. */
-#define IT_DNS_SPOOF_A { 127, 0, 0, 99 }
+#define IT_DNS_SPOOF_A        \
+	{                     \
+		127, 0, 0, 99 \
+	}
 
 struct it_dns_counts {
-	unsigned udp_a, udp_aaaa, tcp_a, tcp_aaaa;  /* queries received */
+	unsigned udp_a, udp_aaaa, tcp_a, tcp_aaaa; /* queries received */
 };
 
 struct it_dns {
 	pid_t pid;
-	uint16_t port;          /* UDP and TCP on 127.0.0.1 */
-	int ctl;                /* control socket to the server process */
+	uint16_t port; /* UDP and TCP on 127.0.0.1 */
+	int ctl;       /* control socket to the server process */
 };
 
 /* Starts the server in a forked child. Returns 0 or -1 (printed). */

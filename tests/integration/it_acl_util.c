@@ -27,7 +27,8 @@
 static bool
 bindable(int type, uint16_t port)
 {
-	struct sockaddr_in sin = { .sin_family = AF_INET, .sin_port = htons(port),
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+		.sin_port = htons(port),
 		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
 	int fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
 	bool ok;
@@ -79,25 +80,24 @@ it_acl_free_port(void)
 size_t
 it_acl_proxy_v1(char *out, const char *src, uint16_t sport, const char *dst, uint16_t dport)
 {
-	int n = snprintf(out, 108, "PROXY %s %s %s %u %u\r\n",
-		strchr(src, ':') ? "TCP6" : "TCP4", src, dst, sport, dport);
+	int n = snprintf(out, 108, "PROXY %s %s %s %u %u\r\n", strchr(src, ':') ? "TCP6" : "TCP4",
+		src, dst, sport, dport);
 
 	return n > 0 ? (size_t)n : 0;
 }
 
 size_t
-it_acl_proxy_v2(uint8_t *out, const char *src, uint16_t sport, const char *dst,
-	uint16_t dport)
+it_acl_proxy_v2(uint8_t *out, const char *src, uint16_t sport, const char *dst, uint16_t dport)
 {
-	static const uint8_t sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51,
-		0x55, 0x49, 0x54, 0x0A };
+	static const uint8_t sig[12] = { 0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49,
+		0x54, 0x0A };
 	bool v6 = strchr(src, ':') != NULL;
 	size_t alen = v6 ? 16 : 4, n = 0;
 
 	memcpy(out, sig, sizeof(sig));
 	n = sizeof(sig);
-	out[n++] = 0x21;              /* version 2, PROXY */
-	out[n++] = v6 ? 0x21 : 0x11;  /* TCP over IPv6 / IPv4 */
+	out[n++] = 0x21;             /* version 2, PROXY */
+	out[n++] = v6 ? 0x21 : 0x11; /* TCP over IPv6 / IPv4 */
 	out[n++] = 0;
 	out[n++] = (uint8_t)(2 * alen + 4);
 	inet_pton(v6 ? AF_INET6 : AF_INET, src, out + n);
@@ -120,8 +120,8 @@ it_acl_dial(const char *src, uint16_t port, const void *hdr, size_t hdr_len, cha
 	int fd = it_connect_addr("127.0.0.1", port, src);
 
 	if (fd < 0) {
-		snprintf(err, errlen, "connect from %s to 127.0.0.1:%u: %s", src ? src : "-",
-			port, strerror(errno));
+		snprintf(err, errlen, "connect from %s to 127.0.0.1:%u: %s", src ? src : "-", port,
+			strerror(errno));
 		return -1;
 	}
 	if (hdr_len > 0 && it_send_all(fd, hdr, hdr_len) < 0) {
@@ -134,8 +134,7 @@ it_acl_dial(const char *src, uint16_t port, const void *hdr, size_t hdr_len, cha
 
 /* Reads exactly n bytes and compares them with want. 0, or -1 with err. */
 static int
-it_acl_expect_raw(int fd, const uint8_t *want, size_t n, const char *what, char *err,
-	size_t errlen)
+it_acl_expect_raw(int fd, const uint8_t *want, size_t n, const char *what, char *err, size_t errlen)
 {
 	uint8_t got[16];
 	size_t r = it_recv_exact(fd, got, n, IT_IO_TIMEOUT_MS);
@@ -232,8 +231,7 @@ it_acl_addr_name(uint8_t *out, const char *name, uint16_t port)
 }
 
 int
-it_acl_session(const struct it_acl_client *c, const struct it_target *t, char *err,
-	size_t errlen)
+it_acl_session(const struct it_acl_client *c, const struct it_target *t, char *err, size_t errlen)
 {
 	uint8_t addr[32];
 	struct it_reply r;
@@ -315,8 +313,8 @@ it_acl_expect_shut_at(int fd, int timeout_ms, const char *what, const char *file
 	enum it_close c = it_wait_close(fd, timeout_ms);
 
 	if (c != IT_CLOSE_EOF && c != IT_CLOSE_RST) {
-		print_error("ERROR: %s: want closed within %d ms with no byte sent, got %s\n",
-			what, timeout_ms, it_close_str(c));
+		print_error("ERROR: %s: want closed within %d ms with no byte sent, got %s\n", what,
+			timeout_ms, it_close_str(c));
 		_fail(file, line);
 	}
 }

@@ -21,8 +21,7 @@ bool it_acl_port_free(uint16_t port);
 
 /* PROXY protocol v1 line "PROXY TCP4|TCP6 src dst sport dport\r\n" into out
  * (>= 108 bytes). Returns its length. */
-size_t it_acl_proxy_v1(char *out, const char *src, uint16_t sport, const char *dst,
-	uint16_t dport);
+size_t it_acl_proxy_v1(char *out, const char *src, uint16_t sport, const char *dst, uint16_t dport);
 /* PROXY protocol v2 header (PROXY command, TCP over the family of src) into
  * out (>= 52 bytes). Returns its length. */
 size_t it_acl_proxy_v2(uint8_t *out, const char *src, uint16_t sport, const char *dst,
@@ -30,25 +29,25 @@ size_t it_acl_proxy_v2(uint8_t *out, const char *src, uint16_t sport, const char
 
 /* Connects to 127.0.0.1:port from src (NULL: the kernel's choice) and sends
  * hdr (hdr_len 0: nothing). Returns the fd or -1 with a reason in err. */
-int it_acl_dial(const char *src, uint16_t port, const void *hdr, size_t hdr_len,
-	char *err, size_t errlen);
+int it_acl_dial(const char *src, uint16_t port, const void *hdr, size_t hdr_len, char *err,
+	size_t errlen);
 /* Greeting (method 00 when user is NULL, else 02 and RFC 1929 with
  * user/pass), expecting success. 0, or -1 with err. */
 int it_acl_auth(int fd, const char *user, const char *pass, char *err, size_t errlen);
 /* Sends 05 cmd 00 addr and reads the reply. 0, or -1 with err. */
-int it_acl_request(int fd, uint8_t cmd, const uint8_t *addr, size_t addr_len,
-	struct it_reply *r, char *err, size_t errlen);
+int it_acl_request(int fd, uint8_t cmd, const uint8_t *addr, size_t addr_len, struct it_reply *r,
+	char *err, size_t errlen);
 /* ATYP 01 ip port / ATYP 03 name port. Return the length. */
 size_t it_acl_addr4(uint8_t *out, const char *ip, uint16_t port);
 size_t it_acl_addr_name(uint8_t *out, const char *name, uint16_t port);
 
 /* One client of the tests: where it comes from and how it authenticates. */
 struct it_acl_client {
-	const char *src;     /* source address; NULL: the kernel's choice */
-	uint16_t port;       /* daemon listener on 127.0.0.1 */
-	const void *hdr;     /* PROXY header sent first (NULL: none) */
+	const char *src; /* source address; NULL: the kernel's choice */
+	uint16_t port;   /* daemon listener on 127.0.0.1 */
+	const void *hdr; /* PROXY header sent first (NULL: none) */
 	size_t hdr_len;
-	const char *user;    /* NULL: method 00 */
+	const char *user; /* NULL: method 00 */
 	const char *pass;
 };
 
@@ -56,14 +55,14 @@ struct it_acl_client {
 int it_acl_session(const struct it_acl_client *c, const struct it_target *t, char *err,
 	size_t errlen);
 /* it_acl_session or fail the test. */
-int it_acl_session_at(const struct it_acl_client *c, const struct it_target *t,
-	const char *file, int line);
+int it_acl_session_at(const struct it_acl_client *c, const struct it_target *t, const char *file,
+	int line);
 #define it_acl_open(c, t) it_acl_session_at(c, t, __FILE__, __LINE__)
 /* it_acl_session retried until it works or timeout_ms passed: for a slot
  * the daemon frees once it has seen a close. Returns the fd or -1 with the
  * last reason in err. */
-int it_acl_session_retry(const struct it_acl_client *c, const struct it_target *t,
-	int timeout_ms, char *err, size_t errlen);
+int it_acl_session_retry(const struct it_acl_client *c, const struct it_target *t, int timeout_ms,
+	char *err, size_t errlen);
 
 /* Expects the reply 05 rep 00 01 0.0.0.0:0 (a refusal carries no address)
  * followed by a close. */
@@ -71,8 +70,7 @@ void it_acl_expect_refusal_at(int fd, uint8_t rep, const char *file, int line);
 #define it_acl_expect_refusal(fd, rep) it_acl_expect_refusal_at(fd, rep, __FILE__, __LINE__)
 /* Expects the connection closed within timeout_ms with no byte sent to us;
  * what describes the client for the message. */
-void it_acl_expect_shut_at(int fd, int timeout_ms, const char *what, const char *file,
-	int line);
+void it_acl_expect_shut_at(int fd, int timeout_ms, const char *what, const char *file, int line);
 #define it_acl_expect_shut(fd, ms, what) it_acl_expect_shut_at(fd, ms, what, __FILE__, __LINE__)
 
 /* Lines of the daemon's log holding needle (-1: no log). */

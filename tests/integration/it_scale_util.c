@@ -47,8 +47,8 @@ it_scale_stat(pid_t pid, char *state, long *ppid, unsigned long long *ticks)
 		return false;
 	/* state ppid pgrp session tty_nr tpgid flags minflt cminflt majflt
 	 * cmajflt utime stime */
-	if (sscanf(p + 1, " %c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", state, ppid,
-		    &ut, &st) != 4)
+	if (sscanf(p + 1, " %c %ld %*d %*d %*d %*d %*u %*u %*u %*u %*u %llu %llu", state, ppid, &ut,
+		    &st) != 4)
 		return false;
 	*ticks = ut + st;
 	return true;

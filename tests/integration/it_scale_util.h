@@ -35,7 +35,7 @@ bool it_scale_metric(const char *text, const char *key, unsigned long long *v);
  * IT_SCALE_DOWN bytes and closes, one connection after another. */
 #define IT_SCALE_UP 1000
 #define IT_SCALE_DOWN 2000
-#define IT_SCALE_DOWN_SEED 0x0d0eULL  /* the answer is this xorshift stream */
+#define IT_SCALE_DOWN_SEED 0x0d0eULL /* the answer is this xorshift stream */
 int it_scale_updown_start(struct it_target *t);
 void it_scale_updown_stop(struct it_target *t);
 

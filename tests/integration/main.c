@@ -35,10 +35,22 @@ main(void)
 	failed += it_run_dns_tests();
 	failed += it_run_socks4_tests();
 	failed += it_run_lifecycle_tests();
-	{ int it_run_systemd_tests(void); failed += it_run_systemd_tests(); }
-	{ int it_run_fault_tests(void); failed += it_run_fault_tests(); }
-	{ int it_run_access_tests(void); failed += it_run_access_tests(); }
-	{ int it_run_scale_tests(void); failed += it_run_scale_tests(); }
+	{
+		int it_run_systemd_tests(void);
+		failed += it_run_systemd_tests();
+	}
+	{
+		int it_run_fault_tests(void);
+		failed += it_run_fault_tests();
+	}
+	{
+		int it_run_access_tests(void);
+		failed += it_run_access_tests();
+	}
+	{
+		int it_run_scale_tests(void);
+		failed += it_run_scale_tests();
+	}
 	it_targets_stop(&it_tg);
 	failed += it_harness_failures;
 	printf("integration: %d failed\n", failed);

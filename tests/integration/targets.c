@@ -192,7 +192,8 @@ it_serve_http(int fd)
 		if (got == sizeof(head) - 1)
 			return;
 	}
-	int n = snprintf(hdr, sizeof(hdr), "HTTP/1.0 200 OK\r\nContent-Type: "
+	int n = snprintf(hdr, sizeof(hdr),
+		"HTTP/1.0 200 OK\r\nContent-Type: "
 		"application/octet-stream\r\nContent-Length: %u\r\nConnection: close\r\n\r\n",
 		IT_HTTP_BYTES);
 	if (it_tgt_write_all(fd, hdr, (size_t)n) < 0)
@@ -316,8 +317,7 @@ it_target_start(struct it_target *t, int family, enum it_target_kind kind)
 
 /* UDP echo: every datagram goes back to its sender unchanged, one process,
  * no state. Large buffers so that a test's burst is never dropped here. */
-static void __attribute__((noreturn))
-it_udp_echo_main(int fd, pid_t parent)
+static void __attribute__((noreturn)) it_udp_echo_main(int fd, pid_t parent)
 {
 	static uint8_t buf[65536];
 

@@ -29,7 +29,7 @@
  * from running these groups (they skip). */
 #define SOCKS5D_ONLY IT_CAP_RESOLVER
 
-static uint16_t proxy_port;       /* the proxy-protocol listener of the group */
+static uint16_t proxy_port; /* the proxy-protocol listener of the group */
 
 /* A request on fd (already greeted) and its exact refusal with rep. */
 static void
@@ -89,8 +89,8 @@ test_client_denied_by_rule_is_closed_before_any_byte_and_logged(void **state)
 	/* Nothing sent: a close within 1 s (the handshake deadline is 10 s)
 	 * can only be the decision at accept. */
 	it_acl_expect_shut(fd, 1000, "client 127.0.0.3 (client deny 127.0.0.3)");
-	snprintf(needle, sizeof(needle), "client 127.0.0.3:%u denied by %s:%d",
-		it_local_port(fd), fx->d.conf, it_acl_conf_line(&fx->d, 3));
+	snprintf(needle, sizeof(needle), "client 127.0.0.3:%u denied by %s:%d", it_local_port(fd),
+		fx->d.conf, it_acl_conf_line(&fx->d, 3));
 	it_close(fd);
 	it_acl_expect_log(&fx->d, needle, 2000);
 }
@@ -132,8 +132,8 @@ test_proxy_client_denied_by_its_real_address_first_match_wins(void **state)
 	assert_true(fd >= 0);
 	it_acl_expect_shut(fd, 1000, "PROXY client 198.51.100.9 (client deny 198.51.100.0/24)");
 	it_close(fd);
-	snprintf(needle, sizeof(needle), "client 198.51.100.9:5555 denied by %s:%d",
-		fx->d.conf, it_acl_conf_line(&fx->d, 4));
+	snprintf(needle, sizeof(needle), "client 198.51.100.9:5555 denied by %s:%d", fx->d.conf,
+		it_acl_conf_line(&fx->d, 4));
 	it_acl_expect_log(&fx->d, needle, 2000);
 }
 
@@ -142,7 +142,8 @@ test_proxy_client_allowed_by_its_real_address_is_served(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
 	char hdr[108];
-	const struct it_acl_client c = { .port = proxy_port, .hdr = hdr,
+	const struct it_acl_client c = { .port = proxy_port,
+		.hdr = hdr,
 		.hdr_len = it_acl_proxy_v1(hdr, "192.0.2.7", 5555, "127.0.0.1", proxy_port) };
 	int fd = it_acl_open(&c, &it_tg.echo4);
 
@@ -175,15 +176,16 @@ setup_client_rules(void **state)
 	if (proxy_port == 0)
 		return -1;
 	snprintf(conf, sizeof(conf),
-		"listen 127.0.0.1:%u proxy-protocol\n"          /* 1 */
-		"proxy-protocol-from 127.0.0.1\n"               /* 2 */
-		"client deny 127.0.0.3\n"                       /* 3 */
-		"client deny 198.51.100.0/24\n"                 /* 4 */
+		"listen 127.0.0.1:%u proxy-protocol\n"            /* 1 */
+		"proxy-protocol-from 127.0.0.1\n"                 /* 2 */
+		"client deny 127.0.0.3\n"                         /* 3 */
+		"client deny 198.51.100.0/24\n"                   /* 4 */
 		"client allow 127.0.0.1 127.0.0.2 192.0.2.0/24\n" /* 5 */
-		"client allow 198.51.100.9\n"                   /* 6: shadowed by 4 */
-		"client allow ::1\n"                            /* 7 */
-		"rule allow to 127.0.0.0/8\n"                   /* 8: for 192.0.2.7 */
-		"log-level info\n", proxy_port);
+		"client allow 198.51.100.9\n"                     /* 6: shadowed by 4 */
+		"client allow ::1\n"                              /* 7 */
+		"rule allow to 127.0.0.0/8\n"                     /* 8: for 192.0.2.7 */
+		"log-level info\n",
+		proxy_port);
 	return it_fixture_start_for(state, SOCKS5D_ONLY, conf, NULL, NULL);
 }
 
@@ -216,7 +218,8 @@ test_request_allowed_by_rule_connects_by_address_and_by_name(void **state)
 			fail_msg("alice CONNECT %s:%u: %s", names[i], echo_port(), err);
 		if (r.rep != 0x00)
 			fail_msg("alice CONNECT %s:%u: REP %02x, want 00 (rule allow to "
-				"127.0.0.0/8)", names[i], echo_port(), r.rep);
+				 "127.0.0.0/8)",
+				names[i], echo_port(), r.rep);
 		it_expect_echo(fd, 4096, 77 + i);
 		it_close(fd);
 	}
@@ -227,11 +230,11 @@ test_request_denials_name_the_rule_line(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
 	static const struct {
-		const char *src;      /* client address */
+		const char *src; /* client address */
 		const char *user;
-		const char *name;     /* domain target, or NULL: 127.0.0.1 */
-		int port_kind;        /* 0 echo4, 1 peer4 */
-		int line;             /* the rule that must deny it */
+		const char *name; /* domain target, or NULL: 127.0.0.1 */
+		int port_kind;    /* 0 echo4, 1 peer4 */
+		int line;         /* the rule that must deny it */
 	} cases[] = {
 		/* "*.blocked.example" (4) is not blocked.example itself (5). */
 		{ NULL, "alice", "blocked.example", 0, 5 },
@@ -320,16 +323,17 @@ setup_request_rules(void **state)
 	char conf[1024];
 
 	snprintf(conf, sizeof(conf),
-		"auth password\n"                          /* 1 */
-		"user alice wonderland\n"                  /* 2 */
-		"user bob builder\n"                       /* 3 */
-		"rule deny to *.blocked.example\n"         /* 4 */
-		"rule deny to blocked.example\n"           /* 5 */
-		"rule deny from 127.0.0.2\n"               /* 6 */
-		"rule deny port %u\n"                      /* 7 */
-		"rule deny to 127.0.0.0/8 user bob\n"      /* 8 */
+		"auth password\n"                             /* 1 */
+		"user alice wonderland\n"                     /* 2 */
+		"user bob builder\n"                          /* 3 */
+		"rule deny to *.blocked.example\n"            /* 4 */
+		"rule deny to blocked.example\n"              /* 5 */
+		"rule deny from 127.0.0.2\n"                  /* 6 */
+		"rule deny port %u\n"                         /* 7 */
+		"rule deny to 127.0.0.0/8 user bob\n"         /* 8 */
 		"rule allow to 127.0.0.0/8,::1 cmd connect\n" /* 9 */
-		"log-level info\n", it_tg.peer4.port);
+		"log-level info\n",
+		it_tg.peer4.port);
 	return it_fixture_start_for(state, SOCKS5D_ONLY, conf, "alice", "wonderland");
 }
 
@@ -379,7 +383,7 @@ test_non_loopback_client_cannot_reach_loopback_via_unspecified_address(void **st
 	 * target sees a loopback peer. The protection must cover them. */
 	static const struct {
 		uint8_t atyp;
-		const char *text;       /* numeric, or the name for ATYP 03 */
+		const char *text; /* numeric, or the name for ATYP 03 */
 		uint8_t addr[16];
 		bool v6;
 	} cases[] = {
@@ -425,7 +429,8 @@ test_non_loopback_client_cannot_reach_loopback_via_unspecified_address(void **st
 	}
 	if (bad)
 		fail_msg("%d CONNECTs to an unspecified address reached the proxy's loopback "
-			"from a non-loopback client; want REP 02", bad);
+			 "from a non-loopback client; want REP 02",
+			bad);
 }
 
 static void
@@ -457,12 +462,13 @@ test_rule_naming_loopback_lifts_protection_and_only_for_it(void **state)
 		fail_msg("the daemon with rules did not start");
 	/* Its "rule allow to 127.0.0.1 port ECHO" names the destination. */
 	fd = greeted_from_elsewhere(ruled_proxy_port);
-	if (it_acl_request(fd, 0x01, addr, it_acl_addr4(addr, "127.0.0.1", echo_port()), &r,
-		    err, sizeof(err)) < 0)
+	if (it_acl_request(fd, 0x01, addr, it_acl_addr4(addr, "127.0.0.1", echo_port()), &r, err,
+		    sizeof(err)) < 0)
 		fail_msg("192.0.2.7 CONNECT 127.0.0.1:%u: %s", echo_port(), err);
 	if (r.rep != 0x00)
 		fail_msg("192.0.2.7 CONNECT 127.0.0.1:%u with 'rule allow to 127.0.0.1 port %u': "
-			"REP %02x, want 00", echo_port(), echo_port(), r.rep);
+			 "REP %02x, want 00",
+			echo_port(), echo_port(), r.rep);
 	it_expect_echo(fd, 4096, 64);
 	it_close(fd);
 	/* Another port falls to "rule allow all", which names no
@@ -484,15 +490,16 @@ setup_protection(void **state)
 	if (it_server_has(SOCKS5D_ONLY)) {
 		snprintf(conf, sizeof(conf),
 			"listen 127.0.0.1:%u proxy-protocol\nproxy-protocol-from 127.0.0.1\n"
-			"rule allow to 127.0.0.1 port %u\nrule allow all\n", ruled_proxy_port,
-			echo_port());
+			"rule allow to 127.0.0.1 port %u\nrule allow all\n",
+			ruled_proxy_port, echo_port());
 		if (it_daemon_start(&ruled, conf) != 0)
 			return -1;
 		ruled_started = true;
 	}
 	snprintf(conf, sizeof(conf),
 		"listen 127.0.0.1:%u proxy-protocol\nproxy-protocol-from 127.0.0.1\n"
-		"log-level info\n", proxy_port);
+		"log-level info\n",
+		proxy_port);
 	return it_fixture_start_for(state, SOCKS5D_ONLY, conf, NULL, NULL);
 }
 
@@ -522,8 +529,7 @@ server_path(void)
 /* Writes text to DIR/socks5d.conf and runs socks5d with args (-t or
  * nothing) on it; out gets what it printed. Returns the exit status. */
 static int
-run_conf(const char *text, bool check_only, char *out, size_t cap, char *conf_path,
-	size_t conf_cap)
+run_conf(const char *text, bool check_only, char *out, size_t cap, char *conf_path, size_t conf_cap)
 {
 	char dir[] = "/tmp/socks5d-it-acl.XXXXXX";
 	int st;
@@ -557,7 +563,8 @@ expect_open_proxy_refused(bool check_only)
 	print_message("[   INFO   ] socks5d%s said: %s", check_only ? " -t" : "", out);
 	if (st != 1)
 		fail_msg("socks5d%s with 'listen 0.0.0.0' and no auth or client rule: exit %d, "
-			"want 1", check_only ? " -t" : "", st);
+			 "want 1",
+			check_only ? " -t" : "", st);
 	if (strstr(out, "open proxy") == NULL)
 		fail_msg("message does not say \"open proxy\"");
 	snprintf(where, sizeof(where), "%s:2", path);
@@ -661,8 +668,8 @@ test_max_connections_closes_the_extra_connection_at_once(void **state)
 static int
 setup_max_connections(void **state)
 {
-	return it_fixture_start_for(state, SOCKS5D_ONLY,
-		"max-connections 3\nlog-level info\n", NULL, NULL);
+	return it_fixture_start_for(state, SOCKS5D_ONLY, "max-connections 3\nlog-level info\n",
+		NULL, NULL);
 }
 
 static void
@@ -737,10 +744,13 @@ static void
 test_max_sessions_per_user_refuses_with_rep_02(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
-	const struct it_acl_client alice = { .port = fx->d.port, .user = "alice",
+	const struct it_acl_client alice = { .port = fx->d.port,
+		.user = "alice",
 		.pass = "wonderland" };
-	const struct it_acl_client bob = { .src = "127.0.0.2", .port = fx->d.port,
-		.user = "bob", .pass = "builder" };
+	const struct it_acl_client bob = { .src = "127.0.0.2",
+		.port = fx->d.port,
+		.user = "bob",
+		.pass = "builder" };
 	uint8_t addr[32];
 	int fa[2], fd;
 
@@ -749,8 +759,7 @@ test_max_sessions_per_user_refuses_with_rep_02(void **state)
 	fd = greeted(NULL, fx->d.port, NULL, 0, "alice", "wonderland");
 	request_refused(fd, 0x01, addr, it_target_addr(&it_tg.echo4, addr), 0x02);
 	it_close(fd);
-	it_acl_expect_log(&fx->d, "user \"alice\" refused: max-sessions-per-user 2 reached",
-		2000);
+	it_acl_expect_log(&fx->d, "user \"alice\" refused: max-sessions-per-user 2 reached", 2000);
 	/* Another user is not counted with alice. */
 	fd = it_acl_open(&bob, &it_tg.echo4);
 	it_expect_echo(fd, 1000, 74);
@@ -767,7 +776,8 @@ setup_max_per_user(void **state)
 	/* carol is the teardown's normal session. */
 	return it_fixture_start_for(state, SOCKS5D_ONLY,
 		"auth password\nuser alice wonderland\nuser bob builder\nuser carol c4rol\n"
-		"max-sessions-per-user 2\nlog-level info\n", "carol", "c4rol");
+		"max-sessions-per-user 2\nlog-level info\n",
+		"carol", "c4rol");
 }
 
 /* ======================================================================
@@ -811,7 +821,8 @@ try_password(const char *src, uint16_t port, const char *pass, uint64_t *took_ms
 		struct it_reply r;
 		uint8_t addr[32];
 		if (it_acl_request(fd, 0x01, addr, it_target_addr(&it_tg.echo4, addr), &r, err,
-			    sizeof(err)) < 0 || r.rep != 0)
+			    sizeof(err)) < 0 ||
+			r.rep != 0)
 			fail_msg("%s: CONNECT after auth: %s", src, err);
 		it_expect_echo(fd, 1000, 75);
 	}
@@ -848,7 +859,8 @@ test_three_failures_lock_out_the_address_for_the_lockout_only(void **state)
 	st = try_password("127.0.0.2", fx->d.port, "wonderland", &took);
 	if (st != 0x00)
 		fail_msg("right password from 127.0.0.2 refused (status %02x) while only "
-			"127.0.0.3 is locked out", st);
+			 "127.0.0.3 is locked out",
+			st);
 	/* After the 2 s lockout, 127.0.0.3 gets in again. */
 	uint64_t until = t_lock + 2000 + 300;
 	if (it_now_ms() < until)
@@ -856,7 +868,8 @@ test_three_failures_lock_out_the_address_for_the_lockout_only(void **state)
 	st = try_password("127.0.0.3", fx->d.port, "wonderland", &took);
 	if (st != 0x00)
 		fail_msg("right password from 127.0.0.3 refused (status %02x) %llu ms after "
-			"its 2 s lockout began", st, (unsigned long long)(it_now_ms() - t_lock));
+			 "its 2 s lockout began",
+			st, (unsigned long long)(it_now_ms() - t_lock));
 }
 
 static void
@@ -865,8 +878,10 @@ test_slowloris_is_dropped_at_deadline_while_others_are_served(void **state)
 	struct it_fixture *fx = it_fx(state);
 	const uint8_t greet[] = { 0x05, 0x01, 0x02 }, chosen[] = { 0x05, 0x02 };
 	const uint8_t up_head[] = { 0x01, 0xff }; /* a 255-byte name, trickled */
-	const struct it_acl_client normal = { .src = "127.0.0.5", .port = fx->d.port,
-		.user = "carol", .pass = "c4rol" };
+	const struct it_acl_client normal = { .src = "127.0.0.5",
+		.port = fx->d.port,
+		.user = "carol",
+		.pass = "c4rol" };
 	enum it_close c = IT_CLOSE_TIMEOUT;
 	uint64_t t0, elapsed, worst = 0;
 	int served = 0;
@@ -901,12 +916,12 @@ test_slowloris_is_dropped_at_deadline_while_others_are_served(void **state)
 	elapsed = it_now_ms() - t0;
 	it_close(fd);
 	print_message("[   INFO   ] slowloris dropped after %llu ms (%s); %d normal sessions, "
-		"slowest %llu ms\n", (unsigned long long)elapsed, it_close_str(c), served,
-		(unsigned long long)worst);
+		      "slowest %llu ms\n",
+		(unsigned long long)elapsed, it_close_str(c), served, (unsigned long long)worst);
 	if (c != IT_CLOSE_EOF && c != IT_CLOSE_RST)
 		fail_msg("slowloris (1 byte / 300 ms): want dropped at the 2 s handshake "
-			"deadline, got %s after %llu ms", it_close_str(c),
-			(unsigned long long)elapsed);
+			 "deadline, got %s after %llu ms",
+			it_close_str(c), (unsigned long long)elapsed);
 	assert_in_range(elapsed, 1700, 3500);
 	assert_true(served >= 4);
 	assert_true(worst < 1000);
@@ -917,7 +932,8 @@ setup_lockout(void **state)
 {
 	return it_fixture_start_for(state, SOCKS5D_ONLY,
 		"auth password\nuser alice wonderland\nuser carol c4rol\n"
-		"auth-fail-limit 3 60 2\ntimeout handshake 2\nlog-level info\n", "carol", "c4rol");
+		"auth-fail-limit 3 60 2\ntimeout handshake 2\nlog-level info\n",
+		"carol", "c4rol");
 }
 
 /* ====================================================================== */
@@ -974,8 +990,8 @@ it_run_access_tests(void)
 		setup_request_rules, it_fixture_stop);
 	failed += cmocka_run_group_tests_name("access: loopback protection", protection_tests,
 		setup_protection, teardown_protection);
-	failed += cmocka_run_group_tests_name("access: open-proxy refusal", open_proxy_tests,
-		NULL, NULL);
+	failed += cmocka_run_group_tests_name("access: open-proxy refusal", open_proxy_tests, NULL,
+		NULL);
 	failed += cmocka_run_group_tests_name("access: max-connections 3", max_conn_tests,
 		setup_max_connections, it_fixture_stop);
 	failed += cmocka_run_group_tests_name("access: max-connections-per-ip 2", max_ip_tests,

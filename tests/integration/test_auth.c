@@ -218,15 +218,14 @@ test_passwords_never_appear_in_log(void **state)
 
 	for (size_t i = 0; i < sizeof(secrets) / sizeof(secrets[0]); i++)
 		if (it_daemon_log_contains(&fx->d, secrets[i]))
-			fail_msg("the password \"%s\" appears in the daemon's log %s",
-				secrets[i], fx->d.log);
+			fail_msg("the password \"%s\" appears in the daemon's log %s", secrets[i],
+				fx->d.log);
 }
 
 static int
 setup_password(void **state)
 {
-	return it_fixture_start(state,
-		"auth password\nuser alice wonderland\nlog-level debug\n",
+	return it_fixture_start(state, "auth password\nuser alice wonderland\nlog-level debug\n",
 		"alice", "wonderland");
 }
 
@@ -234,8 +233,8 @@ static int
 setup_password_none(void **state)
 {
 	return it_fixture_start(state,
-		"auth password none\nuser alice wonderland\nlog-level debug\n",
-		"alice", "wonderland");
+		"auth password none\nuser alice wonderland\nlog-level debug\n", "alice",
+		"wonderland");
 }
 
 int

@@ -93,8 +93,8 @@ expect_refused_within(const char *ip, uint16_t port, int within_ms)
 			break;
 		it_sleep_ms(20);
 	}
-	fail_msg("%s port %u still accepts connections %d ms later (want ECONNREFUSED)", ip,
-		port, within_ms);
+	fail_msg("%s port %u still accepts connections %d ms later (want ECONNREFUSED)", ip, port,
+		within_ms);
 }
 
 static void
@@ -353,8 +353,7 @@ pick_range(void)
 static int
 setup(void **state)
 {
-	return it_fixture_start_for(state, IT_CAP_BIND, "auth none\nlog-level debug\n", NULL,
-		NULL);
+	return it_fixture_start_for(state, IT_CAP_BIND, "auth none\nlog-level debug\n", NULL, NULL);
 }
 
 static int
@@ -399,9 +398,9 @@ it_run_bind_tests(void)
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name("bind (auth none)", tests, setup, it_fixture_stop);
-	failed += cmocka_run_group_tests_name("bind (timeout bind 1)", timeout_tests,
-		setup_timeout, it_fixture_stop);
-	failed += cmocka_run_group_tests_name("bind (bind-port-range)", range_tests,
-		setup_range, it_fixture_stop);
+	failed += cmocka_run_group_tests_name("bind (timeout bind 1)", timeout_tests, setup_timeout,
+		it_fixture_stop);
+	failed += cmocka_run_group_tests_name("bind (bind-port-range)", range_tests, setup_range,
+		it_fixture_stop);
 	return failed;
 }

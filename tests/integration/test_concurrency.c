@@ -33,8 +33,8 @@ static void
 drop(int *fds, size_t i, char *err, size_t errlen, const char *fmt_what, int sys)
 {
 	if (err[0] == '\0')
-		snprintf(err, errlen, "session %zu: %s%s%s", i, fmt_what,
-			sys ? ": " : "", sys ? strerror(sys) : "");
+		snprintf(err, errlen, "session %zu: %s%s%s", i, fmt_what, sys ? ": " : "",
+			sys ? strerror(sys) : "");
 	it_close(fds[i]);
 	fds[i] = -1;
 }
@@ -43,8 +43,7 @@ drop(int *fds, size_t i, char *err, size_t errlen, const char *fmt_what, int sys
  * all within deadline. Returns how many succeeded; the first failure is
  * described in err. */
 static size_t
-run_sessions(const struct it_fixture *fx, size_t n, uint64_t deadline, char *err,
-	size_t errlen)
+run_sessions(const struct it_fixture *fx, size_t n, uint64_t deadline, char *err, size_t errlen)
 {
 	const uint8_t greet[] = { 0x05, 0x01, 0x00 };
 	const uint16_t p = it_tg.echo4.port;
@@ -104,8 +103,8 @@ run_sessions(const struct it_fixture *fx, size_t n, uint64_t deadline, char *err
 		it_fill(out, ECHO_BYTES, &st);
 		size_t got = it_recv_exact(fds[i], in, ECHO_BYTES, remaining(deadline));
 		if (got != ECHO_BYTES || memcmp(in, out, ECHO_BYTES) != 0) {
-			drop(fds, i, err, errlen, got != ECHO_BYTES ? "echo cut short"
-								  : "echo altered", 0);
+			drop(fds, i, err, errlen,
+				got != ECHO_BYTES ? "echo cut short" : "echo altered", 0);
 			continue;
 		}
 		ok++;
@@ -154,7 +153,8 @@ test_session_stuck_in_greeting_does_not_stall_others(void **state)
 	size_t ok = run_sessions(fx, FEW, it_now_ms() + 10000, err, sizeof(err));
 	if (ok != FEW)
 		fail_msg("while one session sat in its greeting, %zu of %d others "
-			"succeeded; first failure: %s", ok, FEW, err);
+			 "succeeded; first failure: %s",
+			ok, FEW, err);
 	if (it_server_has(IT_CAP_PARTIAL_READS)) {
 		/* The stuck one was waiting, not lost: it can still finish. */
 		enum it_close c = it_wait_close(stuck, 0);

@@ -71,8 +71,8 @@ test_connect_ipv6_via_v6_listener_replies_bnd_seen_by_target(void **state)
 	if (!it_have_ipv6())
 		skip();
 	const uint16_t p = it_tg.peer6.port;
-	const uint8_t req[] = { 0x05, 0x01, 0x00, 0x04,
-		0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, p >> 8, p & 0xff };
+	const uint8_t req[] = { 0x05, 0x01, 0x00, 0x04, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+		1, p >> 8, p & 0xff };
 	const uint8_t head[] = { 0x05, 0x00, 0x00, 0x04 };
 	const uint8_t loop6[16] = { [15] = 1 };
 	uint8_t seen[19];

@@ -484,8 +484,8 @@ test_dns_udp_datagrams_to_slow_name_keep_order_and_do_not_block_others(void **st
 	struct it_fixture *fx = it_fx(state);
 	const struct it_dns_rule r = { .delay_ms = 400 };
 	const uint16_t p = it_tg.udp_echo4.port;
-	const uint8_t by_name[] = { 0, 0, 0, 0x03, 12, 'u', 'd', 'p', 's', 'l', 'o', 'w', '.',
-		't', 'e', 's', 't', p >> 8, p & 0xff };
+	const uint8_t by_name[] = { 0, 0, 0, 0x03, 12, 'u', 'd', 'p', 's', 'l', 'o', 'w', '.', 't',
+		'e', 's', 't', p >> 8, p & 0xff };
 	const uint8_t by_ip[] = { 0, 0, 0, 0x01, 127, 0, 0, 1, p >> 8, p & 0xff };
 	uint8_t out[64], in[128];
 	int ctl;
@@ -587,7 +587,8 @@ test_dns_lookup_counts_against_connect_timeout(void **state)
 	it_expect_reply(fd, &rep, 4000);
 	uint64_t ms = it_now_ms() - t0;
 	assert_int_equal(rep.len, sizeof(want));
-	it_assert_mem(rep.raw, want, sizeof(want), "reply when the lookup outlasts the "
+	it_assert_mem(rep.raw, want, sizeof(want),
+		"reply when the lookup outlasts the "
 		"connect timeout");
 	print_message("[   INFO   ] REP 04 after %llu ms (timeout connect 1)\n",
 		(unsigned long long)ms);
@@ -620,7 +621,7 @@ test_dns_dead_first_nameserver_fails_over_at_once(void **state)
 	 * lookup on at once: no try may have ended by its timeout. */
 	if (it_daemon_log_contains(&fx->d, "no answer in"))
 		fail_msg("a try past the dead first nameserver timed out: want the ICMP error "
-			"to move the lookup on");
+			 "to move the lookup on");
 	expect_counts("failover.test", 1, 1, 0, 0);
 }
 
@@ -663,7 +664,7 @@ test_dns_sigterm_with_lookup_bind_and_udp_pending_exits_0(void **state)
 	uint64_t t0 = it_now_ms();
 	if (it_daemon_stop(&fx->d) < 0)
 		fail_msg("the daemon did not exit 0 on SIGTERM with a lookup, a BIND and a "
-			"UDP association pending");
+			 "UDP association pending");
 	uint64_t ms = it_now_ms() - t0;
 	print_message("[   INFO   ] exited 0 %llu ms after SIGTERM (shutdown-timeout 0)\n",
 		(unsigned long long)ms);
@@ -783,8 +784,8 @@ it_run_dns_tests(void)
 	};
 	int failed = 0;
 
-	failed += cmocka_run_group_tests_name("domain names (own resolver, fake DNS)", tests,
-		setup, teardown);
+	failed += cmocka_run_group_tests_name("domain names (own resolver, fake DNS)", tests, setup,
+		teardown);
 	failed += cmocka_run_group_tests_name("domain names (timeout connect 1, no cache)",
 		timeout_tests, setup_timeout, teardown);
 	failed += cmocka_run_group_tests_name("domain names (dead first nameserver)",

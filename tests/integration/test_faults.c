@@ -137,12 +137,10 @@ it_fault_baseline(pid_t pid)
 
 /* Waits (bounded) until the daemon holds no more descriptors than baseline;
  * fails the test with the count otherwise. */
-#define it_fault_expect_fds(fx, baseline, what) \
-	it_fault_expect_fds_at(fx, baseline, what, __LINE__)
+#define it_fault_expect_fds(fx, baseline, what) it_fault_expect_fds_at(fx, baseline, what, __LINE__)
 
 static void
-it_fault_expect_fds_at(struct it_fixture *fx, unsigned baseline, const char *what,
-	int line)
+it_fault_expect_fds_at(struct it_fixture *fx, unsigned baseline, const char *what, int line)
 {
 	uint64_t t0 = it_now_ms();
 	unsigned n;
@@ -151,7 +149,8 @@ it_fault_expect_fds_at(struct it_fixture *fx, unsigned baseline, const char *wha
 		if (it_now_ms() - t0 > IT_FAULT_SETTLE_MS) {
 			fx->d.keep = true;
 			fail_msg("line %d: %s: daemon holds %u descriptors %d ms later, "
-				 "baseline %u", line, what, n, IT_FAULT_SETTLE_MS, baseline);
+				 "baseline %u",
+				line, what, n, IT_FAULT_SETTLE_MS, baseline);
 		}
 		it_sleep_ms(20);
 	}
@@ -283,8 +282,7 @@ test_target_reset_mid_transfer_ends_client_connection(void **state)
 	(void)it_fault_send_some(c, 65536, &up_st, NULL); /* may fail: it is going away */
 	enum it_close how = it_wait_close(c, 3000);
 	if (how != IT_CLOSE_EOF && how != IT_CLOSE_RST)
-		fail_msg("after the target reset, the client connection: %s",
-			it_close_str(how));
+		fail_msg("after the target reset, the client connection: %s", it_close_str(how));
 	it_close(c);
 	it_fault_close(lfd);
 	it_fault_expect_fds(fx, base, "target reset");
@@ -359,13 +357,16 @@ test_target_that_never_reads_pushes_back_on_client_not_into_memory(void **state)
 	}
 	long rss1 = it_fault_rss_kb(fx->d.pid);
 	print_message("[   INFO   ] client pushed %zu KiB before blocking; daemon VmRSS "
-		      "%ld -> %ld KiB\n", pushed >> 10, rss0, rss1);
+		      "%ld -> %ld KiB\n",
+		pushed >> 10, rss0, rss1);
 	if (!blocked)
 		fail_msg("client pushed %zu MiB to a target that reads nothing without its "
-			 "send ever blocking: the daemon is buffering", pushed >> 20);
+			 "send ever blocking: the daemon is buffering",
+			pushed >> 20);
 	if (rss1 - rss0 >= 2048)
 		fail_msg("daemon VmRSS grew by %ld KiB while the target read nothing "
-			 "(want < 2048)", rss1 - rss0);
+			 "(want < 2048)",
+			rss1 - rss0);
 
 	/* Nothing was lost either: once the target reads, every pushed byte
 	 * arrives in order. */
@@ -419,8 +420,7 @@ test_target_that_never_accepts_gets_rep_04_after_connect_timeout(void **state)
 		full = poll(&pfd, 1, 300) == 0;
 	}
 	if (!full)
-		fail_msg("cannot fill the backlog of listen(fd, 0): %zu connects completed",
-			nfill);
+		fail_msg("cannot fill the backlog of listen(fd, 0): %zu connects completed", nfill);
 
 	const uint8_t greet[] = { 0x05, 0x01, 0x00 }, chosen[] = { 0x05, 0x00 };
 	uint8_t req[32] = { 0x05, 0x01, 0x00 };
@@ -453,7 +453,10 @@ static void
 test_1000_clients_sending_garbage_then_vanishing(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
-	enum { BATCH = 100, TOTAL = 1000 };
+	enum {
+		BATCH = 100,
+		TOTAL = 1000
+	};
 	int fds[BATCH];
 	uint64_t st = 96;
 
@@ -499,8 +502,8 @@ test_1000_clients_sending_garbage_then_vanishing(void **state)
  * the same time: greeting and CONNECT pipelined, 32 bytes each way, then
  * closed, by the client for even ones and by the target for odd ones. */
 static void
-it_fault_session_batch(struct it_fixture *fx, int lfd, const struct it_target *t, int n,
-	int *cfd, int *sfd)
+it_fault_session_batch(struct it_fixture *fx, int lfd, const struct it_target *t, int n, int *cfd,
+	int *sfd)
 {
 	uint8_t req[32] = { 0x05, 0x01, 0x00, 0x05, 0x01, 0x00 };
 	size_t reqlen = 6 + it_target_addr(t, req + 6);
@@ -550,7 +553,10 @@ static void
 test_2000_sessions_opened_and_closed_leave_fds_and_memory_at_baseline(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
-	enum { BATCH = 100, TOTAL = 2000 };
+	enum {
+		BATCH = 100,
+		TOTAL = 2000
+	};
 	int cfd[BATCH], sfd[BATCH];
 	struct it_target t;
 
@@ -568,8 +574,8 @@ test_2000_sessions_opened_and_closed_leave_fds_and_memory_at_baseline(void **sta
 	it_fault_close(lfd);
 	it_fault_expect_fds(fx, base, "2000 sessions");
 	long rss1 = it_fault_rss_kb(fx->d.pid);
-	print_message("[   INFO   ] %d sessions in %llu ms; daemon VmRSS %ld -> %ld KiB\n",
-		TOTAL, (unsigned long long)ms, rss0, rss1);
+	print_message("[   INFO   ] %d sessions in %llu ms; daemon VmRSS %ld -> %ld KiB\n", TOTAL,
+		(unsigned long long)ms, rss0, rss1);
 	if (it_fault_daemon_has_asan(fx->d.pid)) {
 		print_message("[   INFO   ] AddressSanitizer or valgrind: freed memory stays "
 			      "resident, RSS not checked (they check leaks themselves)\n");
@@ -577,8 +583,8 @@ test_2000_sessions_opened_and_closed_leave_fds_and_memory_at_baseline(void **sta
 	}
 	/* 2000 sessions leaking 512 bytes each would be 1000 KiB. */
 	if (rss1 - rss0 >= 1024)
-		fail_msg("daemon VmRSS grew by %ld KiB over %d sessions (want < 1024)",
-			rss1 - rss0, TOTAL);
+		fail_msg("daemon VmRSS grew by %ld KiB over %d sessions (want < 1024)", rss1 - rss0,
+			TOTAL);
 }
 
 static int

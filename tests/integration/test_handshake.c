@@ -119,8 +119,8 @@ static size_t
 password_handshake(uint8_t *out)
 {
 	const uint8_t greet[] = { 0x05, 0x01, 0x02 };
-	const uint8_t up[] = { 0x01, 5, 'a', 'l', 'i', 'c', 'e',
-		10, 'w', 'o', 'n', 'd', 'e', 'r', 'l', 'a', 'n', 'd' };
+	const uint8_t up[] = { 0x01, 5, 'a', 'l', 'i', 'c', 'e', 10, 'w', 'o', 'n', 'd', 'e', 'r',
+		'l', 'a', 'n', 'd' };
 	size_t n = 0;
 
 	memcpy(out + n, greet, sizeof(greet));
@@ -141,7 +141,7 @@ test_password_handshake_split_one_byte_per_segment_works(void **state)
 	it_require(IT_CAP_PARTIAL_READS);
 	password_handshake(hs);
 	fd = connected(fx);
-	it_send_slowly(fd, hs, 3);  /* greeting */
+	it_send_slowly(fd, hs, 3); /* greeting */
 	it_expect_bytes(fd, chosen, sizeof(chosen));
 	it_send_slowly(fd, hs + 3, 18); /* 01 05 alice 0a wonderland */
 	it_expect_bytes(fd, ok, sizeof(ok));
@@ -209,8 +209,7 @@ setup_none(void **state)
 static int
 setup_password(void **state)
 {
-	return it_fixture_start(state,
-		"auth password\nuser alice wonderland\nlog-level debug\n",
+	return it_fixture_start(state, "auth password\nuser alice wonderland\nlog-level debug\n",
 		"alice", "wonderland");
 }
 

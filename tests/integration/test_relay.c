@@ -107,8 +107,8 @@ download_20mb(struct it_fixture *fx)
 		if (r < 0 && errno == EINTR)
 			continue;
 		if (r < 0)
-			fail_msg("download: recv after %llu bytes: %s",
-				(unsigned long long)hs.n, strerror(errno));
+			fail_msg("download: recv after %llu bytes: %s", (unsigned long long)hs.n,
+				strerror(errno));
 		if (r == 0)
 			break;
 		it_hash_update(&hs, buf, (size_t)r);
@@ -304,8 +304,8 @@ it_run_relay_tests(void)
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name("relay (auth none)", tests, setup, it_fixture_stop);
-	failed += cmocka_run_group_tests_name("relay: relay-splice on", path_tests,
-		setup_splice_on, it_fixture_stop);
+	failed += cmocka_run_group_tests_name("relay: relay-splice on", path_tests, setup_splice_on,
+		it_fixture_stop);
 	failed += cmocka_run_group_tests_name("relay: relay-splice off", path_tests,
 		setup_splice_off, it_fixture_stop);
 	return failed;

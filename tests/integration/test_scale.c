@@ -34,10 +34,10 @@
 #define FD_MAX_IDLE 4
 
 enum attempt {
-	ATTEMPT_OK,        /* CONNECT succeeded */
-	ATTEMPT_SHED,      /* closed with no byte sent to us */
-	ATTEMPT_REP01,     /* greeted, then CONNECT got REP 01 */
-	ATTEMPT_OTHER,     /* anything else (err says what) */
+	ATTEMPT_OK,    /* CONNECT succeeded */
+	ATTEMPT_SHED,  /* closed with no byte sent to us */
+	ATTEMPT_REP01, /* greeted, then CONNECT got REP 01 */
+	ATTEMPT_OTHER, /* anything else (err says what) */
 };
 
 /* A whole session (no auth, CONNECT echo4), classified. */
@@ -64,8 +64,8 @@ attempt_session(uint16_t port, int *out, char *err, size_t errlen)
 		it_close(fd);
 		return ATTEMPT_OTHER;
 	}
-	if (it_acl_request(fd, 0x01, addr, it_target_addr(&it_tg.echo4, addr), &r, err,
-		    errlen) < 0) {
+	if (it_acl_request(fd, 0x01, addr, it_target_addr(&it_tg.echo4, addr), &r, err, errlen) <
+		0) {
 		it_close(fd);
 		return ATTEMPT_OTHER;
 	}
@@ -99,7 +99,8 @@ greeted_only(uint16_t port)
 	}
 	if (k != 2 || got[0] != 0x05 || got[1] != 0x00)
 		fail_msg("greeting at the descriptor limit: got %zu bytes, %s; want 05 00 or a "
-			"close with nothing", k, k ? "wrong" : strerror(errno));
+			 "close with nothing",
+			k, k ? "wrong" : strerror(errno));
 	return fd;
 }
 
@@ -125,12 +126,14 @@ test_fd_exhaustion_sheds_new_clients_without_spinning_and_recovers(void **state)
 		fds[n++] = fd;
 	}
 	print_message("[   INFO   ] %d sessions open; the next one: %s; daemon holds %d "
-		"descriptors\n", n, a == ATTEMPT_SHED ? "shed" : err, it_scale_fd_count(fx->d.pid));
+		      "descriptors\n",
+		n, a == ATTEMPT_SHED ? "shed" : err, it_scale_fd_count(fx->d.pid));
 	/* Refused cleanly: shed at accept, or (one descriptor left for the
 	 * client, none for its target) REP 01. */
 	if (a != ATTEMPT_SHED && a != ATTEMPT_REP01)
 		fail_msg("session %d at the descriptor limit: %s; want a close with nothing, "
-			"or REP 01", n + 1, err);
+			 "or REP 01",
+			n + 1, err);
 	assert_in_range(n, 20, FD_MAX_SESSIONS - 1);
 	/* Clients that only greet take whatever single descriptors are left;
 	 * then the listener has none and must shed. */
@@ -168,7 +171,8 @@ test_fd_exhaustion_sheds_new_clients_without_spinning_and_recovers(void **state)
 	assert_true(cpu0 >= 0 && cpu1 >= 0);
 	if (cpu1 - cpu0 >= 200)
 		fail_msg("daemon used %lld ms of CPU in 2 s at the descriptor limit (want < 200: "
-			"not spinning)", cpu1 - cpu0);
+			 "not spinning)",
+			cpu1 - cpu0);
 	it_acl_expect_log(&fx->d, "accept: shedding new connections", 2000);
 	/* Recovery: closing clients frees descriptors for new sessions. */
 	while (nidle > 0)
@@ -281,8 +285,9 @@ test_killed_worker_is_restarted_while_sessions_go_on(void **state)
 		if (nk == 2 && kids[0] != victim && kids[1] != victim) {
 			fresh = kids[0] == survivor ? kids[1] : kids[0];
 			print_message("[   INFO   ] worker pid %d replaced by %d after %llu ms "
-				"(%d sessions meanwhile)\n", (int)victim, (int)fresh,
-				(unsigned long long)(it_now_ms() - t_kill), ok);
+				      "(%d sessions meanwhile)\n",
+				(int)victim, (int)fresh, (unsigned long long)(it_now_ms() - t_kill),
+				ok);
 		}
 		it_sleep_ms(20);
 	}
@@ -309,12 +314,12 @@ test_sighup_to_supervisor_reaches_both_workers(void **state)
 	if (worker_lines(fx, 0, "reloaded") <= r0 || worker_lines(fx, 1, "reloaded") <= r1) {
 		it_daemon_log_tail(&fx->d, 10);
 		fail_msg("SIGHUP to the supervisor: worker 0 logged %d, worker 1 %d new "
-			"\"reloaded\" lines within 5 s, want 1 each",
+			 "\"reloaded\" lines within 5 s, want 1 each",
 			worker_lines(fx, 0, "reloaded") - r0, worker_lines(fx, 1, "reloaded") - r1);
 	}
 }
 
-static uint16_t workers_metrics;   /* worker i serves metrics on this + i */
+static uint16_t workers_metrics; /* worker i serves metrics on this + i */
 
 /* connect/0x00 sessions worker w's own endpoint reports; -1 on failure. */
 static long long
@@ -359,7 +364,8 @@ test_each_worker_serves_its_own_metrics_on_port_plus_index(void **state)
 			s1 < 0 ? "failed" : "ok");
 	if (s0 == 0 || s1 == 0 || s0 + s1 < 500)
 		fail_msg("worker metrics count %lld + %lld connect sessions, want both > 0 and "
-			"at least 500 together", s0, s1);
+			 "at least 500 together",
+			s0, s1);
 }
 
 static int
@@ -502,11 +508,11 @@ static void
 test_proxy_listener_closes_garbage_headers(void **state)
 {
 	static const char *const bad[] = {
-		"PROXY TCP4 192.0.2.7 127.0.0.1 5555\r\n",          /* a field short */
-		"PROXY TCP4 192.0.2.777 127.0.0.1 5555 1080\r\n",   /* bad address */
-		"PROXY TCP9 192.0.2.7 127.0.0.1 5555 1080\r\n",     /* bad protocol */
-		"GET / HTTP/1.0\r\n\r\n",                           /* not PROXY at all */
-		"PROXY TCP4 192.0.2.7 127.0.0.1 5555 1080\n",       /* LF only */
+		"PROXY TCP4 192.0.2.7 127.0.0.1 5555\r\n",        /* a field short */
+		"PROXY TCP4 192.0.2.777 127.0.0.1 5555 1080\r\n", /* bad address */
+		"PROXY TCP9 192.0.2.7 127.0.0.1 5555 1080\r\n",   /* bad protocol */
+		"GET / HTTP/1.0\r\n\r\n",                         /* not PROXY at all */
+		"PROXY TCP4 192.0.2.7 127.0.0.1 5555 1080\n",     /* LF only */
 	};
 	uint8_t v2[64];
 	size_t n;
@@ -558,12 +564,13 @@ setup_proxy(void **state)
 	/* "rule allow to 127.0.0.0/8": proxied clients are not on loopback,
 	 * and the targets are. */
 	snprintf(conf, sizeof(conf),
-		"listen 127.0.0.1:%u proxy-protocol\n"   /* 1 */
-		"proxy-protocol-from 127.0.0.1/32\n"     /* 2 */
-		"client deny 192.0.2.66\n"               /* 3 */
-		"client allow all\n"                     /* 4 */
-		"rule allow to 127.0.0.0/8\n"            /* 5 */
-		"log-level info\n", pp_port);
+		"listen 127.0.0.1:%u proxy-protocol\n" /* 1 */
+		"proxy-protocol-from 127.0.0.1/32\n"   /* 2 */
+		"client deny 192.0.2.66\n"             /* 3 */
+		"client allow all\n"                   /* 4 */
+		"rule allow to 127.0.0.0/8\n"          /* 5 */
+		"log-level info\n",
+		pp_port);
 	return it_fixture_start_for(state, SOCKS5D_ONLY, conf, NULL, NULL);
 }
 
@@ -572,14 +579,14 @@ setup_proxy(void **state)
  * ====================================================================== */
 
 static struct {
-	bool have;              /* haproxy installed and running */
-	bool broken;            /* installed, but it did not start */
+	bool have;   /* haproxy installed and running */
+	bool broken; /* installed, but it did not start */
 	char path[256];
-	char dir[64];           /* its config and log */
+	char dir[64]; /* its config and log */
 	char conf[128], log[128];
 	pid_t pid;
-	uint16_t port;          /* its frontend */
-	uint16_t pp[2];         /* the daemons' PROXY listeners */
+	uint16_t port;  /* its frontend */
+	uint16_t pp[2]; /* the daemons' PROXY listeners */
 	struct it_daemon second;
 	bool second_started;
 } hap;
@@ -591,7 +598,7 @@ need_haproxy(void)
 		fail_msg("haproxy is installed but did not start (its log is above)");
 	if (!hap.have) {
 		print_message("[   INFO   ] SKIP: haproxy is not installed (Debian package "
-			"haproxy)\n");
+			      "haproxy)\n");
 		skip();
 	}
 }
@@ -768,7 +775,8 @@ backend_conf(char *conf, size_t cap, uint16_t port)
 		"proxy-protocol-from 127.0.0.1\n"
 		"client deny 127.0.0.5\n"
 		"client allow all\n"
-		"log-level info\n", port);
+		"log-level info\n",
+		port);
 }
 
 static int
@@ -847,8 +855,9 @@ scrape(struct counters *c)
 	ok = ok && it_scale_metric(body, "socks5d_auth_failures_total", &c->auth_fail);
 	ok = ok && it_scale_metric(body, "socks5d_connections_accepted_total", &c->accepted);
 	ok = ok && it_scale_metric(body, "socks5d_sessions_active{cmd=\"none\"}", &c->active_none);
-	ok = ok && it_scale_metric(body, "socks5d_sessions_active{cmd=\"connect\"}",
-		&c->active_connect);
+	ok = ok &&
+		it_scale_metric(body, "socks5d_sessions_active{cmd=\"connect\"}",
+			&c->active_connect);
 	if (!ok)
 		print_error("scrape of 127.0.0.1:%u: status %d, body:\n%s\n", metrics_port, st,
 			body ? body : "(none)");
@@ -877,7 +886,8 @@ static void
 test_metrics_count_exactly_the_traffic_made(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
-	const struct it_acl_client alice = { .port = fx->d.port, .user = "alice",
+	const struct it_acl_client alice = { .port = fx->d.port,
+		.user = "alice",
 		.pass = "wonderland" };
 	const uint8_t greet[] = { 0x05, 0x01, 0x02 }, chosen[] = { 0x05, 0x02 };
 	const uint8_t wrong[] = { 0x01, 5, 'a', 'l', 'i', 'c', 'e', 5, 'w', 'r', 'o', 'n', 'g' };
@@ -935,14 +945,15 @@ test_metrics_count_exactly_the_traffic_made(void **state)
 			fail_msg("metrics scrape failed");
 		if ((b.ok - a.ok >= 3 && b.refused - a.refused >= 1 &&
 			    b.auth_fail - a.auth_fail >= 1 && b.active_none == 0 &&
-			    b.active_connect == 0) || it_now_ms() >= deadline)
+			    b.active_connect == 0) ||
+			it_now_ms() >= deadline)
 			break;
 		it_sleep_ms(20);
 	}
 	print_message("[   INFO   ] deltas: connect/0x00 %llu, connect/0x05 %llu, up %llu, "
-		"down %llu, auth failures %llu, accepted %llu\n", b.ok - a.ok,
-		b.refused - a.refused, b.up - a.up, b.down - a.down, b.auth_fail - a.auth_fail,
-		b.accepted - a.accepted);
+		      "down %llu, auth failures %llu, accepted %llu\n",
+		b.ok - a.ok, b.refused - a.refused, b.up - a.up, b.down - a.down,
+		b.auth_fail - a.auth_fail, b.accepted - a.accepted);
 	assert_int_equal(b.ok - a.ok, 3);
 	assert_int_equal(b.refused - a.refused, 1);
 	assert_int_equal(b.up - a.up, 3 * IT_SCALE_UP);
@@ -955,8 +966,8 @@ static void
 test_metrics_malformed_request_gets_400_and_endpoint_stays_healthy(void **state)
 {
 	static const char *const bad[] = {
-		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03",  /* a TLS ClientHello */
-		"GET /metrics HTTP/1.1\n\n",                      /* bare LF */
+		"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03", /* a TLS ClientHello */
+		"GET /metrics HTTP/1.1\n\n",                    /* bare LF */
 		"GET /metrics HTTP/1.1\r\nno colon here\r\n\r\n",
 		"G\x01T /metrics HTTP/1.1\r\n\r\n",
 	};
@@ -970,7 +981,8 @@ test_metrics_malformed_request_gets_400_and_endpoint_stays_healthy(void **state)
 		/* 400, or closed without an answer: never a 200 nor a hang. */
 		if (st != 400 && st != 0)
 			fail_msg("malformed request %zu: status %d, want 400 (or a close); "
-				"answer:\n%s", i, st, resp ? resp : "");
+				 "answer:\n%s",
+				i, st, resp ? resp : "");
 		free(resp);
 		resp = NULL;
 	}

@@ -135,8 +135,8 @@ test_socks4a_localhost_is_granted_and_relays(void **state)
 	struct it_fixture *fx = it_fx(state);
 	const uint16_t p = it_tg.echo4.port;
 	/* DSTIP 0.0.0.1: the name after the USERID is the destination. */
-	const uint8_t req[] = { 0x04, 0x01, p >> 8, p & 0xff, 0, 0, 0, 1, 'u', 0x00,
-		'l', 'o', 'c', 'a', 'l', 'h', 'o', 's', 't', 0x00 };
+	const uint8_t req[] = { 0x04, 0x01, p >> 8, p & 0xff, 0, 0, 0, 1, 'u', 0x00, 'l', 'o', 'c',
+		'a', 'l', 'h', 'o', 's', 't', 0x00 };
 	uint8_t rep[S4_REPLY_LEN];
 	int fd = connected(fx);
 
@@ -180,7 +180,8 @@ test_socks4_bind_replies_twice_then_relays(void **state)
 
 	it_send_bytes(fd, req, sizeof(req));
 	expect_s4_reply(fd, 0x5a, rep, IT_IO_TIMEOUT_MS);
-	it_assert_mem(rep + 4, ip, 4, "first SOCKS4 BIND reply DSTIP (the control connection's "
+	it_assert_mem(rep + 4, ip, 4,
+		"first SOCKS4 BIND reply DSTIP (the control connection's "
 		"local address)");
 	uint16_t port = (uint16_t)(rep[2] << 8 | rep[3]);
 	if (port == 0 || port == fx->d.port)
@@ -266,8 +267,8 @@ test_socks4_closed_without_reply_when_auth_password(void **state)
 {
 	struct it_fixture *fx = it_fx(state);
 	const uint16_t p = it_tg.echo4.port;
-	const uint8_t req[] = { 0x04, 0x01, p >> 8, p & 0xff, 127, 0, 0, 1, 'a', 'l', 'i', 'c',
-		'e', 0x00 };
+	const uint8_t req[] = { 0x04, 0x01, p >> 8, p & 0xff, 127, 0, 0, 1, 'a', 'l', 'i', 'c', 'e',
+		0x00 };
 	int fd = connected(fx);
 
 	it_send_bytes(fd, req, sizeof(req));

@@ -41,14 +41,14 @@
  * cmocka state as a struct it_fixture. */
 struct it_sd {
 	struct it_fixture fx;
-	uint16_t port2, port3;      /* {Q} and {R} in config templates */
-	int notify_fd;              /* our end of NOTIFY_SOCKET, or -1 */
-	char notify_name[108];      /* "@..." (abstract) or a path */
-	char notify_dir[64];        /* holds a path notify socket, or "" */
-	bool notify_path;           /* next start: a path, not an abstract name */
+	uint16_t port2, port3;          /* {Q} and {R} in config templates */
+	int notify_fd;                  /* our end of NOTIFY_SOCKET, or -1 */
+	char notify_name[108];          /* "@..." (abstract) or a path */
+	char notify_dir[64];            /* holds a path notify socket, or "" */
+	bool notify_path;               /* next start: a path, not an abstract name */
 	char msgs[IT_SD_MAX_MSGS][512]; /* every notify datagram received */
 	size_t nmsgs;
-	size_t next_msg;            /* first one no wait has matched yet */
+	size_t next_msg; /* first one no wait has matched yet */
 };
 
 static const char *
@@ -152,8 +152,8 @@ it_sd_notify_open(struct it_sd *s)
 		snprintf(sun.sun_path, sizeof(sun.sun_path), "%s", s->notify_name);
 		len = sizeof(sun);
 	} else {
-		snprintf(s->notify_name, sizeof(s->notify_name), "@socks5d-it-%d-%u",
-			(int)getpid(), counter++);
+		snprintf(s->notify_name, sizeof(s->notify_name), "@socks5d-it-%d-%u", (int)getpid(),
+			counter++);
 		size_t n = strlen(s->notify_name);
 		memcpy(sun.sun_path, s->notify_name, n);
 		sun.sun_path[0] = '\0';
@@ -353,8 +353,8 @@ it_sd_start_fds(struct it_sd *s, const char *tmpl, const char *const *env, int i
 		bool running = it_daemon_running(d);
 		it_sd_dump_msgs(s);
 		it_daemon_log_tail(d, 30);
-		fail_msg("no READY=1 within %d ms of starting (daemon %s)",
-			IT_SD_READY_TIMEOUT_MS, running ? "running" : "exited");
+		fail_msg("no READY=1 within %d ms of starting (daemon %s)", IT_SD_READY_TIMEOUT_MS,
+			running ? "running" : "exited");
 	}
 	int fd = it_connect(AF_INET, d->port);
 	if (fd < 0)
@@ -510,8 +510,7 @@ it_sd_expect_auth_refused(uint16_t port, const char *user, const char *pass)
 	if (it_recv_exact(fd, st, 2, IT_IO_TIMEOUT_MS) != 2)
 		fail_msg("no auth status for %s", user);
 	if (st[0] != 0x01 || st[1] == 0x00)
-		fail_msg("auth status %02x %02x for %s: want 01 and a refusal", st[0], st[1],
-			user);
+		fail_msg("auth status %02x %02x for %s: want 01 and a refusal", st[0], st[1], user);
 	it_expect_close(fd, 2000);
 	it_close(fd);
 }
@@ -581,8 +580,8 @@ test_abstract_socket_gets_reloading_with_monotonic_usec_then_ready(void **state)
 	unsigned long long usec = strtoull(mu + 16, NULL, 10);
 	if (usec < before || usec > after)
 		fail_msg("MONOTONIC_USEC=%llu is not between %llu and %llu (our clock around "
-			 "the reload)", usec, (unsigned long long)before,
-			(unsigned long long)after);
+			 "the reload)",
+			usec, (unsigned long long)before, (unsigned long long)after);
 	if (strcmp(s->msgs[ready], "READY=1") != 0)
 		fail_msg("after a valid reload want exactly READY=1, got \"%s\"", s->msgs[ready]);
 }
@@ -799,7 +798,8 @@ test_reload_new_users_for_new_sessions_established_session_untouched(void **stat
 	it_close(silent);
 	if (how != IT_CLOSE_EOF && how != IT_CLOSE_RST)
 		fail_msg("silent client after the reload to timeout handshake 1: %s after "
-			 "%llu ms", it_close_str(how), (unsigned long long)dropped);
+			 "%llu ms",
+			it_close_str(how), (unsigned long long)dropped);
 	assert_in_range(dropped, 700, 3000);
 	while (it_now_ms() - last_io < 1800)
 		it_sleep_ms(50);
@@ -830,11 +830,13 @@ test_reload_with_broken_file_keeps_running_config_and_logs_file_line(void **stat
 	int fd = it_open_tunnel(&s->fx, AF_INET, &it_tg.echo4);
 	/* Line 4 is an unknown directive: the whole file is rejected, bob
 	 * included. */
-	long ready = it_sd_reload(s, "listen 127.0.0.1:{P}\nauth password\n"
-				     "user bob builder\nfrobnicate yes\n");
+	long ready = it_sd_reload(s,
+		"listen 127.0.0.1:{P}\nauth password\n"
+		"user bob builder\nfrobnicate yes\n");
 	if (strncmp(s->msgs[ready], "READY=1\nSTATUS=reload failed:", 29) != 0)
 		fail_msg("after a failed reload want READY=1\\nSTATUS=reload failed: ..., "
-			 "got \"%s\"", s->msgs[ready]);
+			 "got \"%s\"",
+			s->msgs[ready]);
 	snprintf(where, sizeof(where), "%s:4:", s->fx.d.conf);
 	if (strstr(s->msgs[ready], where) == NULL)
 		fail_msg("STATUS does not name %s: \"%s\"", where, s->msgs[ready]);
@@ -1122,8 +1124,9 @@ test_check_valid_file_exits_0(void **state)
 	struct it_sd *s = *state;
 	struct it_sd_run res;
 
-	it_sd_conf_only(s, "listen 127.0.0.1:{P}\nauth password\nuser alice wonderland\n"
-			   "timeout idle 60\n");
+	it_sd_conf_only(s,
+		"listen 127.0.0.1:{P}\nauth password\nuser alice wonderland\n"
+		"timeout idle 60\n");
 	char *args[] = { "-t", "-f", s->fx.d.conf, NULL };
 	it_sd_run(s, args, &res);
 	if (it_sd_exit_code(res.status) != 0)
@@ -1172,17 +1175,20 @@ test_dump_prints_effective_config_with_defaults_without_secrets(void **state)
 	struct it_sd_run res;
 	char want[64];
 
-	it_sd_conf_only(s, "listen 127.0.0.1:{P}\nlisten 127.0.0.1:{Q}\nauth password\n"
-			   "user alice wonderland\ntimeout idle 60\n");
+	it_sd_conf_only(s,
+		"listen 127.0.0.1:{P}\nlisten 127.0.0.1:{Q}\nauth password\n"
+		"user alice wonderland\ntimeout idle 60\n");
 	char *args[] = { "-T", "-f", s->fx.d.conf, NULL };
 	it_sd_run(s, args, &res);
 	if (it_sd_exit_code(res.status) != 0)
-		fail_msg("-T exited %d, want 0; stderr: %s", it_sd_exit_code(res.status),
-			res.err);
+		fail_msg("-T exited %d, want 0; stderr: %s", it_sd_exit_code(res.status), res.err);
 	const char *lines[] = {
-		"\nauth password\n", "\ntimeout idle 60\n",
+		"\nauth password\n",
+		"\ntimeout idle 60\n",
 		/* defaults the file does not mention */
-		"\ntimeout connect 10\n", "\ntimeout handshake 10\n", "\nshutdown-timeout 10\n",
+		"\ntimeout connect 10\n",
+		"\ntimeout handshake 10\n",
+		"\nshutdown-timeout 10\n",
 	};
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
 		if (strstr(res.out, lines[i]) == NULL)

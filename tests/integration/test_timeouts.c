@@ -30,7 +30,8 @@ test_silent_client_closed_at_handshake_deadline(void **state)
 	uint64_t elapsed = it_now_ms() - t0;
 	if (c != IT_CLOSE_EOF && c != IT_CLOSE_RST)
 		fail_msg("silent client: want closed within 6 s of connecting "
-			"(timeout handshake 2), got %s", it_close_str(c));
+			 "(timeout handshake 2), got %s",
+			it_close_str(c));
 	print_message("[   INFO   ] silent client closed after %llu ms\n",
 		(unsigned long long)elapsed);
 	assert_in_range(elapsed, 1000, 6000);
@@ -69,7 +70,8 @@ test_trickling_client_dropped_at_whole_handshake_deadline(void **state)
 	elapsed = it_now_ms() - t0;
 	if (c != IT_CLOSE_EOF && c != IT_CLOSE_RST)
 		fail_msg("trickling client: want dropped near the 2 s handshake deadline, "
-			"got %s after %llu ms", it_close_str(c), (unsigned long long)elapsed);
+			 "got %s after %llu ms",
+			it_close_str(c), (unsigned long long)elapsed);
 	print_message("[   INFO   ] trickling client dropped after %llu ms\n",
 		(unsigned long long)elapsed);
 	assert_in_range(elapsed, 1500, 6000);
@@ -109,6 +111,6 @@ it_run_timeout_tests(void)
 		IT_TEST(test_handshake_deadline_does_not_cut_relay),
 	};
 
-	return cmocka_run_group_tests_name("handshake deadline (timeout handshake 2)", tests,
-		setup, it_fixture_stop);
+	return cmocka_run_group_tests_name("handshake deadline (timeout handshake 2)", tests, setup,
+		it_fixture_stop);
 }

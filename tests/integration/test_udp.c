@@ -18,10 +18,10 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
-#define UDP_HDR4 10                /* RSV RSV FRAG 01 ADDR(4) PORT */
-#define UDP_HDR6 22                /* RSV RSV FRAG 04 ADDR(16) PORT */
+#define UDP_HDR4 10 /* RSV RSV FRAG 01 ADDR(4) PORT */
+#define UDP_HDR6 22 /* RSV RSV FRAG 04 ADDR(16) PORT */
 #define UDP_MAX_DGRAM 65536
-#define UDP_QUIET_MS 300           /* how long "nothing arrives" is watched */
+#define UDP_QUIET_MS 300 /* how long "nothing arrives" is watched */
 #define UDP_MANY 1000
 /* The largest DATA an IPv4 client can send behind a 10-byte header:
  * 65535 - 20 (IP) - 8 (UDP) - 10. */
@@ -33,7 +33,7 @@ static const uint8_t loop6[16] = { [15] = 1 };
 /* An association: the control connection and where its relay is. */
 struct assoc {
 	int ctl;
-	const char *relay_ip;  /* "127.0.0.1" or "::1" */
+	const char *relay_ip; /* "127.0.0.1" or "::1" */
 	uint16_t relay_port;
 };
 
@@ -85,8 +85,7 @@ dgram_buf(void)
 
 /* Sends header + n bytes of the seed stream from fd to the relay. */
 static void
-send_dgram(int fd, const struct assoc *a, const uint8_t *hdr, size_t hlen, size_t n,
-	uint64_t seed)
+send_dgram(int fd, const struct assoc *a, const uint8_t *hdr, size_t hlen, size_t n, uint64_t seed)
 {
 	uint8_t *p = dgram_buf();
 	uint64_t st = seed;
@@ -516,8 +515,8 @@ test_udp_two_associations_do_not_see_each_other(void **state)
 static size_t
 bulk_size(size_t i, uint64_t *st)
 {
-	static const size_t edges[] = { 1, 2, 7, 8, 64, 512, 548, 1400, 1472, 1473, 8192,
-		16384, 32768, 65000, UDP_MAX_DATA4 - 1, UDP_MAX_DATA4 };
+	static const size_t edges[] = { 1, 2, 7, 8, 64, 512, 548, 1400, 1472, 1473, 8192, 16384,
+		32768, 65000, UDP_MAX_DATA4 - 1, UDP_MAX_DATA4 };
 	uint8_t r[4];
 
 	if (i < sizeof(edges) / sizeof(edges[0]))
@@ -591,12 +590,13 @@ test_udp_1000_datagrams_of_assorted_sizes_arrive_intact_in_order(void **state)
 	free(want);
 	if (recvd < UDP_MANY)
 		fail_msg("datagram %zu of %d (%zu DATA bytes) did not come back intact and in "
-			"order (sent %zu)", recvd, UDP_MANY, sizes[recvd], sent);
+			 "order (sent %zu)",
+			recvd, UDP_MANY, sizes[recvd], sent);
 	assert_int_equal(hs_got.n, total);
 	if (hs_got.h != hs_sent.h)
 		fail_msg("hash of the DATA received differs from that sent");
-	print_message("[   INFO   ] %d datagrams, %llu DATA bytes each way in %llu ms\n",
-		UDP_MANY, (unsigned long long)total, (unsigned long long)ms);
+	print_message("[   INFO   ] %d datagrams, %llu DATA bytes each way in %llu ms\n", UDP_MANY,
+		(unsigned long long)total, (unsigned long long)ms);
 	it_close(u);
 	it_close(a.ctl);
 }
@@ -665,8 +665,8 @@ test_udp_idle_association_is_ended_by_daemon(void **state)
 	uint64_t elapsed = it_now_ms() - t0;
 	if (c != IT_CLOSE_EOF && c != IT_CLOSE_RST)
 		fail_msg("idle association: want the control connection closed by the daemon "
-			"(timeout udp 1), got %s after %llu ms", it_close_str(c),
-			(unsigned long long)elapsed);
+			 "(timeout udp 1), got %s after %llu ms",
+			it_close_str(c), (unsigned long long)elapsed);
 	print_message("[   INFO   ] idle association ended %llu ms after the last datagram\n",
 		(unsigned long long)elapsed);
 	assert_in_range(elapsed, 700, 3500);
@@ -703,8 +703,7 @@ test_udp_traffic_keeps_association_alive_past_idle_timeout(void **state)
 static int
 setup(void **state)
 {
-	return it_fixture_start_for(state, IT_CAP_UDP, "auth none\nlog-level debug\n", NULL,
-		NULL);
+	return it_fixture_start_for(state, IT_CAP_UDP, "auth none\nlog-level debug\n", NULL, NULL);
 }
 
 static uint16_t range_lo;
@@ -742,8 +741,8 @@ test_udp_relay_port_comes_from_udp_port_range(void **state)
 	struct assoc a;
 
 	associate(fx, AF_INET, 0, &a);
-	print_message("[   INFO   ] udp-port-range %u-%u: relay port %u\n", range_lo,
-		range_lo + 3, a.relay_port);
+	print_message("[   INFO   ] udp-port-range %u-%u: relay port %u\n", range_lo, range_lo + 3,
+		a.relay_port);
 	assert_in_range(a.relay_port, range_lo, range_lo + 3);
 	int u = udp_socket_or_fail("127.0.0.1");
 	size_t hlen = header_for(&it_tg.udp_echo4, 0, hdr);

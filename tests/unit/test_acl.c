@@ -160,8 +160,8 @@ cidr_matches(const char *cidr, const char *addr)
 
 /* One request; NULL strings mean "not known". */
 static struct acl_result
-check(const struct acl *a, const char *client, const char *user, unsigned cmd,
-    const char *name, const char *dst, uint16_t port)
+check(const struct acl *a, const char *client, const char *user, unsigned cmd, const char *name,
+	const char *dst, uint16_t port)
 {
 	union sockaddr_any c, d;
 	struct acl_request r;
@@ -217,7 +217,7 @@ static void
 test_verdict_word_required(void **state)
 {
 	struct acl *a = *state;
-	char *none[] = {NULL};
+	char *none[] = { NULL };
 	char err[ERRLEN];
 
 	client_err("permit 10.0.0.0/8", "expected allow or deny");
@@ -247,7 +247,7 @@ test_cidr_errors_named(void **state)
 	client_err("allow ::/129", "prefix length 129 out of range for IPv6");
 	client_err("allow 10.0.0.0/1000", "prefix length 1000 out of range for IPv4");
 	client_err("allow 10.0.0.0/99999999999999999999",
-	    "prefix length 99999999999999999999 out of range for IPv4");
+		"prefix length 99999999999999999999 out of range for IPv4");
 	client_err("allow 10.0.0.0/", "bad CIDR '10.0.0.0/'");
 	client_err("allow 10.0.0.0/-1", "bad CIDR '10.0.0.0/-1'");
 	client_err("allow 10.0.0.0/+8", "bad CIDR '10.0.0.0/+8'");
@@ -269,7 +269,7 @@ test_client_rules_first_match_wins(void **state)
 	union sockaddr_any sa;
 	struct acl_result r;
 
-	r = acl_check_client(a, &(union sockaddr_any){.sin = {.sin_family = AF_INET}});
+	r = acl_check_client(a, &(union sockaddr_any){ .sin = { .sin_family = AF_INET } });
 	assert_result(r, ACL_ALLOW, 0, false);
 	add_client(a, "deny 10.1.0.0/16", 3);
 	add_client(a, "allow 10.0.0.0/8 2001:db8::/32", 4);
@@ -447,11 +447,13 @@ test_request_value_errors(void **state)
 	request_err("allow to a.com..", "bad domain 'a.com..'");
 	request_err("allow to \"a b.com\"", "bad domain 'a b.com'");
 	request_err("allow to ex!ample.com", "bad domain 'ex!ample.com'");
-	request_err("deny to ALL", "ambiguous target 'ALL' (use all, or all. for a host named all)");
-	request_err("deny to a.com,All", "ambiguous target 'All' (use all, or all. for a host named all)");
+	request_err("deny to ALL",
+		"ambiguous target 'ALL' (use all, or all. for a host named all)");
+	request_err("deny to a.com,All",
+		"ambiguous target 'All' (use all, or all. for a host named all)");
 	request_err("allow cmd foo", "unknown command 'foo' (expected connect, bind, udp)");
 	request_err("allow cmd connect,CONNECT",
-	    "unknown command 'CONNECT' (expected connect, bind, udp)");
+		"unknown command 'CONNECT' (expected connect, bind, udp)");
 }
 
 /* Names the config grammar could not print back: it has no escape for '"'
@@ -461,7 +463,7 @@ test_user_names_must_print_back(void **state)
 {
 	struct acl *a = *state;
 	char quote[] = "a\"b", nl[] = "a\nb", del[] = "a\x7f", allow[] = "allow", user[] = "user";
-	char *argv[] = {allow, user, quote, NULL};
+	char *argv[] = { allow, user, quote, NULL };
 	char err[ERRLEN], longname[300];
 
 	assert_int_equal(acl_add_request_rule(a, argv, 1, err, sizeof(err)), -1);
@@ -660,10 +662,8 @@ test_name_resolving_into_denied_network_is_denied(void **state)
 	assert_result(connect_to(a, "evil.example.com", NULL, 443), ACL_UNDECIDED, 1, false);
 	assert_result(connect_to(a, "evil.example.com", "10.0.0.5", 443), ACL_DENY, 1, true);
 	assert_result(connect_to(a, "evil.example.com", "fd12::5", 443), ACL_DENY, 1, true);
-	assert_result(connect_to(a, "www.example.com", "93.184.216.34", 443), ACL_ALLOW, 2,
-	    true);
-	assert_result(connect_to(a, "www.example.org", "93.184.216.34", 443), ACL_DENY, 3,
-	    false);
+	assert_result(connect_to(a, "www.example.com", "93.184.216.34", 443), ACL_ALLOW, 2, true);
+	assert_result(connect_to(a, "www.example.org", "93.184.216.34", 443), ACL_DENY, 3, false);
 }
 
 static void
@@ -690,9 +690,9 @@ test_undecided_only_when_other_selectors_match(void **state)
 	assert_result(connect_to(a, "mail.test", NULL, 80), ACL_ALLOW, 0, false);
 	assert_result(connect_to(a, "mail.test", NULL, 25), ACL_UNDECIDED, 1, false);
 	assert_result(check(a, "192.0.2.1", "mallory", ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_UNDECIDED, 2, false);
+		ACL_UNDECIDED, 2, false);
 	assert_result(check(a, "203.0.113.4", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_UNDECIDED, 3, false);
+		ACL_UNDECIDED, 3, false);
 }
 
 static void
@@ -722,8 +722,7 @@ test_all_alone_matches_everything(void **state)
 
 	add_request(a, "deny all", 7);
 	assert_result(check(a, NULL, NULL, ACL_CMD_UDP, NULL, NULL, 0), ACL_DENY, 7, false);
-	assert_result(check(a, "::1", "u", ACL_CMD_BIND, "x.test", "::1", 9), ACL_DENY, 7,
-	    false);
+	assert_result(check(a, "::1", "u", ACL_CMD_BIND, "x.test", "::1", 9), ACL_DENY, 7, false);
 	request_dump_is("deny", "deny all");
 	request_dump_is("deny all", "deny all");
 	request_dump_is("deny all port 80", "deny port 80");
@@ -740,17 +739,17 @@ test_from_selector(void **state)
 
 	add_request(a, "allow from 10.0.0.0/8,2001:db8::/32 to all", 1);
 	add_request(a, "deny all", 2);
-	assert_result(check(a, "10.3.3.3", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_ALLOW, 1, false);
+	assert_result(check(a, "10.3.3.3", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_ALLOW, 1,
+		false);
 	assert_result(check(a, "::ffff:10.3.3.3", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_ALLOW, 1, false);
-	assert_result(check(a, "2001:db8::3", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_ALLOW, 1, false);
-	assert_result(check(a, "192.0.2.3", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_DENY, 2, false);
+		ACL_ALLOW, 1, false);
+	assert_result(check(a, "2001:db8::3", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_ALLOW,
+		1, false);
+	assert_result(check(a, "192.0.2.3", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_DENY, 2,
+		false);
 	/* No client address: a from selector cannot match. */
 	assert_result(check(a, NULL, NULL, ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_DENY, 2,
-	    false);
+		false);
 }
 
 static void
@@ -761,18 +760,18 @@ test_user_selector(void **state)
 	add_request(a, "allow user alice,bob", 1);
 	add_request(a, "deny all", 2);
 	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_ALLOW, 1, false);
-	assert_result(check(a, "192.0.2.1", "bob", ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_ALLOW, 1, false);
-	assert_result(check(a, "192.0.2.1", "Alice", ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_DENY, 2, false);
-	assert_result(check(a, "192.0.2.1", "alic", ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_DENY, 2, false);
-	assert_result(check(a, "192.0.2.1", "", ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_DENY, 2, false);
+		ACL_ALLOW, 1, false);
+	assert_result(check(a, "192.0.2.1", "bob", ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_ALLOW,
+		1, false);
+	assert_result(check(a, "192.0.2.1", "Alice", ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_DENY,
+		2, false);
+	assert_result(check(a, "192.0.2.1", "alic", ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_DENY,
+		2, false);
+	assert_result(check(a, "192.0.2.1", "", ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_DENY, 2,
+		false);
 	/* Without authentication there is no user: never matches. */
-	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_DENY, 2, false);
+	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_DENY, 2,
+		false);
 }
 
 static void
@@ -782,12 +781,11 @@ test_cmd_selector(void **state)
 
 	add_request(a, "deny cmd bind,udp", 1);
 	add_request(a, "allow cmd connect", 2);
-	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_BIND, NULL, NULL, 0), ACL_DENY, 1,
-	    false);
-	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_UDP, NULL, "192.0.2.2", 53),
-	    ACL_DENY, 1, false);
-	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80),
-	    ACL_ALLOW, 2, false);
+	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_BIND, NULL, NULL, 0), ACL_DENY, 1, false);
+	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_UDP, NULL, "192.0.2.2", 53), ACL_DENY, 1,
+		false);
+	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_CONNECT, "x.test", NULL, 80), ACL_ALLOW,
+		2, false);
 	request_dump_is("allow cmd udp,connect,udp", "allow cmd connect,udp");
 	request_dump_is("allow cmd bind", "allow cmd bind");
 }
@@ -797,28 +795,24 @@ test_selectors_and_together(void **state)
 {
 	struct acl *a = *state;
 
-	add_request(a, "allow from 192.0.2.0/24 to *.example.com port 443 cmd connect "
-	               "user alice",
-	    1);
+	add_request(a,
+		"allow from 192.0.2.0/24 to *.example.com port 443 cmd connect "
+		"user alice",
+		1);
 	add_request(a, "deny all", 2);
-	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "w.example.com", NULL,
-	                  443),
-	    ACL_ALLOW, 1, true);
-	assert_result(check(a, "198.51.100.1", "alice", ACL_CMD_CONNECT, "w.example.com",
-	                  NULL, 443),
-	    ACL_DENY, 2, false);
-	assert_result(check(a, "192.0.2.1", "bob", ACL_CMD_CONNECT, "w.example.com", NULL,
-	                  443),
-	    ACL_DENY, 2, false);
-	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_BIND, "w.example.com", NULL,
-	                  443),
-	    ACL_DENY, 2, false);
-	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "w.example.org", NULL,
-	                  443),
-	    ACL_DENY, 2, false);
-	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "w.example.com", NULL,
-	                  80),
-	    ACL_DENY, 2, false);
+	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "w.example.com", NULL, 443),
+		ACL_ALLOW, 1, true);
+	assert_result(
+		check(a, "198.51.100.1", "alice", ACL_CMD_CONNECT, "w.example.com", NULL, 443),
+		ACL_DENY, 2, false);
+	assert_result(check(a, "192.0.2.1", "bob", ACL_CMD_CONNECT, "w.example.com", NULL, 443),
+		ACL_DENY, 2, false);
+	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_BIND, "w.example.com", NULL, 443),
+		ACL_DENY, 2, false);
+	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "w.example.org", NULL, 443),
+		ACL_DENY, 2, false);
+	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "w.example.com", NULL, 80),
+		ACL_DENY, 2, false);
 }
 
 static void
@@ -862,16 +856,16 @@ test_dump_round_trip(void **state)
 		add_request(a, request_rules[i], (int)i + 10);
 	first = unit_capture(write_acl, a);
 	assert_string_equal(first,
-	    "client allow 10.0.0.0/8 ::1\n"
-	    "client deny all\n"
-	    "client allow 0.0.0.0/0 ::/0 192.0.2.1 2001:db8::/48\n"
-	    "rule deny to *.example.com port 25\n"
-	    "rule allow all\n"
-	    "rule deny from 10.0.0.0/8,::1 to example.com,*.example.org,192.0.2.0/24,all "
-	    "port 1000-2000 cmd connect,bind,udp user alice,bob\n"
-	    "rule allow user \"alice smith,#hash\"\n"
-	    "rule allow to 192.0.2.0/24 port 65535\n"
-	    "rule deny from all to all\n");
+		"client allow 10.0.0.0/8 ::1\n"
+		"client deny all\n"
+		"client allow 0.0.0.0/0 ::/0 192.0.2.1 2001:db8::/48\n"
+		"rule deny to *.example.com port 25\n"
+		"rule allow all\n"
+		"rule deny from 10.0.0.0/8,::1 to example.com,*.example.org,192.0.2.0/24,all "
+		"port 1000-2000 cmd connect,bind,udp user alice,bob\n"
+		"rule allow user \"alice smith,#hash\"\n"
+		"rule allow to 192.0.2.0/24 port 65535\n"
+		"rule deny from all to all\n");
 	/* Feed the dump back in as a config parser would. */
 	assert_non_null(b);
 	for (line = first; *line != '\0'; line = next) {
@@ -905,9 +899,8 @@ test_error_buffer_optional_and_truncated(void **state)
 	char small[8];
 
 	assert_int_equal(acl_add_request_rule(a, split(&w, "allow frm x"), 1, NULL, 0), -1);
-	assert_int_equal(acl_add_request_rule(a, split(&w, "allow frm x"), 1, small,
-	                     sizeof(small)),
-	    -1);
+	assert_int_equal(acl_add_request_rule(a, split(&w, "allow frm x"), 1, small, sizeof(small)),
+		-1);
 	assert_string_equal(small, "unknown");
 	assert_int_equal(acl_request_rule_count(a), 0);
 	acl_free(NULL);
@@ -921,7 +914,7 @@ main(void)
 		cmocka_unit_test(test_client_rule_needs_an_address),
 		cmocka_unit_test(test_cidr_errors_named),
 		cmocka_unit_test_setup_teardown(test_client_rules_first_match_wins, setup,
-		    teardown),
+			teardown),
 		cmocka_unit_test_setup_teardown(test_client_no_match_allows, setup, teardown),
 		cmocka_unit_test(test_cidr_prefix_zero_and_families),
 		cmocka_unit_test(test_cidr_full_length_and_bare),
@@ -935,19 +928,17 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_port_boundaries, setup, teardown),
 		cmocka_unit_test(test_domain_match_exact_and_suffix),
 		cmocka_unit_test_setup_teardown(test_to_domain_rules, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_domain_target_needs_a_name, setup,
-		    teardown),
+		cmocka_unit_test_setup_teardown(test_domain_target_needs_a_name, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_first_match_wins, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_undecided_then_decided, setup, teardown),
-		cmocka_unit_test_setup_teardown(
-		    test_name_resolving_into_denied_network_is_denied, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_name_resolving_into_denied_network_is_denied,
+			setup, teardown),
 		cmocka_unit_test_setup_teardown(test_domain_item_decides_before_address, setup,
-		    teardown),
+			teardown),
 		cmocka_unit_test_setup_teardown(test_undecided_only_when_other_selectors_match,
-		    setup, teardown),
+			setup, teardown),
 		cmocka_unit_test_setup_teardown(test_to_all_is_not_explicit, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_all_alone_matches_everything, setup,
-		    teardown),
+		cmocka_unit_test_setup_teardown(test_all_alone_matches_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_from_selector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user_selector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cmd_selector, setup, teardown),
@@ -955,7 +946,7 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_no_rules_allow, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_dump_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_buffer_optional_and_truncated, setup,
-		    teardown),
+			teardown),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

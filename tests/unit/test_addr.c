@@ -3,10 +3,11 @@
  * "ADDR:PORT" parsing with and without a default port, formatting back,
  * comparison, IPv4-mapped unmapping and the loopback/unspecified tests.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <arpa/inet.h>
@@ -34,8 +35,7 @@ test_parse_with_port_accepts_both_families(void **state)
 	assert_string_equal(round_trip("1.2.3.4:80", -1, buf, sizeof(buf)), "1.2.3.4:80");
 	assert_string_equal(round_trip("[::1]:1080", -1, buf, sizeof(buf)), "[::1]:1080");
 	assert_string_equal(round_trip("0.0.0.0:0", -1, buf, sizeof(buf)), "0.0.0.0:0");
-	assert_string_equal(round_trip("1.2.3.4:65535", -1, buf, sizeof(buf)),
-		"1.2.3.4:65535");
+	assert_string_equal(round_trip("1.2.3.4:65535", -1, buf, sizeof(buf)), "1.2.3.4:65535");
 	/* Leading zeros are digits like any other. */
 	assert_string_equal(round_trip("1.2.3.4:0080", -1, buf, sizeof(buf)), "1.2.3.4:80");
 	assert_int_equal(addr_parse_with_port("[2001:db8::1]:53", -1, &a), 0);
@@ -62,10 +62,24 @@ static void
 test_parse_with_port_rejects(void **state)
 {
 	static const char *const bad[] = {
-		"", ":80", "1.2.3.4:", "1.2.3.4:65536", "1.2.3.4:99999999999999999999",
-		"1.2.3.4:+80", "1.2.3.4:-1", "1.2.3.4: 80", "1.2.3.4:80 ", "1.2.3.4:0x50",
-		"1.2.3.4:8a", "[1.2.3.4]:80", "[::1", "[::1]80", "[]:80", "host:80",
-		"1.2.3.256:80", "::1:80:",
+		"",
+		":80",
+		"1.2.3.4:",
+		"1.2.3.4:65536",
+		"1.2.3.4:99999999999999999999",
+		"1.2.3.4:+80",
+		"1.2.3.4:-1",
+		"1.2.3.4: 80",
+		"1.2.3.4:80 ",
+		"1.2.3.4:0x50",
+		"1.2.3.4:8a",
+		"[1.2.3.4]:80",
+		"[::1",
+		"[::1]80",
+		"[]:80",
+		"host:80",
+		"1.2.3.256:80",
+		"::1:80:",
 	};
 	union sockaddr_any a;
 
@@ -168,7 +182,7 @@ test_loopback_and_unspecified(void **state)
 	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
 		assert_int_equal(addr_parse(cases[i].ip, 0, &a), 0);
 		if (addr_is_loopback(&a) != cases[i].loopback ||
-		    addr_is_unspecified(&a) != cases[i].unspecified)
+			addr_is_unspecified(&a) != cases[i].unspecified)
 			fail_msg("wrong answer for %s", cases[i].ip);
 	}
 	memset(&a, 0, sizeof(a));
@@ -186,8 +200,7 @@ test_format_unknown_family_and_small_buffers(void **state)
 	memset(&a, 0, sizeof(a));
 	a.sa.sa_family = AF_UNIX;
 	assert_string_equal(addr_ip_format(&a, buf, sizeof(buf)), "?");
-	assert_int_equal(addr_parse("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", 65535, &a),
-		0);
+	assert_int_equal(addr_parse("ffff:ffff:ffff:ffff:ffff:ffff:255.255.255.255", 65535, &a), 0);
 	addr_format(&a, buf, sizeof(buf));
 	assert_true(strlen(buf) < sizeof(buf));
 	assert_int_equal(addr_parse("10.20.30.40", 5, &a), 0);

@@ -18,9 +18,9 @@
 
 #include <cmocka.h>
 
+#include "addr.h"
 #include "auth.h"
 #include "config.h"
-#include "addr.h"
 #include "proto.h"
 
 #include "unit_util.h"
@@ -219,7 +219,8 @@ test_listen_errors(void **state)
 	parse_err("listen [::1]:80\nlisten [0:0::1]:80\n",
 		"t.conf:2: listen: duplicate address [::1]:80, first at line 1");
 	parse_err("listen\n", "t.conf:1: listen: expected 1 to 2 arguments, got 0");
-	parse_err("listen 1.2.3.4:1 1.2.3.4:2\n", "t.conf:1: listen: unknown option '1.2.3.4:2' (proxy-protocol)");
+	parse_err("listen 1.2.3.4:1 1.2.3.4:2\n",
+		"t.conf:1: listen: unknown option '1.2.3.4:2' (proxy-protocol)");
 }
 
 /* --- auth and users ----------------------------------------------------- */
@@ -268,8 +269,7 @@ test_auth_errors(void **state)
 	parse_err("user a b\nauth password password\n",
 		"t.conf:2: auth: duplicate method 'password'");
 	parse_err("auth\n", "t.conf:1: auth: expected 1 to 2 arguments, got 0");
-	parse_err("auth none password none\n",
-		"t.conf:1: auth: expected 1 to 2 arguments, got 3");
+	parse_err("auth none password none\n", "t.conf:1: auth: expected 1 to 2 arguments, got 3");
 	parse_err("auth none\n# x\nauth none\n", "t.conf:3: duplicate 'auth', first at line 1");
 }
 
@@ -322,7 +322,8 @@ test_proxy_protocol_metrics_announce(void **state)
 		"t.conf:1: proxy-protocol-from: bad network '10.0.0.0/33' (expected "
 		"ADDR/PREFIX, ADDR or all)");
 	parse_err("metrics localhost:9100\n",
-		"t.conf:1: metrics: bad address 'localhost:9100' (expected ADDR:PORT or [IPV6]:PORT)");
+		"t.conf:1: metrics: bad address 'localhost:9100' (expected ADDR:PORT or "
+		"[IPV6]:PORT)");
 	parse_err("announce 192.0.2.1\nannounce 192.0.2.2\n",
 		"t.conf:2: announce: a second IPv4 address");
 }
@@ -389,19 +390,24 @@ test_user_external_overrides_global_external(void **state)
 	(void)state;
 	c = parse_ok("external 192.0.2.1\nuser alice pw external 192.0.2.10 external 2001:db8::10\n"
 		     "user bob pw\n");
-	assert_string_equal(addr_ip_format(config_external_for(c, "alice", AF_INET), buf,
-				    sizeof(buf)), "192.0.2.10");
-	assert_string_equal(addr_ip_format(config_external_for(c, "alice", AF_INET6), buf,
-				    sizeof(buf)), "2001:db8::10");
-	assert_string_equal(addr_ip_format(config_external_for(c, "bob", AF_INET), buf,
-				    sizeof(buf)), "192.0.2.1");
-	assert_string_equal(addr_ip_format(config_external_for(c, NULL, AF_INET), buf,
-				    sizeof(buf)), "192.0.2.1");
+	assert_string_equal(
+		addr_ip_format(config_external_for(c, "alice", AF_INET), buf, sizeof(buf)),
+		"192.0.2.10");
+	assert_string_equal(
+		addr_ip_format(config_external_for(c, "alice", AF_INET6), buf, sizeof(buf)),
+		"2001:db8::10");
+	assert_string_equal(
+		addr_ip_format(config_external_for(c, "bob", AF_INET), buf, sizeof(buf)),
+		"192.0.2.1");
+	assert_string_equal(addr_ip_format(config_external_for(c, NULL, AF_INET), buf, sizeof(buf)),
+		"192.0.2.1");
 	assert_null(config_external_for(c, "bob", AF_INET6));
 	assert_true(auth_check(c->users, "alice", "pw"));
 	config_unref(c);
-	parse_err("user a pw external\n", "t.conf:1: user: expected NAME SECRET [external ADDR]...");
-	parse_err("user a pw source 1.2.3.4\n", "t.conf:1: user: unknown option 'source' (external)");
+	parse_err("user a pw external\n",
+		"t.conf:1: user: expected NAME SECRET [external ADDR]...");
+	parse_err("user a pw source 1.2.3.4\n",
+		"t.conf:1: user: unknown option 'source' (external)");
 	parse_err("user a pw external host\n",
 		"t.conf:1: user: bad external address 'host' (expected a numeric IPv4 or IPv6 "
 		"address)");
@@ -476,7 +482,8 @@ test_user_errors(void **state)
 	parse_err("user \"\" pw\n", "t.conf:1: user: empty user name");
 	parse_err("user alice \"\"\n", "t.conf:1: user: empty secret for user 'alice'");
 	parse_err("user alice\n", "t.conf:1: user: expected 2 to 6 arguments, got 1");
-	parse_err("user alice pw extra\n", "t.conf:1: user: expected NAME SECRET [external ADDR]...");
+	parse_err("user alice pw extra\n",
+		"t.conf:1: user: expected NAME SECRET [external ADDR]...");
 	snprintf(text, sizeof(text), "user %0256d pw\n", 0);
 	parse_err(text, "t.conf:1: user: user name longer than 255 bytes");
 	snprintf(text, sizeof(text), "user bob %0256d\n", 0);
@@ -547,8 +554,8 @@ static int
 teardown_tmpdir(void **state)
 {
 	struct tmpdir *t = *state;
-	const char *names[] = { "socks5d.conf", "users", "other.conf", "bad-users",
-		"sub/users", "sub", "nul.conf" };
+	const char *names[] = { "socks5d.conf", "users", "other.conf", "bad-users", "sub/users",
+		"sub", "nul.conf" };
 
 	for (size_t i = 0; i < sizeof(names) / sizeof(names[0]); i++)
 		(void)remove(join(t->path, names[i]));
@@ -588,8 +595,7 @@ test_users_file_absolute_path(void **state)
 	struct config *c;
 
 	write_file(join(t->path, "users"), "dave:x\n");
-	snprintf(text, sizeof(text), "users-file \"%s\"\nauth password\n",
-		join(t->path, "users"));
+	snprintf(text, sizeof(text), "users-file \"%s\"\nauth password\n", join(t->path, "users"));
 	c = parse_ok(text);
 	assert_true(auth_table_has(c->users, "dave"));
 	config_unref(c);
@@ -604,8 +610,7 @@ test_users_file_errors_propagate(void **state)
 
 	write_file(join(t->path, "bad-users"), "ok:pw\n# fine\nnocolon\n");
 	write_file(join(t->path, "socks5d.conf"), "\nusers-file bad-users\n");
-	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)),
-		-1);
+	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)), -1);
 	assert_null(c);
 	snprintf(want, sizeof(want), "%s:3: missing ':' between name and secret",
 		join(t->path, "bad-users"));
@@ -614,23 +619,20 @@ test_users_file_errors_propagate(void **state)
 	/* a user in both places */
 	write_file(join(t->path, "users"), "alice:pw\n");
 	write_file(join(t->path, "socks5d.conf"), "user alice pw\nusers-file users\n");
-	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)),
-		-1);
+	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)), -1);
 	snprintf(want, sizeof(want), "%s:1: duplicate user 'alice'", join(t->path, "users"));
 	assert_string_equal(err, want);
 
 	/* and the other way round: the file first, then the directive */
 	write_file(join(t->path, "socks5d.conf"), "users-file users\nuser alice pw\n");
-	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)),
-		-1);
+	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)), -1);
 	snprintf(want, sizeof(want), "%s:2: user: duplicate user 'alice'",
 		join(t->path, "socks5d.conf"));
 	assert_string_equal(err, want);
 
 	/* missing file: the resolved path and strerror */
 	write_file(join(t->path, "socks5d.conf"), "users-file missing\n");
-	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)),
-		-1);
+	assert_int_equal(config_load_file(join(t->path, "socks5d.conf"), &c, err, sizeof(err)), -1);
 	snprintf(want, sizeof(want), "%s: %s", join(t->path, "missing"), strerror(ENOENT));
 	assert_string_equal(err, want);
 }
@@ -1068,8 +1070,7 @@ test_quote_errors(void **state)
 {
 	(void)state;
 	parse_err("user alice \"pw\n", "t.conf:1: unterminated quote");
-	parse_err("log-level info\n\"log-level debug\nuser a b\n",
-		"t.conf:2: unterminated quote");
+	parse_err("log-level info\n\"log-level debug\nuser a b\n", "t.conf:2: unterminated quote");
 	/* a quote inside a comment is just comment text */
 	config_unref(parse_ok("log-level info # say \"hello\n"));
 	/* a quote does not run over the end of its line */
@@ -1100,8 +1101,7 @@ test_error_message_is_truncated_safely(void **state)
 	char err[12];
 
 	(void)state;
-	assert_int_equal(config_parse_string("bogus-directive\n", "t.conf", &c, err,
-				 sizeof(err)),
+	assert_int_equal(config_parse_string("bogus-directive\n", "t.conf", &c, err, sizeof(err)),
 		-1);
 	assert_string_equal(err, "t.conf:1: u");
 }
@@ -1116,8 +1116,7 @@ test_load_file_errors(void **state)
 	struct config *c = (struct config *)1;
 	FILE *f;
 
-	assert_int_equal(config_load_file("/nonexistent/socks5d.conf", &c, err, sizeof(err)),
-		-1);
+	assert_int_equal(config_load_file("/nonexistent/socks5d.conf", &c, err, sizeof(err)), -1);
 	assert_null(c);
 	assert_string_equal(err, "/nonexistent/socks5d.conf: No such file or directory");
 
@@ -1134,8 +1133,7 @@ test_load_file_errors(void **state)
 	assert_string_equal(err, want);
 
 	write_file(join(t->path, "other.conf"), "listen [::1]:9\nlog-level loud\n");
-	assert_int_equal(config_load_file(join(t->path, "other.conf"), &c, err, sizeof(err)),
-		-1);
+	assert_int_equal(config_load_file(join(t->path, "other.conf"), &c, err, sizeof(err)), -1);
 	snprintf(want, sizeof(want),
 		"%s:2: log-level: unknown level 'loud' (error, warn, info, debug)",
 		join(t->path, "other.conf"));
@@ -1173,33 +1171,34 @@ test_dump_default(void **state)
 	char *s = unit_capture(write_config, c);
 
 	(void)state;
-	assert_string_equal(s, "# socks5d effective configuration\n"
-			       "listen 127.0.0.1:1080\n"
-			       "auth none\n"
-			       "# 0 users (0 with a plain-text secret); secrets are not shown\n"
-			       "log stderr\n"
-			       "log-level info\n"
-			       "timeout handshake 10\n"
-			       "timeout connect 10\n"
-			       "timeout idle 3600\n"
-			       "timeout udp 300\n"
-			       "timeout bind 120\n"
-			       "shutdown-timeout 10\n"
-			       "socks4 on\n"
-			       "workers 1\n"
-			       "relay-buffer 262144\n"
-			       "relay-splice on\n"
-			       "# nameserver not set: /etc/resolv.conf is used\n"
-			       "resolve-prefer ipv4\n"
-			       "dns-cache-size 10000\n"
-			       "dns-cache-max-ttl 3600\n"
-			       "# udp-port-range not set: any port\n"
-			       "# bind-port-range not set: any port\n"
-			       "# external not set: chosen by the kernel\n"
-			       "max-connections 0\n"
-			       "max-connections-per-ip 0\n"
-			       "max-sessions-per-user 0\n"
-			       "auth-fail-limit 10 60 300\n");
+	assert_string_equal(s,
+		"# socks5d effective configuration\n"
+		"listen 127.0.0.1:1080\n"
+		"auth none\n"
+		"# 0 users (0 with a plain-text secret); secrets are not shown\n"
+		"log stderr\n"
+		"log-level info\n"
+		"timeout handshake 10\n"
+		"timeout connect 10\n"
+		"timeout idle 3600\n"
+		"timeout udp 300\n"
+		"timeout bind 120\n"
+		"shutdown-timeout 10\n"
+		"socks4 on\n"
+		"workers 1\n"
+		"relay-buffer 262144\n"
+		"relay-splice on\n"
+		"# nameserver not set: /etc/resolv.conf is used\n"
+		"resolve-prefer ipv4\n"
+		"dns-cache-size 10000\n"
+		"dns-cache-max-ttl 3600\n"
+		"# udp-port-range not set: any port\n"
+		"# bind-port-range not set: any port\n"
+		"# external not set: chosen by the kernel\n"
+		"max-connections 0\n"
+		"max-connections-per-ip 0\n"
+		"max-sessions-per-user 0\n"
+		"auth-fail-limit 10 60 300\n");
 	free(s);
 	config_unref(c);
 }
@@ -1207,71 +1206,73 @@ test_dump_default(void **state)
 static void
 test_dump_everything_set_hides_secrets(void **state)
 {
-	const char *text = "external 2001:db8::1\n"
-			   "external 192.0.2.9\n"
-			   "bind-port-range 6000-6010\n"
-			   "udp-port-range 5000-5010\n"
-			   "dns-cache-max-ttl 60\n"
-			   "dns-cache-size 10\n"
-			   "resolve-prefer ipv6\n"
-			   "nameserver [::1]:5353\n"
-			   "nameserver 10.0.0.1\n"
-			   "timeout bind 5\n"
-			   "timeout idle 0\n"
-			   "log-level debug\n"
-			   "shutdown-timeout 2\n"
-			   "log syslog\n"
-			   "user alice topsecret\n"
-			   "user bob "
-			   "$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgV"
-			   "gozkYH9B80bAip/08R2BPH2xk/\n"
-			   "auth password none\n"
-			   "listen [::]:1080\n"
-			   "listen 0.0.0.0:1080\n"
-			   "client allow 10.0.0.0/8\n"
-			   "rule deny to *.example.com port 25\n"
-			   "max-connections 100\n"
-			   "max-connections-per-ip 5\n"
-			   "max-sessions-per-user 3\n"
-			   "auth-fail-limit 4 30 600\n"
-			   "run-as nobody:nogroup\n";
+	const char *text =
+		"external 2001:db8::1\n"
+		"external 192.0.2.9\n"
+		"bind-port-range 6000-6010\n"
+		"udp-port-range 5000-5010\n"
+		"dns-cache-max-ttl 60\n"
+		"dns-cache-size 10\n"
+		"resolve-prefer ipv6\n"
+		"nameserver [::1]:5353\n"
+		"nameserver 10.0.0.1\n"
+		"timeout bind 5\n"
+		"timeout idle 0\n"
+		"log-level debug\n"
+		"shutdown-timeout 2\n"
+		"log syslog\n"
+		"user alice topsecret\n"
+		"user bob "
+		"$6$saltsalt$pauPrmdmG4BTE9h2HPmywiw152IFch6BJCEsaY6D.PLTfpV8sqvXwWdyfsgV"
+		"gozkYH9B80bAip/08R2BPH2xk/\n"
+		"auth password none\n"
+		"listen [::]:1080\n"
+		"listen 0.0.0.0:1080\n"
+		"client allow 10.0.0.0/8\n"
+		"rule deny to *.example.com port 25\n"
+		"max-connections 100\n"
+		"max-connections-per-ip 5\n"
+		"max-sessions-per-user 3\n"
+		"auth-fail-limit 4 30 600\n"
+		"run-as nobody:nogroup\n";
 	struct config *c = parse_ok(text);
 	char *s = unit_capture(write_config, c);
 
 	(void)state;
-	assert_string_equal(s, "# socks5d effective configuration\n"
-			       "listen [::]:1080\n"
-			       "listen 0.0.0.0:1080\n"
-			       "auth password none\n"
-			       "# 2 users (1 with a plain-text secret); secrets are not shown\n"
-			       "log syslog\n"
-			       "log-level debug\n"
-			       "timeout handshake 10\n"
-			       "timeout connect 10\n"
-			       "timeout idle 0\n"
-			       "timeout udp 300\n"
-			       "timeout bind 5\n"
-			       "shutdown-timeout 2\n"
-			       "socks4 on\n"
-			       "workers 1\n"
-			       "relay-buffer 262144\n"
-			       "relay-splice on\n"
-			       "nameserver [::1]:5353\n"
-			       "nameserver 10.0.0.1:53\n"
-			       "resolve-prefer ipv6\n"
-			       "dns-cache-size 10\n"
-			       "dns-cache-max-ttl 60\n"
-			       "udp-port-range 5000-5010\n"
-			       "bind-port-range 6000-6010\n"
-			       "external 192.0.2.9\n"
-			       "external 2001:db8::1\n"
-			       "client allow 10.0.0.0/8\n"
-			       "rule deny to *.example.com port 25\n"
-			       "max-connections 100\n"
-			       "max-connections-per-ip 5\n"
-			       "max-sessions-per-user 3\n"
-			       "auth-fail-limit 4 30 600\n"
-			       "run-as nobody:nogroup\n");
+	assert_string_equal(s,
+		"# socks5d effective configuration\n"
+		"listen [::]:1080\n"
+		"listen 0.0.0.0:1080\n"
+		"auth password none\n"
+		"# 2 users (1 with a plain-text secret); secrets are not shown\n"
+		"log syslog\n"
+		"log-level debug\n"
+		"timeout handshake 10\n"
+		"timeout connect 10\n"
+		"timeout idle 0\n"
+		"timeout udp 300\n"
+		"timeout bind 5\n"
+		"shutdown-timeout 2\n"
+		"socks4 on\n"
+		"workers 1\n"
+		"relay-buffer 262144\n"
+		"relay-splice on\n"
+		"nameserver [::1]:5353\n"
+		"nameserver 10.0.0.1:53\n"
+		"resolve-prefer ipv6\n"
+		"dns-cache-size 10\n"
+		"dns-cache-max-ttl 60\n"
+		"udp-port-range 5000-5010\n"
+		"bind-port-range 6000-6010\n"
+		"external 192.0.2.9\n"
+		"external 2001:db8::1\n"
+		"client allow 10.0.0.0/8\n"
+		"rule deny to *.example.com port 25\n"
+		"max-connections 100\n"
+		"max-connections-per-ip 5\n"
+		"max-sessions-per-user 3\n"
+		"auth-fail-limit 4 30 600\n"
+		"run-as nobody:nogroup\n");
 	assert_null(strstr(s, "topsecret"));
 	assert_null(strstr(s, "$6$"));
 	free(s);
@@ -1302,9 +1303,13 @@ test_dump_parses_back_to_same_dump(void **state)
 static void
 test_keywords_are_the_documented_set(void **state)
 {
-	static const char *const want[] = { "listen", "auth", "user", "users-file",
-		"log", "log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer", "dns-cache-size",
-		"dns-cache-max-ttl", "udp-port-range", "bind-port-range", "socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce", "client", "rule", "relay-buffer", "relay-splice", "max-connections", "max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as", NULL };
+	static const char *const want[] = { "listen", "auth", "user", "users-file", "log",
+		"log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer",
+		"dns-cache-size", "dns-cache-max-ttl", "udp-port-range", "bind-port-range",
+		"socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce",
+		"client", "rule", "relay-buffer", "relay-splice", "max-connections",
+		"max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as",
+		NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 

@@ -40,11 +40,11 @@ struct fx {
 	struct config *cfg;
 	struct resolver *resolver;
 	struct connlimit *limits;
-	int client;                /* the test's end of the client connection */
-	int target_lfd;            /* a listening target on 127.0.0.1 */
+	int client;     /* the test's end of the client connection */
+	int target_lfd; /* a listening target on 127.0.0.1 */
 	uint16_t target_port;
-	uint16_t closed_port;      /* a loopback port nothing listens on */
-	char hosts[64];            /* the resolver's hosts file */
+	uint16_t closed_port; /* a loopback port nothing listens on */
+	char hosts[64];       /* the resolver's hosts file */
 	size_t ntrace;
 	size_t trace[MAX_TRACE][2]; /* (from, to) of every state change */
 };
@@ -113,10 +113,10 @@ assert_path(const struct fx *f, const char *const *names, size_t n)
 		assert_true(conn_state_may_follow(f->trace[i][0], f->trace[i][1]));
 	}
 }
-#define ASSERT_PATH(f, ...)                                                              \
-	do {                                                                             \
-		static const char *const p_[] = { "new", __VA_ARGS__ };                  \
-		assert_path(f, p_, sizeof(p_) / sizeof(p_[0]));                          \
+#define ASSERT_PATH(f, ...)                                             \
+	do {                                                            \
+		static const char *const p_[] = { "new", __VA_ARGS__ }; \
+		assert_path(f, p_, sizeof(p_) / sizeof(p_[0]));         \
 	} while (0)
 
 static void
@@ -280,8 +280,8 @@ static const uint8_t method_pass[] = { 0x05, 0x02 };
 static void
 send_request(struct fx *f, uint8_t cmd, uint16_t port, bool second)
 {
-	uint8_t r[] = { 0x05, cmd, 0x00, 0x01, 127, 0, 0, second ? 2 : 1,
-		(uint8_t)(port >> 8), (uint8_t)port };
+	uint8_t r[] = { 0x05, cmd, 0x00, 0x01, 127, 0, 0, second ? 2 : 1, (uint8_t)(port >> 8),
+		(uint8_t)port };
 
 	client_send(f, r, sizeof(r));
 }
@@ -838,7 +838,7 @@ test_architecture_diagram_matches_the_table(void **state)
 		from = strtok_r(line, " \t", &save);
 		assert_non_null(from);
 		for (to = strtok_r(arrow + 2, ", \t\n", &save); to;
-		     to = strtok_r(NULL, ", \t\n", &save)) {
+			to = strtok_r(NULL, ", \t\n", &save)) {
 			size_t a = state_by_name(from), b = state_by_name(to);
 			assert_true(conn_state_may_follow(a, b));
 			seen[a][b] = true;

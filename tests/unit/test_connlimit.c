@@ -17,15 +17,15 @@
 
 #include <cmocka.h>
 
-#include "connlimit.h"
 #include "addr.h"
+#include "connlimit.h"
 
 #include "unit_util.h"
 
 /* A config with a fixed hash key and the given auth policy. */
 static struct connlimit *
 make(unsigned max_failures, uint64_t window_ms, uint64_t lockout_ms, size_t max_tracked,
-    unsigned ipv6_prefix)
+	unsigned ipv6_prefix)
 {
 	struct connlimit_config cfg;
 	struct connlimit *lim;
@@ -237,7 +237,7 @@ test_ip_many_addresses_grow_the_table(void **state)
 	for (i = 0; i < n; i++) {
 		sa = nth_ip(i);
 		assert_int_equal(connlimit_ip_count(lim, &sa),
-		    i % 2 == 0 ? 0 : (i % 3 == 0 ? 2 : 1));
+			i % 2 == 0 ? 0 : (i % 3 == 0 ? 2 : 1));
 	}
 	for (i = 1; i < n; i += 2) {
 		sa = nth_ip(i);
@@ -262,7 +262,11 @@ next_rand(uint32_t *s)
 static void
 test_ip_random_churn_matches_model(void **state)
 {
-	enum { KEYS = 3000, OPS = 300000, MAX = 4 };
+	enum {
+		KEYS = 3000,
+		OPS = 300000,
+		MAX = 4
+	};
 	struct connlimit *lim = make(0, 0, 0, 0, 0);
 	static unsigned model[KEYS];
 	union sockaddr_any sa;
@@ -570,7 +574,7 @@ static void
 test_auth_policy_changes(void **state)
 {
 	struct connlimit *lim = make(1, 1000, 1000000, 0, 0);
-	struct connlimit_auth_policy p = {1, 1000, 1000000, 3};
+	struct connlimit_auth_policy p = { 1, 1000, 1000000, 3 };
 	union sockaddr_any sa;
 	uint32_t i;
 

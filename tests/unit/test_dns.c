@@ -99,8 +99,8 @@ m_ptr(struct msg *m, uint16_t off)
 }
 
 static void
-m_header(struct msg *m, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an,
-    uint16_t ns, uint16_t ar)
+m_header(struct msg *m, uint16_t id, uint16_t flags, uint16_t qd, uint16_t an, uint16_t ns,
+	uint16_t ar)
 {
 	m->len = 0;
 	m_u16(m, id);
@@ -203,19 +203,19 @@ static void
 test_query_a_byte_exact(void **state)
 {
 	static const uint8_t want[] = {
-		0x12, 0x34,             /* ID */
-		0x01, 0x00,             /* RD */
-		0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-		3, 'w', 'w', 'w', 7, 'e', 'x', 'a', 'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0,
-		0x00, 0x01,             /* QTYPE A */
-		0x00, 0x01,             /* QCLASS IN */
+		0x12, 0x34, /* ID */
+		0x01, 0x00, /* RD */
+		0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00, 3, 'w', 'w', 'w', 7, 'e', 'x', 'a',
+		'm', 'p', 'l', 'e', 3, 'c', 'o', 'm', 0, 0x00, 0x01, /* QTYPE A */
+		0x00, 0x01,                                          /* QCLASS IN */
 	};
 	uint8_t out[DNS_QUERY_MAX];
 	size_t len = 0;
 
 	(void)state;
-	assert_int_equal(dns_build_query(out, sizeof(out), &len, 0x1234,
-	    "www.example.com", DNS_TYPE_A), DNS_OK);
+	assert_int_equal(
+		dns_build_query(out, sizeof(out), &len, 0x1234, "www.example.com", DNS_TYPE_A),
+		DNS_OK);
 	assert_int_equal(len, sizeof(want));
 	assert_memory_equal(out, want, sizeof(want));
 }
@@ -224,18 +224,38 @@ static void
 test_query_aaaa_trailing_dot_byte_exact(void **state)
 {
 	static const uint8_t want[] = {
-		0xFF, 0x01, 0x01, 0x00,
-		0x00, 0x01, 0x00, 0x00, 0x00, 0x00, 0x00, 0x00,
-		1, 'A', 5, 'b', '-', 'c', '_', 'D', 0,
-		0x00, 0x1C,             /* QTYPE AAAA */
-		0x00, 0x01,
+		0xFF,
+		0x01,
+		0x01,
+		0x00,
+		0x00,
+		0x01,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		0x00,
+		1,
+		'A',
+		5,
+		'b',
+		'-',
+		'c',
+		'_',
+		'D',
+		0,
+		0x00,
+		0x1C, /* QTYPE AAAA */
+		0x00,
+		0x01,
 	};
 	uint8_t out[DNS_QUERY_MAX];
 	size_t len = 0;
 
 	(void)state;
-	assert_int_equal(dns_build_query(out, sizeof(out), &len, 0xFF01,
-	    "A.b-c_D.", DNS_TYPE_AAAA), DNS_OK);
+	assert_int_equal(dns_build_query(out, sizeof(out), &len, 0xFF01, "A.b-c_D.", DNS_TYPE_AAAA),
+		DNS_OK);
 	assert_int_equal(len, sizeof(want));
 	assert_memory_equal(out, want, sizeof(want));
 }
@@ -321,8 +341,8 @@ test_query_rejects_bad_names(void **state)
 		enum dns_status st = dns_check_name(cases[i].name);
 
 		if (st != cases[i].want)
-			fail_msg("\"%s\": got %s, want %s", cases[i].name,
-			    dns_status_str(st), dns_status_str(cases[i].want));
+			fail_msg("\"%s\": got %s, want %s", cases[i].name, dns_status_str(st),
+				dns_status_str(cases[i].want));
 		st = dns_build_query(out, sizeof(out), &len, 7, cases[i].name, DNS_TYPE_A);
 		assert_int_equal(st, cases[i].want);
 	}
@@ -336,16 +356,15 @@ test_query_rejects_other_types_and_small_buffers(void **state)
 	size_t need;
 
 	(void)state;
-	assert_int_equal(dns_build_query(out, sizeof(out), &len, 1, "a.b", 15),
-	    DNS_ERR_QTYPE);
+	assert_int_equal(dns_build_query(out, sizeof(out), &len, 1, "a.b", 15), DNS_ERR_QTYPE);
 	assert_int_equal(dns_build_query(out, sizeof(out), &len, 1, "a.b", DNS_TYPE_CNAME),
-	    DNS_ERR_QTYPE);
+		DNS_ERR_QTYPE);
 	assert_int_equal(dns_build_query(out, sizeof(out), &len, 1, "a.b", DNS_TYPE_A), DNS_OK);
 	need = len;
 	assert_int_equal(need, 12 + 5 + 4);
 	for (size_t cap = 0; cap < need; cap++)
 		assert_int_equal(dns_build_query(out, cap, &len, 1, "a.b", DNS_TYPE_A),
-		    DNS_ERR_NO_SPACE);
+			DNS_ERR_NO_SPACE);
 	assert_int_equal(dns_build_query(out, need, &len, 1, "a.b", DNS_TYPE_A), DNS_OK);
 }
 
@@ -647,8 +666,8 @@ test_response_truncated_flag(void **state)
 	assert_int_equal(parse(&m, DNS_TYPE_A, &r), DNS_OK);
 	assert_int_equal(r.answer, DNS_ANS_TRUNCATED);
 	/* The question still has to match. */
-	assert_int_equal(dns_parse_response(m.b, m.len, QID, "other.example.com",
-	    DNS_TYPE_A, &r), DNS_ERR_QUESTION_MISMATCH);
+	assert_int_equal(dns_parse_response(m.b, m.len, QID, "other.example.com", DNS_TYPE_A, &r),
+		DNS_ERR_QUESTION_MISMATCH);
 }
 
 static void
@@ -659,8 +678,7 @@ test_response_to_built_query_round_trip(void **state)
 	size_t len;
 
 	(void)state;
-	assert_int_equal(dns_build_query(m.b, sizeof(m.b), &len, QID, QNAME, DNS_TYPE_A),
-	    DNS_OK);
+	assert_int_equal(dns_build_query(m.b, sizeof(m.b), &len, QID, QNAME, DNS_TYPE_A), DNS_OK);
 	m.len = len;
 	m.b[2] |= 0x80; /* QR */
 	m.b[7] = 1;     /* ANCOUNT */
@@ -1136,7 +1154,7 @@ test_reject_invalid_query_name(void **state)
 	(void)state;
 	m_start(&m, RESP(0), 0, 0, DNS_TYPE_A);
 	assert_int_equal(dns_parse_response(m.b, m.len, QID, "bad..name", DNS_TYPE_A, &r),
-	    DNS_ERR_LABEL_EMPTY);
+		DNS_ERR_LABEL_EMPTY);
 }
 
 static void

@@ -71,9 +71,9 @@ struct btimer {
 	struct timer t;
 	struct bank *b;
 	size_t id;
-	bool armed;      /* reference: started and neither stopped nor fired */
-	uint64_t ms;     /* reference key: ms at the last start ... */
-	uint64_t seq;    /* ... and the order of that start */
+	bool armed;   /* reference: started and neither stopped nor fired */
+	uint64_t ms;  /* reference key: ms at the last start ... */
+	uint64_t seq; /* ... and the order of that start */
 };
 
 struct bank {
@@ -82,7 +82,7 @@ struct bank {
 	uint64_t seq;
 	size_t fired[BANK_N]; /* ids in firing order since the last drain */
 	size_t nfired;
-	size_t want;          /* timers the current drain waits for */
+	size_t want; /* timers the current drain waits for */
 };
 
 static void
@@ -212,8 +212,8 @@ bank_drain(struct bank *b)
 	for (size_t i = 0; i < n; i++)
 		if (b->fired[i] != want[i])
 			fail_msg("firing %zu: timer %zu (ms %llu, seq %llu), want timer %zu "
-				 "(ms %llu, seq %llu)", i, b->fired[i],
-				(unsigned long long)b->bt[b->fired[i]].ms,
+				 "(ms %llu, seq %llu)",
+				i, b->fired[i], (unsigned long long)b->bt[b->fired[i]].ms,
 				(unsigned long long)b->bt[b->fired[i]].seq, want[i],
 				(unsigned long long)b->bt[want[i]].ms,
 				(unsigned long long)b->bt[want[i]].seq);
@@ -343,7 +343,11 @@ test_random_starts_and_stops_match_a_sorted_reference(void **state)
 			size_t i = (size_t)(r >> 8) % BANK_N, n = bank_armed(&b), at;
 
 			switch (r % 8) {
-			case 0: case 1: case 2: case 3: case 4:
+			case 0:
+			case 1:
+			case 2:
+			case 3:
+			case 4:
 				/* Start, or move an active one. */
 				bank_start(&b, i, (r >> 32) % (BANK_MAX_MS + 1));
 				break;
@@ -368,7 +372,7 @@ test_random_starts_and_stops_match_a_sorted_reference(void **state)
 struct rearm {
 	struct timer t;
 	unsigned calls;
-	unsigned until;  /* re-arms with 0 ms while calls < until */
+	unsigned until; /* re-arms with 0 ms while calls < until */
 };
 
 static void
@@ -445,18 +449,18 @@ struct io {
 	struct watcher w;
 	int fd, peer;
 	unsigned calls;
-	unsigned first_events;  /* what the first call got */
-	bool closed;            /* unregistered and closed by the other */
-	struct io *other;       /* its watcher is closed by whichever runs first */
-	struct release *rel;    /* queued from this callback (twice) */
+	unsigned first_events; /* what the first call got */
+	bool closed;           /* unregistered and closed by the other */
+	struct io *other;      /* its watcher is closed by whichever runs first */
+	struct release *rel;   /* queued from this callback (twice) */
 	struct batch *batch;
-	bool reuse;             /* re-register the other with a fresh fd */
-	int fresh[2];           /* that fresh socketpair, when this one was reused */
+	bool reuse;   /* re-register the other with a fresh fd */
+	int fresh[2]; /* that fresh socketpair, when this one was reused */
 };
 
 struct batch {
-	unsigned events;        /* io callbacks so far */
-	unsigned releases;      /* release callbacks so far */
+	unsigned events;   /* io callbacks so far */
+	unsigned releases; /* release callbacks so far */
 	unsigned events_at_release;
 	bool timer_at_release;
 	struct timer t;
@@ -466,8 +470,7 @@ struct batch {
 static void
 socket_pair(int fd[2])
 {
-	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fd),
-		0);
+	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, fd), 0);
 }
 
 static void
@@ -658,7 +661,8 @@ test_watcher_reused_in_batch_gets_no_stale_event(void **state)
 	assert_true(reused->w.registered);
 	if (reused->calls != 0)
 		fail_msg("the closed fd's event (events %#x) reached the watcher "
-			 "registered again for a new fd", reused->first_events);
+			 "registered again for a new fd",
+			reused->first_events);
 	assert_int_equal(a.calls + b.calls, 1);
 	io_close(&a);
 	io_close(&b);

@@ -7,6 +7,8 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -15,8 +17,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <netinet/in.h>
-#include <netinet/tcp.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
@@ -40,15 +40,15 @@ struct tclient {
 	int fd;
 	struct watcher w;
 	struct timer pace;
-	const uint8_t *req;   /* bytes to send */
+	const uint8_t *req; /* bytes to send */
 	size_t req_len, sent;
-	size_t chunk;         /* bytes per send; 0 = as many as fit */
-	unsigned pace_ms;     /* pause between chunks */
-	bool half_close;      /* shutdown(SHUT_WR) after the last byte */
-	uint8_t *resp;        /* everything received, NUL-terminated */
+	size_t chunk;     /* bytes per send; 0 = as many as fit */
+	unsigned pace_ms; /* pause between chunks */
+	bool half_close;  /* shutdown(SHUT_WR) after the last byte */
+	uint8_t *resp;    /* everything received, NUL-terminated */
 	size_t resp_len, resp_cap;
-	bool done;            /* EOF or error seen, socket closed */
-	bool reset;           /* it ended in ECONNRESET */
+	bool done;  /* EOF or error seen, socket closed */
+	bool reset; /* it ended in ECONNRESET */
 	uint64_t start_ms, end_ms;
 };
 
@@ -56,12 +56,12 @@ struct fx {
 	struct loop *loop;
 	struct metrics_server *m;
 	union sockaddr_any addr;
-	unsigned renders;     /* render callback calls */
-	bool big;             /* render BIG_BODY bytes of pattern */
-	bool stop_in_render;  /* render calls metrics_stop */
-	size_t running;       /* clients not done */
-	size_t stop_at;       /* run() returns when running falls to this */
-	int trigger[2];       /* socketpair for test_stop_mid_batch */
+	unsigned renders;    /* render callback calls */
+	bool big;            /* render BIG_BODY bytes of pattern */
+	bool stop_in_render; /* render calls metrics_stop */
+	size_t running;      /* clients not done */
+	size_t stop_at;      /* run() returns when running falls to this */
+	int trigger[2];      /* socketpair for test_stop_mid_batch */
 	struct watcher trigger_w;
 };
 
@@ -88,17 +88,21 @@ render(FILE *out, void *arg)
 			fputc(pattern_byte(i), out);
 		return;
 	}
-	fprintf(out, "# HELP socks5d_test_scrapes_total Scrapes so far.\n"
-		     "# TYPE socks5d_test_scrapes_total counter\n"
-		     "socks5d_test_scrapes_total %u\n", f->renders);
+	fprintf(out,
+		"# HELP socks5d_test_scrapes_total Scrapes so far.\n"
+		"# TYPE socks5d_test_scrapes_total counter\n"
+		"socks5d_test_scrapes_total %u\n",
+		f->renders);
 }
 
 static void
 expected_body(unsigned n, char *out, size_t cap)
 {
-	snprintf(out, cap, "# HELP socks5d_test_scrapes_total Scrapes so far.\n"
-			   "# TYPE socks5d_test_scrapes_total counter\n"
-			   "socks5d_test_scrapes_total %u\n", n);
+	snprintf(out, cap,
+		"# HELP socks5d_test_scrapes_total Scrapes so far.\n"
+		"# TYPE socks5d_test_scrapes_total counter\n"
+		"socks5d_test_scrapes_total %u\n",
+		n);
 }
 
 /* --- loop helpers -------------------------------------------------------- */
@@ -216,8 +220,8 @@ tclient_on_pace(struct loop *loop, void *arg)
 /* Connects and starts sending req in chunks of chunk bytes (0 = all),
  * pace_ms apart. rcvbuf > 0 shrinks the receive buffer before connecting. */
 static void
-tclient_start_opts(struct fx *f, struct tclient *c, const void *req, size_t len,
-	size_t chunk, unsigned pace_ms, int rcvbuf)
+tclient_start_opts(struct fx *f, struct tclient *c, const void *req, size_t len, size_t chunk,
+	unsigned pace_ms, int rcvbuf)
 {
 	int rc;
 
@@ -230,13 +234,12 @@ tclient_start_opts(struct fx *f, struct tclient *c, const void *req, size_t len,
 	c->fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	assert_true(c->fd >= 0);
 	if (rcvbuf > 0)
-		assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf,
-					 sizeof(rcvbuf)), 0);
+		assert_int_equal(setsockopt(c->fd, SOL_SOCKET, SO_RCVBUF, &rcvbuf, sizeof(rcvbuf)),
+			0);
 	if (chunk) {
 		/* Small writes leave as separate segments, not coalesced. */
 		int one = 1;
-		assert_int_equal(setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one,
-					 sizeof(one)), 0);
+		assert_int_equal(setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof(one)), 0);
 	}
 	rc = connect(c->fd, &f->addr.sa, addr_len(&f->addr));
 	assert_true(rc == 0 || errno == EINPROGRESS);
@@ -280,10 +283,10 @@ exchange(struct fx *f, struct tclient *c, const char *req)
 
 struct http_resp {
 	int status;
-	size_t head_len;        /* through the empty line */
+	size_t head_len; /* through the empty line */
 	const uint8_t *body;
 	size_t body_len;
-	long content_length;    /* -1 when absent */
+	long content_length; /* -1 when absent */
 };
 
 static void
@@ -292,8 +295,8 @@ parse_resp(const struct tclient *c, struct http_resp *r)
 	const uint8_t *end, *cl;
 
 	if (c->resp_len < 12)
-		fail_msg("short response (%zu bytes): %.*s", c->resp_len,
-			(int)c->resp_len, c->resp ? (const char *)c->resp : "");
+		fail_msg("short response (%zu bytes): %.*s", c->resp_len, (int)c->resp_len,
+			c->resp ? (const char *)c->resp : "");
 	assert_memory_equal(c->resp, "HTTP/1.1 ", 9);
 	r->status = atoi((const char *)c->resp + 9);
 	end = memmem(c->resp, c->resp_len, "\r\n\r\n", 4);
@@ -378,8 +381,9 @@ test_get_metrics_returns_the_rendered_body(void **state)
 	char want[256];
 
 	log_set_level(LOG_LVL_DEBUG); /* the debug lines format peers: run them */
-	exchange(f, &c, "GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
-			"User-Agent: Prometheus/2.53.0\r\nAccept: text/plain\r\n\r\n");
+	exchange(f, &c,
+		"GET /metrics HTTP/1.1\r\nHost: 127.0.0.1\r\n"
+		"User-Agent: Prometheus/2.53.0\r\nAccept: text/plain\r\n\r\n");
 	log_set_level(LOG_LVL_ERROR);
 	assert_status(&c, 200);
 	assert_true(has_header(&c, "Content-Type: text/plain; version=0.0.4; charset=utf-8"));
@@ -489,7 +493,7 @@ test_garbage_is_400_at_once(void **state)
 	} reqs[] = {
 #define R(s) { s, sizeof(s) - 1 }
 		R("\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03"), /* TLS hello */
-		R("\x05\x01\x00"),                              /* SOCKS5 */
+		R("\x05\x01\x00"),                                 /* SOCKS5 */
 		R("{\"json\": true}"),
 		R("\r\n\r\n"),
 		R("GET /metrics\r\n\r\n"),
@@ -779,8 +783,7 @@ test_stop_mid_batch_closes_every_client(void **state)
 
 	for (size_t i = 0; i < 6; i++) {
 		const char *s = i == 0 ? whole : part;
-		assert_int_equal(send(cs[i].fd, s, strlen(s), MSG_NOSIGNAL),
-			(ssize_t)strlen(s));
+		assert_int_equal(send(cs[i].fd, s, strlen(s), MSG_NOSIGNAL), (ssize_t)strlen(s));
 	}
 	assert_int_equal(write(f->trigger[1], "x", 1), 1);
 	f->stop_at = 0;

@@ -4,10 +4,11 @@
  * field is rejected with its own status as soon as the bad byte arrives;
  * encoders are checked byte for byte.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <arpa/inet.h>
@@ -62,17 +63,31 @@ status_name(int st, void *arg)
 
 /* Behind a valid message in the pipelined check: the next one starting. */
 static const uint8_t pipelined[16] = {
-	0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05,
-	0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05, 0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
+	0x05,
 };
 
 /* Every parser through one result type, so the split checks
  * (unit_util.h) compare whole results. */
-#define PROTO_PARSER(fn) {                                                     \
-		.parse = (fn), .status_str = status_name,                     \
-		.ok = PROTO_OK, .need_more = PROTO_NEED_MORE,                 \
-		.out_size = sizeof(union parsed),                             \
-		.next = pipelined, .next_len = sizeof(pipelined),             \
+#define PROTO_PARSER(fn)                                                                           \
+	{                                                                                          \
+		.parse = (fn), .status_str = status_name, .ok = PROTO_OK,                          \
+		.need_more = PROTO_NEED_MORE, .out_size = sizeof(union parsed), .next = pipelined, \
+		.next_len = sizeof(pipelined),                                                     \
 	}
 
 static const struct unit_parser greeting_parser = PROTO_PARSER(parse_greeting_any);
@@ -123,8 +138,10 @@ build_addr(uint8_t *out, uint8_t atyp, uint8_t name_len, uint16_t port)
 		n = 5;
 		break;
 	case SOCKS_ATYP_IPV6:
-		memcpy(out + 1, "\x20\x01\x0d\xb8\x00\x00\x00\x00"
-				"\x00\x00\x00\x00\x00\x00\x00\x01", 16); /* 2001:db8::1 */
+		memcpy(out + 1,
+			"\x20\x01\x0d\xb8\x00\x00\x00\x00"
+			"\x00\x00\x00\x00\x00\x00\x00\x01",
+			16); /* 2001:db8::1 */
 		n = 17;
 		break;
 	default:
@@ -140,8 +157,7 @@ build_addr(uint8_t *out, uint8_t atyp, uint8_t name_len, uint16_t port)
 }
 
 static size_t
-build_request(uint8_t *out, uint8_t cmd, uint8_t atyp, uint8_t name_len,
-	uint16_t port)
+build_request(uint8_t *out, uint8_t cmd, uint8_t atyp, uint8_t name_len, uint16_t port)
 {
 	out[0] = SOCKS_VERSION;
 	out[1] = cmd;
@@ -197,8 +213,7 @@ test_greeting_rejects_every_wrong_version_on_first_byte(void **state)
 		if (v == SOCKS_VERSION)
 			continue;
 		msg[0] = (uint8_t)v;
-		unit_assert_error_from(&greeting_parser, msg, sizeof(msg), 0,
-			PROTO_ERR_VERSION);
+		unit_assert_error_from(&greeting_parser, msg, sizeof(msg), 0, PROTO_ERR_VERSION);
 	}
 }
 
@@ -208,8 +223,7 @@ test_greeting_rejects_zero_methods(void **state)
 	const uint8_t msg[] = { SOCKS_VERSION, 0, SOCKS_METHOD_NONE };
 
 	(void)state;
-	unit_assert_error_from(&greeting_parser, msg, sizeof(msg), 1,
-		PROTO_ERR_NO_METHODS);
+	unit_assert_error_from(&greeting_parser, msg, sizeof(msg), 1, PROTO_ERR_NO_METHODS);
 }
 
 /* --- RFC 1929 username/password ------------------------------------------- */
@@ -253,8 +267,7 @@ test_userpass_rejects_every_wrong_subnegotiation_version(void **state)
 			continue;
 		/* 0x05 included: a client that skipped sub-negotiation. */
 		msg[0] = (uint8_t)v;
-		unit_assert_error_from(&userpass_parser, msg, len, 0,
-			PROTO_ERR_AUTH_VERSION);
+		unit_assert_error_from(&userpass_parser, msg, len, 0, PROTO_ERR_AUTH_VERSION);
 	}
 }
 
@@ -264,21 +277,18 @@ test_userpass_rejects_empty_username(void **state)
 	const uint8_t msg[] = { SOCKS_AUTH_VERSION, 0, 1, 'p' };
 
 	(void)state;
-	unit_assert_error_from(&userpass_parser, msg, sizeof(msg), 1,
-		PROTO_ERR_EMPTY_USERNAME);
+	unit_assert_error_from(&userpass_parser, msg, sizeof(msg), 1, PROTO_ERR_EMPTY_USERNAME);
 }
 
 static void
 test_userpass_keeps_bytes_after_the_password_for_the_request(void **state)
 {
-	const uint8_t msg[] = { SOCKS_AUTH_VERSION, 1, 'u', 0, SOCKS_VERSION,
-		SOCKS_CMD_CONNECT };
+	const uint8_t msg[] = { SOCKS_AUTH_VERSION, 1, 'u', 0, SOCKS_VERSION, SOCKS_CMD_CONNECT };
 	struct proto_userpass up;
 	size_t consumed;
 
 	(void)state;
-	assert_int_equal(proto_parse_userpass(msg, sizeof(msg), &up, &consumed),
-		PROTO_OK);
+	assert_int_equal(proto_parse_userpass(msg, sizeof(msg), &up, &consumed), PROTO_OK);
 	assert_int_equal(consumed, 4);
 	assert_string_equal(up.user, "u");
 	assert_string_equal(up.pass, "");
@@ -309,8 +319,8 @@ test_request_every_command_and_address_type_parses_at_every_split(void **state)
 	(void)state;
 	for (i = 0; i < sizeof(cmds); i++) {
 		for (j = 0; j < sizeof(addrs) / sizeof(addrs[0]); j++) {
-			size_t len = build_request(msg, cmds[i], addrs[j].atyp,
-				addrs[j].name_len, 0xABCD);
+			size_t len = build_request(msg, cmds[i], addrs[j].atyp, addrs[j].name_len,
+				0xABCD);
 			struct socks_addr *d = &r.req.dst;
 
 			unit_assert_parses_at_every_split(&request_parser, msg, len, &r);
@@ -332,8 +342,8 @@ test_request_every_command_and_address_type_parses_at_every_split(void **state)
 			}
 		}
 	}
-	assert_int_equal(build_request(msg, SOCKS_CMD_CONNECT, SOCKS_ATYP_DOMAIN,
-		255, 1), PROTO_REQUEST_MAX);
+	assert_int_equal(build_request(msg, SOCKS_CMD_CONNECT, SOCKS_ATYP_DOMAIN, 255, 1),
+		PROTO_REQUEST_MAX);
 }
 
 static void
@@ -347,12 +357,10 @@ test_request_port_is_read_in_network_order(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(ports) / sizeof(ports[0]); i++) {
-		size_t len = build_request(msg, SOCKS_CMD_CONNECT, SOCKS_ATYP_IPV4,
-			0, ports[i]);
+		size_t len = build_request(msg, SOCKS_CMD_CONNECT, SOCKS_ATYP_IPV4, 0, ports[i]);
 
 		assert_int_equal(msg[len - 2], ports[i] >> 8);
-		assert_int_equal(proto_parse_request(msg, len, &req, &consumed),
-			PROTO_OK);
+		assert_int_equal(proto_parse_request(msg, len, &req, &consumed), PROTO_OK);
 		assert_int_equal(req.dst.port, ports[i]);
 	}
 }
@@ -382,8 +390,7 @@ test_request_rejects_every_unknown_command(void **state)
 
 	(void)state;
 	for (c = 0; c <= 255; c++) {
-		if (c == SOCKS_CMD_CONNECT || c == SOCKS_CMD_BIND ||
-		    c == SOCKS_CMD_UDP_ASSOCIATE)
+		if (c == SOCKS_CMD_CONNECT || c == SOCKS_CMD_BIND || c == SOCKS_CMD_UDP_ASSOCIATE)
 			continue;
 		msg[1] = (uint8_t)c;
 		unit_assert_error_from(&request_parser, msg, len, 1, PROTO_ERR_COMMAND);
@@ -413,8 +420,7 @@ test_request_rejects_every_unknown_address_type(void **state)
 
 	(void)state;
 	for (a = 0; a <= 255; a++) {
-		if (a == SOCKS_ATYP_IPV4 || a == SOCKS_ATYP_DOMAIN ||
-		    a == SOCKS_ATYP_IPV6)
+		if (a == SOCKS_ATYP_IPV4 || a == SOCKS_ATYP_DOMAIN || a == SOCKS_ATYP_IPV6)
 			continue;
 		msg[3] = (uint8_t)a;
 		unit_assert_error_from(&request_parser, msg, len, 3, PROTO_ERR_ATYP);
@@ -424,12 +430,10 @@ test_request_rejects_every_unknown_address_type(void **state)
 static void
 test_request_rejects_empty_domain_name(void **state)
 {
-	const uint8_t msg[] = { SOCKS_VERSION, SOCKS_CMD_CONNECT, 0,
-		SOCKS_ATYP_DOMAIN, 0, 0, 80 };
+	const uint8_t msg[] = { SOCKS_VERSION, SOCKS_CMD_CONNECT, 0, SOCKS_ATYP_DOMAIN, 0, 0, 80 };
 
 	(void)state;
-	unit_assert_error_from(&request_parser, msg, sizeof(msg), 4,
-		PROTO_ERR_EMPTY_NAME);
+	unit_assert_error_from(&request_parser, msg, sizeof(msg), 4, PROTO_ERR_EMPTY_NAME);
 }
 
 static void
@@ -441,8 +445,7 @@ test_request_rejects_nul_anywhere_in_domain_as_soon_as_it_arrives(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(lens); i++) {
-		size_t len = build_request(msg, SOCKS_CMD_CONNECT,
-			SOCKS_ATYP_DOMAIN, lens[i], 443);
+		size_t len = build_request(msg, SOCKS_CMD_CONNECT, SOCKS_ATYP_DOMAIN, lens[i], 443);
 
 		for (pos = 0; pos < lens[i]; pos++) {
 			uint8_t saved = msg[5 + pos];
@@ -491,10 +494,10 @@ test_request_reports_the_first_bad_field_in_wire_order(void **state)
 	size_t consumed;
 
 	(void)state;
-	assert_int_equal(proto_parse_request(cmd_and_rsv, sizeof(cmd_and_rsv),
-		&req, &consumed), PROTO_ERR_COMMAND);
-	assert_int_equal(proto_parse_request(rsv_and_atyp, sizeof(rsv_and_atyp),
-		&req, &consumed), PROTO_ERR_RESERVED);
+	assert_int_equal(proto_parse_request(cmd_and_rsv, sizeof(cmd_and_rsv), &req, &consumed),
+		PROTO_ERR_COMMAND);
+	assert_int_equal(proto_parse_request(rsv_and_atyp, sizeof(rsv_and_atyp), &req, &consumed),
+		PROTO_ERR_RESERVED);
 }
 
 /* --- pipelining ----------------------------------------------------------- */
@@ -505,15 +508,50 @@ test_pipelined_greeting_userpass_request_and_payload_parse_in_sequence(void **st
 	static const uint8_t prefs[] = { SOCKS_METHOD_PASSWORD };
 	static const uint8_t stream[] = {
 		/* greeting: NONE, PASSWORD */
-		SOCKS_VERSION, 2, SOCKS_METHOD_NONE, SOCKS_METHOD_PASSWORD,
+		SOCKS_VERSION,
+		2,
+		SOCKS_METHOD_NONE,
+		SOCKS_METHOD_PASSWORD,
 		/* RFC 1929: alice / secret */
-		SOCKS_AUTH_VERSION, 5, 'a', 'l', 'i', 'c', 'e',
-		6, 's', 'e', 'c', 'r', 'e', 't',
+		SOCKS_AUTH_VERSION,
+		5,
+		'a',
+		'l',
+		'i',
+		'c',
+		'e',
+		6,
+		's',
+		'e',
+		'c',
+		'r',
+		'e',
+		't',
 		/* CONNECT example.com:443 */
-		SOCKS_VERSION, SOCKS_CMD_CONNECT, 0, SOCKS_ATYP_DOMAIN, 11,
-		'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm', 0x01, 0xBB,
+		SOCKS_VERSION,
+		SOCKS_CMD_CONNECT,
+		0,
+		SOCKS_ATYP_DOMAIN,
+		11,
+		'e',
+		'x',
+		'a',
+		'm',
+		'p',
+		'l',
+		'e',
+		'.',
+		'c',
+		'o',
+		'm',
+		0x01,
+		0xBB,
 		/* the client's first payload, which belongs to the relay */
-		'G', 'E', 'T', ' ', '/',
+		'G',
+		'E',
+		'T',
+		' ',
+		'/',
 	};
 	struct proto_greeting g;
 	struct proto_userpass up;
@@ -521,22 +559,21 @@ test_pipelined_greeting_userpass_request_and_payload_parse_in_sequence(void **st
 	size_t off = 0, consumed;
 
 	(void)state;
-	assert_int_equal(proto_parse_greeting(stream + off, sizeof(stream) - off,
-		&g, &consumed), PROTO_OK);
+	assert_int_equal(proto_parse_greeting(stream + off, sizeof(stream) - off, &g, &consumed),
+		PROTO_OK);
 	assert_int_equal(consumed, 4);
-	assert_int_equal(proto_choose_method(&g, prefs, sizeof(prefs)),
-		SOCKS_METHOD_PASSWORD);
+	assert_int_equal(proto_choose_method(&g, prefs, sizeof(prefs)), SOCKS_METHOD_PASSWORD);
 	off += consumed;
 
-	assert_int_equal(proto_parse_userpass(stream + off, sizeof(stream) - off,
-		&up, &consumed), PROTO_OK);
+	assert_int_equal(proto_parse_userpass(stream + off, sizeof(stream) - off, &up, &consumed),
+		PROTO_OK);
 	assert_int_equal(consumed, 14);
 	assert_string_equal(up.user, "alice");
 	assert_string_equal(up.pass, "secret");
 	off += consumed;
 
-	assert_int_equal(proto_parse_request(stream + off, sizeof(stream) - off,
-		&req, &consumed), PROTO_OK);
+	assert_int_equal(proto_parse_request(stream + off, sizeof(stream) - off, &req, &consumed),
+		PROTO_OK);
 	assert_int_equal(consumed, 18);
 	assert_int_equal(req.cmd, SOCKS_CMD_CONNECT);
 	assert_string_equal(req.dst.name, "example.com");
@@ -650,17 +687,13 @@ test_udp_header_rejects_nonzero_reserved_bytes(void **state)
 	for (r = 1; r <= 255; r++) {
 		dgram[0] = (uint8_t)r;
 		dgram[1] = 0;
-		assert_int_equal(proto_parse_udp_header(dgram, hl, &h),
-			PROTO_ERR_RESERVED);
+		assert_int_equal(proto_parse_udp_header(dgram, hl, &h), PROTO_ERR_RESERVED);
 		/* The bad byte is in view even when the rest is missing. */
-		assert_int_equal(proto_parse_udp_header(dgram, 1, &h),
-			PROTO_ERR_RESERVED);
+		assert_int_equal(proto_parse_udp_header(dgram, 1, &h), PROTO_ERR_RESERVED);
 		dgram[0] = 0;
 		dgram[1] = (uint8_t)r;
-		assert_int_equal(proto_parse_udp_header(dgram, hl, &h),
-			PROTO_ERR_RESERVED);
-		assert_int_equal(proto_parse_udp_header(dgram, 2, &h),
-			PROTO_ERR_RESERVED);
+		assert_int_equal(proto_parse_udp_header(dgram, hl, &h), PROTO_ERR_RESERVED);
+		assert_int_equal(proto_parse_udp_header(dgram, 2, &h), PROTO_ERR_RESERVED);
 	}
 }
 
@@ -674,17 +707,14 @@ test_udp_header_rejects_bad_address_fields(void **state)
 
 	(void)state;
 	for (a = 0; a <= 255; a++) {
-		if (a == SOCKS_ATYP_IPV4 || a == SOCKS_ATYP_DOMAIN ||
-		    a == SOCKS_ATYP_IPV6)
+		if (a == SOCKS_ATYP_IPV4 || a == SOCKS_ATYP_DOMAIN || a == SOCKS_ATYP_IPV6)
 			continue;
 		dgram[3] = (uint8_t)a;
-		assert_int_equal(proto_parse_udp_header(dgram, sizeof(dgram), &h),
-			PROTO_ERR_ATYP);
+		assert_int_equal(proto_parse_udp_header(dgram, sizeof(dgram), &h), PROTO_ERR_ATYP);
 	}
 
 	hl = 3 + build_addr(dgram + 3, SOCKS_ATYP_DOMAIN, 0, 53);
-	assert_int_equal(proto_parse_udp_header(dgram, hl, &h),
-		PROTO_ERR_EMPTY_NAME);
+	assert_int_equal(proto_parse_udp_header(dgram, hl, &h), PROTO_ERR_EMPTY_NAME);
 
 	hl = 3 + build_addr(dgram + 3, SOCKS_ATYP_DOMAIN, 4, 53);
 	dgram[7] = 0;
@@ -736,8 +766,7 @@ test_encode_reply_ipv4(void **state)
 
 	(void)state;
 	make_sin(&sin, "1.2.3.4", 0x1F90);
-	assert_int_equal(proto_encode_reply(out, SOCKS_REP_SUCCEEDED,
-		(struct sockaddr *)&sin), 10);
+	assert_int_equal(proto_encode_reply(out, SOCKS_REP_SUCCEEDED, (struct sockaddr *)&sin), 10);
 	assert_memory_equal(out, "\x05\x00\x00\x01\x01\x02\x03\x04\x1F\x90", 10);
 }
 
@@ -749,13 +778,14 @@ test_encode_reply_ipv6(void **state)
 
 	(void)state;
 	make_sin6(&sin6, "2001:db8::1", 443);
-	assert_int_equal(proto_encode_reply(out, SOCKS_REP_SUCCEEDED,
-		(struct sockaddr *)&sin6), 22);
+	assert_int_equal(proto_encode_reply(out, SOCKS_REP_SUCCEEDED, (struct sockaddr *)&sin6),
+		22);
 	assert_int_equal(22, PROTO_REPLY_MAX);
 	assert_memory_equal(out,
 		"\x05\x00\x00\x04"
 		"\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x01"
-		"\x01\xBB", 22);
+		"\x01\xBB",
+		22);
 }
 
 static void
@@ -766,8 +796,8 @@ test_encode_reply_sends_ipv4_mapped_ipv6_as_ipv4(void **state)
 
 	(void)state;
 	make_sin6(&sin6, "::ffff:10.0.0.7", 1080);
-	assert_int_equal(proto_encode_reply(out, SOCKS_REP_SUCCEEDED,
-		(struct sockaddr *)&sin6), 10);
+	assert_int_equal(proto_encode_reply(out, SOCKS_REP_SUCCEEDED, (struct sockaddr *)&sin6),
+		10);
 	assert_memory_equal(out, "\x05\x00\x00\x01\x0A\x00\x00\x07\x04\x38", 10);
 }
 
@@ -779,15 +809,14 @@ test_encode_reply_without_address_is_ipv4_zero(void **state)
 
 	(void)state;
 	memset(out, 0xEE, sizeof(out));
-	assert_int_equal(proto_encode_reply(out, SOCKS_REP_CONNECTION_REFUSED,
-		NULL), 10);
+	assert_int_equal(proto_encode_reply(out, SOCKS_REP_CONNECTION_REFUSED, NULL), 10);
 	assert_memory_equal(out, "\x05\x05\x00\x01\x00\x00\x00\x00\x00\x00", 10);
 
 	memset(&ss, 0xEE, sizeof(ss));
 	ss.ss_family = AF_UNSPEC;
 	memset(out, 0xEE, sizeof(out));
-	assert_int_equal(proto_encode_reply(out, SOCKS_REP_GENERAL_FAILURE,
-		(struct sockaddr *)&ss), 10);
+	assert_int_equal(proto_encode_reply(out, SOCKS_REP_GENERAL_FAILURE, (struct sockaddr *)&ss),
+		10);
 	assert_memory_equal(out, "\x05\x01\x00\x01\x00\x00\x00\x00\x00\x00", 10);
 }
 
@@ -824,7 +853,8 @@ test_encode_udp_header_for_each_source_family(void **state)
 	assert_memory_equal(out,
 		"\x00\x00\x00\x04"
 		"\x20\x01\x0d\xb8\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x00\x02"
-		"\x14\xE9", 22);
+		"\x14\xE9",
+		22);
 	/* What we send, our own parser reads back. */
 	assert_int_equal(proto_parse_udp_header(out, 22, &h), PROTO_OK);
 	assert_int_equal(h.header_len, 22);
@@ -857,8 +887,8 @@ test_encode_addr_round_trips_through_the_request_parser(void **state)
 
 	(void)state;
 	for (i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
-		size_t len = build_request(msg, SOCKS_CMD_BIND, cases[i].atyp,
-			cases[i].name_len, 0x1234);
+		size_t len = build_request(msg, SOCKS_CMD_BIND, cases[i].atyp, cases[i].name_len,
+			0x1234);
 		size_t n;
 
 		assert_int_equal(proto_parse_request(msg, len, &a, &consumed), PROTO_OK);
@@ -897,50 +927,34 @@ static void
 test_rep_for_status_maps_each_error_to_one_reply(void **state)
 {
 	(void)state;
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_COMMAND),
-		SOCKS_REP_COMMAND_NOT_SUPPORTED);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_ATYP),
-		SOCKS_REP_ATYP_NOT_SUPPORTED);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_COMMAND), SOCKS_REP_COMMAND_NOT_SUPPORTED);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_ATYP), SOCKS_REP_ATYP_NOT_SUPPORTED);
 	assert_int_equal(proto_rep_for_status(PROTO_ERR_VERSION), 0xFF);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_RESERVED),
-		SOCKS_REP_GENERAL_FAILURE);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_EMPTY_NAME),
-		SOCKS_REP_GENERAL_FAILURE);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_BAD_NAME),
-		SOCKS_REP_GENERAL_FAILURE);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_TRUNCATED),
-		SOCKS_REP_GENERAL_FAILURE);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_NO_METHODS),
-		SOCKS_REP_GENERAL_FAILURE);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_AUTH_VERSION),
-		SOCKS_REP_GENERAL_FAILURE);
-	assert_int_equal(proto_rep_for_status(PROTO_ERR_EMPTY_USERNAME),
-		SOCKS_REP_GENERAL_FAILURE);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_RESERVED), SOCKS_REP_GENERAL_FAILURE);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_EMPTY_NAME), SOCKS_REP_GENERAL_FAILURE);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_BAD_NAME), SOCKS_REP_GENERAL_FAILURE);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_TRUNCATED), SOCKS_REP_GENERAL_FAILURE);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_NO_METHODS), SOCKS_REP_GENERAL_FAILURE);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_AUTH_VERSION), SOCKS_REP_GENERAL_FAILURE);
+	assert_int_equal(proto_rep_for_status(PROTO_ERR_EMPTY_USERNAME), SOCKS_REP_GENERAL_FAILURE);
 }
 
 static void
 test_rep_from_errno_maps_connect_failures(void **state)
 {
-	static const int others[] = { 0, EACCES, EPERM, EADDRNOTAVAIL, ECONNRESET,
-		EINVAL, ENOMEM, EAFNOSUPPORT };
+	static const int others[] = { 0, EACCES, EPERM, EADDRNOTAVAIL, ECONNRESET, EINVAL, ENOMEM,
+		EAFNOSUPPORT };
 	size_t i;
 
 	(void)state;
-	assert_int_equal(proto_rep_from_errno(ECONNREFUSED),
-		SOCKS_REP_CONNECTION_REFUSED);
-	assert_int_equal(proto_rep_from_errno(ENETUNREACH),
-		SOCKS_REP_NETWORK_UNREACHABLE);
-	assert_int_equal(proto_rep_from_errno(ENETDOWN),
-		SOCKS_REP_NETWORK_UNREACHABLE);
-	assert_int_equal(proto_rep_from_errno(EHOSTUNREACH),
-		SOCKS_REP_HOST_UNREACHABLE);
-	assert_int_equal(proto_rep_from_errno(EHOSTDOWN),
-		SOCKS_REP_HOST_UNREACHABLE);
-	assert_int_equal(proto_rep_from_errno(ETIMEDOUT),
-		SOCKS_REP_HOST_UNREACHABLE);
+	assert_int_equal(proto_rep_from_errno(ECONNREFUSED), SOCKS_REP_CONNECTION_REFUSED);
+	assert_int_equal(proto_rep_from_errno(ENETUNREACH), SOCKS_REP_NETWORK_UNREACHABLE);
+	assert_int_equal(proto_rep_from_errno(ENETDOWN), SOCKS_REP_NETWORK_UNREACHABLE);
+	assert_int_equal(proto_rep_from_errno(EHOSTUNREACH), SOCKS_REP_HOST_UNREACHABLE);
+	assert_int_equal(proto_rep_from_errno(EHOSTDOWN), SOCKS_REP_HOST_UNREACHABLE);
+	assert_int_equal(proto_rep_from_errno(ETIMEDOUT), SOCKS_REP_HOST_UNREACHABLE);
 	for (i = 0; i < sizeof(others) / sizeof(others[0]); i++)
-		assert_int_equal(proto_rep_from_errno(others[i]),
-			SOCKS_REP_GENERAL_FAILURE);
+		assert_int_equal(proto_rep_from_errno(others[i]), SOCKS_REP_GENERAL_FAILURE);
 }
 
 static void
@@ -957,8 +971,7 @@ test_status_rep_and_cmd_names_are_distinct_and_never_null(void **state)
 	}
 	for (i = 0; i <= 255; i++)
 		assert_non_null(proto_rep_str((uint8_t)i));
-	assert_string_equal(proto_rep_str(SOCKS_REP_CONNECTION_REFUSED),
-		"connection refused");
+	assert_string_equal(proto_rep_str(SOCKS_REP_CONNECTION_REFUSED), "connection refused");
 	assert_string_equal(proto_cmd_str(SOCKS_CMD_CONNECT), "connect");
 	assert_string_equal(proto_cmd_str(SOCKS_CMD_BIND), "bind");
 	assert_string_equal(proto_cmd_str(SOCKS_CMD_UDP_ASSOCIATE), "udp-associate");
@@ -970,8 +983,7 @@ test_status_rep_and_cmd_names_are_distinct_and_never_null(void **state)
 static void
 test_choose_method_follows_server_preference_not_client_order(void **state)
 {
-	const uint8_t msg[] = { SOCKS_VERSION, 2, SOCKS_METHOD_NONE,
-		SOCKS_METHOD_PASSWORD };
+	const uint8_t msg[] = { SOCKS_VERSION, 2, SOCKS_METHOD_NONE, SOCKS_METHOD_PASSWORD };
 	const uint8_t pass_first[] = { SOCKS_METHOD_PASSWORD, SOCKS_METHOD_NONE };
 	const uint8_t none_first[] = { SOCKS_METHOD_NONE, SOCKS_METHOD_PASSWORD };
 	const uint8_t pass_only[] = { SOCKS_METHOD_PASSWORD };
@@ -979,8 +991,7 @@ test_choose_method_follows_server_preference_not_client_order(void **state)
 	size_t consumed;
 
 	(void)state;
-	assert_int_equal(proto_parse_greeting(msg, sizeof(msg), &g, &consumed),
-		PROTO_OK);
+	assert_int_equal(proto_parse_greeting(msg, sizeof(msg), &g, &consumed), PROTO_OK);
 	assert_int_equal(proto_choose_method(&g, pass_first, sizeof(pass_first)),
 		SOCKS_METHOD_PASSWORD);
 	assert_int_equal(proto_choose_method(&g, none_first, sizeof(none_first)),
@@ -998,12 +1009,9 @@ test_choose_method_without_overlap_is_no_acceptable(void **state)
 	size_t consumed;
 
 	(void)state;
-	assert_int_equal(proto_parse_greeting(msg, sizeof(msg), &g, &consumed),
-		PROTO_OK);
-	assert_int_equal(proto_choose_method(&g, prefs, sizeof(prefs)),
-		SOCKS_METHOD_NO_ACCEPTABLE);
-	assert_int_equal(proto_choose_method(&g, prefs, 0),
-		SOCKS_METHOD_NO_ACCEPTABLE);
+	assert_int_equal(proto_parse_greeting(msg, sizeof(msg), &g, &consumed), PROTO_OK);
+	assert_int_equal(proto_choose_method(&g, prefs, sizeof(prefs)), SOCKS_METHOD_NO_ACCEPTABLE);
+	assert_int_equal(proto_choose_method(&g, prefs, 0), SOCKS_METHOD_NO_ACCEPTABLE);
 }
 
 static void
@@ -1019,12 +1027,10 @@ test_choose_method_finds_the_last_of_255_offered(void **state)
 	msg[1] = 255;
 	memset(msg + 2, 0x80, 254);
 	msg[2 + 254] = SOCKS_METHOD_PASSWORD;
-	assert_int_equal(proto_parse_greeting(msg, sizeof(msg), &g, &consumed),
-		PROTO_OK);
+	assert_int_equal(proto_parse_greeting(msg, sizeof(msg), &g, &consumed), PROTO_OK);
 	assert_int_equal(proto_choose_method(&g, prefs, 1), SOCKS_METHOD_PASSWORD);
 	g.nmethods = 254;
-	assert_int_equal(proto_choose_method(&g, prefs, 1),
-		SOCKS_METHOD_NO_ACCEPTABLE);
+	assert_int_equal(proto_choose_method(&g, prefs, 1), SOCKS_METHOD_NO_ACCEPTABLE);
 }
 
 /* --- addresses ------------------------------------------------------------ */
@@ -1169,8 +1175,7 @@ test_addr_is_unspecified_only_for_all_zero_ip(void **state)
 /* --- SOCKS4 / SOCKS4a (issue 9: same port, first byte 0x04) -------------- */
 
 static size_t
-build_socks4(uint8_t *out, uint8_t cmd, const uint8_t ip[4], size_t ulen,
-	size_t dlen)
+build_socks4(uint8_t *out, uint8_t cmd, const uint8_t ip[4], size_t ulen, size_t dlen)
 {
 	size_t n = 0;
 
@@ -1287,14 +1292,14 @@ test_socks4_reply_encodes_ipv4_and_zeros_for_ipv6(void **state)
 	sin.sin_family = AF_INET;
 	sin.sin_port = htons(1080);
 	inet_pton(AF_INET, "192.0.2.7", &sin.sin_addr);
-	assert_int_equal(proto_encode_socks4_reply(out, SOCKS4_REP_GRANTED,
-				 (struct sockaddr *)&sin), 8);
+	assert_int_equal(
+		proto_encode_socks4_reply(out, SOCKS4_REP_GRANTED, (struct sockaddr *)&sin), 8);
 	assert_memory_equal(out, want4, 8);
 	memset(&sin6, 0, sizeof(sin6));
 	sin6.sin6_family = AF_INET6;
 	sin6.sin6_addr = in6addr_loopback;
-	assert_int_equal(proto_encode_socks4_reply(out, SOCKS4_REP_REJECTED,
-				 (struct sockaddr *)&sin6), 8);
+	assert_int_equal(
+		proto_encode_socks4_reply(out, SOCKS4_REP_REJECTED, (struct sockaddr *)&sin6), 8);
 	assert_memory_equal(out, want_zero, 8);
 	assert_int_equal(proto_encode_socks4_reply(out, SOCKS4_REP_REJECTED, NULL), 8);
 	assert_memory_equal(out, want_zero, 8);
@@ -1308,7 +1313,8 @@ main(void)
 		cmocka_unit_test(test_greeting_accepts_every_method_value),
 		cmocka_unit_test(test_greeting_rejects_every_wrong_version_on_first_byte),
 		cmocka_unit_test(test_greeting_rejects_zero_methods),
-		cmocka_unit_test(test_userpass_lengths_1_and_255_and_empty_password_parse_at_every_split),
+		cmocka_unit_test(
+			test_userpass_lengths_1_and_255_and_empty_password_parse_at_every_split),
 		cmocka_unit_test(test_userpass_rejects_every_wrong_subnegotiation_version),
 		cmocka_unit_test(test_userpass_rejects_empty_username),
 		cmocka_unit_test(test_userpass_keeps_bytes_after_the_password_for_the_request),
@@ -1322,8 +1328,10 @@ main(void)
 		cmocka_unit_test(test_request_rejects_nul_anywhere_in_domain_as_soon_as_it_arrives),
 		cmocka_unit_test(test_request_accepts_every_nonzero_byte_in_domain),
 		cmocka_unit_test(test_request_reports_the_first_bad_field_in_wire_order),
-		cmocka_unit_test(test_pipelined_greeting_userpass_request_and_payload_parse_in_sequence),
-		cmocka_unit_test(test_udp_header_each_address_type_gives_header_len_and_leaves_data),
+		cmocka_unit_test(
+			test_pipelined_greeting_userpass_request_and_payload_parse_in_sequence),
+		cmocka_unit_test(
+			test_udp_header_each_address_type_gives_header_len_and_leaves_data),
 		cmocka_unit_test(test_udp_header_reports_fragment_number_for_the_caller_to_drop),
 		cmocka_unit_test(test_udp_header_every_short_datagram_is_truncated),
 		cmocka_unit_test(test_udp_header_rejects_nonzero_reserved_bytes),

@@ -5,10 +5,11 @@
  * every malformed field is rejected with its own status as soon as the bad
  * byte arrives, and never before.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <arpa/inet.h>
@@ -26,7 +27,18 @@
 static const uint8_t socks_greeting[] = { 0x05, 0x01, 0x00 };
 
 static const uint8_t v2_sig[12] = {
-	0x0D, 0x0A, 0x0D, 0x0A, 0x00, 0x0D, 0x0A, 0x51, 0x55, 0x49, 0x54, 0x0A,
+	0x0D,
+	0x0A,
+	0x0D,
+	0x0A,
+	0x00,
+	0x0D,
+	0x0A,
+	0x51,
+	0x55,
+	0x49,
+	0x54,
+	0x0A,
 };
 
 static int
@@ -116,7 +128,18 @@ static size_t
 v2_tcp4(uint8_t *out, uint16_t extra)
 {
 	static const uint8_t addrs[12] = {
-		192, 0, 2, 1, 198, 51, 100, 7, 0xDC, 0x04, 0x04, 0x38,
+		192,
+		0,
+		2,
+		1,
+		198,
+		51,
+		100,
+		7,
+		0xDC,
+		0x04,
+		0x04,
+		0x38,
 	};
 	size_t n = v2_head(out, 0x21, 0x11, (uint16_t)(12 + extra));
 
@@ -203,8 +226,8 @@ test_v1_tcp6_longest_line_and_compressed_forms(void **state)
 	assert_addr6(&r.src, "ffff:ffff:ffff:ffff:ffff:ffff:ffff:ffff", 65535);
 	assert_addr6(&r.dst, "ffff::1", 65535);
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++)
-		unit_assert_parses_at_every_split(&pp, (const uint8_t *)lines[i],
-			strlen(lines[i]), &r);
+		unit_assert_parses_at_every_split(&pp, (const uint8_t *)lines[i], strlen(lines[i]),
+			&r);
 }
 
 static void
@@ -220,8 +243,8 @@ test_v1_unknown_short_and_long_forms_keep_the_real_peer(void **state)
 
 	(void)state;
 	for (size_t i = 0; i < sizeof(lines) / sizeof(lines[0]); i++) {
-		unit_assert_parses_at_every_split(&pp, (const uint8_t *)lines[i],
-			strlen(lines[i]), &r);
+		unit_assert_parses_at_every_split(&pp, (const uint8_t *)lines[i], strlen(lines[i]),
+			&r);
 		assert_int_equal(r.version, 1);
 		assert_true(r.local);
 	}
@@ -281,9 +304,31 @@ static void
 test_v2_tlvs_are_skipped_and_consumed(void **state)
 {
 	static const uint8_t tlvs[] = {
-		0x01, 0x00, 0x02, 'h', '2',
-		0x02, 0x00, 0x0b, 'e', 'x', 'a', 'm', 'p', 'l', 'e', '.', 'c', 'o', 'm',
-		0x04, 0x00, 0x03, 0x00, 0x00, 0x00,
+		0x01,
+		0x00,
+		0x02,
+		'h',
+		'2',
+		0x02,
+		0x00,
+		0x0b,
+		'e',
+		'x',
+		'a',
+		'm',
+		'p',
+		'l',
+		'e',
+		'.',
+		'c',
+		'o',
+		'm',
+		0x04,
+		0x00,
+		0x03,
+		0x00,
+		0x00,
+		0x00,
 	};
 	uint8_t msg[MSG_MAX];
 	struct proxyproto_result r;
@@ -355,10 +400,8 @@ test_v2_truncated_header_is_need_more(void **state)
 	memset(msg + 16, 0x42, 600);
 	assert_int_equal(unit_parse_poisoned(&pp, msg, 16 + 599, &r, &consumed),
 		PROXYPROTO_NEED_MORE);
-	assert_int_equal(unit_parse_poisoned(&pp, msg, 100, &r, &consumed),
-		PROXYPROTO_NEED_MORE);
-	assert_int_equal(unit_parse_poisoned(&pp, msg, sizeof(msg), &r, &consumed),
-		PROXYPROTO_OK);
+	assert_int_equal(unit_parse_poisoned(&pp, msg, 100, &r, &consumed), PROXYPROTO_NEED_MORE);
+	assert_int_equal(unit_parse_poisoned(&pp, msg, sizeof(msg), &r, &consumed), PROXYPROTO_OK);
 	assert_int_equal(consumed, sizeof(msg));
 }
 
@@ -483,30 +526,22 @@ test_v1_bad_signature(void **state)
 	unit_assert_error_from(&pp, socks_greeting, sizeof(socks_greeting), 0,
 		PROXYPROTO_ERR_SIGNATURE);
 	assert_v1_error_from("GET / HTTP/1.1\r\n", 0, PROXYPROTO_ERR_SIGNATURE);
-	assert_v1_error_from("PRXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 2,
-		PROXYPROTO_ERR_SIGNATURE);
-	assert_v1_error_from("proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 0,
-		PROXYPROTO_ERR_SIGNATURE);
-	assert_v1_error_from(" PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 0,
-		PROXYPROTO_ERR_SIGNATURE);
+	assert_v1_error_from("PRXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 2, PROXYPROTO_ERR_SIGNATURE);
+	assert_v1_error_from("proxy TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 0, PROXYPROTO_ERR_SIGNATURE);
+	assert_v1_error_from(" PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n", 0, PROXYPROTO_ERR_SIGNATURE);
 }
 
 static void
 test_v1_unknown_protocol_is_family_error(void **state)
 {
 	(void)state;
-	assert_v1_error_from("PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n", 7,
-		PROXYPROTO_ERR_FAMILY);
-	assert_v1_error_from("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n", 9,
-		PROXYPROTO_ERR_FAMILY);
-	assert_v1_error_from("PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n", 6,
-		PROXYPROTO_ERR_FAMILY);
+	assert_v1_error_from("PROXY UDP4 1.2.3.4 5.6.7.8 1 2\r\n", 7, PROXYPROTO_ERR_FAMILY);
+	assert_v1_error_from("PROXY TCP5 1.2.3.4 5.6.7.8 1 2\r\n", 9, PROXYPROTO_ERR_FAMILY);
+	assert_v1_error_from("PROXY tcp4 1.2.3.4 5.6.7.8 1 2\r\n", 6, PROXYPROTO_ERR_FAMILY);
 	/* A prefix of a name, ended early, is not the name. */
-	assert_v1_error_from("PROXY TCP 1.2.3.4 5.6.7.8 1 2\r\n", 9,
-		PROXYPROTO_ERR_FAMILY);
+	assert_v1_error_from("PROXY TCP 1.2.3.4 5.6.7.8 1 2\r\n", 9, PROXYPROTO_ERR_FAMILY);
 	assert_v1_error_from("PROXY UNKNOWNX\r\n", 13, PROXYPROTO_ERR_FAMILY);
-	assert_v1_error_from("PROXY TCP44 1.2.3.4 5.6.7.8 1 2\r\n", 10,
-		PROXYPROTO_ERR_FAMILY);
+	assert_v1_error_from("PROXY TCP44 1.2.3.4 5.6.7.8 1 2\r\n", 10, PROXYPROTO_ERR_FAMILY);
 }
 
 static void
@@ -568,8 +603,9 @@ test_v1_missing_or_broken_crlf(void **state)
 		struct proxyproto_result r;
 		size_t consumed;
 		l = "PROXY TCP4 1.2.3.4 5.6.7.8 1 2";
-		assert_int_equal(unit_parse_poisoned(&pp, (const uint8_t *)l, strlen(l), &r,
-					 &consumed), PROXYPROTO_NEED_MORE);
+		assert_int_equal(
+			unit_parse_poisoned(&pp, (const uint8_t *)l, strlen(l), &r, &consumed),
+			PROXYPROTO_NEED_MORE);
 	}
 	/* NUL inside a field. */
 	{
@@ -680,8 +716,7 @@ test_status_strings_are_distinct_and_never_null(void **state)
 		for (int j = 0; j < i; j++)
 			assert_string_not_equal(seen[i], seen[j]);
 	}
-	assert_string_equal(proxyproto_status_str((enum proxyproto_status)99),
-		"unknown status");
+	assert_string_equal(proxyproto_status_str((enum proxyproto_status)99), "unknown status");
 }
 
 int

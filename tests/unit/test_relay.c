@@ -38,33 +38,33 @@
 
 #include <cmocka.h>
 
+#include "bufpool.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
 #include "pipepool.h"
-#include "bufpool.h"
 #include "relay.h"
 
 #include "unit_util.h"
 
 #define GUARD_MS 10000
 #define BULK_BYTES ((uint64_t)8 << 20)
-#define CHUNK (64 * 1024)             /* stream bytes generated at a time */
+#define CHUNK (64 * 1024) /* stream bytes generated at a time */
 
 /* A deterministic byte stream, written into one of the test's sockets. */
 struct src {
-	uint64_t total;      /* bytes in the stream */
-	uint64_t made;       /* bytes generated (and hashed) so far */
-	uint64_t rng;        /* xorshift64 state */
-	uint64_t hash;       /* FNV-1a 64 of the bytes generated */
+	uint64_t total; /* bytes in the stream */
+	uint64_t made;  /* bytes generated (and hashed) so far */
+	uint64_t rng;   /* xorshift64 state */
+	uint64_t hash;  /* FNV-1a 64 of the bytes generated */
 	uint8_t chunk[CHUNK];
-	size_t off, len;     /* chunk[off..len) is generated but not yet sent */
+	size_t off, len; /* chunk[off..len) is generated but not yet sent */
 };
 
 /* What one of the test's sockets received. */
 struct sink {
 	uint64_t count;
-	uint64_t hash;       /* FNV-1a 64 of the bytes received */
+	uint64_t hash; /* FNV-1a 64 of the bytes received */
 	bool eof;
 };
 
@@ -83,17 +83,17 @@ struct end {
 struct fx {
 	struct loop *loop;
 	struct relay relay;
-	int relay_fd[2];     /* the relay's client and target fds; its own after start */
-	bool started;        /* relay_start succeeded: relay_fd are not ours to close */
+	int relay_fd[2];       /* the relay's client and target fds; its own after start */
+	bool started;          /* relay_start succeeded: relay_fd are not ours to close */
 	struct watcher cw, tw; /* handed to the relay: they must outlive it */
-	struct end cl, tg;   /* the test's client end and target end */
-	unsigned ndone;      /* done calls */
+	struct end cl, tg;     /* the test's client end and target end */
+	unsigned ndone;        /* done calls */
 	enum relay_end how;
 	int err;
-	struct relay_stats rs0;     /* at relay start, for deltas */
+	struct relay_stats rs0; /* at relay start, for deltas */
 	struct pipepool_stats ps0;
-	size_t peak_in_use;  /* most pipes out at once, sampled between iterations */
-	int stall;           /* the direction start_and_stall stalls */
+	size_t peak_in_use; /* most pipes out at once, sampled between iterations */
+	int stall;          /* the direction start_and_stall stalls */
 };
 
 /* --- streams --------------------------------------------------------------- */
@@ -173,7 +173,7 @@ end_pump(struct end *e)
 		e->out.off += (size_t)n;
 	}
 	if (e->shut_when_sent && !e->shut && src_done(&e->out) &&
-	    (!e->shut_after_eof || e->in.eof)) {
+		(!e->shut_after_eof || e->in.eof)) {
 		assert_int_equal(shutdown(e->fd, SHUT_WR), 0);
 		e->shut = true;
 	}

@@ -33,14 +33,14 @@
 /* --- fake DNS server ------------------------------------------------------ */
 
 enum fake_mode {
-	FAKE_ANSWER,         /* A and AAAA answers (naddrs each) */
-	FAKE_NXDOMAIN,       /* NXDOMAIN with an SOA (TTL 60, MINIMUM 30) */
-	FAKE_NODATA_AAAA,    /* A answered, AAAA NOERROR/NODATA with an SOA */
-	FAKE_SILENT,         /* counts queries, never answers */
-	FAKE_SERVFAIL,       /* RCODE 2 */
-	FAKE_TC,             /* TC=1 over UDP, the answer over TCP */
-	FAKE_SPOOF_FIRST,    /* wrong id, then wrong question, then the answer */
-	FAKE_TC_HANG,        /* TC=1 over UDP; over TCP reads, never answers */
+	FAKE_ANSWER,      /* A and AAAA answers (naddrs each) */
+	FAKE_NXDOMAIN,    /* NXDOMAIN with an SOA (TTL 60, MINIMUM 30) */
+	FAKE_NODATA_AAAA, /* A answered, AAAA NOERROR/NODATA with an SOA */
+	FAKE_SILENT,      /* counts queries, never answers */
+	FAKE_SERVFAIL,    /* RCODE 2 */
+	FAKE_TC,          /* TC=1 over UDP, the answer over TCP */
+	FAKE_SPOOF_FIRST, /* wrong id, then wrong question, then the answer */
+	FAKE_TC_HANG,     /* TC=1 over UDP; over TCP reads, never answers */
 };
 
 #define FAKE_MAX_CONNS 4
@@ -49,7 +49,7 @@ struct fake_dns;
 
 struct fake_conn {
 	struct fake_dns *fs;
-	int fd;                 /* -1: slot free */
+	int fd; /* -1: slot free */
 	struct watcher w;
 	uint8_t buf[1024];
 	size_t len;
@@ -59,10 +59,10 @@ struct fake_dns {
 	struct loop *loop;
 	int ufd, lfd;
 	struct watcher wu, wl;
-	union sockaddr_any addr;   /* 127.0.0.1:port, UDP and TCP */
+	union sockaddr_any addr; /* 127.0.0.1:port, UDP and TCP */
 	enum fake_mode mode;
-	uint32_t ttl;              /* answer TTL */
-	unsigned naddrs;           /* addresses per answer */
+	uint32_t ttl;    /* answer TTL */
+	unsigned naddrs; /* addresses per answer */
 	unsigned udp_queries;
 	unsigned tcp_queries;
 	uint16_t last_ids[16];
@@ -140,10 +140,9 @@ fake_build(struct fake_dns *fs, const uint8_t *q, size_t qlen, bool tcp, uint8_t
 	}
 	if (soa) {
 		static const uint8_t rdata[] = {
-			3, 'n', 's', '1', 0xC0, 12,
-			4, 'r', 'o', 'o', 't', 0xC0, 12,
-			0, 0, 0, 1, 0, 0, 0x0e, 0x10, 0, 0, 0x07, 0x08,
-			0, 0x09, 0x3a, 0x80, 0, 0, 0, 30, /* MINIMUM 30 */
+			3, 'n', 's', '1', 0xC0, 12, 4, 'r', 'o', 'o', 't', 0xC0, 12, 0, 0, 0, 1, 0,
+			0, 0x0e, 0x10, 0, 0, 0x07, 0x08, 0, 0x09, 0x3a, 0x80, 0, 0, 0,
+			30, /* MINIMUM 30 */
 		};
 
 		out[o++] = 0xC0;
@@ -213,12 +212,14 @@ fake_on_udp(struct loop *loop, unsigned events, void *arg)
 			memcpy(bad, out, len);
 			bad[1] ^= 0x01;
 			bad[len - 1] = 66;
-			assert_int_equal(sendto(fs->ufd, bad, len, 0, &peer.sa, plen), (ssize_t)len);
+			assert_int_equal(sendto(fs->ufd, bad, len, 0, &peer.sa, plen),
+				(ssize_t)len);
 			/* Right id, other question (first letter changed). */
 			memcpy(bad, out, len);
 			bad[13] = bad[13] == 'x' ? 'y' : 'x';
 			bad[len - 1] = 67;
-			assert_int_equal(sendto(fs->ufd, bad, len, 0, &peer.sa, plen), (ssize_t)len);
+			assert_int_equal(sendto(fs->ufd, bad, len, 0, &peer.sa, plen),
+				(ssize_t)len);
 			/* Garbage. */
 			assert_int_equal(sendto(fs->ufd, "\x01", 1, 0, &peer.sa, plen), 1);
 		}
@@ -365,13 +366,13 @@ struct ctx {
 	struct loop *loop;
 	struct resolver *r;
 	struct fake_dns fs[2];
-	int ncalls;           /* callbacks so far, all waiters */
-	int want;             /* what calls_reached waits for */
+	int ncalls; /* callbacks so far, all waiters */
+	int want;   /* what calls_reached waits for */
 	int fds_before;
 	char dir[64];
 	char hosts[96];
 	char resolv[96];
-	bool in_start;       /* set around resolver_start */
+	bool in_start; /* set around resolver_start */
 };
 
 static int
@@ -448,8 +449,7 @@ run_until_calls(struct ctx *c, int want, unsigned ms)
 }
 
 static void
-make_resolver(struct ctx *c, int prefer, unsigned cache_size, unsigned max_ttl,
-    size_t nservers)
+make_resolver(struct ctx *c, int prefer, unsigned cache_size, unsigned max_ttl, size_t nservers)
 {
 	union sockaddr_any ns[2];
 	struct resolver_options opt;
@@ -518,8 +518,9 @@ addr_str(const struct resolver_result *res, size_t i, char *buf, size_t cap)
 	return addr_ip_format(&res->addrs[i], buf, cap);
 }
 
-#define assert_addr(res, i, want) do {                                         \
-		char buf_[INET6_ADDRSTRLEN + 8];                               \
+#define assert_addr(res, i, want)                                                      \
+	do {                                                                           \
+		char buf_[INET6_ADDRSTRLEN + 8];                                       \
 		assert_string_equal(addr_str((res), (i), buf_, sizeof(buf_)), (want)); \
 	} while (0)
 
@@ -743,7 +744,7 @@ test_resolv_conf_nameserver_used_without_options(void **state)
 	start(c, &w, "refused.example.com");
 	assert_true(run_until_calls(c, 1, 3000));
 	assert_true(w.res.status == RESOLVER_SERVFAIL || w.res.status == RESOLVER_TIMEOUT ||
-	    w.res.status == RESOLVER_OK || w.res.status == RESOLVER_NXDOMAIN);
+		w.res.status == RESOLVER_OK || w.res.status == RESOLVER_NXDOMAIN);
 	assert_int_equal(fake_queries(&c->fs[0]), 0);
 }
 
@@ -1020,11 +1021,11 @@ test_hosts_file_served_without_query(void **state)
 	struct waiter w1, w2, w3;
 
 	write_file(c->hosts,
-	    "# test hosts\n"
-	    "10.1.2.3\tmyhost.test alias  # trailing comment\n"
-	    "fd00::5 MyHost.Test\n"
-	    "10.1.2.4 myhost.test\n"
-	    "bogus-address other.test\n");
+		"# test hosts\n"
+		"10.1.2.3\tmyhost.test alias  # trailing comment\n"
+		"fd00::5 MyHost.Test\n"
+		"10.1.2.4 myhost.test\n"
+		"bogus-address other.test\n");
 	make_resolver(c, AF_INET6, 100, 3600, 1);
 	start(c, &w1, "myhost.test");
 	start(c, &w2, "ALIAS.");
@@ -1072,8 +1073,9 @@ test_hosts_file_shrunk_or_removed(void **state)
 	struct ctx *c = *state;
 	struct waiter w1, w2, w3;
 
-	write_file(c->hosts, "10.0.0.1 a.test\n10.0.0.2 b.test\n10.0.0.3 c.test\n"
-	    "10.0.0.4 d.test\n10.0.0.5 e.test\n10.0.0.6 f.test\n");
+	write_file(c->hosts,
+		"10.0.0.1 a.test\n10.0.0.2 b.test\n10.0.0.3 c.test\n"
+		"10.0.0.4 d.test\n10.0.0.5 e.test\n10.0.0.6 f.test\n");
 	make_resolver(c, AF_INET, 0, 3600, 1);
 	c->fs[0].mode = FAKE_NXDOMAIN;
 	start(c, &w1, "f.test");
@@ -1091,7 +1093,6 @@ test_hosts_file_shrunk_or_removed(void **state)
 	assert_true(run_until_calls(c, 3, 3000));
 	assert_int_equal(w3.res.status, RESOLVER_NXDOMAIN);
 }
-
 
 static void
 test_localhost_builtin_when_hosts_lacks_it(void **state)
@@ -1129,7 +1130,10 @@ static void
 test_bad_names_rejected_without_query(void **state)
 {
 	static const char *const names[] = {
-		"", "a..b", "bad name.com", "-\x01-",
+		"",
+		"a..b",
+		"bad name.com",
+		"-\x01-",
 		"aaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaaa.com",
 	};
 	struct ctx *c = *state;
@@ -1209,39 +1213,59 @@ main(void)
 {
 	const struct CMUnitTest tests[] = {
 		cmocka_unit_test_setup_teardown(test_resolves_name_a_and_aaaa, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_prefer_ipv6_orders_aaaa_first, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_prefer_ipv6_orders_aaaa_first, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_at_most_max_addrs, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_nxdomain_is_reported_and_cached, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_nxdomain_is_reported_and_cached, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_nodata_for_one_family, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_nodata_for_both_families, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_wrong_id_and_question_ignored_then_answer_accepted, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_truncated_answer_retried_over_tcp, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_timeout_from_resolv_conf_options, setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_wrong_id_and_question_ignored_then_answer_accepted, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_truncated_answer_retried_over_tcp, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_timeout_from_resolv_conf_options, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_resolv_conf_option_with_a_sign_is_ignored,
 			setup, teardown),
-		cmocka_unit_test_setup_teardown(test_resolv_conf_nameserver_used_without_options, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_second_server_after_silent_first, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_refused_port_moves_on_at_once, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_resolv_conf_nameserver_used_without_options,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(test_second_server_after_silent_first, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_refused_port_moves_on_at_once, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_servfail_everywhere, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_hit_sends_no_query, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_disabled_asks_again, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_ttl_capped_by_max_ttl, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_cache_zero_ttl_not_cached, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cache_evicts_least_recently_used, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_coalescing_two_lookups_one_query, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_one_waiter_keeps_the_others_lookup, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_before_answer_leaks_nothing, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_cancel_inside_own_callback_is_harmless, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cache_evicts_least_recently_used, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_coalescing_two_lookups_one_query, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_one_waiter_keeps_the_others_lookup,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_before_answer_leaks_nothing, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_cancel_inside_own_callback_is_harmless, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_free_with_lookups_in_flight, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_numeric_literals_need_no_query, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hosts_file_served_without_query, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_hosts_file_reloaded_when_changed, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_numeric_literals_need_no_query, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_hosts_file_served_without_query, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_hosts_file_reloaded_when_changed, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_hosts_file_shrunk_or_removed, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_localhost_builtin_when_hosts_lacks_it, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_localhost_builtin_when_hosts_lacks_it, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_localhost_from_hosts_wins, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_bad_names_rejected_without_query, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_callback_may_start_the_same_name_again, setup, teardown),
-		cmocka_unit_test_setup_teardown(test_reconfigure_switches_servers_and_flushes_cache, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_bad_names_rejected_without_query, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_callback_may_start_the_same_name_again, setup,
+			teardown),
+		cmocka_unit_test_setup_teardown(test_reconfigure_switches_servers_and_flushes_cache,
+			setup, teardown),
 		cmocka_unit_test(test_status_strings),
 	};
 

@@ -4,10 +4,11 @@
  * max, 2^64) and of the text (empty, signs, blanks, "0x", trailing junk,
  * leading zeros), and the length-delimited form at every prefix length.
  */
+#include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
-#include <setjmp.h>
 #include <stdint.h>
+
 #include <cmocka.h>
 
 #include <limits.h>
@@ -77,8 +78,7 @@ test_overflow_past_2_to_the_64_is_out_of_range(void **state)
 	assert_refused("184467440737095516150", 0, UINT64_MAX, STRNUM_RANGE);
 	/* 2^64 * 10 + 6 would wrap to a small number in naive code. */
 	assert_refused("184467440737095516166", 0, UINT64_MAX, STRNUM_RANGE);
-	assert_refused("100000000000000000000000000000000000000000", 0, UINT64_MAX,
-		STRNUM_RANGE);
+	assert_refused("100000000000000000000000000000000000000000", 0, UINT64_MAX, STRNUM_RANGE);
 }
 
 static void
@@ -102,8 +102,28 @@ static void
 test_signs_blanks_and_prefixes_are_not_decimal(void **state)
 {
 	static const char *const bad[] = {
-		"+1", "-1", "-0", "+0", " 1", "1 ", "\t1", "1\n", "0x10", "0X10", "0b1",
-		"1e3", "1.0", "1,000", "1_000", "\xd9\xa3", "\xef\xbc\x91", "a", "+", "-", " ", "0x",
+		"+1",
+		"-1",
+		"-0",
+		"+0",
+		" 1",
+		"1 ",
+		"\t1",
+		"1\n",
+		"0x10",
+		"0X10",
+		"0b1",
+		"1e3",
+		"1.0",
+		"1,000",
+		"1_000",
+		"\xd9\xa3",
+		"\xef\xbc\x91",
+		"a",
+		"+",
+		"-",
+		" ",
+		"0x",
 	};
 
 	for (size_t i = 0; i < sizeof(bad) / sizeof(bad[0]); i++)
@@ -157,7 +177,11 @@ static void
 test_span_agrees_with_string_at_every_prefix(void **state)
 {
 	static const char *const texts[] = {
-		U64_MAX_TEXT "0x", U64_MAX_PLUS_1_TEXT, "007 ", "65535", "+1",
+		U64_MAX_TEXT "0x",
+		U64_MAX_PLUS_1_TEXT,
+		"007 ",
+		"65535",
+		"+1",
 	};
 
 	for (size_t t = 0; t < sizeof(texts) / sizeof(texts[0]); t++) {
@@ -198,8 +222,10 @@ static void
 test_status_strings_are_distinct(void **state)
 {
 	const char *s[] = {
-		strnum_status_str(STRNUM_OK), strnum_status_str(STRNUM_EMPTY),
-		strnum_status_str(STRNUM_NOT_DECIMAL), strnum_status_str(STRNUM_RANGE),
+		strnum_status_str(STRNUM_OK),
+		strnum_status_str(STRNUM_EMPTY),
+		strnum_status_str(STRNUM_NOT_DECIMAL),
+		strnum_status_str(STRNUM_RANGE),
 	};
 
 	for (size_t i = 0; i < 4; i++)

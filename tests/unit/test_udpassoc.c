@@ -44,11 +44,11 @@ struct echo {
 struct fx {
 	struct loop *loop;
 	struct resolver *resolver;
-	int ns_fd;                    /* a nameserver that never answers */
+	int ns_fd; /* a nameserver that never answers */
 	union sockaddr_any ns_addr;
 	struct echo echo4, echo6;
-	int poll_fd;                  /* for pred_readable */
-	unsigned ends;                /* end() calls */
+	int poll_fd;   /* for pred_readable */
+	unsigned ends; /* end() calls */
 	const char *end_why;
 	uint64_t end_at;
 	struct udpassoc *stop_in_end; /* stopped from inside end() */
@@ -145,8 +145,8 @@ expect_quiet(struct fx *f, int fd)
 
 /* RSV RSV FRAG ATYP DST.ADDR DST.PORT DATA (RFC 1928 §7). */
 static size_t
-build_dgram(uint8_t *out, size_t cap, uint8_t frag, const struct socks_addr *dst,
-	const void *data, size_t len)
+build_dgram(uint8_t *out, size_t cap, uint8_t frag, const struct socks_addr *dst, const void *data,
+	size_t len)
 {
 	size_t n;
 
@@ -184,8 +184,8 @@ sa_domain(const char *name, uint16_t port)
 }
 
 static void
-send_dgram(int fd, const union sockaddr_any *to, uint8_t frag,
-	const struct socks_addr *dst, const void *data, size_t len)
+send_dgram(int fd, const union sockaddr_any *to, uint8_t frag, const struct socks_addr *dst,
+	const void *data, size_t len)
 {
 	static uint8_t b[70000];
 	size_t n = build_dgram(b, sizeof(b), frag, dst, data, len);
@@ -201,8 +201,8 @@ send_raw(int fd, const union sockaddr_any *to, const void *p, size_t len)
 
 /* The exact bytes a reply from src carrying data must have. */
 static void
-assert_reply(const uint8_t *got, ssize_t got_len, const union sockaddr_any *src,
-	const void *data, size_t len)
+assert_reply(const uint8_t *got, ssize_t got_len, const union sockaddr_any *src, const void *data,
+	size_t len)
 {
 	uint8_t want[PROTO_UDP_HEADER_MAX + 64];
 	size_t h;
@@ -231,9 +231,8 @@ on_end(const char *why, void *arg)
 /* An association for a client at client_ip whose control connection came in
  * on local_ip. req NULL means 0.0.0.0:0. */
 static struct udpassoc *
-assoc(struct fx *f, const char *client_ip, const char *local_ip,
-	const struct socks_addr *req, const struct udpassoc_options *opt,
-	union sockaddr_any *bnd)
+assoc(struct fx *f, const char *client_ip, const char *local_ip, const struct socks_addr *req,
+	const struct udpassoc_options *opt, union sockaddr_any *bnd)
 {
 	union sockaddr_any cip, lip;
 	struct socks_addr zero;
@@ -243,8 +242,8 @@ assoc(struct fx *f, const char *client_ip, const char *local_ip,
 	zero.atyp = SOCKS_ATYP_IPV4;
 	assert_int_equal(addr_parse(client_ip, 40000, &cip), 0);
 	assert_int_equal(addr_parse(local_ip, 1080, &lip), 0);
-	u = udpassoc_start(f->loop, f->resolver, opt, &cip, &lip, req ? req : &zero, bnd,
-		on_end, f);
+	u = udpassoc_start(f->loop, f->resolver, opt, &cip, &lip, req ? req : &zero, bnd, on_end,
+		f);
 	assert_non_null(u);
 	return u;
 }
@@ -355,8 +354,7 @@ test_wildcard_control_address_refused(void **state)
 	assert_int_equal(addr_parse("127.0.0.1", 1, &cip), 0);
 	assert_int_equal(addr_parse("0.0.0.0", 1080, &lip), 0);
 	errno = 0;
-	assert_null(udpassoc_start(f->loop, f->resolver, NULL, &cip, &lip, &zero, &bnd,
-		on_end, f));
+	assert_null(udpassoc_start(f->loop, f->resolver, NULL, &cip, &lip, &zero, &bnd, on_end, f));
 	assert_int_equal(errno, EADDRNOTAVAIL);
 }
 
@@ -717,7 +715,7 @@ struct bulk {
 	size_t sent, recvd;
 	size_t inflight_bytes;
 	uint64_t h_sent, h_recvd;
-	bool bad;          /* wrong header or length */
+	bool bad; /* wrong header or length */
 	uint32_t rng;
 };
 
@@ -747,7 +745,7 @@ bulk_send_more(struct bulk *b)
 	static uint8_t payload[BULK_MAX];
 
 	while (b->sent < BULK_N && b->sent - b->recvd < 2 &&
-	       (b->sent == b->recvd || b->inflight_bytes + b->sizes[b->sent] <= 66000)) {
+		(b->sent == b->recvd || b->inflight_bytes + b->sizes[b->sent] <= 66000)) {
 		size_t len = b->sizes[b->sent];
 		bulk_fill(b, b->sent, payload);
 		b->h_sent = unit_fnv(b->h_sent, (const uint8_t *)&len, sizeof(len));
@@ -815,11 +813,21 @@ test_thousand_datagrams_arrive_intact_and_in_order(void **state)
 	for (size_t i = 0; i < BULK_N; i++) {
 		uint32_t r = xorshift(&b->rng);
 		switch (i % 10) {
-		case 0: b->sizes[i] = 1 + r % 64; break;
-		case 1: b->sizes[i] = BULK_MAX - r % 3; break;
-		case 2: b->sizes[i] = 1400 + r % 200; break;
-		case 3: b->sizes[i] = 8900 + r % 400; break;
-		default: b->sizes[i] = 1 + r % BULK_MAX; break;
+		case 0:
+			b->sizes[i] = 1 + r % 64;
+			break;
+		case 1:
+			b->sizes[i] = BULK_MAX - r % 3;
+			break;
+		case 2:
+			b->sizes[i] = 1400 + r % 200;
+			break;
+		case 3:
+			b->sizes[i] = 8900 + r % 400;
+			break;
+		default:
+			b->sizes[i] = 1 + r % BULK_MAX;
+			break;
 		}
 		total += b->sizes[i];
 	}
@@ -941,7 +949,8 @@ test_domain_unresolvable_is_dropped_and_counted(void **state)
 	dst = sa_domain(label, addr_port(&f->echo4.addr));
 	send_dgram(c, &bnd, 0, &dst, "lost", 4);
 	f->poll_fd = -1;
-	for (int i = 0; i < 100 && udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_UNRESOLVED] == 0; i++)
+	for (int i = 0; i < 100 && udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_UNRESOLVED] == 0;
+		i++)
 		unit_run_for(f->loop, 10, UNIT_RUN_WAIT_MS);
 	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_UNRESOLVED], 1);
 	assert_int_equal(udpassoc_get_stats(u)->dgrams_up, 0);

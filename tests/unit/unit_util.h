@@ -94,8 +94,7 @@ unit_run_for(struct loop *loop, unsigned ms, int wait_ms)
 
 /* Parses p[0..len) into out; returns the parser's status, and on success
  * sets *consumed. */
-typedef int (*unit_parse_cb)(const uint8_t *p, size_t len, void *out, size_t *consumed,
-	void *arg);
+typedef int (*unit_parse_cb)(const uint8_t *p, size_t len, void *out, size_t *consumed, void *arg);
 /* Names a status in failure messages. */
 typedef const char *(*unit_status_str_cb)(int status, void *arg);
 /* Checks the prefix p[0..len) of a message (asserts what it must). */
@@ -105,13 +104,13 @@ typedef void (*unit_prefix_cb)(const uint8_t *p, size_t len, void *arg);
 struct unit_parser {
 	unit_parse_cb parse;
 	unit_status_str_cb status_str;
-	void *arg;               /* passed to both */
-	int ok;                  /* the status of a complete message */
-	int need_more;           /* the status of a strict prefix */
-	size_t out_size;         /* bytes of a result: poisoned, then compared */
-	const uint8_t *next;     /* what follows a message on the wire (pipelined) */
+	void *arg;           /* passed to both */
+	int ok;              /* the status of a complete message */
+	int need_more;       /* the status of a strict prefix */
+	size_t out_size;     /* bytes of a result: poisoned, then compared */
+	const uint8_t *next; /* what follows a message on the wire (pipelined) */
 	size_t next_len;
-	bool clean_unless_ok;    /* any status but ok sets *consumed to 0 and
+	bool clean_unless_ok; /* any status but ok sets *consumed to 0 and
 	                          * leaves the result as it was */
 };
 
