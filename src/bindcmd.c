@@ -26,6 +26,21 @@ struct bindcmd {
 	void *arg;
 };
 
+/* Refusals are logged at most this often per second: whoever finds the
+ * port could otherwise fill the log. */
+#define BINDCMD_REFUSAL_LOGS_PER_SEC 5
+
+static void
+bindcmd_log_refused(const struct bindcmd *b, const union sockaddr_any *peer)
+{
+	static struct log_ratelimit rl;
+	char a[ADDR_STRLEN];
+
+	if (log_ratelimit_ok(&rl, loop_now(b->loop), 1000, BINDCMD_REFUSAL_LOGS_PER_SEC))
+		log_info("bind: refused a connection from unexpected %s",
+			addr_format(peer, a, sizeof(a)));
+}
+
 static void
 bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
 {
@@ -44,9 +59,7 @@ bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
 		}
 		addr_unmap(&peer);
 		if (b->has_expect && !addr_ip_equal(&peer, &b->expect)) {
-			char a[ADDR_STRLEN];
-			log_info("bind: refused a connection from unexpected %s",
-				addr_format(&peer, a, sizeof(a)));
+			bindcmd_log_refused(b, &peer);
 			close(fd);
 			continue;
 		}

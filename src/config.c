@@ -19,6 +19,7 @@
 #include <stdarg.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/resource.h>
 #include <unistd.h>
 
 #include "auth.h"
@@ -727,7 +728,6 @@ static const struct {
 	{ OFF(shutdown_timeout), 10 },
 	{ OFF(workers), 1 },
 	{ OFF(relay_buffer), 262144 },
-	{ OFF(max_connections), 0 },
 	{ OFF(max_connections_per_ip), 0 },
 	{ OFF(max_sessions_per_user), 0 },
 	{ OFF(dns_cache_size), 10000 },
@@ -760,10 +760,35 @@ config_alloc(const char *name)
 	c->socks4_opt = -1;
 	c->relay_splice = -1;
 	c->auth_fail_limit = UNSET_U;
+	c->max_connections = UNSET_U;
 	c->resolve_prefer = AF_UNSPEC;
 	/* nlisten, nmethods, nnameservers 0, log_syslog 0 (stderr) and the
 	 * port ranges 0,0 ("any") already mean unset. */
 	return c;
+}
+
+/* Descriptors kept back from sessions: listeners, the resolver's queries,
+ * splice pipes (up to RELAY_MAX_PIPES pairs), BIND listeners, UDP relay
+ * sockets, logs and metrics. */
+#define CONFIG_FD_RESERVE 256
+
+/* max-connections by default: each session holds two descriptors (client
+ * and target), out of the hard limit the daemon raises itself to at start,
+ * less the reserve. Reaching it then refuses new clients cleanly instead of
+ * failing accept and connect with EMFILE. */
+static unsigned
+config_default_max_connections(void)
+{
+	struct rlimit rl;
+	uint64_t n;
+
+	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
+		return 0;
+	n = rl.rlim_max == RLIM_INFINITY ? UINT64_C(1) << 20 : (uint64_t)rl.rlim_max;
+	if (n < CONFIG_FD_RESERVE + 2 * 16)
+		return 16;
+	n = (n - CONFIG_FD_RESERVE) / 2;
+	return n > 10000000 ? 10000000 : (unsigned)n;
 }
 
 /* Fills what the text left unset: uint_defaults and the rest below. */
@@ -788,6 +813,8 @@ config_fill_defaults(struct config *c)
 	for (size_t k = 0; k < NUINT_DEFAULTS; k++)
 		if (field_get(c, uint_defaults[k].off) == UNSET_U)
 			*field_u(c, uint_defaults[k].off) = uint_defaults[k].def;
+	if (c->max_connections == UNSET_U)
+		c->max_connections = config_default_max_connections();
 	if (c->relay_splice < 0)
 		c->relay_splice = 1;
 	if (c->auth_fail_limit == UNSET_U) {

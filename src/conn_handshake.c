@@ -93,17 +93,21 @@ conn_step_greeting(struct conn *c)
 	st = proto_parse_greeting(buf_peek(&hs->in), buf_len(&hs->in), &g, &used);
 	if (st == PROTO_NEED_MORE)
 		return CONN_STEP_NEED_MORE;
-	if (st != PROTO_OK) {
+	if (st != PROTO_OK && st != PROTO_ERR_NO_METHODS) {
 		/* RFC 1928 gives no reply for a wrong version: close silently. */
 		c->end = proto_status_str(st);
 		return CONN_STEP_CLOSE;
 	}
-	buf_consume(&hs->in, used);
-	c->method = proto_choose_method(&g, c->cfg->methods, c->cfg->nmethods);
+	/* NMETHODS 0 offers nothing we accept: X'FF' says so before the
+	 * close, as for any greeting without an acceptable method (§3). */
+	c->method = st == PROTO_OK ? proto_choose_method(&g, c->cfg->methods, c->cfg->nmethods)
+				   : SOCKS_METHOD_NO_ACCEPTABLE;
+	if (st == PROTO_OK)
+		buf_consume(&hs->in, used);
 	if (conn_queue_encoded(c, proto_encode_method, c->method) < 0)
 		return CONN_STEP_CLOSE;
 	if (c->method == SOCKS_METHOD_NO_ACCEPTABLE) {
-		c->end = "no acceptable method";
+		c->end = st == PROTO_OK ? "no acceptable method" : proto_status_str(st);
 		conn_set_state(c, CONN_ST_CLOSING);
 		return CONN_STEP_AGAIN;
 	}

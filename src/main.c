@@ -304,6 +304,9 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 	log_info("metrics on http://%s/metrics", a);
 }
 
+static int check_inherited_open_proxy(const struct daemon *d, const struct config *cfg, char *err,
+	size_t errlen);
+
 static void
 on_hup(struct loop *loop, int signo, void *arg)
 {
@@ -316,6 +319,12 @@ on_hup(struct loop *loop, int signo, void *arg)
 		return;
 	(void)notify_reloading();
 	cfg = config_load(d->path, d->explicit_path, err, sizeof(err));
+	/* The same check as at start: an inherited listener that the file
+	 * does not list must not become an open proxy by a reload. */
+	if (cfg && check_inherited_open_proxy(d, cfg, err, sizeof(err)) < 0) {
+		config_unref(cfg);
+		cfg = NULL;
+	}
 	if (!cfg) {
 		log_errorx("reload failed, keeping the running configuration: %s", err);
 		(void)notify_send("READY=1\nSTATUS=reload failed: %s", err);
@@ -411,21 +420,26 @@ drop_privileges(const struct config *cfg)
 }
 
 /* The open-proxy check of the config, for socket-activated listeners that
- * the config file does not know about. */
-static void
-check_inherited_open_proxy(const struct daemon *d, const struct config *cfg)
+ * the config file does not know about. Returns 0, or -1 with the reason in
+ * err. */
+static int
+check_inherited_open_proxy(const struct daemon *d, const struct config *cfg, char *err,
+	size_t errlen)
 {
 	if (!config_accepts_no_auth(cfg) || acl_client_rule_count(cfg->acl) > 0)
-		return;
+		return 0;
 	for (size_t i = 0; i < d->nlisteners; i++) {
 		char a[ADDR_STRLEN];
 		if (!d->inherited[i] || addr_is_loopback(listener_addr(d->listeners[i])))
 			continue;
-		fatalx("socket activation: %s is reachable from other hosts, clients need no "
-		       "password and no 'client' rule limits who may connect: that is an open "
-		       "proxy. Add 'client allow NETWORK' lines, or 'auth password' with users",
+		snprintf(err, errlen,
+			"socket activation: %s is reachable from other hosts, clients need no "
+			"password and no 'client' rule limits who may connect: that is an open "
+			"proxy. Add 'client allow NETWORK' lines, or 'auth password' with users",
 			addr_format(listener_addr(d->listeners[i]), a, sizeof(a)));
+		return -1;
 	}
+	return 0;
 }
 
 /* The loop, the resolver, the pools and the sessions' environment. */
@@ -465,6 +479,8 @@ setup_worker(struct daemon *d, struct config *cfg)
 static int
 run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 {
+	char err[1024];
+
 	setup_worker(d, cfg);
 	/* Signals and the metrics endpoint before the SOCKS listeners: once a
 	 * SOCKS port accepts, the daemon is completely set up (health checks
@@ -482,7 +498,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		sync_listeners(d, cfg, true);
 	if (d->nlisteners == 0)
 		fatalx("no listening socket");
-	check_inherited_open_proxy(d, cfg);
+	if (check_inherited_open_proxy(d, cfg, err, sizeof(err)) < 0)
+		fatalx("%s", err);
 	drop_privileges(cfg);
 	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION, d->nlisteners,
 		auth_table_count(cfg->users));

@@ -335,5 +335,10 @@ int it_run_bind_tests(void);
 int it_run_udp_tests(void);
 int it_run_dns_tests(void);
 int it_run_socks4_tests(void);
+int it_run_systemd_tests(void);
+int it_run_fault_tests(void);
+int it_run_access_tests(void);
+int it_run_scale_tests(void);
+int it_run_hardening_tests(void);
 
 #endif

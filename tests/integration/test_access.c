@@ -938,8 +938,6 @@ setup_lockout(void **state)
 
 /* ====================================================================== */
 
-int it_run_access_tests(void);
-
 int
 it_run_access_tests(void)
 {

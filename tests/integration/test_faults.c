@@ -602,8 +602,6 @@ it_fault_teardown(void **state)
 	return it_check_alive(state);
 }
 
-int it_run_fault_tests(void);
-
 int
 it_run_fault_tests(void)
 {

@@ -1028,8 +1028,6 @@ teardown_metrics(void **state)
 
 /* ====================================================================== */
 
-int it_run_scale_tests(void);
-
 int
 it_run_scale_tests(void)
 {

@@ -652,9 +652,9 @@ test_watchdog_for_another_pid_is_not_sent(void **state)
 
 /* ---- socket activation -------------------------------------------------- */
 
-/* A listening socket on 127.0.0.1 at a free port, as systemd would pass. */
+/* A listening socket on ip at a free port, as systemd would pass. */
 static int
-it_sd_activation_socket(uint16_t *port)
+it_sd_activation_socket_on(uint32_t ip, uint16_t *port)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET };
 	int one = 1;
@@ -665,13 +665,55 @@ it_sd_activation_socket(uint16_t *port)
 		setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
 		*port = it_sd_pick_port();
 		sin.sin_port = htons(*port);
-		sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+		sin.sin_addr.s_addr = htonl(ip);
 		if (bind(fd, (struct sockaddr *)&sin, sizeof(sin)) == 0 && listen(fd, 128) == 0)
 			return fd;
 		close(fd);
 	}
 	fail_msg("cannot make a listening socket");
 	return -1;
+}
+
+static int
+it_sd_activation_socket(uint16_t *port)
+{
+	return it_sd_activation_socket_on(INADDR_LOOPBACK, port);
+}
+
+/* Issue 17: a reload that would turn an inherited listener reachable from
+ * other hosts into an open proxy is refused like a broken file, and the
+ * running configuration (with its client rule) stays. */
+static void
+test_reload_refuses_to_open_an_inherited_listener(void **state)
+{
+	struct it_sd *s = *state;
+	const char *env[] = { "LISTEN_FDS=1", "LISTEN_PID=$$", NULL };
+	const uint8_t greet[] = { 0x05, 0x01, 0x00 };
+	int lfd = it_sd_activation_socket_on(INADDR_ANY, &s->fx.d.port);
+	enum it_close how;
+	int fd;
+
+	it_sd_start_fds(s, "client allow 127.0.0.1\nauth none\n", env, lfd);
+	close(lfd);
+	it_sd_write_conf(s, "auth none\n");
+	assert_int_equal(kill(s->fx.d.pid, SIGHUP), 0);
+	it_sd_expect_msg(s, "STATUS=reload failed", 5000);
+	if (!it_daemon_log_contains(&s->fx.d, "open proxy")) {
+		it_daemon_log_tail(&s->fx.d, 20);
+		fail_msg("the refused reload does not say why");
+	}
+	/* The client rule still holds: 127.0.0.2 is closed without a reply. */
+	fd = it_connect_addr("127.0.0.1", s->fx.d.port, "127.0.0.2");
+	assert_true(fd >= 0);
+	it_send_bytes(fd, greet, sizeof(greet));
+	how = it_wait_close(fd, IT_IO_TIMEOUT_MS);
+	if (how != IT_CLOSE_EOF && how != IT_CLOSE_RST)
+		fail_msg("client 127.0.0.2 after the refused reload: %s, want closed",
+			it_close_str(how));
+	it_close(fd);
+	fd = it_open_tunnel(&s->fx, AF_INET, &it_tg.echo4);
+	it_expect_echo(fd, 4096, 64);
+	it_close(fd);
 }
 
 static void
@@ -1209,8 +1251,6 @@ test_dump_prints_effective_config_with_defaults_without_secrets(void **state)
 		fail_msg("-T printed a configuration for an invalid file:\n%s", res.out);
 }
 
-int it_run_systemd_tests(void);
-
 int
 it_run_systemd_tests(void)
 {
@@ -1222,6 +1262,7 @@ it_run_systemd_tests(void)
 		IT_SD_TEST(test_watchdog_for_another_pid_is_not_sent),
 		IT_SD_TEST(test_socket_activation_serves_inherited_socket_without_default_listener),
 		IT_SD_TEST(test_socket_activation_with_listen_lines_reuses_same_address),
+		IT_SD_TEST(test_reload_refuses_to_open_an_inherited_listener),
 		IT_SD_TEST(test_listen_fds_for_another_pid_are_ignored),
 		IT_SD_TEST(test_reload_new_users_for_new_sessions_established_session_untouched),
 		IT_SD_TEST(test_reload_with_broken_file_keeps_running_config_and_logs_file_line),
