@@ -38,8 +38,8 @@ struct acl_request {
 
 struct acl_result {
 	enum acl_verdict verdict;
-	int line;         /* config line of the deciding rule, 0 = default */
-	bool explicit_to; /* the deciding rule named the destination (CIDR or domain) */
+	int line;     /* config line of the deciding rule, 0 = default */
+	bool to_addr; /* the deciding rule's `to` has a network holding the address */
 };
 
 /* An empty rule set (allows everything), or NULL when out of memory. */

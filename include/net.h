@@ -38,4 +38,9 @@ int net_peer_addr(int fd, union sockaddr_any *out);
  * probed as net_listen_tcp_range does). */
 int net_udp_socket(const union sockaddr_any *bind_to, uint16_t port_lo, uint16_t port_hi);
 
+/* The host's own addresses but loopback, from getifaddrs: fills out with
+ * up to cap and returns how many there are (more than cap: some left
+ * out). 0 when they cannot be read. */
+size_t net_host_addrs(union sockaddr_any *out, size_t cap);
+
 #endif

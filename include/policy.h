@@ -30,8 +30,12 @@ struct policy_subject {
 	const char *user;                 /* authenticated user, or NULL */
 };
 
+#define POLICY_MAX_HOST_ADDRS 64
+
 /* Process-wide state of the decisions. */
 struct policy {
+	union sockaddr_any host_addrs[POLICY_MAX_HOST_ADDRS]; /* the host's own addresses */
+	size_t nhost_addrs;
 	struct connlimit *limits;      /* per-address and per-user counts, lockouts; NULL: none */
 	struct stats *stats;           /* where refusals are counted */
 	struct log_ratelimit refusals; /* refusal lines per second */
@@ -65,16 +69,36 @@ enum policy_auth policy_check_password(struct policy *p, const struct policy_sub
 	const char *user, size_t ulen, const char *pass, size_t plen, uint64_t now_ms)
 	__attribute__((warn_unused_result));
 
+/* Why the built-in protection refused a destination. */
+enum policy_protection {
+	POLICY_PROTECT_NONE,
+	POLICY_PROTECT_LOOPBACK,  /* the proxy host's loopback (or unspecified) address */
+	POLICY_PROTECT_OWN_PORT,  /* one of the host's addresses at a port of the daemon */
+	POLICY_PROTECT_MULTICAST, /* 224.0.0.0/4, ff00::/8 */
+	POLICY_PROTECT_BROADCAST, /* 255.255.255.255 */
+};
+
+struct policy_verdict {
+	enum acl_verdict verdict;          /* ACL_ALLOW, ACL_DENY or ACL_UNDECIDED */
+	int line;                          /* the deciding rule's line, 0: none */
+	enum policy_protection protection; /* the built-in protection decided (DENY) */
+};
+
 /* Request rules for one destination (dst NULL: not known yet, e.g. before a
- * name is resolved). Returns ACL_ALLOW, ACL_DENY (*line: the deciding rule,
- * 0 for the built-in protection or "no rule allows it") or ACL_UNDECIDED.
- * cmd is a SOCKS command. */
-enum acl_verdict policy_check_request(const struct policy_subject *s, uint8_t cmd, const char *name,
-	const union sockaddr_any *dst, uint16_t port, int *line);
-/* Counts a request refused by policy_check_request and logs it (what: the
- * target as the log should name it; line: from policy_check_request). */
-void policy_log_denied(struct policy *p, const struct policy_subject *s, const char *what, int line,
-	uint64_t now_ms);
+ * name is resolved), then, unless a rule whose network holds dst allowed
+ * it or the client is on loopback, the built-in protection. cmd is a SOCKS
+ * command. */
+struct policy_verdict policy_check_request(const struct policy *p, const struct policy_subject *s,
+	uint8_t cmd, const char *name, const union sockaddr_any *dst, uint16_t port);
+/* Counts a request refused by policy_check_request and logs it, saying
+ * which rule or which protection refused it (what: the target as the log
+ * should name it). */
+void policy_log_denied(struct policy *p, const struct policy_subject *s, const char *what,
+	const struct policy_verdict *v, uint64_t now_ms);
+const char *policy_protection_str(enum policy_protection why);
+/* The host's own addresses (read at start and at each reload), which the
+ * protection covers at the daemon's ports; at most POLICY_MAX_HOST_ADDRS. */
+void policy_set_host_addrs(struct policy *p, const union sockaddr_any *addrs, size_t n);
 
 /* max-sessions-per-user: takes a slot for s->user (true), or counts and logs
  * the refusal (false). */

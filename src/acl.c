@@ -676,38 +676,43 @@ acl_request_rule_count(const struct acl *a)
 enum to_match {
 	TO_NO,
 	TO_ALL,       /* matched through `all` only */
-	TO_EXPLICIT,  /* a domain or CIDR item matched */
+	TO_NAME,      /* a domain item matched (and no network item) */
+	TO_ADDR,      /* a network item contains the destination address */
 	TO_UNDECIDED, /* a CIDR item needs dst_addr, which is unknown */
 };
 
-/* Domain items first: they need only the name, and a match there decides
- * the rule even before the address is known. `all` comes last so a rule
- * that also names a network still waits for the address (the caller's
- * built-in protections key on explicit_to). */
+/* A domain item decides the rule even before the address is known; a
+ * network item needs the address. `all` comes last so a rule that also
+ * names a network still waits for the address. */
 static enum to_match
 match_to(const struct acl_request_rule *r, const struct acl_request *q)
 {
-	bool has_cidr = false, has_all = false;
+	bool has_cidr = false, has_all = false, name = false;
 	size_t i;
 
 	for (i = 0; i < r->nto; i++) {
 		const struct acl_target *t = &r->to[i];
 
-		if (t->kind == ACL_TARGET_DOMAIN) {
-			if (acl_domain_match(t->domain, q->dst_name))
-				return TO_EXPLICIT;
-		} else if (t->kind == ACL_TARGET_CIDR) {
+		if (t->kind == ACL_TARGET_DOMAIN)
+			name = name || acl_domain_match(t->domain, q->dst_name);
+		else if (t->kind == ACL_TARGET_CIDR)
 			has_cidr = true;
-		} else {
+		else
 			has_all = true;
-		}
 	}
+	/* A network item that contains the address says more than a name
+	 * (the built-in protections key on it), so it is looked for even
+	 * when a name matched. */
+	if (has_cidr && q->dst_addr) {
+		for (i = 0; i < r->nto; i++)
+			if (r->to[i].kind == ACL_TARGET_CIDR &&
+				acl_cidr_match(&r->to[i].cidr, q->dst_addr))
+				return TO_ADDR;
+	}
+	if (name)
+		return TO_NAME;
 	if (has_cidr && q->dst_addr == NULL)
 		return TO_UNDECIDED;
-	for (i = 0; i < r->nto; i++) {
-		if (r->to[i].kind == ACL_TARGET_CIDR && acl_cidr_match(&r->to[i].cidr, q->dst_addr))
-			return TO_EXPLICIT;
-	}
 	return has_all ? TO_ALL : TO_NO;
 }
 
@@ -784,7 +789,7 @@ acl_check_request(const struct acl *a, const struct acl_request *q)
 			return res;
 		}
 		res.verdict = r->allow ? ACL_ALLOW : ACL_DENY;
-		res.explicit_to = to == TO_EXPLICIT;
+		res.to_addr = to == TO_ADDR;
 		return res;
 	}
 	return res;

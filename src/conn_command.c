@@ -106,14 +106,14 @@ conn_target_allowed(const union sockaddr_any *to, void *arg)
 	struct conn *c = arg;
 	struct policy_subject s = conn_subject(c);
 	char a[ADDR_STRLEN], what[400];
-	int line;
+	struct policy_verdict v = policy_check_request(&c->env->policy, &s, c->cmd,
+		conn_request_name(c), to, c->hs->req.dst.port);
 
-	if (policy_check_request(&s, c->cmd, conn_request_name(c), to, c->hs->req.dst.port,
-		    &line) == ACL_ALLOW)
+	if (v.verdict == ACL_ALLOW)
 		return true;
 	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
 		addr_format(to, a, sizeof(a)));
-	policy_log_denied(&c->env->policy, &s, what, line, loop_now(c->env->loop));
+	policy_log_denied(&c->env->policy, &s, what, &v, loop_now(c->env->loop));
 	return false;
 }
 
@@ -317,7 +317,7 @@ conn_step_bind_wait(struct conn *c)
 	struct policy_subject s = conn_subject(c);
 	const union sockaddr_any *peer = &hs->bind_peer;
 	char a[ADDR_STRLEN], what[80];
-	int line;
+	struct policy_verdict v;
 
 	if (!hs->bind_ready)
 		return CONN_STEP_WAIT;
@@ -335,10 +335,10 @@ conn_step_bind_wait(struct conn *c)
 	addr_format(peer, a, sizeof(a));
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id, a);
-	if (policy_check_request(&s, SOCKS_CMD_BIND, NULL, peer, addr_port(peer), &line) !=
-		ACL_ALLOW) {
+	v = policy_check_request(&c->env->policy, &s, SOCKS_CMD_BIND, NULL, peer, addr_port(peer));
+	if (v.verdict != ACL_ALLOW) {
 		snprintf(what, sizeof(what), "bind peer %s", a);
-		policy_log_denied(&c->env->policy, &s, what, line, loop_now(c->env->loop));
+		policy_log_denied(&c->env->policy, &s, what, &v, loop_now(c->env->loop));
 		conn_target_close(c);
 		return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied");
 	}
@@ -363,10 +363,10 @@ conn_udp_allow(const union sockaddr_any *dst, const char *name, void *arg)
 {
 	const struct conn *c = arg;
 	struct policy_subject s = conn_subject(c);
-	int line;
 
-	return policy_check_request(&s, SOCKS_CMD_UDP_ASSOCIATE, name, dst, addr_port(dst),
-		       &line) == ACL_ALLOW;
+	return policy_check_request(&c->env->policy, &s, SOCKS_CMD_UDP_ASSOCIATE, name, dst,
+		       addr_port(dst))
+		       .verdict == ACL_ALLOW;
 }
 
 enum conn_step

@@ -31,6 +31,7 @@
 #include "log.h"
 #include "loop.h"
 #include "metrics.h"
+#include "net.h"
 #include "notify.h"
 #include "pipepool.h"
 #include "relay.h"
@@ -307,6 +308,17 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 static int check_inherited_open_proxy(const struct daemon *d, const struct config *cfg, char *err,
 	size_t errlen);
 
+/* The built-in protection covers the host's own addresses at the daemon's
+ * ports: read them at start and at each reload (interfaces come and go). */
+static void
+refresh_host_addrs(struct daemon *d)
+{
+	union sockaddr_any addrs[POLICY_MAX_HOST_ADDRS];
+	size_t n = net_host_addrs(addrs, POLICY_MAX_HOST_ADDRS);
+
+	policy_set_host_addrs(&d->env.policy, addrs, n);
+}
+
 static void
 on_hup(struct loop *loop, int signo, void *arg)
 {
@@ -331,6 +343,7 @@ on_hup(struct loop *loop, int signo, void *arg)
 		return;
 	}
 	apply_logging(d, cfg);
+	refresh_host_addrs(d);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
 	if (cfg->relay_buffer != bufpool_bufsize())
@@ -466,6 +479,7 @@ setup_worker(struct daemon *d, struct config *cfg)
 	if (!limits)
 		fatalx("out of memory");
 	conn_env_init(&d->env, d->loop, cfg, resolver, limits);
+	refresh_host_addrs(d);
 	d->env.on_empty = on_empty;
 	d->env.on_empty_arg = d;
 	d->metrics_sources.stats = &d->env.stats;

@@ -7,6 +7,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netinet/tcp.h>
 #include <string.h>
 #include <sys/random.h>
@@ -183,4 +184,32 @@ net_udp_socket(const union sockaddr_any *bind_to, uint16_t port_lo, uint16_t por
 	if (bind_in_range(fd, bind_to, port_lo, port_hi) < 0)
 		return close_failed(fd);
 	return fd;
+}
+
+size_t
+net_host_addrs(union sockaddr_any *out, size_t cap)
+{
+	struct ifaddrs *list, *i;
+	size_t n = 0;
+
+	if (getifaddrs(&list) < 0)
+		return 0;
+	for (i = list; i; i = i->ifa_next) {
+		int family = i->ifa_addr ? i->ifa_addr->sa_family : AF_UNSPEC;
+		union sockaddr_any a;
+
+		if (family != AF_INET && family != AF_INET6)
+			continue;
+		memset(&a, 0, sizeof(a));
+		memcpy(&a, i->ifa_addr,
+			family == AF_INET ? sizeof(struct sockaddr_in)
+					  : sizeof(struct sockaddr_in6));
+		if (addr_is_loopback(&a))
+			continue;
+		if (n < cap)
+			out[n] = a;
+		n++;
+	}
+	freeifaddrs(list);
+	return n;
 }

@@ -7,6 +7,7 @@
  */
 #include "policy.h"
 
+#include <arpa/inet.h>
 #include <inttypes.h>
 #include <string.h>
 #include <time.h>
@@ -169,33 +170,85 @@ policy_acl_cmd(uint8_t cmd)
 						 : ACL_CMD_CONNECT;
 }
 
-/* The daemon itself as a destination: its loopback, or one of its
- * listening addresses (a wildcard listener counts at the address the
- * client reached us on) — a proxy loop. */
+/* A port the daemon serves on: a SOCKS listener or the metrics endpoint
+ * (one port per worker). */
 static bool
-policy_is_self(const struct policy_subject *s, const union sockaddr_any *dst)
+policy_is_own_port(const struct config *cfg, uint16_t port)
 {
-	union sockaddr_any d = *dst;
-
-	addr_unmap(&d);
-	/* connect() to 0.0.0.0 or :: reaches this host (Linux routes it to
-	 * loopback): as much "self" as 127.0.0.1. */
-	if (addr_is_loopback(&d) || addr_is_unspecified(&d))
-		return true;
-	for (size_t i = 0; i < s->cfg->nlisten; i++) {
-		const union sockaddr_any *l = &s->cfg->listen[i].addr;
-		if (addr_equal(l, &d))
+	for (size_t i = 0; i < cfg->nlisten; i++)
+		if (addr_port(&cfg->listen[i].addr) == port)
 			return true;
-		if (addr_port(l) == addr_port(&d) && addr_is_unspecified(l) &&
-			addr_ip_equal(s->local, &d))
+	if (cfg->has_metrics) {
+		unsigned first = addr_port(&cfg->metrics);
+		if (port >= first && port < first + (cfg->workers ? cfg->workers : 1))
 			return true;
 	}
 	return false;
 }
 
-enum acl_verdict
-policy_check_request(const struct policy_subject *s, uint8_t cmd, const char *name,
-	const union sockaddr_any *dst, uint16_t port, int *line)
+static bool
+policy_is_host_addr(const struct policy *p, const struct policy_subject *s,
+	const union sockaddr_any *d)
+{
+	if (addr_ip_equal(s->local, d))
+		return true;
+	for (size_t i = 0; i < p->nhost_addrs; i++)
+		if (addr_ip_equal(&p->host_addrs[i], d))
+			return true;
+	for (size_t i = 0; i < s->cfg->nlisten; i++)
+		if (addr_ip_equal(&s->cfg->listen[i].addr, d))
+			return true;
+	return false;
+}
+
+/* What the built-in protection keeps clients from without a rule naming
+ * the network: the proxy host itself (its loopback, and the unspecified
+ * address, which Linux routes to loopback), its own addresses at the
+ * daemon's ports (a proxy loop), multicast and the limited broadcast. */
+static enum policy_protection
+policy_protection_for(const struct policy *p, const struct policy_subject *s,
+	const union sockaddr_any *dst)
+{
+	union sockaddr_any d = *dst;
+
+	addr_unmap(&d);
+	if (addr_is_loopback(&d) || addr_is_unspecified(&d))
+		return POLICY_PROTECT_LOOPBACK;
+	if (policy_is_own_port(s->cfg, addr_port(&d)) && policy_is_host_addr(p, s, &d))
+		return POLICY_PROTECT_OWN_PORT;
+	if (d.sa.sa_family == AF_INET) {
+		uint32_t ip = ntohl(d.sin.sin_addr.s_addr);
+		if ((ip >> 28) == 0xE)
+			return POLICY_PROTECT_MULTICAST;
+		if (ip == 0xFFFFFFFFu)
+			return POLICY_PROTECT_BROADCAST;
+	} else if (d.sa.sa_family == AF_INET6 && d.sin6.sin6_addr.s6_addr[0] == 0xFF) {
+		return POLICY_PROTECT_MULTICAST;
+	}
+	return POLICY_PROTECT_NONE;
+}
+
+const char *
+policy_protection_str(enum policy_protection why)
+{
+	switch (why) {
+	case POLICY_PROTECT_NONE:
+		break;
+	case POLICY_PROTECT_LOOPBACK:
+		return "loopback of the proxy host";
+	case POLICY_PROTECT_OWN_PORT:
+		return "a port of the proxy itself";
+	case POLICY_PROTECT_MULTICAST:
+		return "multicast";
+	case POLICY_PROTECT_BROADCAST:
+		return "broadcast";
+	}
+	return "none";
+}
+
+struct policy_verdict
+policy_check_request(const struct policy *p, const struct policy_subject *s, uint8_t cmd,
+	const char *name, const union sockaddr_any *dst, uint16_t port)
 {
 	struct acl_request request = {
 		.client = s->client,
@@ -206,24 +259,30 @@ policy_check_request(const struct policy_subject *s, uint8_t cmd, const char *na
 		.port = port,
 	};
 	struct acl_result r = acl_check_request(s->cfg->acl, &request);
+	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE };
 
-	*line = r.line;
 	if (r.verdict != ACL_ALLOW)
-		return r.verdict;
+		return v;
 	/* With rules written, what none of them allows is denied. */
-	if (r.line == 0 && acl_request_rule_count(s->cfg->acl) > 0)
-		return ACL_DENY;
-	if (dst && !(r.line && r.explicit_to) && !addr_is_loopback(s->client) &&
-		policy_is_self(s, dst)) {
-		*line = 0;
-		return ACL_DENY;
+	if (r.line == 0 && acl_request_rule_count(s->cfg->acl) > 0) {
+		v.verdict = ACL_DENY;
+		return v;
 	}
-	return ACL_ALLOW;
+	/* Only a rule whose network holds the address lifts the protection:
+	 * a name (*.example.com) says nothing about where it resolves to. */
+	if (dst && !(r.line && r.to_addr) && !addr_is_loopback(s->client)) {
+		v.protection = policy_protection_for(p, s, dst);
+		if (v.protection != POLICY_PROTECT_NONE) {
+			v.verdict = ACL_DENY;
+			v.line = 0;
+		}
+	}
+	return v;
 }
 
 void
-policy_log_denied(struct policy *p, const struct policy_subject *s, const char *what, int line,
-	uint64_t now_ms)
+policy_log_denied(struct policy *p, const struct policy_subject *s, const char *what,
+	const struct policy_verdict *v, uint64_t now_ms)
 {
 	char peer[ADDR_STRLEN];
 
@@ -231,16 +290,29 @@ policy_log_denied(struct policy *p, const struct policy_subject *s, const char *
 	if (!policy_refusal_log_ok(p, now_ms))
 		return;
 	addr_format(s->client, peer, sizeof(peer));
-	if (line)
+	if (v->protection != POLICY_PROTECT_NONE)
+		log_info("conn %" PRIu64 ": %s from %s denied: built-in protection: %s (allow it "
+			 "with a rule naming the network: 'rule allow to NETWORK')",
+			s->id, what, peer, policy_protection_str(v->protection));
+	else if (v->line)
 		log_info("conn %" PRIu64 ": %s from %s denied by %s:%d", s->id, what, peer,
-			s->cfg->name, line);
-	else if (acl_request_rule_count(s->cfg->acl) > 0)
+			s->cfg->name, v->line);
+	else
 		log_info("conn %" PRIu64 ": %s from %s denied: no rule allows it", s->id, what,
 			peer);
-	else
-		log_info("conn %" PRIu64 ": %s from %s denied: the proxy's own loopback or "
-			 "listening address (allow it with an explicit 'rule allow to ...')",
-			s->id, what, peer);
+}
+
+void
+policy_set_host_addrs(struct policy *p, const union sockaddr_any *addrs, size_t n)
+{
+	if (n > POLICY_MAX_HOST_ADDRS) {
+		log_warnx("built-in protection: %zu host addresses, only the first %d are "
+			  "protected",
+			n, POLICY_MAX_HOST_ADDRS);
+		n = POLICY_MAX_HOST_ADDRS;
+	}
+	memcpy(p->host_addrs, addrs, n * sizeof(addrs[0]));
+	p->nhost_addrs = n;
 }
 
 /* --- per-user sessions --------------------------------------------------- */

@@ -14,6 +14,7 @@
 #include <arpa/inet.h>
 #include <errno.h>
 #include <fcntl.h>
+#include <ifaddrs.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <poll.h>
@@ -1212,4 +1213,24 @@ it_find_program(const char *name, char *path, size_t cap)
 	if (cap > 0)
 		path[0] = '\0';
 	return false;
+}
+
+bool
+it_host_ipv4(struct sockaddr_in *out)
+{
+	struct ifaddrs *list, *i;
+	bool found = false;
+
+	if (getifaddrs(&list) < 0)
+		return false;
+	for (i = list; i && !found; i = i->ifa_next) {
+		const struct sockaddr_in *a = (const struct sockaddr_in *)(void *)i->ifa_addr;
+		if (!a || a->sin_family != AF_INET || (ntohl(a->sin_addr.s_addr) >> 24) == 127)
+			continue;
+		*out = *a;
+		out->sin_port = 0;
+		found = true;
+	}
+	freeifaddrs(list);
+	return found;
 }

@@ -17,6 +17,7 @@
 
 #include <cmocka.h>
 
+#include <netinet/in.h>
 #include <stdbool.h>
 #include <sys/socket.h>
 #include <sys/types.h>
@@ -67,6 +68,8 @@ void it_require(enum it_cap cap);
 /* Checks SOCKS5D / IT_SERVER; returns -1 with a message when unusable. */
 int it_server_init(void);
 bool it_have_ipv6(void);
+/* The host's first non-loopback IPv4 address (port 0); false when none. */
+bool it_host_ipv4(struct sockaddr_in *out);
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit (inherited by the daemon). */
 void it_raise_nofile(void);
 

@@ -16,6 +16,7 @@
  */
 #include "it_acl_util.h"
 
+#include <arpa/inet.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -362,7 +363,9 @@ test_non_loopback_client_cannot_reach_proxy_loopback(void **state)
 	fd = greeted_from_elsewhere(proxy_port);
 	request_refused(fd, 0x01, addr, it_acl_addr4(addr, "127.0.0.1", echo_port()), 0x02);
 	it_close(fd);
-	it_acl_expect_log(&fx->d, "from 192.0.2.7:5555 denied: the proxy's own loopback", 2000);
+	it_acl_expect_log(&fx->d,
+		"from 192.0.2.7:5555 denied: built-in protection: loopback of the proxy host",
+		2000);
 	/* A name that resolves to loopback is the same destination. */
 	fd = greeted_from_elsewhere(proxy_port);
 	request_refused(fd, 0x01, addr, it_acl_addr_name(addr, "localhost", echo_port()), 0x02);
@@ -478,10 +481,71 @@ test_rule_naming_loopback_lifts_protection_and_only_for_it(void **state)
 	it_close(fd);
 }
 
+/* Issue 17: a rule that names the destination by domain says nothing
+ * about where the name resolves to; only a network holding the address
+ * lifts the protection. "rule allow to localhost port SOURCE" must not let
+ * a non-loopback client reach the proxy host's loopback. */
+static void
+test_domain_rule_does_not_lift_protection(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	uint8_t addr[64];
+	int fd;
+
+	if (!ruled_started)
+		fail_msg("the daemon with rules did not start");
+	it_sleep_ms(REFUSAL_LOG_WINDOW_MS);
+	fd = greeted_from_elsewhere(ruled_proxy_port);
+	request_refused(fd, 0x01, addr, it_acl_addr_name(addr, "localhost", it_tg.source4.port),
+		0x02);
+	it_close(fd);
+	it_acl_expect_log(&ruled,
+		"from 192.0.2.7:5555 denied: built-in protection: loopback of the proxy host",
+		2000);
+	(void)fx;
+}
+
+/* Issue 17: multicast, the limited broadcast and the host's own
+ * non-loopback addresses at the daemon's ports are protected too. */
+static void
+test_multicast_broadcast_and_own_ports_are_protected(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	union {
+		struct sockaddr sa;
+		struct sockaddr_in sin;
+	} own;
+	char own_ip[INET_ADDRSTRLEN];
+	uint8_t addr[64];
+	int fd;
+
+	it_sleep_ms(REFUSAL_LOG_WINDOW_MS);
+	fd = greeted_from_elsewhere(proxy_port);
+	request_refused(fd, 0x01, addr, it_acl_addr4(addr, "224.0.0.1", 80), 0x02);
+	it_close(fd);
+	it_acl_expect_log(&fx->d, "denied: built-in protection: multicast", 2000);
+	fd = greeted_from_elsewhere(proxy_port);
+	request_refused(fd, 0x01, addr, it_acl_addr4(addr, "255.255.255.255", 80), 0x02);
+	it_close(fd);
+	it_acl_expect_log(&fx->d, "denied: built-in protection: broadcast", 2000);
+	/* The host's first non-loopback IPv4 address at the daemon's own
+	 * port, where only the daemon's loopback listener would otherwise
+	 * refuse the connection (REP 05), or a wildcard one loop. */
+	if (!it_host_ipv4(&own.sin)) {
+		print_message("[   INFO   ] no non-loopback IPv4 address: own-port case skipped\n");
+		return;
+	}
+	inet_ntop(AF_INET, &own.sin.sin_addr, own_ip, sizeof(own_ip));
+	fd = greeted_from_elsewhere(proxy_port);
+	request_refused(fd, 0x01, addr, it_acl_addr4(addr, own_ip, proxy_port), 0x02);
+	it_close(fd);
+	it_acl_expect_log(&fx->d, "denied: built-in protection: a port of the proxy itself", 2000);
+}
+
 static int
 setup_protection(void **state)
 {
-	char conf[256];
+	char conf[512];
 
 	proxy_port = it_acl_free_port();
 	ruled_proxy_port = it_acl_free_port();
@@ -490,8 +554,9 @@ setup_protection(void **state)
 	if (it_server_has(SOCKS5D_ONLY)) {
 		snprintf(conf, sizeof(conf),
 			"listen 127.0.0.1:%u proxy-protocol\nproxy-protocol-from 127.0.0.1\n"
-			"rule allow to 127.0.0.1 port %u\nrule allow all\n",
-			ruled_proxy_port, echo_port());
+			"rule allow to 127.0.0.1 port %u\nrule allow to localhost port %u\n"
+			"rule allow all\nlog-level info\n",
+			ruled_proxy_port, echo_port(), it_tg.source4.port);
 		if (it_daemon_start(&ruled, conf) != 0)
 			return -1;
 		ruled_started = true;
@@ -960,6 +1025,8 @@ it_run_access_tests(void)
 		IT_TEST(test_non_loopback_client_cannot_reach_loopback_via_unspecified_address),
 		IT_TEST(test_loopback_client_may_reach_proxy_loopback),
 		IT_TEST(test_rule_naming_loopback_lifts_protection_and_only_for_it),
+		IT_TEST(test_domain_rule_does_not_lift_protection),
+		IT_TEST(test_multicast_broadcast_and_own_ports_are_protected),
 	};
 	const struct CMUnitTest open_proxy_tests[] = {
 		cmocka_unit_test(test_config_check_refuses_open_proxy_naming_the_listen_line),

@@ -183,11 +183,11 @@ check(const struct acl *a, const char *client, const char *user, unsigned cmd, c
 }
 
 static void
-assert_result(struct acl_result res, enum acl_verdict verdict, int line, bool explicit_to)
+assert_result(struct acl_result res, enum acl_verdict verdict, int line, bool to_addr)
 {
 	assert_int_equal(res.verdict, verdict);
 	assert_int_equal(res.line, line);
-	assert_int_equal(res.explicit_to, explicit_to);
+	assert_int_equal(res.to_addr, to_addr);
 }
 
 /* A plain connect to name/dst:port from 192.0.2.1 without a user. */
@@ -598,10 +598,10 @@ test_to_domain_rules(void **state)
 	add_request(a, "deny to EXAMPLE.com.", 1);
 	add_request(a, "deny to *.Example.COM", 2);
 	assert_dump(a, "rule deny to example.com\nrule deny to *.example.com\n");
-	assert_result(connect_to(a, "example.com", NULL, 80), ACL_DENY, 1, true);
-	assert_result(connect_to(a, "Example.Com.", NULL, 80), ACL_DENY, 1, true);
-	assert_result(connect_to(a, "a.example.com", NULL, 80), ACL_DENY, 2, true);
-	assert_result(connect_to(a, "a.b.example.com", NULL, 80), ACL_DENY, 2, true);
+	assert_result(connect_to(a, "example.com", NULL, 80), ACL_DENY, 1, false);
+	assert_result(connect_to(a, "Example.Com.", NULL, 80), ACL_DENY, 1, false);
+	assert_result(connect_to(a, "a.example.com", NULL, 80), ACL_DENY, 2, false);
+	assert_result(connect_to(a, "a.b.example.com", NULL, 80), ACL_DENY, 2, false);
 	assert_result(connect_to(a, "badexample.com", NULL, 80), ACL_ALLOW, 0, false);
 	assert_result(connect_to(a, "example.org", "192.0.2.5", 80), ACL_ALLOW, 0, false);
 }
@@ -629,8 +629,8 @@ test_first_match_wins(void **state)
 	add_request(a, "deny to *.example.com", 11);
 	add_request(a, "allow to *.example.com", 12);
 	add_request(a, "deny all", 13);
-	assert_result(connect_to(a, "ok.example.com", NULL, 443), ACL_ALLOW, 10, true);
-	assert_result(connect_to(a, "x.example.com", NULL, 443), ACL_DENY, 11, true);
+	assert_result(connect_to(a, "ok.example.com", NULL, 443), ACL_ALLOW, 10, false);
+	assert_result(connect_to(a, "x.example.com", NULL, 443), ACL_DENY, 11, false);
 	assert_result(connect_to(a, "example.net", "192.0.2.1", 443), ACL_DENY, 13, false);
 }
 
@@ -662,7 +662,7 @@ test_name_resolving_into_denied_network_is_denied(void **state)
 	assert_result(connect_to(a, "evil.example.com", NULL, 443), ACL_UNDECIDED, 1, false);
 	assert_result(connect_to(a, "evil.example.com", "10.0.0.5", 443), ACL_DENY, 1, true);
 	assert_result(connect_to(a, "evil.example.com", "fd12::5", 443), ACL_DENY, 1, true);
-	assert_result(connect_to(a, "www.example.com", "93.184.216.34", 443), ACL_ALLOW, 2, true);
+	assert_result(connect_to(a, "www.example.com", "93.184.216.34", 443), ACL_ALLOW, 2, false);
 	assert_result(connect_to(a, "www.example.org", "93.184.216.34", 443), ACL_DENY, 3, false);
 }
 
@@ -673,7 +673,12 @@ test_domain_item_decides_before_address(void **state)
 
 	add_request(a, "allow to *.example.com,192.0.2.0/24", 1);
 	add_request(a, "deny all", 2);
-	assert_result(connect_to(a, "a.example.com", NULL, 80), ACL_ALLOW, 1, true);
+	assert_result(connect_to(a, "a.example.com", NULL, 80), ACL_ALLOW, 1, false);
+	/* Issue 17: only a network holding the address counts as naming it
+	 * (the built-in protections key on that), even when the name matched
+	 * too. */
+	assert_result(connect_to(a, "a.example.com", "192.0.2.9", 80), ACL_ALLOW, 1, true);
+	assert_result(connect_to(a, "a.example.com", "127.0.0.1", 80), ACL_ALLOW, 1, false);
 	assert_result(connect_to(a, "other.test", NULL, 80), ACL_UNDECIDED, 1, false);
 	assert_result(connect_to(a, "other.test", "192.0.2.77", 80), ACL_ALLOW, 1, true);
 	assert_result(connect_to(a, "other.test", "198.51.100.1", 80), ACL_DENY, 2, false);
@@ -801,7 +806,7 @@ test_selectors_and_together(void **state)
 		1);
 	add_request(a, "deny all", 2);
 	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, "w.example.com", NULL, 443),
-		ACL_ALLOW, 1, true);
+		ACL_ALLOW, 1, false);
 	assert_result(
 		check(a, "198.51.100.1", "alice", ACL_CMD_CONNECT, "w.example.com", NULL, 443),
 		ACL_DENY, 2, false);
