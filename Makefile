@@ -56,8 +56,12 @@ run: $(B)/socks5d
 test-deps:
 	@sh tests/install-deps.sh
 
+# Link-time wrapping (STYLE §10) for tests that need a library call
+# replaced: TEST_LDFLAGS_<module>.
+TEST_LDFLAGS_log = -Wl,--wrap=syslog
+
 $(B)/tests/test_%: tests/unit/test_%.c $(LIB_OBJS) $(HEADERS) $(wildcard tests/unit/*.h) | $(B)/tests
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) $(TEST_LDFLAGS_$*) -o $@ $(filter %.c %.o,$^) $(LDLIBS) -lcmocka
 
 $(B)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIB_OBJS) $(HEADERS) | $(B)/fuzz-replay
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(filter %.c %.o,$^) $(LDLIBS)

@@ -6,6 +6,7 @@
 #define SOCKS5D_LOG_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 enum log_level {
@@ -47,6 +48,15 @@ struct log_ratelimit {
 };
 bool log_ratelimit_ok(struct log_ratelimit *rl, uint64_t now_ms, uint64_t interval_ms,
 	unsigned burst);
+
+/* Client-supplied bytes (user names, domain names, SOCKS4 user ids, HTTP
+ * request lines) as one log-safe word: printable ASCII but space, '"' and
+ * '\\' as is, every other byte as \xHH (space too, since session lines
+ * separate their fields with spaces). What does not fit in cap (with the
+ * NUL) is cut and marked "...". Returns out. LOG_ESCAPED_SIZE(n) holds n
+ * bytes escaped whole. */
+const char *log_escape(const void *s, size_t len, char *out, size_t cap);
+#define LOG_ESCAPED_SIZE(n) (4 * (n) + 1)
 
 /* log_warn/log_error append ": strerror(errno)"; the x variants do not. */
 void log_error(const char *fmt, ...) LOG_PRINTF(1, 2);

@@ -200,9 +200,11 @@ conn_step_request4(struct conn *c)
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, proto_status_str(st));
 	buf_consume(&hs->in, used);
 	/* The USERID is not authenticated: logged only at debug. */
-	if (log_enabled(LOG_LVL_DEBUG) && r4.userid[0])
+	if (log_enabled(LOG_LVL_DEBUG) && r4.userid[0]) {
+		char u[LOG_ESCAPED_SIZE(sizeof(r4.userid))];
 		log_debug("conn %" PRIu64 ": SOCKS4 userid \"%s\" (not authenticated)", c->id,
-			r4.userid);
+			log_escape(r4.userid, strlen(r4.userid), u, sizeof(u)));
+	}
 	hs->req.cmd = r4.cmd;
 	hs->req.dst = r4.dst;
 	return conn_dispatch_request(c);

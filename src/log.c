@@ -122,6 +122,49 @@ log_level_name(enum log_level level)
 	return STRNUM_NAME(level_names, level, "?");
 }
 
+const char *
+log_escape(const void *s, size_t len, char *out, size_t cap)
+{
+	static const char hex[] = "0123456789abcdef";
+	const unsigned char *p = s;
+	size_t o = 0, i;
+
+	if (cap == 0)
+		return out;
+	for (i = 0; i < len; i++) {
+		unsigned char c = p[i];
+		bool plain = c > 0x20 && c < 0x7f && c != '"' && c != '\\';
+
+		/* Room for this byte's form and, if more follow, "...". */
+		if (o + (plain ? 1 : 4) + (i + 1 < len ? 3 : 0) >= cap)
+			break;
+		if (plain) {
+			out[o++] = (char)c;
+		} else {
+			out[o++] = '\\';
+			out[o++] = 'x';
+			out[o++] = hex[c >> 4];
+			out[o++] = hex[c & 0xf];
+		}
+	}
+	if (i < len && o + 3 < cap) {
+		memcpy(out + o, "...", 3);
+		o += 3;
+	}
+	out[o] = '\0';
+	return out;
+}
+
+/* The last line of defence: whatever a caller formatted, a line stays one
+ * line (control bytes become '?'); client strings were escaped before. */
+static void
+log_one_line(char *p, size_t n)
+{
+	for (size_t i = 0; i < n; i++)
+		if ((unsigned char)p[i] < 0x20 || p[i] == 0x7f)
+			p[i] = '?';
+}
+
 static void log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 	__attribute__((format(printf, 3, 0)));
 
@@ -135,7 +178,11 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		return;
 	if (log_syslog) {
 		char msg[2048];
-		vsnprintf(msg, sizeof(msg), fmt, ap);
+		int w = vsnprintf(msg, sizeof(msg), fmt, ap);
+		log_one_line(msg,
+			w < 0                             ? 0
+				: (size_t)w < sizeof(msg) ? (size_t)w
+							  : sizeof(msg) - 1);
 		if (err)
 			syslog(level_prio[level], "%s%s%s: %s", log_tag, log_tag[0] ? ": " : "",
 				msg, strerror(err));
@@ -157,8 +204,11 @@ log_vwrite(enum log_level level, int err, const char *fmt, va_list ap)
 		log_tag, log_tag[0] ? ": " : "");
 	if (n < sizeof(line)) {
 		int w = vsnprintf(line + n, sizeof(line) - n, fmt, ap);
-		if (w > 0)
+		if (w > 0) {
+			size_t m = (size_t)w < sizeof(line) - n ? (size_t)w : sizeof(line) - n - 1;
+			log_one_line(line + n, m);
 			n += (size_t)w;
+		}
 	}
 	if (err && n < sizeof(line))
 		n += (size_t)snprintf(line + n, sizeof(line) - n, ": %s", strerror(err));

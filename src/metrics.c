@@ -390,8 +390,13 @@ client_prepare_metrics(struct metrics_client *c)
 static void
 client_respond(struct metrics_client *c, int status)
 {
-	log_debug("metrics: %s %.*s -> %d", c->peer, c->have_line ? (int)c->method_len : 1,
-		c->have_line ? (const char *)c->req : "-", status);
+	if (log_enabled(LOG_LVL_DEBUG)) {
+		char method[LOG_ESCAPED_SIZE(16)];
+		log_debug("metrics: %s %s -> %d", c->peer,
+			c->have_line ? log_escape(c->req, c->method_len, method, sizeof(method))
+				     : "-",
+			status);
+	}
 	if (status == HTTP_OK && client_prepare_metrics(c) < 0)
 		status = HTTP_INTERNAL_ERROR;
 	if (c->stopped)

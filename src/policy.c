@@ -119,10 +119,12 @@ policy_hash_check(struct policy *p, const struct policy_subject *s, const char *
 		p->hash_budget_us -= (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
 			(t1.tv_nsec - t0.tv_nsec) / 1000;
 	}
-	if (r == AUTH_RESULT_NEED_HASH && policy_refusal_log_ok(p, now_ms))
+	if (r == AUTH_RESULT_NEED_HASH && policy_refusal_log_ok(p, now_ms)) {
+		char u[LOG_ESCAPED_SIZE(255)];
 		log_warnx("conn %" PRIu64 ": password hashing budget spent (many failed "
 			  "logins?): user \"%s\" refused unchecked",
-			s->id, user);
+			s->id, log_escape(user, strlen(user), u, sizeof(u)));
+	}
 	return r == AUTH_RESULT_OK;
 }
 
@@ -132,7 +134,7 @@ policy_check_password(struct policy *p, const struct policy_subject *s, const ch
 {
 	uint64_t left = 0;
 	bool locked = p->limits && connlimit_auth_locked(p->limits, s->client, now_ms, &left);
-	char peer[ADDR_STRLEN];
+	char peer[ADDR_STRLEN], u[LOG_ESCAPED_SIZE(255)];
 
 	/* A NUL inside a field would make the C-string check see a different
 	 * name than the client sent: never authenticates. A locked-out
@@ -145,13 +147,14 @@ policy_check_password(struct policy *p, const struct policy_subject *s, const ch
 	}
 	p->stats->auth_failures++;
 	addr_format(s->client, peer, sizeof(peer));
+	log_escape(user, ulen, u, sizeof(u));
 	if (locked) {
 		log_warnx("conn %" PRIu64 ": %s is locked out for %" PRIu64 " s more; user \"%s\" "
 			  "not checked",
-			s->id, peer, (left + 999) / 1000, user);
+			s->id, peer, (left + 999) / 1000, u);
 		return POLICY_AUTH_LOCKED;
 	}
-	log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" from %s", s->id, user,
+	log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" from %s", s->id, u,
 		peer);
 	if (p->limits &&
 		connlimit_auth_fail(p->limits, s->client, now_ms) == CONNLIMIT_LOCKOUT_STARTED)
@@ -325,9 +328,11 @@ policy_acquire_user(struct policy *p, const struct policy_subject *s, uint64_t n
 	if (connlimit_user_acquire(p->limits, s->user, limit) == CONNLIMIT_OK)
 		return true;
 	p->stats->limit_refusals++;
-	if (policy_refusal_log_ok(p, now_ms))
+	if (policy_refusal_log_ok(p, now_ms)) {
+		char u[LOG_ESCAPED_SIZE(255)];
 		log_info("conn %" PRIu64 ": user \"%s\" refused: max-sessions-per-user %u reached",
-			s->id, s->user, limit);
+			s->id, log_escape(s->user, strlen(s->user), u, sizeof(u)), limit);
+	}
 	return false;
 }
 

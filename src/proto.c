@@ -14,6 +14,7 @@
 #include <string.h>
 
 #include "addr.h"
+#include "log.h"
 #include "strnum.h"
 
 /* Big-endian 16-bit field at p (RFC 1928 §3: network octet order). */
@@ -554,36 +555,6 @@ proto_addr_from_sockaddr(struct socks_addr *a, const struct sockaddr *sa)
 	}
 }
 
-/*
- * Domain names are peer-chosen bytes headed for key=value log lines, so
- * anything outside printable ASCII (and the backslash itself) is written
- * as \xHH; ordinary names come out unchanged.
- */
-static void
-format_name(const struct socks_addr *a, char *host, size_t cap)
-{
-	static const char hex[] = "0123456789abcdef";
-	size_t i, o = 0;
-
-	for (i = 0; i < a->name_len && a->name[i] != '\0'; i++) {
-		unsigned char c = (unsigned char)a->name[i];
-
-		if (c > 0x20 && c < 0x7f && c != '\\') {
-			if (o + 1 >= cap)
-				break;
-			host[o++] = (char)c;
-		} else {
-			if (o + 4 >= cap)
-				break;
-			host[o++] = '\\';
-			host[o++] = 'x';
-			host[o++] = hex[c >> 4];
-			host[o++] = hex[c & 0xf];
-		}
-	}
-	host[o] = '\0';
-}
-
 void
 proto_addr_format(const struct socks_addr *a, char *out, size_t cap)
 {
@@ -601,7 +572,8 @@ proto_addr_format(const struct socks_addr *a, char *out, size_t cap)
 		snprintf(out, cap, "[%s]:%u", host, (unsigned)a->port);
 		break;
 	case SOCKS_ATYP_DOMAIN:
-		format_name(a, host, sizeof(host));
+		/* Peer-chosen bytes headed for log lines (log_escape). */
+		log_escape(a->name, strnlen(a->name, a->name_len), host, sizeof(host));
 		snprintf(out, cap, "%s:%u", host, (unsigned)a->port);
 		break;
 	default:

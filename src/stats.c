@@ -41,7 +41,7 @@ stats_format_rep(const struct stats_session *s, char *out, size_t cap)
 void
 stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 {
-	char peer[ADDR_STRLEN], rep[8], extra[160] = "";
+	char peer[ADDR_STRLEN], rep[8], extra[160] = "", user[LOG_ESCAPED_SIZE(255)] = "-";
 	uint64_t up = s->up, down = s->down, dropped = 0;
 
 	if (s->udp) {
@@ -61,8 +61,8 @@ stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 			s->udp->dgrams_up, s->udp->dgrams_down, dropped);
 	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
 		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
-		s->id, s->version, addr_format(s->client, peer, sizeof(peer)),
-		s->user ? s->user : "-", s->cmd ? proto_cmd_str(s->cmd) : "-",
-		s->target ? s->target : "-", stats_format_rep(s, rep, sizeof(rep)), up, down, extra,
-		s->duration_ms / 1000, s->duration_ms % 1000, s->end ? s->end : "-");
+		s->id, s->version, addr_format(s->client, peer, sizeof(peer)), user,
+		s->cmd ? proto_cmd_str(s->cmd) : "-", s->target ? s->target : "-",
+		stats_format_rep(s, rep, sizeof(rep)), up, down, extra, s->duration_ms / 1000,
+		s->duration_ms % 1000, s->end ? s->end : "-");
 }
