@@ -23,6 +23,10 @@ size_t auth_table_count(const struct auth_table *t);
  * the startup warning, users-file included). */
 size_t auth_table_plaintext_count(const struct auth_table *t);
 bool auth_table_has(const struct auth_table *t, const char *name);
+/* auth_table_add with where ("FILE:LINE") recorded for messages about the
+ * user (auth_table_each_slow). */
+int auth_table_add_at(struct auth_table *t, const char *name, const char *secret, const char *where,
+	bool *plaintext, char *err, size_t errlen);
 /* Reads "name:secret" lines (blank lines and # comments allowed). Returns 0,
  * or -1 with "PATH:LINE: message" in err. */
 int auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t errlen);
@@ -40,5 +44,26 @@ enum auth_result {
  * answers AUTH_RESULT_NEED_HASH at once. *hashed tells whether crypt ran. */
 enum auth_result auth_check_ex(struct auth_table *t, const char *user, const char *pass,
 	bool may_hash, bool *hashed);
+
+/* For the password helpers (pwhelper). */
+
+/* Remembers pass as verified for user (a check run elsewhere succeeded):
+ * auth_check_ex then accepts it without crypt until another password
+ * verifies. No effect for an unknown or plain-text user. */
+void auth_cache_store(struct auth_table *t, const char *user, const char *pass);
+/* A reloaded table takes old's cache: its key, and the verified password of
+ * every user whose secret is unchanged. */
+void auth_table_inherit_cache(struct auth_table *t, const struct auth_table *old);
+/* Measures one verification of each kind of hash in the table (algorithm
+ * and cost; milliseconds each, once per kind) and makes unknown users cost
+ * what the most expensive kind costs. */
+void auth_table_prepare(struct auth_table *t);
+/* Calls cb for each hashed user whose verification took more than min_ms
+ * in auth_table_prepare. */
+void auth_table_each_slow(const struct auth_table *t, unsigned min_ms,
+	void (*cb)(const char *where, const char *name, unsigned ms, void *arg), void *arg);
+/* Wipes every secret and the cache, keeping the names (and the count): for
+ * the network-facing process, which asks the helpers instead. */
+void auth_table_forget_secrets(struct auth_table *t);
 
 #endif

@@ -38,6 +38,7 @@ struct config_listen {
 };
 
 #define CONFIG_MAX_PROXY_FROM 32
+#define CONFIG_MAX_AUTH_EXEMPT 32
 
 struct config {
 	unsigned refs;  /* sessions keep the config they started with */
@@ -58,9 +59,13 @@ struct config {
 	unsigned auth_fail_limit;        /* failures that lock an IP out; 0 = never */
 	unsigned auth_fail_window;       /* seconds the failures are counted over */
 	unsigned auth_lockout;           /* seconds an IP stays locked out */
-	char run_as_user[64];            /* "" = stay as started */
-	char run_as_group[64];           /* "" = the user's primary group */
-	size_t nplaintext_users;         /* users whose secret is plain text (warned) */
+	unsigned auth_workers;           /* password hasher processes (per worker) */
+	unsigned ipv6_prefix;            /* IPv6 clients count by this prefix (limits) */
+	struct acl_cidr auth_exempt[CONFIG_MAX_AUTH_EXEMPT]; /* never locked out */
+	size_t nauth_exempt;
+	char run_as_user[64];    /* "" = stay as started */
+	char run_as_group[64];   /* "" = the user's primary group */
+	size_t nplaintext_users; /* users whose secret is plain text (warned) */
 
 	enum log_level log_level;
 	int log_syslog;            /* 1 for "log syslog": syslog(3) instead of stderr */

@@ -21,6 +21,7 @@ struct config;
 struct resolver;
 struct connlimit;
 struct conn;
+struct pwcheck;
 
 LIST_HEAD(conn_list, conn);
 
@@ -31,7 +32,8 @@ struct conn_env {
 	struct loop *loop;
 	struct config *cfg; /* config for new sessions; sessions hold a ref */
 	struct resolver *resolver;
-	struct policy policy; /* limits, lockouts, refusal logging */
+	struct pwcheck *pwcheck; /* the password helpers; NULL without users */
+	struct policy policy;    /* limits, lockouts, refusal logging */
 	struct stats stats;
 	struct conn_list conns; /* live connections */
 	uint64_t next_id;

@@ -1,8 +1,8 @@
 /*
  * policy: what a session may do. Client rules and the per-address limit at
- * admission, the password check with its lockout and hashing budget, the
- * request rules per destination with the built-in protection of the proxy
- * host, and the per-user session limit. Each refusal is counted in stats and
+ * admission, the lockout of addresses that guess passwords, the request
+ * rules per destination with the built-in protection of the proxy host, and
+ * the per-user session limit. Each refusal is counted in stats and
  * logged here, rate-limited so that a scan cannot flood the log; conn only
  * acts on the verdicts.
  */
@@ -16,6 +16,7 @@
 #include "acl.h"
 #include "addr.h"
 #include "log.h"
+#include "pwhelper.h"
 
 struct config;
 struct connlimit;
@@ -49,12 +50,6 @@ enum policy_admission {
 	POLICY_IP_LIMIT,      /* max-connections-per-ip reached */
 };
 
-enum policy_auth {
-	POLICY_AUTH_OK,
-	POLICY_AUTH_FAILED, /* wrong user or password (counts toward lockout) */
-	POLICY_AUTH_LOCKED, /* the address is locked out: not checked */
-};
-
 /* Client rules and the per-address limit, at accept or after a PROXY header
  * named the real client. Admitted with the limit configured, the address's
  * slot is taken: *ip_counted is set and policy_forget gives it back. */
@@ -63,11 +58,16 @@ enum policy_admission policy_admit(struct policy *p, const struct policy_subject
 /* The reason a refused admission is logged with at the session's end. */
 const char *policy_admission_str(enum policy_admission a);
 
-/* RFC 1929 credentials (ulen/plen: the lengths the client sent; a NUL inside
- * never authenticates). Logs failures and lockouts. */
-enum policy_auth policy_check_password(struct policy *p, const struct policy_subject *s,
-	const char *user, size_t ulen, const char *pass, size_t plen, uint64_t now_ms)
-	__attribute__((warn_unused_result));
+/* Whether the client's address is locked out after failed logins (then
+ * counted and logged: user is who it tried, of ulen bytes); an address in
+ * auth-fail-exempt never is. */
+bool policy_auth_locked(struct policy *p, const struct policy_subject *s, const char *user,
+	size_t ulen, uint64_t now_ms) __attribute__((warn_unused_result));
+/* The helpers' verdict on a login: a wrong password is counted, logged
+ * and counted toward the address's lockout; a right one clears the
+ * address's streak; PWCHECK_ERROR (not checked) is logged only. */
+void policy_auth_verdict(struct policy *p, const struct policy_subject *s, const char *user,
+	size_t ulen, enum pwcheck_result r, uint64_t now_ms);
 
 /* Why the built-in protection refused a destination. */
 enum policy_protection {

@@ -24,6 +24,7 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/stat.h>
+#include <time.h>
 #include <unistd.h>
 
 /* RFC 1929 §2: ULEN and PLEN are one byte each. */
@@ -41,7 +42,9 @@ struct auth_user {
 	char secret[AUTH_CMP_LEN]; /* zero-padded: compared over all bytes */
 	bool hashed;               /* secret is a crypt(3) hash */
 	bool cache_valid;          /* cache_tag holds a verified password */
-	uint64_t cache_tag;        /* siphash(key, last verified password) */
+	uint64_t cache_tag;        /* siphash(cache_key, last verified password) */
+	unsigned cost_ms;          /* one verification's time (auth_table_prepare) */
+	char where[64];            /* "FILE:LINE" it was defined at, or "" */
 };
 
 struct auth_table {
@@ -50,7 +53,8 @@ struct auth_table {
 	size_t nplaintext;      /* users whose secret is plain text */
 	size_t *index;          /* open addressing: user number + 1, 0 = free */
 	size_t index_cap;       /* power of two, > 2 * nusers */
-	uint8_t key[16];        /* SipHash key for the cache and the index */
+	uint8_t key[16];        /* SipHash key for the index */
+	uint8_t cache_key[16];  /* SipHash key for the cache tags (kept across reloads) */
 	const char *dummy_hash; /* a hashed user's secret, for unknown users */
 	struct crypt_data *cd;  /* 32 KiB scratch for crypt_r, cleared after use */
 };
@@ -161,8 +165,12 @@ auth_table_new(void)
 	t->cd = calloc(1, sizeof(*t->cd));
 	if (!t->cd)
 		goto fail;
-	while (got < sizeof(t->key)) {
-		ssize_t r = getrandom(t->key + got, sizeof(t->key) - got, 0);
+	while (got < sizeof(t->key) + sizeof(t->cache_key)) {
+		uint8_t *to = got < sizeof(t->key) ? t->key + got
+						   : t->cache_key + got - sizeof(t->key);
+		size_t want = got < sizeof(t->key) ? sizeof(t->key) - got
+						   : sizeof(t->cache_key) + sizeof(t->key) - got;
+		ssize_t r = getrandom(to, want, 0);
 		if (r < 0) {
 			if (errno == EINTR)
 				continue;
@@ -286,6 +294,13 @@ int
 auth_table_add(struct auth_table *t, const char *name, const char *secret, bool *plaintext,
 	char *err, size_t errlen)
 {
+	return auth_table_add_at(t, name, secret, NULL, plaintext, err, errlen);
+}
+
+int
+auth_table_add_at(struct auth_table *t, const char *name, const char *secret, const char *where,
+	bool *plaintext, char *err, size_t errlen)
+{
 	size_t nlen = strlen(name), slen = strlen(secret);
 	struct auth_user *u;
 	size_t i;
@@ -319,6 +334,7 @@ auth_table_add(struct auth_table *t, const char *name, const char *secret, bool 
 	memset(u, 0, sizeof(*u));
 	memcpy(u->name, name, nlen);
 	memcpy(u->secret, secret, slen);
+	snprintf(u->where, sizeof(u->where), "%s", where ? where : "");
 	u->hashed = is_crypt_hash(secret);
 	i = name_slot(t, name);
 	while (t->index[i] != 0)
@@ -376,7 +392,7 @@ read_line(FILE *f, char *buf, size_t cap, const char **why)
 int
 auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t errlen)
 {
-	char line[AUTH_LINE_MAX], msg[256];
+	char line[AUTH_LINE_MAX], msg[256], where[64];
 	const char *why = NULL;
 	struct stat st;
 	FILE *f = NULL;
@@ -437,7 +453,8 @@ auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t e
 			goto out;
 		}
 		*colon = '\0';
-		if (auth_table_add(t, s, colon + 1, NULL, msg, sizeof(msg)) < 0) {
+		snprintf(where, sizeof(where), "%s:%d", path, lineno);
+		if (auth_table_add_at(t, s, colon + 1, where, NULL, msg, sizeof(msg)) < 0) {
 			snprintf(err, errlen, "%s:%d: %s", path, lineno, msg);
 			goto out;
 		}
@@ -501,7 +518,7 @@ auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may
 	len_ok = plen <= AUTH_FIELD_MAX;
 	memset(given, 0, sizeof(given));
 	memcpy(given, pass, len_ok ? plen : AUTH_FIELD_MAX);
-	tag = auth_siphash(t->key, given, len_ok ? plen : AUTH_FIELD_MAX);
+	tag = auth_siphash(t->cache_key, given, len_ok ? plen : AUTH_FIELD_MAX);
 
 	if (!may_hash &&
 		((!u && t->dummy_hash) ||
@@ -539,4 +556,118 @@ auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may
 	explicit_bzero(given, sizeof(given));
 	explicit_bzero(computed, sizeof(computed));
 	return ok && len_ok ? AUTH_RESULT_OK : AUTH_RESULT_FAIL;
+}
+
+/* --- what the helper processes need --------------------------------------- */
+
+void
+auth_cache_store(struct auth_table *t, const char *user, const char *pass)
+{
+	struct auth_user *u = find_user(t, user);
+	size_t plen = strnlen(pass, AUTH_CMP_LEN);
+
+	if (!u || !u->hashed || plen > AUTH_FIELD_MAX)
+		return;
+	u->cache_tag = auth_siphash(t->cache_key, pass, plen);
+	u->cache_valid = true;
+}
+
+void
+auth_table_inherit_cache(struct auth_table *t, const struct auth_table *old)
+{
+	memcpy(t->cache_key, old->cache_key, sizeof(t->cache_key));
+	for (size_t i = 0; i < t->nusers; i++) {
+		struct auth_user *u = &t->users[i];
+		const struct auth_user *o = find_user(old, u->name);
+		/* Only a secret that did not change keeps its verified password. */
+		if (o && o->cache_valid && ct_equal(o->secret, u->secret, AUTH_CMP_LEN)) {
+			u->cache_tag = o->cache_tag;
+			u->cache_valid = true;
+		}
+	}
+}
+
+/* How much of a hash names its algorithm and cost (not its salt): the
+ * hashes of one class cost the same to verify. "$6$"/"$5$" carry their
+ * rounds as a third field when not the default; yescrypt, bcrypt and
+ * sha1crypt keep their parameters in the second. */
+static size_t
+cost_class_len(const char *secret)
+{
+	size_t dollars = 0, want = 3, i;
+
+	if ((strncmp(secret, "$5$", 3) == 0 || strncmp(secret, "$6$", 3) == 0) &&
+		strncmp(secret + 3, "rounds=", 7) != 0)
+		want = 2;
+	else if (strncmp(secret, "$1$", 3) == 0 || strncmp(secret, "$md5", 4) == 0)
+		want = 2;
+	for (i = 0; secret[i]; i++)
+		if (secret[i] == '$' && ++dollars == want + 1)
+			return i + 1;
+	return i;
+}
+
+static unsigned
+time_one_crypt(struct auth_table *t, const char *setting)
+{
+	char out[AUTH_CMP_LEN];
+	struct timespec a, b;
+
+	clock_gettime(CLOCK_MONOTONIC, &a);
+	crypt_padded(t, "socks5d cost probe", setting, out);
+	clock_gettime(CLOCK_MONOTONIC, &b);
+	explicit_bzero(out, sizeof(out));
+	return (unsigned)((b.tv_sec - a.tv_sec) * 1000 + (b.tv_nsec - a.tv_nsec) / 1000000);
+}
+
+void
+auth_table_prepare(struct auth_table *t)
+{
+	unsigned max_ms = 0;
+
+	for (size_t i = 0; i < t->nusers; i++) {
+		struct auth_user *u = &t->users[i];
+		size_t len = cost_class_len(u->secret);
+		bool measured = false;
+
+		if (!u->hashed)
+			continue;
+		/* One probe per class: a class seen before costs the same. */
+		for (size_t j = 0; j < i && !measured; j++) {
+			const struct auth_user *v = &t->users[j];
+			if (v->hashed && cost_class_len(v->secret) == len &&
+				strncmp(v->secret, u->secret, len) == 0) {
+				u->cost_ms = v->cost_ms;
+				measured = true;
+			}
+		}
+		if (!measured)
+			u->cost_ms = time_one_crypt(t, u->secret);
+		/* Unknown users are checked against the most expensive hash. */
+		if (!t->dummy_hash || u->cost_ms > max_ms) {
+			t->dummy_hash = u->secret;
+			max_ms = u->cost_ms;
+		}
+	}
+}
+
+void
+auth_table_each_slow(const struct auth_table *t, unsigned min_ms,
+	void (*cb)(const char *where, const char *name, unsigned ms, void *arg), void *arg)
+{
+	for (size_t i = 0; i < t->nusers; i++)
+		if (t->users[i].hashed && t->users[i].cost_ms > min_ms)
+			cb(t->users[i].where, t->users[i].name, t->users[i].cost_ms, arg);
+}
+
+void
+auth_table_forget_secrets(struct auth_table *t)
+{
+	for (size_t i = 0; i < t->nusers; i++) {
+		explicit_bzero(t->users[i].secret, sizeof(t->users[i].secret));
+		t->users[i].cache_valid = false;
+		t->users[i].cache_tag = 0;
+	}
+	explicit_bzero(t->cache_key, sizeof(t->cache_key));
+	t->dummy_hash = NULL;
 }

@@ -98,7 +98,7 @@ static int set_uint(struct config_parse *, char **);
 static int set_port_range(struct config_parse *, char **);
 static int set_external(struct config_parse *, char **);
 static int set_choice(struct config_parse *, char **);
-static int set_proxy_from(struct config_parse *, char **);
+static int set_networks(struct config_parse *, char **);
 static int set_metrics(struct config_parse *, char **);
 static int set_announce(struct config_parse *, char **);
 static int set_rule(struct config_parse *, char **);
@@ -109,7 +109,8 @@ static int set_run_as(struct config_parse *, char **);
 
 static const struct config_keyword keywords[] = {
 	{ "listen", 1, 2, true, set_listen, 0, 0, 0, 0 },
-	{ "proxy-protocol-from", 1, CONFIG_MAX_ARGS, true, set_proxy_from, 0, 0, 0, 0 },
+	{ "proxy-protocol-from", 1, CONFIG_MAX_ARGS, true, set_networks, OFF(proxy_from),
+		OFF(nproxy_from), 0, CONFIG_MAX_PROXY_FROM },
 	{ "metrics", 1, 1, false, set_metrics, 0, 0, 0, 0 },
 	/* at most one per address family; set_announce checks */
 	{ "announce", 1, 1, true, set_announce, 0, 0, 0, 0 },
@@ -143,6 +144,10 @@ static const struct config_keyword keywords[] = {
 	{ "max-sessions-per-user", 1, 1, false, set_uint, OFF(max_sessions_per_user), 0, 0,
 		10000000 },
 	{ "auth-fail-limit", 1, 3, false, set_auth_fail_limit, 0, 0, 0, 0 },
+	{ "auth-fail-exempt", 1, CONFIG_MAX_ARGS, true, set_networks, OFF(auth_exempt),
+		OFF(nauth_exempt), 0, CONFIG_MAX_AUTH_EXEMPT },
+	{ "auth-workers", 1, 1, false, set_uint, OFF(auth_workers), 0, 1, 64 },
+	{ "ipv6-prefix", 1, 1, false, set_uint, OFF(ipv6_prefix), 0, 1, 128 },
 	{ "run-as", 1, 1, false, set_run_as, 0, 0, 0, 0 },
 	/* at most one per address family; set_external checks */
 	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
@@ -246,21 +251,22 @@ set_listen(struct config_parse *p, char **argv)
 	return 0;
 }
 
+/* A list of networks (proxy-protocol-from, auth-fail-exempt): kw->off is
+ * the array, off2 its count, hi the most it holds. */
 static int
-set_proxy_from(struct config_parse *p, char **argv)
+set_networks(struct config_parse *p, char **argv)
 {
-	struct config *c = p->c;
+	const struct config_keyword *kw = p->kw;
+	struct acl_cidr *nets = (struct acl_cidr *)(void *)((char *)p->c + kw->off);
+	size_t *n = (size_t *)(void *)((char *)p->c + kw->off2);
 
 	for (int i = 0; i < p->argc; i++) {
-		if (c->nproxy_from == CONFIG_MAX_PROXY_FROM)
-			return perr(p, "proxy-protocol-from: too many networks (at most %d)",
-				CONFIG_MAX_PROXY_FROM);
-		if (acl_parse_cidr(argv[i], &c->proxy_from[c->nproxy_from]) < 0)
-			return perr(p,
-				"proxy-protocol-from: bad network '%s' (expected "
-				"ADDR/PREFIX, ADDR or all)",
-				argv[i]);
-		c->nproxy_from++;
+		if (*n == kw->hi)
+			return perr(p, "%s: too many networks (at most %u)", kw->name, kw->hi);
+		if (acl_parse_cidr(argv[i], &nets[*n]) < 0)
+			return perr(p, "%s: bad network '%s' (expected ADDR/PREFIX, ADDR or all)",
+				kw->name, argv[i]);
+		(*n)++;
 	}
 	return 0;
 }
@@ -412,7 +418,7 @@ set_user(struct config_parse *p, char **argv)
 	struct config *c = p->c;
 	struct config_user_external ue;
 	const struct family_pair fp = { { &ue.ext4, &ue.ext6 }, { &ue.has4, &ue.has6 } };
-	char msg[384];
+	char msg[384], where[64];
 
 	if (p->argc % 2 != 0)
 		return perr(p, "user: expected NAME SECRET [external ADDR]...");
@@ -427,7 +433,8 @@ set_user(struct config_parse *p, char **argv)
 		if (taken)
 			return perr(p, "user: a second external address of the same family");
 	}
-	if (auth_table_add(c->users, argv[0], argv[1], NULL, msg, sizeof(msg)) < 0)
+	snprintf(where, sizeof(where), "%s:%d", p->name, p->line);
+	if (auth_table_add_at(c->users, argv[0], argv[1], where, NULL, msg, sizeof(msg)) < 0)
 		return perr(p, "user: %s", msg);
 	if (ue.has4 || ue.has6) {
 		struct config_user_external *v = realloc(c->user_ext,
@@ -732,6 +739,7 @@ static const struct {
 	{ OFF(max_sessions_per_user), 0 },
 	{ OFF(dns_cache_size), 10000 },
 	{ OFF(dns_cache_max_ttl), 3600 },
+	{ OFF(ipv6_prefix), 64 },
 };
 
 #define NUINT_DEFAULTS (sizeof(uint_defaults) / sizeof(uint_defaults[0]))
@@ -761,6 +769,7 @@ config_alloc(const char *name)
 	c->relay_splice = -1;
 	c->auth_fail_limit = UNSET_U;
 	c->max_connections = UNSET_U;
+	c->auth_workers = UNSET_U;
 	c->resolve_prefer = AF_UNSPEC;
 	/* nlisten, nmethods, nnameservers 0, log_syslog 0 (stderr) and the
 	 * port ranges 0,0 ("any") already mean unset. */
@@ -769,7 +778,7 @@ config_alloc(const char *name)
 
 /* Descriptors kept back from sessions: listeners, the resolver's queries,
  * splice pipes (up to RELAY_MAX_PIPES pairs), BIND listeners, UDP relay
- * sockets, logs and metrics. */
+ * sockets, logs and metrics; a quarter of a limit under 1024. */
 #define CONFIG_FD_RESERVE 256
 
 /* max-connections by default: each session holds two descriptors (client
@@ -785,9 +794,9 @@ config_default_max_connections(void)
 	if (getrlimit(RLIMIT_NOFILE, &rl) < 0)
 		return 0;
 	n = rl.rlim_max == RLIM_INFINITY ? UINT64_C(1) << 20 : (uint64_t)rl.rlim_max;
-	if (n < CONFIG_FD_RESERVE + 2 * 16)
-		return 16;
-	n = (n - CONFIG_FD_RESERVE) / 2;
+	n = (n - (n < 4 * CONFIG_FD_RESERVE ? n / 4 : CONFIG_FD_RESERVE)) / 2;
+	if (n == 0)
+		return 1;
 	return n > 10000000 ? 10000000 : (unsigned)n;
 }
 
@@ -815,6 +824,11 @@ config_fill_defaults(struct config *c)
 			*field_u(c, uint_defaults[k].off) = uint_defaults[k].def;
 	if (c->max_connections == UNSET_U)
 		c->max_connections = config_default_max_connections();
+	if (c->auth_workers == UNSET_U) {
+		/* One CPU is the relaying process's; hashing gets the rest. */
+		long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+		c->auth_workers = cpus > 2 ? (unsigned)(cpus > 65 ? 64 : cpus - 1) : 1;
+	}
 	if (c->relay_splice < 0)
 		c->relay_splice = 1;
 	if (c->auth_fail_limit == UNSET_U) {
@@ -1082,22 +1096,20 @@ dump_addr_pair(FILE *out, const char *keyword, const char *after, const union so
 }
 
 static void
-dump_proxy_from(const struct config *c, FILE *out)
+dump_networks(FILE *out, const char *keyword, const struct acl_cidr *nets, size_t n)
 {
 	char buf[INET6_ADDRSTRLEN];
 
-	if (c->nproxy_from == 0)
+	if (n == 0)
 		return;
-	fprintf(out, "proxy-protocol-from");
-	for (size_t i = 0; i < c->nproxy_from; i++) {
-		const struct acl_cidr *n = &c->proxy_from[i];
-
-		if (n->any) {
+	fprintf(out, "%s", keyword);
+	for (size_t i = 0; i < n; i++) {
+		if (nets[i].any) {
 			fprintf(out, " all");
 			continue;
 		}
-		inet_ntop(n->family, n->addr, buf, sizeof(buf));
-		fprintf(out, " %s/%u", buf, n->prefix);
+		inet_ntop(nets[i].family, nets[i].addr, buf, sizeof(buf));
+		fprintf(out, " %s/%u", buf, nets[i].prefix);
 	}
 	fprintf(out, "\n");
 }
@@ -1143,7 +1155,7 @@ config_dump(const struct config *c, FILE *out)
 		c->has_external6);
 	dump_addr_pair(out, "announce", "\n", &c->announce4, c->has_announce4, &c->announce6,
 		c->has_announce6);
-	dump_proxy_from(c, out);
+	dump_networks(out, "proxy-protocol-from", c->proxy_from, c->nproxy_from);
 	if (c->has_metrics)
 		fprintf(out, "metrics %s\n", addr_format(&c->metrics, buf, sizeof(buf)));
 	for (size_t i = 0; i < c->nuser_ext; i++) {
@@ -1159,6 +1171,9 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "max-sessions-per-user %u\n", c->max_sessions_per_user);
 	fprintf(out, "auth-fail-limit %u %u %u\n", c->auth_fail_limit, c->auth_fail_window,
 		c->auth_lockout);
+	dump_networks(out, "auth-fail-exempt", c->auth_exempt, c->nauth_exempt);
+	fprintf(out, "auth-workers %u\n", c->auth_workers);
+	fprintf(out, "ipv6-prefix %u\n", c->ipv6_prefix);
 	if (c->run_as_user[0])
 		fprintf(out, "run-as %s%s%s\n", c->run_as_user, c->run_as_group[0] ? ":" : "",
 			c->run_as_group);

@@ -50,7 +50,10 @@ static const struct conn_state_row conn_states[CONN_ST_COUNT] = {
 		ST(AUTH) | ST(REQUEST) | ST(REQUEST4) | ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_AUTH] = { "auth", conn_step_auth, conn_expire_handshake, CONN_IN_PARSE,
 		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
-		ST(AUTH_DELAY) | ST(REQUEST) | ST(CLOSING) | ST(STOPPED) },
+		ST(AUTH_CHECK) | ST(AUTH_DELAY) | ST(CLOSING) | ST(STOPPED) },
+	[CONN_ST_AUTH_CHECK] = { "auth-check", conn_step_auth_check, conn_expire_handshake,
+		CONN_IN_PARSE, CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
+		ST(AUTH_DELAY) | ST(REQUEST) | ST(STOPPED) },
 	[CONN_ST_AUTH_DELAY] = { "auth-delay", conn_step_wait, conn_expire_auth_delay, CONN_IN_NONE,
 		CONN_TO_AUTH_DELAY, NULL, ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_REQUEST] = { "request", conn_step_request, conn_expire_handshake, CONN_IN_PARSE,
@@ -117,7 +120,7 @@ conn_deadline(const struct conn *c, enum conn_timeout kind, uint64_t now)
 	case CONN_TO_HANDSHAKE:
 		return c->start_ms + (uint64_t)c->cfg->timeout_handshake * 1000u;
 	case CONN_TO_AUTH_DELAY:
-		return now + CONN_AUTH_FAIL_DELAY_MS;
+		return c->hs->auth_at_ms + CONN_AUTH_FAIL_DELAY_MS;
 	case CONN_TO_CONNECT:
 		return c->hs->connect_deadline_ms;
 	case CONN_TO_BIND:
@@ -417,6 +420,8 @@ conn_stop(struct conn *c)
 		relay_stop(&c->relay);
 	if (c->state == CONN_ST_CONNECTING)
 		dial_stop(&c->hs->dial);
+	if (c->state == CONN_ST_AUTH_CHECK)
+		pwcheck_cancel(&c->hs->pwjob);
 	if (!c->quiet)
 		conn_log_end(c);
 	conn_set_state(c, CONN_ST_STOPPED);

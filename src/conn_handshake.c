@@ -115,13 +115,14 @@ conn_step_greeting(struct conn *c)
 	return CONN_STEP_AGAIN;
 }
 
+static void conn_on_verdict(enum pwcheck_result r, bool hashed, void *arg);
+
 enum conn_step
 conn_step_auth(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	struct policy_subject s = conn_subject(c);
 	struct proto_userpass up;
-	enum policy_auth verdict;
 	size_t used;
 	enum proto_status st = proto_parse_userpass(buf_peek(&hs->in), buf_len(&hs->in), &up,
 		&used);
@@ -137,16 +138,60 @@ conn_step_auth(struct conn *c)
 		return CONN_STEP_AGAIN;
 	}
 	buf_consume(&hs->in, used);
-	verdict = policy_check_password(&c->env->policy, &s, up.user, up.ulen, up.pass, up.plen,
-		loop_now(c->env->loop));
-	explicit_bzero(&up.pass, sizeof(up.pass));
-	if (verdict != POLICY_AUTH_OK) {
-		/* Answered after a fixed delay (conn_expire_auth_delay). */
-		c->end = verdict == POLICY_AUTH_LOCKED ? "locked out" : "auth failed";
+	hs->auth_at_ms = loop_now(c->env->loop);
+	hs->ulen = up.ulen;
+	memcpy(hs->user, up.user, up.ulen);
+	hs->user[up.ulen] = '\0';
+	if (policy_auth_locked(&c->env->policy, &s, up.user, up.ulen, hs->auth_at_ms)) {
+		explicit_bzero(&up.pass, sizeof(up.pass));
+		c->end = "locked out";
 		conn_set_state(c, CONN_ST_AUTH_DELAY);
 		return CONN_STEP_WAIT;
 	}
-	c->user = strdup(up.user);
+	if (!c->env->pwcheck) {
+		/* No helpers (they could not be started): nothing can say yes. */
+		explicit_bzero(&up.pass, sizeof(up.pass));
+		hs->verdict = PWCHECK_ERROR;
+		hs->verdict_ready = true;
+		conn_set_state(c, CONN_ST_AUTH_CHECK);
+		return CONN_STEP_AGAIN;
+	}
+	/* The password goes to the helpers, which hold the hashes; the
+	 * verdict comes back as an event (conn_on_verdict). */
+	pwcheck_submit(c->env->pwcheck, &hs->pwjob, &c->peer, up.user, up.ulen, up.pass, up.plen,
+		conn_on_verdict, c);
+	explicit_bzero(&up.pass, sizeof(up.pass));
+	conn_set_state(c, CONN_ST_AUTH_CHECK);
+	return CONN_STEP_WAIT;
+}
+
+static void
+conn_on_verdict(enum pwcheck_result r, bool hashed, void *arg)
+{
+	struct conn *c = arg;
+
+	c->hs->verdict = r;
+	c->hs->verdict_ready = true;
+	conn_advance(c);
+}
+
+enum conn_step
+conn_step_auth_check(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct policy_subject s = conn_subject(c);
+
+	if (!hs->verdict_ready)
+		return CONN_STEP_WAIT;
+	policy_auth_verdict(&c->env->policy, &s, hs->user, hs->ulen, hs->verdict,
+		loop_now(c->env->loop));
+	if (hs->verdict != PWCHECK_OK) {
+		/* Answered at the fixed delay (conn_expire_auth_delay). */
+		c->end = hs->verdict == PWCHECK_FAIL ? "auth failed" : "auth not checked";
+		conn_set_state(c, CONN_ST_AUTH_DELAY);
+		return CONN_STEP_WAIT;
+	}
+	c->user = strdup(hs->user);
 	if (!c->user || conn_queue_encoded(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_OK) < 0)
 		return CONN_STEP_CLOSE;
 	conn_set_state(c, CONN_ST_REQUEST);

@@ -18,6 +18,7 @@
 #include "loop.h"
 #include "policy.h"
 #include "proto.h"
+#include "pwcheck.h"
 #include "relay.h"
 #include "resolver.h"
 
@@ -29,8 +30,10 @@
  * close before closing anyway (a close with unread input would send RST
  * and could destroy the reply in flight). */
 #define CONN_LINGER_MS 2000
-/* A failed password is answered after this delay (a timer, never a
- * sleep): guessing costs the client time, not the server. */
+/* A failed password is answered this long after the RFC 1929 request
+ * arrived (a timer, never a sleep), whatever the check took: guessing costs
+ * the client time, not the server, and the answer's time tells nothing of
+ * the user or the hash. */
 #define CONN_AUTH_FAIL_DELAY_MS 500
 
 enum conn_state {
@@ -38,6 +41,7 @@ enum conn_state {
 	CONN_ST_PROXY,      /* waits for the PROXY protocol header */
 	CONN_ST_GREETING,   /* waits for the method-selection message */
 	CONN_ST_AUTH,       /* waits for the RFC 1929 request */
+	CONN_ST_AUTH_CHECK, /* waits for the password helpers' verdict */
 	CONN_ST_AUTH_DELAY, /* a failed password: waits out the delay, then says so */
 	CONN_ST_REQUEST,    /* waits for the request */
 	CONN_ST_REQUEST4,   /* waits for a SOCKS4/4a request */
@@ -70,7 +74,7 @@ enum conn_input {
 enum conn_timeout {
 	CONN_TO_NONE,      /* no timer */
 	CONN_TO_HANDSHAKE, /* timeout handshake from accept: one deadline for every handshake state */
-	CONN_TO_AUTH_DELAY, /* CONN_AUTH_FAIL_DELAY_MS from entering */
+	CONN_TO_AUTH_DELAY, /* CONN_AUTH_FAIL_DELAY_MS from the RFC 1929 request */
 	CONN_TO_CONNECT,    /* timeout connect from the request: lookup and all attempts */
 	CONN_TO_BIND,       /* timeout bind from entering */
 	CONN_TO_LINGER,     /* CONN_LINGER_MS from entering */
@@ -92,7 +96,13 @@ struct conn_hs {
 	int bind_fd;                  /* the BIND peer's connection, or -1 */
 	int bind_err;                 /* the listener's errno when bind_fd is -1 */
 	const char *udp_end;          /* the association ended by itself: why */
+	uint64_t auth_at_ms;          /* when the RFC 1929 request arrived */
+	bool verdict_ready;           /* the password helpers answered: verdict */
+	enum pwcheck_result verdict;
+	uint8_t ulen;                 /* the user name the client sent */
 	struct proto_request req;     /* the parsed request */
+	struct pwcheck_job pwjob;     /* the password check (AUTH_CHECK only) */
+	char user[256];               /* the user name the client sent (ulen bytes) */
 	struct dial dial;             /* the outbound connect (CONNECTING) */
 	union sockaddr_any bnd;       /* its local address, once connected */
 	struct resolver_result res;   /* addresses to try */
@@ -179,6 +189,7 @@ const union sockaddr_any *conn_external_for(const struct conn *c, int family);
 enum conn_step conn_step_proxy(struct conn *c);
 enum conn_step conn_step_greeting(struct conn *c);
 enum conn_step conn_step_auth(struct conn *c);
+enum conn_step conn_step_auth_check(struct conn *c);
 enum conn_step conn_step_request(struct conn *c);
 enum conn_step conn_step_request4(struct conn *c);
 enum conn_step conn_expire_handshake(struct conn *c);

@@ -34,6 +34,7 @@
 #include "net.h"
 #include "notify.h"
 #include "pipepool.h"
+#include "pwcheck.h"
 #include "relay.h"
 #include "resolver.h"
 #include "supervisor.h"
@@ -308,6 +309,58 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 static int check_inherited_open_proxy(const struct daemon *d, const struct config *cfg, char *err,
 	size_t errlen);
 
+/* -t: every login of a user whose hash takes long costs a helper that
+ * long (and an unknown name costs the most expensive hash in the table). */
+#define SLOW_HASH_MS 250
+
+static void
+warn_slow_hash(const char *where, const char *name, unsigned ms, void *arg)
+{
+	char u[LOG_ESCAPED_SIZE(255)];
+
+	fprintf(stderr,
+		"socks5d: %s: warning: user %s: one check of this password hash takes %u ms "
+		"(over %d ms); each login and each wrong guess costs that much CPU\n",
+		where[0] ? where : "(users)", log_escape(name, strlen(name), u, sizeof(u)), ms,
+		SLOW_HASH_MS);
+}
+
+static void
+warn_slow_hashes(struct config *cfg)
+{
+	auth_table_prepare(cfg->users);
+	auth_table_each_slow(cfg->users, SLOW_HASH_MS, warn_slow_hash, NULL);
+}
+
+static void
+pwcheck_options_from(const struct daemon *d, const struct config *cfg, struct pwcheck_options *opt)
+{
+	memset(opt, 0, sizeof(*opt));
+	opt->helper.path = d->path;
+	opt->helper.explicit_path = d->explicit_path;
+	opt->helper.hashers = cfg->auth_workers;
+	opt->ipv6_prefix = cfg->ipv6_prefix;
+}
+
+/* The password helpers (pwhelper) hold the hashes; this process keeps only
+ * the user names. Started with the first configuration that has users; a
+ * reload makes them read the file again and start fresh hashers. */
+static void
+sync_password_helpers(struct daemon *d, struct config *cfg)
+{
+	struct pwcheck_options opt;
+
+	pwcheck_options_from(d, cfg, &opt);
+	if (d->env.pwcheck) {
+		pwcheck_reload(d->env.pwcheck, &opt);
+	} else if (auth_table_count(cfg->users) > 0) {
+		d->env.pwcheck = pwcheck_start(d->loop, cfg->users, &opt);
+		if (!d->env.pwcheck)
+			log_warn("auth: starting the password helpers (every login will fail)");
+	}
+	auth_table_forget_secrets(cfg->users);
+}
+
 /* The built-in protection covers the host's own addresses at the daemon's
  * ports: read them at start and at each reload (interfaces come and go). */
 static void
@@ -344,6 +397,7 @@ on_hup(struct loop *loop, int signo, void *arg)
 	}
 	apply_logging(d, cfg);
 	refresh_host_addrs(d);
+	sync_password_helpers(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
 	if (cfg->relay_buffer != bufpool_bufsize())
@@ -515,6 +569,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	if (check_inherited_open_proxy(d, cfg, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	drop_privileges(cfg);
+	sync_password_helpers(d, cfg);
 	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION, d->nlisteners,
 		auth_table_count(cfg->users));
 	if (ready_fd >= 0) {
@@ -536,6 +591,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	if (d->metrics)
 		metrics_stop(d->metrics);
 	conn_stop_all(&d->env);
+	pwcheck_stop(d->env.pwcheck);
+	d->env.pwcheck = NULL;
 	timer_stop(d->loop, &d->drain_timer);
 	timer_stop(d->loop, &d->status_timer);
 	notify_watchdog_stop(d->loop);
@@ -618,6 +675,7 @@ main(int argc, char **argv)
 		return 1;
 	}
 	if (check) {
+		warn_slow_hashes(cfg);
 		if (dump)
 			config_dump(cfg, stdout);
 		else

@@ -1,18 +1,17 @@
 /*
  * policy: the decisions about a session, apart from the state machine that
  * acts on them. Rules come from acl (pure), counts and lockouts from
- * connlimit, passwords from auth; this module adds what socks5d decides on
- * top: a client list that denies what it does not allow, the built-in
- * protection of the proxy host, and the hashing budget.
+ * connlimit, password verdicts from the helper processes (pwcheck); this
+ * module adds what socks5d decides on top: a client list that denies what
+ * it does not allow, the built-in protection of the proxy host, and which
+ * failed logins count toward a lockout.
  */
 #include "policy.h"
 
 #include <arpa/inet.h>
 #include <inttypes.h>
 #include <string.h>
-#include <time.h>
 
-#include "auth.h"
 #include "config.h"
 #include "connlimit.h"
 #include "proto.h"
@@ -21,12 +20,6 @@
 /* Refusals (client rules, limits) are logged at most this often per
  * second, so a scan cannot flood the log. */
 #define POLICY_REFUSAL_LOGS_PER_SEC 5
-/* Password hashes (yescrypt, SHA-crypt) cost milliseconds each, on the one
- * thread that serves everyone: wrong passwords from many addresses must not
- * stall the other sessions. At most a fifth of the loop's time goes to
- * crypt(3); past that, checks that need a hash fail at once (a verified
- * password is cached and never needs one). */
-#define POLICY_HASH_US_PER_SEC 200000
 
 bool
 policy_refusal_log_ok(struct policy *p, uint64_t now_ms)
@@ -98,69 +91,63 @@ policy_admission_str(enum policy_admission a)
 
 /* --- passwords ----------------------------------------------------------- */
 
-/* auth_check_ex within the hashing budget. */
+/* auth-fail-exempt: networks never locked out (an office NAT). */
 static bool
-policy_hash_check(struct policy *p, const struct policy_subject *s, const char *user,
-	const char *pass, uint64_t now_ms)
+policy_auth_exempt(const struct policy_subject *s)
 {
-	enum auth_result r;
-	struct timespec t0, t1;
-	bool hashed;
-
-	p->hash_budget_us += (int64_t)(now_ms - p->hash_budget_at_ms) *
-		(POLICY_HASH_US_PER_SEC / 1000);
-	if (p->hash_budget_us > POLICY_HASH_US_PER_SEC)
-		p->hash_budget_us = POLICY_HASH_US_PER_SEC;
-	p->hash_budget_at_ms = now_ms;
-	clock_gettime(CLOCK_MONOTONIC, &t0);
-	r = auth_check_ex(s->cfg->users, user, pass, p->hash_budget_us > 0, &hashed);
-	if (hashed) {
-		clock_gettime(CLOCK_MONOTONIC, &t1);
-		p->hash_budget_us -= (int64_t)(t1.tv_sec - t0.tv_sec) * 1000000 +
-			(t1.tv_nsec - t0.tv_nsec) / 1000;
-	}
-	if (r == AUTH_RESULT_NEED_HASH && policy_refusal_log_ok(p, now_ms)) {
-		char u[LOG_ESCAPED_SIZE(255)];
-		log_warnx("conn %" PRIu64 ": password hashing budget spent (many failed "
-			  "logins?): user \"%s\" refused unchecked",
-			s->id, log_escape(user, strlen(user), u, sizeof(u)));
-	}
-	return r == AUTH_RESULT_OK;
+	for (size_t i = 0; i < s->cfg->nauth_exempt; i++)
+		if (acl_cidr_match(&s->cfg->auth_exempt[i], s->client))
+			return true;
+	return false;
 }
 
-enum policy_auth
-policy_check_password(struct policy *p, const struct policy_subject *s, const char *user,
-	size_t ulen, const char *pass, size_t plen, uint64_t now_ms)
+bool
+policy_auth_locked(struct policy *p, const struct policy_subject *s, const char *user, size_t ulen,
+	uint64_t now_ms)
 {
-	uint64_t left = 0;
-	bool locked = p->limits && connlimit_auth_locked(p->limits, s->client, now_ms, &left);
 	char peer[ADDR_STRLEN], u[LOG_ESCAPED_SIZE(255)];
+	uint64_t left = 0;
 
-	/* A NUL inside a field would make the C-string check see a different
-	 * name than the client sent: never authenticates. A locked-out
-	 * address is not checked at all. */
-	if (!locked && strlen(user) == ulen && strlen(pass) == plen &&
-		policy_hash_check(p, s, user, pass, now_ms)) {
-		if (p->limits)
-			connlimit_auth_ok(p->limits, s->client, now_ms);
-		return POLICY_AUTH_OK;
-	}
+	if (!p->limits || policy_auth_exempt(s) ||
+		!connlimit_auth_locked(p->limits, s->client, now_ms, &left))
+		return false;
 	p->stats->auth_failures++;
+	log_warnx("conn %" PRIu64 ": %s is locked out for %" PRIu64 " s more; user \"%s\" not "
+		  "checked",
+		s->id, addr_format(s->client, peer, sizeof(peer)), (left + 999) / 1000,
+		log_escape(user, ulen, u, sizeof(u)));
+	return true;
+}
+
+void
+policy_auth_verdict(struct policy *p, const struct policy_subject *s, const char *user, size_t ulen,
+	enum pwcheck_result r, uint64_t now_ms)
+{
+	char peer[ADDR_STRLEN], u[LOG_ESCAPED_SIZE(255)];
+	bool exempt = policy_auth_exempt(s);
+
+	if (r == PWCHECK_OK) {
+		if (p->limits && !exempt)
+			connlimit_auth_ok(p->limits, s->client, now_ms);
+		return;
+	}
 	addr_format(s->client, peer, sizeof(peer));
 	log_escape(user, ulen, u, sizeof(u));
-	if (locked) {
-		log_warnx("conn %" PRIu64 ": %s is locked out for %" PRIu64 " s more; user \"%s\" "
-			  "not checked",
-			s->id, peer, (left + 999) / 1000, u);
-		return POLICY_AUTH_LOCKED;
+	if (r == PWCHECK_ERROR) {
+		/* Not the client's fault: never counted toward a lockout. */
+		log_warnx("conn %" PRIu64 ": the password of user \"%s\" from %s could not be "
+			  "checked (a password helper died twice)",
+			s->id, u, peer);
+		return;
 	}
+	/* Only a password checked and found wrong counts as a failure. */
+	p->stats->auth_failures++;
 	log_warnx("conn %" PRIu64 ": authentication failed for user \"%s\" from %s", s->id, u,
 		peer);
-	if (p->limits &&
+	if (p->limits && !exempt &&
 		connlimit_auth_fail(p->limits, s->client, now_ms) == CONNLIMIT_LOCKOUT_STARTED)
 		log_warnx("%s locked out for %u s after %u failed authentications", peer,
 			s->cfg->auth_lockout, s->cfg->auth_fail_limit);
-	return POLICY_AUTH_FAILED;
 }
 
 /* --- requests ------------------------------------------------------------ */

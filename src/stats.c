@@ -7,6 +7,7 @@
 
 #include <inttypes.h>
 #include <stdio.h>
+#include <string.h>
 
 #include "log.h"
 #include "proto.h"
@@ -55,6 +56,9 @@ stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 		    [s->rep < STATS_REP_NONE ? s->rep : STATS_REP_NONE]++;
 	if (!log || !log_enabled(LOG_LVL_INFO))
 		return;
+	/* The target is escaped already (proto_addr_format). */
+	if (s->user)
+		log_escape(s->user, strlen(s->user), user, sizeof(user));
 	if (s->udp)
 		snprintf(extra, sizeof(extra),
 			" dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64 " dropped=%" PRIu64,

@@ -21,6 +21,7 @@
 #include "connlimit.h"
 #include "log.h"
 #include "loop.h"
+#include "pwcheck.h"
 #include "resolver.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
@@ -65,6 +66,14 @@ fuzz_init(void)
 	if (!resolver || !limits)
 		abort();
 	conn_env_init(&env, loop, cfg, resolver, limits);
+	{
+		/* The password helpers, as the daemon runs them (forked once). */
+		struct pwcheck_options po = { .helper = { "fuzz.conf", true, 1 },
+			.ipv6_prefix = 64 };
+		env.pwcheck = pwcheck_start(loop, cfg->users, &po);
+		if (!env.pwcheck)
+			abort();
+	}
 }
 
 static void

@@ -102,7 +102,7 @@ fuzz_dump(const struct acl *a)
 #define NELEM(x) (sizeof(x) / sizeof((x)[0]))
 
 /* Runs a fixed matrix of requests through a and b; aborts on any
- * difference in verdict or explicit_to (lines differ: the dump reorders). */
+ * difference in verdict or to_addr (lines differ: the dump reorders). */
 static void
 fuzz_compare(const struct acl *a, const struct acl *b)
 {
@@ -147,7 +147,7 @@ fuzz_compare(const struct acl *a, const struct acl *b)
 			r.port = ports[rest % NELEM(ports)];
 			ra = acl_check_request(a, &r);
 			rb = acl_check_request(b, &r);
-			if (ra.verdict != rb.verdict || ra.explicit_to != rb.explicit_to ||
+			if (ra.verdict != rb.verdict || ra.to_addr != rb.to_addr ||
 				(ra.line == 0) != (rb.line == 0))
 				abort();
 			/* Only a missing address leaves a rule undecided. */

@@ -195,7 +195,11 @@ setup_fd(void **state)
 {
 	if (!it_server_has(SOCKS5D_ONLY))
 		return it_fixture_start_for(state, SOCKS5D_ONLY, "", NULL, NULL);
-	return it_scale_fixture_start_nofile(state, "log-level info\n", FD_LIMIT);
+	/* No max-connections: its default (from the descriptor limit) would
+	 * refuse clients before the limit is reached, and the subject here is
+	 * what happens at the limit itself. */
+	return it_scale_fixture_start_nofile(state, "log-level info\nmax-connections 0\n",
+		FD_LIMIT);
 }
 
 /* ======================================================================

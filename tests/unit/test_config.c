@@ -1165,6 +1165,15 @@ write_config(FILE *f, const void *arg)
 	config_dump(arg, f);
 }
 
+/* auth-workers by default: one less than the CPUs, at least one. */
+static unsigned
+default_auth_workers(void)
+{
+	long cpus = sysconf(_SC_NPROCESSORS_ONLN);
+
+	return cpus > 2 ? (unsigned)cpus - 1 : 1;
+}
+
 static void
 test_dump_default(void **state)
 {
@@ -1203,8 +1212,10 @@ test_dump_default(void **state)
 		"max-connections %u\n"
 		"max-connections-per-ip 0\n"
 		"max-sessions-per-user 0\n"
-		"auth-fail-limit 10 60 300\n",
-		(unsigned)((rl.rlim_max - 256) / 2));
+		"auth-fail-limit 10 60 300\n"
+		"auth-workers %u\n"
+		"ipv6-prefix 64\n",
+		(unsigned)((rl.rlim_max - 256) / 2), default_auth_workers());
 	assert_string_equal(s, want);
 	free(s);
 	config_unref(c);
@@ -1241,6 +1252,9 @@ test_dump_everything_set_hides_secrets(void **state)
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
 		"auth-fail-limit 4 30 600\n"
+		"auth-fail-exempt 192.0.2.0/24 2001:db8::/48\n"
+		"auth-workers 3\n"
+		"ipv6-prefix 56\n"
 		"run-as nobody:nogroup\n";
 	struct config *c = parse_ok(text);
 	char *s = unit_capture(write_config, c);
@@ -1279,6 +1293,9 @@ test_dump_everything_set_hides_secrets(void **state)
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
 		"auth-fail-limit 4 30 600\n"
+		"auth-fail-exempt 192.0.2.0/24 2001:db8::/48\n"
+		"auth-workers 3\n"
+		"ipv6-prefix 56\n"
 		"run-as nobody:nogroup\n");
 	assert_null(strstr(s, "topsecret"));
 	assert_null(strstr(s, "$6$"));
@@ -1316,7 +1333,7 @@ test_keywords_are_the_documented_set(void **state)
 		"socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce",
 		"client", "rule", "relay-buffer", "relay-splice", "max-connections",
 		"max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as",
-		NULL };
+		"auth-fail-exempt", "auth-workers", "ipv6-prefix", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 

@@ -9,6 +9,7 @@
  * diagram lists exactly the table's transitions (issue 16).
  */
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <setjmp.h>
@@ -23,11 +24,13 @@
 
 #include <cmocka.h>
 
+#include "auth.h"
 #include "config.h"
 #include "conn.h"
 #include "connlimit.h"
 #include "log.h"
 #include "loop.h"
+#include "pwcheck.h"
 #include "resolver.h"
 #include "unit_util.h"
 
@@ -40,8 +43,9 @@ struct fx {
 	struct config *cfg;
 	struct resolver *resolver;
 	struct connlimit *limits;
-	int client;     /* the test's end of the client connection */
-	int target_lfd; /* a listening target on 127.0.0.1 */
+	struct pwcheck *pwcheck; /* the password helpers, when the config has users */
+	int client;              /* the test's end of the client connection */
+	int target_lfd;          /* a listening target on 127.0.0.1 */
 	uint16_t target_port;
 	uint16_t closed_port; /* a loopback port nothing listens on */
 	char hosts[64];       /* the resolver's hosts file */
@@ -229,6 +233,13 @@ fx_start(struct fx *f, const char *extra, bool proxy_protocol)
 	assert_non_null(f->resolver);
 	assert_non_null(f->limits);
 	conn_env_init(&f->env, f->loop, f->cfg, f->resolver, f->limits);
+	if (auth_table_count(f->cfg->users) > 0) {
+		struct pwcheck_options po = { .helper = { "test.conf", true, 1 },
+			.ipv6_prefix = 64 };
+		f->pwcheck = pwcheck_start(f->loop, f->cfg->users, &po);
+		assert_non_null(f->pwcheck);
+		f->env.pwcheck = f->pwcheck;
+	}
 	conn_set_trace(on_trace, f);
 	assert_int_equal(socketpair(AF_UNIX, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0, sv), 0);
 	f->client = sv[1];
@@ -255,6 +266,7 @@ teardown(void **state)
 
 	conn_stop_all(&f->env);
 	conn_set_trace(NULL, NULL);
+	pwcheck_stop(f->pwcheck);
 	if (f->loop) {
 		(void)loop_run_once(f->loop, 0);
 		resolver_free(f->resolver);
@@ -468,7 +480,7 @@ test_auth_to_request(void **state)
 	start_auth(f);
 	send_userpass(f, "alice", "wonderland");
 	client_expect(f, ok, sizeof(ok));
-	ASSERT_PATH(f, "greeting", "auth", "request");
+	ASSERT_PATH(f, "greeting", "auth", "auth-check", "request");
 }
 
 static void
@@ -481,7 +493,7 @@ test_auth_to_auth_delay_to_closing(void **state)
 	send_userpass(f, "alice", "wrong");
 	run_until_state(f, "auth-delay");
 	client_expect(f, failed, sizeof(failed));
-	ASSERT_PATH(f, "greeting", "auth", "auth-delay", "closing");
+	ASSERT_PATH(f, "greeting", "auth", "auth-check", "auth-delay", "closing");
 }
 
 static void
@@ -493,7 +505,53 @@ test_auth_delay_to_stopped(void **state)
 	send_userpass(f, "alice", "wrong");
 	run_until_state(f, "auth-delay");
 	conn_stop_all(&f->env);
-	ASSERT_PATH(f, "greeting", "auth", "auth-delay", "stopped");
+	ASSERT_PATH(f, "greeting", "auth", "auth-check", "auth-delay", "stopped");
+}
+
+/* A locked-out address is not checked: auth -> auth-delay at once. */
+static void
+test_auth_to_auth_delay_when_locked_out(void **state)
+{
+	static const uint8_t failed[] = { 0x01, 0x01 };
+	union sockaddr_any peer;
+	uint64_t left;
+	struct fx *f = *state;
+
+	struct connlimit_auth_policy ap = { 1, 60000, 300000, 0 };
+
+	fx_start(f, "auth password\nuser alice wonderland\n", false);
+	connlimit_set_auth_policy(f->limits, &ap);
+	assert_int_equal(addr_parse("127.0.0.1", 40000, &peer), 0);
+	assert_int_equal(connlimit_auth_fail(f->limits, &peer, loop_now(f->loop)),
+		CONNLIMIT_LOCKOUT_STARTED);
+	assert_true(connlimit_auth_locked(f->limits, &peer, loop_now(f->loop), &left));
+	client_send(f, greet_pass, sizeof(greet_pass));
+	client_expect(f, method_pass, sizeof(method_pass));
+	send_userpass(f, "alice", "wonderland");
+	client_expect(f, failed, sizeof(failed));
+	ASSERT_PATH(f, "greeting", "auth", "auth-delay", "closing");
+}
+
+/* The check of a yescrypt hash takes tens of milliseconds in a hasher:
+ * the client's close is seen while it runs. */
+static void
+test_auth_check_to_stopped_when_client_closes(void **state)
+{
+	struct fx *f = *state;
+	char conf[256], setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data cd;
+
+	memset(&cd, 0, sizeof(cd));
+	assert_non_null(crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof(setting)));
+	snprintf(conf, sizeof(conf), "auth password\nuser alice %s\n",
+		crypt_r("wonderland", setting, &cd));
+	fx_start(f, conf, false);
+	client_send(f, greet_pass, sizeof(greet_pass));
+	client_expect(f, method_pass, sizeof(method_pass));
+	send_userpass(f, "alice", "wonderland");
+	client_closes(f);
+	run_until_state(f, "stopped");
+	ASSERT_PATH(f, "greeting", "auth", "auth-check", "stopped");
 }
 
 static void
@@ -870,6 +928,8 @@ main(void)
 		T(test_auth_to_request),
 		T(test_auth_to_auth_delay_to_closing),
 		T(test_auth_delay_to_stopped),
+		T(test_auth_to_auth_delay_when_locked_out),
+		T(test_auth_check_to_stopped_when_client_closes),
 		T(test_auth_to_closing_on_bad_version),
 		T(test_auth_to_stopped_when_client_closes),
 		T(test_request_to_connecting_to_relay),
