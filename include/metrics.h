@@ -15,6 +15,8 @@
 
 struct loop;
 struct metrics_server;
+struct pwcheck;
+struct pwcheck;
 struct resolver;
 struct stats;
 
@@ -47,6 +49,7 @@ void metrics_set_request_timeout_ms(struct metrics_server *m, unsigned ms);
 struct metrics_sources {
 	const struct stats *stats;       /* session counters */
 	const struct resolver *resolver; /* DNS counters */
+	struct pwcheck *const *pwcheck;  /* password checks (NULL inside: none yet) */
 	int worker;                      /* worker="N" label on every sample; -1: none */
 };
 /* A metrics_render_cb for the daemon: arg is a struct metrics_sources.

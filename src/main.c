@@ -444,6 +444,7 @@ limits_new_from(const struct config *cfg)
 	if (getrandom(lc.hash_key, sizeof(lc.hash_key), 0) != (ssize_t)sizeof(lc.hash_key))
 		fatal("getrandom");
 	auth_policy_from(cfg, &lc.auth);
+	lc.ipv6_prefix = cfg->ipv6_prefix;
 	return connlimit_new(&lc);
 }
 
@@ -538,6 +539,7 @@ setup_worker(struct daemon *d, struct config *cfg)
 	d->env.on_empty_arg = d;
 	d->metrics_sources.stats = &d->env.stats;
 	d->metrics_sources.resolver = resolver;
+	d->metrics_sources.pwcheck = &d->env.pwcheck;
 	d->metrics_sources.worker = d->worker;
 }
 

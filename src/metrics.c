@@ -29,6 +29,7 @@
 #include "net.h"
 #include "pipepool.h"
 #include "proto.h"
+#include "pwcheck.h"
 #include "relay.h"
 #include "resolver.h"
 #include "stats.h"
@@ -794,6 +795,29 @@ metrics_dns(const struct metrics_text *t, const struct resolver_stats *rs)
 	}
 }
 
+static void
+metrics_auth(const struct metrics_text *t, const struct pwcheck *pw)
+{
+	static const char *const results[] = { "ok", "failed", "error" };
+	static const struct pwcheck_stats none;
+	const struct pwcheck_stats *ps = pw ? pwcheck_get_stats(pw) : &none;
+
+	metrics_by_label(t, "socks5d_auth_checks_total", "counter",
+		"Password checks answered by the helper processes, by result.", "result", results,
+		(const uint64_t[]){ ps->ok, ps->failed, ps->errors }, 3);
+	metrics_family(t, "socks5d_auth_hashes_total", "counter",
+		"Password checks that ran a hash (the rest were answered from the cache of "
+		"verified "
+		"passwords or a plain-text secret).");
+	metrics_sample(t, "socks5d_auth_hashes_total", NULL, ps->hashed);
+	metrics_family(t, "socks5d_auth_checks_waiting", "gauge",
+		"Password checks waiting for their turn or at the helpers.");
+	metrics_sample(t, "socks5d_auth_checks_waiting", NULL, ps->waiting + ps->sent);
+	metrics_family(t, "socks5d_auth_keeper_restarts_total", "counter",
+		"Times the password keeper process died and was started again.");
+	metrics_sample(t, "socks5d_auth_keeper_restarts_total", NULL, ps->keeper_restarts);
+}
+
 static unsigned
 metrics_count_fds(void)
 {
@@ -823,6 +847,7 @@ metrics_render(FILE *out, void *arg)
 	metrics_sessions(&t, s);
 	metrics_relay(&t, s);
 	metrics_refusals(&t, s);
+	metrics_auth(&t, src->pwcheck ? *src->pwcheck : NULL);
 	metrics_dns(&t, resolver_get_stats(src->resolver));
 	metrics_by_label(&t, "socks5d_udp_datagrams_total", "counter",
 		"UDP datagrams relayed (ended associations), by direction.", "direction", dirs,

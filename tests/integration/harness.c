@@ -449,7 +449,7 @@ it_spawn_server(struct it_daemon *d, const char *config_lines)
 	snprintf(port, sizeof(port), "%u", d->port);
 	if (!it_microsocks) {
 		char listen6[64] = "";
-		char text[4096];
+		char text[16384];
 		if (d->ipv6)
 			snprintf(listen6, sizeof(listen6), "listen [::1]:%u\n", d->port);
 		/* The port it_wait_ready probes is listed last: the daemon

@@ -7,6 +7,9 @@
  */
 #include "harness.h"
 
+#include <crypt.h>
+#include <signal.h>
+
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -15,6 +18,9 @@
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <unistd.h>
+
+#include "it_acl_util.h"
+#include "it_scale_util.h"
 
 /* How many lines of the daemon's log contain needle. */
 static unsigned
@@ -218,6 +224,327 @@ test_domain_names_cannot_forge_log_lines(void **state)
 		fail_msg("the newline in a domain name is not logged as \\x0a");
 }
 
+/* ---- password checks ------------------------------------------------------ */
+
+/* A yescrypt hash of pass at cost *count (0: the first cost from the
+ * default, 5, whose check takes at least min_ms here; the cost doubles per
+ * step). Returns the ms one check took. */
+static unsigned
+slow_hash(const char *pass, unsigned long *count, unsigned min_ms, char *out, size_t cap)
+{
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	unsigned ms = 0;
+
+	assert_non_null(cd);
+	for (unsigned long c = *count ? *count : 5; c <= 11; c++) {
+		uint64_t t0 = it_now_ms();
+		assert_non_null(crypt_gensalt_rn("$y$", c, NULL, 0, setting, sizeof(setting)));
+		snprintf(out, cap, "%s", crypt_r(pass, setting, cd));
+		ms = (unsigned)(it_now_ms() - t0);
+		*count = c;
+		if (ms >= min_ms)
+			break;
+	}
+	free(cd);
+	return ms;
+}
+
+/* Greets with method 02 and sends user/pass; the reply is the caller's. */
+static int
+send_credentials(const struct it_fixture *fx, const char *src, const char *user, const char *pass)
+{
+	const uint8_t greet[] = { 0x05, 0x01, 0x02 }, method[] = { 0x05, 0x02 };
+	uint8_t msg[3 + 255 + 255];
+	size_t ul = strlen(user), pl = strlen(pass);
+	int fd = it_connect_addr("127.0.0.1", fx->d.port, src);
+
+	assert_true(fd >= 0);
+	it_send_bytes(fd, greet, sizeof(greet));
+	it_expect_bytes(fd, method, sizeof(method));
+	msg[0] = 0x01;
+	msg[1] = (uint8_t)ul;
+	memcpy(msg + 2, user, ul);
+	msg[2 + ul] = (uint8_t)pl;
+	memcpy(msg + 3 + ul, pass, pl);
+	it_send_bytes(fd, msg, 3 + ul + pl);
+	return fd;
+}
+
+/* The RFC 1929 status the daemon answered (0x00 success). */
+static uint8_t
+auth_status(int fd)
+{
+	uint8_t st[2];
+
+	if (it_recv_exact(fd, st, 2, 15000) != 2)
+		fail_msg("no RFC 1929 status within 15 s");
+	assert_int_equal(st[0], 0x01);
+	return st[1];
+}
+
+static unsigned long long
+metric(const struct it_daemon *d, uint16_t port, const char *key)
+{
+	unsigned long long v = 0;
+	char *resp = NULL;
+
+	(void)d;
+	if (it_scale_http(port, "GET /metrics HTTP/1.0\r\n\r\n", &resp, 5000) < 0 ||
+		!it_scale_metric(resp, key, &v))
+		fail_msg("metric %s not served", key);
+	free(resp);
+	return v;
+}
+
+/* SIGHUP, then waits for the n-th "reloaded" line. */
+static void
+reload(const struct it_daemon *d, unsigned n)
+{
+	assert_int_equal(kill(d->pid, SIGHUP), 0);
+	for (int i = 0; i < 250 && log_count(d, "info: reloaded ") < n; i++)
+		it_sleep_ms(20);
+	assert_int_equal(log_count(d, "info: reloaded "), n);
+}
+
+/* The keeper (the daemon's child) and its one hasher. */
+static pid_t
+hasher_pid(const struct it_daemon *d, pid_t not )
+{
+	for (int i = 0; i < 250; i++) {
+		pid_t keeper[4], hasher[4];
+		if (it_scale_children(d->pid, keeper, 4) == 1 &&
+			it_scale_children(keeper[0], hasher, 4) == 1 && hasher[0] != not )
+			return hasher[0];
+		it_sleep_ms(20);
+	}
+	fail_msg("no password hasher found under the daemon");
+	return -1;
+}
+
+static char slow_hashes[3][256];
+static uint16_t slow_metrics_port;
+
+/* Issue 17: a yescrypt check of hundreds of milliseconds used to run in
+ * the event loop and stall every session. Now a helper runs it: ten round
+ * trips of a relayed session complete while it runs (the order proves it;
+ * before, the loop answered the login first, then the echoes). */
+static void
+test_password_hashing_does_not_stall_the_loop(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	int tunnel = it_open_tunnel(fx, AF_INET, &it_tg.echo4);
+	int login = send_credentials(fx, NULL, "slow", "first password");
+	uint8_t st;
+
+	it_sleep_ms(50); /* the check is under way */
+	for (int i = 0; i < 10; i++)
+		it_expect_echo(tunnel, 64, 700 + (uint64_t)i);
+	if (it_recv_exact(login, &st, 1, 0) == 1)
+		fail_msg("the login was answered before ten round trips of another session: the "
+			 "hash ran in the event loop");
+	assert_int_equal(auth_status(login), 0x00);
+	it_close(login);
+	it_close(tunnel);
+}
+
+/* Issue 17: a helper that dies is restarted and its check tried once
+ * more; a second death answers "failure" (not counted as a wrong
+ * password) and is logged. */
+static void
+test_dead_helper_is_restarted_and_its_check_retried_once(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	pid_t first, second;
+	int fd;
+
+	first = hasher_pid(&fx->d, 0);
+	fd = send_credentials(fx, NULL, "slow2", "second password");
+	it_sleep_ms(100);
+	assert_int_equal(kill(first, SIGKILL), 0);
+	assert_int_equal(auth_status(fd), 0x00);
+	it_close(fd);
+	if (!it_daemon_log_contains(&fx->d, "died; 1 check(s) to try again"))
+		fail_msg("the hasher's death is not logged");
+
+	second = hasher_pid(&fx->d, first);
+	fd = send_credentials(fx, NULL, "slow3", "third password");
+	it_sleep_ms(100);
+	assert_int_equal(kill(second, SIGKILL), 0);
+	assert_int_equal(kill(hasher_pid(&fx->d, second), SIGKILL), 0);
+	assert_int_equal(auth_status(fd), 0x01);
+	it_close(fd);
+	for (int i = 0; i < 100 && !it_daemon_log_contains(&fx->d, "could not be checked"); i++)
+		it_sleep_ms(20);
+	if (!it_daemon_log_contains(&fx->d, "could not be checked"))
+		fail_msg("the check lost twice is not logged as not checked");
+	assert_int_equal(
+		metric(&fx->d, slow_metrics_port, "socks5d_auth_checks_total{result=\"error\"}"),
+		1);
+}
+
+/* socks5d -t names the line of every hash that takes over 250 ms. */
+static void
+test_check_mode_warns_about_slow_hashes(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	char cmd[700], out[4096] = "", where[400];
+	const char *bin = getenv("SOCKS5D");
+	size_t n;
+	FILE *p;
+
+	if (!bin)
+		skip();
+	snprintf(cmd, sizeof(cmd), "%s -t -f %s 2>&1", bin, fx->d.conf);
+	p = popen(cmd, "r");
+	assert_non_null(p);
+	n = fread(out, 1, sizeof(out) - 1, p);
+	out[n] = '\0';
+	assert_int_equal(pclose(p), 0);
+	snprintf(where, sizeof(where), "%s:", fx->d.conf);
+	if (!strstr(out, where) ||
+		!strstr(out,
+			"warning: user slow: one check of this password "
+			"hash takes"))
+		fail_msg("socks5d -t said: %s", out);
+}
+
+static int
+setup_slow(void **state)
+{
+	char conf[2048];
+	unsigned long count = 0;
+	/* Long enough that ten loopback round trips are sure to fit in it. */
+	unsigned ms = slow_hash("first password", &count, 300, slow_hashes[0],
+		sizeof(slow_hashes[0]));
+
+	(void)slow_hash("second password", &count, 0, slow_hashes[1], sizeof(slow_hashes[1]));
+	(void)slow_hash("third password", &count, 0, slow_hashes[2], sizeof(slow_hashes[2]));
+	print_message("[   INFO   ] a check of the slow hash takes %u ms here\n", ms);
+	slow_metrics_port = it_acl_free_port();
+	snprintf(conf, sizeof(conf),
+		"auth password none\nuser slow %s\nuser slow2 %s\nuser slow3 %s\n"
+		"auth-workers 1\nmetrics 127.0.0.1:%u\nlog-level info\n",
+		slow_hashes[0], slow_hashes[1], slow_hashes[2], slow_metrics_port);
+	return it_fixture_start_for(state, IT_CAP_RESOLVER, conf, NULL, NULL);
+}
+
+#define BURST 50
+static uint16_t alice_metrics_port;
+
+/* BURST users logging in at once from one address, each with a hash of
+ * its own to check: all must pass. */
+static void
+burst_of_fifty(const struct it_fixture *fx)
+{
+	int fds[BURST], ok = 0;
+	char user[32];
+
+	for (int i = 0; i < BURST; i++) {
+		snprintf(user, sizeof(user), "user%d", i);
+		fds[i] = send_credentials(fx, NULL, user, "wonderland");
+	}
+	for (int i = 0; i < BURST; i++) {
+		ok += auth_status(fds[i]) == 0x00;
+		it_close(fds[i]);
+	}
+	if (ok != BURST)
+		fail_msg("%d of %d correct logins accepted", ok, BURST);
+}
+
+/* Issue 17: 20 users logging in at once after a restart got 3 accepted and
+ * 17 refused (the hashing budget), and their address locked out. Right
+ * after start and right after a reload, 50 users' correct logins from one
+ * address in one burst all pass. The group runs this first. */
+static void
+test_fifty_correct_logins_after_start_and_reload_all_pass(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+
+	burst_of_fifty(fx);
+	reload(&fx->d, 1);
+	burst_of_fifty(fx);
+}
+
+/* The cache of verified passwords lives in the helpers and survives a
+ * reload when the user's secret did not change: no hash is run again. */
+static void
+test_verified_password_is_not_hashed_again_after_reload(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	const char *key = "socks5d_auth_hashes_total";
+	unsigned long long before;
+	int fd = send_credentials(fx, NULL, "user1", "wonderland");
+
+	assert_int_equal(auth_status(fd), 0x00);
+	it_close(fd);
+	before = metric(&fx->d, alice_metrics_port, key);
+	reload(&fx->d, log_count(&fx->d, "info: reloaded ") + 1);
+	fd = send_credentials(fx, NULL, "user1", "wonderland");
+	assert_int_equal(auth_status(fd), 0x00);
+	it_close(fd);
+	assert_int_equal(metric(&fx->d, alice_metrics_port, key), before);
+}
+
+/* Issue 17: wrong passwords for unknown users sprayed from 29 addresses,
+ * each under the lockout limit, got a valid user on a 30th address
+ * refused (and locked out). Only checked-and-wrong passwords count, per
+ * address, and the addresses take turns: the valid user passes. */
+static void
+test_spray_from_many_addresses_does_not_refuse_a_valid_user(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	int spray[58], fd;
+	char src[32], user[32];
+
+	for (int i = 0; i < 58; i++) {
+		snprintf(src, sizeof(src), "127.0.0.%d", 2 + i / 2);
+		snprintf(user, sizeof(user), "nobody%d", i);
+		spray[i] = send_credentials(fx, src, user, "guess");
+	}
+	fd = send_credentials(fx, "127.0.0.40", "bob", "builder");
+	assert_int_equal(auth_status(fd), 0x00);
+	it_close(fd);
+	for (int i = 0; i < 58; i++) {
+		assert_int_equal(auth_status(spray[i]), 0x01);
+		it_close(spray[i]);
+	}
+	/* And the valid user's address is not locked out after all that. */
+	fd = send_credentials(fx, "127.0.0.40", "bob", "builder");
+	assert_int_equal(auth_status(fd), 0x00);
+	it_close(fd);
+	if (!it_daemon_log_contains(&fx->d, "user=user0 "))
+		fail_msg("the session line does not name the user");
+}
+
+static int
+setup_alice(void **state)
+{
+	static char conf[BURST * 160 + 1024];
+	char setting[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data *cd = calloc(1, sizeof(*cd));
+	size_t n = 0;
+
+	assert_non_null(cd);
+	alice_metrics_port = it_acl_free_port();
+	n += (size_t)snprintf(conf + n, sizeof(conf) - n,
+		"auth password none\nauth-workers 2\nauth-fail-limit 3 60 300\n"
+		"metrics 127.0.0.1:%u\nlog-level info\n",
+		alice_metrics_port);
+	/* Default yescrypt, each with its own salt: BURST + 1 hashes to check. */
+	for (int i = 0; i <= BURST; i++) {
+		assert_non_null(crypt_gensalt_rn("$y$", 0, NULL, 0, setting, sizeof(setting)));
+		if (i < BURST)
+			n += (size_t)snprintf(conf + n, sizeof(conf) - n, "user user%d %s\n", i,
+				crypt_r("wonderland", setting, cd));
+		else
+			n += (size_t)snprintf(conf + n, sizeof(conf) - n, "user bob %s\n",
+				crypt_r("builder", setting, cd));
+	}
+	free(cd);
+	return it_fixture_start_for(state, IT_CAP_RESOLVER, conf, NULL, NULL);
+}
+
 static int
 setup_plain(void **state)
 {
@@ -244,8 +571,22 @@ it_run_hardening_tests(void)
 		IT_TEST(test_user_names_cannot_forge_log_lines),
 		IT_TEST(test_domain_names_cannot_forge_log_lines),
 	};
+	const struct CMUnitTest slow[] = {
+		IT_TEST(test_password_hashing_does_not_stall_the_loop),
+		IT_TEST(test_dead_helper_is_restarted_and_its_check_retried_once),
+		IT_TEST(test_check_mode_warns_about_slow_hashes),
+	};
+	const struct CMUnitTest alice[] = {
+		IT_TEST(test_fifty_correct_logins_after_start_and_reload_all_pass),
+		IT_TEST(test_verified_password_is_not_hashed_again_after_reload),
+		IT_TEST(test_spray_from_many_addresses_does_not_refuse_a_valid_user),
+	};
 	int failed = 0;
 
+	failed += cmocka_run_group_tests_name("hardening: password hashing", slow, setup_slow,
+		it_fixture_stop);
+	failed += cmocka_run_group_tests_name("hardening: logins under load", alice, setup_alice,
+		it_fixture_stop);
 	failed += cmocka_run_group_tests_name("hardening: greeting, bind", plain, setup_plain,
 		it_fixture_stop);
 	failed += cmocka_run_group_tests_name("hardening: client strings in the log", logs,
