@@ -154,35 +154,39 @@ is_crypt_hash(const char *secret)
 	return r == CRYPT_SALT_OK || r == CRYPT_SALT_METHOD_LEGACY;
 }
 
+/* getrandom until len bytes are filled. Returns 0 or -1. */
+static int
+fill_random(uint8_t *p, size_t len)
+{
+	size_t got = 0;
+
+	while (got < len) {
+		ssize_t r = getrandom(p + got, len - got, 0);
+		if (r < 0) {
+			if (errno == EINTR)
+				continue;
+			return -1;
+		}
+		got += (size_t)r;
+	}
+	return 0;
+}
+
 struct auth_table *
 auth_table_new(void)
 {
 	struct auth_table *t = calloc(1, sizeof(*t));
-	size_t got = 0;
 
 	if (!t)
 		return NULL;
 	t->cd = calloc(1, sizeof(*t->cd));
-	if (!t->cd)
-		goto fail;
-	while (got < sizeof(t->key) + sizeof(t->cache_key)) {
-		uint8_t *to = got < sizeof(t->key) ? t->key + got
-						   : t->cache_key + got - sizeof(t->key);
-		size_t want = got < sizeof(t->key) ? sizeof(t->key) - got
-						   : sizeof(t->cache_key) + sizeof(t->key) - got;
-		ssize_t r = getrandom(to, want, 0);
-		if (r < 0) {
-			if (errno == EINTR)
-				continue;
-			goto fail;
-		}
-		got += (size_t)r;
+	if (!t->cd || fill_random(t->key, sizeof(t->key)) < 0 ||
+		fill_random(t->cache_key, sizeof(t->cache_key)) < 0) {
+		free(t->cd);
+		free(t);
+		return NULL;
 	}
 	return t;
-fail:
-	free(t->cd);
-	free(t);
-	return NULL;
 }
 
 void
@@ -596,10 +600,10 @@ cost_class_len(const char *secret)
 {
 	size_t dollars = 0, want = 3, i;
 
-	if ((strncmp(secret, "$5$", 3) == 0 || strncmp(secret, "$6$", 3) == 0) &&
-		strncmp(secret + 3, "rounds=", 7) != 0)
-		want = 2;
-	else if (strncmp(secret, "$1$", 3) == 0 || strncmp(secret, "$md5", 4) == 0)
+	bool sha_default = (strncmp(secret, "$5$", 3) == 0 || strncmp(secret, "$6$", 3) == 0) &&
+		strncmp(secret + 3, "rounds=", 7) != 0;
+
+	if (sha_default || strncmp(secret, "$1$", 3) == 0 || strncmp(secret, "$md5", 4) == 0)
 		want = 2;
 	for (i = 0; secret[i]; i++)
 		if (secret[i] == '$' && ++dollars == want + 1)

@@ -779,7 +779,7 @@ config_alloc(const char *name)
 /* Descriptors kept back from sessions: listeners, the resolver's queries,
  * splice pipes (up to RELAY_MAX_PIPES pairs), BIND listeners, UDP relay
  * sockets, logs and metrics; a quarter of a limit under 1024. */
-#define CONFIG_FD_RESERVE 256
+#define CONFIG_FD_RESERVE UINT64_C(256)
 
 /* max-connections by default: each session holds two descriptors (client
  * and target), out of the hard limit the daemon raises itself to at start,

@@ -94,7 +94,7 @@ pwcheck_group_for(struct pwcheck *pw, const union sockaddr_any *client)
 	struct pwcheck_group *g;
 
 	LIST_FOREACH(g, &pw->buckets[b], bucket)
-	if (memcmp(&g->key, &key, sizeof(key)) == 0)
+	if (addr_ip_equal(&g->key, &key))
 		return g;
 	if (!(g = calloc(1, sizeof(*g))))
 		return NULL;
