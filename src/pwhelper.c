@@ -18,7 +18,6 @@
 
 #include <errno.h>
 #include <fcntl.h>
-#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -115,16 +114,15 @@ pwhelper_send(int fd, const void *msg, size_t len)
 
 /* --- hasher ------------------------------------------------------------------ */
 
-/* Lowest priority: hashing only gets CPU the relaying process leaves. */
+/* Lowest nice value: hashing gets little CPU while the relaying process
+ * (nice 0) wants it, all of it when it does not. Not SCHED_IDLE: with it,
+ * any other busy process on the host starved the hashers outright and
+ * logins waited until their handshake timed out (seen with a second CPU
+ * hog on a 2-CPU machine); nice 19 keeps a small share whatever runs. */
 static void
 hasher_lower_priority(void)
 {
-	struct sched_param sp = { 0 };
-
 	(void)setpriority(PRIO_PROCESS, 0, 19);
-#ifdef SCHED_IDLE
-	(void)sched_setscheduler(0, SCHED_IDLE, &sp);
-#endif
 }
 
 static void __attribute__((noreturn)) hasher_main(struct auth_table *users, int fd)

@@ -1234,3 +1234,11 @@ it_host_ipv4(struct sockaddr_in *out)
 	freeifaddrs(list);
 	return found;
 }
+
+bool
+it_slow(void)
+{
+	const char *v = getenv("IT_SLOW");
+
+	return v && *v && strcmp(v, "0") != 0;
+}

@@ -68,6 +68,9 @@ void it_require(enum it_cap cap);
 /* Checks SOCKS5D / IT_SERVER; returns -1 with a message when unusable. */
 int it_server_init(void);
 bool it_have_ipv6(void);
+/* IT_SLOW is set (make memcheck: the daemon runs under valgrind, some
+ * thirty times slower): groups whose subject is CPU-heavy work skip. */
+bool it_slow(void);
 /* The host's first non-loopback IPv4 address (port 0); false when none. */
 bool it_host_ipv4(struct sockaddr_in *out);
 /* Raises RLIMIT_NOFILE's soft limit to the hard limit (inherited by the daemon). */
