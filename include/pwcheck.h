@@ -1,11 +1,11 @@
 /*
  * pwcheck: password checks from the event loop, answered by the helper
- * processes (pwhelper) that hold the hashes. A check is queued per client
- * address group (IPv6 by prefix) and the groups take turns, so a client
- * that floods the checkers with wrong passwords delays others by at most
- * one check each; a client waits for its turn (within its handshake
- * timeout) and is never told "wrong password" because the server is busy.
- * At most a few checks are out at the keeper at once.
+ * processes (pwhelper) that hold the hashes. Each check carries its
+ * client's address group (IPv6 by prefix); at the keeper the groups take
+ * turns, so a client that floods the helpers with wrong passwords delays
+ * others by at most one check per turn, and a cached password is answered
+ * at once. A client waits for its turn (within its handshake timeout) and
+ * is never told "wrong password" because the server is busy.
  */
 #ifndef SOCKS5D_PWCHECK_H
 #define SOCKS5D_PWCHECK_H
@@ -22,7 +22,6 @@
 
 struct auth_table;
 struct pwcheck;
-struct pwcheck_group;
 
 /* The verdict, on a later loop iteration than the submit; hashed says
  * crypt(3) ran for it. */
@@ -30,7 +29,7 @@ typedef void (*pwcheck_done_cb)(enum pwcheck_result result, bool hashed, void *a
 
 enum pwcheck_job_state {
 	PWCHECK_JOB_IDLE,    /* not submitted, answered, or cancelled */
-	PWCHECK_JOB_WAITING, /* in its group's queue */
+	PWCHECK_JOB_WAITING, /* in the backlog: the keeper's socket was full */
 	PWCHECK_JOB_SENT,    /* at the keeper */
 };
 
@@ -58,7 +57,7 @@ struct pwcheck_stats {
 	uint64_t errors;          /* could not be checked (a helper died twice) */
 	uint64_t hashed;          /* verdicts that ran crypt(3) */
 	uint64_t keeper_restarts; /* the keeper died and was started again */
-	size_t waiting;           /* checks queued now */
+	size_t waiting;           /* checks not sent yet (the keeper's socket was full) */
 	size_t sent;              /* checks at the keeper now */
 };
 

@@ -4,7 +4,10 @@
  * network-facing process, holds the user table and the cache of verified
  * passwords and answers what needs no hash (a cached password, a plain-text
  * secret); it forks `auth-workers` hashers at the lowest CPU priority, which
- * run crypt(3). The network process keeps no secret: it sends each check to
+ * run crypt(3). Checks that need a hash wait in the keeper per client
+ * address group, the groups taking turns, so a flood from some addresses
+ * delays another by one check per turn, and a cached password is answered
+ * at once whatever waits. The network process keeps no secret: it sends each check to
  * the keeper over one SOCK_SEQPACKET socket and gets the verdict back
  * (pwcheck). This header is the wire between the two.
  */
@@ -25,7 +28,12 @@ enum pwmsg_type {
 	PWMSG_VERDICT,   /* hasher -> keeper -> network */
 	PWMSG_RELOAD,    /* network -> keeper: read the configuration again */
 	PWMSG_RELOADED,  /* keeper -> network: ok, and a message */
+	PWMSG_CANCEL,    /* network -> keeper: the client left, drop the check */
 };
+
+/* Whose check it is: the client's address family and address, IPv6 cut to
+ * the prefix (ipv6-prefix). Checks waiting for a hasher take turns by it. */
+#define PWHELPER_GROUP_LEN 17
 
 enum pwcheck_result {
 	PWCHECK_OK = 0, /* the password is right */
@@ -36,10 +44,17 @@ enum pwcheck_result {
 struct pwmsg_check {
 	uint32_t type; /* PWMSG_CHECK */
 	uint8_t ulen, plen;
-	uint16_t pad;
+	uint8_t group[PWHELPER_GROUP_LEN];
+	uint8_t pad;
 	uint64_t id;
 	char user[PWHELPER_FIELD_MAX + 1];
 	char pass[PWHELPER_FIELD_MAX + 1];
+};
+
+struct pwmsg_cancel {
+	uint32_t type; /* PWMSG_CANCEL */
+	uint32_t pad;
+	uint64_t id;
 };
 
 struct pwmsg_verdict {

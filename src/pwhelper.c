@@ -6,8 +6,10 @@
  *
  * The keeper answers a check itself when no hash is needed (auth_check_ex
  * with may_hash false: a password verified before, a plain-text secret, a
- * table without hashes), and otherwise hands it to the hasher with the
- * fewest checks in flight, at most PWHELPER_DEPTH each. A hasher that dies
+ * table without hashes). The others wait in a queue per client address
+ * group; the groups with checks take turns, one check each, to the hasher
+ * with the fewest in flight (at most PWHELPER_DEPTH). A check whose client
+ * left is dropped while it waits (PWMSG_CANCEL). A hasher that dies
  * is replaced, and its checks are tried once more before the verdict is
  * PWCHECK_ERROR. A reload reads the configuration again, keeps the cache
  * for users whose secret did not change, and starts a new generation of
@@ -42,12 +44,27 @@
  * after the descriptors the child does not need are closed. */
 #define PWHELPER_FD 3
 
+#define PWHELPER_BUCKETS 1024
+
+struct pw_group;
+
 struct pw_request {
-	TAILQ_ENTRY(pw_request) link; /* keeper's waiting list, or a hasher's */
+	TAILQ_ENTRY(pw_request) link; /* its group's queue, or a hasher's */
+	LIST_ENTRY(pw_request) byid;  /* k->ids, for PWMSG_CANCEL */
+	struct pw_group *group;       /* while it waits */
 	struct pwmsg_check msg;       /* as the network sent it */
 	unsigned tries;               /* hashers it was sent to */
+	bool cancelled;               /* at a hasher when its client left */
 };
 TAILQ_HEAD(pw_request_list, pw_request);
+
+/* The checks of one client address group that wait for a hasher. */
+struct pw_group {
+	TAILQ_ENTRY(pw_group) turn;  /* k->turns */
+	LIST_ENTRY(pw_group) bucket; /* k->groups */
+	uint8_t key[PWHELPER_GROUP_LEN];
+	struct pw_request_list waiting;
+};
 
 struct keeper;
 
@@ -72,7 +89,9 @@ struct keeper {
 	struct auth_table *users; /* the table in use */
 	unsigned gen;
 	struct hasher_list hashers;
-	struct pw_request_list waiting; /* checks no hasher can take now */
+	TAILQ_HEAD(, pw_group) turns;                     /* groups with waiting checks */
+	LIST_HEAD(, pw_group) groups[PWHELPER_BUCKETS];   /* the same, by key */
+	LIST_HEAD(, pw_request) ids[PWHELPER_BUCKETS];    /* every check, by id */
 	struct timer respawn;
 };
 
@@ -154,6 +173,72 @@ static void __attribute__((noreturn)) hasher_main(struct auth_table *users, int 
 		if (!pwhelper_send(PWHELPER_FD, &v, sizeof(v)))
 			_exit(0);
 	}
+}
+
+/* --- keeper: queues ---------------------------------------------------------- */
+
+static size_t
+pw_hash(const void *p, size_t n)
+{
+	const uint8_t *b = p;
+	uint64_t h = 0xcbf29ce484222325ULL;
+
+	for (size_t i = 0; i < n; i++)
+		h = (h ^ b[i]) * 0x100000001b3ULL;
+	return (size_t)(h >> 32) % PWHELPER_BUCKETS;
+}
+
+/* Queues r at the tail of its group (head: a retry), the group taking its
+ * turn after the others. */
+static bool
+keeper_enqueue(struct keeper *k, struct pw_request *r, bool head)
+{
+	size_t b = pw_hash(r->msg.group, PWHELPER_GROUP_LEN);
+	struct pw_group *g;
+
+	LIST_FOREACH (g, &k->groups[b], bucket)
+		if (memcmp(g->key, r->msg.group, PWHELPER_GROUP_LEN) == 0)
+			break;
+	if (!g) {
+		if (!(g = calloc(1, sizeof(*g))))
+			return false;
+		memcpy(g->key, r->msg.group, PWHELPER_GROUP_LEN);
+		TAILQ_INIT(&g->waiting);
+		LIST_INSERT_HEAD(&k->groups[b], g, bucket);
+		if (head)
+			TAILQ_INSERT_HEAD(&k->turns, g, turn);
+		else
+			TAILQ_INSERT_TAIL(&k->turns, g, turn);
+	}
+	if (head)
+		TAILQ_INSERT_HEAD(&g->waiting, r, link);
+	else
+		TAILQ_INSERT_TAIL(&g->waiting, r, link);
+	r->group = g;
+	return true;
+}
+
+/* Takes r out of its group's queue; a group left empty goes. */
+static void
+keeper_dequeue(struct keeper *k, struct pw_request *r)
+{
+	struct pw_group *g = r->group;
+
+	TAILQ_REMOVE(&g->waiting, r, link);
+	r->group = NULL;
+	if (TAILQ_EMPTY(&g->waiting)) {
+		TAILQ_REMOVE(&k->turns, g, turn);
+		LIST_REMOVE(g, bucket);
+		free(g);
+	}
+}
+
+static void
+request_free(struct pw_request *r)
+{
+	LIST_REMOVE(r, byid);
+	explicit_bzero(r, sizeof(*r));
+	free(r);
 }
 
 /* --- keeper: hashers --------------------------------------------------------- */
@@ -259,13 +344,12 @@ hasher_died(struct hasher *h)
 
 	while ((r = TAILQ_LAST(&h->inflight, pw_request_list))) {
 		TAILQ_REMOVE(&h->inflight, r, link);
-		if (r->tries >= 2) {
-			keeper_answer(k, &r->msg, PWCHECK_ERROR, false);
-			explicit_bzero(r, sizeof(*r));
-			free(r);
+		if (r->cancelled || r->tries >= 2 || !keeper_enqueue(k, r, true)) {
+			if (!r->cancelled)
+				keeper_answer(k, &r->msg, PWCHECK_ERROR, false);
+			request_free(r);
 			continue;
 		}
-		TAILQ_INSERT_HEAD(&k->waiting, r, link);
 		retried++;
 	}
 	if (h->gen == k->gen)
@@ -303,9 +387,9 @@ hasher_on_io(struct loop *loop, unsigned events, void *arg)
 	/* Verified against the current table: no hash next time. */
 	if (v.result == PWCHECK_OK && h->gen == k->gen)
 		auth_cache_store(k->users, r->msg.user, r->msg.pass);
-	keeper_answer(k, &r->msg, (enum pwcheck_result)v.result, v.hashed);
-	explicit_bzero(r, sizeof(*r));
-	free(r);
+	if (!r->cancelled)
+		keeper_answer(k, &r->msg, (enum pwcheck_result)v.result, v.hashed);
+	request_free(r);
 	/* A retired generation exits once it holds nothing. */
 	if (h->gen != k->gen && h->ninflight == 0)
 		hasher_stop(h);
@@ -340,17 +424,26 @@ keeper_least_busy(struct keeper *k)
 	return best;
 }
 
+/* The groups take turns: the first check of the group at the head goes to
+ * the least busy hasher, and the group to the tail. */
 static void
 keeper_dispatch(struct keeper *k)
 {
-	struct pw_request *r;
+	struct pw_group *g;
 	struct hasher *h;
 
-	while ((r = TAILQ_FIRST(&k->waiting)) && (h = keeper_least_busy(k))) {
-		TAILQ_REMOVE(&k->waiting, r, link);
+	while ((g = TAILQ_FIRST(&k->turns)) && (h = keeper_least_busy(k))) {
+		struct pw_request *r = TAILQ_FIRST(&g->waiting);
+		bool more = TAILQ_NEXT(r, link) != NULL;
+
+		keeper_dequeue(k, r); /* drops the group when it was its last */
+		if (more) {
+			TAILQ_REMOVE(&k->turns, g, turn);
+			TAILQ_INSERT_TAIL(&k->turns, g, turn);
+		}
 		r->tries++;
 		if (!pwhelper_send(h->w.fd, &r->msg, sizeof(r->msg))) {
-			TAILQ_INSERT_HEAD(&k->waiting, r, link);
+			(void)keeper_enqueue(k, r, true);
 			hasher_died(h);
 			continue;
 		}
@@ -385,8 +478,33 @@ keeper_check(struct keeper *k, const struct pwmsg_check *m)
 		return;
 	}
 	r->msg = *m;
-	TAILQ_INSERT_TAIL(&k->waiting, r, link);
+	LIST_INSERT_HEAD(&k->ids[pw_hash(&m->id, sizeof(m->id))], r, byid);
+	if (!keeper_enqueue(k, r, false)) {
+		keeper_answer(k, m, PWCHECK_ERROR, false);
+		request_free(r);
+		return;
+	}
 	keeper_dispatch(k);
+}
+
+/* The client left: a check still waiting is dropped (no hash for nobody),
+ * one at a hasher is answered to nobody. */
+static void
+keeper_cancel(struct keeper *k, uint64_t id)
+{
+	struct pw_request *r;
+
+	LIST_FOREACH (r, &k->ids[pw_hash(&id, sizeof(id))], byid)
+		if (r->msg.id == id)
+			break;
+	if (!r)
+		return;
+	if (r->group) {
+		keeper_dequeue(k, r);
+		request_free(r);
+	} else {
+		r->cancelled = true;
+	}
 }
 
 /* Reads the configuration again; the old hashers retire. */
@@ -432,6 +550,12 @@ keeper_on_net(struct loop *loop, unsigned events, void *arg)
 		keeper_reload(k);
 		return;
 	}
+	if (n == (ssize_t)sizeof(struct pwmsg_cancel) && m.type == PWMSG_CANCEL) {
+		struct pwmsg_cancel c;
+		memcpy(&c, &m, sizeof(c));
+		keeper_cancel(k, c.id);
+		return;
+	}
 	/* ulen and plen are one byte: they index the fields' last byte at most. */
 	if (n == (ssize_t)sizeof(m) && m.type == PWMSG_CHECK) {
 		keeper_check(k, &m);
@@ -475,7 +599,7 @@ keeper_main(struct auth_table *users, const struct pwhelper_options *opt, int fd
 	k.users = users;
 	auth_table_prepare(k.users);
 	TAILQ_INIT(&k.hashers);
-	TAILQ_INIT(&k.waiting);
+	TAILQ_INIT(&k.turns);
 	timer_init(&k.respawn, keeper_on_respawn, &k);
 	watcher_init(&k.net, PWHELPER_FD, keeper_on_net, &k);
 	if (loop_watch(k.loop, &k.net, LOOP_READ) < 0 ||
