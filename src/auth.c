@@ -27,6 +27,8 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "siphash.h"
+
 /* RFC 1929 §2: ULEN and PLEN are one byte each. */
 #define AUTH_FIELD_MAX 255
 /* Fixed size every comparison runs over, so its time does not depend on
@@ -58,74 +60,6 @@ struct auth_table {
 	const char *dummy_hash; /* a hashed user's secret, for unknown users */
 	struct crypt_data *cd;  /* 32 KiB scratch for crypt_r, cleared after use */
 };
-
-/* --- SipHash-2-4 (Aumasson, Bernstein 2012), 64-bit output ------------------ */
-
-#define ROTL64(x, b) (((x) << (b)) | ((x) >> (64 - (b))))
-
-/* NOLINTBEGIN(bugprone-macro-parentheses): the arguments are assigned to,
- * so they can only be plain variables; every use passes v0..v3. */
-#define SIPROUND(v0, v1, v2, v3)     \
-	do {                         \
-		v0 += v1;            \
-		v1 = ROTL64(v1, 13); \
-		v1 ^= v0;            \
-		v0 = ROTL64(v0, 32); \
-		v2 += v3;            \
-		v3 = ROTL64(v3, 16); \
-		v3 ^= v2;            \
-		v0 += v3;            \
-		v3 = ROTL64(v3, 21); \
-		v3 ^= v0;            \
-		v2 += v1;            \
-		v1 = ROTL64(v1, 17); \
-		v1 ^= v2;            \
-		v2 = ROTL64(v2, 32); \
-	} while (0)
-/* NOLINTEND(bugprone-macro-parentheses) */
-
-static uint64_t
-load_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-
-	for (int i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-auth_siphash(const uint8_t key[16], const void *data, size_t len)
-{
-	const uint8_t *in = data;
-	uint64_t k0 = load_le64(key), k1 = load_le64(key + 8);
-	uint64_t v0 = UINT64_C(0x736f6d6570736575) ^ k0;
-	uint64_t v1 = UINT64_C(0x646f72616e646f6d) ^ k1;
-	uint64_t v2 = UINT64_C(0x6c7967656e657261) ^ k0;
-	uint64_t v3 = UINT64_C(0x7465646279746573) ^ k1;
-	uint64_t b = (uint64_t)len << 56;
-	size_t i, tail = len & 7;
-
-	for (i = 0; i + 8 <= len; i += 8) {
-		uint64_t m = load_le64(in + i);
-		v3 ^= m;
-		SIPROUND(v0, v1, v2, v3);
-		SIPROUND(v0, v1, v2, v3);
-		v0 ^= m;
-	}
-	for (size_t j = 0; j < tail; j++)
-		b |= (uint64_t)in[i + j] << (8 * j);
-	v3 ^= b;
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	SIPROUND(v0, v1, v2, v3);
-	return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* --- the table ---------------------------------------------------------- */
 
@@ -220,7 +154,7 @@ static size_t
 name_slot(const struct auth_table *t, const char *name)
 {
 	/* Keyed, so a users file cannot be built to collide on purpose. */
-	return (size_t)auth_siphash(t->key, name, strlen(name)) & (t->index_cap - 1);
+	return (size_t)siphash24(t->key, name, strlen(name)) & (t->index_cap - 1);
 }
 
 static struct auth_user *
@@ -522,7 +456,7 @@ auth_check_ex(struct auth_table *t, const char *user, const char *pass, bool may
 	len_ok = plen <= AUTH_FIELD_MAX;
 	memset(given, 0, sizeof(given));
 	memcpy(given, pass, len_ok ? plen : AUTH_FIELD_MAX);
-	tag = auth_siphash(t->cache_key, given, len_ok ? plen : AUTH_FIELD_MAX);
+	tag = siphash24(t->cache_key, given, len_ok ? plen : AUTH_FIELD_MAX);
 
 	if (!may_hash &&
 		((!u && t->dummy_hash) ||
@@ -572,7 +506,7 @@ auth_cache_store(struct auth_table *t, const char *user, const char *pass)
 
 	if (!u || !u->hashed || plen > AUTH_FIELD_MAX)
 		return;
-	u->cache_tag = auth_siphash(t->cache_key, pass, plen);
+	u->cache_tag = siphash24(t->cache_key, pass, plen);
 	u->cache_valid = true;
 }
 

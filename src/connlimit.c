@@ -17,6 +17,7 @@
 
 #include "addr.h"
 #include "connlimit.h"
+#include "siphash.h"
 
 #define LIM_NONE UINT32_MAX
 /* Count tables are bounded by the caller's connection limit, not here. */
@@ -62,78 +63,13 @@ struct lim_list {
 };
 
 struct connlimit {
-	uint64_t k0, k1;      /* SipHash key */
-	unsigned ipv6_prefix; /* 1..128 */
+	uint8_t key[SIPHASH_KEY_LEN]; /* the hashes' secret key */
+	unsigned ipv6_prefix;         /* 1..128 */
 	struct connlimit_auth_policy auth;
 	struct lim_table ips, users, fails;
 	struct lim_list streaks; /* unlocked fails entries, by since */
 	struct lim_list locked;  /* locked fails entries, by locked_until */
 };
-
-/* --- SipHash-2-4 (Aumasson, Bernstein 2012), 64-bit output ------------- */
-
-#define ROTL64(x, b) (uint64_t)(((x) << (b)) | ((x) >> (64 - (b))))
-
-#define SIPROUND                     \
-	do {                         \
-		v0 += v1;            \
-		v1 = ROTL64(v1, 13); \
-		v1 ^= v0;            \
-		v0 = ROTL64(v0, 32); \
-		v2 += v3;            \
-		v3 = ROTL64(v3, 16); \
-		v3 ^= v2;            \
-		v0 += v3;            \
-		v3 = ROTL64(v3, 21); \
-		v3 ^= v0;            \
-		v2 += v1;            \
-		v1 = ROTL64(v1, 17); \
-		v1 ^= v2;            \
-		v2 = ROTL64(v2, 32); \
-	} while (0)
-
-static uint64_t
-load_le64(const uint8_t *p)
-{
-	uint64_t v = 0;
-	int i;
-
-	for (i = 7; i >= 0; i--)
-		v = (v << 8) | p[i];
-	return v;
-}
-
-static uint64_t
-siphash24(uint64_t k0, uint64_t k1, const uint8_t *in, size_t len)
-{
-	uint64_t v0 = 0x736f6d6570736575ull ^ k0;
-	uint64_t v1 = 0x646f72616e646f6dull ^ k1;
-	uint64_t v2 = 0x6c7967656e657261ull ^ k0;
-	uint64_t v3 = 0x7465646279746573ull ^ k1;
-	uint64_t b = (uint64_t)len << 56, m;
-	size_t i, left = len & 7;
-	const uint8_t *end = in + len - left;
-
-	for (; in != end; in += 8) {
-		m = load_le64(in);
-		v3 ^= m;
-		SIPROUND;
-		SIPROUND;
-		v0 ^= m;
-	}
-	for (i = 0; i < left; i++)
-		b |= (uint64_t)in[i] << (8 * i);
-	v3 ^= b;
-	SIPROUND;
-	SIPROUND;
-	v0 ^= b;
-	v2 ^= 0xff;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	SIPROUND;
-	return v0 ^ v1 ^ v2 ^ v3;
-}
 
 /* --- keys ---------------------------------------------------------------- */
 
@@ -175,13 +111,13 @@ lim_ip_key(const struct connlimit *lim, const union sockaddr_any *sa, struct lim
 static uint32_t
 lim_hash_ip(const struct connlimit *lim, const struct lim_ip *k)
 {
-	return (uint32_t)siphash24(lim->k0, lim->k1, (const uint8_t *)k, sizeof(*k));
+	return (uint32_t)siphash24(lim->key, k, sizeof(*k));
 }
 
 static uint32_t
 lim_hash_name(const struct connlimit *lim, const char *name)
 {
-	return (uint32_t)siphash24(lim->k0, lim->k1, (const uint8_t *)name, strlen(name));
+	return (uint32_t)siphash24(lim->key, name, strlen(name));
 }
 
 /* --- table --------------------------------------------------------------- */
@@ -454,8 +390,7 @@ connlimit_new(const struct connlimit_config *cfg)
 	lim = calloc(1, sizeof(*lim));
 	if (lim == NULL)
 		return NULL;
-	lim->k0 = load_le64(cfg->hash_key);
-	lim->k1 = load_le64(cfg->hash_key + 8);
+	memcpy(lim->key, cfg->hash_key, sizeof(lim->key));
 	lim->ipv6_prefix = cfg->ipv6_prefix ? cfg->ipv6_prefix : 128;
 	table_init(&lim->ips, false, LIM_ENTS_MAX);
 	table_init(&lim->users, true, LIM_ENTS_MAX);

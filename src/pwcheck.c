@@ -153,11 +153,11 @@ pwcheck_keeper_lost(struct pwcheck *pw)
 		}
 	TAILQ_CONCAT(&again, &pw->backlog, link);
 	TAILQ_CONCAT(&pw->backlog, &again, link);
-	log_warnx("auth: the password keeper %ld died; %u check(s) to send again",
-		(long)pw->keeper, n);
+	log_warnx("auth: the password keeper %ld died; %u check(s) to send again", (long)pw->keeper,
+		n);
 	timer_start(pw->loop, &pw->restart,
 		loop_now(pw->loop) - pw->keeper_started_ms < PWCHECK_RESTART_MS ? PWCHECK_RESTART_MS
-										  : 0);
+										: 0);
 }
 
 static void
@@ -166,9 +166,9 @@ pwcheck_on_verdict(struct pwcheck *pw, const struct pwmsg_verdict *v)
 	struct pwcheck_job_list *list = pwcheck_bucket(pw, v->id);
 	struct pwcheck_job *job;
 
-	TAILQ_FOREACH (job, list, link)
-		if (job->msg.id == v->id)
-			break;
+	TAILQ_FOREACH(job, list, link)
+	if (job->msg.id == v->id)
+		break;
 	if (!job)
 		return; /* cancelled while at the keeper */
 	TAILQ_REMOVE(list, job, link);
@@ -223,7 +223,8 @@ pwcheck_flush(struct pwcheck *pw)
 	while ((job = TAILQ_FIRST(&pw->backlog))) {
 		ssize_t n;
 		do {
-			n = send(pw->w.fd, &job->msg, sizeof(job->msg), MSG_DONTWAIT | MSG_NOSIGNAL);
+			n = send(pw->w.fd, &job->msg, sizeof(job->msg),
+				MSG_DONTWAIT | MSG_NOSIGNAL);
 		} while (n < 0 && errno == EINTR);
 		if (n < 0 && (errno == EAGAIN || errno == ENOBUFS))
 			break;

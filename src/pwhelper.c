@@ -25,6 +25,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/queue.h>
+#include <sys/random.h>
 #include <sys/resource.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -34,6 +35,7 @@
 #include "config.h"
 #include "log.h"
 #include "loop.h"
+#include "siphash.h"
 
 /* Checks sent to one hasher at a time: the next is queued in its socket
  * while it hashes, so it never waits for the keeper. */
@@ -89,9 +91,9 @@ struct keeper {
 	struct auth_table *users; /* the table in use */
 	unsigned gen;
 	struct hasher_list hashers;
-	TAILQ_HEAD(, pw_group) turns;                     /* groups with waiting checks */
-	LIST_HEAD(, pw_group) groups[PWHELPER_BUCKETS];   /* the same, by key */
-	LIST_HEAD(, pw_request) ids[PWHELPER_BUCKETS];    /* every check, by id */
+	TAILQ_HEAD(, pw_group) turns;                   /* groups with waiting checks */
+	LIST_HEAD(, pw_group) groups[PWHELPER_BUCKETS]; /* the same, by key */
+	LIST_HEAD(, pw_request) ids[PWHELPER_BUCKETS];  /* every check, by id */
 	struct timer respawn;
 };
 
@@ -177,15 +179,14 @@ static void __attribute__((noreturn)) hasher_main(struct auth_table *users, int 
 
 /* --- keeper: queues ---------------------------------------------------------- */
 
+/* Keyed: clients choose their addresses, so they must not be able to pile
+ * their groups into one bucket. */
+static uint8_t pw_hash_key[SIPHASH_KEY_LEN];
+
 static size_t
 pw_hash(const void *p, size_t n)
 {
-	const uint8_t *b = p;
-	uint64_t h = 0xcbf29ce484222325ULL;
-
-	for (size_t i = 0; i < n; i++)
-		h = (h ^ b[i]) * 0x100000001b3ULL;
-	return (size_t)(h >> 32) % PWHELPER_BUCKETS;
+	return (size_t)(siphash24(pw_hash_key, p, n) % PWHELPER_BUCKETS);
 }
 
 /* Queues r at the tail of its group (head: a retry), the group taking its
@@ -196,9 +197,9 @@ keeper_enqueue(struct keeper *k, struct pw_request *r, bool head)
 	size_t b = pw_hash(r->msg.group, PWHELPER_GROUP_LEN);
 	struct pw_group *g;
 
-	LIST_FOREACH (g, &k->groups[b], bucket)
-		if (memcmp(g->key, r->msg.group, PWHELPER_GROUP_LEN) == 0)
-			break;
+	LIST_FOREACH(g, &k->groups[b], bucket)
+	if (memcmp(g->key, r->msg.group, PWHELPER_GROUP_LEN) == 0)
+		break;
 	if (!g) {
 		if (!(g = calloc(1, sizeof(*g))))
 			return false;
@@ -494,9 +495,9 @@ keeper_cancel(struct keeper *k, uint64_t id)
 {
 	struct pw_request *r;
 
-	LIST_FOREACH (r, &k->ids[pw_hash(&id, sizeof(id))], byid)
-		if (r->msg.id == id)
-			break;
+	LIST_FOREACH(r, &k->ids[pw_hash(&id, sizeof(id))], byid)
+	if (r->msg.id == id)
+		break;
 	if (!r)
 		return;
 	if (r->group) {
@@ -585,6 +586,8 @@ keeper_main(struct auth_table *users, const struct pwhelper_options *opt, int fd
 	char err[512];
 
 	pwhelper_child_setup(fd);
+	if (getrandom(pw_hash_key, sizeof(pw_hash_key), 0) != (ssize_t)sizeof(pw_hash_key))
+		_exit(1);
 	memset(&k, 0, sizeof(k));
 	k.opt = *opt;
 	if (!(k.loop = loop_new()))

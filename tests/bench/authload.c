@@ -45,7 +45,12 @@
 #define MAX_LOGINS 65536
 #define VALID_EVERY_US 100000
 
-enum login_kind { LOGIN_FLOOD, LOGIN_VALID, LOGIN_KNOWN, LOGIN_UNKNOWN };
+enum login_kind {
+	LOGIN_FLOOD,
+	LOGIN_VALID,
+	LOGIN_KNOWN,
+	LOGIN_UNKNOWN
+};
 
 struct login {
 	int fd;
@@ -60,8 +65,7 @@ static struct sockaddr_in proxy, target;
 static const char *user = "bench", *pass = "benchpass";
 static unsigned seconds = 10, rate = 200, sources = 50, tries = 200;
 
-static void __attribute__((noreturn, format(printf, 1, 2)))
-die(const char *fmt, ...)
+static void __attribute__((noreturn, format(printf, 1, 2))) die(const char *fmt, ...)
 {
 	va_list ap;
 
@@ -213,8 +217,7 @@ near_change(uint64_t t)
 
 /* The child: round trips until the schedule ends, each kept by the kind of
  * period it started in; then the results. */
-static void __attribute__((noreturn))
-rtt_child(int up)
+static void __attribute__((noreturn)) rtt_child(int up)
 {
 	static uint64_t v[2][MAX_RTT];
 	uint8_t buf[ECHO_LEN] = { 1 };
@@ -317,9 +320,10 @@ login_io(struct login *l, uint32_t events)
 			return;
 		}
 		snprintf(name, sizeof(name), "nobody%u", ++seq);
-		n = l->kind == LOGIN_UNKNOWN || l->kind == LOGIN_FLOOD ? credentials(msg, name, "guess")
-			: l->kind == LOGIN_KNOWN		       ? credentials(msg, user, "guess")
-								       : credentials(msg, user, pass);
+		n = l->kind == LOGIN_UNKNOWN || l->kind == LOGIN_FLOOD
+			? credentials(msg, name, "guess")
+			: l->kind == LOGIN_KNOWN ? credentials(msg, user, "guess")
+						 : credentials(msg, user, pass);
 		l->sent_us = now_us();
 		if (write(l->fd, msg, n) != (ssize_t)n) {
 			login_end(l, -1);
@@ -481,9 +485,11 @@ main(int argc, char **argv)
 	printf("metric=auth_valid_ok value=%.1f unit=%%\n",
 		valid_all ? 100.0 * (double)valid_ok / (double)valid_all : 0.0);
 	{
-		uint64_t known = pct(times[0], ntimes[0], 0.5), unknown = pct(times[1], ntimes[1], 0.5);
+		uint64_t known = pct(times[0], ntimes[0], 0.5),
+			 unknown = pct(times[1], ntimes[1], 0.5);
 		printf("metric=auth_refusal_known value=%.1f unit=ms\n", (double)known / 1000.0);
-		printf("metric=auth_refusal_unknown value=%.1f unit=ms\n", (double)unknown / 1000.0);
+		printf("metric=auth_refusal_unknown value=%.1f unit=ms\n",
+			(double)unknown / 1000.0);
 		printf("metric=auth_refusal_diff value=%.2f unit=ms\n",
 			(double)(known > unknown ? known - unknown : unknown - known) / 1000.0);
 	}
