@@ -330,7 +330,7 @@ read_line(FILE *f, char *buf, size_t cap, const char **why)
 int
 auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t errlen)
 {
-	char line[AUTH_LINE_MAX], msg[256], where[64];
+	char line[AUTH_LINE_MAX], msg[256], where[64], iobuf[4096];
 	const char *why = NULL;
 	struct stat st;
 	FILE *f = NULL;
@@ -359,6 +359,8 @@ auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t e
 		close(fd);
 		return -1;
 	}
+	/* Secrets pass through stdio's buffer: ours, wiped at the end. */
+	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
 	for (;;) {
 		char *s, *e, *colon;
 
@@ -401,6 +403,7 @@ auth_table_load_file(struct auth_table *t, const char *path, char *err, size_t e
 out:
 	explicit_bzero(line, sizeof(line));
 	fclose(f);
+	explicit_bzero(iobuf, sizeof(iobuf));
 	return ret;
 }
 

@@ -983,6 +983,9 @@ out:
 int
 config_load_file(const char *path, struct config **out, char *err, size_t errlen)
 {
+	/* The file may hold secrets: stdio reads through this buffer, wiped
+	 * below, not through one of its own that free() would leave as is. */
+	char iobuf[4096];
 	char *text = NULL;
 	size_t len = 0, cap = 0;
 	FILE *f;
@@ -994,6 +997,7 @@ config_load_file(const char *path, struct config **out, char *err, size_t errlen
 		snprintf(err, errlen, "%s: %s", path, strerror(errno));
 		return -1;
 	}
+	setvbuf(f, iobuf, _IOFBF, sizeof(iobuf));
 	for (;;) {
 		size_t n;
 
@@ -1003,10 +1007,16 @@ config_load_file(const char *path, struct config **out, char *err, size_t errlen
 				snprintf(err, errlen, "%s: file too large", path);
 				goto out;
 			}
-			nt = realloc(text, cap + 65536);
+			/* Not realloc: the old block holds the text read so far. */
+			nt = malloc(cap + 65536);
 			if (!nt) {
 				snprintf(err, errlen, "%s: out of memory", path);
 				goto out;
+			}
+			if (text) {
+				memcpy(nt, text, len);
+				explicit_bzero(text, cap);
+				free(text);
 			}
 			text = nt;
 			cap += 65536;
@@ -1038,6 +1048,7 @@ out:
 		free(text);
 	}
 	fclose(f);
+	explicit_bzero(iobuf, sizeof(iobuf));
 	return ret;
 }
 
