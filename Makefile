@@ -76,6 +76,13 @@ integration-tests: $(B)/socks5d $(ITEST_BIN)
 	SOCKS5D=$(B)/socks5d ./$(ITEST_BIN)
 	sh tests/integration/real_clients.sh $(B)/socks5d
 
+# The integration suite with a hostile /etc/resolv.conf (timeout:1
+# attempts:1, nobody answering) in a private mount namespace: nothing may
+# depend on the host's resolver. Root, or unprivileged user namespaces.
+.PHONY: test-hermetic
+test-hermetic: $(B)/socks5d $(ITEST_BIN)
+	sh tests/hermetic.sh $(MAKE) --no-print-directory integration-tests
+
 # The integration suite with the daemon under valgrind (slow: run by CI, not
 # by `make test`).
 .PHONY: memcheck

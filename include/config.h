@@ -80,6 +80,8 @@ struct config {
 	int resolve_prefer;         /* AF_INET or AF_INET6 */
 	unsigned dns_cache_size;    /* entries */
 	unsigned dns_cache_max_ttl; /* seconds */
+	unsigned timeout_dns;       /* seconds per query try; 0: resolv.conf's, else 5 */
+	unsigned dns_attempts;      /* rounds over the nameservers; 0: resolv.conf's, else 2 */
 
 	uint16_t udp_port_lo, udp_port_hi;   /* 0,0: any port */
 	uint16_t bind_port_lo, bind_port_hi; /* 0,0: any port */

@@ -737,9 +737,11 @@ test_timeout_each_kind(void **state)
 				    "timeout connect 86400\n"
 				    "timeout idle 0\n"
 				    "timeout udp 0\n"
-				    "timeout bind 007\n");
+				    "timeout bind 007\n"
+				    "timeout dns 30\n");
 
 	(void)state;
+	assert_int_equal(c->timeout_dns, 30);
 	assert_int_equal(c->timeout_handshake, 1);
 	assert_int_equal(c->timeout_connect, 86400);
 	assert_int_equal(c->timeout_idle, 0);
@@ -754,7 +756,30 @@ test_timeout_each_kind(void **state)
 	assert_int_equal(c->timeout_connect, 10);
 	assert_int_equal(c->timeout_udp, 300);
 	assert_int_equal(c->timeout_bind, 120);
+	/* 0: not set, the resolver takes resolv.conf's value, else 5 s */
+	assert_int_equal(c->timeout_dns, 0);
 	config_unref(c);
+}
+
+/* dns-attempts N (issue 20): rounds over the nameservers, 1..5 as
+ * resolv.conf caps attempts:; unset (0) leaves it to resolv.conf. */
+static void
+test_dns_attempts(void **state)
+{
+	struct config *c = parse_ok("dns-attempts 5\n");
+
+	(void)state;
+	assert_int_equal(c->dns_attempts, 5);
+	config_unref(c);
+	c = parse_ok("log-level info\n");
+	assert_int_equal(c->dns_attempts, 0);
+	config_unref(c);
+	parse_err("dns-attempts 0\n", "t.conf:1: dns-attempts: 0 out of range 1..5");
+	parse_err("log-level info\ndns-attempts 6\n",
+		"t.conf:2: dns-attempts: 6 out of range 1..5");
+	parse_err("dns-attempts two\n", "t.conf:1: dns-attempts: 'two' is not a number");
+	parse_err("dns-attempts 1\ndns-attempts 2\n",
+		"t.conf:2: duplicate 'dns-attempts', first at line 1");
 }
 
 /*
@@ -814,8 +839,13 @@ test_timeout_errors(void **state)
 	parse_err("timeout idle -1\n", "t.conf:1: timeout idle: '-1' is not a number");
 	parse_err("timeout idle +1\n", "t.conf:1: timeout idle: '+1' is not a number");
 	parse_err("timeout idle \"\"\n", "t.conf:1: timeout idle: '' is not a number");
-	parse_err("timeout dns 5\n",
-		"t.conf:1: timeout: unknown kind 'dns' (handshake, connect, idle, udp, bind)");
+	parse_err("timeout dnss 5\n",
+		"t.conf:1: timeout: unknown kind 'dnss' (handshake, connect, idle, udp, bind, "
+		"dns)");
+	parse_err("timeout dns 0\n", "t.conf:1: timeout dns: 0 out of range 1..30");
+	parse_err("timeout dns 31\n", "t.conf:1: timeout dns: 31 out of range 1..30");
+	parse_err("timeout dns 1\ntimeout dns 2\n",
+		"t.conf:2: duplicate 'timeout dns', first at line 1");
 	parse_err("timeout idle\n", "t.conf:1: timeout: expected 2 arguments, got 1");
 	parse_err("timeout idle 1 2\n", "t.conf:1: timeout: expected 2 arguments, got 3");
 	parse_err("timeout idle 5\ntimeout udp 5\ntimeout idle 6\n",
@@ -1183,6 +1213,7 @@ test_dump_default(void **state)
 		"timeout idle 3600\n"
 		"timeout udp 300\n"
 		"timeout bind 120\n"
+		"# timeout dns not set: resolv.conf's timeout option, else 5\n"
 		"shutdown-timeout 10\n"
 		"socks4 on\n"
 		"workers 1\n"
@@ -1192,6 +1223,7 @@ test_dump_default(void **state)
 		"resolve-prefer ipv4\n"
 		"dns-cache-size 10000\n"
 		"dns-cache-max-ttl 3600\n"
+		"# dns-attempts not set: resolv.conf's attempts option, else 2\n"
 		"# udp-port-range not set: any port\n"
 		"# bind-port-range not set: any port\n"
 		"# external not set: chosen by the kernel\n"
@@ -1213,6 +1245,8 @@ test_dump_everything_set_hides_secrets(void **state)
 		"udp-port-range 5000-5010\n"
 		"dns-cache-max-ttl 60\n"
 		"dns-cache-size 10\n"
+		"dns-attempts 1\n"
+		"timeout dns 3\n"
 		"resolve-prefer ipv6\n"
 		"nameserver [::1]:5353\n"
 		"nameserver 10.0.0.1\n"
@@ -1252,6 +1286,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"timeout idle 0\n"
 		"timeout udp 300\n"
 		"timeout bind 5\n"
+		"timeout dns 3\n"
 		"shutdown-timeout 2\n"
 		"socks4 on\n"
 		"workers 1\n"
@@ -1262,6 +1297,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"resolve-prefer ipv6\n"
 		"dns-cache-size 10\n"
 		"dns-cache-max-ttl 60\n"
+		"dns-attempts 1\n"
 		"udp-port-range 5000-5010\n"
 		"bind-port-range 6000-6010\n"
 		"external 192.0.2.9\n"
@@ -1284,6 +1320,7 @@ test_dump_parses_back_to_same_dump(void **state)
 {
 	struct config *c = parse_ok("listen [::1]:2\nlisten 127.0.0.1:3\nlog-level error\n"
 				    "timeout udp 0\nnameserver ::1\nexternal 10.1.1.1\n"
+				    "timeout dns 2\ndns-attempts 3\n"
 				    "log syslog\nshutdown-timeout 1\n"
 				    "udp-port-range 9-10\n");
 	char *s1 = unit_capture(write_config, c), *s2;
@@ -1305,11 +1342,11 @@ test_keywords_are_the_documented_set(void **state)
 {
 	static const char *const want[] = { "listen", "auth", "user", "users-file", "log",
 		"log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer",
-		"dns-cache-size", "dns-cache-max-ttl", "udp-port-range", "bind-port-range",
-		"socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce",
-		"client", "rule", "relay-buffer", "relay-splice", "max-connections",
-		"max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as",
-		NULL };
+		"dns-cache-size", "dns-cache-max-ttl", "dns-attempts", "udp-port-range",
+		"bind-port-range", "socks4", "workers", "external", "proxy-protocol-from",
+		"metrics", "announce", "client", "rule", "relay-buffer", "relay-splice",
+		"max-connections", "max-connections-per-ip", "max-sessions-per-user",
+		"auth-fail-limit", "run-as", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1446,6 +1483,7 @@ main(void)
 		cmocka_unit_test(test_timeout_each_kind),
 		cmocka_unit_test(test_numbers_are_digits_only_everywhere),
 		cmocka_unit_test(test_timeout_errors),
+		cmocka_unit_test(test_dns_attempts),
 		cmocka_unit_test(test_nameserver_forms),
 		cmocka_unit_test(test_nameserver_errors),
 		cmocka_unit_test(test_resolve_prefer),
