@@ -83,6 +83,11 @@ integration-tests: $(B)/socks5d $(ITEST_BIN)
 test-hermetic: $(B)/socks5d $(ITEST_BIN)
 	sh tests/hermetic.sh $(MAKE) --no-print-directory integration-tests
 
+# socks5d passwd from a pseudo-terminal and from standard input.
+.PHONY: passwd-check
+passwd-check: $(B)/socks5d
+	sh tests/passwd_check.sh $(B)/socks5d
+
 # The integration suite with the daemon under valgrind (slow: run by CI, not
 # by `make test`).
 .PHONY: memcheck
@@ -125,6 +130,7 @@ test: test-deps
 	$(MAKE) --no-print-directory fuzz-replay
 	$(MAKE) --no-print-directory docs-check
 	$(MAKE) --no-print-directory integration-tests
+	$(MAKE) --no-print-directory passwd-check
 	$(MAKE) --no-print-directory install-check
 
 # --- benchmark: timing, so never part of `make test` ------------------------

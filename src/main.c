@@ -32,6 +32,7 @@
 #include "loop.h"
 #include "metrics.h"
 #include "notify.h"
+#include "passwd.h"
 #include "pipepool.h"
 #include "relay.h"
 #include "resolver.h"
@@ -76,6 +77,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: socks5d [-dhtTV] [-f file]\n"
+		"       socks5d passwd [-D] [-m yescrypt|sha512] [-f users-file] name\n"
 		"  -f file  configuration file (default " CONFIG_DEFAULT_PATH ";\n"
 		"           without -f and without that file: listen " CONFIG_DEFAULT_LISTEN
 		", no authentication)\n"
@@ -549,6 +551,8 @@ main(int argc, char **argv)
 	char err[1024];
 	int ch, nfds;
 
+	if (argc > 1 && strcmp(argv[1], "passwd") == 0)
+		return passwd_main(argc - 1, argv + 1);
 	memset(&d, 0, sizeof(d));
 	d.worker = -1;
 	d.path = CONFIG_DEFAULT_PATH;
