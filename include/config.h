@@ -7,6 +7,7 @@
 #ifndef SOCKS5D_CONFIG_H
 #define SOCKS5D_CONFIG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -49,8 +50,10 @@ struct config {
 	uint8_t methods[2]; /* SOCKS_METHOD_*, in preference order */
 	size_t nmethods;
 
-	struct auth_table *users; /* never NULL; may be empty */
-	struct acl *acl;          /* client and request rules; never NULL */
+	struct auth_table *users;  /* never NULL; may be empty */
+	char users_file[PATH_MAX]; /* users-file, relative to the config's directory resolved; "" */
+	bool users_file_watch;     /* users-file ... watch: reload when it changes */
+	struct acl *acl;           /* client and request rules; never NULL */
 
 	unsigned max_connections;        /* per process; 0 = no limit */
 	unsigned max_connections_per_ip; /* 0 = no limit */

@@ -124,7 +124,7 @@ static const struct config_keyword keywords[] = {
 	{ "announce", 1, 1, true, set_announce, 0, 0, 0, 0 },
 	{ "auth", 1, 2, false, set_auth, 0, 0, 0, 0 },
 	{ "user", 2, 6, true, set_user, 0, 0, 0, 0 },
-	{ "users-file", 1, 1, false, set_users_file, 0, 0, 0, 0 },
+	{ "users-file", 1, 2, false, set_users_file, 0, 0, 0, 0 },
 	{ "log", 1, 1, false, set_choice, OFF(log_syslog), 0, 0, 0 },
 	{ "log-level", 1, 1, false, set_log_level, 0, 0, 0, 0 },
 	/* repeatable per kind; set_timeout rejects a kind given twice */
@@ -488,6 +488,10 @@ set_users_file(struct config_parse *p, char **argv)
 		n = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - p->name), p->name, path);
 	if (n < 0 || (size_t)n >= sizeof(full))
 		return perr(p, "users-file: path too long");
+	if (p->argc == 2 && strcmp(argv[1], "watch") != 0)
+		return perr(p, "users-file: unknown option '%s' (watch)", argv[1]);
+	snprintf(p->c->users_file, sizeof(p->c->users_file), "%s", full);
+	p->c->users_file_watch = p->argc == 2;
 	/* Its own messages are already "PATH:LINE: message" about that file. */
 	return auth_table_load_file(p->c->users, full, p->err, p->errlen);
 }
@@ -1104,6 +1108,9 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "\n");
 	fprintf(out, "# %zu user%s (%zu with a plain-text secret); secrets are not shown\n", nusers,
 		nusers == 1 ? "" : "s", c->nplaintext_users);
+	if (c->users_file[0])
+		fprintf(out, "users-file %s%s\n", c->users_file,
+			c->users_file_watch ? " watch" : "");
 	fprintf(out, "log %s\n", choice_word("log", c->log_syslog));
 	fprintf(out, "log-level %s\n", log_level_name(c->log_level));
 	for (size_t k = 0; k < TIMEOUT_COUNT; k++) {

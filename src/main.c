@@ -37,6 +37,7 @@
 #include "relay.h"
 #include "resolver.h"
 #include "supervisor.h"
+#include "userswatch.h"
 
 #ifndef SOCKS5D_VERSION
 #define SOCKS5D_VERSION "0.1.0"
@@ -61,6 +62,7 @@ struct daemon {
 	struct metrics_server *metrics;
 	struct metrics_sources metrics_sources; /* what metrics_render reads */
 	union sockaddr_any metrics_addr;        /* what it listens on (port + worker) */
+	struct userswatch *userswatch;          /* users-file ... watch, or NULL */
 };
 
 static void
@@ -308,8 +310,34 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 	log_info("metrics on http://%s/metrics", a);
 }
 
+static void reload(void *arg);
+
+/* users-file ... watch: a changed users file reloads as SIGHUP does. */
+static void
+sync_userswatch(struct daemon *d, const struct config *cfg)
+{
+	if (d->userswatch && cfg->users_file_watch &&
+		strcmp(userswatch_path(d->userswatch), cfg->users_file) == 0)
+		return;
+	userswatch_stop(d->userswatch);
+	d->userswatch = NULL;
+	if (!cfg->users_file_watch)
+		return;
+	d->userswatch = userswatch_start(d->loop, cfg->users_file, reload, d);
+	if (!d->userswatch)
+		log_warn("users-file %s: cannot watch it; reload to apply changes",
+			cfg->users_file);
+}
+
 static void
 on_hup(struct loop *loop, int signo, void *arg)
+{
+	reload(arg);
+}
+
+/* SIGHUP, and a changed users file under watch. */
+static void
+reload(void *arg)
 {
 	struct daemon *d = arg;
 	struct resolver_options ropt;
@@ -328,6 +356,7 @@ on_hup(struct loop *loop, int signo, void *arg)
 	apply_logging(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
+	sync_userswatch(d, cfg);
 	if (cfg->relay_buffer != bufpool_bufsize())
 		bufpool_configure(cfg->relay_buffer, 64);
 	relay_set_splice(cfg->relay_splice);
@@ -479,6 +508,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
 		fatal("signalfd");
 	sync_metrics(d, cfg);
+	sync_userswatch(d, cfg);
 	adopt_inherited(d, nfds);
 	/* With socket activation the inherited sockets are the listeners; the
 	 * listen lines of a default (file-less) config are not added to them. */
@@ -508,6 +538,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	close_listeners(d);
 	if (d->metrics)
 		metrics_stop(d->metrics);
+	userswatch_stop(d->userswatch);
 	conn_stop_all(&d->env);
 	timer_stop(d->loop, &d->drain_timer);
 	timer_stop(d->loop, &d->status_timer);

@@ -335,5 +335,6 @@ int it_run_bind_tests(void);
 int it_run_udp_tests(void);
 int it_run_dns_tests(void);
 int it_run_socks4_tests(void);
+int it_run_userswatch_tests(void);
 
 #endif

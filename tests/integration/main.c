@@ -34,6 +34,7 @@ main(void)
 	failed += it_run_udp_tests();
 	failed += it_run_dns_tests();
 	failed += it_run_socks4_tests();
+	failed += it_run_userswatch_tests();
 	failed += it_run_lifecycle_tests();
 	{
 		int it_run_systemd_tests(void);

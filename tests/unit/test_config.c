@@ -584,7 +584,31 @@ test_users_file_relative_to_config_dir(void **state)
 	assert_true(auth_check(c->users, "bob", "b:c"));
 	assert_true(auth_check(c->users, "carol", "pw"));
 	assert_string_equal(c->name, join(t->path, "socks5d.conf"));
+	/* The path the daemon watches and dumps: resolved against the config's directory. */
+	assert_string_equal(c->users_file, join(t->path, "sub/users"));
+	assert_false(c->users_file_watch);
 	config_unref(c);
+}
+
+/* users-file PATH watch (issue 20): the daemon reloads when the file changes. */
+static void
+test_users_file_watch(void **state)
+{
+	struct tmpdir *t = *state;
+	char text[600];
+	struct config *c;
+
+	write_file(join(t->path, "users"), "dave:x\n");
+	snprintf(text, sizeof(text), "users-file \"%s\" watch\nauth password\n",
+		join(t->path, "users"));
+	c = parse_ok(text);
+	assert_true(c->users_file_watch);
+	assert_string_equal(c->users_file, join(t->path, "users"));
+	assert_true(auth_table_has(c->users, "dave"));
+	config_unref(c);
+	snprintf(text, sizeof(text), "auth password\nusers-file \"%s\" wach\n",
+		join(t->path, "users"));
+	parse_err(text, "t.conf:2: users-file: unknown option 'wach' (watch)");
 }
 
 static void
@@ -645,8 +669,8 @@ test_users_file_errors_in_string(void **state)
 		"/nonexistent/socks5d-users: No such file or directory");
 	parse_err("users-file /\n", "/: not a regular file");
 	parse_err("users-file \"\"\n", "t.conf:1: users-file: empty path");
-	parse_err("users-file\n", "t.conf:1: users-file: expected 1 argument, got 0");
-	parse_err("users-file a b\n", "t.conf:1: users-file: expected 1 argument, got 2");
+	parse_err("users-file\n", "t.conf:1: users-file: expected 1 to 2 arguments, got 0");
+	parse_err("users-file a b c\n", "t.conf:1: users-file: expected 1 to 2 arguments, got 3");
 }
 
 static void
@@ -1470,6 +1494,8 @@ main(void)
 		cmocka_unit_test(test_user_name_and_secret_of_255_bytes),
 		cmocka_unit_test_setup_teardown(test_users_file_relative_to_config_dir,
 			setup_tmpdir, teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_users_file_watch, setup_tmpdir,
+			teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_users_file_absolute_path, setup_tmpdir,
 			teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_users_file_errors_propagate, setup_tmpdir,
