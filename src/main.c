@@ -39,8 +39,9 @@
 #include "supervisor.h"
 #include "userswatch.h"
 
+/* From the VERSION file, through the Makefile. */
 #ifndef SOCKS5D_VERSION
-#define SOCKS5D_VERSION "0.1.0"
+#define SOCKS5D_VERSION "unknown"
 #endif
 
 #define MAX_LISTENERS (CONFIG_MAX_LISTEN + 64)

@@ -68,6 +68,28 @@ else
 	fi
 fi
 
+# One version (issue 20): VERSION feeds -V (through the Makefile) and must
+# be debian/changelog's top version and the man pages' ".Os socks5d
+# VERSION"; the man pages' .Dd is the date of that changelog entry.
+version=$(cat VERSION)
+: >"$tmp/out"
+[ -x "$bin" ] && ! "$bin" -V | grep -qx "socks5d $version" &&
+	echo "socks5d -V says '$("$bin" -V)', VERSION says $version" >>"$tmp/out"
+top=$(sed -n '1s/^socks5d (\([^)]*\)).*/\1/p' debian/changelog)
+[ "$top" = "$version" ] || echo "debian/changelog's top entry is '$top'" >>"$tmp/out"
+when=$(sed -n 's/^ -- .*>  [A-Z][a-z][a-z], \([0-9]*\) \([A-Z][a-z][a-z]\) \([0-9]*\) .*/\1 \2 \3/p' \
+	debian/changelog | head -n 1)
+dd=$(LC_ALL=C date -u -d "$when" '+%B %-d, %Y' 2>/dev/null)
+for page in man/socks5d.8 man/socks5d.conf.5; do
+	grep -qx ".Os socks5d $version" "$page" || echo "$page: no '.Os socks5d $version'" >>"$tmp/out"
+	grep -qx ".Dd $dd" "$page" || echo "$page: .Dd is not '$dd' (debian/changelog)" >>"$tmp/out"
+done
+if [ -s "$tmp/out" ]; then
+	fail "VERSION ($version) = socks5d -V = debian/changelog = the man pages' .Os and .Dd"
+else
+	pass "VERSION ($version) = socks5d -V = debian/changelog = the man pages' .Os and .Dd"
+fi
+
 # ARCHITECTURE.md: "| `module` | job | a, b, c |" against the #include
 # lines of src/MODULE.c and include/MODULE.h (conn: also conn_*.c and
 # src/conn_private.h). A module's own header does not count; "none" is
