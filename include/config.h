@@ -134,6 +134,10 @@ const union sockaddr_any *config_external_for(const struct config *c, const char
 /* Whether clients may get in without a password (auth includes none; with
  * no auth line: when there are no users). */
 bool config_accepts_no_auth(const struct config *c);
+/* Whether users are defined but no method asks for a password ('auth
+ * none' with users): their passwords are never checked. socks5d -t and the
+ * start warn about it. */
+bool config_users_unused(const struct config *c);
 /* Prints the effective configuration in config-file syntax (socks5d -T). */
 void config_dump(const struct config *c, FILE *out);
 /* NULL-terminated list of every keyword the parser accepts. */

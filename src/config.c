@@ -838,6 +838,17 @@ config_accepts_no_auth(const struct config *c)
 	return false;
 }
 
+bool
+config_users_unused(const struct config *c)
+{
+	if (auth_table_count(c->users) == 0)
+		return false;
+	for (size_t i = 0; i < c->nmethods; i++)
+		if (c->methods[i] == SOCKS_METHOD_PASSWORD)
+			return false;
+	return true;
+}
+
 static int
 keyword_first_line(const struct config_parse *p, const char *name)
 {

@@ -45,6 +45,9 @@
 #endif
 
 #define MAX_LISTENERS (CONFIG_MAX_LISTEN + 64)
+#define USERS_UNUSED_WARNING                                                    \
+	"users are defined but 'auth' does not include password: no client is " \
+	"asked for one (add 'auth password')"
 #define STATUS_INTERVAL_MS 10000
 
 struct daemon {
@@ -209,6 +212,8 @@ apply_logging(const struct daemon *d, const struct config *cfg)
 		log_warnx("%zu user(s) have plain-text passwords in the configuration; "
 			  "prefer crypt(3) hashes (e.g. mkpasswd -m yescrypt)",
 			cfg->nplaintext_users);
+	if (config_users_unused(cfg))
+		log_warnx("%s", USERS_UNUSED_WARNING);
 }
 
 /* Opens the listen lines of cfg, reusing listeners of the same address
@@ -574,6 +579,22 @@ run_worker_entry(struct config *cfg, const struct supervisor_options *so, unsign
 	return run_worker(&d, cfg, so->inherited_fds, ready_fd);
 }
 
+/* -t and -T: the configuration parsed; warnings, the dump, exit 0. */
+static int
+check_only(const struct daemon *d, struct config *cfg, bool dump)
+{
+	if (config_users_unused(cfg))
+		fprintf(stderr, "socks5d: warning: %s\n", USERS_UNUSED_WARNING);
+	if (dump)
+		config_dump(cfg, stdout);
+	else
+		fprintf(stderr, "socks5d: configuration %s is valid\n",
+			d->explicit_path || access(d->path, F_OK) == 0 ? d->path
+								       : "(built-in default)");
+	config_unref(cfg);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -624,17 +645,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "socks5d: %s\n", err);
 		return 1;
 	}
-	if (check) {
-		if (dump)
-			config_dump(cfg, stdout);
-		else
-			fprintf(stderr, "socks5d: configuration %s is valid\n",
-				d.explicit_path || access(d.path, F_OK) == 0
-					? d.path
-					: "(built-in default)");
-		config_unref(cfg);
-		return 0;
-	}
+	if (check)
+		return check_only(&d, cfg, dump);
 
 	log_init(d.debug ? LOG_LVL_DEBUG : cfg->log_level);
 	apply_logging(&d, cfg);

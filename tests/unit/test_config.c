@@ -785,6 +785,33 @@ test_timeout_each_kind(void **state)
 	config_unref(c);
 }
 
+/* Issue 20: an administrator who adds users under 'auth none' gets no
+ * password check; -t and the start warn when config_users_unused. */
+static void
+test_users_unused_only_without_password_method(void **state)
+{
+	static const struct {
+		const char *text;
+		bool unused;
+	} cases[] = {
+		{ "auth none\nuser alice pw\n", true },
+		{ "auth none password\nuser alice pw\n", false },
+		{ "auth password\nuser alice pw\n", false },
+		{ "user alice pw\n", false }, /* no auth line: password */
+		{ "auth none\n", false },
+		{ "log-level info\n", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *c = parse_ok(cases[i].text);
+		if (config_users_unused(c) != cases[i].unused)
+			fail_msg("config_users_unused(\"%s\") is %d", cases[i].text,
+				!cases[i].unused);
+		config_unref(c);
+	}
+}
+
 /* dns-attempts N (issue 20): rounds over the nameservers, 1..5 as
  * resolv.conf caps attempts:; unset (0) leaves it to resolv.conf. */
 static void
@@ -1510,6 +1537,7 @@ main(void)
 		cmocka_unit_test(test_numbers_are_digits_only_everywhere),
 		cmocka_unit_test(test_timeout_errors),
 		cmocka_unit_test(test_dns_attempts),
+		cmocka_unit_test(test_users_unused_only_without_password_method),
 		cmocka_unit_test(test_nameserver_forms),
 		cmocka_unit_test(test_nameserver_errors),
 		cmocka_unit_test(test_resolve_prefer),
