@@ -51,7 +51,7 @@ struct config {
 	size_t nmethods;
 
 	struct auth_table *users;  /* never NULL; may be empty */
-	char users_file[PATH_MAX]; /* users-file, relative to the config's directory resolved; "" */
+	char users_file[PATH_MAX]; /* users-file's path, resolved; "" without one */
 	bool users_file_watch;     /* users-file ... watch: reload when it changes */
 	struct acl *acl;           /* client and request rules; never NULL */
 
