@@ -6,6 +6,8 @@
 #ifndef SOCKS5D_USERSWATCH_H
 #define SOCKS5D_USERSWATCH_H
 
+#include <stdbool.h>
+
 struct loop;
 struct userswatch;
 
@@ -27,5 +29,10 @@ struct userswatch *userswatch_start(struct loop *loop, const char *path, userswa
 void userswatch_stop(struct userswatch *w);
 /* The path given to userswatch_start. */
 const char *userswatch_path(const struct userswatch *w);
+/* After a (re)load: makes *w watch path when want is true (kept when it
+ * watches path already, replaced when the path changed), or stops it.
+ * A watch that cannot be set up is logged and leaves *w NULL. */
+void userswatch_sync(struct userswatch **w, struct loop *loop, const char *path, bool want,
+	userswatch_cb cb, void *arg);
 
 #endif

@@ -318,21 +318,14 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 
 static void reload(void *arg);
 
-/* users-file ... watch: a changed users file reloads as SIGHUP does. */
+/* users-file ... watch: a changed users file reloads as SIGHUP does. With
+ * workers the supervisor watches and passes a SIGHUP on, so that workers it
+ * restarts later start with the new users too. */
 static void
 sync_userswatch(struct daemon *d, const struct config *cfg)
 {
-	if (d->userswatch && cfg->users_file_watch &&
-		strcmp(userswatch_path(d->userswatch), cfg->users_file) == 0)
-		return;
-	userswatch_stop(d->userswatch);
-	d->userswatch = NULL;
-	if (!cfg->users_file_watch)
-		return;
-	d->userswatch = userswatch_start(d->loop, cfg->users_file, reload, d);
-	if (!d->userswatch)
-		log_warn("users-file %s: cannot watch it; reload to apply changes",
-			cfg->users_file);
+	userswatch_sync(&d->userswatch, d->loop, cfg->users_file,
+		cfg->users_file_watch && d->worker < 0, reload, d);
 }
 
 static void

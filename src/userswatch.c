@@ -174,3 +174,18 @@ userswatch_path(const struct userswatch *w)
 {
 	return w->path;
 }
+
+void
+userswatch_sync(struct userswatch **w, struct loop *loop, const char *path, bool want,
+	userswatch_cb cb, void *arg)
+{
+	if (*w && want && strcmp((*w)->path, path) == 0)
+		return;
+	userswatch_stop(*w);
+	*w = NULL;
+	if (!want)
+		return;
+	*w = userswatch_start(loop, path, cb, arg);
+	if (!*w)
+		log_warn("users-file %s: cannot watch it; reload to apply changes", path);
+}

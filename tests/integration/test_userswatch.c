@@ -133,8 +133,23 @@ test_broken_users_file_is_logged_and_old_table_kept(void **state)
 	wait_auth(fx, "carol", "cheshire", false);
 }
 
+/* workers 2: the supervisor watches and passes a SIGHUP to each worker;
+ * every new session, whichever worker the kernel gives it to, sees the
+ * new users (twenty in a row, after the first). */
+static void
+test_users_file_change_reaches_every_worker(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+
+	write_by_rename("alice:wonderland\nfrank:fox\n");
+	wait_auth(fx, "frank", "fox", true);
+	for (int i = 0; i < 20; i++)
+		if (!auth_ok(fx, "frank", "fox"))
+			fail_msg("session %d after the change: frank refused by a worker", i);
+}
+
 static int
-setup(void **state)
+start(void **state, const char *extra)
 {
 	char config[512];
 	FILE *f;
@@ -150,9 +165,21 @@ setup(void **state)
 	if (fclose(f) != 0)
 		return -1;
 	snprintf(config, sizeof(config),
-		"auth password\nusers-file %s watch\nauth-fail-limit 0\nlog-level debug\n",
-		uw_users);
+		"auth password\nusers-file %s watch\nauth-fail-limit 0\nlog-level debug\n%s",
+		uw_users, extra);
 	return it_fixture_start(state, config, "alice", "wonderland");
+}
+
+static int
+setup(void **state)
+{
+	return start(state, "");
+}
+
+static int
+setup_workers(void **state)
+{
+	return start(state, "workers 2\n");
 }
 
 static int
@@ -177,5 +204,13 @@ it_run_userswatch_tests(void)
 		IT_TEST(test_broken_users_file_is_logged_and_old_table_kept),
 	};
 
-	return cmocka_run_group_tests_name("users-file watch", tests, setup, teardown);
+	const struct CMUnitTest worker_tests[] = {
+		IT_TEST(test_users_file_change_reaches_every_worker),
+	};
+	int failed = 0;
+
+	failed += cmocka_run_group_tests_name("users-file watch", tests, setup, teardown);
+	failed += cmocka_run_group_tests_name("users-file watch (workers 2)", worker_tests,
+		setup_workers, teardown);
+	return failed;
 }

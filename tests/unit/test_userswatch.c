@@ -166,6 +166,33 @@ test_stop_inside_callback_is_safe(void **state)
 	assert_int_equal(c->calls, 1);
 }
 
+/* userswatch_sync, as main and the supervisor call it after each load. */
+static void
+test_sync_keeps_replaces_and_stops(void **state)
+{
+	struct ctx *c = *state;
+	struct userswatch *first;
+
+	userswatch_sync(&c->w, c->loop, c->path, true, on_change, c);
+	assert_non_null(c->w);
+	first = c->w;
+	userswatch_sync(&c->w, c->loop, c->path, true, on_change, c);
+	assert_ptr_equal(c->w, first); /* same path: the same watch */
+	put(in_dir(c, "other"), "x\n");
+	userswatch_sync(&c->w, c->loop, in_dir(c, "other"), true, on_change, c);
+	assert_non_null(c->w);
+	assert_string_equal(userswatch_path(c->w), in_dir(c, "other"));
+	userswatch_sync(&c->w, c->loop, c->path, false, on_change, c);
+	assert_null(c->w);
+	/* Nothing watches any more: a change calls nothing. */
+	put(c->path, "x:y\n");
+	unit_run_for(c->loop, 300, UNIT_RUN_WAIT_MS);
+	assert_int_equal(c->calls, 0);
+	/* A watch that cannot be set up leaves NULL (and is logged). */
+	userswatch_sync(&c->w, c->loop, "/nonexistent-socks5d/users", true, on_change, c);
+	assert_null(c->w);
+}
+
 static void
 test_missing_directory_fails_with_errno(void **state)
 {
@@ -188,6 +215,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_symlink_is_followed_to_the_real_file, setup,
 			teardown),
 		cmocka_unit_test_setup_teardown(test_stop_inside_callback_is_safe, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_sync_keeps_replaces_and_stops, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_missing_directory_fails_with_errno, setup,
 			teardown),
 	};
