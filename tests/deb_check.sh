@@ -29,7 +29,17 @@ fi
 passed=0
 failed=0
 tmp=$(mktemp -d "${TMPDIR:-/tmp}/deb_check.XXXXXX") || exit 2
-trap 'rm -rf "$tmp"' EXIT INT TERM
+# Whatever happens below, the package this run installed does not stay
+# (a later run would refuse to start).
+cleanup() {
+	if dpkg-query -W -f='${Status}' socks5d 2>/dev/null | grep -q 'installed\|config-files'; then
+		echo "deb_check: purging the socks5d this run installed"
+		dpkg -P socks5d >/dev/null 2>&1
+	fi
+	rm -rf "$tmp"
+}
+trap cleanup EXIT
+trap 'exit 1' INT TERM
 version=$(cat VERSION)
 wants=/etc/systemd/system/multi-user.target.wants/socks5d.service
 
