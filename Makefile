@@ -6,6 +6,9 @@ CFLAGS   ?= -O2 -g
 WARNINGS  = -Wall -Wextra -Wshadow -Wpointer-arith -Wstrict-prototypes \
             -Wmissing-prototypes -Wformat=2 -Wno-unused-parameter
 CPPFLAGS += -Iinclude -D_GNU_SOURCE
+# The one version string: -V, debian/changelog and the man pages' .Os line
+# (tests/docs_check.sh checks that they agree).
+VERSION  := $(shell cat VERSION)
 LDLIBS   += -lcrypt
 WERROR   ?=
 SANITIZE ?= 0
@@ -34,7 +37,7 @@ FUZZ_REPLAY := $(patsubst tests/fuzz/%.c,$(B)/fuzz-replay/%,$(FUZZ_SRCS))
 ITEST_SRCS := $(wildcard tests/integration/*.c)
 ITEST_BIN := $(B)/tests/integration
 
-.PHONY: install uninstall
+.PHONY: install uninstall deb
 .PHONY: all run test test-deps unit-tests fuzz-replay integration-tests fuzz fuzz-smoke \
         docs-check clean bench bench-tools
 
@@ -45,6 +48,9 @@ $(B)/socks5d: $(OBJS)
 
 $(B)/obj/%.o: src/%.c | $(B)/obj
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(DEPFLAGS) -c -o $@ $<
+
+$(B)/obj/main.o: CPPFLAGS += -DSOCKS5D_VERSION='"$(VERSION)"'
+$(B)/obj/main.o: VERSION
 
 $(B)/obj $(B)/tests $(B)/fuzz-replay build/fuzz:
 	mkdir -p $@
@@ -79,6 +85,18 @@ fuzz-replay: $(FUZZ_REPLAY)
 integration-tests: $(B)/socks5d $(ITEST_BIN)
 	SOCKS5D=$(B)/socks5d ./$(ITEST_BIN)
 	sh tests/integration/real_clients.sh $(B)/socks5d
+
+# The integration suite with a hostile /etc/resolv.conf (timeout:1
+# attempts:1, nobody answering) in a private mount namespace: nothing may
+# depend on the host's resolver. Root, or unprivileged user namespaces.
+.PHONY: test-hermetic
+test-hermetic: $(B)/socks5d $(ITEST_BIN)
+	sh tests/hermetic.sh $(MAKE) --no-print-directory integration-tests
+
+# socks5d passwd from a pseudo-terminal and from standard input.
+.PHONY: passwd-check
+passwd-check: $(B)/socks5d
+	sh tests/passwd_check.sh $(B)/socks5d
 
 # The integration suite with the daemon under valgrind (slow: run by CI, not
 # by `make test`).
@@ -125,6 +143,7 @@ test: test-deps
 	$(MAKE) --no-print-directory fuzz-replay
 	$(MAKE) --no-print-directory docs-check
 	$(MAKE) --no-print-directory integration-tests
+	$(MAKE) --no-print-directory passwd-check
 	$(MAKE) --no-print-directory install-check
 
 # --- benchmark: timing, so never part of `make test` ------------------------
@@ -186,6 +205,29 @@ uninstall:
 		$(DESTDIR)$(MANDIR)/man5/socks5d.conf.5 $(DESTDIR)$(UNITDIR)/socks5d.service \
 		$(DESTDIR)$(UNITDIR)/socks5d.socket
 	@echo "kept $(DESTDIR)$(SYSCONFDIR)/socks5d (configuration)"
+
+# --- Debian package -------------------------------------------------------------
+# Builds in a copy under build/deb (the source tree stays clean): the source
+# package (dpkg-source -b), then `dpkg-buildpackage -us -uc -b`, then lintian
+# on both, which must report no error and no warning (overrides, each with
+# its reason, are in debian/socks5d.lintian-overrides). The .deb is
+# build/deb/socks5d_$(VERSION)_ARCH.deb. DEB_BUILD_OPTIONS=nocheck skips the
+# unit tests inside the package build.
+DEB_DIR := build/deb
+.PHONY: deb
+deb:
+	rm -rf $(DEB_DIR)
+	mkdir -p $(DEB_DIR)/socks5d-$(VERSION)
+	tar -c --exclude=./build --exclude=./.git . | tar -x -C $(DEB_DIR)/socks5d-$(VERSION)
+	cd $(DEB_DIR) && dpkg-source -b socks5d-$(VERSION)
+	cd $(DEB_DIR)/socks5d-$(VERSION) && dpkg-buildpackage -us -uc -b
+	lintian --fail-on error,warning $(DEB_DIR)/*.deb $(DEB_DIR)/*.dsc
+
+# As root, on a machine without socks5d installed: dpkg -i the package,
+# check what it installed, dpkg -r, dpkg -P (tests/deb_check.sh). CI runs it.
+.PHONY: deb-check
+deb-check: deb
+	sh tests/deb_check.sh $(DEB_DIR)/socks5d_$(VERSION)_$$(dpkg --print-architecture).deb
 
 clean:
 	rm -rf build

@@ -7,6 +7,7 @@
 #ifndef SOCKS5D_CONFIG_H
 #define SOCKS5D_CONFIG_H
 
+#include <limits.h>
 #include <stdbool.h>
 #include <stddef.h>
 #include <stdint.h>
@@ -50,8 +51,10 @@ struct config {
 	uint8_t methods[2]; /* SOCKS_METHOD_*, in preference order */
 	size_t nmethods;
 
-	struct auth_table *users; /* never NULL; may be empty */
-	struct acl *acl;          /* client and request rules; never NULL */
+	struct auth_table *users;  /* never NULL; may be empty */
+	char users_file[PATH_MAX]; /* users-file's path, resolved; "" without one */
+	bool users_file_watch;     /* users-file ... watch: reload when it changes */
+	struct acl *acl;           /* client and request rules; never NULL */
 
 	unsigned max_connections;        /* per process; 0 = no limit */
 	unsigned max_connections_per_ip; /* 0 = no limit */
@@ -85,6 +88,8 @@ struct config {
 	int resolve_prefer;         /* AF_INET or AF_INET6 */
 	unsigned dns_cache_size;    /* entries */
 	unsigned dns_cache_max_ttl; /* seconds */
+	unsigned timeout_dns;       /* seconds per query try; 0: resolv.conf's, else 5 */
+	unsigned dns_attempts;      /* rounds over the nameservers; 0: resolv.conf's, else 2 */
 
 	uint16_t udp_port_lo, udp_port_hi;   /* 0,0: any port */
 	uint16_t bind_port_lo, bind_port_hi; /* 0,0: any port */
@@ -134,6 +139,10 @@ const union sockaddr_any *config_external_for(const struct config *c, const char
 /* Whether clients may get in without a password (auth includes none; with
  * no auth line: when there are no users). */
 bool config_accepts_no_auth(const struct config *c);
+/* Whether users are defined but no method asks for a password ('auth
+ * none' with users): their passwords are never checked. socks5d -t and the
+ * start warn about it. */
+bool config_users_unused(const struct config *c);
 /* Prints the effective configuration in config-file syntax (socks5d -T). */
 void config_dump(const struct config *c, FILE *out);
 /* NULL-terminated list of every keyword the parser accepts. */

@@ -44,6 +44,8 @@ struct resolver_options {
 	unsigned cache_max_ttl;       /* seconds */
 	const char *hosts_path;       /* NULL: /etc/hosts */
 	const char *resolv_conf_path; /* NULL: /etc/resolv.conf */
+	unsigned timeout_ms;          /* per try; 0: resolv.conf's timeout:, else 5 s */
+	unsigned attempts;            /* rounds; 0: resolv.conf's attempts:, else 2 */
 };
 
 struct resolver_stats {
@@ -73,7 +75,8 @@ struct resolver *resolver_new(struct loop *loop, const struct resolver_options *
 void resolver_free(struct resolver *r);
 /*
  * Applies new options (SIGHUP): nameservers (re-reading resolv.conf, whose
- * timeout: and attempts: options apply over the defaults), preferred
+ * timeout: and attempts: options apply over the defaults, and opt's
+ * timeout_ms and attempts, when not 0, over those), preferred
  * family, hosts file and cache limits, and always empties the cache.
  * Replaces whatever resolver_set_timeout set. Lookups in flight go on and
  * ask the new servers, with the new timeout, from their next try. Out of

@@ -41,19 +41,29 @@ enum timeout_kind {
 	TIMEOUT_IDLE,
 	TIMEOUT_UDP,
 	TIMEOUT_BIND,
+	TIMEOUT_DNS,
 	TIMEOUT_COUNT,
 };
+
+/* resolv.conf(5)'s caps, which the resolver applies to its options too. */
+#define CONFIG_DNS_TIMEOUT_MAX 30u
+#define CONFIG_DNS_ATTEMPTS_MAX 5u
 
 static const struct {
 	const char *name;
 	size_t off;   /* field in struct config */
 	unsigned min; /* 0 only where 0 means "never" */
+	unsigned max;
 } timeouts[TIMEOUT_COUNT] = {
-	[TIMEOUT_HANDSHAKE] = { "handshake", offsetof(struct config, timeout_handshake), 1 },
-	[TIMEOUT_CONNECT] = { "connect", offsetof(struct config, timeout_connect), 1 },
-	[TIMEOUT_IDLE] = { "idle", offsetof(struct config, timeout_idle), 0 },
-	[TIMEOUT_UDP] = { "udp", offsetof(struct config, timeout_udp), 0 },
-	[TIMEOUT_BIND] = { "bind", offsetof(struct config, timeout_bind), 1 },
+	[TIMEOUT_HANDSHAKE] = { "handshake", offsetof(struct config, timeout_handshake), 1,
+		CONFIG_SECONDS_MAX },
+	[TIMEOUT_CONNECT] = { "connect", offsetof(struct config, timeout_connect), 1,
+		CONFIG_SECONDS_MAX },
+	[TIMEOUT_IDLE] = { "idle", offsetof(struct config, timeout_idle), 0, CONFIG_SECONDS_MAX },
+	[TIMEOUT_UDP] = { "udp", offsetof(struct config, timeout_udp), 0, CONFIG_SECONDS_MAX },
+	[TIMEOUT_BIND] = { "bind", offsetof(struct config, timeout_bind), 1, CONFIG_SECONDS_MAX },
+	/* 0 stays "unset": the resolver takes resolv.conf's value, else 5. */
+	[TIMEOUT_DNS] = { "dns", offsetof(struct config, timeout_dns), 1, CONFIG_DNS_TIMEOUT_MAX },
 };
 
 struct config_keyword;
@@ -116,7 +126,7 @@ static const struct config_keyword keywords[] = {
 	{ "announce", 1, 1, true, set_announce, 0, 0, 0, 0 },
 	{ "auth", 1, 2, false, set_auth, 0, 0, 0, 0 },
 	{ "user", 2, 6, true, set_user, 0, 0, 0, 0 },
-	{ "users-file", 1, 1, false, set_users_file, 0, 0, 0, 0 },
+	{ "users-file", 1, 2, false, set_users_file, 0, 0, 0, 0 },
 	{ "log", 1, 1, false, set_choice, OFF(log_syslog), 0, 0, 0 },
 	{ "log-level", 1, 1, false, set_log_level, 0, 0, 0, 0 },
 	/* repeatable per kind; set_timeout rejects a kind given twice */
@@ -128,6 +138,7 @@ static const struct config_keyword keywords[] = {
 	{ "dns-cache-size", 1, 1, false, set_uint, OFF(dns_cache_size), 0, 0, 1000000 },
 	{ "dns-cache-max-ttl", 1, 1, false, set_uint, OFF(dns_cache_max_ttl), 0, 0,
 		CONFIG_SECONDS_MAX },
+	{ "dns-attempts", 1, 1, false, set_uint, OFF(dns_attempts), 0, 1, CONFIG_DNS_ATTEMPTS_MAX },
 	{ "udp-port-range", 1, 1, false, set_port_range, OFF(udp_port_lo), OFF(udp_port_hi), 1,
 		65535 },
 	{ "bind-port-range", 1, 1, false, set_port_range, OFF(bind_port_lo), OFF(bind_port_hi), 1,
@@ -485,6 +496,10 @@ set_users_file(struct config_parse *p, char **argv)
 		n = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - p->name), p->name, path);
 	if (n < 0 || (size_t)n >= sizeof(full))
 		return perr(p, "users-file: path too long");
+	if (p->argc == 2 && strcmp(argv[1], "watch") != 0)
+		return perr(p, "users-file: unknown option '%s' (watch)", argv[1]);
+	snprintf(p->c->users_file, sizeof(p->c->users_file), "%s", full);
+	p->c->users_file_watch = p->argc == 2;
 	/* Its own messages are already "PATH:LINE: message" about that file. */
 	return auth_table_load_file(p->c->users, full, p->err, p->errlen);
 }
@@ -509,13 +524,14 @@ set_timeout(struct config_parse *p, char **argv)
 			return perr(p, "duplicate 'timeout %s', first at line %d", timeouts[k].name,
 				p->timeout_line[k]);
 		snprintf(what, sizeof(what), "timeout %s", timeouts[k].name);
-		if (parse_uint(p, what, argv[1], timeouts[k].min, CONFIG_SECONDS_MAX,
+		if (parse_uint(p, what, argv[1], timeouts[k].min, timeouts[k].max,
 			    field_u(p->c, timeouts[k].off)) < 0)
 			return -1;
 		p->timeout_line[k] = p->line;
 		return 0;
 	}
-	return perr(p, "timeout: unknown kind '%s' (handshake, connect, idle, udp, bind)", argv[0]);
+	return perr(p, "timeout: unknown kind '%s' (handshake, connect, idle, udp, bind, dns)",
+		argv[0]);
 }
 
 static int
@@ -863,6 +879,17 @@ config_accepts_no_auth(const struct config *c)
 	return false;
 }
 
+bool
+config_users_unused(const struct config *c)
+{
+	if (auth_table_count(c->users) == 0)
+		return false;
+	for (size_t i = 0; i < c->nmethods; i++)
+		if (c->methods[i] == SOCKS_METHOD_PASSWORD)
+			return false;
+	return true;
+}
+
 static int
 keyword_first_line(const struct config_parse *p, const char *name)
 {
@@ -1142,10 +1169,20 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "\n");
 	fprintf(out, "# %zu user%s (%zu with a plain-text secret); secrets are not shown\n", nusers,
 		nusers == 1 ? "" : "s", c->nplaintext_users);
+	if (c->users_file[0])
+		fprintf(out, "users-file %s%s\n", c->users_file,
+			c->users_file_watch ? " watch" : "");
 	fprintf(out, "log %s\n", choice_word("log", c->log_syslog));
 	fprintf(out, "log-level %s\n", log_level_name(c->log_level));
-	for (size_t k = 0; k < TIMEOUT_COUNT; k++)
-		fprintf(out, "timeout %s %u\n", timeouts[k].name, field_get(c, timeouts[k].off));
+	for (size_t k = 0; k < TIMEOUT_COUNT; k++) {
+		unsigned v = field_get(c, timeouts[k].off);
+
+		if (k == TIMEOUT_DNS && v == 0)
+			fprintf(out,
+				"# timeout dns not set: resolv.conf's timeout option, else 5\n");
+		else
+			fprintf(out, "timeout %s %u\n", timeouts[k].name, v);
+	}
 	fprintf(out, "shutdown-timeout %u\n", c->shutdown_timeout);
 	fprintf(out, "socks4 %s\n", choice_word("socks4", c->socks4));
 	fprintf(out, "workers %u\n", c->workers);
@@ -1158,6 +1195,10 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "resolve-prefer %s\n", choice_word("resolve-prefer", c->resolve_prefer));
 	fprintf(out, "dns-cache-size %u\n", c->dns_cache_size);
 	fprintf(out, "dns-cache-max-ttl %u\n", c->dns_cache_max_ttl);
+	if (c->dns_attempts == 0)
+		fprintf(out, "# dns-attempts not set: resolv.conf's attempts option, else 2\n");
+	else
+		fprintf(out, "dns-attempts %u\n", c->dns_attempts);
 	dump_port_range(out, "udp-port-range", c->udp_port_lo, c->udp_port_hi);
 	dump_port_range(out, "bind-port-range", c->bind_port_lo, c->bind_port_hi);
 	if (!c->has_external4 && !c->has_external6)

@@ -33,17 +33,23 @@
 #include "metrics.h"
 #include "net.h"
 #include "notify.h"
+#include "passwd.h"
 #include "pipepool.h"
 #include "pwcheck.h"
 #include "relay.h"
 #include "resolver.h"
 #include "supervisor.h"
+#include "userswatch.h"
 
+/* From the VERSION file, through the Makefile. */
 #ifndef SOCKS5D_VERSION
-#define SOCKS5D_VERSION "0.1.0"
+#define SOCKS5D_VERSION "unknown"
 #endif
 
 #define MAX_LISTENERS (CONFIG_MAX_LISTEN + 64)
+#define USERS_UNUSED_WARNING                                                    \
+	"users are defined but 'auth' does not include password: no client is " \
+	"asked for one (add 'auth password')"
 #define STATUS_INTERVAL_MS 10000
 
 struct daemon {
@@ -62,6 +68,7 @@ struct daemon {
 	struct metrics_server *metrics;
 	struct metrics_sources metrics_sources; /* what metrics_render reads */
 	union sockaddr_any metrics_addr;        /* what it listens on (port + worker) */
+	struct userswatch *userswatch;          /* users-file ... watch, or NULL */
 };
 
 static void
@@ -78,6 +85,7 @@ usage(FILE *out)
 {
 	fprintf(out,
 		"usage: socks5d [-dhtTV] [-f file]\n"
+		"       socks5d passwd [-D] [-m yescrypt|sha512] [-f users-file] name\n"
 		"  -f file  configuration file (default " CONFIG_DEFAULT_PATH ";\n"
 		"           without -f and without that file: listen " CONFIG_DEFAULT_LISTEN
 		", no authentication)\n"
@@ -193,6 +201,8 @@ resolver_options_from(const struct config *cfg, struct resolver_options *ropt)
 	ropt->prefer_family = cfg->resolve_prefer;
 	ropt->cache_size = cfg->dns_cache_size;
 	ropt->cache_max_ttl = cfg->dns_cache_max_ttl;
+	ropt->timeout_ms = cfg->timeout_dns * 1000u;
+	ropt->attempts = cfg->dns_attempts;
 }
 
 static void
@@ -204,6 +214,8 @@ apply_logging(const struct daemon *d, const struct config *cfg)
 		log_warnx("%zu user(s) have plain-text passwords in the configuration; "
 			  "prefer crypt(3) hashes (e.g. mkpasswd -m yescrypt)",
 			cfg->nplaintext_users);
+	if (config_users_unused(cfg))
+		log_warnx("%s", USERS_UNUSED_WARNING);
 }
 
 /* Opens the listen lines of cfg, reusing listeners of the same address
@@ -372,8 +384,27 @@ refresh_host_addrs(struct daemon *d)
 	policy_set_host_addrs(&d->env.policy, addrs, n);
 }
 
+static void reload(void *arg);
+
+/* users-file ... watch: a changed users file reloads as SIGHUP does. With
+ * workers the supervisor watches and passes a SIGHUP on, so that workers it
+ * restarts later start with the new users too. */
+static void
+sync_userswatch(struct daemon *d, const struct config *cfg)
+{
+	userswatch_sync(&d->userswatch, d->loop, cfg->users_file,
+		cfg->users_file_watch && d->worker < 0, reload, d);
+}
+
 static void
 on_hup(struct loop *loop, int signo, void *arg)
+{
+	reload(arg);
+}
+
+/* SIGHUP, and a changed users file under watch. */
+static void
+reload(void *arg)
 {
 	struct daemon *d = arg;
 	struct resolver_options ropt;
@@ -400,6 +431,7 @@ on_hup(struct loop *loop, int signo, void *arg)
 	sync_password_helpers(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
+	sync_userswatch(d, cfg);
 	if (cfg->relay_buffer != bufpool_bufsize())
 		bufpool_configure(cfg->relay_buffer, 64);
 	relay_set_splice(cfg->relay_splice);
@@ -561,6 +593,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
 		fatal("signalfd");
 	sync_metrics(d, cfg);
+	sync_userswatch(d, cfg);
 	adopt_inherited(d, nfds);
 	/* With socket activation the inherited sockets are the listeners; the
 	 * listen lines of a default (file-less) config are not added to them. */
@@ -592,6 +625,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	close_listeners(d);
 	if (d->metrics)
 		metrics_stop(d->metrics);
+	userswatch_stop(d->userswatch);
 	conn_stop_all(&d->env);
 	pwcheck_stop(d->env.pwcheck);
 	d->env.pwcheck = NULL;
@@ -628,6 +662,23 @@ run_worker_entry(struct config *cfg, const struct supervisor_options *so, unsign
 	return run_worker(&d, cfg, so->inherited_fds, ready_fd);
 }
 
+/* -t and -T: the configuration parsed; warnings, the dump, exit 0. */
+static int
+check_only(const struct daemon *d, struct config *cfg, bool dump)
+{
+	warn_slow_hashes(cfg);
+	if (config_users_unused(cfg))
+		fprintf(stderr, "socks5d: warning: %s\n", USERS_UNUSED_WARNING);
+	if (dump)
+		config_dump(cfg, stdout);
+	else
+		fprintf(stderr, "socks5d: configuration %s is valid\n",
+			d->explicit_path || access(d->path, F_OK) == 0 ? d->path
+								       : "(built-in default)");
+	config_unref(cfg);
+	return 0;
+}
+
 int
 main(int argc, char **argv)
 {
@@ -637,6 +688,8 @@ main(int argc, char **argv)
 	char err[1024];
 	int ch, nfds;
 
+	if (argc > 1 && strcmp(argv[1], "passwd") == 0)
+		return passwd_main(argc - 1, argv + 1);
 	memset(&d, 0, sizeof(d));
 	d.worker = -1;
 	d.path = CONFIG_DEFAULT_PATH;
@@ -676,18 +729,8 @@ main(int argc, char **argv)
 		fprintf(stderr, "socks5d: %s\n", err);
 		return 1;
 	}
-	if (check) {
-		warn_slow_hashes(cfg);
-		if (dump)
-			config_dump(cfg, stdout);
-		else
-			fprintf(stderr, "socks5d: configuration %s is valid\n",
-				d.explicit_path || access(d.path, F_OK) == 0
-					? d.path
-					: "(built-in default)");
-		config_unref(cfg);
-		return 0;
-	}
+	if (check)
+		return check_only(&d, cfg, dump);
 
 	log_init(d.debug ? LOG_LVL_DEBUG : cfg->log_level);
 	apply_logging(&d, cfg);

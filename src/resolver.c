@@ -1302,8 +1302,9 @@ cache_reset(struct resolver *r)
 	return 0;
 }
 
-/* Nameservers from opt, else from resolv.conf, else 127.0.0.1; and always
- * resolv.conf's timeout and attempts options over the defaults. */
+/* Nameservers from opt, else from resolv.conf, else 127.0.0.1; the try
+ * timeout and attempts from opt, else resolv.conf's options, else the
+ * defaults. */
 static void
 resolver_set_nameservers(struct resolver *r, const struct resolver_options *opt)
 {
@@ -1335,6 +1336,13 @@ resolver_set_nameservers(struct resolver *r, const struct resolver_options *opt)
 		addr_from_ip(&r->nameservers[0], AF_INET, localhost, RESOLVER_DNS_PORT);
 		r->nnameservers = 1;
 	}
+	/* The configuration's own values win over the host's (timeout dns,
+	 * dns-attempts): a daemon whose nameservers are configured should not
+	 * take its retry policy from a file written for another resolver. */
+	if (opt && opt->timeout_ms > 0)
+		r->timeout_ms = opt->timeout_ms;
+	if (opt && opt->attempts > 0)
+		r->attempts = opt->attempts;
 }
 
 /* Servers, resolv.conf options, preference, cache and hosts file from opt

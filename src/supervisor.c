@@ -22,6 +22,7 @@
 #include "log.h"
 #include "loop.h"
 #include "notify.h"
+#include "userswatch.h"
 
 #define RESTART_PAUSE_MS 1000 /* a worker that lived shorter than this waits */
 #define KILL_GRACE_MS 5000    /* after shutdown-timeout: SIGKILL the rest */
@@ -45,6 +46,7 @@ struct supervisor {
 	bool stopping;
 	struct timer restart_timer;
 	struct timer kill_timer;
+	struct userswatch *users; /* users-file ... watch: reload on change */
 };
 
 static void supervisor_spawn(struct supervisor *s, unsigned i);
@@ -269,8 +271,18 @@ on_stop(struct loop *loop, int signo, void *arg)
 		loop_stop(loop);
 }
 
+static void supervisor_reload(void *arg);
+
 static void
 on_hup(struct loop *loop, int signo, void *arg)
+{
+	supervisor_reload(arg);
+}
+
+/* SIGHUP, and a changed users file under watch: checked here, then passed
+ * on to the workers as SIGHUP. */
+static void
+supervisor_reload(void *arg)
 {
 	struct supervisor *s = arg;
 	struct config *cfg;
@@ -292,6 +304,8 @@ on_hup(struct loop *loop, int signo, void *arg)
 	log_set_level(s->so->debug ? LOG_LVL_DEBUG : cfg->log_level);
 	config_unref(s->cfg);
 	s->cfg = cfg; /* restarted workers start with it */
+	userswatch_sync(&s->users, s->loop, cfg->users_file, cfg->users_file_watch,
+		supervisor_reload, s);
 	signal_workers(s, SIGHUP);
 	log_info("reload: passed to %u workers", running_count(s));
 	(void)notify_send("READY=1");
@@ -331,10 +345,13 @@ supervisor_run(struct config *cfg, const struct supervisor_options *so)
 		fatal("signalfd");
 	for (unsigned i = 0; i < s->n; i++)
 		supervisor_spawn(s, i);
+	userswatch_sync(&s->users, s->loop, cfg->users_file, cfg->users_file_watch,
+		supervisor_reload, s);
 	notify_watchdog_start(s->loop);
 	if (loop_run(s->loop) < 0)
 		fatalx("event loop failed");
 	log_info("all workers stopped");
+	userswatch_stop(s->users);
 	notify_watchdog_stop(s->loop);
 	loop_free(s->loop);
 	config_unref(s->cfg);

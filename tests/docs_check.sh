@@ -68,6 +68,86 @@ else
 	fi
 fi
 
+# What the code can log and serve is in socks5d(8) (issue 20): every end=
+# reason of the session line (quoted, "reason", in the Logging section),
+# every cmd= value (in that section) and every metric name (anywhere).
+# Reasons come from: string literals assigned to ->end / client_end or
+# passed to conn_fail in src/conn*.c; the relay's end names (conn_command.c
+# ends[]); udpassoc_finish's reasons and the udpassoc_recv error reasons;
+# policy_admission_str; and the status names of proto, proxyproto and the
+# resolver that become end reasons ("ok", "need more", "admitted" and the
+# "unknown" fallbacks never do). strerror() texts are covered by prose.
+literals() { grep -o '"[^"]*"' | tr -d '"'; }
+table_of() { # FILE FIRST-LINE-PATTERN: the literals from there to "};"
+	sed -n "/$2/,/^};/p" "$1" | literals
+}
+{
+	grep -h -e '->end = ' -e 'client_end = ' -e 'conn_fail(' src/conn*.c | literals
+	grep -h 'ends\[\] = {' src/conn_command.c | literals
+	grep -h 'udpassoc_finish(u, "' src/udpassoc.c | literals
+	grep -h -A1 'udpassoc_recv(u, ' src/udpassoc.c | grep -v 'udpassoc_recv' | literals
+	sed -n '/^policy_admission_str(/,/^}/p' src/policy.c | literals
+	sed -n '/^resolver_status_str(/,/^}/p' src/resolver.c | literals
+	table_of src/proto.c 'status_names\[\] = {'
+	table_of src/proxyproto.c 'status_names\[\] = {'
+} | grep -v -x -e ok -e 'need more' -e admitted -e unknown -e 'unknown status' -e '' |
+	sort -u >"$tmp/ends"
+table_of src/proto.c 'cmd_names\[\] = {' | sort -u >"$tmp/cmds"
+grep -o '"socks5d_[a-z_]*"' src/metrics.c | tr -d '"' | sort -u >"$tmp/metrics"
+sed -n '/^\.Ss Logging/,/^\.S[sh] /p' man/socks5d.8 >"$tmp/logging"
+: >"$tmp/out"
+[ "$(wc -l <"$tmp/ends")" -gt 40 ] || echo "only $(wc -l <"$tmp/ends") end reasons found in the code: the extraction broke" >>"$tmp/out"
+while IFS= read -r r; do
+	grep -q -F "\"$r\"" "$tmp/logging" || echo "end=\"$r\" is not in socks5d(8) Logging" >>"$tmp/out"
+done <"$tmp/ends"
+while IFS= read -r c; do
+	grep -q -w -F "$c" "$tmp/logging" || echo "cmd=$c is not in socks5d(8) Logging" >>"$tmp/out"
+done <"$tmp/cmds"
+[ "$(wc -l <"$tmp/metrics")" -gt 10 ] || echo "too few metric names found in src/metrics.c" >>"$tmp/out"
+while IFS= read -r m; do
+	grep -q -w -F "$m" man/socks5d.8 || echo "metric $m is not in socks5d(8)" >>"$tmp/out"
+done <"$tmp/metrics"
+n="$(wc -l <"$tmp/ends") end reasons, $(wc -l <"$tmp/cmds") commands, $(wc -l <"$tmp/metrics") metrics"
+if [ -s "$tmp/out" ]; then
+	fail "socks5d(8) names every end= reason, cmd= value and metric the code has ($n)"
+else
+	pass "socks5d(8) names every end= reason, cmd= value and metric the code has ($n)"
+fi
+
+# Users under 'auth none' are never asked for a password: -t warns (issue 20).
+if [ -x "$bin" ]; then
+	printf 'auth none\nuser alice secret\n' >"$tmp/unused.conf"
+	"$bin" -t -f "$tmp/unused.conf" >"$tmp/out" 2>&1
+	rc=$?
+	if [ $rc -eq 0 ] && grep -q "warning: users are defined but 'auth' does not include password" "$tmp/out"; then
+		pass "socks5d -t warns about users under 'auth none'"
+	else
+		fail "socks5d -t warns about users under 'auth none' (exit $rc)"
+	fi
+fi
+
+# One version (issue 20): VERSION feeds -V (through the Makefile) and must
+# be debian/changelog's top version and the man pages' ".Os socks5d
+# VERSION"; the man pages' .Dd is the date of that changelog entry.
+version=$(cat VERSION)
+: >"$tmp/out"
+[ -x "$bin" ] && ! "$bin" -V | grep -qx "socks5d $version" &&
+	echo "socks5d -V says '$("$bin" -V)', VERSION says $version" >>"$tmp/out"
+top=$(sed -n '1s/^socks5d (\([^)]*\)).*/\1/p' debian/changelog)
+[ "$top" = "$version" ] || echo "debian/changelog's top entry is '$top'" >>"$tmp/out"
+when=$(sed -n 's/^ -- .*>  [A-Z][a-z][a-z], \([0-9]*\) \([A-Z][a-z][a-z]\) \([0-9]*\) .*/\1 \2 \3/p' \
+	debian/changelog | head -n 1)
+dd=$(LC_ALL=C date -u -d "$when" '+%B %-d, %Y' 2>/dev/null)
+for page in man/socks5d.8 man/socks5d.conf.5; do
+	grep -qx ".Os socks5d $version" "$page" || echo "$page: no '.Os socks5d $version'" >>"$tmp/out"
+	grep -qx ".Dd $dd" "$page" || echo "$page: .Dd is not '$dd' (debian/changelog)" >>"$tmp/out"
+done
+if [ -s "$tmp/out" ]; then
+	fail "VERSION ($version) = socks5d -V = debian/changelog = the man pages' .Os and .Dd"
+else
+	pass "VERSION ($version) = socks5d -V = debian/changelog = the man pages' .Os and .Dd"
+fi
+
 # ARCHITECTURE.md: "| `module` | job | a, b, c |" against the #include
 # lines of src/MODULE.c and include/MODULE.h (conn: also conn_*.c and
 # src/conn_private.h). A module's own header does not count; "none" is

@@ -28,6 +28,7 @@ static const struct {
 	{ "udp", it_run_udp_tests },
 	{ "dns", it_run_dns_tests },
 	{ "socks4", it_run_socks4_tests },
+	{ "userswatch", it_run_userswatch_tests },
 	{ "lifecycle", it_run_lifecycle_tests },
 	{ "systemd", it_run_systemd_tests },
 	{ "faults", it_run_fault_tests },

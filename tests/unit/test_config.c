@@ -585,7 +585,31 @@ test_users_file_relative_to_config_dir(void **state)
 	assert_true(auth_check(c->users, "bob", "b:c"));
 	assert_true(auth_check(c->users, "carol", "pw"));
 	assert_string_equal(c->name, join(t->path, "socks5d.conf"));
+	/* The path the daemon watches and dumps: resolved against the config's directory. */
+	assert_string_equal(c->users_file, join(t->path, "sub/users"));
+	assert_false(c->users_file_watch);
 	config_unref(c);
+}
+
+/* users-file PATH watch (issue 20): the daemon reloads when the file changes. */
+static void
+test_users_file_watch(void **state)
+{
+	struct tmpdir *t = *state;
+	char text[600];
+	struct config *c;
+
+	write_file(join(t->path, "users"), "dave:x\n");
+	snprintf(text, sizeof(text), "users-file \"%s\" watch\nauth password\n",
+		join(t->path, "users"));
+	c = parse_ok(text);
+	assert_true(c->users_file_watch);
+	assert_string_equal(c->users_file, join(t->path, "users"));
+	assert_true(auth_table_has(c->users, "dave"));
+	config_unref(c);
+	snprintf(text, sizeof(text), "auth password\nusers-file \"%s\" wach\n",
+		join(t->path, "users"));
+	parse_err(text, "t.conf:2: users-file: unknown option 'wach' (watch)");
 }
 
 static void
@@ -646,8 +670,8 @@ test_users_file_errors_in_string(void **state)
 		"/nonexistent/socks5d-users: No such file or directory");
 	parse_err("users-file /\n", "/: not a regular file");
 	parse_err("users-file \"\"\n", "t.conf:1: users-file: empty path");
-	parse_err("users-file\n", "t.conf:1: users-file: expected 1 argument, got 0");
-	parse_err("users-file a b\n", "t.conf:1: users-file: expected 1 argument, got 2");
+	parse_err("users-file\n", "t.conf:1: users-file: expected 1 to 2 arguments, got 0");
+	parse_err("users-file a b c\n", "t.conf:1: users-file: expected 1 to 2 arguments, got 3");
 }
 
 static void
@@ -738,9 +762,11 @@ test_timeout_each_kind(void **state)
 				    "timeout connect 86400\n"
 				    "timeout idle 0\n"
 				    "timeout udp 0\n"
-				    "timeout bind 007\n");
+				    "timeout bind 007\n"
+				    "timeout dns 30\n");
 
 	(void)state;
+	assert_int_equal(c->timeout_dns, 30);
 	assert_int_equal(c->timeout_handshake, 1);
 	assert_int_equal(c->timeout_connect, 86400);
 	assert_int_equal(c->timeout_idle, 0);
@@ -755,7 +781,57 @@ test_timeout_each_kind(void **state)
 	assert_int_equal(c->timeout_connect, 10);
 	assert_int_equal(c->timeout_udp, 300);
 	assert_int_equal(c->timeout_bind, 120);
+	/* 0: not set, the resolver takes resolv.conf's value, else 5 s */
+	assert_int_equal(c->timeout_dns, 0);
 	config_unref(c);
+}
+
+/* Issue 20: an administrator who adds users under 'auth none' gets no
+ * password check; -t and the start warn when config_users_unused. */
+static void
+test_users_unused_only_without_password_method(void **state)
+{
+	static const struct {
+		const char *text;
+		bool unused;
+	} cases[] = {
+		{ "auth none\nuser alice pw\n", true },
+		{ "auth none password\nuser alice pw\n", false },
+		{ "auth password\nuser alice pw\n", false },
+		{ "user alice pw\n", false }, /* no auth line: password */
+		{ "auth none\n", false },
+		{ "log-level info\n", false },
+	};
+
+	(void)state;
+	for (size_t i = 0; i < sizeof(cases) / sizeof(cases[0]); i++) {
+		struct config *c = parse_ok(cases[i].text);
+		if (config_users_unused(c) != cases[i].unused)
+			fail_msg("config_users_unused(\"%s\") is %d", cases[i].text,
+				!cases[i].unused);
+		config_unref(c);
+	}
+}
+
+/* dns-attempts N (issue 20): rounds over the nameservers, 1..5 as
+ * resolv.conf caps attempts:; unset (0) leaves it to resolv.conf. */
+static void
+test_dns_attempts(void **state)
+{
+	struct config *c = parse_ok("dns-attempts 5\n");
+
+	(void)state;
+	assert_int_equal(c->dns_attempts, 5);
+	config_unref(c);
+	c = parse_ok("log-level info\n");
+	assert_int_equal(c->dns_attempts, 0);
+	config_unref(c);
+	parse_err("dns-attempts 0\n", "t.conf:1: dns-attempts: 0 out of range 1..5");
+	parse_err("log-level info\ndns-attempts 6\n",
+		"t.conf:2: dns-attempts: 6 out of range 1..5");
+	parse_err("dns-attempts two\n", "t.conf:1: dns-attempts: 'two' is not a number");
+	parse_err("dns-attempts 1\ndns-attempts 2\n",
+		"t.conf:2: duplicate 'dns-attempts', first at line 1");
 }
 
 /*
@@ -815,8 +891,13 @@ test_timeout_errors(void **state)
 	parse_err("timeout idle -1\n", "t.conf:1: timeout idle: '-1' is not a number");
 	parse_err("timeout idle +1\n", "t.conf:1: timeout idle: '+1' is not a number");
 	parse_err("timeout idle \"\"\n", "t.conf:1: timeout idle: '' is not a number");
-	parse_err("timeout dns 5\n",
-		"t.conf:1: timeout: unknown kind 'dns' (handshake, connect, idle, udp, bind)");
+	parse_err("timeout dnss 5\n",
+		"t.conf:1: timeout: unknown kind 'dnss' (handshake, connect, idle, udp, bind, "
+		"dns)");
+	parse_err("timeout dns 0\n", "t.conf:1: timeout dns: 0 out of range 1..30");
+	parse_err("timeout dns 31\n", "t.conf:1: timeout dns: 31 out of range 1..30");
+	parse_err("timeout dns 1\ntimeout dns 2\n",
+		"t.conf:2: duplicate 'timeout dns', first at line 1");
 	parse_err("timeout idle\n", "t.conf:1: timeout: expected 2 arguments, got 1");
 	parse_err("timeout idle 1 2\n", "t.conf:1: timeout: expected 2 arguments, got 3");
 	parse_err("timeout idle 5\ntimeout udp 5\ntimeout idle 6\n",
@@ -1197,6 +1278,7 @@ test_dump_default(void **state)
 		"timeout idle 3600\n"
 		"timeout udp 300\n"
 		"timeout bind 120\n"
+		"# timeout dns not set: resolv.conf's timeout option, else 5\n"
 		"shutdown-timeout 10\n"
 		"socks4 on\n"
 		"workers 1\n"
@@ -1206,6 +1288,7 @@ test_dump_default(void **state)
 		"resolve-prefer ipv4\n"
 		"dns-cache-size 10000\n"
 		"dns-cache-max-ttl 3600\n"
+		"# dns-attempts not set: resolv.conf's attempts option, else 2\n"
 		"# udp-port-range not set: any port\n"
 		"# bind-port-range not set: any port\n"
 		"# external not set: chosen by the kernel\n"
@@ -1231,6 +1314,8 @@ test_dump_everything_set_hides_secrets(void **state)
 		"udp-port-range 5000-5010\n"
 		"dns-cache-max-ttl 60\n"
 		"dns-cache-size 10\n"
+		"dns-attempts 1\n"
+		"timeout dns 3\n"
 		"resolve-prefer ipv6\n"
 		"nameserver [::1]:5353\n"
 		"nameserver 10.0.0.1\n"
@@ -1273,6 +1358,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"timeout idle 0\n"
 		"timeout udp 300\n"
 		"timeout bind 5\n"
+		"timeout dns 3\n"
 		"shutdown-timeout 2\n"
 		"socks4 on\n"
 		"workers 1\n"
@@ -1283,6 +1369,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"resolve-prefer ipv6\n"
 		"dns-cache-size 10\n"
 		"dns-cache-max-ttl 60\n"
+		"dns-attempts 1\n"
 		"udp-port-range 5000-5010\n"
 		"bind-port-range 6000-6010\n"
 		"external 192.0.2.9\n"
@@ -1308,6 +1395,7 @@ test_dump_parses_back_to_same_dump(void **state)
 {
 	struct config *c = parse_ok("listen [::1]:2\nlisten 127.0.0.1:3\nlog-level error\n"
 				    "timeout udp 0\nnameserver ::1\nexternal 10.1.1.1\n"
+				    "timeout dns 2\ndns-attempts 3\n"
 				    "log syslog\nshutdown-timeout 1\n"
 				    "udp-port-range 9-10\n");
 	char *s1 = unit_capture(write_config, c), *s2;
@@ -1329,11 +1417,12 @@ test_keywords_are_the_documented_set(void **state)
 {
 	static const char *const want[] = { "listen", "auth", "user", "users-file", "log",
 		"log-level", "timeout", "shutdown-timeout", "nameserver", "resolve-prefer",
-		"dns-cache-size", "dns-cache-max-ttl", "udp-port-range", "bind-port-range",
-		"socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce",
-		"client", "rule", "relay-buffer", "relay-splice", "max-connections",
-		"max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as",
-		"auth-fail-exempt", "auth-workers", "ipv6-prefix", NULL };
+		"dns-cache-size", "dns-cache-max-ttl", "dns-attempts", "udp-port-range",
+		"bind-port-range", "socks4", "workers", "external", "proxy-protocol-from",
+		"metrics", "announce", "client", "rule", "relay-buffer", "relay-splice",
+		"max-connections", "max-connections-per-ip", "max-sessions-per-user",
+		"auth-fail-limit", "run-as", "auth-fail-exempt", "auth-workers", "ipv6-prefix",
+		NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1457,6 +1546,8 @@ main(void)
 		cmocka_unit_test(test_user_name_and_secret_of_255_bytes),
 		cmocka_unit_test_setup_teardown(test_users_file_relative_to_config_dir,
 			setup_tmpdir, teardown_tmpdir),
+		cmocka_unit_test_setup_teardown(test_users_file_watch, setup_tmpdir,
+			teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_users_file_absolute_path, setup_tmpdir,
 			teardown_tmpdir),
 		cmocka_unit_test_setup_teardown(test_users_file_errors_propagate, setup_tmpdir,
@@ -1470,6 +1561,8 @@ main(void)
 		cmocka_unit_test(test_timeout_each_kind),
 		cmocka_unit_test(test_numbers_are_digits_only_everywhere),
 		cmocka_unit_test(test_timeout_errors),
+		cmocka_unit_test(test_dns_attempts),
+		cmocka_unit_test(test_users_unused_only_without_password_method),
 		cmocka_unit_test(test_nameserver_forms),
 		cmocka_unit_test(test_nameserver_errors),
 		cmocka_unit_test(test_resolve_prefer),

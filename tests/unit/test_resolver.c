@@ -698,6 +698,36 @@ test_timeout_from_resolv_conf_options(void **state)
 	assert_int_equal(c->fs[0].udp_queries, 2);
 }
 
+/* timeout dns and dns-attempts (issue 20): the configured values win over
+ * the host's resolv.conf, so a test or a deployment that names its
+ * nameservers does not depend on the machine's resolver options. */
+static void
+test_options_timeout_and_attempts_win_over_resolv_conf(void **state)
+{
+	struct ctx *c = *state;
+	struct resolver_options opt;
+	union sockaddr_any ns = c->fs[0].addr;
+	struct waiter w;
+
+	write_file(c->resolv, "options timeout:30 attempts:5\n");
+	c->fs[0].mode = FAKE_SILENT;
+	memset(&opt, 0, sizeof(opt));
+	opt.nameservers = &ns;
+	opt.nnameservers = 1;
+	opt.prefer_family = AF_INET;
+	opt.hosts_path = c->hosts;
+	opt.resolv_conf_path = c->resolv;
+	opt.timeout_ms = 1000;
+	opt.attempts = 1;
+	c->r = resolver_new(c->loop, &opt);
+	assert_non_null(c->r);
+	start(c, &w, "silent.example.com");
+	assert_true(run_until_calls(c, 1, 2500));
+	assert_int_equal(w.res.status, RESOLVER_TIMEOUT);
+	/* One attempt with one server: one try per family, not five. */
+	assert_int_equal(c->fs[0].udp_queries, 2);
+}
+
 /* strnum: "attempts:+4" is not a number (strtoul took it as 4); the
  * option is ignored and the default of 2 attempts stands. */
 static void
@@ -1226,6 +1256,8 @@ main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(test_timeout_from_resolv_conf_options, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(
+			test_options_timeout_and_attempts_win_over_resolv_conf, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolv_conf_option_with_a_sign_is_ignored,
 			setup, teardown),
 		cmocka_unit_test_setup_teardown(test_resolv_conf_nameserver_used_without_options,
