@@ -479,6 +479,9 @@ keeper_check(struct keeper *k, const struct pwmsg_check *m)
 		return;
 	}
 	r->msg = *m;
+	/* The fields hold ulen and plen bytes: the rest is the sender's. */
+	r->msg.user[r->msg.ulen] = '\0';
+	r->msg.pass[r->msg.plen] = '\0';
 	LIST_INSERT_HEAD(&k->ids[pw_hash(&m->id, sizeof(m->id))], r, byid);
 	if (!keeper_enqueue(k, r, false)) {
 		keeper_answer(k, m, PWCHECK_ERROR, false);
