@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "addr.h"
+#include "upstream.h"
 
 struct acl;
 
@@ -36,10 +37,19 @@ struct acl_request {
 	uint16_t port;                      /* destination port */
 };
 
+/* An allowing rule's `via`: where what it allows leaves, in failover order. */
+#define ACL_VIA_MAX 8
+struct acl_via {
+	size_t n;
+	bool resolve_local; /* `resolve local`: names are resolved here, parents get addresses */
+	struct upstream hop[ACL_VIA_MAX];
+};
+
 struct acl_result {
 	enum acl_verdict verdict;
-	int line;     /* config line of the deciding rule, 0 = default */
-	bool to_addr; /* the deciding rule's `to` has a network holding the address */
+	int line;                  /* config line of the deciding rule, 0 = default */
+	bool to_addr;              /* the deciding rule's `to` has a network holding the address */
+	const struct acl_via *via; /* ALLOW: the rule's via; NULL: direct */
 };
 
 /* An empty rule set (allows everything), or NULL when out of memory. */
@@ -50,6 +60,8 @@ void acl_free(struct acl *a);
 /* Parse and append a rule from its arguments (the words after the keyword),
  * e.g. {"allow", "10.0.0.0/8", "::1", NULL} for `client allow ...` or
  * {"deny", "to", "*.example.com", "port", "25", NULL} for `rule deny ...`.
+ * A request rule may end with clauses that say how what it allows leaves:
+ * `via PARENT[,PARENT...]` and `resolve local|parent`.
  * Returns 0, or -1 with a message (no file/line prefix) in err. */
 int acl_add_client_rule(struct acl *a, char **argv, int line, char *err, size_t errlen);
 int acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t errlen);

@@ -64,6 +64,8 @@ struct config {
 	unsigned auth_lockout;           /* seconds an IP stays locked out */
 	unsigned auth_workers;           /* password hasher processes (per worker) */
 	unsigned ipv6_prefix;            /* IPv6 clients count by this prefix (limits) */
+	unsigned parent_down_after;      /* failures in a row that mark a parent down; 0 never */
+	unsigned parent_down_for;        /* seconds a parent stays marked down */
 	struct acl_cidr auth_exempt[CONFIG_MAX_AUTH_EXEMPT]; /* never locked out */
 	size_t nauth_exempt;
 	char run_as_user[64];    /* "" = stay as started */

@@ -13,6 +13,7 @@
 #include <sys/queue.h>
 
 #include "addr.h"
+#include "parent.h"
 #include "policy.h"
 #include "stats.h"
 
@@ -35,6 +36,7 @@ struct conn_env {
 	struct pwcheck *pwcheck; /* the password helpers; NULL without users */
 	struct policy policy;    /* limits, lockouts, refusal logging */
 	struct stats stats;
+	struct parents parents; /* the parents' up/down state and counters */
 	struct conn_list conns; /* live connections */
 	uint64_t next_id;
 	void (*on_empty)(void *arg); /* called when active drops to 0 (shutdown) */
@@ -42,9 +44,11 @@ struct conn_env {
 };
 
 /* Zeroes env and wires its parts together; limits may be NULL (no per-IP
- * or per-user limits, no lockout). */
+ * or per-user limits, no lockout). conn_env_free frees what init made
+ * (after conn_stop_all). */
 void conn_env_init(struct conn_env *env, struct loop *loop, struct config *cfg,
 	struct resolver *resolver, struct connlimit *limits);
+void conn_env_free(struct conn_env *env);
 
 /* Takes the accepted fd (nonblocking; TCP_NODELAY is the listener's job,
  * usually inherited from the listening socket). On failure the fd is

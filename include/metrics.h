@@ -15,7 +15,7 @@
 
 struct loop;
 struct metrics_server;
-struct pwcheck;
+struct parents;
 struct pwcheck;
 struct resolver;
 struct stats;
@@ -50,6 +50,7 @@ struct metrics_sources {
 	const struct stats *stats;       /* session counters */
 	const struct resolver *resolver; /* DNS counters */
 	struct pwcheck *const *pwcheck;  /* password checks (NULL inside: none yet) */
+	const struct parents *parents;   /* parent proxies' state and counters, or NULL */
 	int worker;                      /* worker="N" label on every sample; -1: none */
 };
 /* A metrics_render_cb for the daemon: arg is a struct metrics_sources.

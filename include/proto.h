@@ -131,6 +131,11 @@ enum proto_status proto_parse_request(const uint8_t *p, size_t len, struct proto
 enum proto_status proto_parse_udp_header(const uint8_t *p, size_t len,
 	struct proto_udp_header *out);
 
+/* ATYP ADDR PORT (the address part of a request, a reply or a UDP header):
+ * *used is its length. */
+enum proto_status proto_parse_addr(const uint8_t *p, size_t len, struct socks_addr *a,
+	size_t *used);
+
 /* SOCKS4/4a request: VN=4 CD DSTPORT DSTIP USERID NUL [DOMAIN NUL]. */
 enum proto_status proto_parse_socks4_request(const uint8_t *p, size_t len,
 	struct proto_socks4_request *out, size_t *consumed);

@@ -47,6 +47,8 @@ struct acl_request_rule {
 	unsigned cmds;             /* SEL_CMD: ACL_CMD_* mask */
 	char **users;              /* SEL_USER */
 	size_t nusers;
+	struct acl_via *via; /* `via` clause, NULL: direct */
+	bool resolve_given;  /* a `resolve` clause was given */
 };
 
 struct acl {
@@ -507,6 +509,114 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 	return 0;
 }
 
+/* --- clauses: how what a rule allows leaves ------------------------------ */
+
+static int
+via_item(const char *item, void *arg, char *err, size_t errlen)
+{
+	struct acl_via *v = arg;
+	struct upstream *u;
+
+	if (v->n == ACL_VIA_MAX) {
+		acl_err(err, errlen, "at most %d parents in a via list", ACL_VIA_MAX);
+		return -1;
+	}
+	u = &v->hop[v->n];
+	if (upstream_parse(item, u, err, errlen) != 0)
+		return -1;
+	for (size_t i = 0; i < v->n; i++)
+		if (strcmp(v->hop[i].label, u->label) == 0) {
+			acl_err(err, errlen, "%s is listed twice in via", u->label);
+			return -1;
+		}
+	v->n++;
+	return 0;
+}
+
+/* `via LIST` or `resolve local|parent` (val NULL: the line ended); returns
+ * 1 when word is neither. */
+static int
+clause_parse(struct acl_request_rule *r, const char *word, const char *val, char *err,
+	size_t errlen)
+{
+	if (strcmp(word, "resolve") != 0 && strcmp(word, "via") != 0)
+		return 1;
+	if (val == NULL) {
+		acl_err(err, errlen, "missing value after '%s'", word);
+		return -1;
+	}
+	if (strcmp(word, "resolve") == 0) {
+		if (r->resolve_given) {
+			acl_err(err, errlen, "duplicate clause 'resolve'");
+			return -1;
+		}
+		r->resolve_given = true;
+		if (strcmp(val, "local") != 0 && strcmp(val, "parent") != 0) {
+			acl_err(err, errlen, "expected resolve local or resolve parent");
+			return -1;
+		}
+		if (!r->via && !(r->via = calloc(1, sizeof(*r->via)))) {
+			acl_err(err, errlen, "out of memory");
+			return -1;
+		}
+		r->via->resolve_local = strcmp(val, "local") == 0;
+		return 0;
+	}
+	if (r->via && r->via->n) {
+		acl_err(err, errlen, "duplicate clause 'via'");
+		return -1;
+	}
+	if (!r->via && !(r->via = calloc(1, sizeof(*r->via)))) {
+		acl_err(err, errlen, "out of memory");
+		return -1;
+	}
+	return list_each(word, val, via_item, r->via, err, errlen);
+}
+
+/* Whether some hop of v can carry command bit cmd. */
+static bool
+via_can(const struct acl_via *v, unsigned cmd)
+{
+	static const uint8_t socks_cmd[] = { [ACL_CMD_CONNECT] = SOCKS_CMD_CONNECT,
+		[ACL_CMD_BIND] = SOCKS_CMD_BIND,
+		[ACL_CMD_UDP] = SOCKS_CMD_UDP_ASSOCIATE };
+
+	for (size_t i = 0; i < v->n; i++)
+		if (upstream_can(&v->hop[i], socks_cmd[cmd]))
+			return true;
+	return false;
+}
+
+/* The combinations a rule's clauses cannot have. */
+static int
+clause_check(struct acl_request_rule *r, char *err, size_t errlen)
+{
+	if (!r->via)
+		return 0;
+	if (!r->allow) {
+		acl_err(err, errlen,
+			"a deny rule sends nothing anywhere: via and resolve "
+			"belong on allow rules");
+		return -1;
+	}
+	if (r->via->n == 0) {
+		acl_err(err, errlen, "resolve without via");
+		return -1;
+	}
+	for (size_t i = 0; i < ACL_NCMDS; i++) {
+		unsigned bit = acl_cmds[i].bit;
+
+		if ((r->sel & SEL_CMD) && (r->cmds & bit) && !via_can(r->via, bit)) {
+			acl_err(err, errlen,
+				"cmd %s: no parent in the via list can carry it (http carries "
+				"connect; socks4 connect and bind; socks5 and direct all)",
+				acl_cmds[i].name);
+			return -1;
+		}
+	}
+	return 0;
+}
+
 /* --- rules --------------------------------------------------------------- */
 
 static int
@@ -535,6 +645,7 @@ request_rule_clear(struct acl_request_rule *r)
 	for (i = 0; i < r->nusers; i++)
 		free(r->users[i]);
 	free(r->users);
+	free(r->via);
 }
 
 struct acl *
@@ -622,6 +733,12 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 	for (i = 1; argv[i] != NULL; i++) {
 		word = argv[i];
 		sel = word_bit(acl_selectors, ACL_NSELECTORS, word);
+		if (sel == 0 && (rc = clause_parse(&r, word, argv[i + 1], err, errlen)) <= 0) {
+			if (rc < 0)
+				goto fail;
+			i++;
+			continue;
+		}
 		if (sel == 0) {
 			acl_err(err, errlen, "unknown selector '%s'", word);
 			goto fail;
@@ -659,6 +776,8 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 		if (rc != 0)
 			goto fail;
 	}
+	if (clause_check(&r, err, errlen) != 0)
+		goto fail;
 	return rules_append(&a->req, &a->nreq, &r, err, errlen);
 fail:
 	request_rule_clear(&r);
@@ -745,7 +864,7 @@ match_user(const struct acl_request_rule *r, const char *user)
 struct acl_result
 acl_check_client(const struct acl *a, const union sockaddr_any *client)
 {
-	struct acl_result res = { ACL_ALLOW, 0, false };
+	struct acl_result res = { ACL_ALLOW, 0, false, NULL };
 
 	for (size_t i = 0; i < a->nclient; i++) {
 		const struct acl_request_rule *r = &a->client[i];
@@ -762,7 +881,7 @@ acl_check_client(const struct acl *a, const union sockaddr_any *client)
 struct acl_result
 acl_check_request(const struct acl *a, const struct acl_request *q)
 {
-	struct acl_result res = { ACL_ALLOW, 0, false };
+	struct acl_result res = { ACL_ALLOW, 0, false, NULL };
 	enum to_match to;
 	size_t i;
 
@@ -790,12 +909,28 @@ acl_check_request(const struct acl *a, const struct acl_request *q)
 		}
 		res.verdict = r->allow ? ACL_ALLOW : ACL_DENY;
 		res.to_addr = to == TO_ADDR;
+		res.via = r->via;
 		return res;
 	}
 	return res;
 }
 
 /* --- dump ---------------------------------------------------------------- */
+
+static void
+via_dump(const struct acl_via *v, FILE *out)
+{
+	char url[UPSTREAM_LABEL_MAX + 300];
+
+	if (!v)
+		return;
+	for (size_t i = 0; i < v->n; i++) {
+		upstream_format(&v->hop[i], url, sizeof(url));
+		fprintf(out, "%s%s", i == 0 ? " via " : ",", url);
+	}
+	if (v->resolve_local)
+		fputs(" resolve local", out);
+}
 
 void
 acl_dump(const struct acl *a, FILE *out)
@@ -865,6 +1000,7 @@ acl_dump(const struct acl *a, FILE *out)
 		}
 		if (quote)
 			fputc('"', out);
+		via_dump(r->via, out);
 		fputc('\n', out);
 	}
 }

@@ -159,6 +159,9 @@ static const struct config_keyword keywords[] = {
 		OFF(nauth_exempt), 0, CONFIG_MAX_AUTH_EXEMPT },
 	{ "auth-workers", 1, 1, false, set_uint, OFF(auth_workers), 0, 1, 64 },
 	{ "ipv6-prefix", 1, 1, false, set_uint, OFF(ipv6_prefix), 0, 1, 128 },
+	{ "parent-down-after", 1, 1, false, set_uint, OFF(parent_down_after), 0, 0, 1000000 },
+	{ "parent-down-for", 1, 1, false, set_uint, OFF(parent_down_for), 0, 1,
+		CONFIG_SECONDS_MAX },
 	{ "run-as", 1, 1, false, set_run_as, 0, 0, 0, 0 },
 	/* at most one per address family; set_external checks */
 	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
@@ -756,6 +759,8 @@ static const struct {
 	{ OFF(dns_cache_size), 10000 },
 	{ OFF(dns_cache_max_ttl), 3600 },
 	{ OFF(ipv6_prefix), 64 },
+	{ OFF(parent_down_after), 3 },
+	{ OFF(parent_down_for), 30 },
 };
 
 #define NUINT_DEFAULTS (sizeof(uint_defaults) / sizeof(uint_defaults[0]))
@@ -1226,6 +1231,8 @@ config_dump(const struct config *c, FILE *out)
 	dump_networks(out, "auth-fail-exempt", c->auth_exempt, c->nauth_exempt);
 	fprintf(out, "auth-workers %u\n", c->auth_workers);
 	fprintf(out, "ipv6-prefix %u\n", c->ipv6_prefix);
+	fprintf(out, "parent-down-after %u\n", c->parent_down_after);
+	fprintf(out, "parent-down-for %u\n", c->parent_down_for);
 	if (c->run_as_user[0])
 		fprintf(out, "run-as %s%s%s\n", c->run_as_user, c->run_as_group[0] ? ":" : "",
 			c->run_as_group);

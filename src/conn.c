@@ -40,6 +40,12 @@ struct conn_state_row {
 
 #define CONN_HANDSHAKE_EOF "client closed during handshake"
 
+/* Where a failed parent hands over: the next parent (by address, or by
+ * name), or a `direct` hop (by address, by name, or BIND's listener). */
+#define CONN_FAILOVER                                                                           \
+	(ST(PARENT_CONNECTING) | ST(RESOLVING) | ST(CONNECTING) | ST(BIND_WAIT) | ST(CLOSING) | \
+		ST(STOPPED))
+
 static const struct conn_state_row conn_states[CONN_ST_COUNT] = {
 	[CONN_ST_NEW] = { "new", conn_step_wait, NULL, CONN_IN_NONE, CONN_TO_NONE, NULL,
 		ST(PROXY) | ST(GREETING) },
@@ -58,15 +64,34 @@ static const struct conn_state_row conn_states[CONN_ST_COUNT] = {
 		CONN_TO_AUTH_DELAY, NULL, ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_REQUEST] = { "request", conn_step_request, conn_expire_handshake, CONN_IN_PARSE,
 		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
-		ST(RESOLVING) | ST(CONNECTING) | ST(BIND_WAIT) | ST(UDP) | ST(CLOSING) |
-			ST(STOPPED) },
+		ST(RESOLVING) | ST(CONNECTING) | ST(BIND_WAIT) | ST(UDP) | ST(PARENT_CONNECTING) |
+			ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_REQUEST4] = { "request4", conn_step_request4, conn_expire_handshake, CONN_IN_PARSE,
 		CONN_TO_HANDSHAKE, CONN_HANDSHAKE_EOF,
-		ST(RESOLVING) | ST(CONNECTING) | ST(BIND_WAIT) | ST(CLOSING) | ST(STOPPED) },
+		ST(RESOLVING) | ST(CONNECTING) | ST(BIND_WAIT) | ST(PARENT_CONNECTING) |
+			ST(CLOSING) | ST(STOPPED) },
+	/* A lookup for a parent may follow the target's (`resolve local`). */
 	[CONN_ST_RESOLVING] = { "resolving", conn_step_resolving, conn_expire_resolving,
-		CONN_IN_KEEP, CONN_TO_CONNECT, NULL, ST(CONNECTING) | ST(CLOSING) | ST(STOPPED) },
+		CONN_IN_KEEP, CONN_TO_CONNECT, NULL,
+		ST(CONNECTING) | ST(BIND_WAIT) | ST(RESOLVING) | ST(PARENT_CONNECTING) |
+			ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_CONNECTING] = { "connecting", conn_step_connecting, conn_expire_connecting,
 		CONN_IN_KEEP, CONN_TO_CONNECT, NULL, ST(RELAY) | ST(CLOSING) | ST(STOPPED) },
+	/* A parent that fails hands over to the next one of the list. */
+	[CONN_ST_PARENT_CONNECTING] = { "parent-connecting", conn_step_parent_connecting,
+		conn_expire_parent, CONN_IN_KEEP, CONN_TO_PARENT, NULL,
+		ST(PARENT_GREETING) | ST(PARENT_REPLY) | CONN_FAILOVER },
+	[CONN_ST_PARENT_GREETING] = { "parent-greeting", conn_step_parent, conn_expire_parent,
+		CONN_IN_KEEP, CONN_TO_PARENT, NULL,
+		ST(PARENT_AUTH) | ST(PARENT_REPLY) | CONN_FAILOVER },
+	[CONN_ST_PARENT_AUTH] = { "parent-auth", conn_step_parent, conn_expire_parent, CONN_IN_KEEP,
+		CONN_TO_PARENT, NULL, ST(PARENT_REPLY) | CONN_FAILOVER },
+	[CONN_ST_PARENT_REPLY] = { "parent-reply", conn_step_parent, conn_expire_parent,
+		CONN_IN_KEEP, CONN_TO_PARENT, NULL,
+		ST(RELAY) | ST(PARENT_BIND_WAIT) | CONN_FAILOVER },
+	[CONN_ST_PARENT_BIND_WAIT] = { "parent-bind-wait", conn_step_parent,
+		conn_expire_parent_bind_wait, CONN_IN_PARSE, CONN_TO_BIND, "client closed",
+		ST(RELAY) | ST(CLOSING) | ST(STOPPED) },
 	[CONN_ST_BIND_WAIT] = { "bind-wait", conn_step_bind_wait, conn_expire_bind_wait,
 		CONN_IN_PARSE, CONN_TO_BIND, "client closed",
 		ST(RELAY) | ST(CLOSING) | ST(STOPPED) },
@@ -123,6 +148,8 @@ conn_deadline(const struct conn *c, enum conn_timeout kind, uint64_t now)
 		return c->hs->auth_at_ms + CONN_AUTH_FAIL_DELAY_MS;
 	case CONN_TO_CONNECT:
 		return c->hs->connect_deadline_ms;
+	case CONN_TO_PARENT:
+		return c->hs->parent->attempt_deadline_ms;
 	case CONN_TO_BIND:
 		return now + (uint64_t)c->cfg->timeout_bind * 1000u;
 	case CONN_TO_LINGER:
@@ -378,10 +405,18 @@ conn_free(void *arg)
 	struct conn *c = arg;
 
 	config_unref(c->cfg);
-	free(c->hs);
+	conn_hs_free(c->hs);
 	free(c->user);
 	free(c->target);
 	free(c);
+}
+
+void
+conn_hs_free(struct conn_hs *hs)
+{
+	if (hs)
+		free(hs->parent);
+	free(hs);
 }
 
 static void
@@ -418,7 +453,7 @@ conn_stop(struct conn *c)
 		return;
 	if (c->state == CONN_ST_RELAY)
 		relay_stop(&c->relay);
-	if (c->state == CONN_ST_CONNECTING)
+	if (c->state == CONN_ST_CONNECTING || c->state == CONN_ST_PARENT_CONNECTING)
 		dial_stop(&c->hs->dial);
 	if (c->state == CONN_ST_AUTH_CHECK)
 		pwcheck_cancel(&c->hs->pwjob);
@@ -551,5 +586,12 @@ conn_env_init(struct conn_env *env, struct loop *loop, struct config *cfg,
 	env->resolver = resolver;
 	env->policy.limits = limits;
 	env->policy.stats = &env->stats;
+	parents_init(&env->parents);
 	LIST_INIT(&env->conns);
+}
+
+void
+conn_env_free(struct conn_env *env)
+{
+	parents_free(&env->parents);
 }

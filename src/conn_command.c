@@ -20,7 +20,7 @@
 #include "net.h"
 #include "udpassoc.h"
 
-static enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd);
+static enum conn_step conn_bind_direct(struct conn *c);
 static void conn_on_relay_end(enum relay_end how, int err, void *arg);
 static void conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *arg);
 static void conn_on_udp_end(const char *why, void *arg);
@@ -35,21 +35,44 @@ conn_start_connect(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 
-	/* The connect timeout covers the name lookup and every attempt. */
+	/* The connect timeout covers the name lookup and every attempt
+	 * (through parents too). */
 	hs->connect_deadline_ms = loop_now(c->env->loop) +
 		(uint64_t)c->cfg->timeout_connect * 1000u;
+	if (hs->via)
+		return conn_parent_start(c);
+	return conn_start_direct(c);
+}
+
+enum conn_step
+conn_start_direct(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+
+	if (c->cmd == SOCKS_CMD_BIND)
+		return conn_bind_direct(c);
 	if (hs->req.dst.atyp == SOCKS_ATYP_DOMAIN) {
-		conn_set_state(c, CONN_ST_RESOLVING);
-		hs->query = resolver_start(c->env->resolver, hs->req.dst.name, conn_on_resolved, c);
-		if (!hs->query)
-			return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no memory for lookup");
-		return CONN_STEP_WAIT;
+		hs->lookup = CONN_LOOKUP_TARGET;
+		return conn_lookup(c, hs->req.dst.name);
 	}
 	hs->res.status = RESOLVER_OK;
 	if (!conn_request_addr(c, &hs->res.addrs[0]))
 		return conn_fail(c, SOCKS_REP_ATYP_NOT_SUPPORTED, "bad address");
 	hs->res.naddrs = 1;
 	return conn_dial(c);
+}
+
+enum conn_step
+conn_lookup(struct conn *c, const char *name)
+{
+	struct conn_hs *hs = c->hs;
+
+	conn_set_state(c, CONN_ST_RESOLVING);
+	hs->resolved = false;
+	hs->query = resolver_start(c->env->resolver, name, conn_on_resolved, c);
+	if (!hs->query)
+		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "no memory for lookup");
+	return CONN_STEP_WAIT;
 }
 
 static void
@@ -63,6 +86,34 @@ conn_on_resolved(const struct resolver_result *res, void *arg)
 	conn_advance(c);
 }
 
+/* The rules needed the address to decide (a `to` network before the
+ * deciding rule): the first address they allow decides, and when its
+ * rule has `via` the parents get that address. */
+static enum conn_step
+conn_decide_resolved(struct conn *c)
+{
+	struct conn_hs *hs = c->hs;
+	struct policy_subject s = conn_subject(c);
+
+	hs->undecided = false;
+	for (size_t i = 0; i < hs->res.naddrs; i++) {
+		union sockaddr_any to = hs->res.addrs[i];
+		struct policy_verdict v;
+
+		addr_set_port(&to, hs->req.dst.port);
+		v = policy_check_request(&c->env->policy, &s, c->cmd, conn_request_name(c), &to,
+			hs->req.dst.port);
+		if (v.verdict != ACL_ALLOW)
+			continue;
+		if (!v.via)
+			break;
+		hs->via = v.via;
+		proto_addr_from_sockaddr(&hs->req.dst, &to.sa);
+		return conn_parent_start(c);
+	}
+	return conn_dial(c);
+}
+
 enum conn_step
 conn_step_resolving(struct conn *c)
 {
@@ -70,12 +121,17 @@ conn_step_resolving(struct conn *c)
 
 	if (!hs->resolved)
 		return CONN_STEP_WAIT;
+	hs->resolved = false;
+	if (hs->lookup != CONN_LOOKUP_TARGET)
+		return conn_parent_resolved(c);
 	if (hs->res.status != RESOLVER_OK || hs->res.naddrs == 0) {
 		log_debug("conn %" PRIu64 ": lookup of %s failed: %s", c->id, hs->req.dst.name,
 			resolver_status_str(hs->res.status));
 		return conn_fail(c, SOCKS_REP_HOST_UNREACHABLE,
 			resolver_status_str(hs->res.status));
 	}
+	if (hs->undecided)
+		return conn_decide_resolved(c);
 	return conn_dial(c);
 }
 
@@ -126,8 +182,6 @@ conn_dial_failed(struct conn *c, enum dial_result r, int err)
 	return conn_fail(c, proto_rep_from_errno(err), strerror(err));
 }
 
-static void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg);
-
 /* Connects to the addresses in hs->res, in order. */
 static enum conn_step
 conn_dial(struct conn *c)
@@ -148,7 +202,7 @@ conn_dial(struct conn *c)
 	return CONN_STEP_WAIT;
 }
 
-static void
+void
 conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg)
 {
 	struct conn *c = arg;
@@ -186,7 +240,7 @@ conn_expire_connecting(struct conn *c)
 /* The success reply naming bnd, then both fds (the client's and
  * target_fd) go to the relay with what the client sent early and what of
  * the reply is still unsent; the handshake state goes. */
-static enum conn_step
+enum conn_step
 conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
 {
 	struct conn_hs *hs = c->hs;
@@ -205,7 +259,7 @@ conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
 	c->fd = -1;
 	c->target_fd = -1;
 	conn_set_state(c, CONN_ST_RELAY);
-	free(c->hs);
+	conn_hs_free(c->hs);
 	c->hs = NULL;
 	return CONN_STEP_WAIT;
 }
@@ -261,6 +315,17 @@ conn_reply_bound(struct conn *c, union sockaddr_any *bnd, enum conn_state next)
 enum conn_step
 conn_start_bind(struct conn *c)
 {
+	if (c->hs->via) {
+		c->hs->connect_deadline_ms = loop_now(c->env->loop) +
+			(uint64_t)c->cfg->timeout_connect * 1000u;
+		return conn_parent_start(c);
+	}
+	return conn_bind_direct(c);
+}
+
+static enum conn_step
+conn_bind_direct(struct conn *c)
+{
 	union sockaddr_any expect, listen_on = c->local, bound;
 	const union sockaddr_any *ext;
 	struct conn_hs *hs = c->hs;
@@ -314,10 +379,6 @@ enum conn_step
 conn_step_bind_wait(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
-	struct policy_subject s = conn_subject(c);
-	const union sockaddr_any *peer = &hs->bind_peer;
-	char a[ADDR_STRLEN], what[80];
-	struct policy_verdict v;
 
 	if (!hs->bind_ready)
 		return CONN_STEP_WAIT;
@@ -332,6 +393,17 @@ conn_step_bind_wait(struct conn *c)
 	c->target_fd = hs->bind_fd;
 	hs->bind_fd = -1;
 	watcher_init(&c->tw, c->target_fd, NULL, c); /* the relay's from its start */
+	(void)net_set_nodelay(c->target_fd);
+	return conn_bind_peer_relay(c, &hs->bind_peer);
+}
+
+enum conn_step
+conn_bind_peer_relay(struct conn *c, const union sockaddr_any *peer)
+{
+	struct policy_subject s = conn_subject(c);
+	char a[ADDR_STRLEN], what[80];
+	struct policy_verdict v;
+
 	addr_format(peer, a, sizeof(a));
 	if (log_enabled(LOG_LVL_DEBUG))
 		log_debug("conn %" PRIu64 ": bind: peer %s connected", c->id, a);
@@ -342,7 +414,6 @@ conn_step_bind_wait(struct conn *c)
 		conn_target_close(c);
 		return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied");
 	}
-	(void)net_set_nodelay(c->target_fd);
 	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
 	return conn_start_relay(c, peer);
 }

@@ -304,6 +304,8 @@ conn_request_allowed(struct conn *c, enum conn_step *fail)
 		*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");
 		return false;
 	}
+	hs->undecided = v.verdict == ACL_UNDECIDED;
+	hs->via = v.via;
 	if (c->user && c->cfg->max_sessions_per_user && c->env->policy.limits) {
 		if (!policy_acquire_user(&c->env->policy, &s, now)) {
 			*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "max-sessions-per-user");

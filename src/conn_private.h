@@ -16,6 +16,7 @@
 #include "conn.h"
 #include "dial.h"
 #include "loop.h"
+#include "parent.h"
 #include "policy.h"
 #include "proto.h"
 #include "pwcheck.h"
@@ -37,21 +38,26 @@
 #define CONN_AUTH_FAIL_DELAY_MS 500
 
 enum conn_state {
-	CONN_ST_NEW,        /* allocated, first state not chosen yet (transient) */
-	CONN_ST_PROXY,      /* waits for the PROXY protocol header */
-	CONN_ST_GREETING,   /* waits for the method-selection message */
-	CONN_ST_AUTH,       /* waits for the RFC 1929 request */
-	CONN_ST_AUTH_CHECK, /* waits for the password helpers' verdict */
-	CONN_ST_AUTH_DELAY, /* a failed password: waits out the delay, then says so */
-	CONN_ST_REQUEST,    /* waits for the request */
-	CONN_ST_REQUEST4,   /* waits for a SOCKS4/4a request */
-	CONN_ST_RESOLVING,  /* waits for the resolver's answer */
-	CONN_ST_CONNECTING, /* waits for the outbound connect (dial) */
-	CONN_ST_BIND_WAIT,  /* BIND: first reply sent, waits for the peer */
-	CONN_ST_UDP,        /* UDP ASSOCIATE runs until the client closes */
-	CONN_ST_RELAY,      /* the relay owns both fds and its idle timer */
-	CONN_ST_CLOSING,    /* reply queued: flush, shut down, drain until EOF */
-	CONN_ST_STOPPED,    /* conn_stop ran; freed after the batch (transient) */
+	CONN_ST_NEW,               /* allocated, first state not chosen yet (transient) */
+	CONN_ST_PROXY,             /* waits for the PROXY protocol header */
+	CONN_ST_GREETING,          /* waits for the method-selection message */
+	CONN_ST_AUTH,              /* waits for the RFC 1929 request */
+	CONN_ST_AUTH_CHECK,        /* waits for the password helpers' verdict */
+	CONN_ST_AUTH_DELAY,        /* a failed password: waits out the delay, then says so */
+	CONN_ST_REQUEST,           /* waits for the request */
+	CONN_ST_REQUEST4,          /* waits for a SOCKS4/4a request */
+	CONN_ST_RESOLVING,         /* waits for the resolver's answer */
+	CONN_ST_CONNECTING,        /* waits for the outbound connect (dial) */
+	CONN_ST_PARENT_CONNECTING, /* waits for the connect to a parent proxy (dial) */
+	CONN_ST_PARENT_GREETING,   /* SOCKS5 parent: waits for its method choice */
+	CONN_ST_PARENT_AUTH,       /* SOCKS5 parent: waits for its password status */
+	CONN_ST_PARENT_REPLY,      /* waits for the parent's reply to the request */
+	CONN_ST_PARENT_BIND_WAIT, /* BIND through a parent: first reply sent, waits for the second */
+	CONN_ST_BIND_WAIT,        /* BIND: first reply sent, waits for the peer */
+	CONN_ST_UDP,              /* UDP ASSOCIATE runs until the client closes */
+	CONN_ST_RELAY,            /* the relay owns both fds and its idle timer */
+	CONN_ST_CLOSING,          /* reply queued: flush, shut down, drain until EOF */
+	CONN_ST_STOPPED,          /* conn_stop ran; freed after the batch (transient) */
 	CONN_ST_COUNT
 };
 
@@ -76,8 +82,32 @@ enum conn_timeout {
 	CONN_TO_HANDSHAKE, /* timeout handshake from accept: one deadline for every handshake state */
 	CONN_TO_AUTH_DELAY, /* CONN_AUTH_FAIL_DELAY_MS from the RFC 1929 request */
 	CONN_TO_CONNECT,    /* timeout connect from the request: lookup and all attempts */
+	CONN_TO_PARENT,     /* the current parent's share of the connect budget */
 	CONN_TO_BIND,       /* timeout bind from entering */
 	CONN_TO_LINGER,     /* CONN_LINGER_MS from entering */
+};
+
+/* What the lookup in CONN_ST_RESOLVING is for. */
+enum conn_lookup {
+	CONN_LOOKUP_TARGET,     /* the target's name, to connect to it */
+	CONN_LOOKUP_FOR_PARENT, /* the target's name, for a parent (`resolve local`) */
+	CONN_LOOKUP_PARENT,     /* a parent's own name */
+};
+
+/* A request going through a rule's `via` list (conn_parent.c). */
+struct conn_parent {
+	uint8_t order[ACL_VIA_MAX];   /* hops of the list, in the order to try them */
+	size_t n, pos;                /* how many, and the next to try */
+	const struct upstream *u;     /* the parent tried now */
+	struct parent_state *st;      /* its up/down state and counters */
+	uint64_t attempt_deadline_ms; /* its share of the connect budget */
+	bool io;                      /* the parent's socket reported: fed says what */
+	bool answered;                /* counted as answered (BIND: at its first reply) */
+	enum upstream_feed fed;
+	uint8_t last_rep; /* the reply if no parent is left */
+	const char *last_why;
+	struct socks_addr dst; /* what the parents are asked for */
+	struct upstream_hs hs; /* the handshake with the current parent */
 };
 
 /* Handshake-only state: freed when the relay starts. The members up to
@@ -89,7 +119,11 @@ struct conn_hs {
 	bool client_eof;              /* the client sent FIN before the relay began */
 	uint64_t connect_deadline_ms; /* whole resolve+connect budget */
 	struct resolver_query *query; /* pending lookup, NULL otherwise */
+	enum conn_lookup lookup;      /* what the lookup is for */
 	bool resolved;                /* the lookup answered: res holds it */
+	bool undecided;               /* the rules need the address: decided after the lookup */
+	const struct acl_via *via;    /* the allowing rule's parents; NULL: direct */
+	struct conn_parent *parent;   /* while parents are tried, NULL otherwise */
 	enum dial_result dialed;      /* the dial's result (PENDING: none yet) */
 	int dial_err;                 /* ... and the errno it reported */
 	bool bind_ready;              /* the BIND listener reported: bind_fd/bind_err */
@@ -168,6 +202,8 @@ int conn_reply(struct conn *c, uint8_t rep, const struct sockaddr *bnd)
 enum conn_step conn_fail(struct conn *c, uint8_t rep, const char *why);
 /* Closes target_fd (an attempt, a connected target or a BIND peer). */
 void conn_target_close(struct conn *c);
+/* Frees the handshake state (and a parent attempt's). */
+void conn_hs_free(struct conn_hs *hs);
 
 /* Steps that several states share. */
 enum conn_step conn_step_wait(struct conn *c);
@@ -202,6 +238,18 @@ enum conn_step conn_start_connect(struct conn *c);
 enum conn_step conn_start_bind(struct conn *c);
 enum conn_step conn_start_udp(struct conn *c);
 
+/* Starts the lookup of name (for what hs->lookup says): RESOLVING. */
+enum conn_step conn_lookup(struct conn *c, const char *name);
+/* The request goes out directly (CONNECT or BIND), not through a parent. */
+enum conn_step conn_start_direct(struct conn *c);
+/* dial's done callback: stores the result and advances. */
+void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg);
+/* The success reply naming bnd, then both fds to the relay. */
+enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd);
+/* The rules' verdict on the peer that connected to a BIND (logged when
+ * refused): the relay starts, or the client is told. */
+enum conn_step conn_bind_peer_relay(struct conn *c, const union sockaddr_any *peer);
+
 enum conn_step conn_step_resolving(struct conn *c);
 enum conn_step conn_step_connecting(struct conn *c);
 enum conn_step conn_step_bind_wait(struct conn *c);
@@ -210,5 +258,17 @@ enum conn_step conn_step_relay(struct conn *c);
 enum conn_step conn_expire_resolving(struct conn *c);
 enum conn_step conn_expire_connecting(struct conn *c);
 enum conn_step conn_expire_bind_wait(struct conn *c);
+
+/* --- conn_parent.c ------------------------------------------------------- */
+
+/* A request whose rule has `via`: try its parents in order. */
+enum conn_step conn_parent_start(struct conn *c);
+/* The lookups of CONN_LOOKUP_FOR_PARENT and CONN_LOOKUP_PARENT answered. */
+enum conn_step conn_parent_resolved(struct conn *c);
+
+enum conn_step conn_step_parent_connecting(struct conn *c);
+enum conn_step conn_step_parent(struct conn *c);
+enum conn_step conn_expire_parent(struct conn *c);
+enum conn_step conn_expire_parent_bind_wait(struct conn *c);
 
 #endif

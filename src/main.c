@@ -572,6 +572,7 @@ setup_worker(struct daemon *d, struct config *cfg)
 	d->metrics_sources.stats = &d->env.stats;
 	d->metrics_sources.resolver = resolver;
 	d->metrics_sources.pwcheck = &d->env.pwcheck;
+	d->metrics_sources.parents = &d->env.parents;
 	d->metrics_sources.worker = d->worker;
 }
 
@@ -636,6 +637,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	resolver_free(d->env.resolver);
 	loop_free(d->loop); /* also frees what the closes above released */
 	connlimit_free(d->env.policy.limits);
+	conn_env_free(&d->env);
 	bufpool_drain();
 	pipepool_trim();
 	config_unref(d->env.cfg);

@@ -27,6 +27,7 @@
 #include "log.h"
 #include "loop.h"
 #include "net.h"
+#include "parent.h"
 #include "pipepool.h"
 #include "proto.h"
 #include "pwcheck.h"
@@ -818,6 +819,39 @@ metrics_auth(const struct metrics_text *t, const struct pwcheck *pw)
 	metrics_sample(t, "socks5d_auth_keeper_restarts_total", NULL, ps->keeper_restarts);
 }
 
+/* One sample per parent proxy seen so far (labels are safe: a parent's
+ * host passed upstream_parse's checks). */
+static void
+metrics_parents(const struct metrics_text *t, const struct parents *ps)
+{
+	static const char *const names[] = { "socks5d_parent_sessions_total",
+		"socks5d_parent_failures_total", "socks5d_parent_up" };
+	static const char *const types[] = { "counter", "counter", "gauge" };
+	static const char *const helps[] = {
+		"Requests a parent proxy answered (with any reply).",
+		"Attempts that failed at a parent proxy itself (connect, handshake, password, "
+		"timeout).",
+		"1 while a parent proxy is up, 0 while it is marked down.",
+	};
+	struct timespec ts;
+	uint64_t now;
+	char l[UPSTREAM_LABEL_MAX + 16];
+
+	clock_gettime(CLOCK_MONOTONIC, &ts); /* the loop's clock */
+	now = (uint64_t)ts.tv_sec * 1000u + (uint64_t)ts.tv_nsec / 1000000u;
+	for (size_t i = 0; i < 3; i++) {
+		metrics_family(t, names[i], types[i], helps[i]);
+		for (const struct parent_state *p = ps ? ps->head : NULL; p; p = p->next) {
+			uint64_t v = i == 0 ? p->sessions
+				: i == 1    ? p->failures
+					    : !parent_is_down(p, now);
+
+			snprintf(l, sizeof(l), "parent=\"%s\"", p->label);
+			metrics_sample(t, names[i], l, v);
+		}
+	}
+}
+
 static unsigned
 metrics_count_fds(void)
 {
@@ -855,6 +889,7 @@ metrics_render(FILE *out, void *arg)
 	metrics_by_label(&t, "socks5d_udp_dropped_total", "counter",
 		"UDP datagrams dropped, by reason.", "reason", udpassoc_drop_names, s->udp_dropped,
 		UDPASSOC_DROP_REASONS);
+	metrics_parents(&t, src->parents);
 	metrics_family(&t, "socks5d_open_fds", "gauge", "File descriptors in use.");
 	metrics_sample(&t, "socks5d_open_fds", NULL, metrics_count_fds());
 }

@@ -249,10 +249,11 @@ policy_check_request(const struct policy *p, const struct policy_subject *s, uin
 		.port = port,
 	};
 	struct acl_result r = acl_check_request(s->cfg->acl, &request);
-	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE };
+	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE, NULL };
 
 	if (r.verdict != ACL_ALLOW)
 		return v;
+	v.via = r.via;
 	/* With rules written, what none of them allows is denied. */
 	if (r.line == 0 && acl_request_rule_count(s->cfg->acl) > 0) {
 		v.verdict = ACL_DENY;

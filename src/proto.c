@@ -33,12 +33,12 @@ put_be16(uint8_t *p, uint16_t v)
 
 /*
  * ATYP DST.ADDR DST.PORT at p[0..len) (RFC 1928 §4, §5), shared by the
- * request and the UDP header. Rejects as soon as the offending byte is in
+ * request, the UDP header and (upstream) a parent's reply. Rejects as soon as the offending byte is in
  * view: a NUL inside the part of a domain name received so far fails now,
  * not when the name is complete, so the caller answers without waiting.
  */
-static enum proto_status
-parse_addr(const uint8_t *p, size_t len, struct socks_addr *a, size_t *used)
+enum proto_status
+proto_parse_addr(const uint8_t *p, size_t len, struct socks_addr *a, size_t *used)
 {
 	size_t addr_len;
 
@@ -167,7 +167,7 @@ proto_parse_request(const uint8_t *p, size_t len, struct proto_request *out, siz
 		return PROTO_NEED_MORE;
 	if (p[2] != 0)
 		return PROTO_ERR_RESERVED;
-	st = parse_addr(p + 3, len - 3, &out->dst, &used);
+	st = proto_parse_addr(p + 3, len - 3, &out->dst, &used);
 	if (st != PROTO_OK)
 		return st;
 
@@ -191,7 +191,7 @@ proto_parse_udp_header(const uint8_t *p, size_t len, struct proto_udp_header *ou
 		return PROTO_ERR_RESERVED;
 	if (len < 3)
 		return PROTO_ERR_TRUNCATED;
-	st = parse_addr(p + 3, len - 3, &out->dst, &used);
+	st = proto_parse_addr(p + 3, len - 3, &out->dst, &used);
 	if (st == PROTO_NEED_MORE)
 		return PROTO_ERR_TRUNCATED;
 	if (st != PROTO_OK)

@@ -76,7 +76,9 @@ fi
 # ends[]); udpassoc_finish's reasons and the udpassoc_recv error reasons;
 # policy_admission_str; and the status names of proto, proxyproto and the
 # resolver that become end reasons ("ok", "need more", "admitted" and the
-# "unknown" fallbacks never do). strerror() texts are covered by prose.
+# "unknown" fallbacks never do); a parent's failures and answers (upstream's
+# hs_fail, hs_cannot and hs_answer, conn_parent's own, and a SOCKS5
+# parent's REP in words: proto's rep_names but "succeeded"). strerror() texts are covered by prose.
 literals() { grep -o '"[^"]*"' | tr -d '"'; }
 table_of() { # FILE FIRST-LINE-PATTERN: the literals from there to "};"
 	sed -n "/$2/,/^};/p" "$1" | literals
@@ -90,7 +92,10 @@ table_of() { # FILE FIRST-LINE-PATTERN: the literals from there to "};"
 	sed -n '/^resolver_status_str(/,/^}/p' src/resolver.c | literals
 	table_of src/proto.c 'status_names\[\] = {'
 	table_of src/proxyproto.c 'status_names\[\] = {'
-} | grep -v -x -e ok -e 'need more' -e admitted -e unknown -e 'unknown status' -e '' |
+	grep -h -A1 -e 'hs_fail(h, ' -e 'hs_cannot(h, ' -e 'hs_answer(h, ' src/upstream.c | literals
+	grep -h -e 'conn_parent_failed(c, "' -e 'last_why = "' src/conn_parent.c | literals
+	table_of src/proto.c 'rep_names\[\] = {'
+} | grep -v -x -e ok -e 'need more' -e admitted -e unknown -e 'unknown status' -e succeeded -e '' |
 	sort -u >"$tmp/ends"
 table_of src/proto.c 'cmd_names\[\] = {' | sort -u >"$tmp/cmds"
 grep -o '"socks5d_[a-z_]*"' src/metrics.c | tr -d '"' | sort -u >"$tmp/metrics"

@@ -13,8 +13,9 @@
 #include <string.h>
 #include <unistd.h>
 
-/* How long a change may take to be seen: the watch settles in 100 ms. */
-#define UW_WAIT_MS 5000
+/* How long a change may take to be seen: the watch settles in 100 ms; the
+ * rest is slack for a loaded machine (a sanitizer build, other jobs). */
+#define UW_WAIT_MS 15000
 
 static char uw_dir[64];
 static char uw_users[128];

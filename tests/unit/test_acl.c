@@ -830,6 +830,41 @@ test_no_rules_allow(void **state)
 	assert_dump(a, "");
 }
 
+/* The deciding rule's `via` comes with an allow, in its order, with
+ * `resolve local`; a deny, a rule without via and no match carry none. */
+static void
+test_via_comes_with_the_deciding_allow(void **state)
+{
+	struct acl *a = *state;
+	struct acl_result r;
+
+	add_request(a, "deny to blocked.test", 1);
+	add_request(a, "allow to *.onion via socks5://127.0.0.1:9050", 2);
+	add_request(a, "allow to 10.0.0.0/8 via http://u:p@p.lan:3128,direct resolve local", 3);
+	add_request(a, "allow to plain.test", 4);
+	r = connect_to(a, "abc.onion", NULL, 443);
+	assert_int_equal(r.verdict, ACL_ALLOW);
+	assert_non_null(r.via);
+	assert_int_equal(r.via->n, 1);
+	assert_string_equal(r.via->hop[0].label, "socks5://127.0.0.1:9050");
+	assert_false(r.via->resolve_local);
+	r = connect_to(a, NULL, "10.1.2.3", 80);
+	assert_non_null(r.via);
+	assert_int_equal(r.via->n, 2);
+	assert_int_equal(r.via->hop[0].proto, UPSTREAM_HTTP);
+	assert_string_equal(r.via->hop[0].pass, "p");
+	assert_int_equal(r.via->hop[1].proto, UPSTREAM_DIRECT);
+	assert_true(r.via->resolve_local);
+	assert_null(connect_to(a, "plain.test", NULL, 80).via);
+	r = connect_to(a, "blocked.test", NULL, 80);
+	assert_int_equal(r.verdict, ACL_DENY);
+	assert_null(r.via);
+	/* A name the rules cannot place yet: undecided, no via. */
+	r = connect_to(a, "other.test", NULL, 80);
+	assert_int_equal(r.verdict, ACL_UNDECIDED);
+	assert_null(r.via);
+}
+
 /* --- dump ---------------------------------------------------------------- */
 
 static void
@@ -848,6 +883,7 @@ test_dump_round_trip(void **state)
 		"allow user \"alice smith,#hash\"",
 		"allow to ::ffff:192.0.2.0/120 port 65535",
 		"deny from all to all",
+		"allow to *.onion via socks5://u:pw@[::1]:9050,direct resolve local",
 	};
 	struct acl *a = *state, *b = acl_new();
 	char *first, *second, *line, *next;
@@ -870,7 +906,8 @@ test_dump_round_trip(void **state)
 		"port 1000-2000 cmd connect,bind,udp user alice,bob\n"
 		"rule allow user \"alice smith,#hash\"\n"
 		"rule allow to 192.0.2.0/24 port 65535\n"
-		"rule deny from all to all\n");
+		"rule deny from all to all\n"
+		"rule allow to *.onion via socks5://u:***@[::1]:9050,direct resolve local\n");
 	/* Feed the dump back in as a config parser would. */
 	assert_non_null(b);
 	for (line = first; *line != '\0'; line = next) {
@@ -949,6 +986,8 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_cmd_selector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_selectors_and_together, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_no_rules_allow, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_via_comes_with_the_deciding_allow, setup,
+			teardown),
 		cmocka_unit_test_setup_teardown(test_dump_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_buffer_optional_and_truncated, setup,
 			teardown),

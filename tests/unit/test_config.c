@@ -382,6 +382,40 @@ test_rules_limits_run_as(void **state)
 	parse_err("max-connections -1\n", "t.conf:1: max-connections: '-1' is not a number");
 }
 
+/* Parents on rule lines (issue 19): what cannot work is refused with the
+ * line, and each parent keeps its own words. */
+static void
+test_via_errors(void **state)
+{
+	parse_err("\nrule deny via socks5://h:1\n",
+		"t.conf:2: rule: a deny rule sends nothing anywhere: via and resolve belong on "
+		"allow "
+		"rules");
+	parse_err("rule allow cmd udp via http://h:1\n",
+		"t.conf:1: rule: cmd udp: no parent in the via list can carry it (http carries "
+		"connect; socks4 connect and bind; socks5 and direct all)");
+	parse_err("rule allow cmd connect,bind via http://h:1,http://h:3\n",
+		"t.conf:1: rule: cmd bind: no parent in the via list can carry it (http "
+		"carries connect; socks4 connect and bind; socks5 and direct all)");
+	parse_err("rule allow resolve local\n", "t.conf:1: rule: resolve without via");
+	parse_err("rule allow via\n", "t.conf:1: rule: missing value after 'via'");
+	parse_err("rule allow via socks5://h:1 via direct\n",
+		"t.conf:1: rule: duplicate clause 'via'");
+	parse_err("rule allow via socks5://h:1 resolve here\n",
+		"t.conf:1: rule: expected resolve local or resolve parent");
+	parse_err("rule allow via socks5://h:1,socks5://h:1\n",
+		"t.conf:1: rule: socks5://h:1 is listed twice in via");
+	parse_err("rule allow via socks5://h\n",
+		"t.conf:1: rule: a parent needs a port: HOST:PORT");
+	parse_err("rule allow via ftp://h:21\n",
+		"t.conf:1: rule: unknown parent 'ftp://h:21' (expected direct, socks5://, "
+		"socks4:// or http://)");
+	parse_err("rule allow via direct,socks5://a:1,socks5://b:1,socks5://c:1,socks5://d:1,"
+		  "socks5://e:1,socks5://f:1,socks5://g:1,socks5://h:1\n",
+		"t.conf:1: rule: at most 8 parents in a via list");
+	parse_err("parent-down-for 0\n", "t.conf:1: parent-down-for: 0 out of range 1..86400");
+}
+
 static void
 test_user_external_overrides_global_external(void **state)
 {
@@ -1297,7 +1331,9 @@ test_dump_default(void **state)
 		"max-sessions-per-user 0\n"
 		"auth-fail-limit 10 60 300\n"
 		"auth-workers %u\n"
-		"ipv6-prefix 64\n",
+		"ipv6-prefix 64\n"
+		"parent-down-after 3\n"
+		"parent-down-for 30\n",
 		(unsigned)((rl.rlim_max - 256) / 2), default_auth_workers());
 	assert_string_equal(s, want);
 	free(s);
@@ -1333,6 +1369,8 @@ test_dump_everything_set_hides_secrets(void **state)
 		"listen 0.0.0.0:1080\n"
 		"client allow 10.0.0.0/8\n"
 		"rule deny to *.example.com port 25\n"
+		"rule allow to *.onion via socks5://tor:s%40cret@127.0.0.1:9050,direct\n"
+		"rule allow cmd connect via http://proxy.lan:3128 resolve local\n"
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
@@ -1340,6 +1378,8 @@ test_dump_everything_set_hides_secrets(void **state)
 		"auth-fail-exempt 192.0.2.0/24 2001:db8::/48\n"
 		"auth-workers 3\n"
 		"ipv6-prefix 56\n"
+		"parent-down-after 0\n"
+		"parent-down-for 5\n"
 		"run-as nobody:nogroup\n";
 	struct config *c = parse_ok(text);
 	char *s = unit_capture(write_config, c);
@@ -1376,6 +1416,8 @@ test_dump_everything_set_hides_secrets(void **state)
 		"external 2001:db8::1\n"
 		"client allow 10.0.0.0/8\n"
 		"rule deny to *.example.com port 25\n"
+		"rule allow to *.onion via socks5://tor:***@127.0.0.1:9050,direct\n"
+		"rule allow cmd connect via http://proxy.lan:3128 resolve local\n"
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
@@ -1383,8 +1425,11 @@ test_dump_everything_set_hides_secrets(void **state)
 		"auth-fail-exempt 192.0.2.0/24 2001:db8::/48\n"
 		"auth-workers 3\n"
 		"ipv6-prefix 56\n"
+		"parent-down-after 0\n"
+		"parent-down-for 5\n"
 		"run-as nobody:nogroup\n");
 	assert_null(strstr(s, "topsecret"));
+	assert_null(strstr(s, "s%40cret"));
 	assert_null(strstr(s, "$6$"));
 	free(s);
 	config_unref(c);
@@ -1422,7 +1467,7 @@ test_keywords_are_the_documented_set(void **state)
 		"metrics", "announce", "client", "rule", "relay-buffer", "relay-splice",
 		"max-connections", "max-connections-per-ip", "max-sessions-per-user",
 		"auth-fail-limit", "run-as", "auth-fail-exempt", "auth-workers", "ipv6-prefix",
-		NULL };
+		"parent-down-after", "parent-down-for", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1539,6 +1584,7 @@ main(void)
 		cmocka_unit_test(test_user_external_overrides_global_external),
 		cmocka_unit_test(test_open_proxy_is_refused_with_a_fix),
 		cmocka_unit_test(test_rules_limits_run_as),
+		cmocka_unit_test(test_via_errors),
 		cmocka_unit_test(test_proxy_protocol_metrics_announce),
 		cmocka_unit_test(test_users_may_follow_auth),
 		cmocka_unit_test(test_user_plaintext_and_hashed_counted),

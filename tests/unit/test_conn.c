@@ -189,12 +189,38 @@ tcp_listener(void)
 	return fd;
 }
 
+/* extra with the fixture's addresses put in: PARENT is the target listener
+ * (which the parent tests play a parent on), DEAD a port nothing listens
+ * on, PNAME the listener by a name of the hosts file. */
+static void
+fx_expand(const struct fx *f, const char *extra, char *out, size_t cap)
+{
+	static const char *const tokens[] = { "PARENT", "DEAD", "PNAME" };
+	size_t n = 0;
+
+	while (*extra && n + 32 < cap) {
+		size_t t;
+
+		for (t = 0; t < 3 && strncmp(extra, tokens[t], strlen(tokens[t])) != 0; t++)
+			;
+		if (t == 3) {
+			out[n++] = *extra++;
+			continue;
+		}
+		n += (size_t)snprintf(out + n, cap - n, "%s:%u",
+			t == 2 ? "parent.test" : "127.0.0.1",
+			(unsigned)(t == 1 ? f->closed_port : f->target_port));
+		extra += strlen(tokens[t]);
+	}
+	out[n] = '\0';
+}
+
 /* Starts the daemon's side: config text (the common part is added), then
  * one accepted connection, with or without a PROXY header expected. */
 static void
-fx_start(struct fx *f, const char *extra, bool proxy_protocol)
+fx_start(struct fx *f, const char *extra_in, bool proxy_protocol)
 {
-	char text[2048], err[256];
+	char text[2048], err[256], extra[1024];
 	struct resolver_options ro;
 	struct connlimit_config lc;
 	union sockaddr_any ns, peer, local;
@@ -206,13 +232,14 @@ fx_start(struct fx *f, const char *extra, bool proxy_protocol)
 	assert_true(closed >= 0);
 	h = fdopen(closed, "w");
 	assert_non_null(h);
-	fprintf(h, "127.0.0.1 target.test\n");
+	fprintf(h, "127.0.0.1 target.test\n127.0.0.1 parent.test\n");
 	fclose(h);
 	closed = tcp_listener();
 	f->closed_port = bound_port(closed);
 	close(closed);
 	f->target_lfd = tcp_listener();
 	f->target_port = bound_port(f->target_lfd);
+	fx_expand(f, extra_in, extra, sizeof(extra));
 	snprintf(text, sizeof(text),
 		"listen 127.0.0.1:1080\nnameserver 127.0.0.1:%u\nproxy-protocol-from 127.0.0.1\n"
 		"timeout bind 1\nauth-fail-limit 0\nlog-level error\n%s",
@@ -267,6 +294,7 @@ teardown(void **state)
 	conn_stop_all(&f->env);
 	conn_set_trace(NULL, NULL);
 	pwcheck_stop(f->pwcheck);
+	conn_env_free(&f->env);
 	if (f->loop) {
 		(void)loop_run_once(f->loop, 0);
 		resolver_free(f->resolver);
@@ -911,6 +939,346 @@ test_architecture_diagram_matches_the_table(void **state)
 					conn_state_name(b));
 }
 
+/* --- through a parent proxy (the target listener plays the parent) -------- */
+
+struct fd_read {
+	struct fx *f;
+	int fd;
+	uint8_t *buf;
+	size_t want, have;
+	bool eof;
+};
+
+static bool
+pred_fd_read(void *arg)
+{
+	struct fd_read *r = arg;
+	ssize_t n = recv(r->fd, r->buf + r->have, r->want - r->have, MSG_DONTWAIT);
+
+	if (n > 0)
+		r->have += (size_t)n;
+	r->eof = n == 0;
+	return r->have == r->want || r->eof;
+}
+
+/* The fake parent reads exactly want[0..n) from the daemon. */
+static void
+parent_expect(struct fx *f, int fd, const void *want, size_t n)
+{
+	uint8_t got[512];
+	struct fd_read r = { f, fd, got, n, 0, false };
+
+	assert_true(n <= sizeof(got));
+	(void)unit_run_until(f->loop, pred_fd_read, &r, GUARD_MS);
+	assert_int_equal(r.have, n);
+	assert_memory_equal(got, want, n);
+}
+
+static int
+parent_accept(struct fx *f)
+{
+	int fd = -1;
+
+	for (int i = 0; i < 300 && (fd = accept4(f->target_lfd, NULL, NULL, SOCK_CLOEXEC)) < 0; i++)
+		assert_int_equal(loop_run_once(f->loop, 10), 0);
+	assert_true(fd >= 0);
+	return fd;
+}
+
+static void
+parent_send(int fd, const void *p, size_t n)
+{
+	assert_int_equal(write(fd, p, n), (ssize_t)n);
+}
+
+struct saw_wait {
+	const struct fx *f;
+	size_t from, to;
+};
+
+static bool
+pred_saw(void *arg)
+{
+	const struct saw_wait *w = arg;
+
+	for (size_t i = 0; i < w->f->ntrace; i++)
+		if (w->f->trace[i][0] == w->from && w->f->trace[i][1] == w->to)
+			return true;
+	return false;
+}
+
+/* Runs the loop until the connection went from `from` to `to`; every
+ * change it made is one the table allows. */
+static void
+run_until_saw(struct fx *f, const char *from, const char *to)
+{
+	struct saw_wait w = { f, state_by_name(from), state_by_name(to) };
+
+	if (!unit_run_until(f->loop, pred_saw, &w, GUARD_MS))
+		fail_msg("no %s -> %s (now in %s)", from, to, current(f));
+	for (size_t i = 0; i < f->ntrace; i++)
+		assert_true(conn_state_may_follow(f->trace[i][0], f->trace[i][1]));
+}
+
+static const uint8_t p5_greet[] = { 0x05, 0x01, 0x00 };
+static const uint8_t p5_greet_pw[] = { 0x05, 0x02, 0x00, 0x02 };
+static const uint8_t p5_userpass[] = { 0x01, 0x01, 'u', 0x01, 'p' };
+
+/* The request the daemon forwards for send_request(f, cmd, port, false). */
+static void
+parent_expect_request(struct fx *f, int fd, uint8_t cmd, uint16_t port)
+{
+	const uint8_t r[] = { 0x05, cmd, 0x00, 0x01, 127, 0, 0, 1, (uint8_t)(port >> 8),
+		(uint8_t)port };
+
+	parent_expect(f, fd, r, sizeof(r));
+}
+
+/* Brings a session whose first hop is a SOCKS5 parent (socks5://u:p@ for
+ * parent-auth) into state `at`, playing the parent; returns its end. */
+static int
+parent_walk_to(struct fx *f, const char *at, uint8_t cmd, uint16_t port)
+{
+	bool pw = strcmp(at, "parent-auth") == 0;
+	int fd;
+
+	if (strcmp(at, "parent-connecting") == 0) {
+		run_until_state(f, at);
+		return -1;
+	}
+	fd = parent_accept(f);
+	if (pw) {
+		parent_expect(f, fd, p5_greet_pw, sizeof(p5_greet_pw));
+		parent_send(fd, "\x05\x02", 2);
+		parent_expect(f, fd, p5_userpass, sizeof(p5_userpass));
+	} else {
+		parent_expect(f, fd, p5_greet, sizeof(p5_greet));
+	}
+	if (strcmp(at, "parent-reply") == 0) {
+		parent_send(fd, "\x05\x00", 2);
+		parent_expect_request(f, fd, cmd, port);
+	}
+	run_until_state(f, at);
+	return fd;
+}
+
+/*
+ * The first hop fails in state `from` (a refused connect in
+ * parent-connecting; elsewhere the parent closes while the session waits
+ * for its message), and the session takes the next hop into `to`: another
+ * parent by address (parent-connecting) or by name (resolving), `direct`
+ * (connecting, or bind-wait for a BIND), none (closing: REP 01); `stopped`
+ * is the session stopped while it waits in `from`.
+ */
+static void
+failover_case(const char *from, const char *to)
+{
+	struct fx *f = NULL;
+	bool stop = strcmp(to, "stopped") == 0, bind = strcmp(to, "bind-wait") == 0;
+	const char *first = strcmp(from, "parent-auth") == 0      ? "socks5://u:p@PARENT"
+		: strcmp(from, "parent-connecting") == 0 && !stop ? "socks5://DEAD"
+								  : "socks5://PARENT";
+	const char *next = strcmp(to, "parent-connecting") == 0 ? ",socks4://PARENT"
+		: strcmp(to, "resolving") == 0                  ? ",socks5://PNAME"
+		: strcmp(to, "connecting") == 0 || bind         ? ",direct"
+								: "";
+	uint8_t cmd = bind ? 0x02 : 0x01;
+	uint16_t port;
+	char conf[300];
+	int fd;
+
+	print_message("failover %s -> %s\n", from, to);
+	setup((void **)&f);
+	snprintf(conf, sizeof(conf), "timeout connect 5\nrule allow via %s%s\n", first, next);
+	fx_start(f, conf, false);
+	port = bind ? 0 : f->target_port;
+	greet_no_auth(f);
+	send_request(f, cmd, port, false);
+	fd = parent_walk_to(f, from, cmd, port);
+	if (stop) {
+		conn_stop_all(&f->env);
+	} else {
+		if (fd >= 0)
+			close(fd);
+		run_until_saw(f, from, to);
+		if (strcmp(to, "closing") == 0)
+			expect_rep(f, 0x01);
+	}
+	if (stop)
+		run_until_saw(f, from, to);
+	if (fd >= 0 && stop)
+		close(fd);
+	teardown((void **)&f);
+}
+
+static void
+test_parent_states_fail_over_every_way(void **state)
+{
+	static const char *const froms[] = { "parent-connecting", "parent-greeting", "parent-auth",
+		"parent-reply" };
+	static const char *const tos[] = { "parent-connecting", "resolving", "connecting",
+		"bind-wait", "closing", "stopped" };
+
+	for (size_t i = 0; i < 4; i++)
+		for (size_t j = 0; j < 6; j++)
+			failover_case(froms[i], tos[j]);
+}
+
+/* A password parent: the exact bytes it gets (the name unresolved), and
+ * its BND in the client's reply. */
+static void
+test_request_to_parent_greeting_auth_reply_relay(void **state)
+{
+	static const uint8_t bnd_reply[] = { 0x05, 0x00, 0x00, 0x01, 192, 0, 2, 7, 0x30, 0x39 };
+	static const uint8_t req[] = { 0x05, 0x01, 0x00, 0x03, 11, 'e', 'x', 'a', 'm', 'p', 'l',
+		'e', '.', 'n', 'e', 't', 0x01, 0xbb };
+	struct fx *f = *state;
+	int fd;
+
+	fx_start(f, "rule allow via socks5://u:p@PARENT\n", false);
+	greet_no_auth(f);
+	send_domain_request(f, "example.net", 443);
+	fd = parent_accept(f);
+	parent_expect(f, fd, p5_greet_pw, sizeof(p5_greet_pw));
+	parent_send(fd, "\x05\x02", 2);
+	parent_expect(f, fd, p5_userpass, sizeof(p5_userpass));
+	parent_send(fd, "\x01\x00", 2);
+	parent_expect(f, fd, req, sizeof(req));
+	parent_send(fd, bnd_reply, sizeof(bnd_reply));
+	client_expect(f, bnd_reply, sizeof(bnd_reply));
+	close(fd);
+	ASSERT_PATH(f, "greeting", "request", "parent-connecting", "parent-greeting", "parent-auth",
+		"parent-reply", "relay");
+}
+
+/* A SOCKS4 client through an HTTP parent: the CONNECT it gets, 90 back. */
+static void
+test_request4_to_parent_connecting_to_parent_reply(void **state)
+{
+	static const uint8_t granted[] = { 0x00, 90 };
+	static const char ok[] = "HTTP/1.1 200 Connection established\r\n\r\n";
+	char want[128];
+	struct fx *f = *state;
+	int fd;
+
+	fx_start(f, "socks4 on\nrule allow via http://PARENT\n", false);
+	send_socks4(f, 0x01, 8080, NULL);
+	fd = parent_accept(f);
+	snprintf(want, sizeof(want),
+		"CONNECT 127.0.0.1:8080 HTTP/1.1\r\nHost: 127.0.0.1:8080\r\n\r\n");
+	parent_expect(f, fd, want, strlen(want));
+	parent_send(fd, ok, strlen(ok));
+	client_expect(f, granted, sizeof(granted));
+	close(fd);
+	ASSERT_PATH(f, "greeting", "request4", "parent-connecting", "parent-reply", "relay");
+}
+
+/* BIND through a parent: both of its replies reach the client as sent. */
+static void
+test_parent_reply_to_parent_bind_wait_to_relay(void **state)
+{
+	static const uint8_t first[] = { 0x05, 0x00, 0x00, 0x01, 198, 51, 100, 1, 0x1f, 0x90 };
+	static const uint8_t second[] = { 0x05, 0x00, 0x00, 0x01, 127, 0, 0, 1, 0x9c, 0x40 };
+	struct fx *f = *state;
+	int fd;
+
+	fx_start(f, "rule allow via socks5://PARENT\n", false);
+	greet_no_auth(f);
+	send_request(f, 0x02, 0, false);
+	fd = parent_walk_to(f, "parent-reply", 0x02, 0);
+	parent_send(fd, first, sizeof(first));
+	client_expect(f, first, sizeof(first));
+	run_until_state(f, "parent-bind-wait");
+	parent_send(fd, second, sizeof(second));
+	client_expect(f, second, sizeof(second));
+	close(fd);
+	ASSERT_PATH(f, "greeting", "request", "parent-connecting", "parent-greeting",
+		"parent-reply", "parent-bind-wait", "relay");
+}
+
+static void
+test_parent_bind_wait_to_closing_on_timeout_and_stopped(void **state)
+{
+	static const uint8_t first[] = { 0x05, 0x00, 0x00, 0x01, 198, 51, 100, 1, 0x1f, 0x90 };
+	struct fx *f = *state;
+	int fd;
+
+	for (int stop = 0; stop < 2; stop++) {
+		if (stop) {
+			teardown(state);
+			setup(state);
+			f = *state;
+		}
+		fx_start(f, "rule allow via socks5://PARENT\n", false);
+		greet_no_auth(f);
+		send_request(f, 0x02, 0, false);
+		fd = parent_walk_to(f, "parent-reply", 0x02, 0);
+		parent_send(fd, first, sizeof(first));
+		client_expect(f, first, sizeof(first));
+		run_until_state(f, "parent-bind-wait");
+		if (stop) {
+			conn_stop_all(&f->env);
+			run_until_saw(f, "parent-bind-wait", "stopped");
+		} else {
+			expect_rep(f, 0x04); /* timeout bind 1 */
+			run_until_saw(f, "parent-bind-wait", "closing");
+		}
+		close(fd);
+	}
+}
+
+/* `resolve local`: the target's name is looked up here first, then the
+ * parent's own name (resolving -> resolving), or the parent by address. */
+static void
+test_resolving_to_resolving_and_to_parent_connecting(void **state)
+{
+	static const uint8_t req[] = { 0x05, 0x01, 0x00, 0x01, 127, 0, 0, 1, 0x00, 0x50 };
+	struct fx *f = *state;
+	int fd;
+
+	for (int named = 0; named < 2; named++) {
+		if (named) {
+			teardown(state);
+			setup(state);
+			f = *state;
+		}
+		fx_start(f,
+			named ? "rule allow via socks5://PNAME resolve local\n"
+			      : "rule allow via socks5://PARENT resolve local\n",
+			false);
+		greet_no_auth(f);
+		send_domain_request(f, "target.test", 80);
+		fd = parent_accept(f);
+		parent_expect(f, fd, p5_greet, sizeof(p5_greet));
+		parent_send(fd, "\x05\x00", 2);
+		parent_expect(f, fd, req, sizeof(req)); /* the address, not the name */
+		close(fd);
+		expect_rep(f, 0x01);
+		if (named)
+			ASSERT_PATH(f, "greeting", "request", "resolving", "resolving",
+				"parent-connecting", "parent-greeting", "parent-reply", "closing");
+		else
+			ASSERT_PATH(f, "greeting", "request", "resolving", "parent-connecting",
+				"parent-greeting", "parent-reply", "closing");
+	}
+}
+
+/* `resolve local` with `direct` first: a BIND to a name goes straight from
+ * the lookup to its listener. */
+static void
+test_resolving_to_bind_wait(void **state)
+{
+	uint8_t r[32] = { 0x05, 0x02, 0x00, 0x03, 11 };
+	struct fx *f = *state;
+
+	fx_start(f, "rule allow via direct,socks5://PARENT resolve local\n", false);
+	greet_no_auth(f);
+	memcpy(r + 5, "target.test", 11);
+	client_send(f, r, 5 + 11 + 2);
+	run_until_saw(f, "resolving", "bind-wait");
+	ASSERT_PATH(f, "greeting", "request", "resolving", "bind-wait");
+}
+
 #define T(t) cmocka_unit_test_setup_teardown(t, setup, teardown)
 
 int
@@ -952,6 +1320,13 @@ main(void)
 		T(test_relay_to_stopped_when_both_sides_close),
 		T(test_closing_to_stopped_when_client_closes),
 		T(test_handshake_timeout_stops_in_greeting),
+		T(test_request_to_parent_greeting_auth_reply_relay),
+		T(test_request4_to_parent_connecting_to_parent_reply),
+		T(test_parent_reply_to_parent_bind_wait_to_relay),
+		T(test_parent_bind_wait_to_closing_on_timeout_and_stopped),
+		T(test_resolving_to_resolving_and_to_parent_connecting),
+		T(test_resolving_to_bind_wait),
+		cmocka_unit_test(test_parent_states_fail_over_every_way),
 		cmocka_unit_test(test_table_names_are_distinct_and_every_state_can_stop),
 		cmocka_unit_test(test_architecture_diagram_matches_the_table),
 	};
