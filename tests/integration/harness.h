@@ -346,6 +346,7 @@ int it_run_fault_tests(void);
 int it_run_access_tests(void);
 int it_run_scale_tests(void);
 int it_run_hardening_tests(void);
+int it_run_parent_tests(void);
 int it_run_userswatch_tests(void);
 
 #endif
