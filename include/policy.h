@@ -68,7 +68,9 @@ enum policy_auth policy_check_password(struct policy *p, const struct policy_sub
 /* Request rules for one destination (dst NULL: not known yet, e.g. before a
  * name is resolved). Returns ACL_ALLOW, ACL_DENY (*line: the deciding rule,
  * 0 for the built-in protection or "no rule allows it") or ACL_UNDECIDED.
- * cmd is a SOCKS command. */
+ * cmd is a SOCKS command. UDP ASSOCIATE with dst and name NULL is the
+ * request itself: rules on destinations and ports are left to its
+ * datagrams (acl_request.dst_unknown). */
 enum acl_verdict policy_check_request(const struct policy_subject *s, uint8_t cmd, const char *name,
 	const union sockaddr_any *dst, uint16_t port, int *line);
 /* Counts a request refused by policy_check_request and logs it (what: the

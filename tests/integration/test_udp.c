@@ -768,6 +768,66 @@ setup_idle(void **state)
 	return it_fixture_start_for(state, IT_CAP_UDP, config, NULL, NULL);
 }
 
+/* ---- rule allow cmd udp port LO-HI ----------------------------------------- */
+
+static uint16_t rule_lo; /* four free ports: LO client, LO+1 target, LO+2, LO+3 */
+
+/* Issue 17 item 5: with `rule allow cmd udp port ...`, a request with DST
+ * 0.0.0.0:0 (RFC 1928's form for a client that does not know its address)
+ * was refused: its DST was checked as a destination. */
+static void
+test_udp_port_rule_admits_request_naming_no_address(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	const struct it_target allowed = { .family = AF_INET, .port = (uint16_t)(rule_lo + 1) };
+	uint8_t hdr[UDP_HDR6], echo_hdr[UDP_HDR6];
+	struct assoc a;
+	uint8_t *got = dgram_buf();
+
+	int t = it_udp_socket("127.0.0.1", allowed.port);
+	if (t < 0) {
+		free(got);
+		fail_msg("UDP 127.0.0.1:%u: %s", allowed.port, strerror(errno));
+	}
+	associate(fx, AF_INET, 0, &a);
+	int u = udp_socket_or_fail("127.0.0.1");
+	size_t hlen = header_for(&allowed, 0, hdr);
+	send_dgram(u, &a, hdr, hlen, 100, 1950);
+	long k = it_udp_recv(t, got, UDP_MAX_DGRAM, IT_IO_TIMEOUT_MS);
+	uint64_t st = 1950;
+	uint8_t want[100];
+	it_fill(want, sizeof(want), &st);
+	bool same = k == 100 && memcmp(got, want, 100) == 0;
+	free(got);
+	if (!same)
+		fail_msg("datagram to the allowed port: got %ld bytes, want the 100 sent", k);
+	/* The rules still judge each destination: the echo's port is not in it. */
+	size_t elen = header_for(&it_tg.udp_echo4, 0, echo_hdr);
+	send_dgram(u, &a, echo_hdr, elen, 64, 1951);
+	expect_no_dgram(u, "datagram to a port no rule allows");
+	it_close(t);
+	it_close(u);
+	it_close(a.ctl);
+}
+
+static int
+setup_port_rule(void **state)
+{
+	char config[256];
+
+	rule_lo = pick_range();
+	if (rule_lo == 0) {
+		fprintf(stderr, "no four free consecutive UDP ports for the rule\n");
+		return -1;
+	}
+	snprintf(config, sizeof(config),
+		"auth none\nlog-level debug\nrule allow cmd udp port %u-%u\n"
+		"rule allow cmd connect\n",
+		rule_lo, rule_lo + 3);
+	return it_fixture_start_for(state, IT_CAP_UDP, config, NULL, NULL);
+}
+
+
 int
 it_run_udp_tests(void)
 {
@@ -795,10 +855,15 @@ it_run_udp_tests(void)
 		IT_TEST(test_udp_traffic_keeps_association_alive_past_idle_timeout),
 		IT_TEST(test_udp_relay_port_comes_from_udp_port_range),
 	};
+	const struct CMUnitTest rule_tests[] = {
+		IT_TEST(test_udp_port_rule_admits_request_naming_no_address),
+	};
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name("udp associate (auth none)", tests, setup,
 		it_fixture_stop);
+	failed += cmocka_run_group_tests_name("udp associate (rule allow cmd udp port)", rule_tests,
+		setup_port_rule, it_fixture_stop);
 	failed += cmocka_run_group_tests_name("udp associate (timeout udp 1, udp-port-range)",
 		idle_tests, setup_idle, it_fixture_stop);
 	return failed;
