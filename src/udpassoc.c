@@ -72,7 +72,10 @@ struct udpassoc {
 
 	union sockaddr_any client;    /* client's IP (unmapped); port valid once pinned */
 	bool port_pinned;             /* client's UDP port known (request or first datagram) */
-	bool addr_mismatch;           /* request named another IP: nothing matches */
+	bool port_from_request;       /* ... from the request's DST.PORT */
+	bool port_confirmed;          /* a datagram came from the pinned port */
+	bool port_warned;             /* "another port" logged (once) */
+	bool behind_nat;              /* the request named another IP than the client's */
 	union sockaddr_any client_ep; /* client endpoint as recvfrom saw it (for sendto) */
 	bool have_ep;                 /* client_ep is valid */
 
@@ -101,6 +104,7 @@ const char *const udpassoc_drop_names[UDPASSOC_DROP_REASONS] = {
 	[UDPASSOC_DROP_UNRESOLVED] = "unresolved",
 	[UDPASSOC_DROP_ERROR] = "send_error",
 	[UDPASSOC_DROP_DENIED] = "denied",
+	[UDPASSOC_DROP_DENIED_IN] = "denied_inbound",
 };
 
 /* Shared by every association on the loop's thread: received datagrams are
@@ -360,13 +364,34 @@ udpassoc_enqueue(struct udpassoc *u, const struct socks_addr *dst, const uint8_t
 	u->qbytes += len;
 }
 
+/* A datagram from the client's IP but not from the port the request named,
+ * before any from that port: most likely a NAT that changed the port. Said
+ * once at info, since every datagram will be dropped. */
+static void
+udpassoc_warn_port(struct udpassoc *u, const union sockaddr_any *src)
+{
+	char b[ADDR_STRLEN], c[ADDR_STRLEN];
+
+	u->port_warned = true;
+	log_info("udp assoc bnd=%s: datagrams from %s, but the request named port %u: dropped "
+		 "(behind NAT? a client that does not know its port sends 0)",
+		addr_format(&u->bnd, b, sizeof(b)), addr_format(src, c, sizeof(c)),
+		addr_port(&u->client));
+}
+
 /* Whether a datagram from src (unmapped) is the client's. */
 static bool
-udpassoc_from_client(const struct udpassoc *u, const union sockaddr_any *src)
+udpassoc_from_client(struct udpassoc *u, const union sockaddr_any *src)
 {
-	if (u->addr_mismatch || !addr_ip_equal(src, &u->client))
+	if (!addr_ip_equal(src, &u->client))
 		return false;
-	return !u->port_pinned || addr_port(src) == addr_port(&u->client);
+	if (!u->port_pinned || addr_port(src) == addr_port(&u->client)) {
+		u->port_confirmed = true;
+		return true;
+	}
+	if (u->port_from_request && !u->port_confirmed && !u->port_warned)
+		udpassoc_warn_port(u, src);
+	return false;
 }
 
 /* One datagram arrived on the relay socket: RFC 1928 §7 header, then DATA
@@ -503,6 +528,12 @@ udpassoc_on_out(struct udpassoc *u, int which)
 		if (!u->have_ep || (size_t)n > UDPASSOC_DGRAM_MAX)
 			continue;
 		addr_unmap(&from);
+		/* Only sources the rules would let the client send to may
+		 * answer it (an open outbound port is no open door). */
+		if (u->allow && !u->allow(&from, NULL, u->allow_arg)) {
+			u->stats.dropped[UDPASSOC_DROP_DENIED_IN]++;
+			continue;
+		}
 		hlen = proto_encode_udp_header(hdr, &from.sa);
 		memcpy(p - hlen, hdr, hlen);
 		if (udpassoc_sendto(u, u->relay_w.fd, p - hlen, hlen + (size_t)n, &u->client_ep)) {
@@ -543,10 +574,13 @@ udpassoc_on_idle(struct loop *loop, void *arg)
 }
 
 /* RFC 1928 §7: DST.ADDR/DST.PORT of the request are where the client will
- * send from. A port pins the client's port at once. An address must be the
- * control connection's own peer (a client cannot hand its association to
- * another host); any other address leaves nothing that can match. A domain
- * name there cannot be checked without a lookup and is ignored. */
+ * send from. Datagrams are accepted from the control connection's peer
+ * only, whatever the request says (a client cannot hand its association to
+ * another host). An address other than that peer's is a client behind NAT
+ * that wrote its private address (issue 17): its port is from the same side
+ * of the NAT, so the port is learnt from the first datagram instead. Else a
+ * port pins the client's port at once. A domain name there cannot be checked
+ * without a lookup and is ignored. */
 static void
 udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
 {
@@ -555,18 +589,34 @@ udpassoc_apply_request(struct udpassoc *u, const struct socks_addr *req)
 
 	if (!req)
 		return;
+	if ((req->atyp == SOCKS_ATYP_IPV4 || req->atyp == SOCKS_ATYP_IPV6) &&
+		!proto_addr_is_unspecified(req) &&
+		proto_addr_to_sockaddr(req, &ra.ss, &ralen) == 0) {
+		addr_unmap(&ra);
+		if (!addr_ip_equal(&ra, &u->client)) {
+			u->behind_nat = true;
+			return;
+		}
+	}
 	if (req->port != 0) {
 		addr_set_port(&u->client, req->port);
 		u->port_pinned = true;
+		u->port_from_request = true;
 	}
-	if ((req->atyp != SOCKS_ATYP_IPV4 && req->atyp != SOCKS_ATYP_IPV6) ||
-		proto_addr_is_unspecified(req))
-		return;
-	if (proto_addr_to_sockaddr(req, &ra.ss, &ralen) < 0)
-		return;
-	addr_unmap(&ra);
-	if (!addr_ip_equal(&ra, &u->client))
-		u->addr_mismatch = true;
+}
+
+/* Once per association, at info: the request's address was not the
+ * client's, so datagrams are taken from the control connection's peer. */
+static void
+udpassoc_log_nat(const struct udpassoc *u, const struct socks_addr *req)
+{
+	char b[ADDR_STRLEN], c[ADDR_STRLEN], r[PROTO_UDP_HEADER_MAX * 4];
+
+	/* proto_addr_format escapes whatever the client wrote. */
+	proto_addr_format(req, r, sizeof(r));
+	log_info("udp assoc bnd=%s: the request named %s, not the client's address %s (behind "
+		 "NAT?): datagrams are taken from %s, port from the first one",
+		addr_format(&u->bnd, b, sizeof(b)), r, addr_ip_format(&u->client, c, sizeof(c)), c);
 }
 
 /* The outbound sources; one of the wrong family cannot be used for that
@@ -595,7 +645,7 @@ udpassoc_log_start(const struct udpassoc *u)
 		u->port_pinned ? addr_format(&u->client, c, sizeof(c))
 			       : addr_ip_format(&u->client, c, sizeof(c)),
 		u->port_pinned ? "" : " port=first",
-		u->addr_mismatch ? " (request names another address: nothing will match)" : "");
+		u->behind_nat ? " (request named another address)" : "");
 }
 
 static void
@@ -661,6 +711,8 @@ udpassoc_start(struct loop *loop, struct resolver *resolver, const struct udpass
 	if (u->idle_ms)
 		timer_start(loop, &u->idle_timer, u->idle_ms);
 	*bnd = u->bnd;
+	if (u->behind_nat && log_enabled(LOG_LVL_INFO))
+		udpassoc_log_nat(u, req);
 	if (log_enabled(LOG_LVL_DEBUG))
 		udpassoc_log_start(u);
 	return u;

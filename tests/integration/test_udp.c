@@ -601,6 +601,43 @@ test_udp_1000_datagrams_of_assorted_sizes_arrive_intact_in_order(void **state)
 	it_close(a.ctl);
 }
 
+/* Issue 17 item 5: a client behind NAT writes its private address (and
+ * port) into the request; its datagrams come from the NAT's address, which
+ * is the control connection's peer, and from another port. They used to be
+ * dropped as foreign; now the association takes them from the peer's
+ * address, learns the port from the first one, and says so once at info. */
+static void
+test_udp_request_naming_private_address_works_behind_nat(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	uint8_t hdr[UDP_HDR6];
+	struct it_reply r;
+	/* 10.20.30.40:5555, as the client sees itself behind the NAT. */
+	const uint8_t req[] = { 0x05, 0x03, 0x00, 0x01, 10, 20, 30, 40, 5555 >> 8, 5555 & 0xff };
+	struct assoc a = { .relay_ip = "127.0.0.1" };
+	int u = udp_socket_or_fail("127.0.0.1"), other = udp_socket_or_fail("127.0.0.1");
+
+	a.ctl = it_greet(fx, AF_INET);
+	it_send_bytes(a.ctl, req, sizeof(req));
+	it_expect_reply(a.ctl, &r, IT_IO_TIMEOUT_MS);
+	assert_int_equal(r.rep, 0x00);
+	a.relay_port = r.port;
+	size_t hlen = header_for(&it_tg.udp_echo4, 0, hdr);
+	send_dgram(u, &a, hdr, hlen, 300, 1280);
+	expect_dgram(u, hdr, hlen, 300, 1280);
+	send_dgram(u, &a, hdr, hlen, 20, 1281);
+	expect_dgram(u, hdr, hlen, 20, 1281);
+	/* The first datagram pinned u's port: another socket is foreign. */
+	send_dgram(other, &a, hdr, hlen, 20, 1282);
+	expect_no_dgram(other, "datagram from a second port after the NAT pinning");
+	expect_no_dgram(u, "datagram from a second port after the NAT pinning");
+	if (!it_daemon_log_contains(&fx->d, "the request named 10.20.30.40:5555, not the client's"))
+		fail_msg("no info line saying the request's address was not the client's");
+	it_close(u);
+	it_close(other);
+	it_close(a.ctl);
+}
+
 /* PySocks (python3-socks) speaking UDP through the daemon: to an IPv4
  * address and to "localhost" sent as a name (rdns). Exit 77: not installed. */
 static const char pysocks_script[] =
@@ -810,6 +847,62 @@ test_udp_port_rule_admits_request_naming_no_address(void **state)
 	it_close(a.ctl);
 }
 
+/* Issue 17 item 5: what comes back to the association's outbound socket
+ * from a source the rules would refuse as a destination is dropped; what
+ * comes from an allowed one is relayed. */
+static void
+test_udp_inbound_from_source_refused_by_rules_is_dropped(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	const struct it_target allowed = { .family = AF_INET, .port = (uint16_t)(rule_lo + 1) };
+	uint8_t hdr[UDP_HDR6], got[64];
+	struct sockaddr_storage out;
+	socklen_t outlen = sizeof(out);
+	struct assoc a;
+
+	/* The client's own port is in the range, so even a daemon that judged
+	 * the request's DST.PORT as a destination lets it associate. */
+	int u = it_udp_socket("127.0.0.1", rule_lo);
+	int t = it_udp_socket("127.0.0.1", allowed.port);
+	int stranger = udp_socket_or_fail("127.0.0.1");
+	if (u < 0 || t < 0)
+		fail_msg("UDP ports %u and %u: %s", rule_lo, allowed.port, strerror(errno));
+	associate(fx, AF_INET, rule_lo, &a);
+	size_t hlen = header_for(&allowed, 0, hdr);
+	send_dgram(u, &a, hdr, hlen, 10, 1960);
+	/* Where the daemon sends from: its outbound socket. */
+	long k = -1;
+	for (uint64_t t0 = it_now_ms(); k < 0 && it_now_ms() - t0 < IT_IO_TIMEOUT_MS;) {
+		outlen = sizeof(out);
+		k = recvfrom(t, got, sizeof(got), MSG_DONTWAIT, (struct sockaddr *)&out, &outlen);
+		if (k < 0)
+			it_sleep_ms(5);
+	}
+	assert_int_equal(k, 10);
+	assert_int_equal(out.ss_family, AF_INET);
+	const struct sockaddr_in *o = (const struct sockaddr_in *)&out;
+	const uint8_t *ob = (const uint8_t *)&o->sin_addr;
+	char oip[16];
+	snprintf(oip, sizeof(oip), "%u.%u.%u.%u", ob[0], ob[1], ob[2], ob[3]);
+	uint16_t oport = ntohs(o->sin_port);
+	/* From a port outside the rule's range: dropped. */
+	assert_int_equal(it_udp_send(stranger, oip, oport, "unasked", 7), 0);
+	expect_no_dgram(u, "datagram to the outbound socket from a refused source");
+	/* From the allowed target: relayed, behind a header naming it. */
+	uint8_t from_t[UDP_HDR6 + 5];
+	memcpy(from_t, hdr, hlen);
+	memcpy(from_t + hlen, "reply", 5);
+	assert_int_equal(it_udp_send(t, oip, oport, "reply", 5), 0);
+	uint8_t in[UDP_HDR6 + 16];
+	k = it_udp_recv(u, in, sizeof(in), IT_IO_TIMEOUT_MS);
+	assert_int_equal(k, (long)(hlen + 5));
+	it_assert_mem(in, from_t, hlen + 5, "datagram from the allowed target");
+	it_close(stranger);
+	it_close(t);
+	it_close(u);
+	it_close(a.ctl);
+}
+
 static int
 setup_port_rule(void **state)
 {
@@ -844,6 +937,7 @@ it_run_udp_tests(void)
 		IT_TEST(test_udp_nonzero_frag_is_dropped),
 		IT_TEST(test_udp_malformed_datagrams_are_dropped_and_association_goes_on),
 		IT_TEST(test_udp_request_naming_client_address_and_port_is_honoured),
+		IT_TEST(test_udp_request_naming_private_address_works_behind_nat),
 		IT_TEST(test_udp_control_close_closes_relay_port),
 		IT_TEST(test_udp_bytes_on_control_connection_do_not_end_association),
 		IT_TEST(test_udp_two_associations_do_not_see_each_other),
@@ -857,6 +951,7 @@ it_run_udp_tests(void)
 	};
 	const struct CMUnitTest rule_tests[] = {
 		IT_TEST(test_udp_port_rule_admits_request_naming_no_address),
+		IT_TEST(test_udp_inbound_from_source_refused_by_rules_is_dropped),
 	};
 	int failed = 0;
 

@@ -542,24 +542,90 @@ test_request_port_pins_client_port(void **state)
 	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
+/* Issue 17 item 5: a client behind NAT writes its private address and
+ * port; datagrams then come from the NAT's. They are taken from the
+ * control connection's peer, the port learnt from the first one. */
 static void
-test_request_naming_other_address_matches_nothing(void **state)
+test_request_naming_other_address_learns_port_from_first_datagram(void **state)
 {
 	struct fx *f = *state;
-	union sockaddr_any bnd, other;
+	union sockaddr_any bnd, priv, stranger_addr;
 	struct socks_addr dst = sa_of(&f->echo4.addr), req;
 	struct udpassoc *u;
-	int c = udp_bound("127.0.0.1", 0, NULL);
+	int c = udp_bound("127.0.0.1", 0, NULL), c2 = udp_bound("127.0.0.1", 0, NULL);
+	int stranger = udp_bound("127.0.0.3", 0, &stranger_addr);
+	ssize_t n;
 
-	assert_int_equal(addr_parse("127.0.0.3", 0, &other), 0);
-	req = sa_of(&other);
+	/* The private address and a port no socket here has. */
+	assert_int_equal(addr_parse("10.11.12.13", 5555, &priv), 0);
+	req = sa_of(&priv);
 	u = assoc(f, "127.0.0.1", "127.0.0.1", &req, NULL, &bnd);
+	/* Not even the address the request named may use it. */
+	send_dgram(stranger, &bnd, 0, &dst, "no", 2);
+	expect_quiet(f, stranger);
 	send_dgram(c, &bnd, 0, &dst, "x", 1);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "x", 1);
+	/* Pinned now: another port of the same host is foreign. */
+	send_dgram(c2, &bnd, 0, &dst, "y", 1);
+	expect_quiet(f, c2);
 	expect_quiet(f, c);
-	assert_int_equal(f->echo4.count, 0);
-	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 1);
+	assert_int_equal(f->echo4.count, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 2);
 	udpassoc_stop(u);
 	close(c);
+	close(c2);
+	close(stranger);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
+}
+
+/* Refuses one source port, records what it was asked. */
+struct allow_rec {
+	uint16_t refuse_port;
+	unsigned calls, calls_with_name;
+};
+
+static bool
+allow_but_port(const union sockaddr_any *dst, const char *name, void *arg)
+{
+	struct allow_rec *r = arg;
+
+	r->calls++;
+	if (name)
+		r->calls_with_name++;
+	return addr_port(dst) != r->refuse_port;
+}
+
+/* Issue 17 item 5: datagrams for the client from a source the rules would
+ * refuse as a destination are dropped and counted. */
+static void
+test_inbound_from_refused_source_is_dropped_and_counted(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd, sa;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct allow_rec rec = { 0 };
+	struct udpassoc_options opt = { .allow = allow_but_port, .allow_arg = &rec };
+	struct udpassoc *u;
+	int c = udp_bound("127.0.0.1", 0, NULL), s = udp_bound("127.0.0.1", 0, &sa);
+	ssize_t n;
+
+	rec.refuse_port = addr_port(&sa);
+	u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, &opt, &bnd);
+	send_dgram(c, &bnd, 0, &dst, "out", 3);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "out", 3);
+	/* s writes to the outbound socket the echo saw: refused. */
+	send_raw(s, &f->echo4.last_from, "in", 2);
+	expect_quiet(f, c);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_DENIED_IN], 1);
+	assert_int_equal(udpassoc_get_stats(u)->dgrams_down, 1);
+	assert_int_equal(rec.calls_with_name, 0);
+	assert_true(rec.calls >= 2);
+	assert_string_equal(udpassoc_drop_names[UDPASSOC_DROP_DENIED_IN], "denied_inbound");
+	udpassoc_stop(u);
+	close(c);
+	close(s);
 	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
@@ -1065,7 +1131,8 @@ main(void)
 		T(test_other_source_address_is_ignored),
 		T(test_first_datagram_pins_client_port),
 		T(test_request_port_pins_client_port),
-		T(test_request_naming_other_address_matches_nothing),
+		T(test_request_naming_other_address_learns_port_from_first_datagram),
+		T(test_inbound_from_refused_source_is_dropped_and_counted),
 		T(test_nonzero_frag_is_dropped_and_counted),
 		T(test_malformed_is_dropped_and_does_not_pin),
 		T(test_stop_frees_relay_port_at_once),
