@@ -191,6 +191,7 @@ resolver_options_from(const struct config *cfg, struct resolver_options *ropt)
 	ropt->prefer_family = cfg->resolve_prefer;
 	ropt->cache_size = cfg->dns_cache_size;
 	ropt->cache_max_ttl = cfg->dns_cache_max_ttl;
+	ropt->max_lookups = cfg->max_lookups;
 }
 
 static void

@@ -10,6 +10,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -920,6 +921,131 @@ setup_port_rule(void **state)
 	return it_fixture_start_for(state, IT_CAP_UDP, config, NULL, NULL);
 }
 
+/* ---- max-lookups 8, a nameserver that never answers ------------------------ */
+
+#define LOOKUP_CAP 8
+#define LOOKUP_ASSOCS 4
+#define LOOKUP_DGRAMS 16 /* per association: its whole queue */
+
+static int silent_ns = -1; /* bound, never read: the nameserver that never answers */
+
+static int
+count_daemon_fds(const struct it_fixture *fx)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)fx->d.pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Issue 17 item 5: 4 associations sending 16 datagrams each to names a
+ * silent nameserver never answers took the daemon from 10 to 146
+ * descriptors (two sockets per lookup). max-lookups caps the lookups in
+ * flight, whoever started them; one over the cap fails at once. */
+static void
+test_udp_lookups_in_flight_are_capped_by_max_lookups(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	struct assoc a[LOOKUP_ASSOCS];
+	int u[LOOKUP_ASSOCS];
+	int fds0 = count_daemon_fds(fx), fds1 = 0;
+
+	assert_true(fds0 > 0);
+	for (int i = 0; i < LOOKUP_ASSOCS; i++) {
+		associate(fx, AF_INET, 0, &a[i]);
+		u[i] = udp_socket_or_fail("127.0.0.1");
+		for (int j = 0; j < LOOKUP_DGRAMS; j++) {
+			uint8_t hdr[5 + 32];
+			int nl = snprintf((char *)hdr + 5, sizeof(hdr) - 5, "n%d-%d.example.test",
+				i, j);
+			hdr[0] = hdr[1] = hdr[2] = 0;
+			hdr[3] = 0x03;
+			hdr[4] = (uint8_t)nl;
+			hdr[5 + nl] = 0;
+			hdr[6 + nl] = 53;
+			send_dgram(u[i], &a[i], hdr, 7 + (size_t)nl, 32, (uint64_t)(i * 100 + j));
+		}
+	}
+	/* Every datagram has been read and its lookup started or refused. */
+	for (uint64_t t0 = it_now_ms(); it_now_ms() - t0 < 500;) {
+		int n = count_daemon_fds(fx);
+		fds1 = n > fds1 ? n : fds1;
+		it_sleep_ms(20);
+	}
+	print_message("[   INFO   ] daemon fds: %d before, at most %d with %d lookups asked\n",
+		fds0, fds1, LOOKUP_ASSOCS * LOOKUP_DGRAMS);
+	/* Each association: its control connection and relay socket. */
+	if (fds1 > fds0 + LOOKUP_ASSOCS * 2 + 2 * LOOKUP_CAP)
+		fail_msg("%d descriptors for %d associations and at most %d lookups (2 each), from "
+			 "%d",
+			fds1, LOOKUP_ASSOCS, LOOKUP_CAP, fds0);
+	if (!it_daemon_log_contains(&fx->d, "(max-lookups)"))
+		fail_msg("no warning about lookups refused at max-lookups");
+	/* CONNECT to a name shares the cap: refused at once (0x04), not after
+	 * the lookup's timeout. */
+	int c = it_greet(fx, AF_INET);
+	const uint8_t conn[] = { 0x05, 0x01, 0x00, 0x03, 11, 'x', '.', 'e', 'x', 'a', 'm', 'p', 'l',
+		'e', '.', 't', 0, 80 };
+	struct it_reply r;
+	uint64_t t0 = it_now_ms();
+	it_send_bytes(c, conn, sizeof(conn));
+	it_expect_reply(c, &r, 2000);
+	assert_int_equal(r.rep, 0x04);
+	assert_in_range(it_now_ms() - t0, 0, 1500);
+	it_close(c);
+	/* Ending the associations gives the lookups' sockets back. */
+	for (int i = 0; i < LOOKUP_ASSOCS; i++) {
+		it_close(u[i]);
+		it_close(a[i].ctl);
+	}
+	int n = -1;
+	for (uint64_t t1 = it_now_ms(); it_now_ms() - t1 < 2000; it_sleep_ms(20))
+		if ((n = count_daemon_fds(fx)) <= fds0)
+			break;
+	if (n > fds0)
+		fail_msg("%d descriptors 2 s after the associations ended, %d before", n, fds0);
+}
+
+static int
+setup_max_lookups(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	char config[256];
+
+	/* Not it_udp_socket: the tests' teardown closes those. */
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	silent_ns = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (silent_ns < 0 || bind(silent_ns, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+		getsockname(silent_ns, (struct sockaddr *)&sin, &len) < 0) {
+		perror("silent nameserver");
+		return -1;
+	}
+	snprintf(config, sizeof(config),
+		"auth none\nlog-level debug\nnameserver 127.0.0.1:%u\nmax-lookups %d\n",
+		ntohs(sin.sin_port), LOOKUP_CAP);
+	return it_fixture_start_for(state, IT_CAP_UDP | IT_CAP_RESOLVER, config, NULL, NULL);
+}
+
+static int
+teardown_max_lookups(void **state)
+{
+	int r = it_fixture_stop(state);
+
+	if (silent_ns >= 0)
+		close(silent_ns);
+	silent_ns = -1;
+	return r;
+}
 
 int
 it_run_udp_tests(void)
@@ -953,12 +1079,17 @@ it_run_udp_tests(void)
 		IT_TEST(test_udp_port_rule_admits_request_naming_no_address),
 		IT_TEST(test_udp_inbound_from_source_refused_by_rules_is_dropped),
 	};
+	const struct CMUnitTest lookup_tests[] = {
+		IT_TEST(test_udp_lookups_in_flight_are_capped_by_max_lookups),
+	};
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name("udp associate (auth none)", tests, setup,
 		it_fixture_stop);
 	failed += cmocka_run_group_tests_name("udp associate (rule allow cmd udp port)", rule_tests,
 		setup_port_rule, it_fixture_stop);
+	failed += cmocka_run_group_tests_name("udp associate (max-lookups, silent nameserver)",
+		lookup_tests, setup_max_lookups, teardown_max_lookups);
 	failed += cmocka_run_group_tests_name("udp associate (timeout udp 1, udp-port-range)",
 		idle_tests, setup_idle, it_fixture_stop);
 	return failed;

@@ -362,12 +362,13 @@ test_rules_limits_run_as(void **state)
 	c = parse_ok("client allow 10.0.0.0/8 ::1\nclient deny all\n"
 		     "rule deny to 127.0.0.0/8\nrule allow user alice cmd connect port 1-1024\n"
 		     "user alice x\nmax-connections 10\nmax-connections-per-ip 2\n"
-		     "max-sessions-per-user 1\nauth-fail-limit 3\nrun-as nobody\n");
+		     "max-sessions-per-user 1\nmax-lookups 0\nauth-fail-limit 3\nrun-as nobody\n");
 	assert_int_equal(acl_client_rule_count(c->acl), 2);
 	assert_int_equal(acl_request_rule_count(c->acl), 2);
 	assert_int_equal(c->max_connections, 10);
 	assert_int_equal(c->max_connections_per_ip, 2);
 	assert_int_equal(c->max_sessions_per_user, 1);
+	assert_int_equal(c->max_lookups, 0);
 	assert_int_equal(c->auth_fail_limit, 3);
 	assert_int_equal(c->auth_fail_window, 60);
 	assert_int_equal(c->auth_lockout, 300);
@@ -379,6 +380,26 @@ test_rules_limits_run_as(void **state)
 	parse_err("auth-fail-limit 3 0\n", "t.conf:1: auth-fail-limit: 0 out of range 1..86400");
 	parse_err("run-as :wheel\n", "t.conf:1: run-as: expected USER or USER:GROUP, got ':wheel'");
 	parse_err("max-connections -1\n", "t.conf:1: max-connections: '-1' is not a number");
+}
+
+static void
+test_max_lookups(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = parse_ok("auth none\n");
+	assert_int_equal(c->max_lookups, 1024);
+	config_unref(c);
+	c = parse_ok("max-lookups 1000000\n");
+	assert_int_equal(c->max_lookups, 1000000);
+	config_unref(c);
+	parse_err("\nmax-lookups 1000001\n",
+		"t.conf:2: max-lookups: 1000001 out of range 0..1000000");
+	parse_err("max-lookups many\n", "t.conf:1: max-lookups: 'many' is not a number");
+	parse_err("max-lookups\n", "t.conf:1: max-lookups: expected 1 argument, got 0");
+	parse_err("max-lookups 8\nmax-lookups 9\n",
+		"t.conf:2: duplicate 'max-lookups', first at line 1");
 }
 
 static void
@@ -1198,6 +1219,7 @@ test_dump_default(void **state)
 		"max-connections 0\n"
 		"max-connections-per-ip 0\n"
 		"max-sessions-per-user 0\n"
+		"max-lookups 1024\n"
 		"auth-fail-limit 10 60 300\n");
 	free(s);
 	config_unref(c);
@@ -1233,6 +1255,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
+		"max-lookups 64\n"
 		"auth-fail-limit 4 30 600\n"
 		"run-as nobody:nogroup\n";
 	struct config *c = parse_ok(text);
@@ -1271,6 +1294,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
+		"max-lookups 64\n"
 		"auth-fail-limit 4 30 600\n"
 		"run-as nobody:nogroup\n");
 	assert_null(strstr(s, "topsecret"));
@@ -1308,8 +1332,8 @@ test_keywords_are_the_documented_set(void **state)
 		"dns-cache-size", "dns-cache-max-ttl", "udp-port-range", "bind-port-range",
 		"socks4", "workers", "external", "proxy-protocol-from", "metrics", "announce",
 		"client", "rule", "relay-buffer", "relay-splice", "max-connections",
-		"max-connections-per-ip", "max-sessions-per-user", "auth-fail-limit", "run-as",
-		NULL };
+		"max-connections-per-ip", "max-sessions-per-user", "max-lookups", "auth-fail-limit",
+		"run-as", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1426,6 +1450,7 @@ main(void)
 		cmocka_unit_test(test_user_external_overrides_global_external),
 		cmocka_unit_test(test_open_proxy_is_refused_with_a_fix),
 		cmocka_unit_test(test_rules_limits_run_as),
+		cmocka_unit_test(test_max_lookups),
 		cmocka_unit_test(test_proxy_protocol_metrics_announce),
 		cmocka_unit_test(test_users_may_follow_auth),
 		cmocka_unit_test(test_user_plaintext_and_hashed_counted),
