@@ -131,7 +131,7 @@ bench: $(B)/socks5d
 bench-tools: $(B)/bench/loadgen
 
 $(B)/bench/loadgen: tests/bench/loadgen.c | $(B)/bench
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(B)/bench:
 	mkdir -p $@
