@@ -18,6 +18,12 @@ struct loop;
 struct resolver;
 struct udpassoc;
 
+/* Datagrams one readiness event of one of an association's sockets reads
+ * (one recvmmsg) and sends on before the loop serves anyone else: a busy
+ * association cannot starve the others or the TCP sessions; the rest waits
+ * for the next loop iteration. */
+#define UDPASSOC_BATCH 32
+
 /* Why a datagram was dropped: indexes of udpassoc_stats.dropped. */
 enum udpassoc_drop {
 	UDPASSOC_DROP_FRAG,       /* FRAG != 0 */
@@ -49,7 +55,9 @@ struct udpassoc_options {
 	/* Asked before each datagram leaves: may it go to dst (name: the
 	 * requested domain, or NULL)? And for each datagram that arrives for
 	 * the client, about its source (name NULL): what the rules refuse as a
-	 * destination may not answer either. NULL allows everything. */
+	 * destination may not answer either. Its answer for an address (name
+	 * NULL) must not change during the association: the last one per
+	 * direction is remembered. NULL allows everything. */
 	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
 	void *allow_arg;
 };
