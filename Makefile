@@ -75,6 +75,9 @@ $(B)/fuzz-replay/fuzz_%: tests/fuzz/fuzz_%.c tests/fuzz/replay_main.c $(LIB_OBJS
 $(ITEST_BIN): $(ITEST_SRCS) $(wildcard tests/integration/*.h) $(LIB_OBJS) $(HEADERS) | $(B)/tests
 	$(CC) $(CPPFLAGS) -Itests/integration $(ALL_CFLAGS) $(LDFLAGS) -o $@ $(ITEST_SRCS) $(LIB_OBJS) $(LDLIBS) -lcmocka
 
+# test_udpassoc sees (and fails on demand) the sendmmsg calls of udpassoc.
+$(B)/tests/test_udpassoc: LDFLAGS += -Wl,--wrap=sendmmsg
+
 unit-tests: $(UNIT_BINS)
 	@set -e; for t in $(UNIT_BINS); do echo "== $$t"; ./$$t; done
 
@@ -157,7 +160,7 @@ bench: $(B)/socks5d
 bench-tools: $(B)/bench/loadgen
 
 $(B)/bench/loadgen: tests/bench/loadgen.c | $(B)/bench
-	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $<
+	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(B)/bench:
 	mkdir -p $@

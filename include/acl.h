@@ -35,6 +35,12 @@ struct acl_request {
 	const char *dst_name;               /* requested domain name, or NULL */
 	const union sockaddr_any *dst_addr; /* resolved/requested address, or NULL */
 	uint16_t port;                      /* destination port */
+	/* No destination at all yet: a UDP ASSOCIATE request, whose DST is the
+	 * client's own endpoint and whose destinations come per datagram. A
+	 * rule that selects by `to` or `port` cannot decide it: such an allow
+	 * rule makes the result ACL_UNDECIDED, such a deny rule is passed over
+	 * (it refuses only some destinations); the other rules decide as ever. */
+	bool dst_unknown;
 };
 
 /* An allowing rule's `via`: where what it allows leaves, in failover order. */
@@ -73,7 +79,8 @@ size_t acl_request_rule_count(const struct acl *a);
 struct acl_result acl_check_client(const struct acl *a, const union sockaddr_any *client);
 /* Request rules: first match wins; no match allows (verdict ALLOW, line 0).
  * With dst_addr NULL, a rule whose destination is a CIDR cannot be decided:
- * the result is ACL_UNDECIDED (check again once the address is known). */
+ * the result is ACL_UNDECIDED (check again once the address is known); with
+ * dst_unknown, see there. */
 struct acl_result acl_check_request(const struct acl *a, const struct acl_request *r);
 
 /* Prints the rules back in config syntax (for socks5d -T). */

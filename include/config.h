@@ -59,6 +59,7 @@ struct config {
 	unsigned max_connections;        /* per process; 0 = no limit */
 	unsigned max_connections_per_ip; /* 0 = no limit */
 	unsigned max_sessions_per_user;  /* 0 = no limit */
+	unsigned max_lookups;            /* name lookups in flight at once; 0 = no limit */
 	unsigned auth_fail_limit;        /* failures that lock an IP out; 0 = never */
 	unsigned auth_fail_window;       /* seconds the failures are counted over */
 	unsigned auth_lockout;           /* seconds an IP stays locked out */

@@ -88,7 +88,9 @@ struct policy_verdict {
 /* Request rules for one destination (dst NULL: not known yet, e.g. before a
  * name is resolved), then, unless a rule whose network holds dst allowed
  * it or the client is on loopback, the built-in protection. cmd is a SOCKS
- * command. */
+ * command. UDP ASSOCIATE with dst and name NULL is the request itself:
+ * rules on destinations and ports are left to its datagrams
+ * (acl_request.dst_unknown). */
 struct policy_verdict policy_check_request(const struct policy *p, const struct policy_subject *s,
 	uint8_t cmd, const char *name, const union sockaddr_any *dst, uint16_t port);
 /* Counts a request refused by policy_check_request and logs it, saying

@@ -28,6 +28,7 @@ enum resolver_status {
 	RESOLVER_SERVFAIL, /* servers answered with an error */
 	RESOLVER_BADNAME,  /* not a valid hostname (length, labels) */
 	RESOLVER_NOMEM,
+	RESOLVER_LIMIT, /* max_lookups lookups already in flight: refused at once */
 };
 
 struct resolver_result {
@@ -46,6 +47,11 @@ struct resolver_options {
 	const char *resolv_conf_path; /* NULL: /etc/resolv.conf */
 	unsigned timeout_ms;          /* per try; 0: resolv.conf's timeout:, else 5 s */
 	unsigned attempts;            /* rounds; 0: resolv.conf's attempts:, else 2 */
+	/* Lookups that may wait on nameservers at once (each holds two
+	 * sockets and two timers), whoever started them; 0: no limit. A name
+	 * already in flight, cached, numeric or in the hosts file never
+	 * counts and is never refused. */
+	unsigned max_lookups;
 };
 
 struct resolver_stats {
@@ -53,6 +59,7 @@ struct resolver_stats {
 	uint64_t queries;    /* DNS queries sent (UDP and TCP) */
 	uint64_t cache_hits; /* answered from the cache */
 	uint64_t timeouts;   /* queries that got no answer from any server */
+	uint64_t refused;    /* lookups answered RESOLVER_LIMIT */
 };
 
 /* res is only valid during the call. */
@@ -95,7 +102,9 @@ void resolver_set_timeout(struct resolver *r, unsigned timeout_ms, unsigned atte
  * Starts a lookup of name (a numeric address, or a hostname; a final dot
  * is allowed). cb runs exactly once, on a later loop iteration and never
  * from inside this call, unless the query is cancelled first; a name that
- * cannot be looked up is answered RESOLVER_BADNAME the same way. The
+ * cannot be looked up is answered RESOLVER_BADNAME the same way, and one
+ * that would need a new lookup while max_lookups are in flight
+ * RESOLVER_LIMIT. The
  * handle stays valid until cb returns or resolver_cancel. A callback may
  * start and cancel other lookups, but must not call resolver_free.
  * Returns NULL only on allocation failure (cb will not run).

@@ -18,6 +18,12 @@ struct loop;
 struct resolver;
 struct udpassoc;
 
+/* Datagrams one readiness event of one of an association's sockets reads
+ * (one recvmmsg) and sends on before the loop serves anyone else: a busy
+ * association cannot starve the others or the TCP sessions; the rest waits
+ * for the next loop iteration. */
+#define UDPASSOC_BATCH 32
+
 /* Why a datagram was dropped: indexes of udpassoc_stats.dropped. */
 enum udpassoc_drop {
 	UDPASSOC_DROP_FRAG,       /* FRAG != 0 */
@@ -28,6 +34,7 @@ enum udpassoc_drop {
 	UDPASSOC_DROP_UNRESOLVED, /* name did not resolve */
 	UDPASSOC_DROP_ERROR,      /* send failed (unreachable, too big, no socket) */
 	UDPASSOC_DROP_DENIED,     /* refused by the access rules */
+	UDPASSOC_DROP_DENIED_IN,  /* from a source the rules refuse as a destination */
 	UDPASSOC_DROP_REASONS
 };
 
@@ -46,7 +53,11 @@ struct udpassoc_options {
 	const union sockaddr_any *external6; /* outbound IPv6 source, or NULL */
 	unsigned idle_ms;                    /* 0: no idle timeout */
 	/* Asked before each datagram leaves: may it go to dst (name: the
-	 * requested domain, or NULL)? NULL allows everything. */
+	 * requested domain, or NULL)? And for each datagram that arrives for
+	 * the client, about its source (name NULL): what the rules refuse as a
+	 * destination may not answer either. Its answer for an address (name
+	 * NULL) must not change during the association: the last one per
+	 * direction is remembered. NULL allows everything. */
 	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
 	void *allow_arg;
 };
@@ -58,9 +69,12 @@ typedef void (*udpassoc_end_cb)(const char *why, void *arg);
 
 /* Opens the relay socket on tcp_local's IP (the address the client reached
  * us on; port from the range or any) and fills *bnd with the address and
- * port to announce. client_ip is the TCP control connection's peer; req is
- * the request's DST (0.0.0.0:0 / :: when the client does not know yet).
- * Returns NULL with errno on failure. */
+ * port to announce. client_ip is the TCP control connection's peer, the
+ * only address datagrams are accepted from; req is the request's DST
+ * (0.0.0.0:0 / :: when the client does not know yet): its port, when not
+ * 0, pins the client's port, unless its address is not client_ip (a client
+ * behind NAT naming its private address): then the port is learnt from the
+ * first datagram, as for port 0. Returns NULL with errno on failure. */
 struct udpassoc *udpassoc_start(struct loop *loop, struct resolver *resolver,
 	const struct udpassoc_options *opt, const union sockaddr_any *client_ip,
 	const union sockaddr_any *tcp_local, const struct socks_addr *req, union sockaddr_any *bnd,

@@ -893,12 +893,23 @@ acl_check_request(const struct acl *a, const struct acl_request *q)
 		 * stop the walk if another selector already rules it out. */
 		if ((r->sel & SEL_FROM) && !match_from(r, q->client))
 			continue;
-		if ((r->sel & SEL_PORT) && (q->port < r->port_lo || q->port > r->port_hi))
+		if (!q->dst_unknown && (r->sel & SEL_PORT) &&
+			(q->port < r->port_lo || q->port > r->port_hi))
 			continue;
 		if ((r->sel & SEL_CMD) && (r->cmds & q->cmd) == 0)
 			continue;
 		if ((r->sel & SEL_USER) && !match_user(r, q->user))
 			continue;
+		if (q->dst_unknown && (r->sel & (SEL_TO | SEL_PORT))) {
+			/* Some destination may match it: an allow rule leaves
+			 * the request to the per-destination checks, a deny
+			 * rule does not refuse all of them. */
+			if (!r->allow)
+				continue;
+			res.line = r->line;
+			res.verdict = ACL_UNDECIDED;
+			return res;
+		}
 		to = (r->sel & SEL_TO) ? match_to(r, q) : TO_ALL;
 		if (to == TO_NO)
 			continue;

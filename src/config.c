@@ -154,6 +154,7 @@ static const struct config_keyword keywords[] = {
 		10000000 },
 	{ "max-sessions-per-user", 1, 1, false, set_uint, OFF(max_sessions_per_user), 0, 0,
 		10000000 },
+	{ "max-lookups", 1, 1, false, set_uint, OFF(max_lookups), 0, 0, 1000000 },
 	{ "auth-fail-limit", 1, 3, false, set_auth_fail_limit, 0, 0, 0, 0 },
 	{ "auth-fail-exempt", 1, CONFIG_MAX_ARGS, true, set_networks, OFF(auth_exempt),
 		OFF(nauth_exempt), 0, CONFIG_MAX_AUTH_EXEMPT },
@@ -756,6 +757,7 @@ static const struct {
 	{ OFF(relay_buffer), 262144 },
 	{ OFF(max_connections_per_ip), 0 },
 	{ OFF(max_sessions_per_user), 0 },
+	{ OFF(max_lookups), 1024 },
 	{ OFF(dns_cache_size), 10000 },
 	{ OFF(dns_cache_max_ttl), 3600 },
 	{ OFF(ipv6_prefix), 64 },
@@ -1226,6 +1228,7 @@ config_dump(const struct config *c, FILE *out)
 	fprintf(out, "max-connections %u\n", c->max_connections);
 	fprintf(out, "max-connections-per-ip %u\n", c->max_connections_per_ip);
 	fprintf(out, "max-sessions-per-user %u\n", c->max_sessions_per_user);
+	fprintf(out, "max-lookups %u\n", c->max_lookups);
 	fprintf(out, "auth-fail-limit %u %u %u\n", c->auth_fail_limit, c->auth_fail_window,
 		c->auth_lockout);
 	dump_networks(out, "auth-fail-exempt", c->auth_exempt, c->nauth_exempt);

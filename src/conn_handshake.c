@@ -289,16 +289,17 @@ conn_request_allowed(struct conn *c, enum conn_step *fail)
 	struct conn_hs *hs = c->hs;
 	struct policy_subject s = conn_subject(c);
 	uint64_t now = loop_now(c->env->loop);
+	bool udp = c->cmd == SOCKS_CMD_UDP_ASSOCIATE;
 	union sockaddr_any dst, *dstp = NULL;
 	struct policy_verdict v;
 
-	/* UDP ASSOCIATE's DST is the client's own endpoint: its destinations
-	 * are checked per datagram. */
-	if (c->cmd != SOCKS_CMD_UDP_ASSOCIATE && !proto_addr_is_unspecified(&hs->req.dst) &&
-		conn_request_addr(c, &dst))
+	/* UDP ASSOCIATE's DST is the client's own endpoint, no destination:
+	 * neither its address, name nor port meets the rules, which judge
+	 * each datagram's destination (issue 17). */
+	if (!udp && !proto_addr_is_unspecified(&hs->req.dst) && conn_request_addr(c, &dst))
 		dstp = &dst;
-	v = policy_check_request(&c->env->policy, &s, c->cmd, conn_request_name(c), dstp,
-		hs->req.dst.port);
+	v = policy_check_request(&c->env->policy, &s, c->cmd, udp ? NULL : conn_request_name(c),
+		dstp, udp ? 0 : hs->req.dst.port);
 	if (v.verdict == ACL_DENY) {
 		policy_log_denied(&c->env->policy, &s, c->target ? c->target : "-", &v, now);
 		*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "denied by rule");

@@ -203,6 +203,7 @@ resolver_options_from(const struct config *cfg, struct resolver_options *ropt)
 	ropt->cache_max_ttl = cfg->dns_cache_max_ttl;
 	ropt->timeout_ms = cfg->timeout_dns * 1000u;
 	ropt->attempts = cfg->dns_attempts;
+	ropt->max_lookups = cfg->max_lookups;
 }
 
 static void

@@ -787,8 +787,10 @@ metrics_dns(const struct metrics_text *t, const struct resolver_stats *rs)
 		{ "socks5d_dns_queries_total", "DNS queries sent." },
 		{ "socks5d_dns_cache_hits_total", "Lookups answered from the cache." },
 		{ "socks5d_dns_timeouts_total", "Queries no server answered." },
+		{ "socks5d_dns_lookups_refused_total", "Lookups refused at max-lookups." },
 	};
-	const uint64_t v[] = { rs->lookups, rs->queries, rs->cache_hits, rs->timeouts };
+	const uint64_t v[] = { rs->lookups, rs->queries, rs->cache_hits, rs->timeouts,
+		rs->refused };
 
 	for (size_t i = 0; i < sizeof(v) / sizeof(v[0]); i++) {
 		metrics_family(t, families[i].name, "counter", families[i].help);
@@ -829,8 +831,7 @@ metrics_parents(const struct metrics_text *t, const struct parents *ps)
 	static const char *const types[] = { "counter", "counter", "gauge" };
 	static const char *const helps[] = {
 		"Requests a parent proxy answered (with any reply).",
-		"Attempts that failed at a parent proxy itself (connect, handshake, password, "
-		"timeout).",
+		"Attempts that failed at a parent proxy itself (refused, timed out, broken).",
 		"1 while a parent proxy is up, 0 while it is marked down.",
 	};
 	struct timespec ts;

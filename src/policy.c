@@ -247,6 +247,8 @@ policy_check_request(const struct policy *p, const struct policy_subject *s, uin
 		.dst_name = name,
 		.dst_addr = dst,
 		.port = port,
+		/* The UDP ASSOCIATE request itself: its DST is no destination. */
+		.dst_unknown = cmd == SOCKS_CMD_UDP_ASSOCIATE && !dst && !name,
 	};
 	struct acl_result r = acl_check_request(s->cfg->acl, &request);
 	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE, NULL };

@@ -160,7 +160,10 @@ struct resolver {
 	struct cache_lru lru; /* every entry; eviction takes the last */
 
 	struct lookup_list lookups; /* in flight, for coalescing */
-	struct query_list ready;    /* answered without a query */
+	unsigned nlookups;          /* how many there are */
+	unsigned max_lookups;       /* refuse new ones at this count; 0: no limit */
+	struct log_ratelimit limit_log;
+	struct query_list ready; /* answered without a query */
 	uint64_t ready_seq;
 	struct timer ready_timer; /* 0 ms: delivers r->ready */
 
@@ -199,6 +202,8 @@ resolver_status_str(enum resolver_status st)
 		return "bad name";
 	case RESOLVER_NOMEM:
 		return "out of memory";
+	case RESOLVER_LIMIT:
+		return "too many lookups";
 	}
 	return "unknown";
 }
@@ -1118,6 +1123,7 @@ lookup_stop(struct lookup *lk)
 	for (int i = 0; i < 2; i++)
 		subquery_close(&lk->sub[i]);
 	LIST_REMOVE(lk, inflight);
+	lk->r->nlookups--;
 	lk->stopped = true;
 	loop_release(lk->r->loop, &lk->rel, lookup_release, lk);
 }
@@ -1272,6 +1278,7 @@ lookup_new(struct resolver *r, const char *key)
 		timer_start(r->loop, &q->timer, 0);
 	}
 	LIST_INSERT_HEAD(&r->lookups, lk, inflight);
+	r->nlookups++;
 	return lk;
 }
 
@@ -1355,6 +1362,7 @@ resolver_apply(struct resolver *r, const struct resolver_options *opt)
 	char *hosts_path;
 
 	resolver_set_nameservers(r, opt);
+	r->max_lookups = opt ? opt->max_lookups : 0;
 	r->prefer_family = opt && opt->prefer_family == AF_INET6 ? AF_INET6 : AF_INET;
 
 	/* Answers from the old servers or under the old limits go. */
@@ -1445,6 +1453,23 @@ resolver_free(struct resolver *r)
 	free(r);
 }
 
+/* Whether a new lookup would pass max_lookups: it is then refused, counted,
+ * and logged at most once every 10 s. A nameserver that never answers must
+ * not let datagrams to ever new names (or a flood of sessions) pile up
+ * sockets until the daemon runs out of descriptors. */
+static bool
+resolver_at_limit(struct resolver *r)
+{
+	if (!r->max_lookups || r->nlookups < r->max_lookups)
+		return false;
+	r->stats.refused++;
+	if (log_ratelimit_ok(&r->limit_log, loop_now(r->loop), 10000, 1))
+		log_warnx("resolver: %u lookups in flight (max-lookups): new ones refused; are "
+			  "the nameservers answering?",
+			r->nlookups);
+	return true;
+}
+
 struct resolver_query *
 resolver_start(struct resolver *r, const char *name, resolver_cb cb, void *arg)
 {
@@ -1477,9 +1502,15 @@ resolver_start(struct resolver *r, const char *name, resolver_cb cb, void *arg)
 		log_debug("resolver: %s: cached %s", key, resolver_status_str(q->res.status));
 		goto answer;
 	}
-	if (!(lk = lookup_find(r, key)) && !(lk = lookup_new(r, key))) {
-		q->res.status = RESOLVER_NOMEM;
-		goto answer;
+	if (!(lk = lookup_find(r, key))) {
+		if (resolver_at_limit(r)) {
+			q->res.status = RESOLVER_LIMIT;
+			goto answer;
+		}
+		if (!(lk = lookup_new(r, key))) {
+			q->res.status = RESOLVER_NOMEM;
+			goto answer;
+		}
 	}
 	q->where = QUERY_WAITING;
 	q->lk = lk;

@@ -180,5 +180,17 @@ else
 	pass "ARCHITECTURE.md module table matches the #include lines"
 fi
 
+# socks5d(8) lists every reason a UDP datagram is dropped for (the names
+# of udpassoc's drop table, which label the metrics).
+: >"$tmp/out"
+for r in $(sed -n 's/^\t\[UDPASSOC_DROP_[A-Z_]*\] = "\([a-z_]*\)",$/\1/p' src/udpassoc.c); do
+	grep -q "^\.It Cm $r\$" man/socks5d.8 || echo "drop reason $r is not in man/socks5d.8" >>"$tmp/out"
+done
+if [ -s "$tmp/out" ] || ! grep -q 'UDPASSOC_DROP_FRAG\] = "fragment"' src/udpassoc.c; then
+	fail "socks5d(8) lists the UDP drop reasons"
+else
+	pass "socks5d(8) lists the UDP drop reasons"
+fi
+
 echo "$passed passed, $failed failed"
 [ "$failed" -eq 0 ]

@@ -25,6 +25,7 @@
  * the daemon is.
  */
 #include <arpa/inet.h>
+#include <crypt.h>
 #include <ctype.h>
 #include <dirent.h>
 #include <errno.h>
@@ -55,6 +56,8 @@
 
 #define SOCKS_VERSION 5
 #define SOCKS_METHOD_NONE 0
+#define SOCKS_METHOD_PASSWORD 2
+#define SOCKS_AUTH_VERSION 1 /* RFC 1929 */
 #define SOCKS_CMD_CONNECT 1
 #define SOCKS_ATYP_IPV4 1
 #define SOCKS_ATYP_DOMAIN 3
@@ -108,6 +111,16 @@ metric(const char *name, double value, const char *unit)
 {
 	printf("metric=%s value=%.6g unit=%s\n", name, value, unit);
 	fflush(stdout);
+}
+
+/* metric() with prefix + name as the name. */
+static void
+metric_p(const char *prefix, const char *name, double value, const char *unit)
+{
+	char full[64];
+
+	snprintf(full, sizeof(full), "%s%s", prefix, name);
+	metric(full, value, unit);
 }
 
 /* Every mode wants as many fds as it may have: the memory mode sizes
@@ -538,13 +551,74 @@ listen_on(struct sockaddr_in *sin)
 	return fd;
 }
 
-/* Prints "echo=P sink=P source=P" once listening: that line is both the
- * port assignment and the readiness signal for run.sh. */
+/* The UDP echo: each datagram back to its sender, unchanged, read and
+ * written in batches (recvmmsg, sendmmsg) so that the far end costs as
+ * little as it can. Datagrams over UECHO_SLOT bytes come back cut (the
+ * client counts them malformed): the bench sends at most 1,210. A batch the
+ * socket cannot take now is dropped, as UDP may; the client counts it lost. */
+#define UECHO_BATCH 64
+#define UECHO_SLOT 2048
+
+static void
+uecho_on_io(struct watcher *w, uint32_t events)
+{
+	static char bufs[UECHO_BATCH][UECHO_SLOT];
+	static struct sockaddr_storage names[UECHO_BATCH];
+	struct mmsghdr m[UECHO_BATCH];
+	struct iovec iov[UECHO_BATCH];
+	int n, done;
+
+	(void)events;
+	do {
+		memset(m, 0, sizeof(m));
+		for (int i = 0; i < UECHO_BATCH; i++) {
+			iov[i].iov_base = bufs[i];
+			iov[i].iov_len = UECHO_SLOT;
+			m[i].msg_hdr.msg_name = &names[i];
+			m[i].msg_hdr.msg_namelen = sizeof(names[i]);
+			m[i].msg_hdr.msg_iov = &iov[i];
+			m[i].msg_hdr.msg_iovlen = 1;
+		}
+		n = recvmmsg(w->fd, m, UECHO_BATCH, MSG_DONTWAIT, NULL);
+		for (int i = 0; i < n; i++)
+			iov[i].iov_len = m[i].msg_len;
+		for (done = 0; done < n;) {
+			int k = sendmmsg(w->fd, m + done, (unsigned)(n - done), MSG_DONTWAIT);
+			done += k > 0 ? k : 1; /* an error: that one is lost */
+		}
+	} while (n == UECHO_BATCH);
+}
+
+/* A UDP socket bound to *sin (port 0: any; *sin gets the port). Its
+ * receive buffer holds what every flow may have in flight at once (the
+ * echo serves them all): the default 208 KiB drops datagrams at 32 flows
+ * of 8 x 1,200 bytes before any proxy is involved. As root the system's
+ * rmem_max does not cap it (SO_RCVBUFFORCE). */
+static int
+udp_bound_on(struct sockaddr_in *sin)
+{
+	socklen_t len = sizeof(*sin);
+	int size = 8 << 20;
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd >= 0 && setsockopt(fd, SOL_SOCKET, SO_RCVBUFFORCE, &size, sizeof(size)) < 0)
+		(void)setsockopt(fd, SOL_SOCKET, SO_RCVBUF, &size, sizeof(size));
+	if (fd < 0 || bind(fd, (struct sockaddr *)sin, sizeof(*sin)) < 0 ||
+		getsockname(fd, (struct sockaddr *)sin, &len) < 0)
+		die("udp socket on port %u: %s", ntohs(sin->sin_port), strerror(errno));
+	return fd;
+}
+
+/* Prints "echo=P sink=P source=P udp=P" once listening: that line is both
+ * the port assignment and the readiness signal for run.sh. */
 static int
 cmd_target(const char *addr, double max_seconds)
 {
 	struct tlisten ls[SVC_COUNT];
+	struct watcher uw = { .cb = uecho_on_io };
+	struct sockaddr_in usin;
 	uint64_t t0 = now_ns();
+	char uspec[80];
 
 	/* The target must not outlive the run that started it. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
@@ -563,7 +637,12 @@ cmd_target(const char *addr, double max_seconds)
 		watch(&ls[i].w, EPOLLIN | EPOLLET);
 		printf("%s%s=%u", i ? " " : "", svc_names[i], ntohs(sin.sin_port));
 	}
-	printf("\n");
+	snprintf(uspec, sizeof(uspec), "%s:1", addr);
+	parse_addr(uspec, &usin);
+	usin.sin_port = 0;
+	uw.fd = udp_bound_on(&usin);
+	watch(&uw, EPOLLIN);
+	printf(" udp=%u\n", ntohs(usin.sin_port));
 	fflush(stdout);
 	while (secs_since(t0) < max_seconds)
 		loop_once(1000);
@@ -945,6 +1024,7 @@ enum cli_state {
 	CLI_FREE,       /* slot unused */
 	CLI_CONNECTING, /* nonblocking connect in progress; waits for EPOLLOUT */
 	CLI_GREETING,   /* greeting sent; waits for the 2-byte method choice */
+	CLI_AUTH,       /* RFC 1929 request sent; waits for the 2-byte status */
 	CLI_REQUEST,    /* CONNECT sent; waits for the whole reply */
 	CLI_READY,      /* relayed (or direct): the mode owns the connection */
 };
@@ -968,6 +1048,8 @@ struct client_cfg {
 	struct sockaddr_in proxy;
 	struct sockaddr_in target; /* address of the service this mode uses */
 	int proxy_pid;
+	const char *user, *pass; /* RFC 1929 credentials, or NULL: no authentication */
+	const char *prefix;      /* of the sessions mode's metric names, or NULL */
 	void (*on_ready)(struct cli *c);
 	void (*on_io)(struct cli *c, uint32_t events);
 	void (*on_fail)(struct cli *c, const char *why);
@@ -1064,9 +1146,36 @@ cli_ready(struct cli *c)
 	cfg.on_ready(c);
 }
 
+/* RFC 1929: VER ULEN UNAME PLEN PASSWD, in one segment. */
+static bool
+cli_send_auth(struct cli *c)
+{
+	uint8_t req[3 + 255 + 255];
+	size_t ul = strlen(cfg.user), pl = strlen(cfg.pass), n = 0;
+
+	req[n++] = SOCKS_AUTH_VERSION;
+	req[n++] = (uint8_t)ul;
+	memcpy(req + n, cfg.user, ul);
+	n += ul;
+	req[n++] = (uint8_t)pl;
+	memcpy(req + n, cfg.pass, pl);
+	n += pl;
+	return cli_send_all(c, req, n);
+}
+
+static bool
+cli_send_request(struct cli *c)
+{
+	uint8_t req[10] = { SOCKS_VERSION, SOCKS_CMD_CONNECT, 0, SOCKS_ATYP_IPV4 };
+
+	memcpy(req + 4, &cfg.target.sin_addr, 4);
+	memcpy(req + 8, &cfg.target.sin_port, 2);
+	return cli_send_all(c, req, sizeof(req));
+}
+
 /* Walks the handshake as far as the bytes at hand allow (RFC 1928 §3, §4,
- * §6): greeting offering only "no authentication", CONNECT to an IPv4
- * target, reply with any address type. */
+ * §6; RFC 1929 with --user): greeting offering one method, CONNECT to an
+ * IPv4 target, reply with any address type. */
 static void
 cli_on_io(struct watcher *w, uint32_t events)
 {
@@ -1087,7 +1196,8 @@ cli_on_io(struct watcher *w, uint32_t events)
 			return;
 		}
 		{
-			const uint8_t greeting[] = { SOCKS_VERSION, 1, SOCKS_METHOD_NONE };
+			const uint8_t greeting[] = { SOCKS_VERSION, 1,
+				cfg.user ? SOCKS_METHOD_PASSWORD : SOCKS_METHOD_NONE };
 			if (!cli_send_all(c, greeting, sizeof(greeting))) {
 				cli_fail(c, "send greeting");
 				return;
@@ -1103,18 +1213,32 @@ cli_on_io(struct watcher *w, uint32_t events)
 				cli_fail(c, "greeting reply");
 			return;
 		}
-		if (c->in[0] != SOCKS_VERSION || c->in[1] != SOCKS_METHOD_NONE) {
+		if (c->in[0] != SOCKS_VERSION ||
+			c->in[1] != (cfg.user ? SOCKS_METHOD_PASSWORD : SOCKS_METHOD_NONE)) {
 			cli_fail(c, "method refused");
 			return;
 		}
-		{
-			uint8_t req[10] = { SOCKS_VERSION, SOCKS_CMD_CONNECT, 0, SOCKS_ATYP_IPV4 };
-			memcpy(req + 4, &cfg.target.sin_addr, 4);
-			memcpy(req + 8, &cfg.target.sin_port, 2);
-			if (!cli_send_all(c, req, sizeof(req))) {
-				cli_fail(c, "send request");
-				return;
-			}
+		if (cfg.user && !cli_send_auth(c)) {
+			cli_fail(c, "send auth");
+			return;
+		}
+		c->state = CLI_AUTH;
+		c->in_len = 0;
+		c->need = cfg.user ? 2 : 0;
+		__attribute__((fallthrough));
+	case CLI_AUTH:
+		if ((r = cli_fill(c)) <= 0) {
+			if (r < 0)
+				cli_fail(c, "auth reply");
+			return;
+		}
+		if (cfg.user && (c->in[0] != SOCKS_AUTH_VERSION || c->in[1] != 0)) {
+			cli_fail(c, "auth refused");
+			return;
+		}
+		if (!cli_send_request(c)) {
+			cli_fail(c, "send request");
+			return;
 		}
 		c->state = CLI_REQUEST;
 		c->in_len = 0;
@@ -1412,6 +1536,7 @@ cmd_sessions(int workers, double seconds, double warmup)
 {
 	struct cli *cs = calloc((size_t)workers, sizeof(*cs));
 	struct proc_sample p0 = { 0 }, p1 = { 0 };
+	const char *pfx = cfg.prefix ? cfg.prefix : "";
 	bool sampled = false;
 	uint64_t t;
 
@@ -1449,12 +1574,14 @@ cmd_sessions(int workers, double seconds, double warmup)
 	if (!sr.n)
 		die("sessions: none completed");
 	qsort(sr.us, sr.n, sizeof(*sr.us), cmp_u32);
-	metric("sessions_rate", (double)sr.n / seconds, "sessions/s");
-	metric("session_p50", percentile(sr.us, sr.n, 0.50), "us");
-	metric("session_p99", percentile(sr.us, sr.n, 0.99), "us");
+	/* With --prefix pw: pwsessions_rate, pwsession_p50, ... */
+	metric_p(pfx, "sessions_rate", (double)sr.n / seconds, "sessions/s");
+	metric_p(pfx, "session_p50", percentile(sr.us, sr.n, 0.50), "us");
+	metric_p(pfx, "session_p99", percentile(sr.us, sr.n, 0.99), "us");
 	if (cfg.proxy_pid > 0)
-		metric("session_cpu", (p1.cpu_s - p0.cpu_s) * 1e6 / (double)sr.n, "cpu-us/session");
-	metric("session_failed", (double)sr.nfailed, "sessions");
+		metric_p(pfx, "session_cpu", (p1.cpu_s - p0.cpu_s) * 1e6 / (double)sr.n,
+			"cpu-us/session");
+	metric_p(pfx, "session_failed", (double)sr.nfailed, "sessions");
 	free(cs);
 	return sr.nfailed ? 1 : 0;
 }
@@ -1724,6 +1851,374 @@ cmd_memory(long k, double max_seconds, int concurrency)
 }
 
 /* ------------------------------------------------------------------------
+ * udp: flows of echoed datagrams. Each flow is one UDP socket (and through
+ * a proxy, one control connection with a UDP ASSOCIATE naming DST
+ * 0.0.0.0:0, RFC 1928 §7) that keeps `window` datagrams in flight to the
+ * target's UDP echo: one reply lets the next datagram go. Every datagram
+ * carries its flow, sequence number and send time and a pattern of both,
+ * so each reply is checked whole. Replies are counted as ok, late (after
+ * its datagram was given up as lost), malformed (wrong length, header or
+ * bytes) or foreign (from another address than the relay or target, or a
+ * header naming another source); a datagram without a reply is lost.
+ */
+
+#define UDP_HDR_LEN 10   /* RSV RSV FRAG ATYP=1 ADDR(4) PORT(2) */
+#define UDP_STAMP_LEN 20 /* flow (4), seq (8), send time (8) */
+#define UDP_MAX_WINDOW 64
+#define UDP_RECV_BATCH 64
+#define UDP_SLOT 2048 /* the largest reply a flow expects, and then some */
+#define UDP_REP_CMD_UNSUPPORTED 7
+#define UDP_NO_UDP 3 /* exit status: the proxy does not do UDP ASSOCIATE */
+#define SOCKS_CMD_UDP_ASSOCIATE 3
+
+struct uslot {
+	uint64_t seq, sent_ns;
+	bool used;
+};
+
+struct uflow {
+	struct watcher w;
+	int ctl; /* the control connection (proxy), or -1 */
+	uint32_t id;
+	struct sockaddr_in to; /* the relay (proxy) or the echo (direct) */
+	uint64_t next_seq;
+	struct uslot slot[UDP_MAX_WINDOW];
+};
+
+static struct {
+	size_t size;         /* DATA bytes per datagram */
+	unsigned window;     /* in flight per flow */
+	uint64_t timeout_ns; /* a datagram without a reply by then is lost */
+	bool sending;
+	uint64_t win_start, win_end;                     /* replies inside count */
+	uint64_t ok, late, timedout, malformed, foreign; /* over the whole run */
+	uint64_t ok_in_window;
+	uint32_t *rtt_us;
+	size_t n, cap;
+	uint8_t hdr[UDP_HDR_LEN]; /* the header a proxied reply must have */
+} ud;
+
+static uint8_t
+udp_pattern(uint32_t flow, uint64_t seq, size_t k)
+{
+	return (uint8_t)(seq * 31 + k * 7 + flow);
+}
+
+/* Sends the flow's next datagram in a free slot. */
+static void
+uflow_send(struct uflow *f, struct uslot *sl)
+{
+	uint8_t p[UDP_HDR_LEN + UDP_SLOT];
+	size_t h = cfg.use_proxy ? UDP_HDR_LEN : 0;
+	uint64_t t = now_ns();
+
+	sl->seq = f->next_seq++;
+	sl->sent_ns = t;
+	sl->used = true;
+	memcpy(p, ud.hdr, h);
+	memcpy(p + h, &f->id, 4);
+	memcpy(p + h + 4, &sl->seq, 8);
+	memcpy(p + h + 12, &t, 8);
+	for (size_t k = UDP_STAMP_LEN; k < ud.size; k++)
+		p[h + k] = udp_pattern(f->id, sl->seq, k);
+	/* Not sent (a full buffer): the slot times out and counts as lost. */
+	(void)sendto(f->w.fd, p, h + ud.size, MSG_DONTWAIT, (struct sockaddr *)&f->to,
+		sizeof(f->to));
+}
+
+/* One reply of n bytes from `from`. */
+static void
+uflow_reply(struct uflow *f, const uint8_t *p, size_t n, const struct sockaddr_in *from)
+{
+	size_t h = cfg.use_proxy ? UDP_HDR_LEN : 0;
+	uint64_t seq, t = now_ns();
+	uint32_t id;
+
+	if (from->sin_addr.s_addr != f->to.sin_addr.s_addr || from->sin_port != f->to.sin_port ||
+		(h && n >= h && p[3] == SOCKS_ATYP_IPV4 && memcmp(p + 4, ud.hdr + 4, 6) != 0)) {
+		ud.foreign++;
+		return;
+	}
+	if (n != h + ud.size || memcmp(p, ud.hdr, h) != 0) {
+		ud.malformed++;
+		return;
+	}
+	p += h;
+	memcpy(&id, p, 4);
+	memcpy(&seq, p + 4, 8);
+	for (size_t k = UDP_STAMP_LEN; k < ud.size; k++)
+		if (p[k] != udp_pattern(id, seq, k) || id != f->id) {
+			ud.malformed++;
+			return;
+		}
+	for (unsigned i = 0; i < ud.window; i++) {
+		struct uslot *sl = &f->slot[i];
+		if (!sl->used || sl->seq != seq)
+			continue;
+		sl->used = false;
+		ud.ok++;
+		if (t >= ud.win_start && t < ud.win_end) {
+			ud.ok_in_window++;
+			if (ud.n == ud.cap) {
+				ud.cap = ud.cap ? ud.cap * 2 : 65536;
+				if (!(ud.rtt_us = realloc(ud.rtt_us, ud.cap * sizeof(*ud.rtt_us))))
+					die("out of memory");
+			}
+			ud.rtt_us[ud.n++] = (uint32_t)((t - sl->sent_ns) / 1000);
+		}
+		if (ud.sending)
+			uflow_send(f, sl);
+		return;
+	}
+	if (seq < f->next_seq)
+		ud.late++;
+	else
+		ud.malformed++;
+}
+
+static void
+uflow_on_io(struct watcher *w, uint32_t events)
+{
+	static uint8_t bufs[UDP_RECV_BATCH][UDP_SLOT];
+	static struct sockaddr_in names[UDP_RECV_BATCH];
+	struct uflow *f = container_of(w, struct uflow, w);
+	struct mmsghdr m[UDP_RECV_BATCH];
+	struct iovec iov[UDP_RECV_BATCH];
+	int n;
+
+	(void)events;
+	do {
+		memset(m, 0, sizeof(m));
+		for (int i = 0; i < UDP_RECV_BATCH; i++) {
+			iov[i].iov_base = bufs[i];
+			iov[i].iov_len = UDP_SLOT;
+			m[i].msg_hdr.msg_name = &names[i];
+			m[i].msg_hdr.msg_namelen = sizeof(names[i]);
+			m[i].msg_hdr.msg_iov = &iov[i];
+			m[i].msg_hdr.msg_iovlen = 1;
+		}
+		n = recvmmsg(w->fd, m, UDP_RECV_BATCH, MSG_DONTWAIT, NULL);
+		for (int i = 0; i < n; i++)
+			uflow_reply(f, bufs[i], m[i].msg_len, &names[i]);
+	} while (n == UDP_RECV_BATCH);
+}
+
+/* Slots without a reply for timeout_ns: lost (unless a late reply comes),
+ * and the slot sends again. */
+static void
+uflow_expire(struct uflow *f, uint64_t t)
+{
+	for (unsigned i = 0; i < ud.window; i++) {
+		struct uslot *sl = &f->slot[i];
+		if (!sl->used || sl->sent_ns + ud.timeout_ns > t)
+			continue;
+		sl->used = false;
+		ud.timedout++;
+		if (ud.sending)
+			uflow_send(f, sl);
+	}
+}
+
+/* Blocking read of exactly n bytes from the control connection. */
+static bool
+ctl_read(int fd, uint8_t *p, size_t n)
+{
+	while (n > 0) {
+		ssize_t k = read(fd, p, n);
+		if (k <= 0)
+			return false;
+		p += k;
+		n -= (size_t)k;
+	}
+	return true;
+}
+
+/* The SOCKS5 handshake on a blocking control connection: greeting (with
+ * --user, RFC 1929), UDP ASSOCIATE with DST 0.0.0.0:0, the reply. Sets
+ * *relay from BND (0.0.0.0 there means the proxy's own address). Returns
+ * 0, UDP_NO_UDP when the proxy refuses the command, or -1. */
+static int
+ctl_associate(int fd, struct sockaddr_in *relay)
+{
+	uint8_t b[512];
+	size_t n = 0;
+
+	b[n++] = SOCKS_VERSION;
+	b[n++] = 1;
+	b[n++] = cfg.user ? SOCKS_METHOD_PASSWORD : SOCKS_METHOD_NONE;
+	if (write(fd, b, n) != (ssize_t)n || !ctl_read(fd, b, 2) || b[0] != SOCKS_VERSION ||
+		b[1] != (cfg.user ? SOCKS_METHOD_PASSWORD : SOCKS_METHOD_NONE))
+		return -1;
+	if (cfg.user) {
+		size_t ul = strlen(cfg.user), pl = strlen(cfg.pass);
+		n = 0;
+		b[n++] = SOCKS_AUTH_VERSION;
+		b[n++] = (uint8_t)ul;
+		memcpy(b + n, cfg.user, ul);
+		n += ul;
+		b[n++] = (uint8_t)pl;
+		memcpy(b + n, cfg.pass, pl);
+		n += pl;
+		if (write(fd, b, n) != (ssize_t)n || !ctl_read(fd, b, 2) || b[1] != 0)
+			return -1;
+	}
+	const uint8_t req[10] = { SOCKS_VERSION, SOCKS_CMD_UDP_ASSOCIATE, 0, SOCKS_ATYP_IPV4 };
+	if (write(fd, req, sizeof(req)) != (ssize_t)sizeof(req) || !ctl_read(fd, b, 4))
+		return -1;
+	if (b[1] != SOCKS_REP_SUCCEEDED)
+		return b[1] == UDP_REP_CMD_UNSUPPORTED ? UDP_NO_UDP : -1;
+	if (b[3] != SOCKS_ATYP_IPV4 || !ctl_read(fd, b + 4, 6))
+		return -1; /* the flows are IPv4 */
+	*relay = cfg.proxy;
+	if (memcmp(b + 4, "\0\0\0\0", 4) != 0)
+		memcpy(&relay->sin_addr, b + 4, 4);
+	memcpy(&relay->sin_port, b + 8, 2);
+	return 0;
+}
+
+/* Opens flow f: its UDP socket on 127.0.0.1 and, through a proxy, its
+ * association. Returns 0, UDP_NO_UDP or -1 (why in *why). */
+static int
+uflow_open(struct uflow *f, uint32_t id, const char **why)
+{
+	struct sockaddr_in src = { .sin_family = AF_INET };
+	struct timeval tv = { .tv_sec = 10 };
+	int rc;
+
+	memset(f, 0, sizeof(*f));
+	f->id = id;
+	f->ctl = -1;
+	f->w.fd = -1;
+	f->to = cfg.target;
+	f->w.cb = uflow_on_io;
+	if (cfg.use_proxy) {
+		*why = "control connection";
+		if ((f->ctl = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) < 0)
+			return -1;
+		(void)setsockopt(f->ctl, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+		(void)setsockopt(f->ctl, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+		if (connect(f->ctl, (struct sockaddr *)&cfg.proxy, sizeof(cfg.proxy)) < 0)
+			return -1;
+		*why = "UDP ASSOCIATE";
+		if ((rc = ctl_associate(f->ctl, &f->to)) != 0)
+			return rc;
+	}
+	*why = "UDP socket";
+	src.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	f->w.fd = udp_bound_on(&src);
+	watch(&f->w, EPOLLIN);
+	return 0;
+}
+
+static void
+uflow_close(struct uflow *f)
+{
+	watcher_close(&f->w);
+	if (f->ctl >= 0)
+		close(f->ctl);
+	f->ctl = -1;
+}
+
+static unsigned
+udp_outstanding(const struct uflow *fs, int flows)
+{
+	unsigned n = 0;
+
+	for (int i = 0; i < flows; i++)
+		for (unsigned j = 0; j < ud.window; j++)
+			n += fs[i].slot[j].used;
+	return n;
+}
+
+static void
+udp_report(int flows, double seconds, const struct proc_sample *p0, const struct proc_sample *p1)
+{
+	char prefix[32];
+
+	snprintf(prefix, sizeof(prefix), "udp%d_", flows);
+	if (ud.n)
+		qsort(ud.rtt_us, ud.n, sizeof(*ud.rtt_us), cmp_u32);
+	metric_p(prefix, "rate", (double)ud.ok_in_window / seconds, "dgrams/s");
+	if (cfg.proxy_pid > 0 && ud.ok_in_window)
+		metric_p(prefix, "cpu", (p1->cpu_s - p0->cpu_s) * 1e6 / (double)ud.ok_in_window,
+			"cpu-us/dgram");
+	metric_p(prefix, "p50", percentile(ud.rtt_us, ud.n, 0.50), "us");
+	metric_p(prefix, "p99", percentile(ud.rtt_us, ud.n, 0.99), "us");
+	metric_p(prefix, "lost", (double)(ud.timedout - ud.late), "dgrams");
+	metric_p(prefix, "late", (double)ud.late, "dgrams");
+	metric_p(prefix, "malformed", (double)ud.malformed, "dgrams");
+	metric_p(prefix, "foreign", (double)ud.foreign, "dgrams");
+}
+
+static int
+cmd_udp(int flows, size_t size, unsigned window, double seconds, double warmup, double timeout_ms)
+{
+	struct uflow *fs = calloc((size_t)flows, sizeof(*fs));
+	struct proc_sample p0 = { 0 }, p1 = { 0 };
+	const char *why = "";
+	uint64_t t, last_expire = 0;
+	bool sampled = false;
+
+	if (!fs)
+		die("out of memory");
+	if (size < UDP_STAMP_LEN || size > UDP_SLOT - UDP_HDR_LEN || window < 1 ||
+		window > UDP_MAX_WINDOW)
+		die("udp: --size %u..%u, --window 1..%u", UDP_STAMP_LEN, UDP_SLOT - UDP_HDR_LEN,
+			UDP_MAX_WINDOW);
+	ud.size = size;
+	ud.window = window;
+	ud.timeout_ns = (uint64_t)(timeout_ms * 1e6);
+	ud.hdr[3] = SOCKS_ATYP_IPV4;
+	memcpy(ud.hdr + 4, &cfg.target.sin_addr, 4);
+	memcpy(ud.hdr + 8, &cfg.target.sin_port, 2);
+	for (int i = 0; i < flows; i++) {
+		int rc = uflow_open(&fs[i], (uint32_t)i, &why);
+		if (rc == UDP_NO_UDP) {
+			fprintf(stderr, "loadgen: udp: no UDP (the proxy refuses UDP ASSOCIATE)\n");
+			for (int j = 0; j <= i; j++)
+				uflow_close(&fs[j]);
+			free(fs);
+			return UDP_NO_UDP;
+		}
+		if (rc < 0)
+			die("udp: flow %d: %s: %s", i, why, strerror(errno));
+	}
+	t = now_ns();
+	ud.win_start = t + (uint64_t)(warmup * 1e9);
+	ud.win_end = ud.win_start + (uint64_t)(seconds * 1e9);
+	ud.sending = true;
+	for (int i = 0; i < flows; i++)
+		for (unsigned j = 0; j < window; j++)
+			uflow_send(&fs[i], &fs[i].slot[j]);
+	while ((t = now_ns()) < ud.win_end) {
+		if (!sampled && t >= ud.win_start) {
+			proc_sample(cfg.proxy_pid, false, &p0);
+			sampled = true;
+		}
+		loop_once(1);
+		if (t - last_expire > 10000000) {
+			for (int i = 0; i < flows; i++)
+				uflow_expire(&fs[i], t);
+			last_expire = t;
+		}
+	}
+	proc_sample(cfg.proxy_pid, false, &p1);
+	/* What is still in flight gets its time to come back. */
+	ud.sending = false;
+	for (t = now_ns(); udp_outstanding(fs, flows) && now_ns() - t < ud.timeout_ns + 100000000;)
+		loop_once(10);
+	for (int i = 0; i < flows; i++)
+		uflow_expire(&fs[i], UINT64_MAX / 2);
+	if (!ud.ok_in_window)
+		die("udp: no datagram came back");
+	udp_report(flows, seconds, &p0, &p1);
+	for (int i = 0; i < flows; i++)
+		uflow_close(&fs[i]);
+	free(fs);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
  * helpers for run.sh: a free port, and waiting for a listener
  */
 
@@ -1740,6 +2235,22 @@ cmd_port(void)
 		die("port: %s", strerror(errno));
 	printf("%u\n", ntohs(sin.sin_port));
 	close(fd);
+	return 0;
+}
+
+/* A yescrypt hash of pass, for the users run.sh gives socks5d and Dante. */
+static int
+cmd_hash(const char *pass)
+{
+	char salt[CRYPT_GENSALT_OUTPUT_SIZE];
+	struct crypt_data cd;
+	const char *h;
+
+	memset(&cd, 0, sizeof(cd));
+	if (!pass || !crypt_gensalt_rn("$y$", 0, NULL, 0, salt, sizeof(salt)) ||
+		!(h = crypt_r(pass, salt, &cd)) || h[0] == '*')
+		die("hash: yescrypt: %s", strerror(errno));
+	printf("%s\n", h);
 	return 0;
 }
 
@@ -1787,10 +2298,13 @@ usage(void)
 	      "       loadgen MODE --target IP:PORT [--proxy IP:PORT] [--pid PID] [options]\n"
 	      "MODE and its options (--target is the echo, sink or source port it needs):\n"
 	      "  upload|download --streams N --seconds S [--bytes B] [--warmup S]  (sink|source)\n"
-	      "  sessions --workers N --seconds S [--warmup S]                     (echo)\n"
+	      "  sessions --workers N --seconds S [--warmup S] [--prefix NAME]     (echo)\n"
 	      "  latency --count N [--seconds S]                                   (echo)\n"
 	      "  memory [--conns K] [--seconds S] [--concurrency N]                (echo)\n"
-	      "       loadgen relay --port P [--data copy|splice]   (the reference relay)\n",
+	      "  udp --flows N --size B --window W --seconds S [--timeout-ms T]    (udp)\n"
+	      "  through a proxy: [--user U --pass P] for RFC 1929 (sessions, udp)\n"
+	      "       loadgen relay --port P [--data copy|splice]   (the reference relay)\n"
+	      "       loadgen hash PASSWORD                       (a yescrypt hash of it)\n",
 		stderr);
 	exit(2);
 }
@@ -1801,6 +2315,8 @@ main(int argc, char **argv)
 	const char *mode, *target = NULL, *proxy = NULL, *addr = "127.0.0.1", *data = "copy";
 	double seconds = -1, warmup = 0.5;
 	long streams = 1, workers = 64, count = 20000, conns = 0, concurrency = 128;
+	long flows = 1, size = 64, window = 8;
+	double timeout_ms = 500;
 	uint64_t bytes = 0;
 	int pid = 0, port = 0;
 
@@ -1844,6 +2360,20 @@ main(int argc, char **argv)
 			port = (int)opt_num(opt, val);
 		else if (strcmp(opt, "--data") == 0)
 			data = val;
+		else if (strcmp(opt, "--user") == 0)
+			cfg.user = val;
+		else if (strcmp(opt, "--prefix") == 0)
+			cfg.prefix = val;
+		else if (strcmp(opt, "--pass") == 0)
+			cfg.pass = val;
+		else if (strcmp(opt, "--flows") == 0)
+			flows = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--size") == 0)
+			size = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--window") == 0)
+			window = (long)opt_num(opt, val);
+		else if (strcmp(opt, "--timeout-ms") == 0)
+			timeout_ms = opt_num(opt, val);
 		else
 			usage();
 	}
@@ -1856,12 +2386,16 @@ main(int argc, char **argv)
 		return cmd_relay(port, data);
 	if (strcmp(mode, "port") == 0)
 		return cmd_port();
+	if (strcmp(mode, "hash") == 0)
+		return cmd_hash(target);
 	if (strcmp(mode, "wait-port") == 0) {
 		if (!target)
 			usage();
 		return cmd_wait_port(target, seconds > 0 ? seconds : 5);
 	}
-	if (!target || streams < 1 || workers < 1 || count < 2 || concurrency < 1)
+	if (!target || streams < 1 || workers < 1 || count < 2 || concurrency < 1 || flows < 1 ||
+		size < 0 || window < 0 || timeout_ms <= 0 || !cfg.user != !cfg.pass ||
+		(cfg.user && (strlen(cfg.user) > 255 || strlen(cfg.pass) > 255)))
 		usage();
 	parse_addr(target, &cfg.target);
 	if (proxy) {
@@ -1883,6 +2417,9 @@ main(int argc, char **argv)
 		return cmd_latency((size_t)count, seconds > 0 ? seconds : 30);
 	if (strcmp(mode, "memory") == 0)
 		return cmd_memory(conns, seconds > 0 ? seconds : 120, (int)concurrency);
+	if (strcmp(mode, "udp") == 0)
+		return cmd_udp((int)flows, (size_t)size, (unsigned)window,
+			seconds > 0 ? seconds : 5, warmup, timeout_ms);
 	usage();
 	return 2;
 }

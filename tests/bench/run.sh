@@ -18,6 +18,25 @@
 #   BENCH_PEERS    "no" leaves out microsocks and Dante (faster A/Bs)
 #   BENCH_REFERENCE "no" leaves out refrelay
 #
+# Modes: bulk up- and download with 1 and 32 streams, sessions (connect,
+# no-auth handshake, CONNECT, one echo, close; 64 at a time), sessions_pw
+# (the same with RFC 1929 and a yescrypt user), latency (one connection's
+# round trips), udp1 and udp32 (UDP ASSOCIATE with DST 0.0.0.0:0, then 1
+# flow of 64-byte datagrams and 32 flows of 1,200-byte ones, 8 in flight per
+# flow, to the target's UDP echo: datagrams/s, the proxy's CPU per echoed
+# datagram, round-trip p50/p99, and lost, late, malformed and foreign
+# replies counted apart), memory (idle sessions held).
+#
+# Users for sessions_pw: socks5d and the baseline get `user` lines with a
+# yescrypt hash of a random password (loadgen hash), microsocks that
+# password in plain text (-u/-P: all it knows). Dante's username method
+# checks the system's password database, so run as root with useradd this
+# script adds a system user socks5d-bench with that hash for the run and
+# removes it at the end; otherwise (or if that user exists already) Dante
+# sits out sessions_pw. refrelay speaks neither passwords nor UDP and sits
+# out those modes; microsocks has no UDP ASSOCIATE ("no UDP" under the
+# table).
+#
 # Scheduling: rounds interleave the systems mode by mode, so slow drift of
 # this shared machine spreads over all of them, and the order rotates from
 # round to round (A B C D E, B C D E A, ...): the system measured last
@@ -52,11 +71,15 @@ LAT_COUNT=${BENCH_LATENCY_COUNT:-20000}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/socks5d-bench.XXXXXX") || exit 1
 LG=$OUT/loadgen
 RESULTS=$OUT/results.txt
-ALL_MODES="upload1 upload32 download1 download32 sessions latency memory"
+ALL_MODES="upload1 upload32 download1 download32 sessions sessions_pw latency udp1 udp32 memory"
 MODES=${BENCH_MODES:-$ALL_MODES}
 BASELINE=${BENCH_BASELINE:-}
 
 STARTED="" # PIDs started here and not yet stopped
+PW_USER=socks5d-bench
+PW_PASS=""        # random, set below
+PW_HASH=""        # its yescrypt hash
+DANTE_USER=""     # "yes" once the system user for Dante exists (made here)
 
 log() {
 	printf '%s\n' "$*" >&2
@@ -100,6 +123,10 @@ stop_pid() {
 cleanup() {
 	for p in $STARTED; do stop_pid "$p"; done
 	rm -f "$LG" "$OUT/socks5d"
+	if [ -n "$DANTE_USER" ]; then
+		userdel "$PW_USER" 2>/dev/null || log "bench: could not remove user $PW_USER"
+		DANTE_USER=""
+	fi
 }
 trap cleanup EXIT
 trap 'exit 130' INT
@@ -119,7 +146,8 @@ start_bg() {
 # --- targets -------------------------------------------------------------------
 
 # Starts `loadgen target` on CPU $1; sets ECHO_PORT, SINK_PORT, SOURCE_PORT
-# from its "echo=P sink=P source=P" line, which also says it is listening.
+# and UDP_PORT from its "echo=P sink=P source=P udp=P" line, which also says
+# it is listening.
 start_target() {
 	local f="$OUT/target-cpu$1.out" n=0 line
 	: >"$f"
@@ -132,16 +160,23 @@ start_target() {
 	ECHO_PORT=$(echo "$line" | sed 's/.*echo=\([0-9]*\).*/\1/')
 	SINK_PORT=$(echo "$line" | sed 's/.*sink=\([0-9]*\).*/\1/')
 	SOURCE_PORT=$(echo "$line" | sed 's/.*source=\([0-9]*\).*/\1/')
+	UDP_PORT=$(echo "$line" | sed 's/.*udp=\([0-9]*\).*/\1/')
 }
 
 # --- proxies -------------------------------------------------------------------
 
 # Starts system $1 on CPU 0 with a free port; sets PROXY_PID and PROXY_PORT.
-# refrelay moves data as $2 says (copy or splice). Returns 1 if it is not
-# listening within 5 s.
+# refrelay moves data as $2 says (copy or splice); with $3 "password" the
+# proxy asks for the bench user's password (RFC 1929). Returns 1 if it is
+# not listening within 5 s.
 start_proxy() {
-	local logf="$OUT/$1.log"
+	local logf="$OUT/$1.log" auth=none method=none
 	PROXY_PORT=$("$LG" port) || return 1
+	if [ "${3:-}" = password ]; then
+		auth="password
+user $PW_USER $PW_HASH"
+		method=username
+	fi
 	case $1 in
 	refrelay)
 		start_bg 0 "$logf" "$LG" relay --port "$PROXY_PORT" --data "$2"
@@ -149,7 +184,7 @@ start_proxy() {
 	socks5d | baseline)
 		cat >"$OUT/$1.conf" <<-EOF
 			listen 127.0.0.1:$PROXY_PORT
-			auth none
+			auth $auth
 			log-level warn
 		EOF
 		start_bg 0 "$logf" "$OUT/$1" -f "$OUT/$1.conf"
@@ -157,10 +192,11 @@ start_proxy() {
 	microsocks)
 		# microsocks logs a line per client and has no switch for
 		# it; socks5d at log-level warn logs none, so neither pays
-		# for a log file here.
+		# for a log file here. Its password is plain text (-P).
 		# shellcheck disable=SC2016 # expanded by the inner sh
 		start_bg 0 "$logf" sh -c 'exec "$0" "$@" >/dev/null 2>&1' \
-			/usr/bin/microsocks -i 127.0.0.1 -p "$PROXY_PORT"
+			/usr/bin/microsocks -i 127.0.0.1 -p "$PROXY_PORT" \
+			$([ "$method" = username ] && echo "-u $PW_USER -P $PW_PASS")
 		;;
 	dante)
 		cat >"$OUT/danted.conf" <<-EOF
@@ -168,7 +204,7 @@ start_proxy() {
 			logoutput: stderr
 			internal: 127.0.0.1 port = $PROXY_PORT
 			external: 127.0.0.1
-			socksmethod: none
+			socksmethod: $method
 			clientmethod: none
 			user.privileged: root
 			user.unprivileged: nobody
@@ -198,7 +234,7 @@ start_proxy() {
 # lines to $RESULTS; a failure appends "system mode FAILED".
 run_one() {
 	local sys="$1" mode="$2" cpu=1 via="" pidopt="" args port out rc summary
-	local data=splice
+	local data=splice auth=none
 	if [ ! -x "$LG" ] || [ ! -w "$RESULTS" ]; then
 		log "bench: $OUT was removed under us; stopping"
 		exit 1
@@ -207,12 +243,22 @@ run_one() {
 	upload*) args="upload --streams ${mode#upload} --seconds $SECS" port=$SINK_PORT ;;
 	download*) args="download --streams ${mode#download} --seconds $SECS" port=$SOURCE_PORT ;;
 	sessions) args="sessions --workers 64 --seconds $SECS" port=$ECHO_PORT data=copy ;;
+	sessions_pw)
+		args="sessions --workers 64 --seconds $SECS --prefix pw"
+		[ "$sys" != direct ] && args="$args --user $PW_USER --pass $PW_PASS" auth=password
+		port=$ECHO_PORT data=copy
+		;;
 	latency) args="latency --count $LAT_COUNT --seconds 60" port=$ECHO_PORT0 cpu=0 data=copy ;;
+	udp1) args="udp --flows 1 --size 64 --window 8 --seconds $SECS" port=$UDP_PORT ;;
+	udp32) args="udp --flows 32 --size 1200 --window 8 --seconds $SECS" port=$UDP_PORT ;;
 	memory) args="memory --seconds 120" port=$ECHO_PORT ;;
 	esac
-	[ "$sys" = refrelay ] && [ "$mode" = memory ] && return
+	case $sys/$mode in
+	refrelay/memory | refrelay/sessions_pw | refrelay/udp*) return ;;
+	dante/sessions_pw) [ -n "$DANTE_USER" ] || return ;;
+	esac
 	if [ "$sys" != direct ]; then
-		if ! start_proxy "$sys" "$data"; then
+		if ! start_proxy "$sys" "$data" "$auth"; then
 			echo "$sys $mode FAILED" >>"$RESULTS"
 			return
 		fi
@@ -235,7 +281,11 @@ run_one() {
 		while read -r m v u; do echo "$sys $m $v $u"; done >>"$RESULTS"
 	summary=$(sed -n 's/^metric=\([^ ]*\) value=\([^ ]*\) unit=\(.*\)$/\1=\2/p' "$out" | tr '\n' ' ')
 	log "  $sys $mode: $summary"
-	if [ $rc -ne 0 ]; then
+	if [ $rc -eq 3 ] && [ "${mode#udp}" != "$mode" ]; then
+		# loadgen: the proxy refused UDP ASSOCIATE (microsocks).
+		echo "$sys $mode NOUDP" >>"$RESULTS"
+		log "  $sys $mode: no UDP"
+	elif [ $rc -ne 0 ]; then
 		echo "$sys $mode FAILED" >>"$RESULTS"
 		log "  $sys $mode FAILED (exit $rc): $(head -c 300 "$OUT/run.err" | tr '\n' ' ')"
 	fi
@@ -285,6 +335,7 @@ print_table() {
 		return n % 2 ? v[(n + 1) / 2] : (v[n / 2] + v[n / 2 + 1]) / 2
 	}
 	$3 == "FAILED" { failed[$1 " " $2]++; next }
+	$3 == "NOUDP" { noudp[$1] = 1; next }
 	{
 		if (!($2 in unit)) { order[++nm] = $2; unit[$2] = $4 }
 		k = $2 SUBSEP $1
@@ -302,7 +353,7 @@ print_table() {
 		for (i = 1; i <= nm; i++) {
 			m = order[i]
 			u = unit[m]
-			ratio_ok = (u == "Gbit/s" || u == "sessions/s" || u == "us")
+			ratio_ok = (u == "Gbit/s" || u == "sessions/s" || u == "dgrams/s" || u == "us")
 			line = pad(m, 18) pad(u, 15)
 			dmed = ""
 			for (s = 1; s <= ns; s++) {
@@ -329,12 +380,14 @@ print_table() {
 		for (f in failed)
 			printf "FAILED: %s (%d of %d rounds)\n", f, failed[f], rounds | "sort"
 		close("sort")
+		for (f in noudp)
+			printf "no UDP (UDP ASSOCIATE refused): %s\n", f
 	}' "$RESULTS"
 }
 
 # --- main ----------------------------------------------------------------------
 
-${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$LG" tests/bench/loadgen.c || exit 1
+${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$LG" tests/bench/loadgen.c -lcrypt || exit 1
 [ -x "$SOCKS5D" ] || { log "bench: $SOCKS5D not built"; exit 1; }
 cp "$SOCKS5D" "$OUT/socks5d" || exit 1
 for mode in $MODES; do
@@ -348,6 +401,8 @@ if [ -n "$BASELINE" ]; then
 	cp "$BASELINE" "$OUT/baseline" || exit 1
 fi
 command -v taskset >/dev/null || { log "bench: taskset (util-linux) is needed"; exit 1; }
+PW_PASS=$(od -An -N12 -tx1 /dev/urandom | tr -d ' \n')
+PW_HASH=$("$LG" hash "$PW_PASS") || exit 1
 [ "$(nproc)" -ge 2 ] || { log "bench: needs 2 CPUs (proxy on 0, load on 1)"; exit 1; }
 
 SYSTEMS="direct"
@@ -358,6 +413,24 @@ if [ "${BENCH_PEERS:-yes}" != no ]; then
 	[ -x /usr/bin/microsocks ] && SYSTEMS="$SYSTEMS microsocks"
 	[ -x /usr/sbin/danted ] && SYSTEMS="$SYSTEMS dante"
 fi
+
+# Dante checks passwords against the system's users: one for this run.
+case " $SYSTEMS :: $MODES " in
+*" dante "*::*sessions_pw*)
+	if [ "$(id -u)" != 0 ] || ! command -v useradd >/dev/null; then
+		log "bench: Dante sits out sessions_pw: adding its system user needs root and useradd"
+	elif id "$PW_USER" >/dev/null 2>&1; then
+		log "bench: Dante sits out sessions_pw: user $PW_USER exists already (left by a killed run? userdel it)"
+	elif useradd --system --no-create-home --shell /usr/sbin/nologin "$PW_USER" &&
+		DANTE_USER=yes && echo "$PW_USER:$PW_HASH" | chpasswd -e; then
+		:
+	else
+		log "bench: Dante sits out sessions_pw: could not add user $PW_USER"
+		[ -n "$DANTE_USER" ] && userdel "$PW_USER" 2>/dev/null
+		DANTE_USER=""
+	fi
+	;;
+esac
 
 # The memory mode sizes itself from the fd limit; the proxies inherit it.
 ulimit -n "$(ulimit -Hn)" 2>/dev/null
@@ -381,7 +454,8 @@ cleanup
 
 echo
 echo "socks5d bench: rounds=$ROUNDS, ${SECS} s per measurement; median [min–max] over the rounds"
-echo "cpu-s/GB, cpu-us/session: the proxy's CPU time (all its processes) per unit of work"
+echo "cpu-s/GB, cpu-us/session, cpu-us/dgram: the proxy's CPU time (all its processes) per unit of work"
+echo "udpN_*: N flows (1: 64-byte, 32: 1,200-byte datagrams), 8 in flight each; cpu and rate per echoed datagram"
 echo "load average (1, 5, 15 min) at start: $LOAD_START; at end: $(cut -d' ' -f1-3 /proc/loadavg)"
 echo "raw results and proxy logs: $OUT"
 print_table

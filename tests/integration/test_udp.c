@@ -10,6 +10,7 @@
  */
 #include "harness.h"
 
+#include <dirent.h>
 #include <errno.h>
 #include <netinet/in.h>
 #include <stdio.h>
@@ -601,6 +602,43 @@ test_udp_1000_datagrams_of_assorted_sizes_arrive_intact_in_order(void **state)
 	it_close(a.ctl);
 }
 
+/* Issue 17 item 5: a client behind NAT writes its private address (and
+ * port) into the request; its datagrams come from the NAT's address, which
+ * is the control connection's peer, and from another port. They used to be
+ * dropped as foreign; now the association takes them from the peer's
+ * address, learns the port from the first one, and says so once at info. */
+static void
+test_udp_request_naming_private_address_works_behind_nat(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	uint8_t hdr[UDP_HDR6];
+	struct it_reply r;
+	/* 10.20.30.40:5555, as the client sees itself behind the NAT. */
+	const uint8_t req[] = { 0x05, 0x03, 0x00, 0x01, 10, 20, 30, 40, 5555 >> 8, 5555 & 0xff };
+	struct assoc a = { .relay_ip = "127.0.0.1" };
+	int u = udp_socket_or_fail("127.0.0.1"), other = udp_socket_or_fail("127.0.0.1");
+
+	a.ctl = it_greet(fx, AF_INET);
+	it_send_bytes(a.ctl, req, sizeof(req));
+	it_expect_reply(a.ctl, &r, IT_IO_TIMEOUT_MS);
+	assert_int_equal(r.rep, 0x00);
+	a.relay_port = r.port;
+	size_t hlen = header_for(&it_tg.udp_echo4, 0, hdr);
+	send_dgram(u, &a, hdr, hlen, 300, 1280);
+	expect_dgram(u, hdr, hlen, 300, 1280);
+	send_dgram(u, &a, hdr, hlen, 20, 1281);
+	expect_dgram(u, hdr, hlen, 20, 1281);
+	/* The first datagram pinned u's port: another socket is foreign. */
+	send_dgram(other, &a, hdr, hlen, 20, 1282);
+	expect_no_dgram(other, "datagram from a second port after the NAT pinning");
+	expect_no_dgram(u, "datagram from a second port after the NAT pinning");
+	if (!it_daemon_log_contains(&fx->d, "the request named 10.20.30.40:5555, not the client's"))
+		fail_msg("no info line saying the request's address was not the client's");
+	it_close(u);
+	it_close(other);
+	it_close(a.ctl);
+}
+
 /* PySocks (python3-socks) speaking UDP through the daemon: to an IPv4
  * address and to "localhost" sent as a name (rdns). Exit 77: not installed. */
 static const char pysocks_script[] =
@@ -768,6 +806,247 @@ setup_idle(void **state)
 	return it_fixture_start_for(state, IT_CAP_UDP, config, NULL, NULL);
 }
 
+/* ---- rule allow cmd udp port LO-HI ----------------------------------------- */
+
+static uint16_t rule_lo; /* four free ports: LO client, LO+1 target, LO+2, LO+3 */
+
+/* Issue 17 item 5: with `rule allow cmd udp port ...`, a request with DST
+ * 0.0.0.0:0 (RFC 1928's form for a client that does not know its address)
+ * was refused: its DST was checked as a destination. */
+static void
+test_udp_port_rule_admits_request_naming_no_address(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	const struct it_target allowed = { .family = AF_INET, .port = (uint16_t)(rule_lo + 1) };
+	uint8_t hdr[UDP_HDR6], echo_hdr[UDP_HDR6];
+	struct assoc a;
+	uint8_t *got = dgram_buf();
+
+	int t = it_udp_socket("127.0.0.1", allowed.port);
+	if (t < 0) {
+		free(got);
+		fail_msg("UDP 127.0.0.1:%u: %s", allowed.port, strerror(errno));
+	}
+	associate(fx, AF_INET, 0, &a);
+	int u = udp_socket_or_fail("127.0.0.1");
+	size_t hlen = header_for(&allowed, 0, hdr);
+	send_dgram(u, &a, hdr, hlen, 100, 1950);
+	long k = it_udp_recv(t, got, UDP_MAX_DGRAM, IT_IO_TIMEOUT_MS);
+	uint64_t st = 1950;
+	uint8_t want[100];
+	it_fill(want, sizeof(want), &st);
+	bool same = k == 100 && memcmp(got, want, 100) == 0;
+	free(got);
+	if (!same)
+		fail_msg("datagram to the allowed port: got %ld bytes, want the 100 sent", k);
+	/* The rules still judge each destination: the echo's port is not in it. */
+	size_t elen = header_for(&it_tg.udp_echo4, 0, echo_hdr);
+	send_dgram(u, &a, echo_hdr, elen, 64, 1951);
+	expect_no_dgram(u, "datagram to a port no rule allows");
+	it_close(t);
+	it_close(u);
+	it_close(a.ctl);
+}
+
+/* Issue 17 item 5: what comes back to the association's outbound socket
+ * from a source the rules would refuse as a destination is dropped; what
+ * comes from an allowed one is relayed. */
+static void
+test_udp_inbound_from_source_refused_by_rules_is_dropped(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	const struct it_target allowed = { .family = AF_INET, .port = (uint16_t)(rule_lo + 1) };
+	uint8_t hdr[UDP_HDR6], got[64];
+	struct sockaddr_storage out;
+	socklen_t outlen = sizeof(out);
+	struct assoc a;
+
+	/* The client's own port is in the range, so even a daemon that judged
+	 * the request's DST.PORT as a destination lets it associate. */
+	int u = it_udp_socket("127.0.0.1", rule_lo);
+	int t = it_udp_socket("127.0.0.1", allowed.port);
+	int stranger = udp_socket_or_fail("127.0.0.1");
+	if (u < 0 || t < 0)
+		fail_msg("UDP ports %u and %u: %s", rule_lo, allowed.port, strerror(errno));
+	associate(fx, AF_INET, rule_lo, &a);
+	size_t hlen = header_for(&allowed, 0, hdr);
+	send_dgram(u, &a, hdr, hlen, 10, 1960);
+	/* Where the daemon sends from: its outbound socket. */
+	long k = -1;
+	for (uint64_t t0 = it_now_ms(); k < 0 && it_now_ms() - t0 < IT_IO_TIMEOUT_MS;) {
+		outlen = sizeof(out);
+		k = recvfrom(t, got, sizeof(got), MSG_DONTWAIT, (struct sockaddr *)&out, &outlen);
+		if (k < 0)
+			it_sleep_ms(5);
+	}
+	assert_int_equal(k, 10);
+	assert_int_equal(out.ss_family, AF_INET);
+	const struct sockaddr_in *o = (const struct sockaddr_in *)&out;
+	const uint8_t *ob = (const uint8_t *)&o->sin_addr;
+	char oip[16];
+	snprintf(oip, sizeof(oip), "%u.%u.%u.%u", ob[0], ob[1], ob[2], ob[3]);
+	uint16_t oport = ntohs(o->sin_port);
+	/* From a port outside the rule's range: dropped. */
+	assert_int_equal(it_udp_send(stranger, oip, oport, "unasked", 7), 0);
+	expect_no_dgram(u, "datagram to the outbound socket from a refused source");
+	/* From the allowed target: relayed, behind a header naming it. */
+	uint8_t from_t[UDP_HDR6 + 5];
+	memcpy(from_t, hdr, hlen);
+	memcpy(from_t + hlen, "reply", 5);
+	assert_int_equal(it_udp_send(t, oip, oport, "reply", 5), 0);
+	uint8_t in[UDP_HDR6 + 16];
+	k = it_udp_recv(u, in, sizeof(in), IT_IO_TIMEOUT_MS);
+	assert_int_equal(k, (long)(hlen + 5));
+	it_assert_mem(in, from_t, hlen + 5, "datagram from the allowed target");
+	it_close(stranger);
+	it_close(t);
+	it_close(u);
+	it_close(a.ctl);
+}
+
+static int
+setup_port_rule(void **state)
+{
+	char config[256];
+
+	rule_lo = pick_range();
+	if (rule_lo == 0) {
+		fprintf(stderr, "no four free consecutive UDP ports for the rule\n");
+		return -1;
+	}
+	snprintf(config, sizeof(config),
+		"auth none\nlog-level debug\nrule allow cmd udp port %u-%u\n"
+		"rule allow cmd connect\n",
+		rule_lo, rule_lo + 3);
+	return it_fixture_start_for(state, IT_CAP_UDP, config, NULL, NULL);
+}
+
+/* ---- max-lookups 8, a nameserver that never answers ------------------------ */
+
+#define LOOKUP_CAP 8
+#define LOOKUP_ASSOCS 4
+#define LOOKUP_DGRAMS 16 /* per association: its whole queue */
+
+static int silent_ns = -1; /* bound, never read: the nameserver that never answers */
+
+static int
+count_daemon_fds(const struct it_fixture *fx)
+{
+	char path[64];
+	struct dirent *e;
+	int n = 0;
+
+	snprintf(path, sizeof(path), "/proc/%d/fd", (int)fx->d.pid);
+	DIR *d = opendir(path);
+	if (!d)
+		return -1;
+	while ((e = readdir(d)) != NULL)
+		if (e->d_name[0] != '.')
+			n++;
+	closedir(d);
+	return n;
+}
+
+/* Issue 17 item 5: 4 associations sending 16 datagrams each to names a
+ * silent nameserver never answers took the daemon from 10 to 146
+ * descriptors (two sockets per lookup). max-lookups caps the lookups in
+ * flight, whoever started them; one over the cap fails at once. */
+static void
+test_udp_lookups_in_flight_are_capped_by_max_lookups(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	struct assoc a[LOOKUP_ASSOCS];
+	int u[LOOKUP_ASSOCS];
+	int fds0 = count_daemon_fds(fx), fds1 = 0;
+
+	assert_true(fds0 > 0);
+	for (int i = 0; i < LOOKUP_ASSOCS; i++) {
+		associate(fx, AF_INET, 0, &a[i]);
+		u[i] = udp_socket_or_fail("127.0.0.1");
+		for (int j = 0; j < LOOKUP_DGRAMS; j++) {
+			uint8_t hdr[5 + 32];
+			int nl = snprintf((char *)hdr + 5, sizeof(hdr) - 5, "n%d-%d.example.test",
+				i, j);
+			hdr[0] = hdr[1] = hdr[2] = 0;
+			hdr[3] = 0x03;
+			hdr[4] = (uint8_t)nl;
+			hdr[5 + nl] = 0;
+			hdr[6 + nl] = 53;
+			send_dgram(u[i], &a[i], hdr, 7 + (size_t)nl, 32, (uint64_t)(i * 100 + j));
+		}
+	}
+	/* Every datagram has been read and its lookup started or refused. */
+	for (uint64_t t0 = it_now_ms(); it_now_ms() - t0 < 500;) {
+		int n = count_daemon_fds(fx);
+		fds1 = n > fds1 ? n : fds1;
+		it_sleep_ms(20);
+	}
+	print_message("[   INFO   ] daemon fds: %d before, at most %d with %d lookups asked\n",
+		fds0, fds1, LOOKUP_ASSOCS * LOOKUP_DGRAMS);
+	/* Each association: its control connection and relay socket. */
+	if (fds1 > fds0 + LOOKUP_ASSOCS * 2 + 2 * LOOKUP_CAP)
+		fail_msg("%d descriptors for %d associations and at most %d lookups (2 each), from "
+			 "%d",
+			fds1, LOOKUP_ASSOCS, LOOKUP_CAP, fds0);
+	if (!it_daemon_log_contains(&fx->d, "(max-lookups)"))
+		fail_msg("no warning about lookups refused at max-lookups");
+	/* CONNECT to a name shares the cap: refused at once (0x04), not after
+	 * the lookup's timeout. */
+	int c = it_greet(fx, AF_INET);
+	const uint8_t conn[] = { 0x05, 0x01, 0x00, 0x03, 11, 'x', '.', 'e', 'x', 'a', 'm', 'p', 'l',
+		'e', '.', 't', 0, 80 };
+	struct it_reply r;
+	uint64_t t0 = it_now_ms();
+	it_send_bytes(c, conn, sizeof(conn));
+	it_expect_reply(c, &r, 2000);
+	assert_int_equal(r.rep, 0x04);
+	assert_in_range(it_now_ms() - t0, 0, 1500);
+	it_close(c);
+	/* Ending the associations gives the lookups' sockets back. */
+	for (int i = 0; i < LOOKUP_ASSOCS; i++) {
+		it_close(u[i]);
+		it_close(a[i].ctl);
+	}
+	int n = -1;
+	for (uint64_t t1 = it_now_ms(); it_now_ms() - t1 < 2000; it_sleep_ms(20))
+		if ((n = count_daemon_fds(fx)) <= fds0)
+			break;
+	if (n > fds0)
+		fail_msg("%d descriptors 2 s after the associations ended, %d before", n, fds0);
+}
+
+static int
+setup_max_lookups(void **state)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET };
+	socklen_t len = sizeof(sin);
+	char config[256];
+
+	/* Not it_udp_socket: the tests' teardown closes those. */
+	sin.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+	silent_ns = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
+	if (silent_ns < 0 || bind(silent_ns, (struct sockaddr *)&sin, sizeof(sin)) < 0 ||
+		getsockname(silent_ns, (struct sockaddr *)&sin, &len) < 0) {
+		perror("silent nameserver");
+		return -1;
+	}
+	snprintf(config, sizeof(config),
+		"auth none\nlog-level debug\nnameserver 127.0.0.1:%u\nmax-lookups %d\n",
+		ntohs(sin.sin_port), LOOKUP_CAP);
+	return it_fixture_start_for(state, IT_CAP_UDP | IT_CAP_RESOLVER, config, NULL, NULL);
+}
+
+static int
+teardown_max_lookups(void **state)
+{
+	int r = it_fixture_stop(state);
+
+	if (silent_ns >= 0)
+		close(silent_ns);
+	silent_ns = -1;
+	return r;
+}
+
 int
 it_run_udp_tests(void)
 {
@@ -784,6 +1063,7 @@ it_run_udp_tests(void)
 		IT_TEST(test_udp_nonzero_frag_is_dropped),
 		IT_TEST(test_udp_malformed_datagrams_are_dropped_and_association_goes_on),
 		IT_TEST(test_udp_request_naming_client_address_and_port_is_honoured),
+		IT_TEST(test_udp_request_naming_private_address_works_behind_nat),
 		IT_TEST(test_udp_control_close_closes_relay_port),
 		IT_TEST(test_udp_bytes_on_control_connection_do_not_end_association),
 		IT_TEST(test_udp_two_associations_do_not_see_each_other),
@@ -795,10 +1075,21 @@ it_run_udp_tests(void)
 		IT_TEST(test_udp_traffic_keeps_association_alive_past_idle_timeout),
 		IT_TEST(test_udp_relay_port_comes_from_udp_port_range),
 	};
+	const struct CMUnitTest rule_tests[] = {
+		IT_TEST(test_udp_port_rule_admits_request_naming_no_address),
+		IT_TEST(test_udp_inbound_from_source_refused_by_rules_is_dropped),
+	};
+	const struct CMUnitTest lookup_tests[] = {
+		IT_TEST(test_udp_lookups_in_flight_are_capped_by_max_lookups),
+	};
 	int failed = 0;
 
 	failed += cmocka_run_group_tests_name("udp associate (auth none)", tests, setup,
 		it_fixture_stop);
+	failed += cmocka_run_group_tests_name("udp associate (rule allow cmd udp port)", rule_tests,
+		setup_port_rule, it_fixture_stop);
+	failed += cmocka_run_group_tests_name("udp associate (max-lookups, silent nameserver)",
+		lookup_tests, setup_max_lookups, teardown_max_lookups);
 	failed += cmocka_run_group_tests_name("udp associate (timeout udp 1, udp-port-range)",
 		idle_tests, setup_idle, it_fixture_stop);
 	return failed;

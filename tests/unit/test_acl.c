@@ -197,6 +197,21 @@ connect_to(const struct acl *a, const char *name, const char *dst, uint16_t port
 	return check(a, "192.0.2.1", NULL, ACL_CMD_CONNECT, name, dst, port);
 }
 
+/* A UDP ASSOCIATE request itself from 192.0.2.1: no destination yet. */
+static struct acl_result
+udp_request(const struct acl *a, const char *user)
+{
+	union sockaddr_any c = ip("192.0.2.1");
+	struct acl_request r;
+
+	memset(&r, 0, sizeof(r));
+	r.client = &c;
+	r.user = user;
+	r.cmd = ACL_CMD_UDP;
+	r.dst_unknown = true;
+	return acl_check_request(a, &r);
+}
+
 static int
 setup(void **state)
 {
@@ -948,6 +963,52 @@ test_error_buffer_optional_and_truncated(void **state)
 	acl_free(NULL);
 }
 
+/* Issue 17 item 5: `rule allow cmd udp port 53` refused a UDP ASSOCIATE
+ * whose DST is 0.0.0.0:0, the form RFC 1928 prescribes for a client that
+ * does not know its address: DST is no destination. */
+static void
+test_udp_request_is_not_judged_by_destination_rules(void **state)
+{
+	struct acl *a = *state;
+
+	add_request(a, "allow cmd udp port 53", 1);
+	assert_result(udp_request(a, NULL), ACL_UNDECIDED, 1, false);
+	/* Each datagram is judged by its destination. */
+	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_UDP, NULL, "8.8.8.8", 53), ACL_ALLOW, 1,
+		false);
+	assert_result(check(a, "192.0.2.1", NULL, ACL_CMD_UDP, NULL, "8.8.8.8", 0), ACL_ALLOW, 0,
+		false);
+}
+
+static void
+test_udp_request_skips_partial_denials_and_obeys_the_rest(void **state)
+{
+	struct acl *a = *state;
+
+	/* A deny naming destinations refuses some datagrams, not the request;
+	 * rules on client, user and command decide it as ever. */
+	add_request(a, "deny cmd udp to 10.0.0.0/8", 1);
+	add_request(a, "deny cmd udp port 25", 2);
+	add_request(a, "deny cmd udp user mallory", 3);
+	add_request(a, "allow cmd udp to 192.0.2.0/24", 4);
+	add_request(a, "deny all", 5);
+	assert_result(udp_request(a, "mallory"), ACL_DENY, 3, false);
+	assert_result(udp_request(a, "alice"), ACL_UNDECIDED, 4, false);
+	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_UDP, NULL, "10.1.2.3", 53), ACL_DENY,
+		1, true);
+	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_UDP, NULL, "192.0.2.9", 25), ACL_DENY,
+		2, false);
+	assert_result(check(a, "192.0.2.1", "alice", ACL_CMD_UDP, NULL, "192.0.2.9", 53), ACL_ALLOW,
+		4, true);
+	assert_int_equal(acl_request_rule_count(a), 5);
+	acl_free(a);
+	*state = a = acl_new();
+	assert_non_null(a);
+	/* Without rules on destinations the request is decided outright. */
+	add_request(a, "deny cmd udp from 192.0.2.0/24", 1);
+	assert_result(udp_request(a, NULL), ACL_DENY, 1, false);
+}
+
 int
 main(void)
 {
@@ -980,6 +1041,10 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_undecided_only_when_other_selectors_match,
 			setup, teardown),
 		cmocka_unit_test_setup_teardown(test_to_all_is_not_explicit, setup, teardown),
+		cmocka_unit_test_setup_teardown(test_udp_request_is_not_judged_by_destination_rules,
+			setup, teardown),
+		cmocka_unit_test_setup_teardown(
+			test_udp_request_skips_partial_denials_and_obeys_the_rest, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_all_alone_matches_everything, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_from_selector, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_user_selector, setup, teardown),

@@ -363,12 +363,13 @@ test_rules_limits_run_as(void **state)
 	c = parse_ok("client allow 10.0.0.0/8 ::1\nclient deny all\n"
 		     "rule deny to 127.0.0.0/8\nrule allow user alice cmd connect port 1-1024\n"
 		     "user alice x\nmax-connections 10\nmax-connections-per-ip 2\n"
-		     "max-sessions-per-user 1\nauth-fail-limit 3\nrun-as nobody\n");
+		     "max-sessions-per-user 1\nmax-lookups 0\nauth-fail-limit 3\nrun-as nobody\n");
 	assert_int_equal(acl_client_rule_count(c->acl), 2);
 	assert_int_equal(acl_request_rule_count(c->acl), 2);
 	assert_int_equal(c->max_connections, 10);
 	assert_int_equal(c->max_connections_per_ip, 2);
 	assert_int_equal(c->max_sessions_per_user, 1);
+	assert_int_equal(c->max_lookups, 0);
 	assert_int_equal(c->auth_fail_limit, 3);
 	assert_int_equal(c->auth_fail_window, 60);
 	assert_int_equal(c->auth_lockout, 300);
@@ -414,6 +415,26 @@ test_via_errors(void **state)
 		  "socks5://e:1,socks5://f:1,socks5://g:1,socks5://h:1\n",
 		"t.conf:1: rule: at most 8 parents in a via list");
 	parse_err("parent-down-for 0\n", "t.conf:1: parent-down-for: 0 out of range 1..86400");
+}
+
+static void
+test_max_lookups(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = parse_ok("auth none\n");
+	assert_int_equal(c->max_lookups, 1024);
+	config_unref(c);
+	c = parse_ok("max-lookups 1000000\n");
+	assert_int_equal(c->max_lookups, 1000000);
+	config_unref(c);
+	parse_err("\nmax-lookups 1000001\n",
+		"t.conf:2: max-lookups: 1000001 out of range 0..1000000");
+	parse_err("max-lookups many\n", "t.conf:1: max-lookups: 'many' is not a number");
+	parse_err("max-lookups\n", "t.conf:1: max-lookups: expected 1 argument, got 0");
+	parse_err("max-lookups 8\nmax-lookups 9\n",
+		"t.conf:2: duplicate 'max-lookups', first at line 1");
 }
 
 static void
@@ -1329,6 +1350,7 @@ test_dump_default(void **state)
 		"max-connections %u\n"
 		"max-connections-per-ip 0\n"
 		"max-sessions-per-user 0\n"
+		"max-lookups 1024\n"
 		"auth-fail-limit 10 60 300\n"
 		"auth-workers %u\n"
 		"ipv6-prefix 64\n"
@@ -1374,6 +1396,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
+		"max-lookups 64\n"
 		"auth-fail-limit 4 30 600\n"
 		"auth-fail-exempt 192.0.2.0/24 2001:db8::/48\n"
 		"auth-workers 3\n"
@@ -1421,6 +1444,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
+		"max-lookups 64\n"
 		"auth-fail-limit 4 30 600\n"
 		"auth-fail-exempt 192.0.2.0/24 2001:db8::/48\n"
 		"auth-workers 3\n"
@@ -1467,7 +1491,7 @@ test_keywords_are_the_documented_set(void **state)
 		"metrics", "announce", "client", "rule", "relay-buffer", "relay-splice",
 		"max-connections", "max-connections-per-ip", "max-sessions-per-user",
 		"auth-fail-limit", "run-as", "auth-fail-exempt", "auth-workers", "ipv6-prefix",
-		"parent-down-after", "parent-down-for", NULL };
+		"parent-down-after", "parent-down-for", "max-lookups", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1585,6 +1609,7 @@ main(void)
 		cmocka_unit_test(test_open_proxy_is_refused_with_a_fix),
 		cmocka_unit_test(test_rules_limits_run_as),
 		cmocka_unit_test(test_via_errors),
+		cmocka_unit_test(test_max_lookups),
 		cmocka_unit_test(test_proxy_protocol_metrics_announce),
 		cmocka_unit_test(test_users_may_follow_auth),
 		cmocka_unit_test(test_user_plaintext_and_hashed_counted),

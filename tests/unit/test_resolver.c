@@ -1230,11 +1230,67 @@ test_reconfigure_switches_servers_and_flushes_cache(void **state)
 	assert_addr(&w3.res, 0, "10.9.9.9");
 }
 
+/* Issue 17 item 5: against a nameserver that never answers, lookups of
+ * ever new names piled up two sockets each. max_lookups refuses new ones at
+ * once; names in flight, numbers and answers without a query still work. */
+static void
+test_max_lookups_refuses_new_lookups_at_once(void **state)
+{
+	struct ctx *c = *state;
+	struct waiter w1, w2, w3, w4, w5, w6;
+	union sockaddr_any ns = c->fs[0].addr;
+	struct resolver_options opt;
+	int fds;
+
+	c->fs[0].mode = FAKE_SILENT;
+	memset(&opt, 0, sizeof(opt));
+	opt.nameservers = &ns;
+	opt.nnameservers = 1;
+	opt.prefer_family = AF_INET;
+	opt.hosts_path = c->hosts;
+	opt.resolv_conf_path = c->resolv;
+	opt.max_lookups = 2;
+	c->r = resolver_new(c->loop, &opt);
+	assert_non_null(c->r);
+	resolver_set_timeout(c->r, 5000, 1);
+	fds = count_fds();
+	start(c, &w1, "one.example.com");
+	start(c, &w2, "two.example.com");
+	unit_run_for(c->loop, 30, UNIT_RUN_WAIT_MS);
+	assert_int_equal(count_fds(), fds + 4);
+	start(c, &w3, "three.example.com");
+	start(c, &w4, "ONE.example.com"); /* joins w1's lookup */
+	start(c, &w5, "192.0.2.5");
+	/* w3 is answered on the next iteration, not when the others time out. */
+	assert_true(run_until_calls(c, 2, 1000));
+	assert_int_equal(w3.called, 1);
+	assert_int_equal(w3.res.status, RESOLVER_LIMIT);
+	assert_int_equal(w5.called, 1);
+	assert_int_equal(w5.res.status, RESOLVER_OK);
+	assert_int_equal(w4.called, 0);
+	assert_int_equal(count_fds(), fds + 4);
+	assert_int_equal(resolver_get_stats(c->r)->refused, 1);
+	/* A lookup given up frees its place. */
+	resolver_cancel(w2.q);
+	w2.q = NULL;
+	start(c, &w6, "three.example.com");
+	unit_run_for(c->loop, 30, UNIT_RUN_WAIT_MS);
+	assert_int_equal(w6.called, 0);
+	assert_int_equal(count_fds(), fds + 4);
+	assert_int_equal(resolver_get_stats(c->r)->refused, 1);
+	resolver_cancel(w1.q);
+	resolver_cancel(w4.q);
+	resolver_cancel(w6.q);
+	w1.q = w4.q = w6.q = NULL;
+	unit_run_for(c->loop, 10, UNIT_RUN_WAIT_MS);
+	assert_int_equal(count_fds(), fds);
+}
+
 static void
 test_status_strings(void **state)
 {
 	(void)state;
-	for (int st = RESOLVER_OK; st <= RESOLVER_NOMEM; st++)
+	for (int st = RESOLVER_OK; st <= RESOLVER_LIMIT; st++)
 		assert_string_not_equal(resolver_status_str((enum resolver_status)st), "unknown");
 }
 
@@ -1298,6 +1354,8 @@ main(void)
 			teardown),
 		cmocka_unit_test_setup_teardown(test_reconfigure_switches_servers_and_flushes_cache,
 			setup, teardown),
+		cmocka_unit_test_setup_teardown(test_max_lookups_refuses_new_lookups_at_once, setup,
+			teardown),
 		cmocka_unit_test(test_status_strings),
 	};
 

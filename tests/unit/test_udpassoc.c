@@ -8,6 +8,7 @@
  */
 #include <arpa/inet.h>
 #include <errno.h>
+#include <netinet/udp.h>
 #include <setjmp.h>
 #include <stdarg.h>
 #include <stddef.h>
@@ -542,24 +543,90 @@ test_request_port_pins_client_port(void **state)
 	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
+/* Issue 17 item 5: a client behind NAT writes its private address and
+ * port; datagrams then come from the NAT's. They are taken from the
+ * control connection's peer, the port learnt from the first one. */
 static void
-test_request_naming_other_address_matches_nothing(void **state)
+test_request_naming_other_address_learns_port_from_first_datagram(void **state)
 {
 	struct fx *f = *state;
-	union sockaddr_any bnd, other;
+	union sockaddr_any bnd, priv, stranger_addr;
 	struct socks_addr dst = sa_of(&f->echo4.addr), req;
 	struct udpassoc *u;
-	int c = udp_bound("127.0.0.1", 0, NULL);
+	int c = udp_bound("127.0.0.1", 0, NULL), c2 = udp_bound("127.0.0.1", 0, NULL);
+	int stranger = udp_bound("127.0.0.3", 0, &stranger_addr);
+	ssize_t n;
 
-	assert_int_equal(addr_parse("127.0.0.3", 0, &other), 0);
-	req = sa_of(&other);
+	/* The private address and a port no socket here has. */
+	assert_int_equal(addr_parse("10.11.12.13", 5555, &priv), 0);
+	req = sa_of(&priv);
 	u = assoc(f, "127.0.0.1", "127.0.0.1", &req, NULL, &bnd);
+	/* Not even the address the request named may use it. */
+	send_dgram(stranger, &bnd, 0, &dst, "no", 2);
+	expect_quiet(f, stranger);
 	send_dgram(c, &bnd, 0, &dst, "x", 1);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "x", 1);
+	/* Pinned now: another port of the same host is foreign. */
+	send_dgram(c2, &bnd, 0, &dst, "y", 1);
+	expect_quiet(f, c2);
 	expect_quiet(f, c);
-	assert_int_equal(f->echo4.count, 0);
-	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 1);
+	assert_int_equal(f->echo4.count, 1);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_FOREIGN], 2);
 	udpassoc_stop(u);
 	close(c);
+	close(c2);
+	close(stranger);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
+}
+
+/* Refuses one source port, records what it was asked. */
+struct allow_rec {
+	uint16_t refuse_port;
+	unsigned calls, calls_with_name;
+};
+
+static bool
+allow_but_port(const union sockaddr_any *dst, const char *name, void *arg)
+{
+	struct allow_rec *r = arg;
+
+	r->calls++;
+	if (name)
+		r->calls_with_name++;
+	return addr_port(dst) != r->refuse_port;
+}
+
+/* Issue 17 item 5: datagrams for the client from a source the rules would
+ * refuse as a destination are dropped and counted. */
+static void
+test_inbound_from_refused_source_is_dropped_and_counted(void **state)
+{
+	struct fx *f = *state;
+	union sockaddr_any bnd, sa;
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	struct allow_rec rec = { 0 };
+	struct udpassoc_options opt = { .allow = allow_but_port, .allow_arg = &rec };
+	struct udpassoc *u;
+	int c = udp_bound("127.0.0.1", 0, NULL), s = udp_bound("127.0.0.1", 0, &sa);
+	ssize_t n;
+
+	rec.refuse_port = addr_port(&sa);
+	u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, &opt, &bnd);
+	send_dgram(c, &bnd, 0, &dst, "out", 3);
+	n = wait_dgram(f, c, GUARD_MS);
+	assert_reply(rxbuf, n, &f->echo4.addr, "out", 3);
+	/* s writes to the outbound socket the echo saw: refused. */
+	send_raw(s, &f->echo4.last_from, "in", 2);
+	expect_quiet(f, c);
+	assert_int_equal(udpassoc_get_stats(u)->dropped[UDPASSOC_DROP_DENIED_IN], 1);
+	assert_int_equal(udpassoc_get_stats(u)->dgrams_down, 1);
+	assert_int_equal(rec.calls_with_name, 0);
+	assert_true(rec.calls >= 2);
+	assert_string_equal(udpassoc_drop_names[UDPASSOC_DROP_DENIED_IN], "denied_inbound");
+	udpassoc_stop(u);
+	close(c);
+	close(s);
 	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
 }
 
@@ -860,6 +927,344 @@ test_thousand_datagrams_arrive_intact_and_in_order(void **state)
 	free(b);
 }
 
+/* --- the batch paths (recvmmsg, sendmmsg, UDP_SEGMENT) -------------------- */
+
+/*
+ * sendmmsg is wrapped at link time (-Wl,--wrap=sendmmsg, see the Makefile)
+ * to see what the association hands the kernel and to inject what loopback
+ * cannot produce on demand: a send that stops part-way because the socket
+ * buffer is full, and a UDP_SEGMENT send the kernel refuses.
+ */
+int __real_sendmmsg(int fd, struct mmsghdr *m, unsigned vlen, int flags);
+int __wrap_sendmmsg(int fd, struct mmsghdr *m, unsigned vlen, int flags);
+
+static struct {
+	unsigned partial;    /* > 0: the next call sends this many, the one after fails EAGAIN */
+	bool eagain_next;    /* that one */
+	bool eio_on_segment; /* the next call whose first message is a UDP_SEGMENT send: EIO */
+	unsigned calls;
+	unsigned segment_msgs; /* UDP_SEGMENT messages seen */
+	unsigned max_segments; /* most datagrams in one of them */
+	uint16_t last_segment; /* its segment size */
+	unsigned plain_msgs;   /* messages of one datagram */
+} wrap;
+
+static uint16_t
+msg_segment(const struct msghdr *h)
+{
+	const struct cmsghdr *cm;
+	uint16_t seg = 0;
+
+	if (h->msg_controllen == 0)
+		return 0;
+	cm = CMSG_FIRSTHDR(h);
+	assert_non_null(cm);
+	assert_int_equal(cm->cmsg_level, SOL_UDP);
+	assert_int_equal(cm->cmsg_type, UDP_SEGMENT);
+	memcpy(&seg, CMSG_DATA(cm), sizeof(seg));
+	return seg;
+}
+
+int
+__wrap_sendmmsg(int fd, struct mmsghdr *m, unsigned vlen, int flags)
+{
+	wrap.calls++;
+	for (unsigned i = 0; i < vlen; i++) {
+		uint16_t seg = msg_segment(&m[i].msg_hdr);
+		if (!seg) {
+			wrap.plain_msgs++;
+			continue;
+		}
+		wrap.segment_msgs++;
+		wrap.last_segment = seg;
+		if (m[i].msg_hdr.msg_iovlen > wrap.max_segments)
+			wrap.max_segments = (unsigned)m[i].msg_hdr.msg_iovlen;
+	}
+	if (wrap.eagain_next) {
+		wrap.eagain_next = false;
+		errno = EAGAIN;
+		return -1;
+	}
+	if (wrap.partial) {
+		unsigned k = wrap.partial < vlen ? wrap.partial : vlen;
+		wrap.partial = 0;
+		wrap.eagain_next = true;
+		return __real_sendmmsg(fd, m, k, flags);
+	}
+	if (wrap.eio_on_segment && vlen > 0 && msg_segment(&m[0].msg_hdr)) {
+		wrap.eio_on_segment = false;
+		errno = EIO;
+		return -1;
+	}
+	return __real_sendmmsg(fd, m, vlen, flags);
+}
+
+/* DATA of datagram i of a test: a pattern no two datagrams share. */
+static void
+batch_fill(uint8_t *p, size_t len, unsigned i)
+{
+	uint32_t s = i * 2654435761u + 7;
+
+	for (size_t k = 0; k < len; k++)
+		p[k] = (uint8_t)xorshift(&s);
+}
+
+/* Sends n datagrams of sizes[] from c to the relay, before the loop runs:
+ * they wait in the relay socket and are read in batches. */
+static void
+batch_send(int c, const union sockaddr_any *relay, const struct socks_addr *dst,
+	const size_t *sizes, unsigned n, unsigned first_id)
+{
+	static uint8_t payload[65536];
+
+	for (unsigned i = 0; i < n; i++) {
+		batch_fill(payload, sizes[i], first_id + i);
+		send_dgram(c, relay, 0, dst, payload, sizes[i]);
+	}
+}
+
+struct batch_rx {
+	struct fx *f;
+	int fd;
+	const union sockaddr_any *src; /* the answers' source, named in their header */
+	const size_t *sizes;
+	unsigned n, got, first_id;
+	bool bad;
+};
+
+static bool
+batch_rx_done(void *arg)
+{
+	struct batch_rx *r = arg;
+	static uint8_t want[65536];
+	uint8_t hdr[PROTO_UDP_HEADER_MAX];
+	size_t h = proto_encode_udp_header(hdr, &r->src->sa);
+
+	for (;;) {
+		ssize_t k = recv(r->fd, rxbuf, sizeof(rxbuf), MSG_DONTWAIT);
+		if (k < 0)
+			break;
+		if (r->got >= r->n) {
+			r->bad = true;
+			break;
+		}
+		size_t len = r->sizes[r->got];
+		batch_fill(want, len, r->first_id + r->got);
+		/* Exactly this datagram, and in order: header, length, bytes. */
+		if ((size_t)k != h + len || memcmp(rxbuf, hdr, h) != 0 ||
+			memcmp(rxbuf + h, want, len) != 0) {
+			print_message("answer %u: %zd bytes, want %zu\n", r->got, k, h + len);
+			r->bad = true;
+		}
+		r->got++;
+	}
+	return r->bad || r->got == r->n;
+}
+
+/* Waits until rx has all its answers (or a wrong one). */
+static void
+batch_expect(struct batch_rx *rx)
+{
+	assert_true(unit_run_until(rx->f->loop, batch_rx_done, rx, 10000));
+	assert_false(rx->bad);
+	assert_int_equal(rx->got, rx->n);
+	expect_quiet(rx->f, rx->fd);
+}
+
+/* More datagrams than one batch, waiting at once, in a mix of sizes: runs
+ * of one size (UDP_SEGMENT sends), a shorter one ending a run, an empty one,
+ * sizes around the segment limit, and the largest IPv4 payload, 65,507
+ * bytes, last (an IPv6 client can send it behind its header; the relay
+ * socket's buffer holds it after the small ones). Each comes back whole and
+ * in order, both ways. */
+static void
+test_batch_keeps_order_and_boundaries_both_directions(void **state)
+{
+	struct fx *f = *state;
+	static const size_t sizes[] = { 64, 64, 64, 64, 64, 64, 64, 64, 1200, 1200, 1200, 1200,
+		1200, 1200, 1, 0, 1452, 1453, 100, 100, 100, 50, 9000, 2, 64, 64, 64, 64, 64, 64,
+		64, 64, 7, 7, 7, 7, 65507 };
+	const unsigned n = sizeof(sizes) / sizeof(sizes[0]);
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	union sockaddr_any bnd;
+	struct udpassoc *u = assoc(f, "::1", "::1", NULL, NULL, &bnd);
+	int c = udp_bound("::1", 0, NULL);
+	struct batch_rx rx = { .f = f, .fd = c, .src = &f->echo4.addr, .sizes = sizes, .n = n };
+	const struct udpassoc_stats *st = udpassoc_get_stats(u);
+	uint64_t total = 0;
+
+	assert_true(n > UDPASSOC_BATCH);
+	for (unsigned i = 0; i < n; i++)
+		total += sizes[i];
+	memset(&wrap, 0, sizeof(wrap));
+	batch_send(c, &bnd, &dst, sizes, n, 0);
+	batch_expect(&rx);
+	assert_int_equal(f->echo4.count, n);
+	assert_int_equal(st->dgrams_up, n);
+	assert_int_equal(st->dgrams_down, n);
+	assert_true(st->bytes_up == total && st->bytes_down == total);
+	for (int r = 0; r < UDPASSOC_DROP_REASONS; r++)
+		assert_int_equal(st->dropped[r], 0);
+	/* Runs of equal answers went to the client as UDP_SEGMENT sends. */
+	assert_true(wrap.segment_msgs >= 4);
+	assert_true(wrap.max_segments >= 8);
+	udpassoc_stop(u);
+	close(c);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
+}
+
+#define FAIR_N 100
+
+/* Two associations with 100 datagrams waiting each: one loop iteration
+ * serves both, each with one batch; the rest follows on later iterations,
+ * each association's datagrams in their order. */
+static void
+test_batch_bound_per_wakeup_serves_every_busy_association(void **state)
+{
+	struct fx *f = *state;
+	size_t sizes[FAIR_N];
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	union sockaddr_any bnd1, bnd2;
+	struct udpassoc *u1 = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd1);
+	struct udpassoc *u2 = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd2);
+	int c1 = udp_bound("127.0.0.1", 0, NULL), c2 = udp_bound("127.0.0.1", 0, NULL);
+	struct batch_rx rx1 = { .f = f,
+		.fd = c1,
+		.src = &f->echo4.addr,
+		.sizes = sizes,
+		.n = FAIR_N };
+	struct batch_rx rx2 = rx1;
+
+	for (unsigned i = 0; i < FAIR_N; i++)
+		sizes[i] = 16 + i % 3;
+	rx2.fd = c2;
+	rx2.first_id = 1000;
+	batch_send(c1, &bnd1, &dst, sizes, FAIR_N, 0);
+	batch_send(c2, &bnd2, &dst, sizes, FAIR_N, 1000);
+	assert_int_equal(loop_run_once(f->loop, 1000), 0);
+	assert_int_equal(udpassoc_get_stats(u1)->dgrams_up, UDPASSOC_BATCH);
+	assert_int_equal(udpassoc_get_stats(u2)->dgrams_up, UDPASSOC_BATCH);
+	assert_int_equal(loop_run_once(f->loop, 1000), 0);
+	assert_int_equal(udpassoc_get_stats(u1)->dgrams_up, 2 * UDPASSOC_BATCH);
+	assert_int_equal(udpassoc_get_stats(u2)->dgrams_up, 2 * UDPASSOC_BATCH);
+	batch_expect(&rx1);
+	batch_expect(&rx2);
+	assert_int_equal(udpassoc_get_stats(u1)->dgrams_down, FAIR_N);
+	assert_int_equal(udpassoc_get_stats(u2)->dgrams_down, FAIR_N);
+	udpassoc_stop(u1);
+	udpassoc_stop(u2);
+	close(c1);
+	close(c2);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
+}
+
+/* A datagram the kernel refuses in the middle of a batch (65,517 bytes of
+ * DATA cannot go over IPv4): sendmmsg sends the messages before it and
+ * stops; that one is dropped and counted, the ones after it still go. */
+static void
+test_partial_sendmmsg_drops_only_the_refused_datagram(void **state)
+{
+	struct fx *f = *state;
+	static const size_t sizes[] = { 16, 16, 16, 65517, 16, 16, 16 };
+	static const size_t back[] = { 16, 16, 16, 16, 16, 16 };
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	union sockaddr_any bnd;
+	struct udpassoc *u = assoc(f, "::1", "::1", NULL, NULL, &bnd);
+	int c = udp_bound("::1", 0, NULL);
+	struct batch_rx rx = { .f = f, .fd = c, .src = &f->echo4.addr, .sizes = back, .n = 6 };
+	const struct udpassoc_stats *st = udpassoc_get_stats(u);
+	static uint8_t payload[65536];
+
+	for (unsigned i = 0; i < 7; i++) {
+		/* The answers are numbered without the refused one. */
+		batch_fill(payload, sizes[i], i < 3 ? i : i - 1);
+		send_dgram(c, &bnd, 0, &dst, payload, sizes[i]);
+	}
+	batch_expect(&rx);
+	assert_int_equal(st->dgrams_up, 6);
+	assert_int_equal(st->dropped[UDPASSOC_DROP_ERROR], 1);
+	assert_int_equal(st->dropped[UDPASSOC_DROP_BLOCKED], 0);
+	assert_int_equal(f->echo4.count, 6);
+	udpassoc_stop(u);
+	close(c);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
+}
+
+/* sendmmsg sends 2 of 5 messages, and the retry finds the socket buffer
+ * full: the 3 left are dropped and counted as would_block (retrying at once
+ * would fail the same way, and UDP may drop); the association goes on. */
+static void
+test_sendmmsg_full_buffer_drops_and_counts_the_rest(void **state)
+{
+	struct fx *f = *state;
+	static const size_t sizes[] = { 10, 11, 12, 13, 14 };
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	union sockaddr_any bnd;
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	struct batch_rx rx = { .f = f, .fd = c, .src = &f->echo4.addr, .sizes = sizes, .n = 2 };
+	const struct udpassoc_stats *st = udpassoc_get_stats(u);
+
+	memset(&wrap, 0, sizeof(wrap));
+	batch_send(c, &bnd, &dst, sizes, 5, 0);
+	wrap.partial = 2;
+	batch_expect(&rx);
+	assert_false(wrap.eagain_next);
+	assert_int_equal(st->dgrams_up, 2);
+	assert_int_equal(st->dropped[UDPASSOC_DROP_BLOCKED], 3);
+	assert_int_equal(f->echo4.count, 2);
+	/* Later datagrams go through as ever. */
+	rx.sizes = sizes + 4;
+	rx.first_id = 4;
+	rx.n = 1;
+	rx.got = 0;
+	batch_send(c, &bnd, &dst, sizes + 4, 1, 4);
+	batch_expect(&rx);
+	assert_int_equal(st->dgrams_up, 3);
+	udpassoc_stop(u);
+	close(c);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
+}
+
+/* A UDP_SEGMENT send the kernel refuses (no GSO or checksum offload on the
+ * way out, or an MTU too small for the segments) goes again datagram by
+ * datagram, and the association sends plainly from then on. */
+static void
+test_refused_segment_send_falls_back_to_plain_sends(void **state)
+{
+	struct fx *f = *state;
+	static const size_t sizes[] = { 20, 20, 20, 20 };
+	struct socks_addr dst = sa_of(&f->echo4.addr);
+	union sockaddr_any bnd;
+	struct udpassoc *u = assoc(f, "127.0.0.1", "127.0.0.1", NULL, NULL, &bnd);
+	int c = udp_bound("127.0.0.1", 0, NULL);
+	struct batch_rx rx = { .f = f, .fd = c, .src = &f->echo4.addr, .sizes = sizes, .n = 4 };
+	const struct udpassoc_stats *st = udpassoc_get_stats(u);
+	unsigned segment_msgs;
+
+	memset(&wrap, 0, sizeof(wrap));
+	wrap.eio_on_segment = true;
+	batch_send(c, &bnd, &dst, sizes, 4, 0);
+	batch_expect(&rx);
+	/* The echo answered all four before the relay read them: one run. */
+	assert_false(wrap.eio_on_segment);
+	assert_int_equal(st->dgrams_down, 4);
+	assert_int_equal(st->dropped[UDPASSOC_DROP_ERROR], 0);
+	/* The next run of equal answers: plain messages only. */
+	segment_msgs = wrap.segment_msgs;
+	wrap.plain_msgs = 0;
+	rx.got = 0;
+	rx.first_id = 10;
+	batch_send(c, &bnd, &dst, sizes, 4, 10);
+	batch_expect(&rx);
+	assert_int_equal(st->dgrams_down, 8);
+	assert_int_equal(wrap.segment_msgs, segment_msgs);
+	assert_true(wrap.plain_msgs >= 8);
+	udpassoc_stop(u);
+	close(c);
+	unit_run_for(f->loop, 1, UNIT_RUN_WAIT_MS);
+}
+
 /* --- idle timeout -------------------------------------------------------- */
 
 static void
@@ -1065,13 +1470,19 @@ main(void)
 		T(test_other_source_address_is_ignored),
 		T(test_first_datagram_pins_client_port),
 		T(test_request_port_pins_client_port),
-		T(test_request_naming_other_address_matches_nothing),
+		T(test_request_naming_other_address_learns_port_from_first_datagram),
+		T(test_inbound_from_refused_source_is_dropped_and_counted),
 		T(test_nonzero_frag_is_dropped_and_counted),
 		T(test_malformed_is_dropped_and_does_not_pin),
 		T(test_stop_frees_relay_port_at_once),
 		T(test_stop_inside_batch_with_pending_events),
 		T(test_two_associations_do_not_see_each_other),
 		T(test_thousand_datagrams_arrive_intact_and_in_order),
+		T(test_batch_keeps_order_and_boundaries_both_directions),
+		T(test_batch_bound_per_wakeup_serves_every_busy_association),
+		T(test_partial_sendmmsg_drops_only_the_refused_datagram),
+		T(test_sendmmsg_full_buffer_drops_and_counts_the_rest),
+		T(test_refused_segment_send_falls_back_to_plain_sends),
 		T(test_idle_timeout_calls_end),
 		T(test_no_idle_timeout_when_zero),
 		T(test_domain_destination_localhost),
