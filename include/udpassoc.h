@@ -13,10 +13,12 @@
 
 #include "addr.h"
 #include "proto.h"
+#include "udpparent.h"
 
 struct loop;
 struct resolver;
 struct udpassoc;
+struct upstream;
 
 /* Datagrams one readiness event of one of an association's sockets reads
  * (one recvmmsg) and sends on before the loop serves anyone else: a busy
@@ -35,6 +37,7 @@ enum udpassoc_drop {
 	UDPASSOC_DROP_ERROR,      /* send failed (unreachable, too big, no socket) */
 	UDPASSOC_DROP_DENIED,     /* refused by the access rules */
 	UDPASSOC_DROP_DENIED_IN,  /* from a source the rules refuse as a destination */
+	UDPASSOC_DROP_PARENT,     /* the parent's association failed or its queue is full */
 	UDPASSOC_DROP_REASONS
 };
 
@@ -52,14 +55,23 @@ struct udpassoc_options {
 	const union sockaddr_any *external4; /* outbound IPv4 source, or NULL */
 	const union sockaddr_any *external6; /* outbound IPv6 source, or NULL */
 	unsigned idle_ms;                    /* 0: no idle timeout */
-	/* Asked before each datagram leaves: may it go to dst (name: the
-	 * requested domain, or NULL)? And for each datagram that arrives for
-	 * the client, about its source (name NULL): what the rules refuse as a
-	 * destination may not answer either. Its answer for an address (name
-	 * NULL) must not change during the association: the last one per
-	 * direction is remembered. NULL allows everything. */
-	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
+	/* Asked before each datagram leaves: may it go to dst at port (name:
+	 * the requested domain, or NULL), and through which parent (*parent,
+	 * NULL: directly)? dst is NULL for a name not looked up yet: false then
+	 * means refused, true with a parent sends the name to that parent
+	 * unresolved, true without one has the name looked up and asked about
+	 * again with its address. Also asked for each datagram that arrives
+	 * for the client, about its source (name NULL): what the rules refuse
+	 * as a destination may not answer either. Its answer for an address
+	 * (name NULL) must not change during the association: the last one per
+	 * direction is remembered. NULL allows everything, directly. */
+	bool (*allow)(const union sockaddr_any *dst, const char *name, uint16_t port,
+		const struct upstream **parent, void *arg);
 	void *allow_arg;
+	/* For associations with parents: loop, resolver, parents, their
+	 * down-marking and timeout, the outbound sources (recv and arg are
+	 * udpassoc's). */
+	struct udpparent_options parent;
 };
 
 /* Called once when the association ends by itself (idle timeout, socket
@@ -79,6 +91,9 @@ struct udpassoc *udpassoc_start(struct loop *loop, struct resolver *resolver,
 	const struct udpassoc_options *opt, const union sockaddr_any *client_ip,
 	const union sockaddr_any *tcp_local, const struct socks_addr *req, union sockaddr_any *bnd,
 	udpassoc_end_cb end, void *arg);
+/* At most this many parents serve one association at once. */
+#define UDPASSOC_MAX_PARENTS 4
+
 /* Unregisters and closes every socket at once, cancels lookups, and queues
  * the release for the end of the loop batch. Idempotent: sets stopped. */
 void udpassoc_stop(struct udpassoc *u);

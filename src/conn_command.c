@@ -428,16 +428,54 @@ conn_expire_bind_wait(struct conn *c)
 
 /* --- UDP ASSOCIATE (RFC 1928 §7) ------------------------------------------ */
 
-/* A UDP datagram's destination (udpassoc's allow hook). */
+/* The hop of a rule's via that carries UDP: the first one up that can (a
+ * SOCKS5 parent, or direct: NULL), else the first that can. */
+static const struct upstream *
+conn_udp_parent(const struct conn *c, const struct acl_via *via)
+{
+	const struct upstream *first = NULL;
+	uint64_t now = loop_now(c->env->loop);
+
+	for (size_t i = 0; via && i < via->n; i++) {
+		const struct upstream *u = &via->hop[i];
+		struct parent_state *st;
+
+		if (!upstream_can(u, SOCKS_CMD_UDP_ASSOCIATE))
+			continue;
+		if (u->proto == UPSTREAM_DIRECT)
+			return NULL;
+		if (!first)
+			first = u;
+		st = parents_get(&c->env->parents, u);
+		if (st && !parent_is_down(st, now))
+			return u;
+	}
+	return first;
+}
+
+/* A UDP datagram's destination (udpassoc's allow hook): the rules, and the
+ * parent the deciding rule sends it through. */
 static bool
-conn_udp_allow(const union sockaddr_any *dst, const char *name, void *arg)
+conn_udp_allow(const union sockaddr_any *dst, const char *name, uint16_t port,
+	const struct upstream **parent, void *arg)
 {
 	const struct conn *c = arg;
 	struct policy_subject s = conn_subject(c);
+	struct policy_verdict v = policy_check_request(&c->env->policy, &s, SOCKS_CMD_UDP_ASSOCIATE,
+		name, dst, port);
 
-	return policy_check_request(&c->env->policy, &s, SOCKS_CMD_UDP_ASSOCIATE, name, dst,
-		       addr_port(dst))
-		       .verdict == ACL_ALLOW;
+	*parent = NULL;
+	if (v.verdict == ACL_UNDECIDED)
+		return !dst; /* a name: look it up, then ask again */
+	if (v.verdict != ACL_ALLOW)
+		return false;
+	/* With the name alone, only a rule that sends it through a parent
+	 * (unresolved) decides now; the address gets asked about once it is
+	 * known. */
+	if (!dst && v.via && v.via->resolve_local)
+		return true;
+	*parent = conn_udp_parent(c, v.via);
+	return true;
 }
 
 enum conn_step
@@ -454,6 +492,14 @@ conn_start_udp(struct conn *c)
 	opt.idle_ms = c->cfg->timeout_udp * 1000u;
 	opt.allow = conn_udp_allow;
 	opt.allow_arg = c;
+	opt.parent.loop = c->env->loop;
+	opt.parent.resolver = c->env->resolver;
+	opt.parent.parents = &c->env->parents;
+	opt.parent.down_after = c->cfg->parent_down_after;
+	opt.parent.down_for_s = c->cfg->parent_down_for;
+	opt.parent.timeout_ms = c->cfg->timeout_connect * 1000u;
+	opt.parent.external4 = opt.external4;
+	opt.parent.external6 = opt.external6;
 	c->udp = udpassoc_start(c->env->loop, c->env->resolver, &opt, &c->peer, &c->local,
 		&c->hs->req.dst, &bnd, conn_on_udp_end, c);
 	if (!c->udp) {

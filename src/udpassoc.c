@@ -77,6 +77,7 @@ enum {
 struct udpassoc_verdict {
 	union sockaddr_any addr;
 	bool valid, allow;
+	const struct upstream *parent;
 };
 
 /* One datagram for a domain destination, waiting for its lookup. */
@@ -112,11 +113,14 @@ struct udpassoc {
 	union sockaddr_any client_ep; /* client endpoint as recvfrom saw it (for sendto) */
 	bool have_ep;                 /* client_ep is valid */
 
-	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
-	void *allow_arg;                /* access check per datagram (NULL: none) */
-	struct udpassoc_verdict to_v;   /* last destination asked about */
-	struct udpassoc_verdict from_v; /* last source of an answer asked about */
-	bool gso_off;                   /* a UDP_SEGMENT send to the client failed: plain sends */
+	bool (*allow)(const union sockaddr_any *dst, const char *name, uint16_t port,
+		const struct upstream **parent, void *arg);
+	void *allow_arg;               /* access check per datagram (NULL: none) */
+	struct udpparent_options popt; /* for associations with parents */
+	struct udpparent *parents[UDPASSOC_MAX_PARENTS]; /* opened on demand */
+	struct udpassoc_verdict to_v;                    /* last destination asked about */
+	struct udpassoc_verdict from_v;                  /* last source of an answer asked about */
+	bool gso_off; /* a UDP_SEGMENT send to the client failed: plain sends */
 
 	struct timer idle_timer;
 	unsigned idle_ms;        /* 0: no idle timeout */
@@ -141,6 +145,7 @@ const char *const udpassoc_drop_names[UDPASSOC_DROP_REASONS] = {
 	[UDPASSOC_DROP_ERROR] = "send_error",
 	[UDPASSOC_DROP_DENIED] = "denied",
 	[UDPASSOC_DROP_DENIED_IN] = "denied_inbound",
+	[UDPASSOC_DROP_PARENT] = "parent",
 };
 
 /*
@@ -500,24 +505,100 @@ udpassoc_recv_batch(struct udpassoc *u, int fd, const char *what, const char *wh
 }
 
 /* Whether the allow hook lets address a (a destination, or an answer's
- * source) through; without a name the verdict is remembered in *v. */
+ * source) through, and through which parent (*parent); without a name the
+ * verdict is remembered in *v. */
 static bool
 udpassoc_allowed(struct udpassoc *u, struct udpassoc_verdict *v, const union sockaddr_any *a,
-	const char *name)
+	const char *name, const struct upstream **parent)
 {
 	bool ok;
 
+	*parent = NULL;
 	if (!u->allow)
 		return true;
-	if (!name && v->valid && addr_equal(&v->addr, a))
+	if (!name && v->valid && addr_equal(&v->addr, a)) {
+		*parent = v->parent;
 		return v->allow;
-	ok = u->allow(a, name, u->allow_arg);
+	}
+	ok = u->allow(a, name, addr_port(a), parent, u->allow_arg);
 	if (!name) {
 		v->addr = *a;
 		v->valid = true;
 		v->allow = ok;
+		v->parent = *parent;
 	}
 	return ok;
+}
+
+/* --- through parents ---------------------------------------------------- */
+
+/* The association with parent up, started on demand, started again after
+ * one that failed; NULL when all slots hold other parents' (or no memory). */
+static struct udpparent *
+udpassoc_parent(struct udpassoc *u, const struct upstream *up)
+{
+	int free_slot = -1;
+
+	for (int i = 0; i < UDPASSOC_MAX_PARENTS; i++) {
+		struct udpparent *p = u->parents[i];
+
+		if (p && udpparent_failed(p)) {
+			udpparent_stop(p);
+			u->parents[i] = p = NULL;
+		}
+		if (p && udpparent_upstream(p) == up)
+			return p;
+		if (!p && free_slot < 0)
+			free_slot = i;
+	}
+	if (free_slot < 0)
+		return NULL;
+	return u->parents[free_slot] = udpparent_start(&u->popt, up);
+}
+
+/* DATA for dst (a name stays a name) through parent up, or dropped. */
+static void
+udpassoc_to_parent(struct udpassoc *u, const struct upstream *up, const struct socks_addr *dst,
+	const uint8_t *p, size_t len)
+{
+	struct udpparent *par = udpassoc_parent(u, up);
+
+	if (!par || !udpparent_send(par, dst, p, len)) {
+		u->stats.dropped[UDPASSOC_DROP_PARENT]++;
+		return;
+	}
+	u->stats.dgrams_up++;
+	u->stats.bytes_up += len;
+}
+
+/* A datagram from a parent's relay, with the header the client gets: its
+ * source is judged as any answer's, then it goes to the client as it is. */
+static void
+udpassoc_from_parent(const struct socks_addr *src, const uint8_t *p, size_t len, size_t hlen,
+	void *arg)
+{
+	struct udpassoc *u = arg;
+	const struct upstream *ignored;
+	union sockaddr_any a;
+	socklen_t alen;
+
+	if (u->stopped || !u->have_ep)
+		return;
+	if (src->atyp != SOCKS_ATYP_DOMAIN && proto_addr_to_sockaddr(src, &a.ss, &alen) == 0) {
+		addr_unmap(&a);
+		if (!udpassoc_allowed(u, &u->from_v, &a, NULL, &ignored)) {
+			u->stats.dropped[UDPASSOC_DROP_DENIED_IN]++;
+			return;
+		}
+	}
+	if (sendto(u->relay_w.fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, &u->client_ep.sa,
+		    addr_len(&u->client_ep)) < 0) {
+		u->stats.dropped[udpassoc_transient(errno) ? UDPASSOC_DROP_BLOCKED
+							   : UDPASSOC_DROP_ERROR]++;
+		return;
+	}
+	u->stats.dgrams_down++;
+	u->stats.bytes_down += len - hlen;
 }
 
 static void udpassoc_on_out4(struct loop *loop, unsigned events, void *arg);
@@ -561,12 +642,20 @@ udpassoc_queue_out(struct udpassoc *u, const union sockaddr_any *to, const char 
 	const uint8_t *p, size_t len)
 {
 	int which = to->sa.sa_family == AF_INET6 ? UDPASSOC_OUT6 : UDPASSOC_OUT4;
+	const struct upstream *parent;
 	struct udpassoc_tx *tx;
 
 	/* Rules are checked per datagram against the address it really goes
 	 * to, so a name resolving into a denied network is refused too. */
-	if (!udpassoc_allowed(u, &u->to_v, to, name)) {
+	if (!udpassoc_allowed(u, &u->to_v, to, name, &parent)) {
 		u->stats.dropped[UDPASSOC_DROP_DENIED]++;
+		return;
+	}
+	if (parent) {
+		struct socks_addr dst;
+
+		proto_addr_from_sockaddr(&dst, &to->sa);
+		udpassoc_to_parent(u, parent, &dst, p, len);
 		return;
 	}
 	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
@@ -752,6 +841,24 @@ udpassoc_pin_port(struct udpassoc *u, const union sockaddr_any *src)
 	}
 }
 
+/* A datagram for a name: refused, sent to the parent its rule names (the
+ * name unresolved), or looked up and judged again by its address. */
+static void
+udpassoc_up_name(struct udpassoc *u, const struct socks_addr *dst, const uint8_t *p, size_t len)
+{
+	const struct upstream *parent = NULL;
+
+	if (u->allow && !u->allow(NULL, dst->name, dst->port, &parent, u->allow_arg)) {
+		u->stats.dropped[UDPASSOC_DROP_DENIED]++;
+		return;
+	}
+	if (parent) {
+		udpassoc_to_parent(u, parent, dst, p, len);
+		return;
+	}
+	udpassoc_enqueue(u, dst, p, len);
+}
+
 /* Datagram i of the batch, read from the relay socket: RFC 1928 §7 header,
  * then DATA to DST.ADDR:DST.PORT, queued for its outbound socket (or for a
  * name lookup) in place, or dropped and counted. */
@@ -788,7 +895,7 @@ udpassoc_up(struct udpassoc *u, int i)
 	}
 	u->last_active_ms = loop_now(u->loop);
 	if (h.dst.atyp == SOCKS_ATYP_DOMAIN) {
-		udpassoc_enqueue(u, &h.dst, p + h.header_len, m->msg_len - h.header_len);
+		udpassoc_up_name(u, &h.dst, p + h.header_len, m->msg_len - h.header_len);
 		return;
 	}
 	if (proto_addr_to_sockaddr(&h.dst, &to->ss, &tolen) < 0) {
@@ -828,6 +935,7 @@ udpassoc_on_out(struct udpassoc *u, int which)
 	for (int i = 0; i < n; i++) {
 		const struct mmsghdr *m = &udpassoc_arena.in[i];
 		union sockaddr_any *from = &udpassoc_arena.from[i];
+		const struct upstream *ignored;
 		uint8_t hdr[PROTO_UDP_HEADER_MAX], *p;
 		size_t hlen;
 
@@ -837,7 +945,7 @@ udpassoc_on_out(struct udpassoc *u, int which)
 		addr_unmap(from);
 		/* Only sources the rules would let the client send to may
 		 * answer it (an open outbound port is no open door). */
-		if (!udpassoc_allowed(u, &u->from_v, from, NULL)) {
+		if (!udpassoc_allowed(u, &u->from_v, from, NULL, &ignored)) {
 			u->stats.dropped[UDPASSOC_DROP_DENIED_IN]++;
 			continue;
 		}
@@ -997,6 +1105,9 @@ udpassoc_start(struct loop *loop, struct resolver *resolver, const struct udpass
 	u->idle_ms = opt->idle_ms;
 	u->allow = opt->allow;
 	u->allow_arg = opt->allow_arg;
+	u->popt = opt->parent;
+	u->popt.recv = udpassoc_from_parent;
+	u->popt.arg = u;
 	u->last_active_ms = loop_now(loop);
 	watcher_init(&u->relay_w, -1, udpassoc_on_relay, u);
 	for (int i = 0; i < UDPASSOC_NOUT; i++)
@@ -1045,6 +1156,8 @@ udpassoc_stop(struct udpassoc *u)
 	udpassoc_close_watcher(u->loop, &u->relay_w);
 	for (int i = 0; i < UDPASSOC_NOUT; i++)
 		udpassoc_close_watcher(u->loop, &u->out_w[i]);
+	for (int i = 0; i < UDPASSOC_MAX_PARENTS; i++)
+		udpparent_stop(u->parents[i]);
 	while ((e = u->qhead) != NULL) {
 		u->qhead = e->next;
 		if (e->q)

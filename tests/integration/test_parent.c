@@ -409,6 +409,54 @@ test_bind_through_a_parent(void **state)
 	child_stop(&c);
 }
 
+/* UDP ASSOCIATE through a SOCKS5 parent: datagrams to an address and to a
+ * name (unresolved: the parent looks it up) come back from the echo with
+ * the header naming it, and the parent saw the datagrams. */
+static void
+test_udp_through_a_parent(void **state)
+{
+	const uint8_t req[] = { 0x05, 0x03, 0x00, 0x01, 0, 0, 0, 0, 0, 0 };
+	uint8_t dg[64], want[64], got[128];
+	struct it_daemon c;
+	struct it_reply r;
+	char err[200], relay[32], line[96];
+	int fd, u;
+	size_t n;
+
+	(void)it_fx(state);
+	child_start(&c, "rule allow via socks5://127.0.0.1:%u\n", parent_open.port);
+	fd = it_acl_dial(NULL, c.port, NULL, 0, err, sizeof(err));
+	assert_true(fd >= 0);
+	assert_int_equal(it_acl_auth(fd, NULL, NULL, err, sizeof(err)), 0);
+	it_send_bytes(fd, req, sizeof(req));
+	it_expect_reply(fd, &r, IT_IO_TIMEOUT_MS);
+	assert_int_equal(r.rep, 0x00);
+	snprintf(relay, sizeof(relay), "%u.%u.%u.%u", r.addr[0], r.addr[1], r.addr[2], r.addr[3]);
+	u = it_udp_socket("127.0.0.1", 0);
+	assert_true(u >= 0);
+	/* The echo's answer names the echo: 00 00 00 01 127.0.0.1 port. */
+	n = it_acl_addr4(want + 3, "127.0.0.1", it_tg.udp_echo4.port);
+	want[0] = want[1] = want[2] = 0;
+	for (int named = 0; named < 2; named++) {
+		size_t h = named ? it_acl_addr_name(dg + 3, "localhost", it_tg.udp_echo4.port) : n;
+
+		if (!named)
+			memcpy(dg + 3, want + 3, n);
+		dg[0] = dg[1] = dg[2] = 0;
+		memcpy(dg + 3 + h, "via-parent", 10);
+		assert_int_equal(it_udp_send(u, relay, r.port, dg, 3 + h + 10), 0);
+		assert_int_equal(it_udp_recv(u, got, sizeof(got), 5000), (long)(3 + n + 10));
+		memcpy(want + 3 + n, "via-parent", 10);
+		it_assert_mem(got, want, 3 + n + 10, "datagram back through the parent");
+	}
+	it_close(u);
+	it_close(fd);
+	snprintf(line, sizeof(line), "cmd=udp-associate");
+	it_acl_expect_log(&parent_open, "dgrams_up=2 dgrams_down=2", 5000);
+	assert_true(it_acl_log_count(&parent_open, line) >= 1);
+	child_stop(&c);
+}
+
 /* curl through socks5d and on through each kind of parent. */
 static void
 test_curl_through_each_parent(void **state)
@@ -451,7 +499,7 @@ setup(void **state)
 	if (!it_server_has(IT_CAP_RESOLVER)) /* socks5d's own feature */
 		return it_fixture_start_for(state, IT_CAP_RESOLVER, "auth none\n", NULL, NULL);
 	if (it_daemon_start(&parent_pw, "auth password\nuser pu pp\nlog-level info\n") != 0 ||
-		it_daemon_start(&parent_open, "socks4 on\n") != 0 ||
+		it_daemon_start(&parent_open, "socks4 on\nlog-level info\n") != 0 ||
 		hproxy_start(&http_pw, HTTP_AUTH_LINE) < 0 || hproxy_start(&http_open, "") < 0)
 		return -1;
 	return it_fixture_start_for(state, IT_CAP_RESOLVER, "auth none\n", NULL, NULL);
@@ -480,6 +528,7 @@ it_run_parent_tests(void)
 		IT_TEST(test_failover_past_a_dead_parent_marked_down),
 		IT_TEST(test_silent_parent_times_out_to_the_next),
 		IT_TEST(test_bind_through_a_parent),
+		IT_TEST(test_udp_through_a_parent),
 		IT_TEST(test_curl_through_each_parent),
 	};
 

@@ -587,14 +587,16 @@ struct allow_rec {
 };
 
 static bool
-allow_but_port(const union sockaddr_any *dst, const char *name, void *arg)
+allow_but_port(const union sockaddr_any *dst, const char *name, uint16_t port,
+	const struct upstream **parent, void *arg)
 {
 	struct allow_rec *r = arg;
 
+	*parent = NULL;
 	r->calls++;
 	if (name)
 		r->calls_with_name++;
-	return addr_port(dst) != r->refuse_port;
+	return !dst || addr_port(dst) != r->refuse_port;
 }
 
 /* Issue 17 item 5: datagrams for the client from a source the rules would
