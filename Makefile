@@ -157,9 +157,9 @@ bench: $(B)/socks5d
 
 # run.sh builds its own copy; `make test` builds it here under the
 # project's warnings (and sanitizers) so that it keeps compiling.
-bench-tools: $(B)/bench/loadgen
+bench-tools: $(B)/bench/loadgen $(B)/bench/authload
 
-$(B)/bench/loadgen: tests/bench/loadgen.c | $(B)/bench
+$(B)/bench/%: tests/bench/%.c | $(B)/bench
 	$(CC) $(CPPFLAGS) $(ALL_CFLAGS) $(LDFLAGS) -o $@ $< $(LDLIBS)
 
 $(B)/bench:

@@ -10,7 +10,7 @@
  *     costing a hash) arrive from --sources addresses and are cut at its
  *     end, and one valid login is made every 100 ms from another address
  *     (all must pass);
- *  3. timing: --tries refusals, half of them a wrong password for the
+ *  2. timing: --tries refusals, half of them a wrong password for the
  *     existing user and half an unknown name, a few at a time from
  *     rotating addresses (under any lockout): the median time from the
  *     credentials to the answer, per kind.

@@ -25,7 +25,12 @@
 # flow of 64-byte datagrams and 32 flows of 1,200-byte ones, 8 in flight per
 # flow, to the target's UDP echo: datagrams/s, the proxy's CPU per echoed
 # datagram, round-trip p50/p99, and lost, late, malformed and foreign
-# replies counted apart), memory (idle sessions held).
+# replies counted apart), auth (socks5d and the baseline only: a relayed
+# session's round trips in quiet seconds and in seconds with a flood of
+# wrong logins, which alternate; whether valid logins during the flood all
+# pass; and the time to a refusal for a wrong password against an unknown
+# name, which must not tell users apart: tests/bench/authload.c), memory
+# (idle sessions held).
 #
 # Users for sessions_pw: socks5d and the baseline get `user` lines with a
 # yescrypt hash of a random password (loadgen hash), microsocks that
@@ -70,8 +75,9 @@ SECS=${BENCH_SECONDS:-5}
 LAT_COUNT=${BENCH_LATENCY_COUNT:-20000}
 OUT=$(mktemp -d "${TMPDIR:-/tmp}/socks5d-bench.XXXXXX") || exit 1
 LG=$OUT/loadgen
+AL=$OUT/authload
 RESULTS=$OUT/results.txt
-ALL_MODES="upload1 upload32 download1 download32 sessions sessions_pw latency udp1 udp32 memory"
+ALL_MODES="upload1 upload32 download1 download32 sessions sessions_pw latency udp1 udp32 auth memory"
 MODES=${BENCH_MODES:-$ALL_MODES}
 BASELINE=${BENCH_BASELINE:-}
 
@@ -173,8 +179,11 @@ start_proxy() {
 	local logf="$OUT/$1.log" auth=none method=none
 	PROXY_PORT=$("$LG" port) || return 1
 	if [ "${3:-}" = password ]; then
+		# No lockout: the auth mode's flood would lock its sources out
+		# and measure the refusal path instead of the hashing.
 		auth="password
-user $PW_USER $PW_HASH"
+user $PW_USER $PW_HASH
+auth-fail-limit 0"
 		method=username
 	fi
 	case $1 in
@@ -234,7 +243,7 @@ user $PW_USER $PW_HASH"
 # lines to $RESULTS; a failure appends "system mode FAILED".
 run_one() {
 	local sys="$1" mode="$2" cpu=1 via="" pidopt="" args port out rc summary
-	local data=splice auth=none
+	local data=splice auth=none tool=$LG
 	if [ ! -x "$LG" ] || [ ! -w "$RESULTS" ]; then
 		log "bench: $OUT was removed under us; stopping"
 		exit 1
@@ -252,9 +261,14 @@ run_one() {
 	udp1) args="udp --flows 1 --size 64 --window 8 --seconds $SECS" port=$UDP_PORT ;;
 	udp32) args="udp --flows 32 --size 1200 --window 8 --seconds $SECS" port=$UDP_PORT ;;
 	memory) args="memory --seconds 120" port=$ECHO_PORT ;;
+	auth)
+		args="--seconds $SECS --rate 300 --sources 60 --tries 40 --user $PW_USER --pass $PW_PASS"
+		port=$ECHO_PORT auth=password data=copy tool=$AL
+		;;
 	esac
 	case $sys/$mode in
 	refrelay/memory | refrelay/sessions_pw | refrelay/udp*) return ;;
+	direct/auth | refrelay/auth | microsocks/auth | dante/auth) return ;;
 	dante/sessions_pw) [ -n "$DANTE_USER" ] || return ;;
 	esac
 	if [ "$sys" != direct ]; then
@@ -263,11 +277,11 @@ run_one() {
 			return
 		fi
 		via="--proxy 127.0.0.1:$PROXY_PORT"
-		pidopt="--pid $PROXY_PID"
+		[ "$mode" != auth ] && pidopt="--pid $PROXY_PID"
 	fi
 	out=$OUT/run.out
 	# shellcheck disable=SC2086 # word splitting of args is intended
-	timeout -k 5 $((SECS * 3 + 200)) taskset -c "$cpu" "$LG" $args --target "127.0.0.1:$port" \
+	timeout -k 5 $((SECS * 3 + 200)) taskset -c "$cpu" "$tool" $args --target "127.0.0.1:$port" \
 		$via $pidopt >"$out" 2>"$OUT/run.err"
 	rc=$?
 	if [ "$sys" != direct ]; then
@@ -344,7 +358,7 @@ print_table() {
 	END {
 		ns = split(systems, sys, " ")
 		cw = 22
-		line = pad("metric", 18) pad("unit", 15)
+		line = pad("metric", 21) pad("unit", 15)
 		for (s = 1; s <= ns; s++) {
 			line = line lpad(sys[s], cw)
 			if (sys[s] != "direct") line = line lpad("/direct", 9)
@@ -354,7 +368,7 @@ print_table() {
 			m = order[i]
 			u = unit[m]
 			ratio_ok = (u == "Gbit/s" || u == "sessions/s" || u == "dgrams/s" || u == "us")
-			line = pad(m, 18) pad(u, 15)
+			line = pad(m, 21) pad(u, 15)
 			dmed = ""
 			for (s = 1; s <= ns; s++) {
 				k = m SUBSEP sys[s]
@@ -388,6 +402,7 @@ print_table() {
 # --- main ----------------------------------------------------------------------
 
 ${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$LG" tests/bench/loadgen.c -lcrypt || exit 1
+${CC:-cc} -std=c17 -O2 -Wall -Wextra -D_GNU_SOURCE -o "$AL" tests/bench/authload.c -lcrypt || exit 1
 [ -x "$SOCKS5D" ] || { log "bench: $SOCKS5D not built"; exit 1; }
 cp "$SOCKS5D" "$OUT/socks5d" || exit 1
 for mode in $MODES; do
