@@ -800,6 +800,12 @@ acl_check_request(const struct acl *a, const struct acl_request *q)
 void
 acl_dump(const struct acl *a, FILE *out)
 {
+	acl_dump_with(a, out, NULL, NULL);
+}
+
+void
+acl_dump_with(const struct acl *a, FILE *out, acl_dump_after_cb after, void *arg)
+{
 	size_t i, j;
 
 	for (i = 0; i < a->nclient; i++) {
@@ -865,6 +871,8 @@ acl_dump(const struct acl *a, FILE *out)
 		}
 		if (quote)
 			fputc('"', out);
+		if (after)
+			after(r->line, out, arg);
 		fputc('\n', out);
 	}
 }
