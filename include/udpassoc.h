@@ -9,6 +9,7 @@
 #define SOCKS5D_UDPASSOC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -28,6 +29,7 @@ enum udpassoc_drop {
 	UDPASSOC_DROP_UNRESOLVED, /* name did not resolve */
 	UDPASSOC_DROP_ERROR,      /* send failed (unreachable, too big, no socket) */
 	UDPASSOC_DROP_DENIED,     /* refused by the access rules */
+	UDPASSOC_DROP_RATE,       /* over a rate limit or quota (the meter said no) */
 	UDPASSOC_DROP_REASONS
 };
 
@@ -49,6 +51,11 @@ struct udpassoc_options {
 	 * requested domain, or NULL)? NULL allows everything. */
 	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
 	void *allow_arg;
+	/* Asked before each datagram is sent on, with its DATA length and
+	 * direction (0: to a destination, 1: to the client): false drops it
+	 * (UDP has no backpressure). NULL: no limits. */
+	bool (*meter)(int dir, size_t len, void *arg);
+	void *meter_arg;
 };
 
 /* Called once when the association ends by itself (idle timeout, socket

@@ -19,8 +19,10 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "account.h"
 #include "acl.h"
 #include "auth.h"
 #include "bufpool.h"
@@ -38,6 +40,7 @@
 #include "pwcheck.h"
 #include "relay.h"
 #include "resolver.h"
+#include "siphash.h"
 #include "supervisor.h"
 #include "userswatch.h"
 
@@ -121,6 +124,18 @@ send_status(const struct daemon *d)
 			  " bytes up, %" PRIu64 " bytes down",
 		d->stopping ? "stopping: " : "", s->active, s->accepted, s->bytes_up,
 		s->bytes_down);
+}
+
+/* The scrape: running sessions' bytes first, so counters move while
+ * sessions run. */
+static void
+render_metrics(FILE *out, void *arg)
+{
+	struct daemon *d = arg;
+
+	conn_live_totals(&d->env);
+	d->metrics_sources.metrics_users = d->env.cfg->metrics_users;
+	metrics_render(out, &d->metrics_sources);
 }
 
 static void
@@ -309,7 +324,7 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 		return;
 	char a[ADDR_STRLEN];
 	addr_format(&want, a, sizeof(a));
-	d->metrics = metrics_start(d->loop, &want, metrics_render, &d->metrics_sources);
+	d->metrics = metrics_start(d->loop, &want, render_metrics, d);
 	if (!d->metrics) {
 		log_warn("metrics %s", a);
 		return;
@@ -442,6 +457,7 @@ reload(void *arg)
 	}
 	resolver_options_from(cfg, &ropt);
 	resolver_reconfigure(d->env.resolver, &ropt);
+	account_configure(d->env.acct, cfg);
 	config_unref(d->env.cfg);
 	d->env.cfg = cfg;
 	log_info("reloaded %s: %zu listener(s), %zu user(s)", d->path, d->nlisteners,
@@ -463,6 +479,39 @@ adopt_inherited(struct daemon *d, int nfds)
 		d->inherited[d->nlisteners] = true;
 		d->listeners[d->nlisteners++] = l;
 	}
+}
+
+/* Limits, quotas (counters read from state-dir) and per-user totals. */
+static struct account *
+account_new_from(struct loop *loop, const struct config *cfg)
+{
+	uint8_t key[SIPHASH_KEY_LEN];
+	struct account *a;
+
+	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		fatal("getrandom");
+	a = account_new(loop, cfg, key);
+	explicit_bzero(key, sizeof(key));
+	return a;
+}
+
+/* Quotas: state-dir exists and belongs to the user the daemon will run as
+ * (systemd makes it with StateDirectory=; elsewhere it is made here). */
+static void
+prepare_state_dir(const struct config *cfg)
+{
+	struct passwd *pw;
+
+	if (!limitset_have_quota(cfg->limits))
+		return;
+	if (mkdir(cfg->state_dir, 0750) < 0) {
+		if (errno != EEXIST)
+			log_warn("state-dir %s (quota counters will not be kept)", cfg->state_dir);
+		return;
+	}
+	if (geteuid() == 0 && cfg->run_as_user[0] && (pw = getpwnam(cfg->run_as_user)) &&
+		chown(cfg->state_dir, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("state-dir %s: chown", cfg->state_dir);
 }
 
 static struct connlimit *
@@ -566,6 +615,10 @@ setup_worker(struct daemon *d, struct config *cfg)
 	if (!limits)
 		fatalx("out of memory");
 	conn_env_init(&d->env, d->loop, cfg, resolver, limits);
+	prepare_state_dir(cfg);
+	conn_env_set_account(&d->env, account_new_from(d->loop, cfg));
+	if (!d->env.acct)
+		fatalx("out of memory");
 	refresh_host_addrs(d);
 	d->env.on_empty = on_empty;
 	d->env.on_empty_arg = d;
@@ -573,6 +626,7 @@ setup_worker(struct daemon *d, struct config *cfg)
 	d->metrics_sources.resolver = resolver;
 	d->metrics_sources.pwcheck = &d->env.pwcheck;
 	d->metrics_sources.worker = d->worker;
+	d->metrics_sources.acct = d->env.acct;
 }
 
 /* One event loop: the whole daemon when workers is 1, or one worker under
@@ -633,6 +687,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	timer_stop(d->loop, &d->status_timer);
 	notify_watchdog_stop(d->loop);
 	log_counters(d, "stopped");
+	account_free(d->env.acct); /* saves the quota counters */
+	d->env.acct = NULL;
 	resolver_free(d->env.resolver);
 	loop_free(d->loop); /* also frees what the closes above released */
 	connlimit_free(d->env.policy.limits);

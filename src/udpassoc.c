@@ -78,6 +78,8 @@ struct udpassoc {
 
 	bool (*allow)(const union sockaddr_any *dst, const char *name, void *arg);
 	void *allow_arg; /* access check per datagram (NULL: none) */
+	bool (*meter)(int dir, size_t len, void *arg);
+	void *meter_arg; /* rate limits and quotas per datagram (NULL: none) */
 
 	struct timer idle_timer;
 	unsigned idle_ms;        /* 0: no idle timeout */
@@ -101,6 +103,7 @@ const char *const udpassoc_drop_names[UDPASSOC_DROP_REASONS] = {
 	[UDPASSOC_DROP_UNRESOLVED] = "unresolved",
 	[UDPASSOC_DROP_ERROR] = "send_error",
 	[UDPASSOC_DROP_DENIED] = "denied",
+	[UDPASSOC_DROP_RATE] = "rate_limit",
 };
 
 /* Shared by every association on the loop's thread: received datagrams are
@@ -241,6 +244,10 @@ udpassoc_send_out(struct udpassoc *u, const union sockaddr_any *to, const char *
 	 * to, so a name resolving into a denied network is refused too. */
 	if (u->allow && !u->allow(to, name, u->allow_arg)) {
 		u->stats.dropped[UDPASSOC_DROP_DENIED]++;
+		return;
+	}
+	if (u->meter && !u->meter(0, len, u->meter_arg)) {
+		u->stats.dropped[UDPASSOC_DROP_RATE]++;
 		return;
 	}
 	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
@@ -502,6 +509,10 @@ udpassoc_on_out(struct udpassoc *u, int which)
 		/* Nobody to deliver to yet, or a datagram we could not hold. */
 		if (!u->have_ep || (size_t)n > UDPASSOC_DGRAM_MAX)
 			continue;
+		if (u->meter && !u->meter(1, (size_t)n, u->meter_arg)) {
+			u->stats.dropped[UDPASSOC_DROP_RATE]++;
+			continue;
+		}
 		addr_unmap(&from);
 		hlen = proto_encode_udp_header(hdr, &from.sa);
 		memcpy(p - hlen, hdr, hlen);
@@ -639,6 +650,8 @@ udpassoc_start(struct loop *loop, struct resolver *resolver, const struct udpass
 	u->idle_ms = opt->idle_ms;
 	u->allow = opt->allow;
 	u->allow_arg = opt->allow_arg;
+	u->meter = opt->meter;
+	u->meter_arg = opt->meter_arg;
 	u->last_active_ms = loop_now(loop);
 	watcher_init(&u->relay_w, -1, udpassoc_on_relay, u);
 	for (int i = 0; i < UDPASSOC_NOUT; i++)
