@@ -98,7 +98,7 @@ parse_addr(const char *s, struct sockaddr_in *out)
 	host[colon - s] = '\0';
 	memset(out, 0, sizeof(*out));
 	out->sin_family = AF_INET;
-	out->sin_port = htons((uint16_t)atoi(colon + 1));
+	out->sin_port = htons((uint16_t)strtoul(colon + 1, NULL, 10));
 	if (inet_pton(AF_INET, host, &out->sin_addr) != 1)
 		die("bad address %s", s);
 }
@@ -114,10 +114,11 @@ credentials(uint8_t *out, const char *u, const char *p)
 	out[n++] = 0x02;
 	out[n++] = 0x01;
 	out[n++] = (uint8_t)ul;
-	memcpy(out + n, u, ul);
+	/* Length-prefixed fields (RFC 1929), not strings. */
+	memcpy(out + n, u, ul); /* NOLINT(bugprone-not-null-terminated-result) */
 	n += ul;
 	out[n++] = (uint8_t)pl;
-	memcpy(out + n, p, pl);
+	memcpy(out + n, p, pl); /* NOLINT(bugprone-not-null-terminated-result) */
 	return n + pl;
 }
 
@@ -221,7 +222,7 @@ static void __attribute__((noreturn)) rtt_child(int up)
 {
 	static uint64_t v[2][MAX_RTT];
 	uint8_t buf[ECHO_LEN] = { 1 };
-	uint64_t end = t0 + 2u * seconds * PERIOD_US, q[2][2];
+	uint64_t end = t0 + UINT64_C(2) * seconds * PERIOD_US, q[2][2];
 	size_t n[2] = { 0, 0 };
 	int fd = open_session();
 
@@ -374,7 +375,7 @@ cut_flood(void)
 static void
 flood(void)
 {
-	uint64_t end = t0 + 2u * seconds * PERIOD_US, next = 0, next_valid = 0;
+	uint64_t end = t0 + UINT64_C(2) * seconds * PERIOD_US, next = 0, next_valid = 0;
 	uint64_t gap = 1000000u / rate;
 	bool was_flood = false;
 
@@ -450,13 +451,13 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--pass") == 0)
 			pass = argv[i + 1];
 		else if (strcmp(argv[i], "--seconds") == 0)
-			seconds = (unsigned)atoi(argv[i + 1]);
+			seconds = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--rate") == 0)
-			rate = (unsigned)atoi(argv[i + 1]);
+			rate = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--sources") == 0)
-			sources = (unsigned)atoi(argv[i + 1]);
+			sources = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else if (strcmp(argv[i], "--tries") == 0)
-			tries = (unsigned)atoi(argv[i + 1]);
+			tries = (unsigned)strtoul(argv[i + 1], NULL, 10);
 		else
 			usage();
 	}
