@@ -51,6 +51,7 @@ struct account_info {
 	uint64_t ended[2]; /* bytes of ended sessions, up and down (users) */
 	uint64_t live[2];  /* bytes of running sessions (account_live_add) */
 	unsigned sessions; /* running sessions (account_live_add) */
+	unsigned charged;  /* sessions charged to its buckets or quota now */
 	uint64_t rate[2];  /* shared rate, bytes per second; 0: unlimited */
 	bool has_quota;    /* a quota is configured */
 	struct quota_counter quota;

@@ -40,6 +40,7 @@ struct conn_env {
 	struct stats stats;
 	struct conn_list conns; /* live connections */
 	uint64_t next_id;
+	uint64_t id_step, id_base;   /* ids are id_base + 1 + k * id_step (workers: distinct) */
 	void (*on_empty)(void *arg); /* called when active drops to 0 (shutdown) */
 	void *on_empty_arg;
 };

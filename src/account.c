@@ -969,6 +969,7 @@ account_rec_info(const struct account *a, const struct account_rec *r, struct ac
 		out->rate[d] = r->rate[d].rate;
 	}
 	out->sessions = r->live_sessions;
+	out->charged = r->refs;
 	out->has_quota = r->has_quota;
 	out->quota = r->quota;
 	if (r->has_quota)

@@ -530,7 +530,7 @@ conn_new(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	hs->bind_fd = -1;
 	c->env = env;
 	c->cfg = config_ref(env->cfg);
-	c->id = ++env->next_id;
+	c->id = env->id_base + 1 + env->next_id++ * (env->id_step ? env->id_step : 1);
 	c->fd = fd;
 	c->target_fd = -1;
 	c->peer = *peer;

@@ -24,11 +24,14 @@
 
 #include "account.h"
 #include "acl.h"
+#include "admin.h"
 #include "auth.h"
 #include "bufpool.h"
 #include "config.h"
 #include "conn.h"
 #include "connlimit.h"
+#include "control.h"
+#include "ctl.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -72,6 +75,8 @@ struct daemon {
 	struct metrics_sources metrics_sources; /* what metrics_render reads */
 	union sockaddr_any metrics_addr;        /* what it listens on (port + worker) */
 	struct userswatch *userswatch;          /* users-file ... watch, or NULL */
+	struct control_server *control;         /* socks5d ctl's socket, or NULL */
+	struct admin *admin;                    /* its commands */
 };
 
 static void
@@ -89,6 +94,7 @@ usage(FILE *out)
 	fprintf(out,
 		"usage: socks5d [-dhtTV] [-f file]\n"
 		"       socks5d passwd [-D] [-m yescrypt|sha512] [-f users-file] name\n"
+		"       socks5d ctl [-f file] [-s socket] [-w worker] command [--json]\n"
 		"  -f file  configuration file (default " CONFIG_DEFAULT_PATH ";\n"
 		"           without -f and without that file: listen " CONFIG_DEFAULT_LISTEN
 		", no authentication)\n"
@@ -336,6 +342,76 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 static int check_inherited_open_proxy(const struct daemon *d, const struct config *cfg, char *err,
 	size_t errlen);
 
+/* --- the control socket --------------------------------------------------------- */
+
+static int reload_config(struct daemon *d, char *err, size_t errlen);
+
+/* socks5d ctl reload: here, or with workers in the supervisor (which checks
+ * the file and passes the reload on to every worker). */
+static int
+ctl_reload(void *arg, char *err, size_t errlen)
+{
+	struct daemon *d = arg;
+
+	if (d->worker < 0)
+		return reload_config(d, err, errlen);
+	if (kill(getppid(), SIGHUP) < 0) {
+		snprintf(err, errlen, "passing the reload to the supervisor: %s", strerror(errno));
+		return -1;
+	}
+	return 1;
+}
+
+/* The socket belongs to the run-as user (while we are root to give it). */
+static void
+control_owner(const struct config *cfg, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (geteuid() != 0 || !cfg->run_as_user[0] || !(pw = getpwnam(cfg->run_as_user)))
+		return;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+}
+
+/* control PATH (PATH.N for worker N): opened, moved or closed as the
+ * configuration says. */
+static void
+sync_control(struct daemon *d, const struct config *cfg)
+{
+	char path[CONFIG_CONTROL_MAX + 16] = "";
+	uid_t uid;
+	gid_t gid;
+
+	if (cfg->control[0])
+		snprintf(path, sizeof(path), d->worker >= 0 ? "%s.%d" : "%s", cfg->control,
+			d->worker);
+	if (d->control && strcmp(control_path(d->control), path) == 0) {
+		control_set_timeout(d->control, cfg->timeout_handshake * 1000u);
+		return;
+	}
+	control_stop(d->control);
+	d->control = NULL;
+	admin_free(d->admin);
+	d->admin = NULL;
+	if (!path[0])
+		return;
+	if (!(d->admin = admin_new(d->loop, &d->env, ctl_reload, d)))
+		return;
+	control_owner(cfg, &uid, &gid);
+	d->control = control_start(d->loop, path, uid, gid, cfg->timeout_handshake * 1000u,
+		admin_handle, d->admin);
+	if (!d->control) {
+		log_warn("control %s", path);
+		admin_free(d->admin);
+		d->admin = NULL;
+		return;
+	}
+	log_info("control socket %s", path);
+}
+
 /* -t: every login of a user whose hash takes long costs a helper that
  * long (and an unknown name costs the most expensive hash in the table). */
 #define SLOW_HASH_MS 250
@@ -400,6 +476,7 @@ refresh_host_addrs(struct daemon *d)
 }
 
 static void reload(void *arg);
+static void sync_control(struct daemon *d, const struct config *cfg);
 
 /* users-file ... watch: a changed users file reloads as SIGHUP does. With
  * workers the supervisor watches and passes a SIGHUP on, so that workers it
@@ -417,35 +494,38 @@ on_hup(struct loop *loop, int signo, void *arg)
 	reload(arg);
 }
 
-/* SIGHUP, and a changed users file under watch. */
-static void
-reload(void *arg)
+/* SIGHUP, a changed users file under watch, and `socks5d ctl reload`.
+ * Returns 0, or -1 with the reason in err (the running configuration
+ * stays). */
+static int
+reload_config(struct daemon *d, char *err, size_t errlen)
 {
-	struct daemon *d = arg;
 	struct resolver_options ropt;
 	struct config *cfg;
-	char err[1024];
 
-	if (d->stopping)
-		return;
+	if (d->stopping) {
+		snprintf(err, errlen, "stopping");
+		return -1;
+	}
 	(void)notify_reloading();
-	cfg = config_load(d->path, d->explicit_path, err, sizeof(err));
+	cfg = config_load(d->path, d->explicit_path, err, errlen);
 	/* The same check as at start: an inherited listener that the file
 	 * does not list must not become an open proxy by a reload. */
-	if (cfg && check_inherited_open_proxy(d, cfg, err, sizeof(err)) < 0) {
+	if (cfg && check_inherited_open_proxy(d, cfg, err, errlen) < 0) {
 		config_unref(cfg);
 		cfg = NULL;
 	}
 	if (!cfg) {
 		log_errorx("reload failed, keeping the running configuration: %s", err);
 		(void)notify_send("READY=1\nSTATUS=reload failed: %s", err);
-		return;
+		return -1;
 	}
 	apply_logging(d, cfg);
 	refresh_host_addrs(d);
 	sync_password_helpers(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
+	sync_control(d, cfg);
 	sync_userswatch(d, cfg);
 	if (cfg->relay_buffer != bufpool_bufsize())
 		bufpool_configure(cfg->relay_buffer, 64);
@@ -464,6 +544,15 @@ reload(void *arg)
 		auth_table_count(cfg->users));
 	(void)notify_send("READY=1");
 	send_status(d);
+	return 0;
+}
+
+static void
+reload(void *arg)
+{
+	char err[1024];
+
+	(void)reload_config(arg, err, sizeof(err));
 }
 
 static void
@@ -615,6 +704,11 @@ setup_worker(struct daemon *d, struct config *cfg)
 	if (!limits)
 		fatalx("out of memory");
 	conn_env_init(&d->env, d->loop, cfg, resolver, limits);
+	if (d->worker >= 0) {
+		/* Session ids distinct across workers (socks5d ctl kill). */
+		d->env.id_step = cfg->workers;
+		d->env.id_base = (uint64_t)d->worker;
+	}
 	prepare_state_dir(cfg);
 	conn_env_set_account(&d->env, account_new_from(d->loop, cfg));
 	if (!d->env.acct)
@@ -647,6 +741,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
 		fatal("signalfd");
 	sync_metrics(d, cfg);
+	sync_control(d, cfg);
 	sync_userswatch(d, cfg);
 	adopt_inherited(d, nfds);
 	/* With socket activation the inherited sockets are the listeners; the
@@ -679,6 +774,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	close_listeners(d);
 	if (d->metrics)
 		metrics_stop(d->metrics);
+	control_stop(d->control);
+	admin_free(d->admin);
 	userswatch_stop(d->userswatch);
 	conn_stop_all(&d->env);
 	pwcheck_stop(d->env.pwcheck);
@@ -746,6 +843,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "passwd") == 0)
 		return passwd_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return ctl_main(argc - 1, argv + 1);
 	memset(&d, 0, sizeof(d));
 	d.worker = -1;
 	d.path = CONFIG_DEFAULT_PATH;

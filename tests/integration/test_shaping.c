@@ -18,6 +18,8 @@
 #include <string.h>
 #include <sys/socket.h>
 #include <sys/stat.h>
+#include <sys/time.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "it_acl_util.h"
@@ -654,6 +656,229 @@ setup_interim(void **state)
 	return it_fixture_start(state, "auth none\nlog-interim 1\n", NULL, NULL);
 }
 
+/* --- socks5d ctl and the metrics ---------------------------------------------------------- */
+
+static char ctl_path[64];
+static uint16_t ctl_metrics_port;
+static uint64_t killed_id;
+
+/* socks5d ctl -s SOCKET words...; its exit status, stdout+stderr in out. */
+static int
+ctl(char *out, size_t cap, const char *w1, const char *w2, const char *w3)
+{
+	char *argv[] = { getenv("SOCKS5D"), "ctl", "-s", ctl_path, (char *)w1, (char *)w2,
+		(char *)w3, NULL };
+
+	return it_acl_run_capture(argv, 10000, out, cap);
+}
+
+static void
+expect_ctl(int want_rc, const char *want, const char *w1, const char *w2, const char *w3)
+{
+	char out[8192];
+	int rc = ctl(out, sizeof(out), w1, w2, w3);
+
+	if (rc != want_rc || !strstr(out, want))
+		fail_msg("socks5d ctl %s %s %s: exit %d, said:\n%s\nwanted exit %d and: %s", w1,
+			w2 ? w2 : "", w3 ? w3 : "", rc, out, want_rc, want);
+}
+
+static int
+open_as(const struct it_fixture *fx, const char *user, const struct it_target *t)
+{
+	struct it_acl_client c = { .port = fx->d.port, .user = user };
+	char pass[32];
+
+	snprintf(pass, sizeof(pass), "%spw", user);
+	c.pass = pass;
+	return it_acl_open(&c, t);
+}
+
+/* sessions: the running session with its bytes so far; --json too. */
+static void
+test_ctl_sessions_lists_running_sessions(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	int fd = open_as(fx, "alice", &it_tg.echo4);
+	char want[256], out[8192], *id;
+
+	it_expect_echo(fd, 1000, 11);
+	snprintf(want, sizeof(want),
+		"user=alice cmd=connect target=127.0.0.1:%u state=relay up=1000 down=1000 ",
+		it_tg.echo4.port);
+	expect_ctl(0, want, "sessions", NULL, NULL);
+	snprintf(want, sizeof(want),
+		"\"user\":\"alice\",\"cmd\":\"connect\",\"target\":\"127.0.0.1:%u\","
+		"\"state\":\"relay\",\"up\":1000,\"down\":1000,",
+		it_tg.echo4.port);
+	expect_ctl(0, want, "sessions", "--json", NULL);
+	assert_int_equal(ctl(out, sizeof(out), "sessions", NULL, NULL), 0);
+	id = strstr(out, "id=");
+	assert_non_null(id);
+	killed_id = strtoull(id + 3, NULL, 10);
+	assert_true(killed_id > 0);
+	/* kill: that session ends, logged as killed. */
+	snprintf(want, sizeof(want), "killed id=%llu", (unsigned long long)killed_id);
+	snprintf(out, sizeof(out), "%llu", (unsigned long long)killed_id);
+	expect_ctl(0, want, "kill", out, NULL);
+	it_expect_close(fd, WAIT_MS);
+	it_close(fd);
+	it_acl_expect_log(&fx->d, "up=1000 down=1000 duration=", WAIT_MS);
+	it_acl_expect_log(&fx->d, "end=\"killed\"", WAIT_MS);
+	expect_ctl(1, "no session 4000000000", "kill", "4000000000", NULL);
+	expect_ctl(2, "usage: socks5d ctl", "kill", "x", NULL);
+}
+
+/* users: bytes, sessions, limit and quota; quota-reset starts it over. */
+static void
+test_ctl_users_and_quota_reset(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	struct it_acl_client c = { .port = fx->d.port, .user = "carol", .pass = "carolpw" };
+	int fd = open_as(fx, "bob", &it_tg.echo4);
+
+	it_expect_echo(fd, 5000, 12);
+	it_close(fd);
+	it_acl_expect_log(&fx->d, "user=bob cmd=connect", WAIT_MS);
+	expect_ctl(0,
+		"user=bob sessions=0 up=5000 down=5000 limit_up=unlimited limit_down=8mbit "
+		"quota=1GB used=10000 left=999990000 period=day resets=",
+		"users", NULL, NULL);
+	expect_ctl(0,
+		"\"user\":\"bob\",\"sessions\":0,\"up\":5000,\"down\":5000,"
+		"\"limit_up\":0,\"limit_down\":8000000,\"quota\":1000000000,"
+		"\"used\":10000,\"left\":999990000,\"period\":\"day\"",
+		"users", "--json", NULL);
+	expect_ctl(0, "reset user=bob was=10000", "quota-reset", "bob", NULL);
+	expect_ctl(0,
+		"user=bob sessions=0 up=5000 down=5000 limit_up=unlimited limit_down=8mbit "
+		"quota=1GB used=0 left=1000000000 period=day",
+		"users", NULL, NULL);
+	it_acl_expect_log(&fx->d, "quota reset: user \"bob\" had used 10000 bytes", WAIT_MS);
+	expect_ctl(1, "no quota for user carol", "quota-reset", "carol", NULL);
+	/* A client group with a quota, counted as users are. */
+	c.src = "127.0.0.2";
+	fd = it_acl_open(&c, &it_tg.echo4);
+	it_expect_echo(fd, 100, 15);
+	it_close(fd);
+	it_acl_expect_log(&fx->d, "client=127.0.0.2:", WAIT_MS);
+	expect_ctl(0,
+		"client=127.0.0.2 sessions=0 limit_up=unlimited limit_down=unlimited "
+		"quota=1MB used=200 left=999800 period=week",
+		"clients", NULL, NULL);
+	expect_ctl(0, "reset client=127.0.0.2 was=200", "quota-reset", "--client", "127.0.0.2");
+}
+
+/* reload, and a reload that fails with the file's error. */
+static void
+test_ctl_reload(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	FILE *f;
+
+	expect_ctl(0, "reloaded", "reload", NULL, NULL);
+	it_acl_expect_log(&fx->d, "info: reloaded ", WAIT_MS);
+	f = fopen(fx->d.conf, "a");
+	assert_non_null(f);
+	fputs("bogus-directive 1\n", f);
+	fclose(f);
+	expect_ctl(1, "unknown directive 'bogus-directive'", "reload", NULL, NULL);
+	/* The running configuration stays: sessions still work. */
+	assert_int_equal(it_acl_log_count(&fx->d, "info: reloaded "), 1);
+}
+
+/* A client that connects and sends nothing is dropped (timeout handshake),
+ * and the socket is the owner's alone. */
+static void
+test_ctl_silent_client_is_dropped(void **state)
+{
+	struct sockaddr_un sun = { .sun_family = AF_UNIX };
+	struct stat st;
+	char c;
+	int fd = socket(AF_UNIX, SOCK_STREAM, 0);
+	struct timeval tv = { .tv_sec = 10 };
+
+	assert_int_equal(stat(ctl_path, &st), 0);
+	assert_true(S_ISSOCK(st.st_mode));
+	assert_int_equal(st.st_mode & 0777, 0600);
+	memcpy(sun.sun_path, ctl_path, strlen(ctl_path));
+	assert_int_equal(connect(fd, (struct sockaddr *)&sun, sizeof(sun)), 0);
+	assert_int_equal(setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv)), 0);
+	assert_int_equal(read(fd, &c, 1), 0);
+	close(fd);
+}
+
+/* Per-user series move while a session runs; users past metrics-users
+ * are summed as _other; quota gauges; live bytes in socks5d_bytes_total.
+ * (The fixture's own sessions, dave's, run between the tests: every
+ * count here is a difference within this test.) */
+static void
+test_metrics_per_user_live_and_capped(void **state)
+{
+	struct it_fixture *fx = it_fx(state);
+	const char *alice_up = "socks5d_user_bytes_total{user=\"alice\",direction=\"up\"}";
+	const char *other_down = "socks5d_user_bytes_total{user=\"_other\",direction=\"down\"}";
+	const char *all_up = "socks5d_bytes_total{direction=\"up\"}";
+	unsigned long long a0 = metric_of(ctl_metrics_port, alice_up);
+	unsigned long long o0 = metric_of(ctl_metrics_port, other_down);
+	unsigned long long t0 = metric_of(ctl_metrics_port, all_up);
+	int fd = open_as(fx, "alice", &it_tg.echo4), c;
+
+	it_expect_echo(fd, 700, 13);
+	/* Counted while the session runs. */
+	assert_int_equal(metric_of(ctl_metrics_port, alice_up), a0 + 700);
+	assert_int_equal(metric_of(ctl_metrics_port, "socks5d_user_sessions{user=\"alice\"}"), 1);
+	assert_int_equal(metric_of(ctl_metrics_port, all_up), t0 + 700);
+	/* Users are exported in the order they first logged in: alice,
+	 * dave (the fixture's), then bob and carol are summed. */
+	c = open_as(fx, "carol", &it_tg.echo4);
+	it_expect_echo(c, 300, 14);
+	it_close(c);
+	it_acl_expect_log(&fx->d, "user=carol cmd=connect", WAIT_MS);
+	assert_int_equal(metric_of(ctl_metrics_port, other_down), o0 + 300);
+	assert_int_equal(metric_of(ctl_metrics_port,
+				 "socks5d_quota_limit_bytes{scope=\"user\",name=\"bob\"}"),
+		1000000000);
+	assert_int_equal(metric_of(ctl_metrics_port,
+				 "socks5d_quota_used_bytes{scope=\"user\",name=\"bob\"}"),
+		0);
+	it_close(fd);
+	it_acl_expect_log(&fx->d, "up=700 down=700 duration=", WAIT_MS);
+	assert_int_equal(metric_of(ctl_metrics_port, alice_up), a0 + 700);
+}
+
+static int
+setup_ctl(void **state)
+{
+	static char conf[768];
+
+	snprintf(ctl_path, sizeof(ctl_path), "/tmp/socks5d-it-ctl.%d.sock", (int)getpid());
+	ctl_metrics_port = it_acl_free_port();
+	make_state_dir();
+	snprintf(conf, sizeof(conf),
+		"auth password\nuser alice alicepw\nuser bob bobpw\nuser carol carolpw\n"
+		"user dave davepw\n"
+		"limit user bob rate unlimited 8mbit\nlimit user bob quota 1GB day\n"
+		"limit client 127.0.0.2 quota 1MB week\n"
+		"control %s\nmetrics 127.0.0.1:%u\nmetrics-users 2\ntimeout handshake 2\n"
+		"state-dir %s\n",
+		ctl_path, ctl_metrics_port, state_dir);
+	return it_fixture_start(state, conf, "dave", "davepw");
+}
+
+static int
+teardown_ctl(void **state)
+{
+	int r = it_fixture_stop(state);
+
+	remove_state_dir();
+	if (access(ctl_path, F_OK) == 0) {
+		print_error("ERROR: the control socket %s is left after the stop\n", ctl_path);
+		it_harness_failures++;
+	}
+	return r;
+}
+
 int
 it_run_shaping_tests(void)
 {
@@ -686,6 +911,13 @@ it_run_shaping_tests(void)
 	const struct CMUnitTest interim[] = {
 		IT_TEST(test_long_session_writes_interim_lines),
 	};
+	const struct CMUnitTest ctl_tests[] = {
+		IT_TEST(test_ctl_sessions_lists_running_sessions),
+		IT_TEST(test_ctl_users_and_quota_reset),
+		IT_TEST(test_ctl_reload),
+		IT_TEST(test_ctl_silent_client_is_dropped),
+		IT_TEST(test_metrics_per_user_live_and_capped),
+	};
 	int failed = 0;
 
 	if (it_is_microsocks()) {
@@ -706,5 +938,7 @@ it_run_shaping_tests(void)
 	failed += cmocka_run_group_tests_name("shaping: quota state", state_tests, NULL, NULL);
 	failed += cmocka_run_group_tests_name("shaping: log-interim", interim, setup_interim,
 		it_fixture_stop);
+	failed += cmocka_run_group_tests_name("shaping: socks5d ctl, metrics", ctl_tests, setup_ctl,
+		teardown_ctl);
 	return failed;
 }
