@@ -204,6 +204,9 @@ struct control_reply {
 	char buf[CONTROL_REPLY_CAP];
 };
 
+static int reply_vprintf(struct control_reply *w, const char *fmt, va_list ap)
+	__attribute__((format(printf, 2, 0)));
+
 static int
 reply_vprintf(struct control_reply *w, const char *fmt, va_list ap)
 {
