@@ -252,7 +252,9 @@ pwcheck_submit(struct pwcheck *pw, struct pwcheck_job *job, const union sockaddr
 	job->done = done;
 	job->arg = arg;
 	job->tries = 0;
-	memset(&job->msg, 0, offsetof(struct pwmsg_check, user));
+	/* All of it: the whole message is sent, and bytes past the name and
+	 * password must not be whatever the buffer held before. */
+	memset(&job->msg, 0, sizeof(job->msg));
 	job->msg.type = PWMSG_CHECK;
 	job->msg.id = ++pw->next_id;
 	job->msg.ulen = (uint8_t)(ulen > PWHELPER_FIELD_MAX ? PWHELPER_FIELD_MAX : ulen);
