@@ -93,9 +93,11 @@ enum quota_state_status quota_state_parse(const char *text, size_t len, size_t m
 	quota_entry_cb cb, void *arg, size_t *line);
 
 /* Writes text as dir/QUOTA_STATE_FILE atomically (temporary file, fsync,
- * rename, fsync of the directory). With *child non-NULL the writing is done
+ * rename, fsync of the directory). With child non-NULL the writing is done
  * by a forked child and *child gets its pid (reap it with
- * quota_state_reap); else here. Returns 0, or -1 with errno. */
+ * quota_state_reap); the call returns once the child has closed every
+ * descriptor it inherited (so none is shared while the caller's loop
+ * runs). Else here. Returns 0, or -1 with errno. */
 int quota_state_save(const char *dir, const char *text, size_t len, pid_t *child)
 	__attribute__((warn_unused_result));
 /* A writer child that has finished (*child reset to 0; its failure

@@ -49,17 +49,23 @@ struct account_rec {
 	unsigned refs; /* sessions charged to it */
 	struct release rel;
 	char *name;
-	union sockaddr_any addr;      /* a client group's address (masked) */
-	struct shaper_bucket rate[2]; /* the scope's shared rate */
+	union sockaddr_any addr;   /* a client group's address (masked) */
+	struct account_buckets *b; /* made when a limit or quota needs them */
 	bool has_quota;
 	bool reach_logged; /* "quota reached" said this period */
 	bool reach_queued; /* on a->reach_head */
 	struct account_rec *reach_next;
 	struct quota_counter quota;
-	struct shaper_bucket after[2]; /* the quota's then-rate, or closed */
-	uint64_t ended[2];             /* users: ended sessions' bytes */
-	uint64_t live[2];              /* users: running sessions' bytes */
+	uint64_t ended[2]; /* users: ended sessions' bytes */
+	uint64_t live[2];  /* users: running sessions' bytes */
 	unsigned live_sessions;
+};
+
+/* A record's buckets: most users have no limit of their own, and a user
+ * record is made for every user who logs in (their totals). */
+struct account_buckets {
+	struct shaper_bucket rate[2];  /* the scope's shared rate */
+	struct shaper_bucket after[2]; /* the quota's then-rate, or closed */
 };
 
 TAILQ_HEAD(account_list, account_rec);
@@ -165,10 +171,6 @@ rec_new(struct account *a, enum account_kind kind, const char *name, const union
 	r->seq = a->seq[kind]++;
 	if (addr)
 		r->addr = *addr;
-	for (int d = 0; d < 2; d++) {
-		shaper_bucket_init(&r->rate[d], a->loop, 0);
-		shaper_bucket_init(&r->after[d], a->loop, 0);
-	}
 	r->hnext = a->tab[r->hash & (a->tabsize - 1)];
 	a->tab[r->hash & (a->tabsize - 1)] = r;
 	TAILQ_INSERT_TAIL(&a->list[kind], r, order);
@@ -184,6 +186,7 @@ rec_free(void *arg)
 	struct account_rec *r = arg;
 
 	free(r->name);
+	free(r->b);
 	free(r);
 }
 
@@ -199,9 +202,9 @@ rec_remove(struct account *a, struct account_rec *r)
 	TAILQ_REMOVE(&a->list[r->kind], r, order);
 	a->count--;
 	a->nclients -= r->kind == ACCOUNT_CLIENT;
-	for (int d = 0; d < 2; d++) {
-		shaper_bucket_stop(&r->rate[d]);
-		shaper_bucket_stop(&r->after[d]);
+	for (int d = 0; d < 2 && r->b; d++) {
+		shaper_bucket_stop(&r->b->rate[d]);
+		shaper_bucket_stop(&r->b->after[d]);
 	}
 	loop_release(a->loop, &r->rel, rec_free, r);
 }
@@ -261,6 +264,31 @@ set_rates(struct shaper_bucket b[2], const struct limitset_rate *rate)
 	shaper_bucket_set_rate(&b[1], rate ? shaper_rate_from_bits(rate->down) : 0);
 }
 
+/* r's buckets, made (all unlimited) when first needed; NULL when out of
+ * memory (the record then limits nothing). */
+static struct account_buckets *
+rec_buckets(struct account *a, struct account_rec *r)
+{
+	if (r->b || !(r->b = calloc(1, sizeof(*r->b))))
+		return r->b;
+	for (int d = 0; d < 2; d++) {
+		shaper_bucket_init(&r->b->rate[d], a->loop, 0);
+		shaper_bucket_init(&r->b->after[d], a->loop, 0);
+	}
+	return r->b;
+}
+
+/* The scope's shared rate (NULL: unlimited); buckets are made only for a
+ * rate that limits something. */
+static void
+rec_set_rate(struct account *a, struct account_rec *r, const struct limitset_rate *rate)
+{
+	if (rate && !rate->up && !rate->down)
+		rate = NULL;
+	if (rate ? rec_buckets(a, r) != NULL : r->b != NULL)
+		set_rates(r->b->rate, rate);
+}
+
 /* The after buckets as the quota's state says: open and unlimited before
  * it is reached; then closed, or at the then-rate. */
 static void
@@ -268,9 +296,11 @@ rec_apply_quota(struct account_rec *r)
 {
 	bool reached = r->has_quota && r->quota.reached;
 
+	if (!r->b)
+		return;
 	for (int d = 0; d < 2; d++)
-		shaper_bucket_set_closed(&r->after[d], reached && !r->quota.then_rate);
-	set_rates(r->after, reached && r->quota.then_rate ? &r->quota.after : NULL);
+		shaper_bucket_set_closed(&r->b->after[d], reached && !r->quota.then_rate);
+	set_rates(r->b->after, reached && r->quota.then_rate ? &r->quota.after : NULL);
 }
 
 static int64_t
@@ -285,7 +315,7 @@ rec_set_quota(struct account *a, struct account_rec *r, const struct limitset_li
 	bool had = r->has_quota;
 	enum limitset_period was = r->quota.period;
 
-	r->has_quota = ln && ln->quota.bytes;
+	r->has_quota = ln && ln->quota.bytes && rec_buckets(a, r);
 	if (!r->has_quota) {
 		rec_apply_quota(r);
 		return;
@@ -311,12 +341,12 @@ rec_configure(struct account *a, struct account_rec *r)
 	switch (r->kind) {
 	case ACCOUNT_USER:
 		limitset_match(l, r->name, NULL, 0, &m);
-		set_rates(r->rate, m.user_rate ? &m.user_rate->rate : NULL);
+		rec_set_rate(a, r, m.user_rate ? &m.user_rate->rate : NULL);
 		rec_set_quota(a, r, m.user_quota);
 		break;
 	case ACCOUNT_CLIENT:
 		limitset_match(l, NULL, &r->addr, 0, &m);
-		set_rates(r->rate, m.client_rate ? &m.client_rate->rate : NULL);
+		rec_set_rate(a, r, m.client_rate ? &m.client_rate->rate : NULL);
 		rec_set_quota(a, r, m.client_quota);
 		break;
 	case ACCOUNT_RULE:
@@ -324,7 +354,7 @@ rec_configure(struct account *a, struct account_rec *r)
 		 * sessions it allowed. */
 		for (size_t i = 0; i < l->nrules; i++)
 			if (strcmp(l->rules[i].key, r->name) == 0)
-				set_rates(r->rate, &l->rules[i].rate);
+				rec_set_rate(a, r, &l->rules[i].rate);
 		break;
 	}
 }
@@ -821,7 +851,7 @@ session_hold(struct account_session *s, const char *user, const union sockaddr_a
 	if (m->rule && rate_set(&m->rule->rate)) {
 		s->rec[2] = rec_lookup(a, ACCOUNT_RULE, m->rule->key);
 		if (!s->rec[2] && (s->rec[2] = rec_new(a, ACCOUNT_RULE, m->rule->key, NULL)))
-			set_rates(s->rec[2]->rate, &m->rule->rate);
+			rec_set_rate(a, s->rec[2], &m->rule->rate);
 	}
 	for (int i = 0; i < 3; i++)
 		if (s->rec[i])
@@ -862,10 +892,10 @@ account_session_start(struct account *a, const struct config *cfg, const char *u
 			shaper_flow_attach(&s->flow[d], &s->own[d]);
 		}
 		for (int i = 0; i < 3; i++)
-			if (s->rec[i]) {
-				shaper_flow_attach(&s->flow[d], &s->rec[i]->rate[d]);
+			if (s->rec[i] && s->rec[i]->b) {
+				shaper_flow_attach(&s->flow[d], &s->rec[i]->b->rate[d]);
 				if (i < 2)
-					shaper_flow_attach(&s->flow[d], &s->rec[i]->after[d]);
+					shaper_flow_attach(&s->flow[d], &s->rec[i]->b->after[d]);
 			}
 	}
 	return s;
@@ -966,7 +996,7 @@ account_rec_info(const struct account *a, const struct account_rec *r, struct ac
 	for (int d = 0; d < 2; d++) {
 		out->ended[d] = r->ended[d];
 		out->live[d] = r->live[d];
-		out->rate[d] = r->rate[d].rate;
+		out->rate[d] = r->b ? r->b->rate[d].rate : 0;
 	}
 	out->sessions = r->live_sessions;
 	out->charged = r->refs;

@@ -888,6 +888,32 @@ metrics_users(const struct metrics_text *t, struct account *a, unsigned cap)
 		metrics_sample(t, "socks5d_user_sessions", "user=\"_other\"", other[2]);
 }
 
+/* The shared rate limits of the first metrics_users users that have one. */
+static void
+metrics_user_limits(const struct metrics_text *t, struct account *a, unsigned cap)
+{
+	char name[2 * LOG_ESCAPED_SIZE(255)], l[sizeof(name) + 64];
+	struct account_info i;
+	unsigned n = 0;
+
+	metrics_family(t, "socks5d_user_rate_limit_bits", "gauge",
+		"A user's shared bandwidth limit in bits per second, by direction (users with "
+		"one; 0: that direction is unlimited).");
+	for (struct account_rec *r = account_next(a, ACCOUNT_USER, 0); r && n < cap;
+		r = account_rec_next(r)) {
+		account_rec_info(a, r, &i);
+		if (!i.rate[0] && !i.rate[1])
+			continue;
+		n++;
+		metrics_label_value(i.name, name, sizeof(name));
+		for (int d = 0; d < 2; d++) {
+			snprintf(l, sizeof(l), "user=\"%s\",direction=\"%s\"", name,
+				d ? "down" : "up");
+			metrics_sample(t, "socks5d_user_rate_limit_bits", l, i.rate[d] * 8);
+		}
+	}
+}
+
 /* Quotas of the users and client groups (the first metrics_users of each
  * that have one): the limit and what is used this period. */
 static void
@@ -931,6 +957,7 @@ metrics_accounting(const struct metrics_text *t, const struct metrics_sources *s
 	if (!src->acct)
 		return;
 	metrics_users(t, src->acct, src->metrics_users);
+	metrics_user_limits(t, src->acct, src->metrics_users);
 	metrics_quotas(t, src->acct, src->metrics_users);
 }
 

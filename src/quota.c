@@ -20,6 +20,8 @@
 #include <fcntl.h>
 #include <inttypes.h>
 #include <limits.h>
+#include <poll.h>
+#include <signal.h>
 #include <stdlib.h>
 #include <string.h>
 #include <sys/stat.h>
@@ -34,6 +36,9 @@
 #define FNV_OFFSET UINT64_C(0xcbf29ce484222325)
 #define FNV_PRIME UINT64_C(0x100000001b3)
 #define DAY_SECS INT64_C(86400)
+/* How long the network process waits for a forked writer to have closed
+ * its copies of the descriptors (normally well under a millisecond). */
+#define QUOTA_WRITER_READY_MS 5000
 
 /* --- periods --------------------------------------------------------------- */
 
@@ -375,18 +380,59 @@ save_file(const char *dir, const char *text, size_t len)
 	return 0;
 }
 
+/* The forked writer, before anything else: it keeps none of the network
+ * process's descriptors (a socket the parent closes while a child still
+ * holds it would stay in the parent's epoll set), then says so on ready. */
+static void __attribute__((noreturn))
+writer_child(int ready, const char *dir, const char *text, size_t len)
+{
+	char one = 'r';
+
+	if (ready != 3 && dup2(ready, 3) < 0)
+		_exit(100 + EBADF);
+	if (close_range(4, ~0U, 0) < 0)
+		for (int fd = 4; fd < 65536; fd++)
+			(void)close(fd);
+	if (write(3, &one, 1) != 1)
+		_exit(100 + EPIPE);
+	close(3);
+	_exit(save_file(dir, text, len) == 0 ? 0 : 100 + (errno & 0x3f));
+}
+
 int
 quota_state_save(const char *dir, const char *text, size_t len, pid_t *child)
 {
+	struct pollfd pfd;
+	int p[2], saved;
+	char one;
 	pid_t pid;
 
 	if (!child)
 		return save_file(dir, text, len);
-	pid = fork();
-	if (pid < 0)
+	if (pipe2(p, O_CLOEXEC) < 0)
 		return -1;
+	pid = fork();
 	if (pid == 0)
-		_exit(save_file(dir, text, len) == 0 ? 0 : 100 + (errno & 0x3f));
+		writer_child(p[1], dir, text, len);
+	saved = errno;
+	close(p[1]);
+	if (pid < 0) {
+		close(p[0]);
+		errno = saved;
+		return -1;
+	}
+	/* Nothing of ours may close while the child still shares it: wait
+	 * (bounded) until it has let go of every descriptor. */
+	pfd.fd = p[0];
+	pfd.events = POLLIN;
+	if (poll(&pfd, 1, QUOTA_WRITER_READY_MS) != 1 || read(p[0], &one, 1) != 1) {
+		kill(pid, SIGKILL);
+		(void)waitpid(pid, NULL, 0);
+		close(p[0]);
+		errno = ETIMEDOUT;
+		return -1;
+	}
+	close(p[0]);
 	*child = pid;
 	return 0;
 }
