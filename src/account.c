@@ -101,6 +101,7 @@ struct account_session {
 };
 
 static void account_tick(struct loop *loop, void *arg);
+static void rec_reached(struct account *a, struct account_rec *r);
 static void account_run_reached(struct loop *loop, void *arg);
 static void rec_configure(struct account *a, struct account_rec *r);
 
@@ -312,7 +313,7 @@ rec_period_now(const struct account *a, const struct account_rec *r)
 static void
 rec_set_quota(struct account *a, struct account_rec *r, const struct limitset_line *ln)
 {
-	bool had = r->has_quota;
+	bool had = r->has_quota, was_reached = r->has_quota && r->quota.reached;
 	enum limitset_period was = r->quota.period;
 
 	r->has_quota = ln && ln->quota.bytes && rec_buckets(a, r);
@@ -329,7 +330,12 @@ rec_set_quota(struct account *a, struct account_rec *r, const struct limitset_li
 	if (quota_roll(&r->quota, rec_period_now(a, r)))
 		r->reach_logged = false;
 	quota_set_used(&r->quota, r->quota.used);
-	rec_apply_quota(r);
+	/* A smaller quota than what was used already: reached now, and acted
+	 * on as when a read reaches it. */
+	if (!was_reached && r->quota.reached)
+		rec_reached(a, r);
+	else
+		rec_apply_quota(r);
 }
 
 static void

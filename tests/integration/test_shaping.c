@@ -636,6 +636,48 @@ test_corrupt_state_file_starts_from_zero(void **state)
 	remove_state_dir();
 }
 
+/* A reload that lowers a quota below what was used reaches it at once:
+ * the running session is closed, the next request refused. */
+static void
+test_reload_lowering_a_quota_below_use_closes(void **state)
+{
+	struct it_acl_client c = { .user = "alice", .pass = "alicepw" };
+	struct it_daemon d;
+	char text[4096], out[4200], *at;
+	size_t n;
+	FILE *f;
+	int fd;
+
+	make_state_dir();
+	start_with_state(&d, "");
+	c.port = d.port;
+	fd = it_acl_open(&c, &it_tg.echo4);
+	it_expect_echo(fd, 5000, 3);
+	f = fopen(d.conf, "r");
+	assert_non_null(f);
+	n = fread(text, 1, sizeof(text) - 1, f);
+	fclose(f);
+	text[n] = '\0';
+	at = strstr(text, "quota 10GB day");
+	assert_non_null(at);
+	/* 5000 bytes, where 10000 are used. */
+	snprintf(out, sizeof(out), "%.*squota 0.005MB day%s", (int)(at - text), text,
+		at + strlen("quota 10GB day"));
+	f = fopen(d.conf, "w");
+	assert_non_null(f);
+	fputs(out, f);
+	fclose(f);
+	assert_int_equal(kill(d.pid, SIGHUP), 0);
+	it_expect_close(fd, WAIT_MS);
+	it_close(fd);
+	if (!it_acl_wait_log(&d, "end=\"quota reached\"", 1, WAIT_MS) ||
+		!it_acl_wait_log(&d, "quota reached: user \"alice\" used 0.005MB this day", 1,
+			WAIT_MS))
+		fail_msg("the session was not closed as a reached quota");
+	assert_int_equal(it_daemon_stop(&d), 0);
+	remove_state_dir();
+}
+
 /* --- log-interim ------------------------------------------------------------------------- */
 
 /* A running session writes interim lines with its bytes so far. */
@@ -922,6 +964,7 @@ it_run_shaping_tests(void)
 		cmocka_unit_test(test_quota_counters_survive_a_restart),
 		cmocka_unit_test(test_quota_counters_survive_a_reload),
 		cmocka_unit_test(test_corrupt_state_file_starts_from_zero),
+		cmocka_unit_test(test_reload_lowering_a_quota_below_use_closes),
 	};
 	const struct CMUnitTest interim[] = {
 		IT_TEST(test_long_session_writes_interim_lines),
