@@ -85,6 +85,10 @@ struct acl_result acl_check_request(const struct acl *a, const struct acl_reques
 
 /* Prints the rules back in config syntax (for socks5d -T). */
 void acl_dump(const struct acl *a, FILE *out);
+/* acl_dump, calling after(line, out, arg) at the end of each request rule's
+ * line, before its newline (what the config adds to a rule: its rate). */
+typedef void (*acl_dump_after_cb)(int line, FILE *out, void *arg);
+void acl_dump_with(const struct acl *a, FILE *out, acl_dump_after_cb after, void *arg);
 
 /* CIDR helpers, exposed for tests and the built-in protections. "all" is
  * accepted as 0.0.0.0/0 plus ::/0; IPv4-mapped IPv6 addresses match IPv4

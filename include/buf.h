@@ -48,6 +48,8 @@ int buf_append(struct buf *b, const void *p, size_t n) __attribute__((warn_unuse
  * errno set; EAGAIN is reported as -1/EAGAIN (the caller waits). EINTR is
  * retried here. Compacts first when the tail is full. */
 ssize_t buf_fill(struct buf *b, int fd) __attribute__((warn_unused_result));
+/* buf_fill reading at most max bytes. */
+ssize_t buf_fill_max(struct buf *b, int fd, size_t max) __attribute__((warn_unused_result));
 /* write() unread bytes; same conventions. */
 ssize_t buf_drain(struct buf *b, int fd) __attribute__((warn_unused_result));
 

@@ -15,6 +15,7 @@
 
 #include "acl.h"
 #include "addr.h"
+#include "limitset.h"
 #include "log.h"
 
 #define CONFIG_DEFAULT_PATH "/etc/socks5d/socks5d.conf"
@@ -22,6 +23,9 @@
 #define CONFIG_MAX_LISTEN 32
 #define CONFIG_MAX_NAMESERVERS 8
 #define CONFIG_MAX_WORKERS 64
+#define CONFIG_DEFAULT_STATE_DIR "/var/lib/socks5d"
+/* A unix socket path (sun_path) with room for a worker's ".NN". */
+#define CONFIG_CONTROL_MAX 100
 
 struct auth_table;
 
@@ -116,6 +120,12 @@ struct config {
 	bool has_external4, has_external6;
 	union sockaddr_any external4; /* port 0; source of outbound IPv4, BIND/UDP announce */
 	union sockaddr_any external6;
+
+	struct limitset *limits;          /* limit lines, rule rates; never NULL */
+	char state_dir[PATH_MAX];         /* where quota counters are kept */
+	char control[CONFIG_CONTROL_MAX]; /* control socket; "" = none */
+	unsigned log_interim;             /* seconds between interim lines; 0 = none */
+	unsigned metrics_users;           /* users exported with series of their own */
 };
 
 /* The built-in default: listen 127.0.0.1:1080, auth none, default timeouts. */

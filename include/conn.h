@@ -18,6 +18,7 @@
 #include "stats.h"
 
 struct loop;
+struct account;
 struct config;
 struct resolver;
 struct connlimit;
@@ -34,11 +35,14 @@ struct conn_env {
 	struct config *cfg; /* config for new sessions; sessions hold a ref */
 	struct resolver *resolver;
 	struct pwcheck *pwcheck; /* the password helpers; NULL without users */
+	struct account *acct;    /* limits, quotas, per-user totals; NULL: none */
+	uint64_t rates_at_ms;    /* loop time of the last conn_sample_rates */
 	struct policy policy;    /* limits, lockouts, refusal logging */
 	struct stats stats;
 	struct parents parents; /* the parents' up/down state and counters */
 	struct conn_list conns; /* live connections */
 	uint64_t next_id;
+	uint64_t id_step, id_base;   /* ids are id_base + 1 + k * id_step (workers: distinct) */
 	void (*on_empty)(void *arg); /* called when active drops to 0 (shutdown) */
 	void *on_empty_arg;
 };
@@ -58,6 +62,34 @@ void conn_accept(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	const union sockaddr_any *local, bool proxy_protocol);
 /* Stops every connection at once (the end of the shutdown drain). */
 void conn_stop_all(struct conn_env *env);
+
+/* Gives the sessions their limits, quotas and per-user totals (before the
+ * first accept); acct stays the caller's. */
+void conn_env_set_account(struct conn_env *env, struct account *acct);
+
+/* What `socks5d ctl sessions` shows of a running session. */
+struct conn_info {
+	uint64_t id;
+	const union sockaddr_any *client;
+	const char *user;            /* NULL: none */
+	const char *target;          /* NULL: no request yet */
+	uint8_t cmd;                 /* 0: no request yet */
+	const char *state;           /* the state's name */
+	uint64_t up, down;           /* bytes relayed so far */
+	uint32_t rate_up, rate_down; /* bytes per second over the last sample */
+	uint64_t age_ms;
+};
+/* Calls cb for the running sessions whose id is below `below`, newest
+ * first, until cb returns false. */
+typedef bool (*conn_info_cb)(const struct conn_info *ci, void *arg);
+void conn_each_below(struct conn_env *env, uint64_t below, conn_info_cb cb, void *arg);
+/* Closes session id (logged with end="killed"). False: no such session. */
+bool conn_kill_id(struct conn_env *env, uint64_t id);
+/* Each running session's rate since the last call (every second or so). */
+void conn_sample_rates(struct conn_env *env);
+/* Running sessions' bytes into stats (live_up, live_down) and their users'
+ * records: call before reading either. */
+void conn_live_totals(struct conn_env *env);
 
 /* The state table, for tests and the check of ARCHITECTURE.md's diagram:
  * states are numbered 0 .. conn_state_count() - 1. */

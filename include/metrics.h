@@ -13,6 +13,7 @@
 
 #include "addr.h"
 
+struct account;
 struct loop;
 struct metrics_server;
 struct parents;
@@ -52,6 +53,8 @@ struct metrics_sources {
 	struct pwcheck *const *pwcheck;  /* password checks (NULL inside: none yet) */
 	const struct parents *parents;   /* parent proxies' state and counters, or NULL */
 	int worker;                      /* worker="N" label on every sample; -1: none */
+	struct account *acct;            /* per-user totals, quotas; NULL: none */
+	unsigned metrics_users;          /* users with series of their own */
 };
 /* A metrics_render_cb for the daemon: arg is a struct metrics_sources.
  * Adds the relay's and pipe pool's counters and the open descriptors. */

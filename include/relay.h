@@ -55,6 +55,7 @@ struct relay_dir {
 	bool pipe_full;         /* a splice into the pipe found no room (slots) */
 	bool bulk;              /* splice when a pipe can be had */
 	bool bulk_setup;        /* relay_dir_turned_bulk has run */
+	bool throttled;         /* the throttle said wait: src not read until relay_resume */
 	bool eof;               /* src has sent FIN */
 	bool shut;              /* FIN passed on: dst shut down for writing */
 	uint64_t bytes;         /* bytes written to dst */
@@ -62,15 +63,25 @@ struct relay_dir {
 
 typedef void (*relay_done_cb)(enum relay_end how, int err, void *arg);
 
+/* A metered relay (rate limits, quotas): before each read of direction dir
+ * allow says how many bytes it may read (0: none, read again after
+ * relay_resume), and charge is told what was read. Called from the
+ * relay's events only. The meter embeds this and is passed it back. */
+struct relay_throttle {
+	size_t (*allow)(struct relay_throttle *t, int dir, size_t want);
+	void (*charge)(struct relay_throttle *t, int dir, size_t n);
+};
+
 struct relay {
 	struct loop *loop;
 	struct watcher *w[2];    /* the caller's: w[0] client fd, w[1] target fd */
 	struct relay_dir dir[2]; /* RELAY_UP, RELAY_DOWN */
 	struct timer idle_timer;
-	uint64_t last_active_ms; /* loop time of the last byte moved */
-	unsigned idle_ms;        /* 0: no idle timeout */
-	bool stopped;            /* relay_stop ran: both fds closed */
-	bool holds_pipepool;     /* counted in pipepool_hold (a bulk direction) */
+	uint64_t last_active_ms;         /* loop time of the last byte moved */
+	unsigned idle_ms;                /* 0: no idle timeout */
+	bool stopped;                    /* relay_stop ran: both fds closed */
+	bool holds_pipepool;             /* counted in pipepool_hold (a bulk direction) */
+	struct relay_throttle *throttle; /* NULL: read whatever fits */
 	relay_done_cb done;
 	void *arg;
 };
@@ -104,6 +115,11 @@ void relay_get_stats(struct relay_stats *out);
 int relay_start(struct relay *r, struct loop *loop, struct watcher *cw, struct watcher *tw,
 	const uint8_t *up_initial, size_t up_len, const uint8_t *down_initial, size_t down_len,
 	unsigned idle_ms, relay_done_cb done, void *arg) __attribute__((warn_unused_result));
+/* Meters the relay from now on (t must outlive it; NULL: no more). */
+void relay_set_throttle(struct relay *r, struct relay_throttle *t);
+/* The throttle has bytes for dir again: read it (interest, not a read from
+ * inside this call; done may run when the epoll update fails). */
+void relay_resume(struct relay *r, int dir);
 /* Stops without calling done: unregisters and closes both fds and returns
  * buffers and pipes (the relay is embedded in its owner, which releases
  * it). A peer that bytes held by the relay were meant for gets a reset (the

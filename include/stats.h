@@ -30,8 +30,11 @@ struct stats {
 	uint64_t rule_denials;   /* requests refused by a rule (REP 0x02) */
 	uint64_t limit_refusals; /* closed by a connection/session limit */
 	uint64_t proxy_rejects;  /* bad or unauthorised PROXY headers */
-	uint64_t bytes_up;       /* client -> target */
-	uint64_t bytes_down;     /* target -> client */
+	uint64_t quota_refusals; /* requests refused by a quota (or a full client table) */
+	uint64_t bytes_up;       /* client -> target (ended sessions) */
+	uint64_t bytes_down;     /* target -> client (ended sessions) */
+	uint64_t live_up;        /* running sessions so far (conn_live_totals) */
+	uint64_t live_down;
 	uint64_t udp_dgrams_up, udp_dgrams_down;
 	uint64_t udp_dropped[UDPASSOC_DROP_REASONS];
 };
@@ -54,5 +57,8 @@ struct stats_session {
 /* Adds the session to the totals and, when log is set and the info level is
  * on, writes its "session id=..." line. */
 void stats_session_end(struct stats *st, const struct stats_session *s, bool log);
+/* A running session's "interim id=..." line (log-interim): the same keys
+ * but rep and end. */
+void stats_session_interim(const struct stats_session *s);
 
 #endif

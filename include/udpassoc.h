@@ -9,6 +9,7 @@
 #define SOCKS5D_UDPASSOC_H
 
 #include <stdbool.h>
+#include <stddef.h>
 #include <stdint.h>
 
 #include "addr.h"
@@ -38,6 +39,7 @@ enum udpassoc_drop {
 	UDPASSOC_DROP_DENIED,     /* refused by the access rules */
 	UDPASSOC_DROP_DENIED_IN,  /* from a source the rules refuse as a destination */
 	UDPASSOC_DROP_PARENT,     /* the parent's association failed or its queue is full */
+	UDPASSOC_DROP_RATE,       /* over a rate limit or quota (the meter said no) */
 	UDPASSOC_DROP_REASONS
 };
 
@@ -72,6 +74,11 @@ struct udpassoc_options {
 	 * down-marking and timeout, the outbound sources (recv and arg are
 	 * udpassoc's). */
 	struct udpparent_options parent;
+	/* Asked before each datagram is sent on, with its DATA length and
+	 * direction (0: to a destination, 1: to the client): false drops it
+	 * (UDP has no backpressure). NULL: no limits. */
+	bool (*meter)(int dir, size_t len, void *arg);
+	void *meter_arg;
 };
 
 /* Called once when the association ends by itself (idle timeout, socket

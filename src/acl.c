@@ -946,6 +946,12 @@ via_dump(const struct acl_via *v, FILE *out)
 void
 acl_dump(const struct acl *a, FILE *out)
 {
+	acl_dump_with(a, out, NULL, NULL);
+}
+
+void
+acl_dump_with(const struct acl *a, FILE *out, acl_dump_after_cb after, void *arg)
+{
 	size_t i, j;
 
 	for (i = 0; i < a->nclient; i++) {
@@ -1012,6 +1018,8 @@ acl_dump(const struct acl *a, FILE *out)
 		if (quote)
 			fputc('"', out);
 		via_dump(r->via, out);
+		if (after)
+			after(r->line, out, arg);
 		fputc('\n', out);
 	}
 }

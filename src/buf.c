@@ -5,6 +5,7 @@
 #include "buf.h"
 
 #include <errno.h>
+#include <stdint.h>
 #include <string.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,6 +60,12 @@ buf_append(struct buf *b, const void *p, size_t n)
 ssize_t
 buf_fill(struct buf *b, int fd)
 {
+	return buf_fill_max(b, fd, SIZE_MAX);
+}
+
+ssize_t
+buf_fill_max(struct buf *b, int fd, size_t max)
+{
 	ssize_t n;
 
 	if (buf_space(b) == 0)
@@ -68,7 +75,7 @@ buf_fill(struct buf *b, int fd)
 		return -1;
 	}
 	do {
-		n = read(fd, buf_tail(b), buf_space(b));
+		n = read(fd, buf_tail(b), buf_space(b) < max ? buf_space(b) : max);
 	} while (n < 0 && errno == EINTR);
 	if (n > 0)
 		b->wpos += (size_t)n;

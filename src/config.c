@@ -114,6 +114,9 @@ static int set_announce(struct config_parse *, char **);
 static int set_rule(struct config_parse *, char **);
 static int set_auth_fail_limit(struct config_parse *, char **);
 static int set_run_as(struct config_parse *, char **);
+static int set_limit(struct config_parse *, char **);
+static int set_quota_timezone(struct config_parse *, char **);
+static int set_path(struct config_parse *, char **);
 
 #define OFF(f) offsetof(struct config, f)
 
@@ -166,6 +169,12 @@ static const struct config_keyword keywords[] = {
 	{ "run-as", 1, 1, false, set_run_as, 0, 0, 0, 0 },
 	/* at most one per address family; set_external checks */
 	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
+	{ "limit", 2, 9, true, set_limit, 0, 0, 0, 0 },
+	{ "quota-timezone", 1, 1, false, set_quota_timezone, 0, 0, 0, 0 },
+	{ "state-dir", 1, 1, false, set_path, OFF(state_dir), 0, 0, PATH_MAX },
+	{ "log-interim", 1, 1, false, set_uint, OFF(log_interim), 0, 0, CONFIG_SECONDS_MAX },
+	{ "control", 1, 1, false, set_path, OFF(control), 0, 0, CONFIG_CONTROL_MAX },
+	{ "metrics-users", 1, 1, false, set_uint, OFF(metrics_users), 0, 0, 100000 },
 };
 
 #define NKEYWORDS (sizeof(keywords) / sizeof(keywords[0]))
@@ -286,6 +295,31 @@ set_networks(struct config_parse *p, char **argv)
 	return 0;
 }
 
+/* `rule allow ... rate UP DOWN`: the clause goes to limits (keyed by the
+ * rule's words, so an unchanged rule keeps its bucket over a reload), the
+ * rest to acl. Returns 0 (argv cut before the clause), 1 without one, or
+ * -1 after the message. */
+static int
+rule_rate_clause(struct config_parse *p, char **argv)
+{
+	char err[256], key[1024] = "";
+	int n = p->argc;
+
+	if (n < 3 || strcmp(argv[n - 3], "rate") != 0)
+		return 1;
+	if (strcmp(argv[0], "allow") != 0)
+		return perr(p, "rule: a rate is for allow rules only");
+	for (int i = 0; i < n - 3; i++) {
+		size_t used = strlen(key);
+		snprintf(key + used, sizeof(key) - used, "%s%s", i ? " " : "", argv[i]);
+	}
+	if (limitset_add_rule_rate(p->c->limits, p->line, argv[n - 2], argv[n - 1], key, err,
+		    sizeof(err)) < 0)
+		return perr(p, "rule: %s", err);
+	argv[n - 3] = NULL;
+	return 0;
+}
+
 /* client ... and rule ...: acl parses the words; its message gets the
  * keyword in front. */
 static int
@@ -295,10 +329,32 @@ set_rule(struct config_parse *p, char **argv)
 	char err[256];
 	int rc;
 
+	if (!client && rule_rate_clause(p, argv) < 0)
+		return -1;
 	rc = client ? acl_add_client_rule(p->c->acl, argv, p->line, err, sizeof(err))
 		    : acl_add_request_rule(p->c->acl, argv, p->line, err, sizeof(err));
 	if (rc < 0)
 		return perr(p, "%s: %s", p->kw->name, err);
+	return 0;
+}
+
+static int
+set_limit(struct config_parse *p, char **argv)
+{
+	char err[384];
+
+	if (limitset_add_line(p->c->limits, argv, p->line, err, sizeof(err)) < 0)
+		return perr(p, "limit: %s", err);
+	return 0;
+}
+
+static int
+set_quota_timezone(struct config_parse *p, char **argv)
+{
+	char err[128];
+
+	if (limitset_set_timezone(p->c->limits, argv[0], err, sizeof(err)) < 0)
+		return perr(p, "quota-timezone: %s", err);
 	return 0;
 }
 
@@ -484,22 +540,39 @@ config_external_for(const struct config *c, const char *user, int family)
 }
 
 /* Relative paths are relative to the directory of the config file (the
- * directory part of p->name; the current directory when it has none). */
+ * directory part of p->name; the current directory when it has none).
+ * Returns 0, or -1 after the message naming the keyword. */
 static int
-set_users_file(struct config_parse *p, char **argv)
+resolve_path(struct config_parse *p, const char *path, char *full, size_t cap)
 {
-	const char *path = argv[0], *slash = strrchr(p->name, '/');
-	char full[PATH_MAX];
+	const char *slash = strrchr(p->name, '/');
 	int n;
 
 	if (*path == '\0')
-		return perr(p, "users-file: empty path");
+		return perr(p, "%s: empty path", p->kw->name);
 	if (path[0] == '/' || !slash)
-		n = snprintf(full, sizeof(full), "%s", path);
+		n = snprintf(full, cap, "%s", path);
 	else
-		n = snprintf(full, sizeof(full), "%.*s/%s", (int)(slash - p->name), p->name, path);
-	if (n < 0 || (size_t)n >= sizeof(full))
-		return perr(p, "users-file: path too long");
+		n = snprintf(full, cap, "%.*s/%s", (int)(slash - p->name), p->name, path);
+	if (n < 0 || (size_t)n >= cap)
+		return perr(p, "%s: path too long (at most %zu bytes)", p->kw->name, cap - 1);
+	return 0;
+}
+
+/* state-dir, control: a path (kw->off the field, kw->hi its size). */
+static int
+set_path(struct config_parse *p, char **argv)
+{
+	return resolve_path(p, argv[0], (char *)p->c + p->kw->off, p->kw->hi);
+}
+
+static int
+set_users_file(struct config_parse *p, char **argv)
+{
+	char full[PATH_MAX];
+
+	if (resolve_path(p, argv[0], full, sizeof(full)) < 0)
+		return -1;
 	if (p->argc == 2 && strcmp(argv[1], "watch") != 0)
 		return perr(p, "users-file: unknown option '%s' (watch)", argv[1]);
 	snprintf(p->c->users_file, sizeof(p->c->users_file), "%s", full);
@@ -763,6 +836,8 @@ static const struct {
 	{ OFF(ipv6_prefix), 64 },
 	{ OFF(parent_down_after), 3 },
 	{ OFF(parent_down_for), 30 },
+	{ OFF(log_interim), 0 },
+	{ OFF(metrics_users), 100 },
 };
 
 #define NUINT_DEFAULTS (sizeof(uint_defaults) / sizeof(uint_defaults[0]))
@@ -776,9 +851,11 @@ config_alloc(const char *name)
 		return NULL;
 	c->users = auth_table_new();
 	c->acl = acl_new();
-	if (!c->users || !c->acl) {
+	c->limits = limitset_new();
+	if (!c->users || !c->acl || !c->limits) {
 		auth_table_free(c->users);
 		acl_free(c->acl);
+		limitset_free(c->limits);
 		free(c);
 		return NULL;
 	}
@@ -871,6 +948,8 @@ config_fill_defaults(struct config *c)
 	}
 	if (c->resolve_prefer == AF_UNSPEC)
 		c->resolve_prefer = AF_INET;
+	if (c->state_dir[0] == '\0')
+		snprintf(c->state_dir, sizeof(c->state_dir), "%s", CONFIG_DEFAULT_STATE_DIR);
 	c->nplaintext_users = auth_table_plaintext_count(c->users);
 }
 
@@ -944,6 +1023,15 @@ config_check(struct config_parse *p)
 				"listen: proxy-protocol needs a proxy-protocol-from line "
 				"naming the balancers");
 		}
+	if (c->workers != UNSET_U && c->workers > 1 && limitset_first_shared_line(c->limits)) {
+		/* Each worker would have buckets and counters of its own: a user
+		 * could use N times the rate or quota. */
+		p->line = limitset_first_shared_line(c->limits);
+		return perr(p,
+			"limit: user, client and rule limits and quotas need workers 1 (workers "
+			"%u at line %d: each worker process would count on its own)",
+			c->workers, keyword_first_line(p, "workers"));
+	}
 	if (c->socks4_opt == 1) {
 		bool none = c->nmethods == 0 && auth_table_count(c->users) == 0;
 		for (size_t i = 0; i < c->nmethods; i++)
@@ -1112,6 +1200,7 @@ config_unref(struct config *c)
 		return;
 	auth_table_free(c->users);
 	acl_free(c->acl);
+	limitset_free(c->limits);
 	free(c->user_ext);
 	free(c);
 }
@@ -1157,6 +1246,26 @@ dump_networks(FILE *out, const char *keyword, const struct acl_cidr *nets, size_
 		fprintf(out, " %s/%u", buf, nets[i].prefix);
 	}
 	fprintf(out, "\n");
+}
+
+/* Limits, quotas and live accounting (issue 18). */
+static void
+dump_accounting(const struct config *c, FILE *out)
+{
+	limitset_dump(c->limits, out);
+	fprintf(out, "state-dir %s\n", c->state_dir);
+	fprintf(out, "log-interim %u\n", c->log_interim);
+	if (c->control[0])
+		fprintf(out, "control %s\n", c->control);
+	else
+		fprintf(out, "# control not set: no control socket\n");
+	fprintf(out, "metrics-users %u\n", c->metrics_users);
+}
+
+static void
+dump_rule_rate(int line, FILE *out, void *arg)
+{
+	limitset_dump_rule_rate(arg, line, out);
 }
 
 /* Keyword-table order; user secrets never appear, only how many users. */
@@ -1224,7 +1333,7 @@ config_dump(const struct config *c, FILE *out)
 		dump_addr_pair(out, " external", "", &ue->ext4, ue->has4, &ue->ext6, ue->has6);
 		fprintf(out, "\n");
 	}
-	acl_dump(c->acl, out);
+	acl_dump_with(c->acl, out, dump_rule_rate, c->limits);
 	fprintf(out, "max-connections %u\n", c->max_connections);
 	fprintf(out, "max-connections-per-ip %u\n", c->max_connections_per_ip);
 	fprintf(out, "max-sessions-per-user %u\n", c->max_sessions_per_user);
@@ -1239,6 +1348,7 @@ config_dump(const struct config *c, FILE *out)
 	if (c->run_as_user[0])
 		fprintf(out, "run-as %s%s%s\n", c->run_as_user, c->run_as_group[0] ? ":" : "",
 			c->run_as_group);
+	dump_accounting(c, out);
 }
 
 const char *const *

@@ -95,10 +95,10 @@ static const struct conn_state_row conn_states[CONN_ST_COUNT] = {
 	[CONN_ST_BIND_WAIT] = { "bind-wait", conn_step_bind_wait, conn_expire_bind_wait,
 		CONN_IN_PARSE, CONN_TO_BIND, "client closed",
 		ST(RELAY) | ST(CLOSING) | ST(STOPPED) },
-	[CONN_ST_UDP] = { "udp", conn_step_udp, NULL, CONN_IN_DISCARD, CONN_TO_NONE,
-		"client closed", ST(STOPPED) },
-	[CONN_ST_RELAY] = { "relay", conn_step_relay, NULL, CONN_IN_NONE, CONN_TO_NONE, NULL,
-		ST(STOPPED) },
+	[CONN_ST_UDP] = { "udp", conn_step_udp, conn_expire_interim, CONN_IN_DISCARD,
+		CONN_TO_INTERIM, "client closed", ST(STOPPED) },
+	[CONN_ST_RELAY] = { "relay", conn_step_relay, conn_expire_interim, CONN_IN_NONE,
+		CONN_TO_INTERIM, NULL, ST(STOPPED) },
 	[CONN_ST_CLOSING] = { "closing", conn_step_closing, conn_expire_closing, CONN_IN_DISCARD,
 		CONN_TO_LINGER, NULL, ST(STOPPED) },
 	[CONN_ST_STOPPED] = { "stopped", conn_step_wait, NULL, CONN_IN_NONE, CONN_TO_NONE, NULL,
@@ -154,6 +154,8 @@ conn_deadline(const struct conn *c, enum conn_timeout kind, uint64_t now)
 		return now + (uint64_t)c->cfg->timeout_bind * 1000u;
 	case CONN_TO_LINGER:
 		return now + CONN_LINGER_MS;
+	case CONN_TO_INTERIM:
+		return c->cfg->log_interim ? now + (uint64_t)c->cfg->log_interim * 1000u : 0;
 	case CONN_TO_NONE:
 		break;
 	}
@@ -178,14 +180,24 @@ conn_set_state(struct conn *c, enum conn_state next)
 	if (conn_trace)
 		conn_trace(c->id, c->state, next, conn_trace_arg);
 	c->state = next;
-	if (kind == CONN_TO_NONE) {
+	at = kind == CONN_TO_NONE ? 0 : conn_deadline(c, kind, now);
+	if (at == 0) {
 		timer_stop(loop, &c->timer);
 		return;
 	}
-	at = conn_deadline(c, kind, now);
 	if (timer_active(&c->timer) && c->timer.deadline_ms == at)
 		return;
 	timer_start(loop, &c->timer, at > now ? at - now : 0);
+}
+
+void
+conn_restart_timer(struct conn *c)
+{
+	uint64_t now = loop_now(c->env->loop),
+		 at = conn_deadline(c, conn_states[c->state].timeout, now);
+
+	if (at > now)
+		timer_start(c->env->loop, &c->timer, at - now);
 }
 
 struct policy_subject
@@ -291,7 +303,10 @@ conn_advance(struct conn *c)
 
 	do {
 		const struct conn_state_row *row = &conn_states[c->state];
-		if (c->hs && c->hs->client_end) {
+		if (c->kill_end) {
+			c->end = c->kill_end;
+			st = CONN_STEP_CLOSE;
+		} else if (c->hs && c->hs->client_end) {
 			c->end = c->hs->client_end;
 			st = CONN_STEP_CLOSE;
 		} else if (c->expired) {
@@ -419,8 +434,9 @@ conn_hs_free(struct conn_hs *hs)
 	free(hs);
 }
 
-static void
-conn_log_end(struct conn *c)
+/* What the session line and the interim line say. */
+static struct stats_session
+conn_session_stats(const struct conn *c)
 {
 	struct stats_session s = {
 		.id = c->id,
@@ -436,8 +452,38 @@ conn_log_end(struct conn *c)
 		.duration_ms = loop_now(c->env->loop) - c->start_ms,
 		.udp = c->udp ? udpassoc_get_stats(c->udp) : NULL,
 	};
+	return s;
+}
+
+static void
+conn_log_end(struct conn *c)
+{
+	struct stats_session s = conn_session_stats(c);
 
 	stats_session_end(&c->env->stats, &s, true);
+}
+
+enum conn_step
+conn_expire_interim(struct conn *c)
+{
+	struct stats_session s = conn_session_stats(c);
+
+	stats_session_interim(&s);
+	conn_restart_timer(c);
+	return CONN_STEP_WAIT;
+}
+
+void
+conn_bytes(const struct conn *c, uint64_t *up, uint64_t *down)
+{
+	if (c->udp) {
+		const struct udpassoc_stats *u = udpassoc_get_stats(c->udp);
+		*up = u->bytes_up;
+		*down = u->bytes_down;
+		return;
+	}
+	*up = c->relay.dir[RELAY_UP].bytes;
+	*down = c->relay.dir[RELAY_DOWN].bytes;
 }
 
 /* Unregisters and closes everything the connection holds, gives back its
@@ -459,6 +505,13 @@ conn_stop(struct conn *c)
 		pwcheck_cancel(&c->hs->pwjob);
 	if (!c->quiet)
 		conn_log_end(c);
+	if (c->acct_user) {
+		uint64_t up, down;
+		conn_bytes(c, &up, &down);
+		account_user_ended(c->acct_user, up, down);
+	}
+	account_session_stop(c->meter);
+	c->meter = NULL;
 	conn_set_state(c, CONN_ST_STOPPED);
 	if (c->hs && c->hs->query) {
 		resolver_cancel(c->hs->query);
@@ -512,7 +565,7 @@ conn_new(struct conn_env *env, int fd, const union sockaddr_any *peer,
 	hs->bind_fd = -1;
 	c->env = env;
 	c->cfg = config_ref(env->cfg);
-	c->id = ++env->next_id;
+	c->id = env->id_base + 1 + env->next_id++ * (env->id_step ? env->id_step : 1);
 	c->fd = fd;
 	c->target_fd = -1;
 	c->peer = *peer;
@@ -574,6 +627,121 @@ conn_stop_all(struct conn_env *env)
 		c->end = "shutdown";
 		conn_stop(c);
 	}
+}
+
+/* --- what other modules ask of the sessions ------------------------------ */
+
+static void
+conn_kill(struct conn *c, const char *why)
+{
+	if (c->state == CONN_ST_STOPPED)
+		return;
+	c->kill_end = why;
+	conn_advance(c);
+}
+
+/* A quota whose action is close was reached: the sessions charged to it
+ * end (new requests are refused by account_admit). */
+static void
+conn_on_quota_reached(struct account_rec *r, void *arg)
+{
+	struct conn_env *env = arg;
+	struct conn *c, *next;
+
+	for (c = LIST_FIRST(&env->conns); c; c = next) {
+		next = LIST_NEXT(c, link);
+		if (account_session_uses(c->meter, r))
+			conn_kill(c, "quota reached");
+	}
+}
+
+void
+conn_env_set_account(struct conn_env *env, struct account *acct)
+{
+	env->acct = acct;
+	if (acct)
+		account_set_reached_cb(acct, conn_on_quota_reached, env);
+}
+
+bool
+conn_kill_id(struct conn_env *env, uint64_t id)
+{
+	struct conn *c;
+
+	LIST_FOREACH(c, &env->conns, link)
+	if (c->id == id) {
+		conn_kill(c, "killed");
+		return true;
+	}
+	return false;
+}
+
+void
+conn_each_below(struct conn_env *env, uint64_t below, conn_info_cb cb, void *arg)
+{
+	uint64_t now = loop_now(env->loop);
+	struct conn_info ci;
+	struct conn *c;
+
+	/* The list is newest first (inserted at the head at accept). */
+	LIST_FOREACH(c, &env->conns, link)
+	{
+		if (c->id >= below)
+			continue;
+		memset(&ci, 0, sizeof(ci));
+		ci.id = c->id;
+		ci.client = &c->peer;
+		ci.user = c->user;
+		ci.target = c->target;
+		ci.cmd = c->cmd;
+		ci.state = conn_states[c->state].name;
+		conn_bytes(c, &ci.up, &ci.down);
+		ci.rate_up = c->rate[0];
+		ci.rate_down = c->rate[1];
+		ci.age_ms = now - c->start_ms;
+		if (!cb(&ci, arg))
+			return;
+	}
+}
+
+void
+conn_sample_rates(struct conn_env *env)
+{
+	uint64_t now = loop_now(env->loop), dt = now - env->rates_at_ms;
+	struct conn *c;
+
+	env->rates_at_ms = now;
+	LIST_FOREACH(c, &env->conns, link)
+	{
+		uint64_t b[2];
+		conn_bytes(c, &b[0], &b[1]);
+		for (int d = 0; d < 2; d++) {
+			uint64_t r = dt ? (b[d] - c->rate_bytes[d]) * 1000 / dt : 0;
+			c->rate[d] = r > UINT32_MAX ? UINT32_MAX : (uint32_t)r;
+			c->rate_bytes[d] = b[d];
+		}
+	}
+}
+
+void
+conn_live_totals(struct conn_env *env)
+{
+	uint64_t up = 0, down = 0;
+	struct conn *c;
+
+	if (env->acct)
+		account_live_reset(env->acct);
+	LIST_FOREACH(c, &env->conns, link)
+	{
+		uint64_t u, d;
+		conn_bytes(c, &u, &d);
+		up += u;
+		down += d;
+		if (c->acct_user)
+			account_live_add(c->acct_user, u, d);
+	}
+	env->stats.live_up = up;
+	env->stats.live_down = down;
 }
 
 void

@@ -105,6 +105,7 @@ conn_decide_resolved(struct conn *c)
 			hs->req.dst.port);
 		if (v.verdict != ACL_ALLOW)
 			continue;
+		c->rule_line = v.line;
 		if (!v.via)
 			break;
 		hs->via = v.via;
@@ -165,8 +166,10 @@ conn_target_allowed(const union sockaddr_any *to, void *arg)
 	struct policy_verdict v = policy_check_request(&c->env->policy, &s, c->cmd,
 		conn_request_name(c), to, c->hs->req.dst.port);
 
-	if (v.verdict == ACL_ALLOW)
+	if (v.verdict == ACL_ALLOW) {
+		c->rule_line = v.line;
 		return true;
+	}
 	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
 		addr_format(to, a, sizeof(a)));
 	policy_log_denied(&c->env->policy, &s, what, &v, loop_now(c->env->loop));
@@ -244,6 +247,7 @@ enum conn_step
 conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
 {
 	struct conn_hs *hs = c->hs;
+	size_t early = buf_len(&hs->in);
 
 	c->rep = SOCKS_REP_SUCCEEDED;
 	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd->sa) < 0) {
@@ -258,6 +262,14 @@ conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
 	}
 	c->fd = -1;
 	c->target_fd = -1;
+	conn_meter_start(c);
+	if (c->meter) {
+		struct relay_throttle *t = account_session_throttle(c->meter);
+		relay_set_throttle(&c->relay, t);
+		/* The client's early bytes were read with the handshake. */
+		if (early)
+			t->charge(t, RELAY_UP, early);
+	}
 	conn_set_state(c, CONN_ST_RELAY);
 	conn_hs_free(c->hs);
 	c->hs = NULL;
@@ -414,6 +426,7 @@ conn_bind_peer_relay(struct conn *c, const union sockaddr_any *peer)
 		conn_target_close(c);
 		return conn_fail(c, SOCKS_REP_NOT_ALLOWED, "bind peer denied");
 	}
+	c->rule_line = v.line;
 	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
 	return conn_start_relay(c, peer);
 }
@@ -424,6 +437,34 @@ conn_expire_bind_wait(struct conn *c)
 	bindcmd_stop(c->bind);
 	c->bind = NULL;
 	return conn_fail(c, SOCKS_REP_HOST_UNREACHABLE, "bind timeout");
+}
+
+/* --- limits and quotas ----------------------------------------------------- */
+
+/* The relay may read direction dir again (the shaper's wakeup). */
+static void
+conn_on_meter_resume(int dir, void *arg)
+{
+	struct conn *c = arg;
+
+	if (c->state == CONN_ST_RELAY)
+		relay_resume(&c->relay, dir);
+}
+
+void
+conn_meter_start(struct conn *c)
+{
+	c->meter = account_session_start(c->env->acct, c->cfg, c->user, &c->peer, c->rule_line,
+		conn_on_meter_resume, c);
+}
+
+/* A datagram's charge (udpassoc's meter hook). */
+static bool
+conn_udp_meter(int dir, size_t len, void *arg)
+{
+	struct conn *c = arg;
+
+	return account_session_take(c->meter, dir, len);
 }
 
 /* --- UDP ASSOCIATE (RFC 1928 §7) ------------------------------------------ */
@@ -500,6 +541,11 @@ conn_start_udp(struct conn *c)
 	opt.parent.timeout_ms = c->cfg->timeout_connect * 1000u;
 	opt.parent.external4 = opt.external4;
 	opt.parent.external6 = opt.external6;
+	conn_meter_start(c);
+	if (c->meter) {
+		opt.meter = conn_udp_meter;
+		opt.meter_arg = c;
+	}
 	c->udp = udpassoc_start(c->env->loop, c->env->resolver, &opt, &c->peer, &c->local,
 		&c->hs->req.dst, &bnd, conn_on_udp_end, c);
 	if (!c->udp) {

@@ -194,6 +194,8 @@ conn_step_auth_check(struct conn *c)
 	c->user = strdup(hs->user);
 	if (!c->user || conn_queue_encoded(c, proto_encode_auth_status, SOCKS_AUTH_STATUS_OK) < 0)
 		return CONN_STEP_CLOSE;
+	if (c->env->acct)
+		c->acct_user = account_user(c->env->acct, c->user);
 	conn_set_state(c, CONN_ST_REQUEST);
 	return CONN_STEP_AGAIN;
 }
@@ -280,6 +282,26 @@ conn_external_for(const struct conn *c, int family)
 	return config_external_for(c->cfg, c->user, family);
 }
 
+/* Quotas (REP 0x02 once one with `then close` is reached; the account
+ * logs the first refusal of a period). False: refused, reply queued. */
+static bool
+conn_quota_admits(struct conn *c, enum conn_step *fail)
+{
+	enum account_admission a;
+
+	if (!c->env->acct)
+		return true;
+	a = account_admit(c->env->acct, c->cfg, c->id, c->user, &c->peer);
+	if (a == ACCOUNT_ADMITTED)
+		return true;
+	c->env->stats.quota_refusals++;
+	if (a == ACCOUNT_QUOTA_REACHED)
+		*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "quota reached");
+	else
+		*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "too many clients with limits");
+	return false;
+}
+
 /* The request's rules (decided now when they can be: a rule on the
  * destination address waits for the address, after resolution) and the
  * per-user session limit. False: refused, with the reply queued. */
@@ -307,6 +329,9 @@ conn_request_allowed(struct conn *c, enum conn_step *fail)
 	}
 	hs->undecided = v.verdict == ACL_UNDECIDED;
 	hs->via = v.via;
+	c->rule_line = v.line;
+	if (!conn_quota_admits(c, fail))
+		return false;
 	if (c->user && c->cfg->max_sessions_per_user && c->env->policy.limits) {
 		if (!policy_acquire_user(&c->env->policy, &s, now)) {
 			*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "max-sessions-per-user");
@@ -327,9 +352,10 @@ conn_dispatch_request(struct conn *c)
 
 	c->cmd = hs->req.cmd;
 	c->env->stats.active_by_cmd[c->cmd]++;
-	/* The target string only feeds log lines: not built when they are
-	 * not written (it is most of a session's user-space work). */
-	if (log_enabled(LOG_LVL_INFO)) {
+	/* The target string only feeds log lines and `socks5d ctl sessions`:
+	 * not built when neither is there (it is most of a session's
+	 * user-space work). */
+	if (log_enabled(LOG_LVL_INFO) || c->cfg->control[0]) {
 		proto_addr_format(&hs->req.dst, target, sizeof(target));
 		c->target = strdup(target);
 		if (!c->target)

@@ -12,6 +12,7 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "account.h"
 #include "buf.h"
 #include "conn.h"
 #include "dial.h"
@@ -85,6 +86,7 @@ enum conn_timeout {
 	CONN_TO_PARENT,     /* the current parent's share of the connect budget */
 	CONN_TO_BIND,       /* timeout bind from entering */
 	CONN_TO_LINGER,     /* CONN_LINGER_MS from entering */
+	CONN_TO_INTERIM,    /* log-interim from entering, then again from each expiry; 0: none */
 };
 
 /* What the lookup in CONN_ST_RESOLVING is for. */
@@ -163,19 +165,25 @@ struct conn {
 	uint64_t start_ms;
 	struct conn_hs *hs; /* NULL once relaying */
 	struct relay relay;
-	bool relay_ended;     /* the relay finished (end says why) */
-	struct bindcmd *bind; /* BIND listener while waiting for the peer */
-	struct udpassoc *udp; /* UDP ASSOCIATE while it runs */
-	uint8_t version;      /* SOCKS_VERSION, or SOCKS4_VERSION */
-	uint8_t method;       /* chosen method */
-	uint8_t cmd;          /* 0 until a request was parsed */
-	uint8_t rep;          /* reply sent, STATS_REP_NONE when none */
-	char *user;           /* authenticated user (for logs), or NULL */
-	bool ip_counted;      /* holds a per-IP slot (policy_admit) */
-	bool user_counted;    /* holds a per-user slot (policy_acquire_user) */
-	bool quiet;           /* refused at admission: logged (rate-limited) already */
-	char *target;         /* "host:port" requested (for logs), or NULL */
-	const char *end;      /* why the session ended */
+	bool relay_ended;              /* the relay finished (end says why) */
+	struct bindcmd *bind;          /* BIND listener while waiting for the peer */
+	struct udpassoc *udp;          /* UDP ASSOCIATE while it runs */
+	uint8_t version;               /* SOCKS_VERSION, or SOCKS4_VERSION */
+	uint8_t method;                /* chosen method */
+	uint8_t cmd;                   /* 0 until a request was parsed */
+	uint8_t rep;                   /* reply sent, STATS_REP_NONE when none */
+	char *user;                    /* authenticated user (for logs), or NULL */
+	bool ip_counted;               /* holds a per-IP slot (policy_admit) */
+	bool user_counted;             /* holds a per-user slot (policy_acquire_user) */
+	bool quiet;                    /* refused at admission: logged (rate-limited) already */
+	char *target;                  /* "host:port" requested (for logs, ctl), or NULL */
+	const char *end;               /* why the session ended */
+	const char *kill_end;          /* conn_kill: closed at the next advance, for this reason */
+	int rule_line;                 /* the rule that allowed the request (its rate), 0: none */
+	struct account_session *meter; /* rate limits and quotas; NULL: unmetered */
+	struct account_rec *acct_user; /* the user's record (totals), or NULL */
+	uint64_t rate_bytes[2];        /* bytes up, down at the last rate sample */
+	uint32_t rate[2];              /* bytes per second over the last sample */
 };
 
 /* --- conn.c: the machine --------------------------------------------------- */
@@ -204,6 +212,12 @@ enum conn_step conn_fail(struct conn *c, uint8_t rep, const char *why);
 void conn_target_close(struct conn *c);
 /* Frees the handshake state (and a parent attempt's). */
 void conn_hs_free(struct conn_hs *hs);
+/* Starts the current state's timer again from now (interim lines). */
+void conn_restart_timer(struct conn *c);
+/* Bytes relayed so far, up and down (UDP: payload bytes). */
+void conn_bytes(const struct conn *c, uint64_t *up, uint64_t *down);
+/* The session's metering starts, as its limits say (relay or UDP). */
+void conn_meter_start(struct conn *c);
 
 /* Steps that several states share. */
 enum conn_step conn_step_wait(struct conn *c);
@@ -258,6 +272,8 @@ enum conn_step conn_step_relay(struct conn *c);
 enum conn_step conn_expire_resolving(struct conn *c);
 enum conn_step conn_expire_connecting(struct conn *c);
 enum conn_step conn_expire_bind_wait(struct conn *c);
+/* RELAY, UDP: a log-interim line, and the next one armed. */
+enum conn_step conn_expire_interim(struct conn *c);
 
 /* --- conn_parent.c ------------------------------------------------------- */
 

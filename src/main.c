@@ -19,14 +19,19 @@
 #include <string.h>
 #include <sys/random.h>
 #include <sys/resource.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
+#include "account.h"
 #include "acl.h"
+#include "admin.h"
 #include "auth.h"
 #include "bufpool.h"
 #include "config.h"
 #include "conn.h"
 #include "connlimit.h"
+#include "control.h"
+#include "ctl.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -38,6 +43,7 @@
 #include "pwcheck.h"
 #include "relay.h"
 #include "resolver.h"
+#include "siphash.h"
 #include "supervisor.h"
 #include "userswatch.h"
 
@@ -69,6 +75,8 @@ struct daemon {
 	struct metrics_sources metrics_sources; /* what metrics_render reads */
 	union sockaddr_any metrics_addr;        /* what it listens on (port + worker) */
 	struct userswatch *userswatch;          /* users-file ... watch, or NULL */
+	struct control_server *control;         /* socks5d ctl's socket, or NULL */
+	struct admin *admin;                    /* its commands */
 };
 
 static void
@@ -86,6 +94,7 @@ usage(FILE *out)
 	fprintf(out,
 		"usage: socks5d [-dhtTV] [-f file]\n"
 		"       socks5d passwd [-D] [-m yescrypt|sha512] [-f users-file] name\n"
+		"       socks5d ctl [-f file] [-s socket] [-w worker] command [--json]\n"
 		"  -f file  configuration file (default " CONFIG_DEFAULT_PATH ";\n"
 		"           without -f and without that file: listen " CONFIG_DEFAULT_LISTEN
 		", no authentication)\n"
@@ -121,6 +130,18 @@ send_status(const struct daemon *d)
 			  " bytes up, %" PRIu64 " bytes down",
 		d->stopping ? "stopping: " : "", s->active, s->accepted, s->bytes_up,
 		s->bytes_down);
+}
+
+/* The scrape: running sessions' bytes first, so counters move while
+ * sessions run. */
+static void
+render_metrics(FILE *out, void *arg)
+{
+	struct daemon *d = arg;
+
+	conn_live_totals(&d->env);
+	d->metrics_sources.metrics_users = d->env.cfg->metrics_users;
+	metrics_render(out, &d->metrics_sources);
 }
 
 static void
@@ -310,7 +331,7 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 		return;
 	char a[ADDR_STRLEN];
 	addr_format(&want, a, sizeof(a));
-	d->metrics = metrics_start(d->loop, &want, metrics_render, &d->metrics_sources);
+	d->metrics = metrics_start(d->loop, &want, render_metrics, d);
 	if (!d->metrics) {
 		log_warn("metrics %s", a);
 		return;
@@ -321,6 +342,76 @@ sync_metrics(struct daemon *d, const struct config *cfg)
 
 static int check_inherited_open_proxy(const struct daemon *d, const struct config *cfg, char *err,
 	size_t errlen);
+
+/* --- the control socket --------------------------------------------------------- */
+
+static int reload_config(struct daemon *d, char *err, size_t errlen);
+
+/* socks5d ctl reload: here, or with workers in the supervisor (which checks
+ * the file and passes the reload on to every worker). */
+static int
+ctl_reload(void *arg, char *err, size_t errlen)
+{
+	struct daemon *d = arg;
+
+	if (d->worker < 0)
+		return reload_config(d, err, errlen);
+	if (kill(getppid(), SIGHUP) < 0) {
+		snprintf(err, errlen, "passing the reload to the supervisor: %s", strerror(errno));
+		return -1;
+	}
+	return 1;
+}
+
+/* The socket belongs to the run-as user (while we are root to give it). */
+static void
+control_owner(const struct config *cfg, uid_t *uid, gid_t *gid)
+{
+	struct passwd *pw;
+
+	*uid = (uid_t)-1;
+	*gid = (gid_t)-1;
+	if (geteuid() != 0 || !cfg->run_as_user[0] || !(pw = getpwnam(cfg->run_as_user)))
+		return;
+	*uid = pw->pw_uid;
+	*gid = pw->pw_gid;
+}
+
+/* control PATH (PATH.N for worker N): opened, moved or closed as the
+ * configuration says. */
+static void
+sync_control(struct daemon *d, const struct config *cfg)
+{
+	char path[CONFIG_CONTROL_MAX + 16] = "";
+	uid_t uid;
+	gid_t gid;
+
+	if (cfg->control[0])
+		snprintf(path, sizeof(path), d->worker >= 0 ? "%s.%d" : "%s", cfg->control,
+			d->worker);
+	if (d->control && strcmp(control_path(d->control), path) == 0) {
+		control_set_timeout(d->control, cfg->timeout_handshake * 1000u);
+		return;
+	}
+	control_stop(d->control);
+	d->control = NULL;
+	admin_free(d->admin);
+	d->admin = NULL;
+	if (!path[0])
+		return;
+	if (!(d->admin = admin_new(d->loop, &d->env, ctl_reload, d)))
+		return;
+	control_owner(cfg, &uid, &gid);
+	d->control = control_start(d->loop, path, uid, gid, cfg->timeout_handshake * 1000u,
+		admin_handle, d->admin);
+	if (!d->control) {
+		log_warn("control %s", path);
+		admin_free(d->admin);
+		d->admin = NULL;
+		return;
+	}
+	log_info("control socket %s", path);
+}
 
 /* -t: every login of a user whose hash takes long costs a helper that
  * long (and an unknown name costs the most expensive hash in the table). */
@@ -386,6 +477,7 @@ refresh_host_addrs(struct daemon *d)
 }
 
 static void reload(void *arg);
+static void sync_control(struct daemon *d, const struct config *cfg);
 
 /* users-file ... watch: a changed users file reloads as SIGHUP does. With
  * workers the supervisor watches and passes a SIGHUP on, so that workers it
@@ -403,35 +495,38 @@ on_hup(struct loop *loop, int signo, void *arg)
 	reload(arg);
 }
 
-/* SIGHUP, and a changed users file under watch. */
-static void
-reload(void *arg)
+/* SIGHUP, a changed users file under watch, and `socks5d ctl reload`.
+ * Returns 0, or -1 with the reason in err (the running configuration
+ * stays). */
+static int
+reload_config(struct daemon *d, char *err, size_t errlen)
 {
-	struct daemon *d = arg;
 	struct resolver_options ropt;
 	struct config *cfg;
-	char err[1024];
 
-	if (d->stopping)
-		return;
+	if (d->stopping) {
+		snprintf(err, errlen, "stopping");
+		return -1;
+	}
 	(void)notify_reloading();
-	cfg = config_load(d->path, d->explicit_path, err, sizeof(err));
+	cfg = config_load(d->path, d->explicit_path, err, errlen);
 	/* The same check as at start: an inherited listener that the file
 	 * does not list must not become an open proxy by a reload. */
-	if (cfg && check_inherited_open_proxy(d, cfg, err, sizeof(err)) < 0) {
+	if (cfg && check_inherited_open_proxy(d, cfg, err, errlen) < 0) {
 		config_unref(cfg);
 		cfg = NULL;
 	}
 	if (!cfg) {
 		log_errorx("reload failed, keeping the running configuration: %s", err);
 		(void)notify_send("READY=1\nSTATUS=reload failed: %s", err);
-		return;
+		return -1;
 	}
 	apply_logging(d, cfg);
 	refresh_host_addrs(d);
 	sync_password_helpers(d, cfg);
 	sync_listeners(d, cfg, false);
 	sync_metrics(d, cfg);
+	sync_control(d, cfg);
 	sync_userswatch(d, cfg);
 	if (cfg->relay_buffer != bufpool_bufsize())
 		bufpool_configure(cfg->relay_buffer, 64);
@@ -443,12 +538,22 @@ reload(void *arg)
 	}
 	resolver_options_from(cfg, &ropt);
 	resolver_reconfigure(d->env.resolver, &ropt);
+	account_configure(d->env.acct, cfg);
 	config_unref(d->env.cfg);
 	d->env.cfg = cfg;
 	log_info("reloaded %s: %zu listener(s), %zu user(s)", d->path, d->nlisteners,
 		auth_table_count(cfg->users));
 	(void)notify_send("READY=1");
 	send_status(d);
+	return 0;
+}
+
+static void
+reload(void *arg)
+{
+	char err[1024];
+
+	(void)reload_config(arg, err, sizeof(err));
 }
 
 static void
@@ -464,6 +569,39 @@ adopt_inherited(struct daemon *d, int nfds)
 		d->inherited[d->nlisteners] = true;
 		d->listeners[d->nlisteners++] = l;
 	}
+}
+
+/* Limits, quotas (counters read from state-dir) and per-user totals. */
+static struct account *
+account_new_from(struct loop *loop, const struct config *cfg)
+{
+	uint8_t key[SIPHASH_KEY_LEN];
+	struct account *a;
+
+	if (getrandom(key, sizeof(key), 0) != (ssize_t)sizeof(key))
+		fatal("getrandom");
+	a = account_new(loop, cfg, key);
+	explicit_bzero(key, sizeof(key));
+	return a;
+}
+
+/* Quotas: state-dir exists and belongs to the user the daemon will run as
+ * (systemd makes it with StateDirectory=; elsewhere it is made here). */
+static void
+prepare_state_dir(const struct config *cfg)
+{
+	struct passwd *pw;
+
+	if (!limitset_have_quota(cfg->limits))
+		return;
+	if (mkdir(cfg->state_dir, 0750) < 0) {
+		if (errno != EEXIST)
+			log_warn("state-dir %s (quota counters will not be kept)", cfg->state_dir);
+		return;
+	}
+	if (geteuid() == 0 && cfg->run_as_user[0] && (pw = getpwnam(cfg->run_as_user)) &&
+		chown(cfg->state_dir, pw->pw_uid, pw->pw_gid) < 0)
+		log_warn("state-dir %s: chown", cfg->state_dir);
 }
 
 static struct connlimit *
@@ -567,6 +705,15 @@ setup_worker(struct daemon *d, struct config *cfg)
 	if (!limits)
 		fatalx("out of memory");
 	conn_env_init(&d->env, d->loop, cfg, resolver, limits);
+	if (d->worker >= 0) {
+		/* Session ids distinct across workers (socks5d ctl kill). */
+		d->env.id_step = cfg->workers;
+		d->env.id_base = (uint64_t)d->worker;
+	}
+	prepare_state_dir(cfg);
+	conn_env_set_account(&d->env, account_new_from(d->loop, cfg));
+	if (!d->env.acct)
+		fatalx("out of memory");
 	refresh_host_addrs(d);
 	d->env.on_empty = on_empty;
 	d->env.on_empty_arg = d;
@@ -575,6 +722,7 @@ setup_worker(struct daemon *d, struct config *cfg)
 	d->metrics_sources.pwcheck = &d->env.pwcheck;
 	d->metrics_sources.parents = &d->env.parents;
 	d->metrics_sources.worker = d->worker;
+	d->metrics_sources.acct = d->env.acct;
 }
 
 /* One event loop: the whole daemon when workers is 1, or one worker under
@@ -595,6 +743,7 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 		loop_signal(d->loop, SIGUSR1, on_usr1, d) < 0)
 		fatal("signalfd");
 	sync_metrics(d, cfg);
+	sync_control(d, cfg);
 	sync_userswatch(d, cfg);
 	adopt_inherited(d, nfds);
 	/* With socket activation the inherited sockets are the listeners; the
@@ -627,6 +776,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	close_listeners(d);
 	if (d->metrics)
 		metrics_stop(d->metrics);
+	control_stop(d->control);
+	admin_free(d->admin);
 	userswatch_stop(d->userswatch);
 	conn_stop_all(&d->env);
 	pwcheck_stop(d->env.pwcheck);
@@ -635,6 +786,8 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	timer_stop(d->loop, &d->status_timer);
 	notify_watchdog_stop(d->loop);
 	log_counters(d, "stopped");
+	account_free(d->env.acct); /* saves the quota counters */
+	d->env.acct = NULL;
 	resolver_free(d->env.resolver);
 	loop_free(d->loop); /* also frees what the closes above released */
 	connlimit_free(d->env.policy.limits);
@@ -693,6 +846,8 @@ main(int argc, char **argv)
 
 	if (argc > 1 && strcmp(argv[1], "passwd") == 0)
 		return passwd_main(argc - 1, argv + 1);
+	if (argc > 1 && strcmp(argv[1], "ctl") == 0)
+		return ctl_main(argc - 1, argv + 1);
 	memset(&d, 0, sizeof(d));
 	d.worker = -1;
 	d.path = CONFIG_DEFAULT_PATH;

@@ -24,6 +24,7 @@
 #include <time.h>
 #include <unistd.h>
 
+#include "account.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -33,6 +34,7 @@
 #include "pwcheck.h"
 #include "relay.h"
 #include "resolver.h"
+#include "shaper.h"
 #include "stats.h"
 
 #define METRICS_BACKLOG 128           /* a burst of METRICS_MAX_CLIENTS fits */
@@ -748,8 +750,8 @@ metrics_relay(const struct metrics_text *t, const struct stats *s)
 	relay_get_stats(&rls);
 	pipepool_get_stats(&pps);
 	metrics_by_label(t, "socks5d_bytes_total", "counter",
-		"Bytes relayed (ended sessions), by direction.", "direction", dirs,
-		(const uint64_t[]){ s->bytes_up, s->bytes_down }, 2);
+		"Bytes relayed so far (running sessions too), by direction.", "direction", dirs,
+		(const uint64_t[]){ s->bytes_up + s->live_up, s->bytes_down + s->live_down }, 2);
 	metrics_by_label(t, "socks5d_relay_bytes_total", "counter",
 		"Bytes the relay has written so far, by path (splice: through a pipe, copy: "
 		"through a buffer).",
@@ -765,7 +767,7 @@ static void
 metrics_refusals(const struct metrics_text *t, const struct stats *s)
 {
 	static const char *const reasons[] = { "client_rule", "request_rule", "limit",
-		"proxy_protocol" };
+		"proxy_protocol", "quota" };
 
 	metrics_family(t, "socks5d_auth_failures_total", "counter",
 		"Failed RFC 1929 authentications.");
@@ -773,8 +775,8 @@ metrics_refusals(const struct metrics_text *t, const struct stats *s)
 	metrics_by_label(t, "socks5d_denied_total", "counter",
 		"Connections and requests refused, by reason.", "reason", reasons,
 		(const uint64_t[]){ s->client_denials, s->rule_denials, s->limit_refusals,
-			s->proxy_rejects },
-		4);
+			s->proxy_rejects, s->quota_refusals },
+		5);
 }
 
 static void
@@ -853,6 +855,147 @@ metrics_parents(const struct metrics_text *t, const struct parents *ps)
 	}
 }
 
+/* A label value from a name the clients chose: the log's escaping (every
+ * byte but printable ASCII as \xHH), its backslashes doubled as the
+ * exposition format wants. */
+static const char *
+metrics_label_value(const char *s, char *out, size_t cap)
+{
+	char esc[LOG_ESCAPED_SIZE(255)];
+	size_t w = 0;
+
+	log_escape(s, strlen(s), esc, sizeof(esc));
+	for (const char *p = esc; *p && w + 3 < cap; p++) {
+		if (*p == '\\')
+			out[w++] = '\\';
+		out[w++] = *p;
+	}
+	out[w] = '\0';
+	return out;
+}
+
+/* Users: the first metrics_users since the start have series of their
+ * own, the rest are summed as user="_other" (each sum only grows: a user
+ * never moves between the two). */
+static void
+metrics_users(const struct metrics_text *t, struct account *a, unsigned cap)
+{
+	uint64_t other[3] = { 0, 0, 0 };
+	struct account_info i;
+	char name[2 * LOG_ESCAPED_SIZE(255)], l[sizeof(name) + 64];
+	bool any = false;
+
+	metrics_family(t, "socks5d_user_bytes_total", "counter",
+		"Bytes relayed per user so far, by direction (users past metrics-users summed as "
+		"_other).");
+	for (struct account_rec *r = account_next(a, ACCOUNT_USER, 0); r; r = account_rec_next(r)) {
+		account_rec_info(a, r, &i);
+		if (i.seq >= cap) {
+			other[0] += i.ended[0] + i.live[0];
+			other[1] += i.ended[1] + i.live[1];
+			other[2] += i.sessions;
+			any = true;
+			continue;
+		}
+		metrics_label_value(i.name, name, sizeof(name));
+		for (int d = 0; d < 2; d++) {
+			snprintf(l, sizeof(l), "user=\"%s\",direction=\"%s\"", name,
+				d ? "down" : "up");
+			metrics_sample(t, "socks5d_user_bytes_total", l, i.ended[d] + i.live[d]);
+		}
+	}
+	if (any)
+		for (int d = 0; d < 2; d++) {
+			snprintf(l, sizeof(l), "user=\"_other\",direction=\"%s\"",
+				d ? "down" : "up");
+			metrics_sample(t, "socks5d_user_bytes_total", l, other[d]);
+		}
+	metrics_family(t, "socks5d_user_sessions", "gauge", "Running sessions per user.");
+	for (struct account_rec *r = account_next(a, ACCOUNT_USER, 0); r; r = account_rec_next(r)) {
+		account_rec_info(a, r, &i);
+		if (i.seq >= cap)
+			continue;
+		snprintf(l, sizeof(l), "user=\"%s\"",
+			metrics_label_value(i.name, name, sizeof(name)));
+		metrics_sample(t, "socks5d_user_sessions", l, i.sessions);
+	}
+	if (any)
+		metrics_sample(t, "socks5d_user_sessions", "user=\"_other\"", other[2]);
+}
+
+/* The shared rate limits of the first metrics_users users that have one. */
+static void
+metrics_user_limits(const struct metrics_text *t, struct account *a, unsigned cap)
+{
+	char name[2 * LOG_ESCAPED_SIZE(255)], l[sizeof(name) + 64];
+	struct account_info i;
+	unsigned n = 0;
+
+	metrics_family(t, "socks5d_user_rate_limit_bits", "gauge",
+		"A user's shared bandwidth limit in bits per second, by direction (users with "
+		"one; 0: that direction is unlimited).");
+	for (struct account_rec *r = account_next(a, ACCOUNT_USER, 0); r && n < cap;
+		r = account_rec_next(r)) {
+		account_rec_info(a, r, &i);
+		if (!i.rate[0] && !i.rate[1])
+			continue;
+		n++;
+		metrics_label_value(i.name, name, sizeof(name));
+		for (int d = 0; d < 2; d++) {
+			snprintf(l, sizeof(l), "user=\"%s\",direction=\"%s\"", name,
+				d ? "down" : "up");
+			metrics_sample(t, "socks5d_user_rate_limit_bits", l, i.rate[d] * 8);
+		}
+	}
+}
+
+/* Quotas of the users and client groups (the first metrics_users of each
+ * that have one): the limit and what is used this period. */
+static void
+metrics_quotas(const struct metrics_text *t, struct account *a, unsigned cap)
+{
+	static const char *const fams[2] = { "socks5d_quota_limit_bytes",
+		"socks5d_quota_used_bytes" };
+	static const char *const helps[2] = { "Quota per period, by scope and name.",
+		"Bytes counted against the quota this period, by scope and name." };
+	char name[2 * LOG_ESCAPED_SIZE(255)], l[sizeof(name) + 64];
+	struct account_info i;
+
+	for (int f = 0; f < 2; f++) {
+		metrics_family(t, fams[f], "gauge", helps[f]);
+		for (int k = ACCOUNT_USER; k <= ACCOUNT_CLIENT; k++) {
+			unsigned n = 0;
+			for (struct account_rec *r = account_next(a, (enum account_kind)k, 0);
+				r && n < cap; r = account_rec_next(r)) {
+				account_rec_info(a, r, &i);
+				if (!i.has_quota)
+					continue;
+				n++;
+				snprintf(l, sizeof(l), "scope=\"%s\",name=\"%s\"",
+					k == ACCOUNT_USER ? "user" : "client",
+					metrics_label_value(i.name, name, sizeof(name)));
+				metrics_sample(t, fams[f], l, f ? i.quota.used : i.quota.limit);
+			}
+		}
+	}
+}
+
+static void
+metrics_accounting(const struct metrics_text *t, const struct metrics_sources *src)
+{
+	struct shaper_stats ss;
+
+	shaper_get_stats(&ss);
+	metrics_family(t, "socks5d_throttle_waits_total", "counter",
+		"Times a relayed direction stopped reading to wait for its bandwidth limit.");
+	metrics_sample(t, "socks5d_throttle_waits_total", NULL, ss.waits);
+	if (!src->acct)
+		return;
+	metrics_users(t, src->acct, src->metrics_users);
+	metrics_user_limits(t, src->acct, src->metrics_users);
+	metrics_quotas(t, src->acct, src->metrics_users);
+}
+
 static unsigned
 metrics_count_fds(void)
 {
@@ -891,6 +1034,7 @@ metrics_render(FILE *out, void *arg)
 		"UDP datagrams dropped, by reason.", "reason", udpassoc_drop_names, s->udp_dropped,
 		UDPASSOC_DROP_REASONS);
 	metrics_parents(&t, src->parents);
+	metrics_accounting(&t, src);
 	metrics_family(&t, "socks5d_open_fds", "gauge", "File descriptors in use.");
 	metrics_sample(&t, "socks5d_open_fds", NULL, metrics_count_fds());
 }

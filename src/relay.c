@@ -52,7 +52,7 @@ relay_mask(const struct relay *r, int i)
 	const struct relay_dir *in = &r->dir[i], *out = &r->dir[1 - i];
 	unsigned mask = 0;
 
-	if (!in->eof &&
+	if (!in->eof && !in->throttled &&
 		(in->inpipe > 0 ? in->inpipe < in->pipe.cap && !in->pipe_full
 				: !in->pb || buf_space(&in->pb->b) > 0))
 		mask |= LOOP_READ;
@@ -83,11 +83,12 @@ relay_reads_into_pipe(struct relay_dir *dir)
 	return dir->pipe.rd >= 0 || pipepool_get(&dir->pipe) == 0;
 }
 
-/* One read from src into the direction's pipe or buffer. Returns bytes
- * read (>0), 0 on EOF, -1 with errno (EAGAIN: nothing there), or -2 when
- * there is no room; *space is what was asked for. */
+/* One read of at most cap bytes from src into the direction's pipe or
+ * buffer. Returns bytes read (>0), 0 on EOF, -1 with errno (EAGAIN:
+ * nothing there), or -2 when there is no room; *space is what was asked
+ * for. */
 static ssize_t
-relay_read(struct relay_dir *dir, int src, size_t *space)
+relay_read(struct relay_dir *dir, int src, size_t *space, size_t cap)
 {
 	ssize_t n;
 
@@ -95,6 +96,8 @@ relay_read(struct relay_dir *dir, int src, size_t *space)
 		*space = dir->pipe.cap - dir->inpipe;
 		if (*space == 0)
 			return -2;
+		if (*space > cap)
+			*space = cap;
 		do {
 			n = splice(src, NULL, dir->pipe.wr, NULL, *space,
 				SPLICE_F_MOVE | SPLICE_F_NONBLOCK);
@@ -116,7 +119,9 @@ relay_read(struct relay_dir *dir, int src, size_t *space)
 	*space = buf_space(&dir->pb->b);
 	if (*space == 0)
 		return -2;
-	n = buf_fill(&dir->pb->b, src);
+	if (*space > cap)
+		*space = cap;
+	n = buf_fill_max(&dir->pb->b, src, cap);
 	if (n >= (ssize_t)RELAY_BULK_READ || (n > 0 && (size_t)n == dir->pb->size))
 		dir->bulk = true;
 	return n;
@@ -196,11 +201,19 @@ relay_pump(struct relay *r, int d)
 	 * worth refilling, but one busy session must not starve the others. */
 	for (int round = 0; round < 4; round++) {
 		bool progress = false;
-		if (!dir->eof) {
+		size_t cap = SIZE_MAX;
+		/* A metered direction asks first; told to wait, it stops
+		 * reading until relay_resume (TCP backpressure). */
+		if (r->throttle && !dir->eof && !dir->throttled &&
+			(cap = r->throttle->allow(r->throttle, d, SIZE_MAX)) == 0)
+			dir->throttled = true;
+		if (!dir->eof && !dir->throttled) {
 			size_t space = 0;
-			ssize_t n = relay_read(dir, src, &space);
+			ssize_t n = relay_read(dir, src, &space, cap);
 			if (dir->bulk && !dir->bulk_setup)
 				relay_dir_turned_bulk(r, d);
+			if (n > 0 && r->throttle)
+				r->throttle->charge(r->throttle, d, (size_t)n);
 			if (n > 0) {
 				/* A read that did not fill the space emptied the
 				 * socket: another one now would only say EAGAIN. */
@@ -268,6 +281,22 @@ static void
 relay_on_target(struct loop *loop, unsigned events, void *arg)
 {
 	relay_on_io(loop, events, arg, 1);
+}
+
+void
+relay_set_throttle(struct relay *r, struct relay_throttle *t)
+{
+	r->throttle = t;
+}
+
+void
+relay_resume(struct relay *r, int dir)
+{
+	if (r->stopped || !r->dir[dir].throttled)
+		return;
+	r->dir[dir].throttled = false;
+	if (relay_update_interest(r) < 0)
+		relay_finish(r, RELAY_END_ERROR, errno);
 }
 
 static void

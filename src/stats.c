@@ -39,11 +39,37 @@ stats_format_rep(const struct stats_session *s, char *out, size_t cap)
 	return out;
 }
 
+/* The line's keys from client to duration: "proto=... duration=N.NNNs",
+ * with rep= for a line at the end. */
+static void
+stats_log_line(const char *what, const struct stats_session *s, uint64_t up, uint64_t down,
+	uint64_t dropped, const char *tail)
+{
+	char peer[ADDR_STRLEN], rep[16] = "", extra[160] = "", user[LOG_ESCAPED_SIZE(255)] = "-";
+
+	/* The target is escaped already (proto_addr_format). */
+	if (s->user)
+		log_escape(s->user, strlen(s->user), user, sizeof(user));
+	if (s->udp)
+		snprintf(extra, sizeof(extra),
+			" dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64 " dropped=%" PRIu64,
+			s->udp->dgrams_up, s->udp->dgrams_down, dropped);
+	if (tail) {
+		char r[8];
+		snprintf(rep, sizeof(rep), " rep=%s", stats_format_rep(s, r, sizeof(r)));
+	}
+	log_info("%s id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s%s up=%" PRIu64
+		 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s%s",
+		what, s->id, s->version, addr_format(s->client, peer, sizeof(peer)), user,
+		s->cmd ? proto_cmd_str(s->cmd) : "-", s->target ? s->target : "-", rep, up, down,
+		extra, s->duration_ms / 1000, s->duration_ms % 1000, tail ? tail : "");
+}
+
 void
 stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 {
-	char peer[ADDR_STRLEN], rep[8], extra[160] = "", user[LOG_ESCAPED_SIZE(255)] = "-";
 	uint64_t up = s->up, down = s->down, dropped = 0;
+	char end[300];
 
 	if (s->udp) {
 		up = s->udp->bytes_up;
@@ -56,17 +82,22 @@ stats_session_end(struct stats *st, const struct stats_session *s, bool log)
 		    [s->rep < STATS_REP_NONE ? s->rep : STATS_REP_NONE]++;
 	if (!log || !log_enabled(LOG_LVL_INFO))
 		return;
-	/* The target is escaped already (proto_addr_format). */
-	if (s->user)
-		log_escape(s->user, strlen(s->user), user, sizeof(user));
-	if (s->udp)
-		snprintf(extra, sizeof(extra),
-			" dgrams_up=%" PRIu64 " dgrams_down=%" PRIu64 " dropped=%" PRIu64,
-			s->udp->dgrams_up, s->udp->dgrams_down, dropped);
-	log_info("session id=%" PRIu64 " proto=socks%u client=%s user=%s cmd=%s target=%s rep=%s "
-		 "up=%" PRIu64 " down=%" PRIu64 "%s duration=%" PRIu64 ".%03" PRIu64 "s end=\"%s\"",
-		s->id, s->version, addr_format(s->client, peer, sizeof(peer)), user,
-		s->cmd ? proto_cmd_str(s->cmd) : "-", s->target ? s->target : "-",
-		stats_format_rep(s, rep, sizeof(rep)), up, down, extra, s->duration_ms / 1000,
-		s->duration_ms % 1000, s->end ? s->end : "-");
+	snprintf(end, sizeof(end), " end=\"%s\"", s->end ? s->end : "-");
+	stats_log_line("session", s, up, down, dropped, end);
+}
+
+void
+stats_session_interim(const struct stats_session *s)
+{
+	uint64_t up = s->up, down = s->down, dropped = 0;
+
+	if (!log_enabled(LOG_LVL_INFO))
+		return;
+	if (s->udp) {
+		up = s->udp->bytes_up;
+		down = s->udp->bytes_down;
+		for (int r = 0; r < UDPASSOC_DROP_REASONS; r++)
+			dropped += s->udp->dropped[r];
+	}
+	stats_log_line("interim", s, up, down, dropped, NULL);
 }

@@ -121,6 +121,8 @@ struct udpassoc {
 	struct udpassoc_verdict to_v;                    /* last destination asked about */
 	struct udpassoc_verdict from_v;                  /* last source of an answer asked about */
 	bool gso_off; /* a UDP_SEGMENT send to the client failed: plain sends */
+	bool (*meter)(int dir, size_t len, void *arg);
+	void *meter_arg; /* rate limits and quotas per datagram (NULL: none) */
 
 	struct timer idle_timer;
 	unsigned idle_ms;        /* 0: no idle timeout */
@@ -146,6 +148,7 @@ const char *const udpassoc_drop_names[UDPASSOC_DROP_REASONS] = {
 	[UDPASSOC_DROP_DENIED] = "denied",
 	[UDPASSOC_DROP_DENIED_IN] = "denied_inbound",
 	[UDPASSOC_DROP_PARENT] = "parent",
+	[UDPASSOC_DROP_RATE] = "rate_limit",
 };
 
 /*
@@ -561,8 +564,13 @@ static void
 udpassoc_to_parent(struct udpassoc *u, const struct upstream *up, const struct socks_addr *dst,
 	const uint8_t *p, size_t len)
 {
-	struct udpparent *par = udpassoc_parent(u, up);
+	struct udpparent *par;
 
+	if (u->meter && !u->meter(0, len, u->meter_arg)) {
+		u->stats.dropped[UDPASSOC_DROP_RATE]++;
+		return;
+	}
+	par = udpassoc_parent(u, up);
 	if (!par || !udpparent_send(par, dst, p, len)) {
 		u->stats.dropped[UDPASSOC_DROP_PARENT]++;
 		return;
@@ -590,6 +598,10 @@ udpassoc_from_parent(const struct socks_addr *src, const uint8_t *p, size_t len,
 			u->stats.dropped[UDPASSOC_DROP_DENIED_IN]++;
 			return;
 		}
+	}
+	if (u->meter && !u->meter(1, len - hlen, u->meter_arg)) {
+		u->stats.dropped[UDPASSOC_DROP_RATE]++;
+		return;
 	}
 	if (sendto(u->relay_w.fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, &u->client_ep.sa,
 		    addr_len(&u->client_ep)) < 0) {
@@ -656,6 +668,10 @@ udpassoc_queue_out(struct udpassoc *u, const union sockaddr_any *to, const char 
 
 		proto_addr_from_sockaddr(&dst, &to->sa);
 		udpassoc_to_parent(u, parent, &dst, p, len);
+		return;
+	}
+	if (u->meter && !u->meter(0, len, u->meter_arg)) {
+		u->stats.dropped[UDPASSOC_DROP_RATE]++;
 		return;
 	}
 	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
@@ -949,6 +965,10 @@ udpassoc_on_out(struct udpassoc *u, int which)
 			u->stats.dropped[UDPASSOC_DROP_DENIED_IN]++;
 			continue;
 		}
+		if (u->meter && !u->meter(1, m->msg_len, u->meter_arg)) {
+			u->stats.dropped[UDPASSOC_DROP_RATE]++;
+			continue;
+		}
 		hlen = proto_encode_udp_header(hdr, &from->sa);
 		p = udpassoc_slots[i] + UDPASSOC_HEADROOM - hlen;
 		memcpy(p, hdr, hlen);
@@ -1108,6 +1128,8 @@ udpassoc_start(struct loop *loop, struct resolver *resolver, const struct udpass
 	u->popt = opt->parent;
 	u->popt.recv = udpassoc_from_parent;
 	u->popt.arg = u;
+	u->meter = opt->meter;
+	u->meter_arg = opt->meter_arg;
 	u->last_active_ms = loop_now(loop);
 	watcher_init(&u->relay_w, -1, udpassoc_on_relay, u);
 	for (int i = 0; i < UDPASSOC_NOUT; i++)

@@ -125,8 +125,9 @@ check "removed: the conffile stays" test -f /etc/socks5d/socks5d.conf
 
 # ---- purge: nothing the package created is left ----------------------------------
 check "dpkg -P socks5d" dpkg -P socks5d
-check "purged: /etc/socks5d and the enable link are gone" absent /etc/socks5d "$wants" \
-	/usr/share/doc/socks5d /var/lib/systemd/deb-systemd-helper-enabled/socks5d.service.dsh-also
+check "purged: /etc/socks5d, the enable link and the quota state are gone" absent \
+	/etc/socks5d "$wants" /usr/share/doc/socks5d /var/lib/socks5d /var/lib/private/socks5d \
+	/var/lib/systemd/deb-systemd-helper-enabled/socks5d.service.dsh-also
 check "purged: dpkg knows no socks5d" sh -c '! dpkg-query -W socks5d 2>/dev/null | grep -q .'
 
 echo "$passed passed, $failed failed"

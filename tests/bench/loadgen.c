@@ -2219,6 +2219,113 @@ cmd_udp(int flows, size_t size, unsigned window, double seconds, double warmup, 
 }
 
 /* ------------------------------------------------------------------------
+ * shaping (issue 18): N download streams through a proxy that limits them
+ * together to --limit-mbit; what each stream received in the measured
+ * window gives the delivered rate (against the limit) and the spread of
+ * the shares (the largest over the smallest). Counted where the bytes
+ * arrive, so nothing buffered on the way counts.
+ */
+
+static struct {
+	struct cli *cs;
+	uint64_t *got; /* per stream */
+	int nready, nfailed;
+	const char *why;
+} sh;
+
+static void
+sh_pump(struct cli *c)
+{
+	for (;;) {
+		ssize_t n = read(c->w.fd, big_buf, sizeof(big_buf));
+		if (n < 0 && errno == EAGAIN)
+			return;
+		if (n <= 0) {
+			cli_fail(c, "stream closed");
+			return;
+		}
+		sh.got[c - sh.cs] += (uint64_t)n;
+	}
+}
+
+static void
+sh_on_ready(struct cli *c)
+{
+	sh.nready++;
+	sh_pump(c); /* edge-triggered: the first edge may have come */
+}
+
+static void
+sh_on_io(struct cli *c, uint32_t events)
+{
+	(void)events;
+	sh_pump(c);
+}
+
+static void
+sh_on_fail(struct cli *c, const char *why)
+{
+	(void)c;
+	sh.nfailed++;
+	sh.why = why;
+}
+
+static int
+cmd_shaping(int streams, double seconds, double limit_mbit, double warmup)
+{
+	uint64_t *g0 = calloc((size_t)streams, sizeof(*g0)), t0, total = 0, lo = UINT64_MAX, hi = 0;
+	double elapsed, mbit;
+	char name[64];
+
+	sh.cs = calloc((size_t)streams, sizeof(*sh.cs));
+	sh.got = calloc((size_t)streams, sizeof(*sh.got));
+	if (!g0 || !sh.cs || !sh.got)
+		die("out of memory");
+	cfg.on_ready = sh_on_ready;
+	cfg.on_io = sh_on_io;
+	cfg.on_fail = sh_on_fail;
+	for (int i = 0; i < streams; i++)
+		cli_open(&sh.cs[i]);
+	t0 = now_ns();
+	while (sh.nready + sh.nfailed < streams && secs_since(t0) < 10)
+		loop_once(100);
+	if (sh.nready < streams)
+		die("shaping: %d of %d streams not established (%s)", streams - sh.nready, streams,
+			sh.why ? sh.why : "timeout");
+	/* The buckets' first burst and the sockets' buffers fill first. */
+	t0 = now_ns();
+	while (secs_since(t0) < warmup)
+		loop_once(10);
+	memcpy(g0, sh.got, (size_t)streams * sizeof(*g0));
+	t0 = now_ns();
+	while (secs_since(t0) < seconds) {
+		loop_once(10);
+		if (sh.nfailed)
+			die("shaping: a stream failed mid-run (%s)", sh.why);
+	}
+	elapsed = secs_since(t0);
+	for (int i = 0; i < streams; i++) {
+		uint64_t d = sh.got[i] - g0[i];
+		total += d;
+		lo = d < lo ? d : lo;
+		hi = d > hi ? d : hi;
+	}
+	mbit = (double)total * 8 / elapsed / 1e6;
+	snprintf(name, sizeof(name), "shp%.0f_%d", limit_mbit, streams);
+	metric(name, mbit, "Mbit/s");
+	snprintf(name, sizeof(name), "shp%.0f_%d_err", limit_mbit, streams);
+	metric(name, (mbit / limit_mbit - 1) * 100, "%");
+	snprintf(name, sizeof(name), "shp%.0f_%d_spread", limit_mbit, streams);
+	metric(name, lo ? ((double)hi / (double)lo - 1) * 100 : 100, "%");
+	for (int i = 0; i < streams; i++)
+		cli_close(&sh.cs[i]);
+	free(sh.cs);
+	free(sh.got);
+	free(g0);
+	return 0;
+}
+
+/* ------------------------------------------------------------------------
  * helpers for run.sh: a free port, and waiting for a listener
  */
 
@@ -2302,6 +2409,7 @@ usage(void)
 	      "  latency --count N [--seconds S]                                   (echo)\n"
 	      "  memory [--conns K] [--seconds S] [--concurrency N]                (echo)\n"
 	      "  udp --flows N --size B --window W --seconds S [--timeout-ms T]    (udp)\n"
+	      "  shaping --streams N --seconds S --limit-mbit M [--warmup S]      (source)\n"
 	      "  through a proxy: [--user U --pass P] for RFC 1929 (sessions, udp)\n"
 	      "       loadgen relay --port P [--data copy|splice]   (the reference relay)\n"
 	      "       loadgen hash PASSWORD                       (a yescrypt hash of it)\n",
@@ -2313,7 +2421,7 @@ int
 main(int argc, char **argv)
 {
 	const char *mode, *target = NULL, *proxy = NULL, *addr = "127.0.0.1", *data = "copy";
-	double seconds = -1, warmup = 0.5;
+	double seconds = -1, warmup = 0.5, limit_mbit = 0;
 	long streams = 1, workers = 64, count = 20000, conns = 0, concurrency = 128;
 	long flows = 1, size = 64, window = 8;
 	double timeout_ms = 500;
@@ -2374,6 +2482,8 @@ main(int argc, char **argv)
 			window = (long)opt_num(opt, val);
 		else if (strcmp(opt, "--timeout-ms") == 0)
 			timeout_ms = opt_num(opt, val);
+		else if (strcmp(opt, "--limit-mbit") == 0)
+			limit_mbit = opt_num(opt, val);
 		else
 			usage();
 	}
@@ -2420,6 +2530,8 @@ main(int argc, char **argv)
 	if (strcmp(mode, "udp") == 0)
 		return cmd_udp((int)flows, (size_t)size, (unsigned)window,
 			seconds > 0 ? seconds : 5, warmup, timeout_ms);
+	if (strcmp(mode, "shaping") == 0 && limit_mbit > 0)
+		return cmd_shaping((int)streams, seconds > 0 ? seconds : 10, limit_mbit, warmup);
 	usage();
 	return 2;
 }

@@ -17,6 +17,9 @@
 #                  a same-minute A/B with the bench's own pinning and table
 #   BENCH_PEERS    "no" leaves out microsocks and Dante (faster A/Bs)
 #   BENCH_REFERENCE "no" leaves out refrelay
+#   BENCH_SHAPING_LIMITS, BENCH_SHAPING_STREAMS, BENCH_SHAPING_SECONDS
+#                  the shaping mode's limits in Mbit/s ("10 200"), session
+#                  counts ("1 8 64") and seconds per measurement (10)
 #
 # Modes: bulk up- and download with 1 and 32 streams, sessions (connect,
 # no-auth handshake, CONNECT, one echo, close; 64 at a time), sessions_pw
@@ -77,7 +80,7 @@ OUT=$(mktemp -d "${TMPDIR:-/tmp}/socks5d-bench.XXXXXX") || exit 1
 LG=$OUT/loadgen
 AL=$OUT/authload
 RESULTS=$OUT/results.txt
-ALL_MODES="upload1 upload32 download1 download32 sessions sessions_pw latency udp1 udp32 auth memory"
+ALL_MODES="upload1 upload32 download1 download32 sessions sessions_pw latency udp1 udp32 auth memory shaping"
 MODES=${BENCH_MODES:-$ALL_MODES}
 BASELINE=${BENCH_BASELINE:-}
 
@@ -195,6 +198,7 @@ auth-fail-limit 0"
 			listen 127.0.0.1:$PROXY_PORT
 			auth $auth
 			log-level warn
+			${PROXY_EXTRA:-}
 		EOF
 		start_bg 0 "$logf" "$OUT/$1" -f "$OUT/$1.conf"
 		;;
@@ -237,6 +241,43 @@ auth-fail-limit 0"
 	return 0
 }
 
+# --- the shaping mode (issue 18) -------------------------------------------------
+
+# socks5d only (the others have no limits): for each limit and session
+# count, one rule limiting every session together, and that many download
+# streams for BENCH_SHAPING_SECONDS; loadgen reports the delivered rate
+# (shpLIMIT_N, Mbit/s), its error against the limit (_err, %) and the
+# spread of the sessions' shares (_spread: the largest over the smallest,
+# less 1, in %).
+run_shaping() {
+	local sys="$1" limit streams out rc
+	[ "$sys" = socks5d ] || return
+	for limit in ${BENCH_SHAPING_LIMITS:-10 200}; do
+		for streams in ${BENCH_SHAPING_STREAMS:-1 8 64}; do
+			PROXY_EXTRA="rule allow all rate ${limit}mbit ${limit}mbit"
+			if ! start_proxy "$sys" splice; then
+				echo "$sys shaping FAILED" >>"$RESULTS"
+				continue
+			fi
+			out=$OUT/run.out
+			timeout -k 5 $((${BENCH_SHAPING_SECONDS:-10} * 3 + 60)) taskset -c 1 "$LG" \
+				shaping --streams "$streams" --seconds "${BENCH_SHAPING_SECONDS:-10}" \
+				--warmup 1 --limit-mbit "$limit" --target "127.0.0.1:$SOURCE_PORT" \
+				--proxy "127.0.0.1:$PROXY_PORT" >"$out" 2>"$OUT/run.err"
+			rc=$?
+			stop_pid "$PROXY_PID"
+			PROXY_EXTRA=""
+			sed -n 's/^metric=\([^ ]*\) value=\([^ ]*\) unit=\(.*\)$/\1 \2 \3/p' "$out" |
+				while read -r m v u; do echo "$sys $m $v $u"; done >>"$RESULTS"
+			log "  $sys shaping ${limit}mbit x$streams: $(sed -n 's/^metric=\([^ ]*\) value=\([^ ]*\) .*$/\1=\2/p' "$out" | tr '\n' ' ')"
+			if [ $rc -ne 0 ]; then
+				echo "$sys shaping FAILED" >>"$RESULTS"
+				log "  $sys shaping FAILED (exit $rc): $(head -c 300 "$OUT/run.err" | tr '\n' ' ')"
+			fi
+		done
+	done
+}
+
 # --- one measurement -----------------------------------------------------------
 
 # Runs mode $2 against system $1 and appends "system metric value unit"
@@ -247,6 +288,10 @@ run_one() {
 	if [ ! -x "$LG" ] || [ ! -w "$RESULTS" ]; then
 		log "bench: $OUT was removed under us; stopping"
 		exit 1
+	fi
+	if [ "$mode" = shaping ]; then
+		run_shaping "$sys"
+		return
 	fi
 	case $mode in
 	upload*) args="upload --streams ${mode#upload} --seconds $SECS" port=$SINK_PORT ;;

@@ -348,5 +348,6 @@ int it_run_scale_tests(void);
 int it_run_hardening_tests(void);
 int it_run_parent_tests(void);
 int it_run_userswatch_tests(void);
+int it_run_shaping_tests(void);
 
 #endif

@@ -36,6 +36,7 @@ static const struct {
 	{ "scale", it_run_scale_tests },
 	{ "hardening", it_run_hardening_tests },
 	{ "parent", it_run_parent_tests },
+	{ "shaping", it_run_shaping_tests },
 };
 
 int

@@ -1355,7 +1355,12 @@ test_dump_default(void **state)
 		"auth-workers %u\n"
 		"ipv6-prefix 64\n"
 		"parent-down-after 3\n"
-		"parent-down-for 30\n",
+		"parent-down-for 30\n"
+		"quota-timezone +00:00\n"
+		"state-dir /var/lib/socks5d\n"
+		"log-interim 0\n"
+		"# control not set: no control socket\n"
+		"metrics-users 100\n",
 		(unsigned)((rl.rlim_max - 256) / 2), default_auth_workers());
 	assert_string_equal(s, want);
 	free(s);
@@ -1392,7 +1397,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"client allow 10.0.0.0/8\n"
 		"rule deny to *.example.com port 25\n"
 		"rule allow to *.onion via socks5://tor:s%40cret@127.0.0.1:9050,direct\n"
-		"rule allow cmd connect via http://proxy.lan:3128 resolve local\n"
+		"rule allow cmd connect via http://proxy.lan:3128 resolve local rate 10mbit 2mbit\n"
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
@@ -1440,7 +1445,7 @@ test_dump_everything_set_hides_secrets(void **state)
 		"client allow 10.0.0.0/8\n"
 		"rule deny to *.example.com port 25\n"
 		"rule allow to *.onion via socks5://tor:***@127.0.0.1:9050,direct\n"
-		"rule allow cmd connect via http://proxy.lan:3128 resolve local\n"
+		"rule allow cmd connect via http://proxy.lan:3128 resolve local rate 10mbit 2mbit\n"
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
@@ -1451,7 +1456,12 @@ test_dump_everything_set_hides_secrets(void **state)
 		"ipv6-prefix 56\n"
 		"parent-down-after 0\n"
 		"parent-down-for 5\n"
-		"run-as nobody:nogroup\n");
+		"run-as nobody:nogroup\n"
+		"quota-timezone +00:00\n"
+		"state-dir /var/lib/socks5d\n"
+		"log-interim 0\n"
+		"# control not set: no control socket\n"
+		"metrics-users 100\n");
 	assert_null(strstr(s, "topsecret"));
 	assert_null(strstr(s, "s%40cret"));
 	assert_null(strstr(s, "$6$"));
@@ -1459,14 +1469,121 @@ test_dump_everything_set_hides_secrets(void **state)
 	config_unref(c);
 }
 
+/* --- limits and quotas (issue 18) ---------------------------------------- */
+
+static void
+test_limits_and_their_defaults(void **state)
+{
+	struct config *c = parse_ok("");
+	char *s;
+
+	assert_true(limitset_empty(c->limits));
+	assert_string_equal(c->state_dir, "/var/lib/socks5d");
+	assert_string_equal(c->control, "");
+	assert_int_equal(c->log_interim, 0);
+	assert_int_equal(c->metrics_users, 100);
+	assert_int_equal(c->limits->tz_min, 0);
+	s = unit_capture(write_config, c);
+	assert_non_null(strstr(s,
+		"\nquota-timezone +00:00\nstate-dir /var/lib/socks5d\n"
+		"log-interim 0\n# control not set: no control socket\n"
+		"metrics-users 100\n"));
+	free(s);
+	config_unref(c);
+
+	c = parse_ok("auth password\nuser alice pw\n"
+		     "limit user alice rate 20mbit 20mbit\n"
+		     "limit user alice quota 50GB month\n"
+		     "limit user * rate 5mbit 5mbit\n"
+		     "rule allow from 10.0.0.0/8 rate 10mbit unlimited\n"
+		     "rule allow all\n"
+		     "quota-timezone +02:00\nstate-dir /tmp/st\nlog-interim 60\n"
+		     "control /run/socks5d/ctl\nmetrics-users 3\n");
+	assert_int_equal(c->limits->n, 3);
+	assert_int_equal(c->limits->nrules, 1);
+	assert_int_equal(c->limits->rules[0].line, 6);
+	assert_string_equal(c->limits->rules[0].key, "allow from 10.0.0.0/8");
+	assert_int_equal(c->limits->tz_min, 120);
+	assert_string_equal(c->state_dir, "/tmp/st");
+	assert_string_equal(c->control, "/run/socks5d/ctl");
+	assert_int_equal(c->log_interim, 60);
+	assert_int_equal(c->metrics_users, 3);
+	s = unit_capture(write_config, c);
+	assert_non_null(strstr(s,
+		"rule allow from 10.0.0.0/8 rate 10mbit unlimited\n"
+		"rule allow all\n"));
+	assert_non_null(strstr(s,
+		"limit user alice rate 20mbit 20mbit\n"
+		"limit user alice quota 50GB month then close\n"
+		"limit user * rate 5mbit 5mbit\nquota-timezone +02:00\n"));
+	free(s);
+	config_unref(c);
+}
+
+static void
+test_limit_errors_name_file_and_line(void **state)
+{
+	parse_err("\nlimit user alice rate 1mbit\n",
+		"t.conf:2: limit: rate needs two values: UP DOWN");
+	parse_err("limit\n", "t.conf:1: limit: expected 2 to 9 arguments, got 0");
+	parse_err("limit session rate 1mbit 1mbit\nlimit session rate 2mbit 2mbit\n",
+		"t.conf:2: limit: duplicate 'session rate', first at line 1");
+	parse_err("rule deny to 10.0.0.0/8 rate 1mbit 1mbit\n",
+		"t.conf:1: rule: a rate is for allow rules only");
+	parse_err("rule allow all rate 1mbit fast\n",
+		"t.conf:1: rule: bad rate 'fast' (expected a number with kbit, mbit or gbit "
+		"from 1kbit to 1000gbit, or unlimited)");
+	parse_err("quota-timezone 2\n",
+		"t.conf:1: quota-timezone: bad offset '2' (expected +HH:MM or -HH:MM, from "
+		"-14:00 to +14:00)");
+	parse_err("quota-timezone +01:00\nquota-timezone +02:00\n",
+		"t.conf:2: duplicate 'quota-timezone', first at line 1");
+	parse_err("log-interim 86401\n", "t.conf:1: log-interim: 86401 out of range 0..86400");
+	parse_err("metrics-users -1\n", "t.conf:1: metrics-users: '-1' is not a number");
+	parse_err("state-dir \"\"\n", "t.conf:1: state-dir: empty path");
+	parse_err("control /run/socks5d/a-very-long-name-that-does-not-fit-in-a-unix-socket-"
+		  "address-at-all-no-really-it-does-not\n",
+		"t.conf:1: control: path too long (at most 99 bytes)");
+	/* Workers count on their own: shared limits would be N times over. */
+	parse_err("workers 2\nlimit session rate 1mbit 1mbit\nlimit user * quota 1GB day\n",
+		"t.conf:3: limit: user, client and rule limits and quotas need workers 1 "
+		"(workers 2 at line 1: each worker process would count on its own)");
+	parse_err("rule allow all rate 1mbit 1mbit\nworkers 4\n",
+		"t.conf:1: limit: user, client and rule limits and quotas need workers 1 "
+		"(workers 4 at line 2: each worker process would count on its own)");
+	config_unref(parse_ok("workers 2\nlimit session rate 1mbit 1mbit\n"));
+}
+
+/* A relative state-dir or control is relative to the file's directory. */
+static void
+test_limit_paths_are_relative_to_the_file(void **state)
+{
+	struct config *c = NULL;
+	char err[ERRLEN];
+
+	assert_int_equal(config_parse_string("state-dir st\ncontrol run/ctl\n",
+				 "/etc/socks5d/socks5d.conf", &c, err, sizeof(err)),
+		0);
+	assert_string_equal(c->state_dir, "/etc/socks5d/st");
+	assert_string_equal(c->control, "/etc/socks5d/run/ctl");
+	config_unref(c);
+}
+
 static void
 test_dump_parses_back_to_same_dump(void **state)
 {
-	struct config *c = parse_ok("listen [::1]:2\nlisten 127.0.0.1:3\nlog-level error\n"
-				    "timeout udp 0\nnameserver ::1\nexternal 10.1.1.1\n"
-				    "timeout dns 2\ndns-attempts 3\n"
-				    "log syslog\nshutdown-timeout 1\n"
-				    "udp-port-range 9-10\n");
+	struct config *c = parse_ok(
+		"listen [::1]:2\nlisten 127.0.0.1:3\nlog-level error\n"
+		"timeout udp 0\nnameserver ::1\nexternal 10.1.1.1\n"
+		"timeout dns 2\ndns-attempts 3\n"
+		"log syslog\nshutdown-timeout 1\n"
+		"udp-port-range 9-10\n"
+		"limit client 10.0.0.0/8 quota 1.5TB week then rate 1kbit 1.5mbit\n"
+		"limit user \"a b\" rate 1mbit unlimited\n"
+		"limit session rate 8kbit 8kbit\n"
+		"rule allow to example.com rate 1gbit 2gbit\n"
+		"rule allow all\nquota-timezone -09:30\nlog-interim 5\n"
+		"control /tmp/c\nmetrics-users 0\nstate-dir /tmp/s\n");
 	char *s1 = unit_capture(write_config, c), *s2;
 	struct config *c2 = parse_ok(s1);
 
@@ -1491,7 +1608,8 @@ test_keywords_are_the_documented_set(void **state)
 		"metrics", "announce", "client", "rule", "relay-buffer", "relay-splice",
 		"max-connections", "max-connections-per-ip", "max-sessions-per-user",
 		"auth-fail-limit", "run-as", "auth-fail-exempt", "auth-workers", "ipv6-prefix",
-		"parent-down-after", "parent-down-for", "max-lookups", NULL };
+		"parent-down-after", "parent-down-for", "max-lookups", "limit", "quota-timezone",
+		"state-dir", "log-interim", "control", "metrics-users", NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1656,6 +1774,9 @@ main(void)
 		cmocka_unit_test(test_dump_default),
 		cmocka_unit_test(test_dump_everything_set_hides_secrets),
 		cmocka_unit_test(test_dump_parses_back_to_same_dump),
+		cmocka_unit_test(test_limits_and_their_defaults),
+		cmocka_unit_test(test_limit_errors_name_file_and_line),
+		cmocka_unit_test(test_limit_paths_are_relative_to_the_file),
 		cmocka_unit_test(test_keywords_are_the_documented_set),
 		cmocka_unit_test(test_every_keyword_in_man_page),
 		cmocka_unit_test(test_every_keyword_in_example),

@@ -925,6 +925,98 @@ test_registered_watchers_are_taken_over_in_place(void **state)
 	assert_no_pipe_out();
 }
 
+/* --- a metered relay (issue 18) --------------------------------------------- */
+
+/* A meter that grants bytes by hand: allow gives at most what is left of
+ * the grant, and 0 (a wait) when nothing is. */
+struct meter {
+	struct relay_throttle t; /* first: the relay passes it back */
+	uint64_t left[2];        /* bytes still granted per direction */
+	uint64_t charged[2];
+	size_t biggest; /* the largest single charge */
+	unsigned waits[2];
+};
+
+static size_t
+meter_allow(struct relay_throttle *t, int dir, size_t want)
+{
+	struct meter *m = (struct meter *)t;
+
+	if (m->left[dir] == 0) {
+		m->waits[dir]++;
+		return 0;
+	}
+	return want < m->left[dir] ? want : (size_t)m->left[dir];
+}
+
+static void
+meter_charge(struct relay_throttle *t, int dir, size_t n)
+{
+	struct meter *m = (struct meter *)t;
+
+	assert_true(n <= m->left[dir]);
+	m->left[dir] -= n;
+	m->charged[dir] += n;
+	if (n > m->biggest)
+		m->biggest = n;
+}
+
+static struct meter test_meter;
+
+static bool
+pred_meter_waits_up(const struct fx *f)
+{
+	return (test_meter.waits[RELAY_UP] > 0 || f->tg.in.eof) &&
+		f->tg.in.count == test_meter.charged[RELAY_UP];
+}
+
+/* A metered direction reads no more than it is granted, splices no more
+ * than that at once, stops reading (without spinning) when told to wait
+ * although the client has more queued, and goes on after relay_resume;
+ * every byte still arrives in order. */
+static void
+test_metered_direction_reads_only_its_grant(void **state)
+{
+	struct fx *f = *state;
+	const uint64_t total = (uint64_t)4 << 20, grant = 300000;
+	uint64_t spliced, copied;
+	unsigned iters;
+
+	memset(&test_meter, 0, sizeof(test_meter));
+	test_meter.t.allow = meter_allow;
+	test_meter.t.charge = meter_charge;
+	test_meter.left[RELAY_UP] = grant;
+	test_meter.left[RELAY_DOWN] = UINT64_MAX;
+	upload(f, total);
+	start_relay(f, NULL, 0);
+	relay_set_throttle(&f->relay, &test_meter.t);
+	while (test_meter.charged[RELAY_UP] < total) {
+		if (!run_until(f, pred_meter_waits_up))
+			fail_msg("no wait after %llu bytes",
+				(unsigned long long)test_meter.charged[RELAY_UP]);
+		if (f->tg.in.eof)
+			break;
+		/* Waiting: the client's bytes stay where they are. */
+		iters = unit_run_for(f->loop, 30, 5);
+		assert_true(iters < 60);
+		assert_true(f->tg.in.count == test_meter.charged[RELAY_UP]);
+		assert_true(test_meter.charged[RELAY_UP] % grant == 0 ||
+			test_meter.charged[RELAY_UP] == total);
+		test_meter.waits[RELAY_UP] = 0;
+		test_meter.left[RELAY_UP] = grant;
+		relay_resume(&f->relay, RELAY_UP);
+		if (test_meter.charged[RELAY_UP] == total)
+			break;
+	}
+	run_to_end(f);
+	assert_delivered(&f->cl.out, &f->tg.in);
+	assert_true(test_meter.charged[RELAY_UP] == total);
+	assert_true(test_meter.biggest <= grant);
+	stats_delta(f, &spliced, &copied);
+	assert_true(spliced > 0);
+	assert_no_pipe_out();
+}
+
 #define T(test) cmocka_unit_test_setup_teardown(test, setup, teardown)
 
 int
@@ -943,6 +1035,7 @@ main(void)
 		T(test_initial_bytes_go_first),
 		T(test_half_close_in_bulk_mode_keeps_other_direction),
 		T(test_small_exchange_never_takes_a_pipe),
+		T(test_metered_direction_reads_only_its_grant),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);
