@@ -48,6 +48,7 @@ struct fx {
 	int target_lfd;          /* a listening target on 127.0.0.1 */
 	uint16_t target_port;
 	uint16_t closed_port; /* a loopback port nothing listens on */
+	int closed_fd;        /* holds closed_port: bound, never listening */
 	char hosts[64];       /* the resolver's hosts file */
 	size_t ntrace;
 	size_t trace[MAX_TRACE][2]; /* (from, to) of every state change */
@@ -177,7 +178,7 @@ bound_port(int fd)
 }
 
 static int
-tcp_listener(void)
+tcp_bound(void)
 {
 	struct sockaddr_in a = { .sin_family = AF_INET };
 	int fd = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
@@ -185,6 +186,14 @@ tcp_listener(void)
 	assert_true(fd >= 0);
 	a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
 	assert_int_equal(bind(fd, (struct sockaddr *)&a, sizeof(a)), 0);
+	return fd;
+}
+
+static int
+tcp_listener(void)
+{
+	int fd = tcp_bound();
+
 	assert_int_equal(listen(fd, 16), 0);
 	return fd;
 }
@@ -234,9 +243,10 @@ fx_start(struct fx *f, const char *extra_in, bool proxy_protocol)
 	assert_non_null(h);
 	fprintf(h, "127.0.0.1 target.test\n127.0.0.1 parent.test\n");
 	fclose(h);
-	closed = tcp_listener();
-	f->closed_port = bound_port(closed);
-	close(closed);
+	/* Bound but not listening: connects are refused, and no other
+	 * process (tests run beside each other) can take the port meanwhile. */
+	f->closed_fd = tcp_bound();
+	f->closed_port = bound_port(f->closed_fd);
 	f->target_lfd = tcp_listener();
 	f->target_port = bound_port(f->target_lfd);
 	fx_expand(f, extra_in, extra, sizeof(extra));
@@ -281,7 +291,7 @@ setup(void **state)
 	struct fx *f = calloc(1, sizeof(*f));
 
 	log_init(LOG_LVL_ERROR);
-	f->client = f->target_lfd = -1;
+	f->client = f->target_lfd = f->closed_fd = -1;
 	*state = f;
 	return 0;
 }
@@ -307,6 +317,8 @@ teardown(void **state)
 		close(f->client);
 	if (f->target_lfd >= 0)
 		close(f->target_lfd);
+	if (f->closed_fd >= 0)
+		close(f->closed_fd);
 	free(f);
 	return 0;
 }
