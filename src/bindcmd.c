@@ -87,7 +87,7 @@ bindcmd_start(struct loop *loop, const union sockaddr_any *addr, uint16_t lo, ui
 		b->expect = *expect;
 		addr_unmap(&b->expect);
 	}
-	b->fd = net_listen_tcp_range(addr, 1, lo, hi);
+	b->fd = net_listen_tcp_range(addr, 1, lo, hi, NULL);
 	if (b->fd < 0)
 		goto fail;
 	if (net_local_addr(b->fd, bound) < 0)

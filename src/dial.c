@@ -52,7 +52,7 @@ dial_next(struct dial *d)
 			d->denied = true;
 			continue;
 		}
-		fd = net_connect_start(&to, dial_source(d, to.sa.sa_family));
+		fd = net_connect_start(&to, dial_source(d, to.sa.sa_family), NULL);
 		if (fd < 0) {
 			d->last_err = errno;
 			continue;

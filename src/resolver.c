@@ -851,7 +851,7 @@ subquery_start_tcp(struct subquery *q)
 		subquery_server_failed(q, "cannot build query");
 		return;
 	}
-	if ((fd = net_connect_start(&r->nameservers[q->server], NULL)) < 0) {
+	if ((fd = net_connect_start(&r->nameservers[q->server], NULL, NULL)) < 0) {
 		subquery_server_failed(q, strerror(errno));
 		return;
 	}
