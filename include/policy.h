@@ -82,6 +82,7 @@ struct policy_verdict {
 	enum acl_verdict verdict;          /* ACL_ALLOW, ACL_DENY or ACL_UNDECIDED */
 	int line;                          /* the deciding rule's line, 0: none */
 	enum policy_protection protection; /* the built-in protection decided (DENY) */
+	const struct egress *egress;       /* ALLOW: the rule's outbound clauses, or NULL */
 };
 
 /* Request rules for one destination (dst NULL: not known yet, e.g. before a

@@ -249,7 +249,7 @@ policy_check_request(const struct policy *p, const struct policy_subject *s, uin
 		.port = port,
 	};
 	struct acl_result r = acl_check_request(s->cfg->acl, &request);
-	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE };
+	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE, r.egress };
 
 	if (r.verdict != ACL_ALLOW)
 		return v;
@@ -265,6 +265,7 @@ policy_check_request(const struct policy *p, const struct policy_subject *s, uin
 		if (v.protection != POLICY_PROTECT_NONE) {
 			v.verdict = ACL_DENY;
 			v.line = 0;
+			v.egress = NULL;
 		}
 	}
 	return v;
