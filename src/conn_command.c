@@ -98,19 +98,23 @@ conn_target_close(struct conn *c)
 }
 
 /* Whether the rules allow the address really connected to (a name
- * resolving into a denied network is refused); logs a refusal. dial's
- * allow hook. */
+ * resolving into a denied network is refused; logs a refusal), and the
+ * source of the attempt (external). dial's route hook. */
 static bool
-conn_target_allowed(const union sockaddr_any *to, void *arg)
+conn_route(const union sockaddr_any *to, struct dial_route *route, void *arg)
 {
 	struct conn *c = arg;
+	const union sockaddr_any *ext;
 	struct policy_subject s = conn_subject(c);
 	char a[ADDR_STRLEN], what[400];
 	struct policy_verdict v = policy_check_request(&c->env->policy, &s, c->cmd,
 		conn_request_name(c), to, c->hs->req.dst.port);
 
-	if (v.verdict == ACL_ALLOW)
+	if (v.verdict == ACL_ALLOW) {
+		if ((ext = conn_external_for(c, to->sa.sa_family)))
+			route->from = *ext;
 		return true;
+	}
 	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
 		addr_format(to, a, sizeof(a)));
 	policy_log_denied(&c->env->policy, &s, what, &v, loop_now(c->env->loop));
@@ -128,16 +132,15 @@ conn_dial_failed(struct conn *c, enum dial_result r, int err)
 
 static void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg);
 
-/* Connects to the addresses in hs->res, in order. */
+/* Connects to the addresses in hs->res, with Happy Eyeballs. */
 static enum conn_step
 conn_dial(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	struct dial_options opt = {
-		.external4 = conn_external_for(c, AF_INET),
-		.external6 = conn_external_for(c, AF_INET6),
-		.allow = conn_target_allowed,
-		.allow_arg = c,
+		.route = conn_route,
+		.route_arg = c,
+		.delay_ms = DIAL_DEFAULT_DELAY_MS,
 	};
 	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, hs->res.addrs,
 		hs->res.naddrs, hs->req.dst.port, hs->connect_deadline_ms, &opt, conn_on_dialed, c);
