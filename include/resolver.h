@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "egress.h"
 
 struct loop;
 struct resolver;
@@ -46,6 +47,9 @@ struct resolver_options {
 	const char *resolv_conf_path; /* NULL: /etc/resolv.conf */
 	unsigned timeout_ms;          /* per try; 0: resolv.conf's timeout:, else 5 s */
 	unsigned attempts;            /* rounds; 0: resolv.conf's attempts:, else 2 */
+	/* Where queries leave: the interface and the mark of e (the rest is
+	 * not used), except to a nameserver on loopback. NULL: as routed. */
+	const struct egress *egress;
 };
 
 struct resolver_stats {

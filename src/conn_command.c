@@ -20,7 +20,8 @@
 #include "net.h"
 #include "udpassoc.h"
 
-static enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd);
+static enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd,
+	const struct egress *e);
 static void conn_on_relay_end(enum relay_end how, int err, void *arg);
 static void conn_on_bind_peer(int peer_fd, int err, const union sockaddr_any *peer, void *arg);
 static void conn_on_udp_end(const char *why, void *arg);
@@ -98,21 +99,21 @@ conn_target_close(struct conn *c)
 }
 
 /* Whether the rules allow the address really connected to (a name
- * resolving into a denied network is refused; logs a refusal), and the
- * source of the attempt (external). dial's route hook. */
+ * resolving into a denied network is refused; logs a refusal), and how
+ * the attempt leaves: the allowing rule's clauses over the user's and the
+ * global settings. dial's route hook. */
 static bool
 conn_route(const union sockaddr_any *to, struct dial_route *route, void *arg)
 {
 	struct conn *c = arg;
-	const union sockaddr_any *ext;
 	struct policy_subject s = conn_subject(c);
 	char a[ADDR_STRLEN], what[400];
 	struct policy_verdict v = policy_check_request(&c->env->policy, &s, c->cmd,
 		conn_request_name(c), to, c->hs->req.dst.port);
 
 	if (v.verdict == ACL_ALLOW) {
-		if ((ext = conn_external_for(c, to->sa.sa_family)))
-			route->from = *ext;
+		conn_egress(c, v.egress, &route->egress);
+		(void)conn_source(c, &route->egress, to->sa.sa_family, &route->from);
 		return true;
 	}
 	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
@@ -132,7 +133,7 @@ conn_dial_failed(struct conn *c, enum dial_result r, int err)
 
 static void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg);
 
-/* Connects to the addresses in hs->res, with Happy Eyeballs. */
+/* Connects to the addresses in hs->res (Happy Eyeballs unless off). */
 static enum conn_step
 conn_dial(struct conn *c)
 {
@@ -140,7 +141,7 @@ conn_dial(struct conn *c)
 	struct dial_options opt = {
 		.route = conn_route,
 		.route_arg = c,
-		.delay_ms = DIAL_DEFAULT_DELAY_MS,
+		.delay_ms = c->cfg->happy_eyeballs_ms,
 	};
 	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, hs->res.addrs,
 		hs->res.naddrs, hs->req.dst.port, hs->connect_deadline_ms, &opt, conn_on_dialed, c);
@@ -176,7 +177,7 @@ conn_step_connecting(struct conn *c)
 		return conn_dial_failed(c, hs->dialed, hs->dial_err);
 	/* RFC 1928 §6: BND.ADDR/BND.PORT is the address the server assigned to
 	 * connect to the target. */
-	return conn_start_relay(c, &hs->bnd);
+	return conn_start_relay(c, &hs->bnd, &hs->dial.route.egress);
 }
 
 enum conn_step
@@ -188,12 +189,16 @@ conn_expire_connecting(struct conn *c)
 
 /* The success reply naming bnd, then both fds (the client's and
  * target_fd) go to the relay with what the client sent early and what of
- * the reply is still unsent; the handshake state goes. */
+ * the reply is still unsent; the handshake state goes. The client's
+ * socket has the global TCP settings from its listener; a rule's (in e)
+ * replace them. */
 static enum conn_step
-conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
+conn_start_relay(struct conn *c, const union sockaddr_any *bnd, const struct egress *e)
 {
 	struct conn_hs *hs = c->hs;
 
+	if (!egress_tcp_equal(e, &c->cfg->egress) && net_apply_tcp_egress(c->fd, e) < 0)
+		log_warn("conn %" PRIu64 ": client socket: keepalive, user timeout", c->id);
 	c->rep = SOCKS_REP_SUCCEEDED;
 	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd->sa) < 0) {
 		c->end = "client gone";
@@ -261,26 +266,38 @@ conn_reply_bound(struct conn *c, union sockaddr_any *bnd, enum conn_state next)
 	return CONN_STEP_WAIT;
 }
 
+/* The BIND listener's settings: the session's, but no interface: the
+ * listener's address (external, or the one the client reached) says where
+ * peers come from, and a device would only filter them. */
+static void
+conn_bind_egress(const struct conn *c, struct egress *e)
+{
+	conn_egress(c, c->hs->rule_egress, e);
+	e->ifname[0] = '\0';
+}
+
 enum conn_step
 conn_start_bind(struct conn *c)
 {
-	union sockaddr_any expect, listen_on = c->local, bound;
-	const union sockaddr_any *ext;
+	union sockaddr_any expect, listen_on = c->local, bound, src;
 	struct conn_hs *hs = c->hs;
 	int family = c->local.sa.sa_family;
 	bool check_peer = false;
+	struct egress e;
 
+	conn_bind_egress(c, &e);
 	/* The listener's family follows DST.ADDR when we have an address of
 	 * that family to offer, else the control connection's. */
 	if (conn_request_addr(c, &expect)) {
 		check_peer = !proto_addr_is_unspecified(&hs->req.dst);
-		if (conn_external_for(c, expect.sa.sa_family))
+		if (conn_source(c, &e, expect.sa.sa_family, &src))
 			family = expect.sa.sa_family;
 	}
-	if ((ext = conn_external_for(c, family)))
-		listen_on = *ext;
+	if (conn_source(c, &e, family, &src))
+		listen_on = src;
 	c->bind = bindcmd_start(c->env->loop, &listen_on, c->cfg->bind_port_lo,
-		c->cfg->bind_port_hi, check_peer ? &expect : NULL, &bound, conn_on_bind_peer, c);
+		c->cfg->bind_port_hi, check_peer ? &expect : NULL, &e, &bound, conn_on_bind_peer,
+		c);
 	if (!c->bind) {
 		log_warn("conn %" PRIu64 ": bind: listen", c->id);
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "bind listen failed");
@@ -321,6 +338,7 @@ conn_step_bind_wait(struct conn *c)
 	const union sockaddr_any *peer = &hs->bind_peer;
 	char a[ADDR_STRLEN], what[80];
 	struct policy_verdict v;
+	struct egress e;
 
 	if (!hs->bind_ready)
 		return CONN_STEP_WAIT;
@@ -347,7 +365,8 @@ conn_step_bind_wait(struct conn *c)
 	}
 	(void)net_set_nodelay(c->target_fd);
 	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
-	return conn_start_relay(c, peer);
+	conn_bind_egress(c, &e);
+	return conn_start_relay(c, peer, &e);
 }
 
 enum conn_step
@@ -376,13 +395,16 @@ enum conn_step
 conn_start_udp(struct conn *c)
 {
 	struct udpassoc_options opt;
-	union sockaddr_any bnd;
+	union sockaddr_any bnd, src4, src6;
+	struct egress e;
 
 	memset(&opt, 0, sizeof(opt));
+	conn_egress(c, c->hs->rule_egress, &e);
 	opt.port_lo = c->cfg->udp_port_lo;
 	opt.port_hi = c->cfg->udp_port_hi;
-	opt.external4 = conn_external_for(c, AF_INET);
-	opt.external6 = conn_external_for(c, AF_INET6);
+	opt.external4 = conn_source(c, &e, AF_INET, &src4) ? &src4 : NULL;
+	opt.external6 = conn_source(c, &e, AF_INET6, &src6) ? &src6 : NULL;
+	opt.egress = &e;
 	opt.idle_ms = c->cfg->timeout_udp * 1000u;
 	opt.allow = conn_udp_allow;
 	opt.allow_arg = c;

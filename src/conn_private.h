@@ -15,6 +15,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "dial.h"
+#include "egress.h"
 #include "loop.h"
 #include "policy.h"
 #include "proto.h"
@@ -99,14 +100,15 @@ struct conn_hs {
 	uint64_t auth_at_ms;          /* when the RFC 1929 request arrived */
 	bool verdict_ready;           /* the password helpers answered: verdict */
 	enum pwcheck_result verdict;
-	uint8_t ulen;                 /* the user name the client sent */
-	struct proto_request req;     /* the parsed request */
-	struct pwcheck_job pwjob;     /* the password check (AUTH_CHECK only) */
-	char user[256];               /* the user name the client sent (ulen bytes) */
-	struct dial dial;             /* the outbound connect (CONNECTING) */
-	union sockaddr_any bnd;       /* its local address, once connected */
-	struct resolver_result res;   /* addresses to try */
-	union sockaddr_any bind_peer; /* who connected to the BIND listener */
+	uint8_t ulen;                     /* the user name the client sent */
+	struct proto_request req;         /* the parsed request */
+	const struct egress *rule_egress; /* the allowing rule's outbound clauses, or NULL */
+	struct pwcheck_job pwjob;         /* the password check (AUTH_CHECK only) */
+	char user[256];                   /* the user name the client sent (ulen bytes) */
+	struct dial dial;                 /* the outbound connect (CONNECTING) */
+	union sockaddr_any bnd;           /* its local address, once connected */
+	struct resolver_result res;       /* addresses to try */
+	union sockaddr_any bind_peer;     /* who connected to the BIND listener */
 	uint8_t out_data[CONN_HS_OUT_CAP];
 	uint8_t in_data[CONN_HS_IN_CAP];
 };
@@ -183,8 +185,12 @@ bool conn_admit(struct conn *c);
 bool conn_request_addr(const struct conn *c, union sockaddr_any *out);
 /* The requested domain name, or NULL for an address. */
 const char *conn_request_name(const struct conn *c);
-/* Outbound source address (external) of a family, per user when set. */
-const union sockaddr_any *conn_external_for(const struct conn *c, int family);
+/* The session's outbound settings: a rule's clauses (rule, may be NULL)
+ * over the user's line over the global ones. */
+void conn_egress(const struct conn *c, const struct egress *rule, struct egress *out);
+/* The source address of family that e gives the session (drawn from a
+ * prefix: the session's random one, or the user's). False: e has none. */
+bool conn_source(const struct conn *c, const struct egress *e, int family, union sockaddr_any *out);
 
 enum conn_step conn_step_proxy(struct conn *c);
 enum conn_step conn_step_greeting(struct conn *c);
