@@ -278,9 +278,9 @@ dial_on_timer(struct loop *loop, void *arg)
 }
 
 enum dial_result
-dial_start(struct dial *d, struct loop *loop, struct watcher *w, const union sockaddr_any *addrs,
-	size_t naddrs, uint16_t port, uint64_t deadline_ms, const struct dial_options *opt,
-	dial_done_cb done, void *arg)
+dial_start(struct dial *d, struct loop *loop, struct watcher *w, struct watcher *spare,
+	const union sockaddr_any *addrs, size_t naddrs, uint16_t port, uint64_t deadline_ms,
+	const struct dial_options *opt, dial_done_cb done, void *arg)
 {
 	enum dial_result r;
 
@@ -304,9 +304,8 @@ dial_start(struct dial *d, struct loop *loop, struct watcher *w, const union soc
 
 		a->d = d;
 		a->busy = false;
-		a->w = i == 0 ? w : &a->own;
-		if (i > 0)
-			watcher_init(&a->own, -1, dial_on_io, a);
+		a->w = i == 0 ? w : &spare[i - 1];
+		a->w->fd = -1;
 	}
 	timer_init(&d->timer, dial_on_timer, d);
 	dial_order(d);
