@@ -35,6 +35,7 @@ static const struct {
 	{ "access", it_run_access_tests },
 	{ "scale", it_run_scale_tests },
 	{ "hardening", it_run_hardening_tests },
+	{ "egress", it_run_egress_tests },
 };
 
 int
