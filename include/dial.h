@@ -10,14 +10,15 @@
  * deadline, so one black-holed address cannot use it all. A route hook
  * vets each address first (rules apply to the address really connected to)
  * and says how that attempt leaves: its source address and socket
- * settings. The dial is embedded in its owner, which lends it its watchers:
- * w, given to an attempt whenever it is free, and DIAL_MAX_INFLIGHT - 1
- * spares. They must live in memory that outlives the loop's batch (an
- * object released through the loop, not one freed at once): events queued
- * for an attempt the dial closed still name them. At the end w holds the
- * connected fd (registered, or not yet registered when a spare's attempt
- * won: the relay's first loop_watch registers it), so the relay takes it
- * over as it is.
+ * settings. The dial is embedded in its owner and borrows the owner's
+ * watcher, given to an attempt whenever it is free; attempts beyond it get
+ * watchers of the dial's own, allocated when the first such attempt starts
+ * and released through the loop (events queued for an attempt the dial
+ * closed may still name them later in the batch, after the owner freed the
+ * dial). At the end the owner's watcher holds the connected fd
+ * (registered, or not yet registered when another attempt won: the
+ * relay's first loop_watch registers it), so the relay takes it over as it
+ * is.
  */
 #ifndef SOCKS5D_DIAL_H
 #define SOCKS5D_DIAL_H
@@ -66,11 +67,12 @@ struct dial_options {
 };
 
 struct dial;
+struct dial_spares;
 
 /* One connection attempt (internal to dial, embedded for its memory). */
 struct dial_attempt {
 	struct dial *d;
-	struct watcher *w;       /* the owner's: w, or a spare */
+	struct watcher *w;       /* the owner's, or one of spares; NULL: none yet */
 	struct dial_route route; /* how it leaves */
 	uint64_t started_ms;
 	size_t index; /* addrs[index] */
@@ -92,20 +94,20 @@ struct dial {
 	bool stopped;         /* dial_stop ran, or done was called */
 	struct dial_options opt;
 	struct dial_attempt att[DIAL_MAX_INFLIGHT];
-	size_t connected;        /* DIAL_CONNECTED: index in addrs of the winner */
-	struct dial_route route; /* DIAL_CONNECTED: how the winner leaves */
+	struct dial_spares *spares; /* watchers of att[1..]; NULL until needed */
+	size_t connected;           /* DIAL_CONNECTED: index in addrs of the winner */
+	struct dial_route route;    /* DIAL_CONNECTED: how the winner leaves */
 	dial_done_cb done;
 	void *arg;
 };
 
 /* Starts connecting to addrs[0..naddrs) at port before deadline_ms (loop
- * time), with the owner's watchers w and spare[0 .. DIAL_MAX_INFLIGHT - 1)
- * (see above; not registered now); addrs must outlive the dial. Returns
- * DIAL_PENDING, or DIAL_FAILED/DIAL_DENIED when no attempt could even start
- * (d->last_err says why; done is not called). */
+ * time) with the owner's watcher w (not registered now); addrs must
+ * outlive the dial. Returns DIAL_PENDING, or DIAL_FAILED/DIAL_DENIED when
+ * no attempt could even start (d->last_err says why; done is not called). */
 enum dial_result dial_start(struct dial *d, struct loop *loop, struct watcher *w,
-	struct watcher *spare, const union sockaddr_any *addrs, size_t naddrs, uint16_t port,
-	uint64_t deadline_ms, const struct dial_options *opt, dial_done_cb done, void *arg)
+	const union sockaddr_any *addrs, size_t naddrs, uint16_t port, uint64_t deadline_ms,
+	const struct dial_options *opt, dial_done_cb done, void *arg)
 	__attribute__((warn_unused_result));
 /* Closes the attempts in progress and stops the timer; done will not be
  * called. Idempotent; does nothing to a connected fd already handed over. */

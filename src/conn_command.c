@@ -143,7 +143,7 @@ conn_dial(struct conn *c)
 		.route_arg = c,
 		.delay_ms = c->cfg->happy_eyeballs_ms,
 	};
-	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, c->dial_w, hs->res.addrs,
+	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, hs->res.addrs,
 		hs->res.naddrs, hs->req.dst.port, hs->connect_deadline_ms, &opt, conn_on_dialed, c);
 
 	if (r != DIAL_PENDING)

@@ -123,12 +123,8 @@ struct conn {
 	int target_fd;         /* outbound or BIND peer fd until the relay; -1 otherwise */
 	struct watcher cw;     /* client watcher (the relay's, once it runs) */
 	struct watcher tw;     /* target watcher (the relay's, once it runs) */
-	/* The dial's other attempts (CONNECTING): here, not in conn_hs,
-	 * because an event for one it closed may still come in the batch in
-	 * which conn_hs is freed. */
-	struct watcher dial_w[DIAL_MAX_INFLIGHT - 1];
-	struct timer timer; /* the current state's timeout */
-	bool expired;       /* the timer fired: the state's expire runs */
+	struct timer timer;    /* the current state's timeout */
+	bool expired;          /* the timer fired: the state's expire runs */
 	struct release rel;
 	union sockaddr_any peer;  /* client address */
 	union sockaddr_any local; /* where the client reached us */

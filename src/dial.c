@@ -10,6 +10,7 @@
 #include "dial.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
 
@@ -22,8 +23,42 @@
  * into a short deadline (RFC 8305 §5: at least 10 ms). */
 #define DIAL_MIN_DELAY_MS 10
 
+/* The watchers of the attempts beyond the owner's one: released through
+ * the loop, as events for them may come later in the batch. */
+struct dial_spares {
+	struct release rel;
+	struct watcher w[DIAL_MAX_INFLIGHT - 1];
+};
+
 static void dial_on_io(struct loop *loop, unsigned events, void *arg);
 static void dial_on_timer(struct loop *loop, void *arg);
+
+/* Gives the attempts beyond the first their watchers. False when out of
+ * memory: only the owner's watcher is there. */
+static bool
+dial_get_spares(struct dial *d)
+{
+	if (d->spares)
+		return true;
+	if ((d->spares = calloc(1, sizeof(*d->spares))) == NULL)
+		return false;
+	for (size_t i = 1; i < DIAL_MAX_INFLIGHT; i++) {
+		d->att[i].w = &d->spares->w[i - 1];
+		d->att[i].w->fd = -1;
+	}
+	return true;
+}
+
+static void
+dial_put_spares(struct dial *d)
+{
+	if (!d->spares)
+		return;
+	loop_release(d->loop, &d->spares->rel, free, d->spares);
+	d->spares = NULL;
+	for (size_t i = 1; i < DIAL_MAX_INFLIGHT; i++)
+		d->att[i].w = NULL;
+}
 
 static bool
 dial_eyeballs(const struct dial *d)
@@ -60,13 +95,15 @@ dial_busy_count(const struct dial *d)
 }
 
 /* A free attempt, the one with the owner's watcher first; when all are
- * busy the oldest is closed (it had the longest chance) to make room. */
+ * busy (or no other watchers can be had) the oldest is closed (it had the
+ * longest chance) to make room. */
 static struct dial_attempt *
 dial_free_attempt(struct dial *d)
 {
 	struct dial_attempt *oldest = &d->att[0];
+	size_t n = d->att[0].busy && dial_get_spares(d) ? DIAL_MAX_INFLIGHT : 1;
 
-	for (size_t i = 0; i < DIAL_MAX_INFLIGHT; i++) {
+	for (size_t i = 0; i < n; i++) {
 		if (!d->att[i].busy)
 			return &d->att[i];
 		if (d->att[i].started_ms < oldest->started_ms)
@@ -209,6 +246,7 @@ dial_report(struct dial *d, enum dial_result r, const union sockaddr_any *bnd)
 {
 	d->stopped = true;
 	timer_stop(d->loop, &d->timer);
+	dial_put_spares(d);
 	d->done(r, d->last_err, bnd, d->arg);
 }
 
@@ -278,9 +316,9 @@ dial_on_timer(struct loop *loop, void *arg)
 }
 
 enum dial_result
-dial_start(struct dial *d, struct loop *loop, struct watcher *w, struct watcher *spare,
-	const union sockaddr_any *addrs, size_t naddrs, uint16_t port, uint64_t deadline_ms,
-	const struct dial_options *opt, dial_done_cb done, void *arg)
+dial_start(struct dial *d, struct loop *loop, struct watcher *w, const union sockaddr_any *addrs,
+	size_t naddrs, uint16_t port, uint64_t deadline_ms, const struct dial_options *opt,
+	dial_done_cb done, void *arg)
 {
 	enum dial_result r;
 
@@ -304,14 +342,16 @@ dial_start(struct dial *d, struct loop *loop, struct watcher *w, struct watcher 
 
 		a->d = d;
 		a->busy = false;
-		a->w = i == 0 ? w : &spare[i - 1];
-		a->w->fd = -1;
+		a->w = i == 0 ? w : NULL;
 	}
+	d->spares = NULL;
 	timer_init(&d->timer, dial_on_timer, d);
 	dial_order(d);
 	r = dial_next(d);
-	if (r != DIAL_PENDING)
+	if (r != DIAL_PENDING) {
 		d->stopped = true;
+		dial_put_spares(d);
+	}
 	return r;
 }
 
@@ -323,4 +363,5 @@ dial_stop(struct dial *d)
 	d->stopped = true;
 	dial_close_all(d);
 	timer_stop(d->loop, &d->timer);
+	dial_put_spares(d);
 }

@@ -45,7 +45,6 @@
 struct fixture {
 	struct loop *loop;
 	struct watcher w; /* the owner's */
-	struct watcher spare[DIAL_MAX_INFLIGHT - 1];
 	struct dial d;
 	uint16_t port;
 	union sockaddr_any addrs[MAX_ADDRS];
@@ -241,7 +240,7 @@ run_dial(struct fixture *f, unsigned delay_ms, unsigned deadline_ms)
 
 	loop_update_time(f->loop);
 	f->started_ms = loop_now(f->loop);
-	r = dial_start(&f->d, f->loop, &f->w, f->spare, f->addrs, f->naddrs, f->port,
+	r = dial_start(&f->d, f->loop, &f->w, f->addrs, f->naddrs, f->port,
 		f->started_ms + deadline_ms, &opt, on_done, f);
 	if (r != DIAL_PENDING) {
 		f->done = true;
@@ -553,7 +552,7 @@ test_stop_closes_every_attempt_and_calls_nobody(void **state)
 	add_addr(f, "127.0.0.3");
 	before = count_fds();
 	loop_update_time(f->loop);
-	assert_int_equal(dial_start(&f->d, f->loop, &f->w, f->spare, f->addrs, f->naddrs, f->port,
+	assert_int_equal(dial_start(&f->d, f->loop, &f->w, f->addrs, f->naddrs, f->port,
 				 loop_now(f->loop) + DEADLINE_MS, &opt, on_done, f),
 		DIAL_PENDING);
 	unit_run_for(f->loop, 200, 5);
