@@ -92,8 +92,10 @@ struct config {
 	unsigned timeout_bind;      /* seconds a BIND waits for its peer */
 
 	union sockaddr_any nameservers[CONFIG_MAX_NAMESERVERS];
-	size_t nnameservers;        /* 0: use /etc/resolv.conf */
-	int resolve_prefer;         /* AF_INET or AF_INET6 */
+	size_t nnameservers; /* 0: use /etc/resolv.conf */
+	/* AF_INET or AF_INET6; AF_UNSPEC when not set: the resolver's
+	 * answers IPv4 first, Happy Eyeballs IPv6 first (RFC 8305 §4). */
+	int resolve_prefer;
 	unsigned dns_cache_size;    /* entries */
 	unsigned dns_cache_max_ttl; /* seconds */
 	unsigned timeout_dns;       /* seconds per query try; 0: resolv.conf's, else 5 */

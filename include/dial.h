@@ -1,7 +1,7 @@
 /*
  * dial: the outbound TCP connection of a CONNECT over a list of addresses,
  * within one deadline. With Happy Eyeballs (RFC 8305, delay_ms > 0) the
- * families are interleaved (the first address's family first), an attempt
+ * families are interleaved (first_family first), an attempt
  * starts, the next one starts delay_ms later if nothing has connected (or at
  * once when one fails), attempts already running go on, the first to
  * connect wins and the others are closed; every address still gets its
@@ -64,6 +64,9 @@ struct dial_options {
 	dial_route_cb route; /* NULL: every address, no source, no settings */
 	void *route_arg;
 	unsigned delay_ms; /* Happy Eyeballs' Connection Attempt Delay; 0: one at a time */
+	/* Happy Eyeballs: the family tried first when the list has it;
+	 * AF_UNSPEC (or none of it): the first address's family. */
+	int first_family;
 };
 
 struct dial;

@@ -932,8 +932,6 @@ config_fill_defaults(struct config *c)
 			if (c->methods[i] == SOCKS_METHOD_NONE)
 				c->socks4 = true;
 	}
-	if (c->resolve_prefer == AF_UNSPEC)
-		c->resolve_prefer = AF_INET;
 	/* Keepalive on both sides of a session, as Dante has it, but with
 	 * times that find a dead peer (or keep a NAT mapping) within four
 	 * minutes, not Linux's two hours and more. */
@@ -1309,6 +1307,17 @@ dump_egress(const struct config *c, FILE *out)
 		fprintf(out, "happy-eyeballs off\n");
 }
 
+static void
+dump_resolve_prefer(const struct config *c, FILE *out)
+{
+	if (c->resolve_prefer == AF_UNSPEC)
+		fprintf(out,
+			"# resolve-prefer not set: IPv6 first for Happy Eyeballs, else IPv4\n");
+	else
+		fprintf(out, "resolve-prefer %s\n",
+			choice_word("resolve-prefer", c->resolve_prefer));
+}
+
 /* Keyword-table order; user secrets never appear, only how many users. */
 void
 config_dump(const struct config *c, FILE *out)
@@ -1353,7 +1362,7 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)
 		fprintf(out, "nameserver %s\n", addr_format(&c->nameservers[i], buf, sizeof(buf)));
-	fprintf(out, "resolve-prefer %s\n", choice_word("resolve-prefer", c->resolve_prefer));
+	dump_resolve_prefer(c, out);
 	fprintf(out, "dns-cache-size %u\n", c->dns_cache_size);
 	fprintf(out, "dns-cache-max-ttl %u\n", c->dns_cache_max_ttl);
 	if (c->dns_attempts == 0)

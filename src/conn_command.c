@@ -142,6 +142,9 @@ conn_dial(struct conn *c)
 		.route = conn_route,
 		.route_arg = c,
 		.delay_ms = c->cfg->happy_eyeballs_ms,
+		/* RFC 8305 §4 (RFC 6724's order): IPv6 first unless the
+		 * configuration prefers IPv4. */
+		.first_family = c->cfg->resolve_prefer == AF_INET ? AF_INET : AF_INET6,
 	};
 	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, hs->res.addrs,
 		hs->res.naddrs, hs->req.dst.port, hs->connect_deadline_ms, &opt, conn_on_dialed, c);

@@ -114,13 +114,24 @@ dial_free_attempt(struct dial *d)
 	return oldest;
 }
 
-/* RFC 8305 §4: families interleaved, the first address's first; within a
+/* The family Happy Eyeballs starts with: the option's when the list has
+ * an address of it, else the first address's. */
+static int
+dial_first_family(const struct dial *d)
+{
+	for (size_t i = 0; d->opt.first_family != AF_UNSPEC && i < d->naddrs; i++)
+		if (d->addrs[i].sa.sa_family == d->opt.first_family)
+			return d->opt.first_family;
+	return d->naddrs ? d->addrs[0].sa.sa_family : AF_UNSPEC;
+}
+
+/* RFC 8305 §4: families interleaved, the first family's first; within a
  * family the resolver's order. Without Happy Eyeballs, the list as it is. */
 static void
 dial_order(struct dial *d)
 {
 	size_t n = 0, i4 = 0, i6 = 0;
-	int first = d->naddrs ? d->addrs[0].sa.sa_family : AF_UNSPEC;
+	int first = dial_first_family(d);
 
 	if (!dial_eyeballs(d)) {
 		for (size_t i = 0; i < d->naddrs; i++)

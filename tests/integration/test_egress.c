@@ -14,8 +14,9 @@
  * (AnyIP) giving each session a random address, each user always its own
  * (also after a restart), and a BIND listener an address the far side
  * reaches; Happy Eyeballs with an IPv6 address whose SYNs vanish (a veth
- * to a neighbour that does not exist): IPv4 wins after the delay and long
- * before the connect timeout, "off" waits for the first address's share,
+ * to a neighbour that does not exist): IPv6 starts unless resolve-prefer
+ * says ipv4 (RFC 8305 §4), IPv4 wins after the delay and long before the
+ * connect timeout, "off" waits for the first address's share,
  * and with both families black-holed both were tried (their veths'
  * counters). Skipped, not failed, where namespaces cannot be made or ip(8)
  * is missing. Everything made lives only as long as the processes the
@@ -844,9 +845,9 @@ test_egress_happy_eyeballs_ipv6_blackhole_falls_back_to_ipv4(void **state)
 
 	eg_require_ns();
 	eg_serve_pair("he.egress.test", eg_hole6, eg_target4);
-	eg_start("auth none\nnameserver 10.91.9.54:%u\nresolve-prefer ipv6\n"
-		 "timeout connect 10\n",
-		eg.dns_any.port);
+	/* No resolve-prefer: Happy Eyeballs starts with IPv6 (RFC 8305 §4),
+	 * though the resolver lists the IPv4 address first. */
+	eg_start("auth none\nnameserver 10.91.9.54:%u\ntimeout connect 10\n", eg.dns_any.port);
 	assert_int_equal(eg_timed_connect("he.egress.test", line, sizeof(line), &ms), 0x00);
 	print_message("[   INFO   ] IPv6 black-holed: connected over IPv4 after %llu ms\n",
 		(unsigned long long)ms);
@@ -855,6 +856,14 @@ test_egress_happy_eyeballs_ipv6_blackhole_falls_back_to_ipv4(void **state)
 	 * old one-at-a-time dial waited for half of it). */
 	assert_true(ms >= 240);
 	assert_true(ms < 4000);
+	eg_stop();
+	/* resolve-prefer ipv4: IPv4 starts and wins at once. */
+	eg_start("auth none\nnameserver 10.91.9.54:%u\nresolve-prefer ipv4\n"
+		 "timeout connect 10\n",
+		eg.dns_any.port);
+	assert_int_equal(eg_timed_connect("he.egress.test", line, sizeof(line), &ms), 0x00);
+	assert_string_equal(line, "t1 10.91.1.1");
+	assert_true(ms < 240);
 	eg_stop();
 }
 

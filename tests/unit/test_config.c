@@ -83,7 +83,7 @@ assert_defaults(const struct config *c)
 	assert_int_equal(c->timeout_udp, 300);
 	assert_int_equal(c->timeout_bind, 120);
 	assert_int_equal(c->nnameservers, 0);
-	assert_int_equal(c->resolve_prefer, AF_INET);
+	assert_int_equal(c->resolve_prefer, AF_UNSPEC);
 	assert_int_equal(c->dns_cache_size, 10000);
 	assert_int_equal(c->dns_cache_max_ttl, 3600);
 	assert_int_equal(c->udp_port_lo, 0);
@@ -1472,7 +1472,7 @@ test_dump_default(void **state)
 		"relay-buffer 262144\n"
 		"relay-splice on\n"
 		"# nameserver not set: /etc/resolv.conf is used\n"
-		"resolve-prefer ipv4\n"
+		"# resolve-prefer not set: IPv6 first for Happy Eyeballs, else IPv4\n"
 		"dns-cache-size 10000\n"
 		"dns-cache-max-ttl 3600\n"
 		"# dns-attempts not set: resolv.conf's attempts option, else 2\n"

@@ -61,6 +61,7 @@ struct fixture {
 	size_t noffered;
 	const char *deny; /* addresses (text) the hook refuses */
 	int tos;          /* the hook's ip-tos, -1: none */
+	int first_family; /* the dial's option (0, AF_UNSPEC: the list's first) */
 };
 
 static bool
@@ -235,7 +236,7 @@ is_done(void *arg)
 static void
 run_dial(struct fixture *f, unsigned delay_ms, unsigned deadline_ms)
 {
-	struct dial_options opt = { on_route, f, delay_ms };
+	struct dial_options opt = { on_route, f, delay_ms, f->first_family };
 	enum dial_result r;
 
 	loop_update_time(f->loop);
@@ -320,6 +321,34 @@ test_families_interleave_first_family_first(void **state)
 	assert_offered(f, want, 5);
 	/* Refusals start the next at once: far less than one delay each. */
 	assert_true(elapsed(f) < 4 * DIAL_DEFAULT_DELAY_MS);
+}
+
+/* RFC 8305 §4: the family the owner prefers starts, wherever the
+ * resolver put its addresses; a family the list lacks changes nothing. */
+static void
+test_first_family_starts_even_when_listed_second(void **state)
+{
+	static const char *const want6[] = { "::1", "127.0.0.2", "::1", "127.0.0.3" };
+	static const char *const want4[] = { "127.0.0.2", "127.0.0.3" };
+	struct fixture *f = *state;
+
+	if (!have_ipv6())
+		skip();
+	add_addr(f, "127.0.0.2");
+	add_addr(f, "127.0.0.3");
+	add_addr(f, "::1");
+	add_addr(f, "::1");
+	f->first_family = AF_INET6;
+	run_dial(f, DIAL_DEFAULT_DELAY_MS, DEADLINE_MS);
+	assert_int_equal(f->result, DIAL_FAILED);
+	assert_offered(f, want6, 4);
+	/* Only IPv4 addresses: they go in their order. */
+	f->naddrs = 2;
+	f->noffered = 0;
+	f->done = false;
+	run_dial(f, DIAL_DEFAULT_DELAY_MS, DEADLINE_MS);
+	assert_int_equal(f->result, DIAL_FAILED);
+	assert_offered(f, want4, 2);
 }
 
 static void
@@ -543,7 +572,7 @@ static void
 test_stop_closes_every_attempt_and_calls_nobody(void **state)
 {
 	struct fixture *f = *state;
-	struct dial_options opt = { on_route, f, 20 };
+	struct dial_options opt = { on_route, f, 20, AF_UNSPEC };
 	int before;
 
 	blackhole(f, "127.0.0.2");
@@ -573,6 +602,7 @@ main(void)
 	const struct CMUnitTest tests[] = {
 		T(test_one_address_connects),
 		T(test_families_interleave_first_family_first),
+		T(test_first_family_starts_even_when_listed_second),
 		T(test_without_happy_eyeballs_the_order_is_kept),
 		T(test_refused_first_address_falls_back_at_once),
 		T(test_blackholed_ipv6_lets_ipv4_win_after_the_delay),
