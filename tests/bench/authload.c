@@ -10,7 +10,7 @@
  *     costing a hash) arrive from --sources addresses and are cut at its
  *     end, and one valid login is made every 100 ms from another address
  *     (all must pass);
- *  3. timing: --tries refusals, half of them a wrong password for the
+ *  2. timing: --tries refusals, half of them a wrong password for the
  *     existing user and half an unknown name, a few at a time from
  *     rotating addresses (under any lockout): the median time from the
  *     credentials to the answer, per kind.
@@ -86,6 +86,18 @@ now_us(void)
 	return (uint64_t)ts.tv_sec * 1000000u + (uint64_t)ts.tv_nsec / 1000u;
 }
 
+/* A decimal option value; anything else is a usage error. */
+static unsigned
+uint_arg(const char *s)
+{
+	char *end;
+	unsigned long v = strtoul(s, &end, 10);
+
+	if (end == s || *end != '\0' || v > 1000000u)
+		die("bad number '%s'", s);
+	return (unsigned)v;
+}
+
 static void
 parse_addr(const char *s, struct sockaddr_in *out)
 {
@@ -98,7 +110,7 @@ parse_addr(const char *s, struct sockaddr_in *out)
 	host[colon - s] = '\0';
 	memset(out, 0, sizeof(*out));
 	out->sin_family = AF_INET;
-	out->sin_port = htons((uint16_t)atoi(colon + 1));
+	out->sin_port = htons((uint16_t)uint_arg(colon + 1));
 	if (inet_pton(AF_INET, host, &out->sin_addr) != 1)
 		die("bad address %s", s);
 }
@@ -114,11 +126,12 @@ credentials(uint8_t *out, const char *u, const char *p)
 	out[n++] = 0x02;
 	out[n++] = 0x01;
 	out[n++] = (uint8_t)ul;
-	memcpy(out + n, u, ul);
-	n += ul;
+	for (size_t i = 0; i < ul; i++) /* wire bytes, no terminator */
+		out[n++] = (uint8_t)u[i];
 	out[n++] = (uint8_t)pl;
-	memcpy(out + n, p, pl);
-	return n + pl;
+	for (size_t i = 0; i < pl; i++)
+		out[n++] = (uint8_t)p[i];
+	return n;
 }
 
 /* A nonblocking connect to the proxy from 127.0.0.src. */
@@ -221,7 +234,7 @@ static void __attribute__((noreturn)) rtt_child(int up)
 {
 	static uint64_t v[2][MAX_RTT];
 	uint8_t buf[ECHO_LEN] = { 1 };
-	uint64_t end = t0 + 2u * seconds * PERIOD_US, q[2][2];
+	uint64_t end = t0 + (uint64_t)2 * seconds * PERIOD_US, q[2][2];
 	size_t n[2] = { 0, 0 };
 	int fd = open_session();
 
@@ -374,7 +387,7 @@ cut_flood(void)
 static void
 flood(void)
 {
-	uint64_t end = t0 + 2u * seconds * PERIOD_US, next = 0, next_valid = 0;
+	uint64_t end = t0 + (uint64_t)2 * seconds * PERIOD_US, next = 0, next_valid = 0;
 	uint64_t gap = 1000000u / rate;
 	bool was_flood = false;
 
@@ -450,13 +463,13 @@ main(int argc, char **argv)
 		else if (strcmp(argv[i], "--pass") == 0)
 			pass = argv[i + 1];
 		else if (strcmp(argv[i], "--seconds") == 0)
-			seconds = (unsigned)atoi(argv[i + 1]);
+			seconds = uint_arg(argv[i + 1]);
 		else if (strcmp(argv[i], "--rate") == 0)
-			rate = (unsigned)atoi(argv[i + 1]);
+			rate = uint_arg(argv[i + 1]);
 		else if (strcmp(argv[i], "--sources") == 0)
-			sources = (unsigned)atoi(argv[i + 1]);
+			sources = uint_arg(argv[i + 1]);
 		else if (strcmp(argv[i], "--tries") == 0)
-			tries = (unsigned)atoi(argv[i + 1]);
+			tries = uint_arg(argv[i + 1]);
 		else
 			usage();
 	}
