@@ -13,6 +13,7 @@
 #include <stdio.h>
 
 #include "addr.h"
+#include "egress.h"
 #include "upstream.h"
 
 struct acl;
@@ -56,6 +57,7 @@ struct acl_result {
 	int line;                  /* config line of the deciding rule, 0 = default */
 	bool to_addr;              /* the deciding rule's `to` has a network holding the address */
 	const struct acl_via *via; /* ALLOW: the rule's via; NULL: direct */
+	const struct egress *egress; /* an allowing rule's outbound clauses, or NULL */
 };
 
 /* An empty rule set (allows everything), or NULL when out of memory. */
@@ -67,13 +69,18 @@ void acl_free(struct acl *a);
  * e.g. {"allow", "10.0.0.0/8", "::1", NULL} for `client allow ...` or
  * {"deny", "to", "*.example.com", "port", "25", NULL} for `rule deny ...`.
  * A request rule may end with clauses that say how what it allows leaves:
- * `via PARENT[,PARENT...]` and `resolve local|parent`.
- * Returns 0, or -1 with a message (no file/line prefix) in err. */
+ * `via PARENT[,PARENT...]` and `resolve local|parent`; an allow rule may
+ * also have egress's clauses (`external-interface wg0`, `socket-mark 7`...)
+ * anywhere among its selectors. Returns 0, or -1 with a message (no
+ * file/line prefix) in err. */
 int acl_add_client_rule(struct acl *a, char **argv, int line, char *err, size_t errlen);
 int acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t errlen);
 /* How many client (request) rules were added. */
 size_t acl_client_rule_count(const struct acl *a);
 size_t acl_request_rule_count(const struct acl *a);
+/* The outbound clauses of request rule i (config order) and its line, or
+ * NULL when it has none. */
+const struct egress *acl_request_rule_egress(const struct acl *a, size_t i, int *line);
 
 /* Client rules: first match wins; no match (or no rules) allows. */
 struct acl_result acl_check_client(const struct acl *a, const union sockaddr_any *client);

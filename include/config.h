@@ -15,6 +15,7 @@
 
 #include "acl.h"
 #include "addr.h"
+#include "egress.h"
 #include "limitset.h"
 #include "log.h"
 
@@ -26,20 +27,27 @@
 #define CONFIG_DEFAULT_STATE_DIR "/var/lib/socks5d"
 /* A unix socket path (sun_path) with room for a worker's ".NN". */
 #define CONFIG_CONTROL_MAX 100
+#define CONFIG_DEFAULT_BACKLOG 4096
+/* tcp-keepalive's default: see config_fill_defaults. */
+#define CONFIG_KEEPALIVE_IDLE 120
+#define CONFIG_KEEPALIVE_INTERVAL 30
+#define CONFIG_KEEPALIVE_COUNT 4
 
 struct auth_table;
 
-/* A user's own outbound address (`user NAME SECRET external ADDR`). */
-struct config_user_external {
+/* A user's own outbound settings (`user NAME SECRET external ADDR
+ * external-interface NAME`). */
+struct config_user_egress {
 	char name[256];
-	bool has4, has6;
-	union sockaddr_any ext4, ext6;
+	int line;
+	struct egress egress;
 };
 
 struct config_listen {
 	union sockaddr_any addr;
 	int line;            /* 0 for the built-in default */
 	bool proxy_protocol; /* a PROXY v1/v2 header precedes SOCKS */
+	unsigned backlog;    /* listen(2)'s backlog */
 };
 
 #define CONFIG_MAX_PROXY_FROM 32
@@ -91,8 +99,10 @@ struct config {
 	unsigned timeout_bind;      /* seconds a BIND waits for its peer */
 
 	union sockaddr_any nameservers[CONFIG_MAX_NAMESERVERS];
-	size_t nnameservers;        /* 0: use /etc/resolv.conf */
-	int resolve_prefer;         /* AF_INET or AF_INET6 */
+	size_t nnameservers; /* 0: use /etc/resolv.conf */
+	/* AF_INET or AF_INET6; AF_UNSPEC when not set: the resolver's
+	 * answers IPv4 first, Happy Eyeballs IPv6 first (RFC 8305 §4). */
+	int resolve_prefer;
 	unsigned dns_cache_size;    /* entries */
 	unsigned dns_cache_max_ttl; /* seconds */
 	unsigned timeout_dns;       /* seconds per query try; 0: resolv.conf's, else 5 */
@@ -114,12 +124,16 @@ struct config {
 	union sockaddr_any announce4; /* address written in BIND/UDP replies (NAT) */
 	union sockaddr_any announce6;
 
-	struct config_user_external *user_ext; /* per-user override of external */
-	size_t nuser_ext;
+	struct config_user_egress *user_egress; /* users' own outbound settings */
+	size_t nuser_egress;
 
-	bool has_external4, has_external6;
-	union sockaddr_any external4; /* port 0; source of outbound IPv4, BIND/UDP announce */
-	union sockaddr_any external6;
+	/* How traffic leaves unless a rule or the user says otherwise:
+	 * source addresses (also where BIND listens), interface, mark, TOS,
+	 * TCP keepalive (on by default) and user timeout. */
+	struct egress egress;
+	int egress_interface_line;  /* line of external-interface, 0: none */
+	int egress_mark_line;       /* line of socket-mark, 0: none */
+	unsigned happy_eyeballs_ms; /* Connection Attempt Delay; 0: one at a time */
 
 	struct limitset *limits;          /* limit lines, rule rates; never NULL */
 	char state_dir[PATH_MAX];         /* where quota counters are kept */
@@ -146,9 +160,14 @@ struct config *config_load(const char *path, bool explicit_path, char *err, size
  * which frees c, its users and rules with the last one. NULL: no-op. */
 struct config *config_ref(struct config *c);
 void config_unref(struct config *c);
-/* The outbound source address for family: the user's own `external`, else
- * the global one, else NULL (the kernel chooses). user may be NULL. */
-const union sockaddr_any *config_external_for(const struct config *c, const char *user, int family);
+/* The outbound settings of a user's line, or NULL (none; user NULL). */
+const struct egress *config_user_egress(const struct config *c, const char *user);
+/* Calls fn for every set of outbound settings written in c (the global
+ * ones, each user's, each rule's) with the line to name in a message
+ * (global: the external-interface line, else the socket-mark line, else
+ * 0). For the start's checks of interfaces and permissions. */
+void config_each_egress(const struct config *c,
+	void (*fn)(const struct egress *e, int line, void *arg), void *arg);
 /* Whether clients may get in without a password (auth includes none; with
  * no auth line: when there are no users). */
 bool config_accepts_no_auth(const struct config *c);

@@ -15,6 +15,7 @@
 #include "addr.h"
 #include "parent.h"
 #include "policy.h"
+#include "siphash.h"
 #include "stats.h"
 
 struct loop;
@@ -45,6 +46,12 @@ struct conn_env {
 	uint64_t id_step, id_base;   /* ids are id_base + 1 + k * id_step (workers: distinct) */
 	void (*on_empty)(void *arg); /* called when active drops to 0 (shutdown) */
 	void *on_empty_arg;
+	/* `external PREFIX hash-user`: the key of the users' hash, the same
+	 * in every worker and across restarts (main derives it). */
+	uint8_t hash_user_key[SIPHASH_KEY_LEN];
+	/* `external PREFIX random`: a secret of this process; the session's
+	 * addresses are its hash of the session id. */
+	uint8_t random_key[SIPHASH_KEY_LEN];
 };
 
 /* Zeroes env and wires its parts together; limits may be NULL (no per-IP

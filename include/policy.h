@@ -83,6 +83,7 @@ struct policy_verdict {
 	int line;                          /* the deciding rule's line, 0: none */
 	enum policy_protection protection; /* the built-in protection decided (DENY) */
 	const struct acl_via *via;         /* ALLOW: the deciding rule's parents; NULL: direct */
+	const struct egress *egress;       /* ALLOW: the rule's outbound clauses, or NULL */
 };
 
 /* Request rules for one destination (dst NULL: not known yet, e.g. before a

@@ -13,6 +13,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "egress.h"
 
 struct loop;
 struct resolver;
@@ -52,6 +53,9 @@ struct resolver_options {
 	 * already in flight, cached, numeric or in the hosts file never
 	 * counts and is never refused. */
 	unsigned max_lookups;
+	/* Where queries leave: the interface and the mark of e (the rest is
+	 * not used), except to a nameserver on loopback. NULL: as routed. */
+	const struct egress *egress;
 };
 
 struct resolver_stats {

@@ -16,6 +16,7 @@
 #include "proto.h"
 #include "udpparent.h"
 
+struct egress;
 struct loop;
 struct resolver;
 struct udpassoc;
@@ -56,6 +57,7 @@ struct udpassoc_options {
 	uint16_t port_lo, port_hi;           /* relay socket port range; 0,0 = any */
 	const union sockaddr_any *external4; /* outbound IPv4 source, or NULL */
 	const union sockaddr_any *external6; /* outbound IPv6 source, or NULL */
+	const struct egress *egress;         /* outbound sockets' settings (copied), or NULL */
 	unsigned idle_ms;                    /* 0: no idle timeout */
 	/* Asked before each datagram leaves: may it go to dst at port (name:
 	 * the requested domain, or NULL), and through which parent (*parent,

@@ -17,6 +17,7 @@
 #include <stdint.h>
 
 #include "addr.h"
+#include "egress.h"
 #include "proto.h"
 
 struct loop;
@@ -37,7 +38,11 @@ struct udpparent_options {
 	unsigned down_after;     /* parent-down-after */
 	unsigned down_for_s;     /* parent-down-for */
 	unsigned timeout_ms;     /* lookup, connect and handshake together */
-	const union sockaddr_any *external4, *external6; /* outbound sources, or NULL */
+	/* How the control connection and the datagrams leave (the session's
+	 * merged settings): sources of each family (AF_UNSPEC: the kernel's
+	 * choice), interface, mark, TOS, keepalive. */
+	union sockaddr_any from4, from6;
+	struct egress egress;
 	udpparent_recv_cb recv;
 	void *arg;
 };

@@ -47,8 +47,9 @@ struct acl_request_rule {
 	unsigned cmds;             /* SEL_CMD: ACL_CMD_* mask */
 	char **users;              /* SEL_USER */
 	size_t nusers;
-	struct acl_via *via; /* `via` clause, NULL: direct */
-	bool resolve_given;  /* a `resolve` clause was given */
+	struct acl_via *via;   /* `via` clause, NULL: direct */
+	bool resolve_given;    /* a `resolve` clause was given */
+	struct egress *egress; /* outbound clauses (allow rules), or NULL */
 };
 
 struct acl {
@@ -646,6 +647,7 @@ request_rule_clear(struct acl_request_rule *r)
 		free(r->users[i]);
 	free(r->users);
 	free(r->via);
+	free(r->egress);
 }
 
 struct acl *
@@ -718,6 +720,58 @@ acl_client_rule_count(const struct acl *a)
 	return a->nclient;
 }
 
+/* An outbound clause of a request rule at argv (egress's grammar). Returns
+ * the words it took, or -1 with the message in err. */
+static int
+rule_clause(struct acl_request_rule *r, char **argv, char *err, size_t errlen)
+{
+	if (r->egress == NULL) {
+		if ((r->egress = malloc(sizeof(*r->egress))) == NULL) {
+			acl_err(err, errlen, "out of memory");
+			return -1;
+		}
+		egress_init(r->egress);
+	}
+	return egress_parse_clause(r->egress, EGRESS_IN_RULE, argv, err, errlen);
+}
+
+/* Whether every `to` item is a network of the other family than f's. */
+static bool
+to_only_family(const struct acl_request_rule *r, int family)
+{
+	if (r->nto == 0)
+		return false;
+	for (size_t i = 0; i < r->nto; i++)
+		if (r->to[i].kind != ACL_TARGET_CIDR || r->to[i].cidr.any ||
+			r->to[i].cidr.family != family)
+			return false;
+	return true;
+}
+
+/* Clauses only an allow rule can have, and a source of a family none of
+ * the rule's destinations has. */
+static int
+rule_check_clauses(const struct acl_request_rule *r, char *err, size_t errlen)
+{
+	const struct egress *e = r->egress;
+	bool v4 = e && e->src[EGRESS_V4].mode != EGRESS_SRC_UNSET;
+	bool v6 = e && e->src[EGRESS_V6].mode != EGRESS_SRC_UNSET;
+
+	if (e == NULL)
+		return 0;
+	if (!r->allow) {
+		acl_err(err, errlen, "only an allow rule can say how traffic leaves");
+		return -1;
+	}
+	if (v4 != v6 && to_only_family(r, v4 ? AF_INET6 : AF_INET)) {
+		acl_err(err, errlen,
+			"external: an %s source, but every destination of the rule is %s",
+			v4 ? "IPv4" : "IPv6", v4 ? "IPv6" : "IPv4");
+		return -1;
+	}
+	return 0;
+}
+
 int
 acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t errlen)
 {
@@ -732,6 +786,12 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 		return -1;
 	for (i = 1; argv[i] != NULL; i++) {
 		word = argv[i];
+		if (egress_is_clause(word)) {
+			if ((rc = rule_clause(&r, argv + i, err, errlen)) < 0)
+				goto fail;
+			i += rc - 1;
+			continue;
+		}
 		sel = word_bit(acl_selectors, ACL_NSELECTORS, word);
 		if (sel == 0 && (rc = clause_parse(&r, word, argv[i + 1], err, errlen)) <= 0) {
 			if (rc < 0)
@@ -776,7 +836,7 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 		if (rc != 0)
 			goto fail;
 	}
-	if (clause_check(&r, err, errlen) != 0)
+	if (clause_check(&r, err, errlen) != 0 || rule_check_clauses(&r, err, errlen) < 0)
 		goto fail;
 	return rules_append(&a->req, &a->nreq, &r, err, errlen);
 fail:
@@ -788,6 +848,15 @@ size_t
 acl_request_rule_count(const struct acl *a)
 {
 	return a->nreq;
+}
+
+const struct egress *
+acl_request_rule_egress(const struct acl *a, size_t i, int *line)
+{
+	if (i >= a->nreq || a->req[i].egress == NULL)
+		return NULL;
+	*line = a->req[i].line;
+	return a->req[i].egress;
 }
 
 /* --- checks -------------------------------------------------------------- */
@@ -864,7 +933,7 @@ match_user(const struct acl_request_rule *r, const char *user)
 struct acl_result
 acl_check_client(const struct acl *a, const union sockaddr_any *client)
 {
-	struct acl_result res = { ACL_ALLOW, 0, false, NULL };
+	struct acl_result res = { ACL_ALLOW, 0, false, NULL, NULL };
 
 	for (size_t i = 0; i < a->nclient; i++) {
 		const struct acl_request_rule *r = &a->client[i];
@@ -881,7 +950,7 @@ acl_check_client(const struct acl *a, const union sockaddr_any *client)
 struct acl_result
 acl_check_request(const struct acl *a, const struct acl_request *q)
 {
-	struct acl_result res = { ACL_ALLOW, 0, false, NULL };
+	struct acl_result res = { ACL_ALLOW, 0, false, NULL, NULL };
 	enum to_match to;
 	size_t i;
 
@@ -921,6 +990,7 @@ acl_check_request(const struct acl *a, const struct acl_request *q)
 		res.verdict = r->allow ? ACL_ALLOW : ACL_DENY;
 		res.to_addr = to == TO_ADDR;
 		res.via = r->via;
+		res.egress = r->egress;
 		return res;
 	}
 	return res;
@@ -1018,6 +1088,8 @@ acl_dump_with(const struct acl *a, FILE *out, acl_dump_after_cb after, void *arg
 		if (quote)
 			fputc('"', out);
 		via_dump(r->via, out);
+		if (r->egress != NULL)
+			egress_dump(r->egress, out, " ", "");
 		if (after)
 			after(r->line, out, arg);
 		fputc('\n', out);

@@ -72,7 +72,8 @@ bindcmd_on_accept(struct loop *loop, unsigned events, void *arg)
 
 struct bindcmd *
 bindcmd_start(struct loop *loop, const union sockaddr_any *addr, uint16_t lo, uint16_t hi,
-	const union sockaddr_any *expect, union sockaddr_any *bound, bindcmd_cb cb, void *arg)
+	const union sockaddr_any *expect, const struct egress *e, union sockaddr_any *bound,
+	bindcmd_cb cb, void *arg)
 {
 	struct bindcmd *b = calloc(1, sizeof(*b));
 	int saved;
@@ -87,7 +88,7 @@ bindcmd_start(struct loop *loop, const union sockaddr_any *addr, uint16_t lo, ui
 		b->expect = *expect;
 		addr_unmap(&b->expect);
 	}
-	b->fd = net_listen_tcp_range(addr, 1, lo, hi);
+	b->fd = net_listen_tcp_range(addr, 1, lo, hi, e);
 	if (b->fd < 0)
 		goto fail;
 	if (net_local_addr(b->fd, bound) < 0)

@@ -106,7 +106,8 @@ static int set_timeout(struct config_parse *, char **);
 static int set_nameserver(struct config_parse *, char **);
 static int set_uint(struct config_parse *, char **);
 static int set_port_range(struct config_parse *, char **);
-static int set_external(struct config_parse *, char **);
+static int set_egress(struct config_parse *, char **);
+static int set_happy_eyeballs(struct config_parse *, char **);
 static int set_choice(struct config_parse *, char **);
 static int set_networks(struct config_parse *, char **);
 static int set_metrics(struct config_parse *, char **);
@@ -121,14 +122,14 @@ static int set_path(struct config_parse *, char **);
 #define OFF(f) offsetof(struct config, f)
 
 static const struct config_keyword keywords[] = {
-	{ "listen", 1, 2, true, set_listen, 0, 0, 0, 0 },
+	{ "listen", 1, 4, true, set_listen, 0, 0, 0, 0 },
 	{ "proxy-protocol-from", 1, CONFIG_MAX_ARGS, true, set_networks, OFF(proxy_from),
 		OFF(nproxy_from), 0, CONFIG_MAX_PROXY_FROM },
 	{ "metrics", 1, 1, false, set_metrics, 0, 0, 0, 0 },
 	/* at most one per address family; set_announce checks */
 	{ "announce", 1, 1, true, set_announce, 0, 0, 0, 0 },
 	{ "auth", 1, 2, false, set_auth, 0, 0, 0, 0 },
-	{ "user", 2, 6, true, set_user, 0, 0, 0, 0 },
+	{ "user", 2, CONFIG_MAX_ARGS, true, set_user, 0, 0, 0, 0 },
 	{ "users-file", 1, 2, false, set_users_file, 0, 0, 0, 0 },
 	{ "log", 1, 1, false, set_choice, OFF(log_syslog), 0, 0, 0 },
 	{ "log-level", 1, 1, false, set_log_level, 0, 0, 0, 0 },
@@ -167,8 +168,14 @@ static const struct config_keyword keywords[] = {
 	{ "parent-down-for", 1, 1, false, set_uint, OFF(parent_down_for), 0, 1,
 		CONFIG_SECONDS_MAX },
 	{ "run-as", 1, 1, false, set_run_as, 0, 0, 0, 0 },
-	/* at most one per address family; set_external checks */
-	{ "external", 1, 1, true, set_external, 0, 0, 0, 0 },
+	/* at most one per address family; set_egress checks */
+	{ "external", 1, 2, true, set_egress, 0, 0, 0, 0 },
+	{ "external-interface", 1, 1, false, set_egress, 0, 0, 0, 0 },
+	{ "socket-mark", 1, 1, false, set_egress, 0, 0, 0, 0 },
+	{ "ip-tos", 1, 1, false, set_egress, 0, 0, 0, 0 },
+	{ "tcp-keepalive", 1, 3, false, set_egress, 0, 0, 0, 0 },
+	{ "tcp-user-timeout", 1, 1, false, set_egress, 0, 0, 0, 0 },
+	{ "happy-eyeballs", 1, 1, false, set_happy_eyeballs, 0, 0, 0, 0 },
 	{ "limit", 2, 9, true, set_limit, 0, 0, 0, 0 },
 	{ "quota-timezone", 1, 1, false, set_quota_timezone, 0, 0, 0, 0 },
 	{ "state-dir", 1, 1, false, set_path, OFF(state_dir), 0, 0, PATH_MAX },
@@ -248,30 +255,57 @@ parse_uint(struct config_parse *p, const char *what, const char *s, unsigned lo,
 	return perr(p, "%s: '%s' is not a number", what, s);
 }
 
+/* listen's options after the address: proxy-protocol, backlog N. */
+static int
+listen_options(struct config_parse *p, char **argv, struct config_listen *l)
+{
+	bool backlog = false;
+
+	for (int i = 1; i < p->argc; i++) {
+		if (strcmp(argv[i], "proxy-protocol") == 0 && !l->proxy_protocol) {
+			l->proxy_protocol = true;
+		} else if (strcmp(argv[i], "backlog") == 0 && !backlog) {
+			if (i + 1 == p->argc)
+				return perr(p, "listen: backlog: missing value");
+			if (parse_uint(p, "listen: backlog", argv[++i], 1, 65535, &l->backlog) < 0)
+				return -1;
+			backlog = true;
+		} else {
+			return perr(p, "listen: %s option '%s' (proxy-protocol, backlog N)",
+				strcmp(argv[i], "proxy-protocol") == 0 ||
+						strcmp(argv[i], "backlog") == 0
+					? "duplicate"
+					: "unknown",
+				argv[i]);
+		}
+	}
+	return 0;
+}
+
 static int
 set_listen(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
-	union sockaddr_any a;
+	struct config_listen l;
 	char buf[ADDR_STRLEN];
 
-	if (addr_parse_with_port(argv[0], -1, &a) < 0)
+	memset(&l, 0, sizeof(l));
+	l.backlog = CONFIG_DEFAULT_BACKLOG;
+	l.line = p->line;
+	if (addr_parse_with_port(argv[0], -1, &l.addr) < 0)
 		return perr(p, "listen: bad address '%s' (expected ADDR:PORT or [IPV6]:PORT)",
 			argv[0]);
-	if (addr_port(&a) == 0)
+	if (addr_port(&l.addr) == 0)
 		return perr(p, "listen: port 0 is not allowed");
-	if (p->argc == 2 && strcmp(argv[1], "proxy-protocol") != 0)
-		return perr(p, "listen: unknown option '%s' (proxy-protocol)", argv[1]);
+	if (listen_options(p, argv, &l) < 0)
+		return -1;
 	for (size_t i = 0; i < c->nlisten; i++)
-		if (addr_equal(&c->listen[i].addr, &a))
+		if (addr_equal(&c->listen[i].addr, &l.addr))
 			return perr(p, "listen: duplicate address %s, first at line %d",
-				addr_format(&a, buf, sizeof(buf)), c->listen[i].line);
+				addr_format(&l.addr, buf, sizeof(buf)), c->listen[i].line);
 	if (c->nlisten == CONFIG_MAX_LISTEN)
 		return perr(p, "listen: too many addresses (at most %d)", CONFIG_MAX_LISTEN);
-	c->listen[c->nlisten].addr = a;
-	c->listen[c->nlisten].line = p->line;
-	c->listen[c->nlisten].proxy_protocol = p->argc == 2;
-	c->nlisten++;
+	c->listen[c->nlisten++] = l;
 	return 0;
 }
 
@@ -487,56 +521,59 @@ static int
 set_user(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
-	struct config_user_external ue;
-	const struct family_pair fp = { { &ue.ext4, &ue.ext6 }, { &ue.has4, &ue.has6 } };
+	struct config_user_egress ue;
 	char msg[384], where[64];
 
-	if (p->argc % 2 != 0)
-		return perr(p, "user: expected NAME SECRET [external ADDR]...");
 	memset(&ue, 0, sizeof(ue));
-	for (int i = 2; i < p->argc; i += 2) {
-		bool taken;
-
-		if (strcmp(argv[i], "external") != 0)
-			return perr(p, "user: unknown option '%s' (external)", argv[i]);
-		if (family_pair_set(p, &fp, "user: bad external address", argv[i + 1], &taken) < 0)
-			return -1;
-		if (taken)
-			return perr(p, "user: a second external address of the same family");
+	egress_init(&ue.egress);
+	/* argv ends in NULL: the clause parser stops there. */
+	for (int i = 2, n; i < p->argc; i += n) {
+		n = egress_parse_clause(&ue.egress, EGRESS_IN_USER, argv + i, msg, sizeof(msg));
+		if (n < 0)
+			return perr(p, "user: %s", msg);
+		if (n == 0)
+			return perr(p, "user: unknown option '%s' (external, external-interface)",
+				argv[i]);
 	}
 	snprintf(where, sizeof(where), "%s:%d", p->name, p->line);
 	if (auth_table_add_at(c->users, argv[0], argv[1], where, NULL, msg, sizeof(msg)) < 0)
 		return perr(p, "user: %s", msg);
-	if (ue.has4 || ue.has6) {
-		struct config_user_external *v = realloc(c->user_ext,
-			(c->nuser_ext + 1) * sizeof(*v));
+	if (!egress_is_empty(&ue.egress)) {
+		struct config_user_egress *v = realloc(c->user_egress,
+			(c->nuser_egress + 1) * sizeof(*v));
 		if (!v)
 			return perr(p, "user: out of memory");
 		snprintf(ue.name, sizeof(ue.name), "%s", argv[0]);
-		c->user_ext = v;
-		c->user_ext[c->nuser_ext++] = ue;
+		ue.line = p->line;
+		c->user_egress = v;
+		c->user_egress[c->nuser_egress++] = ue;
 	}
 	return 0;
 }
 
-const union sockaddr_any *
-config_external_for(const struct config *c, const char *user, int family)
+const struct egress *
+config_user_egress(const struct config *c, const char *user)
 {
-	for (size_t i = 0; user && i < c->nuser_ext; i++) {
-		const struct config_user_external *ue = &c->user_ext[i];
-		if (strcmp(ue->name, user) != 0)
-			continue;
-		if (family == AF_INET && ue->has4)
-			return &ue->ext4;
-		if (family == AF_INET6 && ue->has6)
-			return &ue->ext6;
-		break;
-	}
-	if (family == AF_INET && c->has_external4)
-		return &c->external4;
-	if (family == AF_INET6 && c->has_external6)
-		return &c->external6;
+	for (size_t i = 0; user && i < c->nuser_egress; i++)
+		if (strcmp(c->user_egress[i].name, user) == 0)
+			return &c->user_egress[i].egress;
 	return NULL;
+}
+
+void
+config_each_egress(const struct config *c, void (*fn)(const struct egress *e, int line, void *arg),
+	void *arg)
+{
+	const struct egress *e;
+	int line;
+
+	fn(&c->egress, c->egress_interface_line ? c->egress_interface_line : c->egress_mark_line,
+		arg);
+	for (size_t i = 0; i < c->nuser_egress; i++)
+		fn(&c->user_egress[i].egress, c->user_egress[i].line, arg);
+	for (size_t i = 0; i < acl_request_rule_count(c->acl); i++)
+		if ((e = acl_request_rule_egress(c->acl, i, &line)) != NULL)
+			fn(e, line, arg);
 }
 
 /* Relative paths are relative to the directory of the config file (the
@@ -702,23 +739,53 @@ set_port_range(struct config_parse *p, char **argv)
 	return 0;
 }
 
+/* external, external-interface, socket-mark, ip-tos, tcp-keepalive,
+ * tcp-user-timeout: the keyword and its words are one clause of egress's
+ * grammar (the same words a rule line takes). */
 static int
-set_external(struct config_parse *p, char **argv)
+set_egress(struct config_parse *p, char **argv)
 {
 	struct config *c = p->c;
-	const struct family_pair fp = { { &c->external4, &c->external6 },
-		{ &c->has_external4, &c->has_external6 } };
+	char *words[CONFIG_MAX_ARGS + 2], msg[256];
 	int *first[2] = { &p->external4_line, &p->external6_line };
-	bool taken;
-	int f = family_pair_set(p, &fp, "external: bad address", argv[0], &taken);
+	struct egress e;
+	int n;
 
-	if (f < 0)
-		return -1;
-	if (taken)
-		return perr(p, "duplicate 'external' %s address, first at line %d", family_names[f],
-			*first[f]);
-	*first[f] = p->line;
+	words[0] = (char *)(uintptr_t)p->kw->name;
+	for (int i = 0; i < p->argc; i++)
+		words[i + 1] = argv[i];
+	words[p->argc + 1] = NULL;
+	egress_init(&e);
+	n = egress_parse_clause(&e, EGRESS_IN_GLOBAL, words, msg, sizeof(msg));
+	if (n < 0)
+		return perr(p, "%s", msg);
+	if (n != p->argc + 1)
+		return perr(p, "%s: unexpected '%s'", p->kw->name, words[n]);
+	for (int f = 0; f < 2; f++) {
+		if (e.src[f].mode == EGRESS_SRC_UNSET)
+			continue;
+		if (c->egress.src[f].mode != EGRESS_SRC_UNSET)
+			return perr(p, "duplicate 'external' %s address, first at line %d",
+				family_names[f], *first[f]);
+		*first[f] = p->line;
+	}
+	if (e.ifname[0])
+		c->egress_interface_line = p->line;
+	if (e.has_mark)
+		c->egress_mark_line = p->line;
+	egress_merge(&c->egress, &e);
 	return 0;
+}
+
+/* happy-eyeballs MS | off */
+static int
+set_happy_eyeballs(struct config_parse *p, char **argv)
+{
+	if (strcmp(argv[0], "off") == 0) {
+		p->c->happy_eyeballs_ms = 0;
+		return 0;
+	}
+	return parse_uint(p, "happy-eyeballs", argv[0], 10, 10000, &p->c->happy_eyeballs_ms);
 }
 
 /* --- lines -------------------------------------------------------------- */
@@ -838,6 +905,7 @@ static const struct {
 	{ OFF(parent_down_for), 30 },
 	{ OFF(log_interim), 0 },
 	{ OFF(metrics_users), 100 },
+	{ OFF(happy_eyeballs_ms), 250 },
 };
 
 #define NUINT_DEFAULTS (sizeof(uint_defaults) / sizeof(uint_defaults[0]))
@@ -871,6 +939,7 @@ config_alloc(const char *name)
 	c->max_connections = UNSET_U;
 	c->auth_workers = UNSET_U;
 	c->resolve_prefer = AF_UNSPEC;
+	egress_init(&c->egress);
 	/* nlisten, nmethods, nnameservers 0, log_syslog 0 (stderr) and the
 	 * port ranges 0,0 ("any") already mean unset. */
 	return c;
@@ -908,6 +977,7 @@ config_fill_defaults(struct config *c)
 		if (addr_parse_with_port(CONFIG_DEFAULT_LISTEN, -1, &c->listen[0].addr) < 0)
 			abort(); /* the constant is a valid address */
 		c->listen[0].line = 0;
+		c->listen[0].backlog = CONFIG_DEFAULT_BACKLOG;
 		c->nlisten = 1;
 	}
 	if (c->nmethods == 0) {
@@ -946,10 +1016,17 @@ config_fill_defaults(struct config *c)
 			if (c->methods[i] == SOCKS_METHOD_NONE)
 				c->socks4 = true;
 	}
-	if (c->resolve_prefer == AF_UNSPEC)
-		c->resolve_prefer = AF_INET;
 	if (c->state_dir[0] == '\0')
 		snprintf(c->state_dir, sizeof(c->state_dir), "%s", CONFIG_DEFAULT_STATE_DIR);
+	/* Keepalive on both sides of a session, as Dante has it, but with
+	 * times that find a dead peer (or keep a NAT mapping) within four
+	 * minutes, not Linux's two hours and more. */
+	if (c->egress.keepalive < 0) {
+		c->egress.keepalive = 1;
+		c->egress.keepalive_idle = CONFIG_KEEPALIVE_IDLE;
+		c->egress.keepalive_interval = CONFIG_KEEPALIVE_INTERVAL;
+		c->egress.keepalive_count = CONFIG_KEEPALIVE_COUNT;
+	}
 	c->nplaintext_users = auth_table_plaintext_count(c->users);
 }
 
@@ -982,6 +1059,60 @@ keyword_first_line(const struct config_parse *p, const char *name)
 	for (size_t k = 0; k < NKEYWORDS; k++)
 		if (strcmp(keywords[k].name, name) == 0)
 			return p->first[k];
+	return 0;
+}
+
+static bool
+egress_hashes_user(const struct egress *e)
+{
+	return e->src[EGRESS_V4].mode == EGRESS_SRC_HASH_USER ||
+		e->src[EGRESS_V6].mode == EGRESS_SRC_HASH_USER;
+}
+
+/* The first line (0: none) whose settings hash users (hash_user) or set a
+ * mark (otherwise). */
+static int
+egress_first_line(const struct config_parse *p, bool hash_user)
+{
+	const struct config *c = p->c;
+	const struct egress *e = &c->egress;
+	int line = 0;
+
+	if (hash_user && egress_hashes_user(e))
+		return e->src[EGRESS_V4].mode == EGRESS_SRC_HASH_USER ? p->external4_line
+								      : p->external6_line;
+	if (!hash_user && e->has_mark)
+		return c->egress_mark_line;
+	for (size_t i = 0; hash_user && i < c->nuser_egress; i++)
+		if (egress_hashes_user(&c->user_egress[i].egress))
+			return c->user_egress[i].line;
+	for (size_t i = 0; i < acl_request_rule_count(c->acl); i++)
+		if ((e = acl_request_rule_egress(c->acl, i, &line)) != NULL &&
+			(hash_user ? egress_hashes_user(e) : e->has_mark))
+			return line;
+	return 0;
+}
+
+/* Outbound settings that cannot work with the rest of the file. */
+static int
+config_check_egress(struct config_parse *p)
+{
+	struct config *c = p->c;
+	bool users = false;
+
+	for (size_t i = 0; i < c->nmethods; i++)
+		users = users || c->methods[i] == SOCKS_METHOD_PASSWORD;
+	if (c->nmethods == 0)
+		users = auth_table_count(c->users) > 0;
+	if (!users && (p->line = egress_first_line(p, true)) != 0)
+		return perr(p,
+			"external: hash-user gives each user an address, but no session has a "
+			"user: 'auth' does not include password");
+	if (c->run_as_user[0] && (p->line = egress_first_line(p, false)) != 0)
+		return perr(p,
+			"socket-mark: SO_MARK needs CAP_NET_ADMIN, which run-as gives up; run "
+			"as a service user that keeps it (systemd: User= with "
+			"AmbientCapabilities=CAP_NET_ADMIN) instead of run-as");
 	return 0;
 }
 
@@ -1044,7 +1175,7 @@ config_check(struct config_parse *p)
 				"include none");
 		}
 	}
-	return 0;
+	return config_check_egress(p);
 }
 
 struct config *
@@ -1201,7 +1332,7 @@ config_unref(struct config *c)
 	auth_table_free(c->users);
 	acl_free(c->acl);
 	limitset_free(c->limits);
-	free(c->user_ext);
+	free(c->user_egress);
 	free(c);
 }
 
@@ -1268,6 +1399,41 @@ dump_rule_rate(int line, FILE *out, void *arg)
 	limitset_dump_rule_rate(arg, line, out);
 }
 
+/* The global outbound settings, a comment for each one not set. */
+static void
+dump_egress(const struct config *c, FILE *out)
+{
+	const struct egress *e = &c->egress;
+
+	if (e->src[EGRESS_V4].mode == EGRESS_SRC_UNSET &&
+		e->src[EGRESS_V6].mode == EGRESS_SRC_UNSET)
+		fprintf(out, "# external not set: chosen by the kernel\n");
+	if (!e->ifname[0])
+		fprintf(out, "# external-interface not set: the routing table chooses\n");
+	if (!e->has_mark)
+		fprintf(out, "# socket-mark not set\n");
+	if (e->tos < 0)
+		fprintf(out, "# ip-tos not set: the kernel's\n");
+	if (e->user_timeout_ms < 0)
+		fprintf(out, "# tcp-user-timeout not set: the kernel's\n");
+	egress_dump(e, out, "", "\n");
+	if (c->happy_eyeballs_ms)
+		fprintf(out, "happy-eyeballs %u\n", c->happy_eyeballs_ms);
+	else
+		fprintf(out, "happy-eyeballs off\n");
+}
+
+static void
+dump_resolve_prefer(const struct config *c, FILE *out)
+{
+	if (c->resolve_prefer == AF_UNSPEC)
+		fprintf(out,
+			"# resolve-prefer not set: IPv6 first for Happy Eyeballs, else IPv4\n");
+	else
+		fprintf(out, "resolve-prefer %s\n",
+			choice_word("resolve-prefer", c->resolve_prefer));
+}
+
 /* Keyword-table order; user secrets never appear, only how many users. */
 void
 config_dump(const struct config *c, FILE *out)
@@ -1276,9 +1442,13 @@ config_dump(const struct config *c, FILE *out)
 	size_t nusers = auth_table_count(c->users);
 
 	fprintf(out, "# socks5d effective configuration\n");
-	for (size_t i = 0; i < c->nlisten; i++)
-		fprintf(out, "listen %s%s\n", addr_format(&c->listen[i].addr, buf, sizeof(buf)),
+	for (size_t i = 0; i < c->nlisten; i++) {
+		fprintf(out, "listen %s%s", addr_format(&c->listen[i].addr, buf, sizeof(buf)),
 			c->listen[i].proxy_protocol ? " proxy-protocol" : "");
+		if (c->listen[i].backlog != CONFIG_DEFAULT_BACKLOG)
+			fprintf(out, " backlog %u", c->listen[i].backlog);
+		fprintf(out, "\n");
+	}
 	fprintf(out, "auth");
 	for (size_t i = 0; i < c->nmethods; i++)
 		fprintf(out, " %s", c->methods[i] == SOCKS_METHOD_PASSWORD ? "password" : "none");
@@ -1308,7 +1478,7 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "# nameserver not set: /etc/resolv.conf is used\n");
 	for (size_t i = 0; i < c->nnameservers; i++)
 		fprintf(out, "nameserver %s\n", addr_format(&c->nameservers[i], buf, sizeof(buf)));
-	fprintf(out, "resolve-prefer %s\n", choice_word("resolve-prefer", c->resolve_prefer));
+	dump_resolve_prefer(c, out);
 	fprintf(out, "dns-cache-size %u\n", c->dns_cache_size);
 	fprintf(out, "dns-cache-max-ttl %u\n", c->dns_cache_max_ttl);
 	if (c->dns_attempts == 0)
@@ -1317,20 +1487,15 @@ config_dump(const struct config *c, FILE *out)
 		fprintf(out, "dns-attempts %u\n", c->dns_attempts);
 	dump_port_range(out, "udp-port-range", c->udp_port_lo, c->udp_port_hi);
 	dump_port_range(out, "bind-port-range", c->bind_port_lo, c->bind_port_hi);
-	if (!c->has_external4 && !c->has_external6)
-		fprintf(out, "# external not set: chosen by the kernel\n");
-	dump_addr_pair(out, "external", "\n", &c->external4, c->has_external4, &c->external6,
-		c->has_external6);
+	dump_egress(c, out);
 	dump_addr_pair(out, "announce", "\n", &c->announce4, c->has_announce4, &c->announce6,
 		c->has_announce6);
 	dump_networks(out, "proxy-protocol-from", c->proxy_from, c->nproxy_from);
 	if (c->has_metrics)
 		fprintf(out, "metrics %s\n", addr_format(&c->metrics, buf, sizeof(buf)));
-	for (size_t i = 0; i < c->nuser_ext; i++) {
-		const struct config_user_external *ue = &c->user_ext[i];
-
-		fprintf(out, "# user %s:", ue->name);
-		dump_addr_pair(out, " external", "", &ue->ext4, ue->has4, &ue->ext6, ue->has6);
+	for (size_t i = 0; i < c->nuser_egress; i++) {
+		fprintf(out, "# user %s:", c->user_egress[i].name);
+		egress_dump(&c->user_egress[i].egress, out, " ", "");
 		fprintf(out, "\n");
 	}
 	acl_dump_with(c->acl, out, dump_rule_rate, c->limits);

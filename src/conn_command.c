@@ -106,6 +106,7 @@ conn_decide_resolved(struct conn *c)
 		if (v.verdict != ACL_ALLOW)
 			continue;
 		c->rule_line = v.line;
+		hs->rule_egress = v.egress;
 		if (!v.via)
 			break;
 		hs->via = v.via;
@@ -155,10 +156,11 @@ conn_target_close(struct conn *c)
 }
 
 /* Whether the rules allow the address really connected to (a name
- * resolving into a denied network is refused); logs a refusal. dial's
- * allow hook. */
+ * resolving into a denied network is refused; logs a refusal), and how
+ * the attempt leaves: the allowing rule's clauses over the user's and the
+ * global settings. dial's route hook. */
 static bool
-conn_target_allowed(const union sockaddr_any *to, void *arg)
+conn_route(const union sockaddr_any *to, struct dial_route *route, void *arg)
 {
 	struct conn *c = arg;
 	struct policy_subject s = conn_subject(c);
@@ -168,6 +170,8 @@ conn_target_allowed(const union sockaddr_any *to, void *arg)
 
 	if (v.verdict == ACL_ALLOW) {
 		c->rule_line = v.line;
+		conn_egress(c, v.egress, &route->egress);
+		(void)conn_source(c, &route->egress, to->sa.sa_family, &route->from);
 		return true;
 	}
 	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
@@ -185,16 +189,18 @@ conn_dial_failed(struct conn *c, enum dial_result r, int err)
 	return conn_fail(c, proto_rep_from_errno(err), strerror(err));
 }
 
-/* Connects to the addresses in hs->res, in order. */
+/* Connects to the addresses in hs->res (Happy Eyeballs unless off). */
 static enum conn_step
 conn_dial(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	struct dial_options opt = {
-		.external4 = conn_external_for(c, AF_INET),
-		.external6 = conn_external_for(c, AF_INET6),
-		.allow = conn_target_allowed,
-		.allow_arg = c,
+		.route = conn_route,
+		.route_arg = c,
+		.delay_ms = c->cfg->happy_eyeballs_ms,
+		/* RFC 8305 §4 (RFC 6724's order): IPv6 first unless the
+		 * configuration prefers IPv4. */
+		.first_family = c->cfg->resolve_prefer == AF_INET ? AF_INET : AF_INET6,
 	};
 	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, hs->res.addrs,
 		hs->res.naddrs, hs->req.dst.port, hs->connect_deadline_ms, &opt, conn_on_dialed, c);
@@ -230,7 +236,7 @@ conn_step_connecting(struct conn *c)
 		return conn_dial_failed(c, hs->dialed, hs->dial_err);
 	/* RFC 1928 §6: BND.ADDR/BND.PORT is the address the server assigned to
 	 * connect to the target. */
-	return conn_start_relay(c, &hs->bnd);
+	return conn_start_relay(c, &hs->bnd, &hs->dial.route.egress);
 }
 
 enum conn_step
@@ -242,13 +248,17 @@ conn_expire_connecting(struct conn *c)
 
 /* The success reply naming bnd, then both fds (the client's and
  * target_fd) go to the relay with what the client sent early and what of
- * the reply is still unsent; the handshake state goes. */
+ * the reply is still unsent; the handshake state goes. The client's
+ * socket has the global TCP settings from its listener; a rule's (in e)
+ * replace them. */
 enum conn_step
-conn_start_relay(struct conn *c, const union sockaddr_any *bnd)
+conn_start_relay(struct conn *c, const union sockaddr_any *bnd, const struct egress *e)
 {
 	struct conn_hs *hs = c->hs;
 	size_t early = buf_len(&hs->in);
 
+	if (!egress_tcp_equal(e, &c->cfg->egress) && net_apply_tcp_egress(c->fd, e) < 0)
+		log_warn("conn %" PRIu64 ": client socket: keepalive, user timeout", c->id);
 	c->rep = SOCKS_REP_SUCCEEDED;
 	if (conn_reply(c, SOCKS_REP_SUCCEEDED, &bnd->sa) < 0) {
 		c->end = "client gone";
@@ -324,6 +334,16 @@ conn_reply_bound(struct conn *c, union sockaddr_any *bnd, enum conn_state next)
 	return CONN_STEP_WAIT;
 }
 
+/* The BIND listener's settings: the session's, but no interface: the
+ * listener's address (external, or the one the client reached) says where
+ * peers come from, and a device would only filter them. */
+static void
+conn_bind_egress(const struct conn *c, struct egress *e)
+{
+	conn_egress(c, c->hs->rule_egress, e);
+	e->ifname[0] = '\0';
+}
+
 enum conn_step
 conn_start_bind(struct conn *c)
 {
@@ -338,23 +358,25 @@ conn_start_bind(struct conn *c)
 static enum conn_step
 conn_bind_direct(struct conn *c)
 {
-	union sockaddr_any expect, listen_on = c->local, bound;
-	const union sockaddr_any *ext;
+	union sockaddr_any expect, listen_on = c->local, bound, src;
 	struct conn_hs *hs = c->hs;
 	int family = c->local.sa.sa_family;
 	bool check_peer = false;
+	struct egress e;
 
+	conn_bind_egress(c, &e);
 	/* The listener's family follows DST.ADDR when we have an address of
 	 * that family to offer, else the control connection's. */
 	if (conn_request_addr(c, &expect)) {
 		check_peer = !proto_addr_is_unspecified(&hs->req.dst);
-		if (conn_external_for(c, expect.sa.sa_family))
+		if (conn_source(c, &e, expect.sa.sa_family, &src))
 			family = expect.sa.sa_family;
 	}
-	if ((ext = conn_external_for(c, family)))
-		listen_on = *ext;
+	if (conn_source(c, &e, family, &src))
+		listen_on = src;
 	c->bind = bindcmd_start(c->env->loop, &listen_on, c->cfg->bind_port_lo,
-		c->cfg->bind_port_hi, check_peer ? &expect : NULL, &bound, conn_on_bind_peer, c);
+		c->cfg->bind_port_hi, check_peer ? &expect : NULL, &e, &bound, conn_on_bind_peer,
+		c);
 	if (!c->bind) {
 		log_warn("conn %" PRIu64 ": bind: listen", c->id);
 		return conn_fail(c, SOCKS_REP_GENERAL_FAILURE, "bind listen failed");
@@ -415,6 +437,7 @@ conn_bind_peer_relay(struct conn *c, const union sockaddr_any *peer)
 	struct policy_subject s = conn_subject(c);
 	char a[ADDR_STRLEN], what[80];
 	struct policy_verdict v;
+	struct egress e;
 
 	addr_format(peer, a, sizeof(a));
 	if (log_enabled(LOG_LVL_DEBUG))
@@ -428,7 +451,8 @@ conn_bind_peer_relay(struct conn *c, const union sockaddr_any *peer)
 	}
 	c->rule_line = v.line;
 	/* Second reply: BND.ADDR/BND.PORT name the connecting host. */
-	return conn_start_relay(c, peer);
+	conn_bind_egress(c, &e);
+	return conn_start_relay(c, peer, &e);
 }
 
 enum conn_step
@@ -523,13 +547,16 @@ enum conn_step
 conn_start_udp(struct conn *c)
 {
 	struct udpassoc_options opt;
-	union sockaddr_any bnd;
+	union sockaddr_any bnd, src4, src6;
+	struct egress e;
 
 	memset(&opt, 0, sizeof(opt));
+	conn_egress(c, c->hs->rule_egress, &e);
 	opt.port_lo = c->cfg->udp_port_lo;
 	opt.port_hi = c->cfg->udp_port_hi;
-	opt.external4 = conn_external_for(c, AF_INET);
-	opt.external6 = conn_external_for(c, AF_INET6);
+	opt.external4 = conn_source(c, &e, AF_INET, &src4) ? &src4 : NULL;
+	opt.external6 = conn_source(c, &e, AF_INET6, &src6) ? &src6 : NULL;
+	opt.egress = &e;
 	opt.idle_ms = c->cfg->timeout_udp * 1000u;
 	opt.allow = conn_udp_allow;
 	opt.allow_arg = c;
@@ -539,8 +566,9 @@ conn_start_udp(struct conn *c)
 	opt.parent.down_after = c->cfg->parent_down_after;
 	opt.parent.down_for_s = c->cfg->parent_down_for;
 	opt.parent.timeout_ms = c->cfg->timeout_connect * 1000u;
-	opt.parent.external4 = opt.external4;
-	opt.parent.external6 = opt.external6;
+	opt.parent.from4 = opt.external4 ? src4 : (union sockaddr_any){ .sa.sa_family = AF_UNSPEC };
+	opt.parent.from6 = opt.external6 ? src6 : (union sockaddr_any){ .sa.sa_family = AF_UNSPEC };
+	opt.parent.egress = e;
 	conn_meter_start(c);
 	if (c->meter) {
 		opt.meter = conn_udp_meter;

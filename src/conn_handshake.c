@@ -12,6 +12,7 @@
 #include "conn_private.h"
 #include "log.h"
 #include "proxyproto.h"
+#include "siphash.h"
 #include "stats.h"
 
 static enum conn_step conn_dispatch_request(struct conn *c);
@@ -276,10 +277,36 @@ conn_request_name(const struct conn *c)
 	return c->hs->req.dst.atyp == SOCKS_ATYP_DOMAIN ? c->hs->req.dst.name : NULL;
 }
 
-const union sockaddr_any *
-conn_external_for(const struct conn *c, int family)
+void
+conn_egress(const struct conn *c, const struct egress *rule, struct egress *out)
 {
-	return config_external_for(c->cfg, c->user, family);
+	if (rule)
+		*out = *rule;
+	else
+		egress_init(out);
+	egress_merge(out, config_user_egress(c->cfg, c->user));
+	egress_merge(out, &c->cfg->egress);
+}
+
+bool
+conn_source(const struct conn *c, const struct egress *e, int family, union sockaddr_any *out)
+{
+	uint8_t rnd[EGRESS_RANDOM_LEN];
+
+	/* The session's random bits: the process's secret hash of the
+	 * session id, no system call (ids never repeat in a process). */
+	if (egress_source_drawn(e, family)) {
+		uint64_t msg[2] = { c->id, 0 };
+		for (size_t half = 0; half < 2; half++) {
+			uint64_t h;
+			msg[1] = half;
+			h = siphash24(c->env->random_key, msg, sizeof(msg));
+			memcpy(rnd + 8 * half, &h, sizeof(h));
+		}
+	} else {
+		memset(rnd, 0, sizeof(rnd));
+	}
+	return egress_source(e, family, c->env->hash_user_key, c->user, rnd, out);
 }
 
 /* Quotas (REP 0x02 once one with `then close` is reached; the account
@@ -332,6 +359,9 @@ conn_request_allowed(struct conn *c, enum conn_step *fail)
 	c->rule_line = v.line;
 	if (!conn_quota_admits(c, fail))
 		return false;
+	/* BIND and UDP ASSOCIATE leave as the rule that allowed the request
+	 * says (CONNECT: as the rule that allows each address). */
+	hs->rule_egress = v.verdict == ACL_ALLOW ? v.egress : NULL;
 	if (c->user && c->cfg->max_sessions_per_user && c->env->policy.limits) {
 		if (!policy_acquire_user(&c->env->policy, &s, now)) {
 			*fail = conn_fail(c, SOCKS_REP_NOT_ALLOWED, "max-sessions-per-user");

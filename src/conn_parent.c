@@ -90,14 +90,28 @@ conn_parent_failed(struct conn *c, const char *why)
 	return conn_parent_next(c);
 }
 
+/* A parent is reached the way the rule with its `via` says traffic
+ * leaves (over the user's and the global settings). dial's route hook. */
+static bool
+conn_parent_route(const union sockaddr_any *to, struct dial_route *route, void *arg)
+{
+	struct conn *c = arg;
+
+	conn_egress(c, c->hs->rule_egress, &route->egress);
+	(void)conn_source(c, &route->egress, to->sa.sa_family, &route->from);
+	return true;
+}
+
 static enum conn_step
 conn_parent_dial(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	struct conn_parent *p = hs->parent;
 	struct dial_options opt = {
-		.external4 = conn_external_for(c, AF_INET),
-		.external6 = conn_external_for(c, AF_INET6),
+		.route = conn_parent_route,
+		.route_arg = c,
+		.delay_ms = c->cfg->happy_eyeballs_ms,
+		.first_family = c->cfg->resolve_prefer == AF_INET ? AF_INET : AF_INET6,
 	};
 	enum dial_result r;
 
@@ -283,7 +297,7 @@ conn_parent_done(struct conn *c)
 		return conn_bind_peer_relay(c, b);
 	}
 	/* BND as the parent said it; an HTTP parent says none: ours. */
-	return conn_start_relay(c, b ? b : &hs->bnd);
+	return conn_start_relay(c, b ? b : &hs->bnd, &hs->dial.route.egress);
 }
 
 enum conn_step

@@ -16,6 +16,7 @@
 #include "buf.h"
 #include "conn.h"
 #include "dial.h"
+#include "egress.h"
 #include "loop.h"
 #include "parent.h"
 #include "policy.h"
@@ -135,14 +136,15 @@ struct conn_hs {
 	uint64_t auth_at_ms;          /* when the RFC 1929 request arrived */
 	bool verdict_ready;           /* the password helpers answered: verdict */
 	enum pwcheck_result verdict;
-	uint8_t ulen;                 /* the user name the client sent */
-	struct proto_request req;     /* the parsed request */
-	struct pwcheck_job pwjob;     /* the password check (AUTH_CHECK only) */
-	char user[256];               /* the user name the client sent (ulen bytes) */
-	struct dial dial;             /* the outbound connect (CONNECTING) */
-	union sockaddr_any bnd;       /* its local address, once connected */
-	struct resolver_result res;   /* addresses to try */
-	union sockaddr_any bind_peer; /* who connected to the BIND listener */
+	uint8_t ulen;                     /* the user name the client sent */
+	struct proto_request req;         /* the parsed request */
+	const struct egress *rule_egress; /* the allowing rule's outbound clauses, or NULL */
+	struct pwcheck_job pwjob;         /* the password check (AUTH_CHECK only) */
+	char user[256];                   /* the user name the client sent (ulen bytes) */
+	struct dial dial;                 /* the outbound connect (CONNECTING) */
+	union sockaddr_any bnd;           /* its local address, once connected */
+	struct resolver_result res;       /* addresses to try */
+	union sockaddr_any bind_peer;     /* who connected to the BIND listener */
 	uint8_t out_data[CONN_HS_OUT_CAP];
 	uint8_t in_data[CONN_HS_IN_CAP];
 };
@@ -233,8 +235,12 @@ bool conn_admit(struct conn *c);
 bool conn_request_addr(const struct conn *c, union sockaddr_any *out);
 /* The requested domain name, or NULL for an address. */
 const char *conn_request_name(const struct conn *c);
-/* Outbound source address (external) of a family, per user when set. */
-const union sockaddr_any *conn_external_for(const struct conn *c, int family);
+/* The session's outbound settings: a rule's clauses (rule, may be NULL)
+ * over the user's line over the global ones. */
+void conn_egress(const struct conn *c, const struct egress *rule, struct egress *out);
+/* The source address of family that e gives the session (drawn from a
+ * prefix: the session's random one, or the user's). False: e has none. */
+bool conn_source(const struct conn *c, const struct egress *e, int family, union sockaddr_any *out);
 
 enum conn_step conn_step_proxy(struct conn *c);
 enum conn_step conn_step_greeting(struct conn *c);
@@ -259,7 +265,8 @@ enum conn_step conn_start_direct(struct conn *c);
 /* dial's done callback: stores the result and advances. */
 void conn_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, void *arg);
 /* The success reply naming bnd, then both fds to the relay. */
-enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd);
+enum conn_step conn_start_relay(struct conn *c, const union sockaddr_any *bnd,
+	const struct egress *e);
 /* The rules' verdict on the peer that connected to a BIND (logged when
  * refused): the relay starts, or the client is told. */
 enum conn_step conn_bind_peer_relay(struct conn *c, const union sockaddr_any *peer);

@@ -152,14 +152,22 @@ listener_new(struct conn_env *env, int fd, const union sockaddr_any *addr, bool 
 }
 
 struct listener *
-listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_protocol)
+listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_protocol,
+	int backlog, const struct egress *e)
 {
 	struct listener *l;
 	int fd, saved;
 
-	fd = listener_reuseport ? net_listen_tcp_reuseport(addr, 4096) : net_listen_tcp(addr, 4096);
+	fd = listener_reuseport ? net_listen_tcp_reuseport(addr, backlog)
+				: net_listen_tcp(addr, backlog);
 	if (fd < 0)
 		return NULL;
+	if (e && net_apply_tcp_egress(fd, e) < 0) {
+		saved = errno;
+		close(fd);
+		errno = saved;
+		return NULL;
+	}
 	if (!(l = listener_new(env, fd, addr, proxy_protocol))) {
 		saved = errno;
 		close(fd);
@@ -169,13 +177,24 @@ listener_open(struct conn_env *env, const union sockaddr_any *addr, bool proxy_p
 }
 
 struct listener *
-listener_adopt(struct conn_env *env, int fd)
+listener_adopt(struct conn_env *env, int fd, const struct egress *e)
 {
 	union sockaddr_any addr;
 
-	if (net_local_addr(fd, &addr) < 0)
+	if (net_local_addr(fd, &addr) < 0 || (e && net_apply_tcp_egress(fd, e) < 0))
 		return NULL;
 	return listener_new(env, fd, &addr, false);
+}
+
+void
+listener_configure(struct listener *l, int backlog, const struct egress *e)
+{
+	char a[ADDR_STRLEN];
+
+	if (backlog > 0 && net_relisten(l->fd, backlog) < 0)
+		log_warn("listen %s: backlog %d", addr_format(&l->addr, a, sizeof(a)), backlog);
+	if (e && net_apply_tcp_egress(l->fd, e) < 0)
+		log_warn("listen %s: keepalive, user timeout", addr_format(&l->addr, a, sizeof(a)));
 }
 
 void

@@ -10,10 +10,13 @@
  */
 #include <dirent.h>
 #include <errno.h>
+#include <fcntl.h>
 #include <grp.h>
 #include <inttypes.h>
+#include <limits.h>
 #include <pwd.h>
 #include <signal.h>
+#include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,6 +35,7 @@
 #include "connlimit.h"
 #include "control.h"
 #include "ctl.h"
+#include "egress.h"
 #include "listener.h"
 #include "log.h"
 #include "loop.h"
@@ -44,6 +48,7 @@
 #include "relay.h"
 #include "resolver.h"
 #include "siphash.h"
+#include "strnum.h"
 #include "supervisor.h"
 #include "userswatch.h"
 
@@ -225,6 +230,9 @@ resolver_options_from(const struct config *cfg, struct resolver_options *ropt)
 	ropt->timeout_ms = cfg->timeout_dns * 1000u;
 	ropt->attempts = cfg->dns_attempts;
 	ropt->max_lookups = cfg->max_lookups;
+	/* The global interface and mark govern DNS too (not a rule's or a
+	 * user's: one resolver serves every session). */
+	ropt->egress = &cfg->egress;
 }
 
 static void
@@ -254,6 +262,7 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 
 	for (size_t i = 0; i < d->nlisteners; i++) {
 		if (d->inherited[i]) {
+			listener_configure(d->listeners[i], 0, &cfg->egress);
 			used[i] = true;
 			next_inherited[n] = true;
 			next[n++] = d->listeners[i];
@@ -266,6 +275,8 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 					cfg->listen[j].proxy_protocol)
 				continue;
 			have[j] = true;
+			listener_configure(d->listeners[i], (int)cfg->listen[j].backlog,
+				&cfg->egress);
 			if (!used[i]) {
 				used[i] = true;
 				next_inherited[n] = false;
@@ -290,7 +301,8 @@ sync_listeners(struct daemon *d, const struct config *cfg, bool fail_hard)
 		if (have[j])
 			continue;
 		addr_format(want, a, sizeof(a));
-		l = listener_open(&d->env, want, cfg->listen[j].proxy_protocol);
+		l = listener_open(&d->env, want, cfg->listen[j].proxy_protocol,
+			(int)cfg->listen[j].backlog, &cfg->egress);
 		if (!l) {
 			if (fail_hard)
 				fatal("listen %s", a);
@@ -495,6 +507,184 @@ on_hup(struct loop *loop, int signo, void *arg)
 	reload(arg);
 }
 
+/* --- outbound settings on this host ------------------------------------- */
+
+/* `external PREFIX hash-user`'s key: from /etc/machine-id (machine-id(5):
+ * an application hashes it rather than using it), so that a user keeps the
+ * address across restarts and in every worker; without it, a random key. */
+static uint8_t hash_user_key[SIPHASH_KEY_LEN];
+
+static int
+hex_digit(char ch)
+{
+	if (ch >= '0' && ch <= '9')
+		return ch - '0';
+	if (ch >= 'a' && ch <= 'f')
+		return ch - 'a' + 10;
+	return -1;
+}
+
+static bool
+read_machine_id(uint8_t id[SIPHASH_KEY_LEN])
+{
+	char hex[2 * SIPHASH_KEY_LEN + 1];
+	int fd = open("/etc/machine-id", O_RDONLY | O_CLOEXEC);
+	ssize_t n = fd < 0 ? -1 : read(fd, hex, sizeof(hex) - 1);
+
+	if (fd >= 0)
+		close(fd);
+	if (n < (ssize_t)sizeof(hex) - 1)
+		return false;
+	for (size_t i = 0; i < SIPHASH_KEY_LEN; i++) {
+		int hi = hex_digit(hex[2 * i]), lo = hex_digit(hex[2 * i + 1]);
+
+		if (hi < 0 || lo < 0)
+			return false;
+		id[i] = (uint8_t)(hi << 4 | lo);
+	}
+	return true;
+}
+
+static bool
+uses_hash_user(const struct egress *e)
+{
+	return e->src[EGRESS_V4].mode == EGRESS_SRC_HASH_USER ||
+		e->src[EGRESS_V6].mode == EGRESS_SRC_HASH_USER;
+}
+
+static void
+note_hash_user(const struct egress *e, int line, void *arg)
+{
+	*(bool *)arg = *(bool *)arg || uses_hash_user(e);
+}
+
+static void
+derive_hash_user_key(const struct config *cfg)
+{
+	static const char app[] = "socks5d external hash-user";
+	uint8_t id[SIPHASH_KEY_LEN];
+	bool used = false;
+
+	if (!read_machine_id(id)) {
+		if (getrandom(hash_user_key, sizeof(hash_user_key), 0) !=
+			(ssize_t)sizeof(hash_user_key))
+			fatal("getrandom");
+		config_each_egress(cfg, note_hash_user, &used);
+		if (used)
+			fprintf(stderr,
+				"socks5d: warning: /etc/machine-id cannot be read: the "
+				"addresses of 'hash-user' change at each start\n");
+		return;
+	}
+	for (size_t half = 0; half < 2; half++) {
+		uint8_t msg[sizeof(app)];
+		uint64_t h;
+
+		memcpy(msg, app, sizeof(app));
+		msg[sizeof(app) - 1] = (uint8_t)half;
+		h = siphash24(id, msg, sizeof(msg));
+		memcpy(hash_user_key + 8 * half, &h, sizeof(h));
+	}
+}
+
+struct host_check {
+	const struct config *cfg;
+	bool to_stderr; /* -t: warnings on stderr; else the log */
+	char *err;      /* the first refused setting */
+	size_t errlen;
+	int failed;
+};
+
+static void host_warn(const struct host_check *h, const char *fmt, ...) LOG_PRINTF(2, 3);
+
+static void
+host_warn(const struct host_check *h, const char *fmt, ...)
+{
+	char msg[512];
+	va_list ap;
+
+	va_start(ap, fmt);
+	vsnprintf(msg, sizeof(msg), fmt, ap);
+	va_end(ap);
+	if (h->to_stderr)
+		fprintf(stderr, "socks5d: warning: %s\n", msg);
+	else
+		log_warnx("%s", msg);
+}
+
+/* Tries e's interface, then its mark, on a throwaway socket. A missing
+ * interface is a warning (it may appear later, a VPN's say: sessions
+ * through it fail until then); a refused one or a refused mark an error. */
+static void
+probe_egress(const struct egress *e, int line, void *arg)
+{
+	struct host_check *h = arg;
+	struct egress t;
+	int fd;
+
+	for (int pass = 0; pass < 2 && !h->failed; pass++) {
+		int rc, err;
+
+		egress_init(&t);
+		if (pass == 0) {
+			memcpy(t.ifname, e->ifname, sizeof(t.ifname));
+		} else {
+			t.has_mark = e->has_mark;
+			t.mark = e->mark;
+		}
+		if ((!t.ifname[0] && !t.has_mark) ||
+			(fd = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0)) < 0)
+			continue;
+		rc = net_apply_egress(fd, AF_INET, false, &t);
+		err = errno;
+		close(fd);
+		if (rc == 0)
+			continue;
+		if (err == ENODEV) {
+			host_warn(h,
+				"%s:%d: external-interface: no interface '%s' on this host now "
+				"(sessions through it fail until there is)",
+				h->cfg->name, line, t.ifname);
+			continue;
+		}
+		snprintf(h->err, h->errlen, "%s:%d: %s: %s%s", h->cfg->name, line,
+			pass ? "socket-mark" : "external-interface", strerror(err),
+			err != EPERM        ? ""
+				: pass == 1 ? " (SO_MARK needs CAP_NET_ADMIN)"
+					    : " (SO_BINDTODEVICE needs CAP_NET_RAW)");
+		h->failed = 1;
+	}
+}
+
+/* What the configuration asks of this host: interfaces that exist, a mark
+ * the daemon may set, backlogs the kernel does not cut. Warnings are
+ * written (stderr or the log); a setting that cannot work is -1 with the
+ * message in err. */
+static int
+check_host(const struct config *cfg, bool to_stderr, char *err, size_t errlen)
+{
+	struct host_check h = { cfg, to_stderr, err, errlen, 0 };
+	unsigned somaxconn = 0;
+	FILE *f = fopen("/proc/sys/net/core/somaxconn", "re");
+	char line[32];
+
+	if (f) {
+		if (fgets(line, sizeof(line), f) == NULL ||
+			strnum_parse_uint(strtok(line, "\n"), 1, UINT_MAX, &somaxconn) != STRNUM_OK)
+			somaxconn = 0;
+		fclose(f);
+	}
+	for (size_t i = 0; somaxconn && i < cfg->nlisten; i++)
+		if (cfg->listen[i].line && cfg->listen[i].backlog > somaxconn)
+			host_warn(&h,
+				"%s:%d: listen: backlog %u is above net.core.somaxconn (%u): the "
+				"kernel uses %u",
+				cfg->name, cfg->listen[i].line, cfg->listen[i].backlog, somaxconn,
+				somaxconn);
+	config_each_egress(cfg, probe_egress, &h);
+	return h.failed ? -1 : 0;
+}
+
 /* SIGHUP, a changed users file under watch, and `socks5d ctl reload`.
  * Returns 0, or -1 with the reason in err (the running configuration
  * stays). */
@@ -512,7 +702,9 @@ reload_config(struct daemon *d, char *err, size_t errlen)
 	cfg = config_load(d->path, d->explicit_path, err, errlen);
 	/* The same check as at start: an inherited listener that the file
 	 * does not list must not become an open proxy by a reload. */
-	if (cfg && check_inherited_open_proxy(d, cfg, err, errlen) < 0) {
+	if (cfg &&
+		(check_inherited_open_proxy(d, cfg, err, errlen) < 0 ||
+			check_host(cfg, false, err, errlen) < 0)) {
 		config_unref(cfg);
 		cfg = NULL;
 	}
@@ -561,7 +753,7 @@ adopt_inherited(struct daemon *d, int nfds)
 {
 	for (int fd = 3; fd < 3 + nfds && d->nlisteners < MAX_LISTENERS; fd++) {
 		char a[ADDR_STRLEN];
-		struct listener *l = listener_adopt(&d->env, fd);
+		struct listener *l = listener_adopt(&d->env, fd, &d->env.cfg->egress);
 		if (!l)
 			fatal("socket activation: fd %d", fd);
 		log_info("listening on %s (socket activation)",
@@ -714,6 +906,11 @@ setup_worker(struct daemon *d, struct config *cfg)
 	conn_env_set_account(&d->env, account_new_from(d->loop, cfg));
 	if (!d->env.acct)
 		fatalx("out of memory");
+	memcpy(d->env.hash_user_key, hash_user_key, sizeof(hash_user_key));
+	/* Each worker its own key for the random sources' draws. */
+	if (getrandom(d->env.random_key, sizeof(d->env.random_key), 0) !=
+		(ssize_t)sizeof(d->env.random_key))
+		fatal("getrandom");
 	refresh_host_addrs(d);
 	d->env.on_empty = on_empty;
 	d->env.on_empty_arg = d;
@@ -755,6 +952,9 @@ run_worker(struct daemon *d, struct config *cfg, int nfds, int ready_fd)
 	if (check_inherited_open_proxy(d, cfg, err, sizeof(err)) < 0)
 		fatalx("%s", err);
 	drop_privileges(cfg);
+	/* As the user that will make the sockets. */
+	if (check_host(cfg, false, err, sizeof(err)) < 0)
+		fatalx("%s", err);
 	sync_password_helpers(d, cfg);
 	log_info("socks5d %s started: %zu listener(s), %zu user(s)", SOCKS5D_VERSION, d->nlisteners,
 		auth_table_count(cfg->users));
@@ -822,9 +1022,15 @@ run_worker_entry(struct config *cfg, const struct supervisor_options *so, unsign
 static int
 check_only(const struct daemon *d, struct config *cfg, bool dump)
 {
+	char err[1024];
+
 	warn_slow_hashes(cfg);
 	if (config_users_unused(cfg))
 		fprintf(stderr, "socks5d: warning: %s\n", USERS_UNUSED_WARNING);
+	/* Another user may run the daemon: what it may not do here is only a
+	 * warning. */
+	if (check_host(cfg, true, err, sizeof(err)) < 0)
+		fprintf(stderr, "socks5d: warning: %s\n", err);
 	if (dump)
 		config_dump(cfg, stdout);
 	else
@@ -887,6 +1093,7 @@ main(int argc, char **argv)
 		fprintf(stderr, "socks5d: %s\n", err);
 		return 1;
 	}
+	derive_hash_user_key(cfg);
 	if (check)
 		return check_only(&d, cfg, dump);
 

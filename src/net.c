@@ -13,6 +13,12 @@
 #include <sys/random.h>
 #include <unistd.h>
 
+#include "egress.h"
+
+#ifndef IPV6_FREEBIND
+#define IPV6_FREEBIND 78 /* Linux 4.15; older headers lack it */
+#endif
+
 /* Closes fd after a failed step, keeping that step's errno for the
  * caller. Returns -1, for `return close_failed(fd);`. */
 static int
@@ -61,7 +67,58 @@ net_set_nodelay(int fd)
 }
 
 static int
-listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo, uint16_t hi)
+set_int(int fd, int level, int name, int v)
+{
+	return setsockopt(fd, level, name, &v, sizeof(v));
+}
+
+int
+net_apply_tcp_egress(int fd, const struct egress *e)
+{
+	if (e->keepalive >= 0 && set_int(fd, SOL_SOCKET, SO_KEEPALIVE, e->keepalive) < 0)
+		return -1;
+	if (e->keepalive == 1 &&
+		(set_int(fd, IPPROTO_TCP, TCP_KEEPIDLE, e->keepalive_idle) < 0 ||
+			set_int(fd, IPPROTO_TCP, TCP_KEEPINTVL, e->keepalive_interval) < 0 ||
+			set_int(fd, IPPROTO_TCP, TCP_KEEPCNT, e->keepalive_count) < 0))
+		return -1;
+	if (e->user_timeout_ms >= 0 &&
+		set_int(fd, IPPROTO_TCP, TCP_USER_TIMEOUT, e->user_timeout_ms) < 0)
+		return -1;
+	return 0;
+}
+
+/* IP(V6)_FREEBIND: the source may be an address no interface has (a
+ * prefix routed to the host). Kernels before IPV6_FREEBIND took the IPv4
+ * option for both families. */
+static int
+set_freebind(int fd, int family)
+{
+	if (family == AF_INET6 && set_int(fd, IPPROTO_IPV6, IPV6_FREEBIND, 1) == 0)
+		return 0;
+	return set_int(fd, IPPROTO_IP, IP_FREEBIND, 1);
+}
+
+int
+net_apply_egress(int fd, int family, bool tcp, const struct egress *e)
+{
+	if (e->ifname[0] &&
+		setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, e->ifname, strlen(e->ifname)) < 0)
+		return -1;
+	if (e->has_mark && setsockopt(fd, SOL_SOCKET, SO_MARK, &e->mark, sizeof(e->mark)) < 0)
+		return -1;
+	if (e->tos >= 0 &&
+		(family == AF_INET6 ? set_int(fd, IPPROTO_IPV6, IPV6_TCLASS, e->tos)
+				    : set_int(fd, IPPROTO_IP, IP_TOS, e->tos)) < 0)
+		return -1;
+	if (egress_source_drawn(e, family) && set_freebind(fd, family) < 0)
+		return -1;
+	return tcp ? net_apply_tcp_egress(fd, e) : 0;
+}
+
+static int
+listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo, uint16_t hi,
+	const struct egress *e)
 {
 	int fd, one = 1;
 
@@ -76,6 +133,8 @@ listen_tcp(const union sockaddr_any *a, int backlog, bool reuseport, uint16_t lo
 	if (a->sa.sa_family == AF_INET6 &&
 		setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one)) < 0)
 		goto fail;
+	if (e && net_apply_egress(fd, a->sa.sa_family, true, e) < 0)
+		goto fail;
 	if ((lo || hi ? bind_in_range(fd, a, lo, hi) : bind(fd, &a->sa, addr_len(a))) < 0)
 		goto fail;
 	if (listen(fd, backlog) < 0)
@@ -88,23 +147,30 @@ fail:
 int
 net_listen_tcp(const union sockaddr_any *a, int backlog)
 {
-	return listen_tcp(a, backlog, false, 0, 0);
+	return listen_tcp(a, backlog, false, 0, 0, NULL);
 }
 
 int
-net_listen_tcp_range(const union sockaddr_any *a, int backlog, uint16_t lo, uint16_t hi)
+net_listen_tcp_range(const union sockaddr_any *a, int backlog, uint16_t lo, uint16_t hi,
+	const struct egress *e)
 {
 	union sockaddr_any any_port = *a;
 
 	/* No range: any port, chosen by the kernel. */
 	addr_set_port(&any_port, 0);
-	return listen_tcp(&any_port, backlog, false, lo, hi);
+	return listen_tcp(&any_port, backlog, false, lo, hi, e);
+}
+
+int
+net_relisten(int fd, int backlog)
+{
+	return listen(fd, backlog);
 }
 
 int
 net_listen_tcp_reuseport(const union sockaddr_any *a, int backlog)
 {
-	return listen_tcp(a, backlog, true, 0, 0);
+	return listen_tcp(a, backlog, true, 0, 0, NULL);
 }
 
 int
@@ -120,13 +186,16 @@ net_accept(int lfd, union sockaddr_any *peer)
 }
 
 int
-net_connect_start(const union sockaddr_any *to, const union sockaddr_any *from)
+net_connect_start(const union sockaddr_any *to, const union sockaddr_any *from,
+	const struct egress *e)
 {
 	int fd, rc;
 
 	fd = socket(to->sa.sa_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	if (e && net_apply_egress(fd, to->sa.sa_family, true, e) < 0)
+		goto fail;
 	if (from && from->sa.sa_family == to->sa.sa_family) {
 		/* Pick the source address but let connect() choose the port, so
 		 * churn does not exhaust the ephemeral range (bind before connect
@@ -182,6 +251,20 @@ net_udp_socket(const union sockaddr_any *bind_to, uint16_t port_lo, uint16_t por
 	if (fd < 0)
 		return -1;
 	if (bind_in_range(fd, bind_to, port_lo, port_hi) < 0)
+		return close_failed(fd);
+	return fd;
+}
+
+int
+net_udp_socket_egress(const union sockaddr_any *bind_to, const struct egress *e)
+{
+	int fd;
+
+	fd = socket(bind_to->sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+	if (fd < 0)
+		return -1;
+	if ((e && net_apply_egress(fd, bind_to->sa.sa_family, false, e) < 0) ||
+		bind_in_range(fd, bind_to, 0, 0) < 0)
 		return close_failed(fd);
 	return fd;
 }

@@ -251,7 +251,7 @@ policy_check_request(const struct policy *p, const struct policy_subject *s, uin
 		.dst_unknown = cmd == SOCKS_CMD_UDP_ASSOCIATE && !dst && !name,
 	};
 	struct acl_result r = acl_check_request(s->cfg->acl, &request);
-	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE, NULL };
+	struct policy_verdict v = { r.verdict, r.line, POLICY_PROTECT_NONE, r.via, r.egress };
 
 	if (r.verdict != ACL_ALLOW)
 		return v;
@@ -268,6 +268,7 @@ policy_check_request(const struct policy *p, const struct policy_subject *s, uin
 		if (v.protection != POLICY_PROTECT_NONE) {
 			v.verdict = ACL_DENY;
 			v.line = 0;
+			v.egress = NULL;
 		}
 	}
 	return v;

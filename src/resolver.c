@@ -144,6 +144,7 @@ struct resolver {
 	unsigned timeout_ms; /* per try */
 	unsigned attempts;   /* rounds over all servers */
 	int prefer_family;
+	struct egress egress; /* queries' interface and mark (not to loopback) */
 
 	char *hosts_path;
 	struct hosts_entry *hosts; /* sorted by name, then line */
@@ -176,6 +177,14 @@ struct resolver {
 
 static void subquery_next_try(struct subquery *q);
 static void subquery_on_io(struct loop *loop, unsigned events, void *arg);
+
+/* The settings for a query to ns: none to a nameserver on this host (a
+ * local resolver is reached through lo, never through an interface). */
+static const struct egress *
+resolver_egress_for(const struct resolver *r, const union sockaddr_any *ns)
+{
+	return addr_is_loopback(ns) ? NULL : &r->egress;
+}
 static void lookup_complete(struct lookup *lk);
 
 const struct resolver_stats *
@@ -856,7 +865,8 @@ subquery_start_tcp(struct subquery *q)
 		subquery_server_failed(q, "cannot build query");
 		return;
 	}
-	if ((fd = net_connect_start(&r->nameservers[q->server], NULL)) < 0) {
+	if ((fd = net_connect_start(&r->nameservers[q->server], NULL,
+		     resolver_egress_for(r, &r->nameservers[q->server]))) < 0) {
 		subquery_server_failed(q, strerror(errno));
 		return;
 	}
@@ -1032,6 +1042,9 @@ subquery_send_udp(struct subquery *q)
 	fd = socket(ns->sa.sa_family, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
 	if (fd < 0)
 		return -1;
+	if (resolver_egress_for(r, ns) &&
+		net_apply_egress(fd, ns->sa.sa_family, false, resolver_egress_for(r, ns)) < 0)
+		goto fail;
 	/* Connected: the kernel drops datagrams from any other address or
 	 * port, so only the server asked can answer. */
 	if (connect(fd, &ns->sa, addr_len(ns)) < 0)
@@ -1352,6 +1365,18 @@ resolver_set_nameservers(struct resolver *r, const struct resolver_options *opt)
 		r->attempts = opt->attempts;
 }
 
+/* Only what decides the route of a query: the interface and the mark. */
+static void
+resolver_set_egress(struct resolver *r, const struct egress *e)
+{
+	egress_init(&r->egress);
+	if (!e)
+		return;
+	memcpy(r->egress.ifname, e->ifname, sizeof(r->egress.ifname));
+	r->egress.has_mark = e->has_mark;
+	r->egress.mark = e->mark;
+}
+
 /* Servers, resolv.conf options, preference, cache and hosts file from opt
  * (NULL: all defaults). Returns -1 when out of memory: the cache is then
  * disabled, or (when the cache could be sized) the previous hosts file
@@ -1364,6 +1389,7 @@ resolver_apply(struct resolver *r, const struct resolver_options *opt)
 	resolver_set_nameservers(r, opt);
 	r->max_lookups = opt ? opt->max_lookups : 0;
 	r->prefer_family = opt && opt->prefer_family == AF_INET6 ? AF_INET6 : AF_INET;
+	resolver_set_egress(r, opt ? opt->egress : NULL);
 
 	/* Answers from the old servers or under the old limits go. */
 	r->cache_size = opt ? opt->cache_size : 0;

@@ -29,6 +29,7 @@
 #include <sys/uio.h>
 #include <unistd.h>
 
+#include "egress.h"
 #include "log.h"
 #include "loop.h"
 #include "net.h"
@@ -102,6 +103,7 @@ struct udpassoc {
 	struct watcher relay_w;                /* relay socket, faces the client */
 	struct watcher out_w[UDPASSOC_NOUT];   /* outbound sockets, fd -1 until first use */
 	union sockaddr_any ext[UDPASSOC_NOUT]; /* outbound source; AF_UNSPEC = wildcard */
+	struct egress egress;                  /* outbound sockets' settings */
 	union sockaddr_any bnd;                /* relay socket's address (announced) */
 
 	union sockaddr_any client;    /* client's IP (unmapped); port valid once pinned */
@@ -631,7 +633,7 @@ udpassoc_open_out(struct udpassoc *u, int which)
 		memset(&a, 0, sizeof(a));
 		a.sa.sa_family = which == UDPASSOC_OUT6 ? AF_INET6 : AF_INET;
 	}
-	fd = net_udp_socket(&a, 0, 0);
+	fd = net_udp_socket_egress(&a, &u->egress);
 	if (fd < 0)
 		return -1;
 	watcher_init(&u->out_w[which], fd,
@@ -1066,6 +1068,10 @@ udpassoc_set_external(struct udpassoc *u, const struct udpassoc_options *opt)
 	}
 	if (opt->external6)
 		u->ext[UDPASSOC_OUT6] = *opt->external6;
+	if (opt->egress)
+		u->egress = *opt->egress;
+	else
+		egress_init(&u->egress);
 	if (u->ext[UDPASSOC_OUT4].sa.sa_family != AF_INET)
 		u->ext[UDPASSOC_OUT4].sa.sa_family = AF_UNSPEC;
 	if (u->ext[UDPASSOC_OUT6].sa.sa_family != AF_INET6)

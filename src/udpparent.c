@@ -266,7 +266,7 @@ udpparent_connected(struct udpparent *p)
 		return;
 	}
 	addr_set_port(&local, 0);
-	if ((fd = net_udp_socket(&local, 0, 0)) < 0) {
+	if ((fd = net_udp_socket_egress(&local, &p->o.egress)) < 0) {
 		udpparent_fail(p, "no UDP socket", false);
 		return;
 	}
@@ -298,13 +298,22 @@ udpparent_on_dialed(enum dial_result r, int err, const union sockaddr_any *bnd, 
 	udpparent_connected(p);
 }
 
+/* The session's source and settings for the parent's address. dial's
+ * route hook. */
+static bool
+udpparent_route(const union sockaddr_any *to, struct dial_route *route, void *arg)
+{
+	const struct udpparent *p = arg;
+
+	route->from = to->sa.sa_family == AF_INET6 ? p->o.from6 : p->o.from4;
+	route->egress = p->o.egress;
+	return true;
+}
+
 static void
 udpparent_dial(struct udpparent *p)
 {
-	struct dial_options opt = {
-		.external4 = p->o.external4,
-		.external6 = p->o.external6,
-	};
+	struct dial_options opt = { .route = udpparent_route, .route_arg = p };
 
 	p->state = UDPPARENT_CONNECTING;
 	if (dial_start(&p->dial, p->o.loop, &p->tcp, p->res.addrs, p->res.naddrs, p->u->port,

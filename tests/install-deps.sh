@@ -3,7 +3,7 @@
 # runs apt-get; otherwise it prints the exact command and stops.
 set -u
 PKGS="libcmocka-dev libcrypt-dev curl ncat python3 python3-socks clang libclang-rt-14-dev mandoc \
-	haproxy"
+	haproxy iproute2"
 missing=""
 have_header() { printf '#include <stdarg.h>\n#include <stddef.h>\n#include <stdint.h>\n#include <setjmp.h>\n#include <%s>\n' "$1" | ${CC:-cc} -E -x c - >/dev/null 2>&1; }
 have_header cmocka.h || missing="$missing libcmocka-dev"
@@ -16,6 +16,8 @@ command -v clang >/dev/null 2>&1 || missing="$missing clang"
 command -v mandoc >/dev/null 2>&1 || missing="$missing mandoc"
 # The three HAProxy tests (test_access.c) skip without it.
 command -v haproxy >/dev/null 2>&1 || [ -x /usr/sbin/haproxy ] || missing="$missing haproxy"
+# The egress tests' network namespaces (test_egress.c) skip without ip(8).
+command -v ip >/dev/null 2>&1 || [ -x /usr/sbin/ip ] || [ -x /sbin/ip ] || missing="$missing iproute2"
 [ -z "$missing" ] && exit 0
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
 	echo "install-deps: installing:$missing"

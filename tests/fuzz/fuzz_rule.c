@@ -5,6 +5,7 @@
  * a request rule. The rules that parse are checked against a fixed set of
  * requests and dumped; the dump is parsed again and must give the same
  * dump and the same answers (the round trip `socks5d -T` relies on).
+ * An allow rule's outbound clauses (issue 19) must come back equal too.
  * A mismatch aborts, so the fuzzer reports it as a crash.
  */
 #include <stdbool.h>
@@ -16,6 +17,7 @@
 
 #include "acl.h"
 #include "addr.h"
+#include "egress.h"
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size);
 
@@ -149,6 +151,12 @@ fuzz_compare(const struct acl *a, const struct acl *b)
 			rb = acl_check_request(b, &r);
 			if (ra.verdict != rb.verdict || ra.to_addr != rb.to_addr ||
 				(ra.line == 0) != (rb.line == 0))
+				abort();
+			/* The deciding rule's outbound clauses print back the same. */
+			if ((ra.egress == NULL) != (rb.egress == NULL) ||
+				(ra.egress && !egress_equal(ra.egress, rb.egress)))
+				abort();
+			if (ra.egress && ra.verdict != ACL_ALLOW)
 				abort();
 			/* Only a missing address leaves a rule undecided. */
 			if (ra.verdict == ACL_UNDECIDED && r.dst_addr != NULL)

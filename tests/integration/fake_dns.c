@@ -1,6 +1,7 @@
 /*
  * fake_dns: a scriptable DNS server for the tests of socks5d's own resolver.
- * It runs in a forked child on one 127.0.0.1 port for UDP and TCP; the test
+ * It runs in a forked child on one port for UDP and TCP (127.0.0.1, or an
+ * address and interface of a test's network namespace); the test
  * process scripts it per name (answer A/AAAA, NXDOMAIN, answer late, send a
  * spoofed answer first, truncate over UDP) and asks how many queries each
  * name received, over a SEQPACKET control socket. One poll() loop serves
@@ -448,29 +449,43 @@ static void __attribute__((noreturn)) it_dns_main(struct it_dns_server *s)
 
 /* ---- the test side ------------------------------------------------------- */
 
-/* UDP and TCP on the same 127.0.0.1 port: the UDP port is the kernel's
+/* A socket of type on ip:port, bound to device when not NULL (it then
+ * sees only what arrives through that interface). -1 with errno. */
+static int
+it_dns_socket(int type, const char *ip, uint16_t port, const char *device)
+{
+	struct sockaddr_storage ss;
+	socklen_t len;
+	int one = 1, fd = socket(AF_INET, type | SOCK_CLOEXEC, 0);
+
+	if (fd < 0)
+		return -1;
+	setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
+	if ((device && setsockopt(fd, SOL_SOCKET, SO_BINDTODEVICE, device, strlen(device)) < 0) ||
+		it_sockaddr(ip, port, &ss, &len) < 0 || bind(fd, (struct sockaddr *)&ss, len) < 0) {
+		int saved = errno;
+		close(fd);
+		errno = saved;
+		return -1;
+	}
+	return fd;
+}
+
+/* UDP and TCP on the same port of ip: the UDP port is the kernel's
  * choice, and TCP must be free there too (retried a few times). */
 static int
-it_dns_sockets(int *udp, int *tcp, uint16_t *port)
+it_dns_sockets(const char *ip, const char *device, int *udp, int *tcp, uint16_t *port)
 {
 	for (int attempt = 0; attempt < 20; attempt++) {
-		struct sockaddr_storage ss;
-		socklen_t len;
-		int one = 1;
-
-		*udp = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (*udp < 0 || it_sockaddr("127.0.0.1", 0, &ss, &len) < 0 ||
-			bind(*udp, (struct sockaddr *)&ss, len) < 0)
+		*udp = it_dns_socket(SOCK_DGRAM | SOCK_NONBLOCK, ip, 0, device);
+		if (*udp < 0)
 			return -1;
 		*port = it_local_port(*udp);
-		*tcp = socket(AF_INET, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
-		if (*tcp < 0)
-			return -1;
-		setsockopt(*tcp, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
-		(void)it_sockaddr("127.0.0.1", *port, &ss, &len);
-		if (bind(*tcp, (struct sockaddr *)&ss, len) == 0 && listen(*tcp, 64) == 0)
+		*tcp = it_dns_socket(SOCK_STREAM | SOCK_NONBLOCK, ip, *port, device);
+		if (*tcp >= 0 && listen(*tcp, 64) == 0)
 			return 0;
-		close(*tcp);
+		if (*tcp >= 0)
+			close(*tcp);
 		close(*udp);
 	}
 	return -1;
@@ -479,22 +494,24 @@ it_dns_sockets(int *udp, int *tcp, uint16_t *port)
 int
 it_dns_start(struct it_dns *dns)
 {
+	return it_dns_start_at(dns, "127.0.0.1", NULL);
+}
+
+int
+it_dns_start_at(struct it_dns *dns, const char *ip, const char *device)
+{
 	static struct it_dns_server s; /* the child's copy is the one used */
 	int sv[2], spoof;
-	struct sockaddr_storage ss;
-	socklen_t len;
 
 	memset(dns, 0, sizeof(*dns));
 	dns->ctl = -1;
 	memset(&s, 0, sizeof(s));
-	if (it_dns_sockets(&s.udp, &s.tcp, &dns->port) < 0) {
+	if (it_dns_sockets(ip, device, &s.udp, &s.tcp, &dns->port) < 0) {
 		fprintf(stderr, "fake DNS: cannot bind UDP+TCP on one port: %s\n", strerror(errno));
 		return -1;
 	}
-	spoof = socket(AF_INET, SOCK_DGRAM | SOCK_CLOEXEC, 0);
-	if (spoof < 0 || it_sockaddr("127.0.0.1", 0, &ss, &len) < 0 ||
-		bind(spoof, (struct sockaddr *)&ss, len) < 0 ||
-		socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
+	spoof = it_dns_socket(SOCK_DGRAM, ip, 0, device);
+	if (spoof < 0 || socketpair(AF_UNIX, SOCK_SEQPACKET | SOCK_CLOEXEC, 0, sv) < 0) {
 		fprintf(stderr, "fake DNS: sockets: %s\n", strerror(errno));
 		close(s.udp);
 		close(s.tcp);

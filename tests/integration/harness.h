@@ -316,12 +316,16 @@ struct it_dns_counts {
 
 struct it_dns {
 	pid_t pid;
-	uint16_t port; /* UDP and TCP on 127.0.0.1 */
+	uint16_t port; /* UDP and TCP on 127.0.0.1 (or it_dns_start_at's address) */
 	int ctl;       /* control socket to the server process */
 };
 
 /* Starts the server in a forked child. Returns 0 or -1 (printed). */
 int it_dns_start(struct it_dns *dns);
+/* The same on the IPv4 address ip of the current network namespace, its
+ * sockets bound to device when not NULL (issue 19: a nameserver that
+ * only answers what arrives through one interface). */
+int it_dns_start_at(struct it_dns *dns, const char *ip, const char *device);
 void it_dns_stop(struct it_dns *dns);
 /* Adds or replaces the rule for rule->name (its counts start at 0). */
 int it_dns_set(struct it_dns *dns, const struct it_dns_rule *rule);
@@ -349,5 +353,6 @@ int it_run_hardening_tests(void);
 int it_run_parent_tests(void);
 int it_run_userswatch_tests(void);
 int it_run_shaping_tests(void);
+int it_run_egress_tests(void);
 
 #endif

@@ -37,6 +37,7 @@ static const struct {
 	{ "hardening", it_run_hardening_tests },
 	{ "parent", it_run_parent_tests },
 	{ "shaping", it_run_shaping_tests },
+	{ "egress", it_run_egress_tests },
 };
 
 int

@@ -1009,6 +1009,78 @@ test_udp_request_skips_partial_denials_and_obeys_the_rest(void **state)
 	assert_result(udp_request(a, NULL), ACL_DENY, 1, false);
 }
 
+/* --- outbound clauses (issue 19) ----------------------------------------- */
+
+static void
+test_outbound_clauses_anywhere_among_selectors(void **state)
+{
+	struct acl *a = *state;
+	struct acl_result r;
+
+	add_request(a, "allow socket-mark 7 user alice external-interface wg0 to 10.0.0.0/8", 1);
+	add_request(a, "allow to 192.0.2.0/24 tcp-keepalive off", 2);
+	add_request(a, "deny to 198.51.100.0/24", 3);
+	add_request(a, "allow all", 4);
+	r = check(a, "192.0.2.1", "alice", ACL_CMD_CONNECT, NULL, "10.1.2.3", 80);
+	assert_result(r, ACL_ALLOW, 1, true);
+	assert_non_null(r.egress);
+	assert_string_equal(r.egress->ifname, "wg0");
+	assert_true(r.egress->has_mark);
+	assert_int_equal(r.egress->mark, 7);
+	assert_int_equal(r.egress->tos, -1);
+	r = connect_to(a, NULL, "192.0.2.9", 80);
+	assert_result(r, ACL_ALLOW, 2, true);
+	assert_int_equal(r.egress->keepalive, 0);
+	/* A deny, a rule without clauses and no rule at all: none. */
+	assert_null(connect_to(a, NULL, "198.51.100.1", 80).egress);
+	assert_null(connect_to(a, NULL, "203.0.113.1", 80).egress);
+	assert_dump(a,
+		"rule allow to 10.0.0.0/8 user alice external-interface wg0 socket-mark 7\n"
+		"rule allow to 192.0.2.0/24 tcp-keepalive off\n"
+		"rule deny to 198.51.100.0/24\n"
+		"rule allow all\n");
+	{
+		int line = 0;
+		assert_non_null(acl_request_rule_egress(a, 1, &line));
+		assert_int_equal(line, 2);
+		assert_null(acl_request_rule_egress(a, 2, &line));
+		assert_null(acl_request_rule_egress(a, 9, &line));
+	}
+	/* A rule of clauses only matches everything, and prints so. */
+	request_dump_is("allow ip-tos 32", "allow all ip-tos 32");
+	request_dump_is("allow external 2001:db8::/64 random port 443",
+		"allow port 443 external 2001:db8::/64 random");
+}
+
+static void
+test_outbound_clause_errors(void **state)
+{
+	(void)state;
+	request_err("deny to 10.0.0.0/8 socket-mark 1",
+		"only an allow rule can say how traffic leaves");
+	request_err("allow to 10.0.0.0/8,192.168.0.0/16 external 2001:db8::/64 random",
+		"external: an IPv6 source, but every destination of the rule is IPv4");
+	request_err("allow to 2001:db8::/32 external 192.0.2.1",
+		"external: an IPv4 source, but every destination of the rule is IPv6");
+	request_err("allow socket-mark", "socket-mark: missing value");
+	request_err("allow ip-tos 1",
+		"ip-tos: 1 sets the low two bits, which are ECN's (the "
+		"kernel's): use a multiple of 4 (DSCP times 4)");
+	request_err("allow socket-mark 1 to all socket-mark 2", "duplicate 'socket-mark'");
+	request_err("allow external-interface", "external-interface: missing value");
+	request_err("allow tcp-keepalive 1 2",
+		"tcp-keepalive: expected IDLE INTERVAL COUNT "
+		"(seconds, seconds, probes) or off");
+	/* A source of each family, or a name among the destinations: fine. */
+	{
+		struct acl *a = acl_new();
+		add_request(a, "allow to 10.0.0.0/8 external 2001:db8::1 external 192.0.2.1", 1);
+		add_request(a, "allow to 10.0.0.0/8,example.com external 2001:db8::1", 2);
+		add_request(a, "allow to all external 2001:db8::1", 3);
+		acl_free(a);
+	}
+}
+
 int
 main(void)
 {
@@ -1056,6 +1128,9 @@ main(void)
 		cmocka_unit_test_setup_teardown(test_dump_round_trip, setup, teardown),
 		cmocka_unit_test_setup_teardown(test_error_buffer_optional_and_truncated, setup,
 			teardown),
+		cmocka_unit_test_setup_teardown(test_outbound_clauses_anywhere_among_selectors,
+			setup, teardown),
+		cmocka_unit_test(test_outbound_clause_errors),
 	};
 
 	return cmocka_run_group_tests(tests, NULL, NULL);

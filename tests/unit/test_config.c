@@ -83,15 +83,25 @@ assert_defaults(const struct config *c)
 	assert_int_equal(c->timeout_udp, 300);
 	assert_int_equal(c->timeout_bind, 120);
 	assert_int_equal(c->nnameservers, 0);
-	assert_int_equal(c->resolve_prefer, AF_INET);
+	assert_int_equal(c->resolve_prefer, AF_UNSPEC);
 	assert_int_equal(c->dns_cache_size, 10000);
 	assert_int_equal(c->dns_cache_max_ttl, 3600);
 	assert_int_equal(c->udp_port_lo, 0);
 	assert_int_equal(c->udp_port_hi, 0);
 	assert_int_equal(c->bind_port_lo, 0);
 	assert_int_equal(c->bind_port_hi, 0);
-	assert_false(c->has_external4);
-	assert_false(c->has_external6);
+	assert_int_equal(c->egress.src[EGRESS_V4].mode, EGRESS_SRC_UNSET);
+	assert_int_equal(c->egress.src[EGRESS_V6].mode, EGRESS_SRC_UNSET);
+	assert_string_equal(c->egress.ifname, "");
+	assert_false(c->egress.has_mark);
+	assert_int_equal(c->egress.tos, -1);
+	assert_int_equal(c->egress.keepalive, 1);
+	assert_int_equal(c->egress.keepalive_idle, 120);
+	assert_int_equal(c->egress.keepalive_interval, 30);
+	assert_int_equal(c->egress.keepalive_count, 4);
+	assert_int_equal(c->egress.user_timeout_ms, -1);
+	assert_int_equal(c->happy_eyeballs_ms, 250);
+	assert_int_equal(c->listen[0].backlog, 4096);
 }
 
 /* --- defaults ----------------------------------------------------------- */
@@ -219,9 +229,9 @@ test_listen_errors(void **state)
 		"t.conf:3: listen: duplicate address 127.0.0.1:1080, first at line 1");
 	parse_err("listen [::1]:80\nlisten [0:0::1]:80\n",
 		"t.conf:2: listen: duplicate address [::1]:80, first at line 1");
-	parse_err("listen\n", "t.conf:1: listen: expected 1 to 2 arguments, got 0");
+	parse_err("listen\n", "t.conf:1: listen: expected 1 to 4 arguments, got 0");
 	parse_err("listen 1.2.3.4:1 1.2.3.4:2\n",
-		"t.conf:1: listen: unknown option '1.2.3.4:2' (proxy-protocol)");
+		"t.conf:1: listen: unknown option '1.2.3.4:2' (proxy-protocol, backlog N)");
 }
 
 /* --- auth and users ----------------------------------------------------- */
@@ -318,7 +328,7 @@ test_proxy_protocol_metrics_announce(void **state)
 		"t.conf:1: listen: proxy-protocol needs a proxy-protocol-from line naming the "
 		"balancers");
 	parse_err("listen 127.0.0.1:1080 proxy\n",
-		"t.conf:1: listen: unknown option 'proxy' (proxy-protocol)");
+		"t.conf:1: listen: unknown option 'proxy' (proxy-protocol, backlog N)");
 	parse_err("proxy-protocol-from 10.0.0.0/33\n",
 		"t.conf:1: proxy-protocol-from: bad network '10.0.0.0/33' (expected "
 		"ADDR/PREFIX, ADDR or all)");
@@ -437,6 +447,23 @@ test_max_lookups(void **state)
 		"t.conf:2: duplicate 'max-lookups', first at line 1");
 }
 
+/* The source of family that a user gets: the user's line over the
+ * global setting (as conn_egress merges them), "" for none. */
+static const char *
+user_source(const struct config *c, const char *user, int family, char *buf, size_t cap)
+{
+	struct egress e;
+	union sockaddr_any a;
+
+	egress_init(&e);
+	egress_merge(&e, config_user_egress(c, user));
+	egress_merge(&e, &c->egress);
+	if (!egress_source(&e, family, (const uint8_t *)"0123456789abcdef", user,
+		    (const uint8_t *)"0123456789abcdef", &a))
+		return "";
+	return addr_ip_format(&a, buf, cap);
+}
+
 static void
 test_user_external_overrides_global_external(void **state)
 {
@@ -445,30 +472,29 @@ test_user_external_overrides_global_external(void **state)
 
 	(void)state;
 	c = parse_ok("external 192.0.2.1\nuser alice pw external 192.0.2.10 external 2001:db8::10\n"
-		     "user bob pw\n");
-	assert_string_equal(
-		addr_ip_format(config_external_for(c, "alice", AF_INET), buf, sizeof(buf)),
-		"192.0.2.10");
-	assert_string_equal(
-		addr_ip_format(config_external_for(c, "alice", AF_INET6), buf, sizeof(buf)),
-		"2001:db8::10");
-	assert_string_equal(
-		addr_ip_format(config_external_for(c, "bob", AF_INET), buf, sizeof(buf)),
-		"192.0.2.1");
-	assert_string_equal(addr_ip_format(config_external_for(c, NULL, AF_INET), buf, sizeof(buf)),
-		"192.0.2.1");
-	assert_null(config_external_for(c, "bob", AF_INET6));
+		     "user bob pw\nuser carol pw external-interface eth1\n");
+	assert_string_equal(user_source(c, "alice", AF_INET, buf, sizeof(buf)), "192.0.2.10");
+	assert_string_equal(user_source(c, "alice", AF_INET6, buf, sizeof(buf)), "2001:db8::10");
+	assert_string_equal(user_source(c, "bob", AF_INET, buf, sizeof(buf)), "192.0.2.1");
+	assert_string_equal(user_source(c, NULL, AF_INET, buf, sizeof(buf)), "192.0.2.1");
+	assert_string_equal(user_source(c, "bob", AF_INET6, buf, sizeof(buf)), "");
+	assert_null(config_user_egress(c, "bob"));
+	assert_string_equal(config_user_egress(c, "carol")->ifname, "eth1");
 	assert_true(auth_check(c->users, "alice", "pw"));
 	config_unref(c);
-	parse_err("user a pw external\n",
-		"t.conf:1: user: expected NAME SECRET [external ADDR]...");
+	parse_err("user a pw external\n", "t.conf:1: user: external: missing value");
 	parse_err("user a pw source 1.2.3.4\n",
-		"t.conf:1: user: unknown option 'source' (external)");
+		"t.conf:1: user: unknown option 'source' (external, external-interface)");
 	parse_err("user a pw external host\n",
-		"t.conf:1: user: bad external address 'host' (expected a numeric IPv4 or IPv6 "
+		"t.conf:1: user: external: bad address 'host' (expected a numeric IPv4 or IPv6 "
 		"address)");
 	parse_err("user a pw external 1.2.3.4 external 1.2.3.5\n",
-		"t.conf:1: user: a second external address of the same family");
+		"t.conf:1: user: external: a second IPv4 source");
+	parse_err("user a pw socket-mark 1\n",
+		"t.conf:1: user: socket-mark: not a user option (external, "
+		"external-interface); write it on a rule with 'user NAME'");
+	parse_err("user a pw external-interface\n",
+		"t.conf:1: user: external-interface: missing value");
 }
 
 static void
@@ -537,9 +563,9 @@ test_user_errors(void **state)
 	parse_err("user alice pw\nuser alice other\n", "t.conf:2: user: duplicate user 'alice'");
 	parse_err("user \"\" pw\n", "t.conf:1: user: empty user name");
 	parse_err("user alice \"\"\n", "t.conf:1: user: empty secret for user 'alice'");
-	parse_err("user alice\n", "t.conf:1: user: expected 2 to 6 arguments, got 1");
+	parse_err("user alice\n", "t.conf:1: user: expected 2 to 32 arguments, got 1");
 	parse_err("user alice pw extra\n",
-		"t.conf:1: user: expected NAME SECRET [external ADDR]...");
+		"t.conf:1: user: unknown option 'extra' (external, external-interface)");
 	snprintf(text, sizeof(text), "user %0256d pw\n", 0);
 	parse_err(text, "t.conf:1: user: user name longer than 255 bytes");
 	snprintf(text, sizeof(text), "user bob %0256d\n", 0);
@@ -1085,18 +1111,18 @@ test_external(void **state)
 
 	(void)state;
 	c = parse_ok("external 192.0.2.1\nexternal 2001:db8::5\n");
-	assert_true(c->has_external4);
-	assert_true(c->has_external6);
-	assert_int_equal(c->external4.sa.sa_family, AF_INET);
-	assert_int_equal(c->external6.sa.sa_family, AF_INET6);
-	assert_string_equal(addr_ip_format(&c->external4, buf, sizeof(buf)), "192.0.2.1");
-	assert_int_equal(addr_port(&c->external4), 0);
-	assert_string_equal(addr_ip_format(&c->external6, buf, sizeof(buf)), "2001:db8::5");
+	assert_int_equal(c->egress.src[EGRESS_V4].mode, EGRESS_SRC_ADDR);
+	assert_int_equal(c->egress.src[EGRESS_V6].mode, EGRESS_SRC_ADDR);
+	assert_int_equal(c->egress.src[EGRESS_V4].addr.sa.sa_family, AF_INET);
+	assert_int_equal(c->egress.src[EGRESS_V6].addr.sa.sa_family, AF_INET6);
+	assert_string_equal(user_source(c, NULL, AF_INET, buf, sizeof(buf)), "192.0.2.1");
+	assert_int_equal(addr_port(&c->egress.src[EGRESS_V4].addr), 0);
+	assert_string_equal(user_source(c, NULL, AF_INET6, buf, sizeof(buf)), "2001:db8::5");
 	config_unref(c);
 
 	c = parse_ok("external 2001:db8::5\n");
-	assert_false(c->has_external4);
-	assert_true(c->has_external6);
+	assert_int_equal(c->egress.src[EGRESS_V4].mode, EGRESS_SRC_UNSET);
+	assert_int_equal(c->egress.src[EGRESS_V6].mode, EGRESS_SRC_ADDR);
 	config_unref(c);
 
 	parse_err("external 192.0.2.1\nexternal 192.0.2.2\n",
@@ -1112,7 +1138,168 @@ test_external(void **state)
 	parse_err("external [::1]\n",
 		"t.conf:1: external: bad address '[::1]' (expected a numeric IPv4 or IPv6 "
 		"address)");
-	parse_err("external\n", "t.conf:1: external: expected 1 argument, got 0");
+	parse_err("external\n", "t.conf:1: external: expected 1 to 2 arguments, got 0");
+}
+
+/* --- how traffic leaves (issue 19) ----------------------------------------- */
+
+static void write_config(FILE *f, const void *arg);
+
+static void
+test_outbound_directives(void **state)
+{
+	struct config *c;
+
+	(void)state;
+	c = parse_ok("external 2001:db8:1::/64 random\nexternal 192.0.2.0/24 hash-user\n"
+		     "external-interface eth1\nsocket-mark 7\nip-tos 184\n"
+		     "tcp-keepalive 60 10 5\ntcp-user-timeout 30000\nhappy-eyeballs 100\n"
+		     "listen 127.0.0.1:1080 backlog 128 proxy-protocol\n"
+		     "listen 127.0.0.1:1081\nproxy-protocol-from 127.0.0.1\n"
+		     "auth password\nuser alice pw\n");
+	assert_int_equal(c->egress.src[EGRESS_V6].mode, EGRESS_SRC_RANDOM);
+	assert_int_equal(c->egress.src[EGRESS_V6].prefix, 64);
+	assert_int_equal(c->egress.src[EGRESS_V4].mode, EGRESS_SRC_HASH_USER);
+	assert_string_equal(c->egress.ifname, "eth1");
+	assert_true(c->egress.has_mark);
+	assert_int_equal(c->egress.mark, 7);
+	assert_int_equal(c->egress.tos, 184);
+	assert_int_equal(c->egress.keepalive, 1);
+	assert_int_equal(c->egress.keepalive_idle, 60);
+	assert_int_equal(c->egress.keepalive_interval, 10);
+	assert_int_equal(c->egress.keepalive_count, 5);
+	assert_int_equal(c->egress.user_timeout_ms, 30000);
+	assert_int_equal(c->happy_eyeballs_ms, 100);
+	assert_int_equal(c->egress_interface_line, 3);
+	assert_int_equal(c->egress_mark_line, 4);
+	assert_int_equal(c->listen[0].backlog, 128);
+	assert_true(c->listen[0].proxy_protocol);
+	assert_int_equal(c->listen[1].backlog, 4096);
+	config_unref(c);
+	c = parse_ok("tcp-keepalive off\nhappy-eyeballs off\n");
+	assert_int_equal(c->egress.keepalive, 0);
+	assert_int_equal(c->happy_eyeballs_ms, 0);
+	config_unref(c);
+}
+
+static void
+test_outbound_directive_errors(void **state)
+{
+	(void)state;
+	parse_err("log-level info\nexternal-interface a/b\n",
+		"t.conf:2: external-interface: bad interface name 'a/b' (1 to 15 characters, no "
+		"'/', ':' or blanks)");
+	parse_err("external-interface eth0\nexternal-interface eth1\n",
+		"t.conf:2: duplicate 'external-interface', first at line 1");
+	parse_err("socket-mark -1\n", "t.conf:1: socket-mark: '-1' is not a number");
+	parse_err("socket-mark 1 2\n", "t.conf:1: socket-mark: expected 1 argument, got 2");
+	parse_err("ip-tos 0x10\n", "t.conf:1: ip-tos: '0x10' is not a number");
+	parse_err("ip-tos 3\n",
+		"t.conf:1: ip-tos: 3 sets the low two bits, which are ECN's (the kernel's): use a "
+		"multiple of 4 (DSCP times 4)");
+	parse_err("tcp-keepalive 1 2\n",
+		"t.conf:1: tcp-keepalive: expected IDLE INTERVAL COUNT (seconds, seconds, probes) "
+		"or off");
+	parse_err("tcp-keepalive off 1\n", "t.conf:1: tcp-keepalive: unexpected '1'");
+	parse_err("tcp-keepalive 1 2 3 4\n",
+		"t.conf:1: tcp-keepalive: expected 1 to 3 arguments, "
+		"got 4");
+	parse_err("tcp-keepalive 0 10 5\n", "t.conf:1: tcp-keepalive: 0 out of range 1..32767");
+	parse_err("tcp-user-timeout 86400001\n",
+		"t.conf:1: tcp-user-timeout: 86400001 out of range 0..86400000");
+	parse_err("happy-eyeballs 5\n", "t.conf:1: happy-eyeballs: 5 out of range 10..10000");
+	parse_err("happy-eyeballs on\n", "t.conf:1: happy-eyeballs: 'on' is not a number");
+	parse_err("external 2001:db8::/64 random\nexternal 2001:db8::1\n",
+		"t.conf:2: duplicate 'external' IPv6 address, first at line 1");
+	parse_err("external 2001:db8::/64 random extra\n",
+		"t.conf:1: external: expected 1 to 2 arguments, got 3");
+	parse_err("external 2001:db8::/64\n",
+		"t.conf:1: external: expected random or hash-user after the prefix "
+		"'2001:db8::/64'");
+	parse_err("external 192.0.2.1 random\n",
+		"t.conf:1: external: random needs a prefix (ADDR/LEN), not '192.0.2.1'");
+	parse_err("listen 127.0.0.1:1080 backlog\n", "t.conf:1: listen: backlog: missing value");
+	parse_err("listen 127.0.0.1:1080 backlog 0\n",
+		"t.conf:1: listen: backlog: 0 out of range 1..65535");
+	parse_err("listen 127.0.0.1:1080 backlog 1 backlog\n",
+		"t.conf:1: listen: duplicate option 'backlog' (proxy-protocol, backlog N)");
+	parse_err("listen 127.0.0.1:1080 proxy-protocol proxy-protocol\n",
+		"t.conf:1: listen: duplicate option 'proxy-protocol' (proxy-protocol, backlog N)");
+	parse_err("rule deny to 10.0.0.0/8 external-interface wg0\n",
+		"t.conf:1: rule: only an allow rule can say how traffic leaves");
+	parse_err("rule allow to 10.0.0.0/8 external 2001:db8::1\n",
+		"t.conf:1: rule: external: an IPv6 source, but every destination of the rule is "
+		"IPv4");
+}
+
+/* Combinations that can never work, named at the line to change. */
+static void
+test_outbound_impossible_combinations(void **state)
+{
+	(void)state;
+	/* hash-user hashes the user name: sessions must have one. */
+	parse_err("log-level info\nexternal 2001:db8::/64 hash-user\n",
+		"t.conf:2: external: hash-user gives each user an address, but no session has a "
+		"user: 'auth' does not include password");
+	parse_err("auth none\nuser alice pw external 10.0.0.0/8 hash-user\n",
+		"t.conf:2: external: hash-user gives each user an address, but no session has a "
+		"user: 'auth' does not include password");
+	parse_err("\n\nrule allow external 2001:db8::/64 hash-user\n",
+		"t.conf:3: external: hash-user gives each user an address, but no session has a "
+		"user: 'auth' does not include password");
+	config_unref(parse_ok("user alice pw\nexternal 2001:db8::/64 hash-user\n"));
+	config_unref(parse_ok("auth password none\nuser alice pw\n"
+			      "rule allow external 2001:db8::/64 hash-user\n"));
+	/* SO_MARK needs CAP_NET_ADMIN, which run-as gives up. */
+	parse_err("run-as nobody\nsocket-mark 3\n",
+		"t.conf:2: socket-mark: SO_MARK needs CAP_NET_ADMIN, which run-as gives up; run as "
+		"a service user that keeps it (systemd: User= with "
+		"AmbientCapabilities=CAP_NET_ADMIN) instead of run-as");
+	parse_err("rule allow to 10.0.0.0/8\nrule allow socket-mark 0\nrun-as nobody\n",
+		"t.conf:2: socket-mark: SO_MARK needs CAP_NET_ADMIN, which run-as gives up; run as "
+		"a service user that keeps it (systemd: User= with "
+		"AmbientCapabilities=CAP_NET_ADMIN) instead of run-as");
+	config_unref(parse_ok("run-as nobody\nexternal-interface eth0\nip-tos 8\n"));
+}
+
+static void
+test_outbound_dump_parses_back(void **state)
+{
+	struct config *c = parse_ok("external 2001:db8:1::/64 random\nexternal 192.0.2.1\n"
+				    "external-interface eth1\nsocket-mark 0\nip-tos 32\n"
+				    "tcp-keepalive 1 2 3\ntcp-user-timeout 0\nhappy-eyeballs 10\n"
+				    "listen 127.0.0.1:1080 backlog 1\nauth password\n"
+				    "user alice pw external-interface wg0 external 10.0.0.0/8 "
+				    "hash-user\n"
+				    "rule allow user alice socket-mark 9 tcp-keepalive off\n");
+	char *s1 = unit_capture(write_config, c), *s2;
+	struct config *c2;
+
+	(void)state;
+	assert_non_null(strstr(s1, "\nlisten 127.0.0.1:1080 backlog 1\n"));
+	assert_non_null(strstr(s1,
+		"\nexternal 192.0.2.1\nexternal 2001:db8:1::/64 random\n"
+		"external-interface eth1\nsocket-mark 0\nip-tos 32\n"
+		"tcp-keepalive 1 2 3\ntcp-user-timeout 0\nhappy-eyeballs 10\n"));
+	assert_non_null(strstr(s1,
+		"\n# user alice: external 10.0.0.0/8 hash-user "
+		"external-interface wg0\n"));
+	assert_non_null(strstr(s1, "\nrule allow user alice socket-mark 9 tcp-keepalive off\n"));
+	/* The user's line is a comment in the dump (no secret): put it back. */
+	{
+		char *text = malloc(strlen(s1) + 64);
+		assert_non_null(text);
+		snprintf(text, strlen(s1) + 64, "%suser alice pw\n", s1);
+		c2 = parse_ok(text);
+		free(text);
+	}
+	s2 = unit_capture(write_config, c2);
+	assert_true(egress_equal(&c->egress, &c2->egress));
+	assert_int_equal(c2->happy_eyeballs_ms, 10);
+	free(s1);
+	free(s2);
+	config_unref(c);
+	config_unref(c2);
 }
 
 /* Every single-valued directive given twice names itself and its first line. */
@@ -1221,7 +1408,7 @@ test_argument_count_counts_beyond_storage(void **state)
 	/* More words than the parser keeps (32): still counted exactly. */
 	parse_err("listen a b c d e f g h i j k l m n o p q r s t u v w x y z "
 		  "a b c d e f g h i j k l m n\n",
-		"t.conf:1: listen: expected 1 to 2 arguments, got 40");
+		"t.conf:1: listen: expected 1 to 4 arguments, got 40");
 }
 
 static void
@@ -1340,13 +1527,19 @@ test_dump_default(void **state)
 		"relay-buffer 262144\n"
 		"relay-splice on\n"
 		"# nameserver not set: /etc/resolv.conf is used\n"
-		"resolve-prefer ipv4\n"
+		"# resolve-prefer not set: IPv6 first for Happy Eyeballs, else IPv4\n"
 		"dns-cache-size 10000\n"
 		"dns-cache-max-ttl 3600\n"
 		"# dns-attempts not set: resolv.conf's attempts option, else 2\n"
 		"# udp-port-range not set: any port\n"
 		"# bind-port-range not set: any port\n"
 		"# external not set: chosen by the kernel\n"
+		"# external-interface not set: the routing table chooses\n"
+		"# socket-mark not set\n"
+		"# ip-tos not set: the kernel's\n"
+		"# tcp-user-timeout not set: the kernel's\n"
+		"tcp-keepalive 120 30 4\n"
+		"happy-eyeballs 250\n"
 		"max-connections %u\n"
 		"max-connections-per-ip 0\n"
 		"max-sessions-per-user 0\n"
@@ -1373,6 +1566,11 @@ test_dump_everything_set_hides_secrets(void **state)
 	const char *text =
 		"external 2001:db8::1\n"
 		"external 192.0.2.9\n"
+		"happy-eyeballs off\n"
+		"tcp-user-timeout 0\n"
+		"tcp-keepalive off\n"
+		"ip-tos 184\n"
+		"external-interface eth1\n"
 		"bind-port-range 6000-6010\n"
 		"udp-port-range 5000-5010\n"
 		"dns-cache-max-ttl 60\n"
@@ -1397,7 +1595,8 @@ test_dump_everything_set_hides_secrets(void **state)
 		"client allow 10.0.0.0/8\n"
 		"rule deny to *.example.com port 25\n"
 		"rule allow to *.onion via socks5://tor:s%40cret@127.0.0.1:9050,direct\n"
-		"rule allow cmd connect via http://proxy.lan:3128 resolve local rate 10mbit 2mbit\n"
+		"rule allow cmd connect ip-tos 32 via http://proxy.lan:3128 resolve local rate "
+		"10mbit 2mbit\n"
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
@@ -1440,12 +1639,19 @@ test_dump_everything_set_hides_secrets(void **state)
 		"dns-attempts 1\n"
 		"udp-port-range 5000-5010\n"
 		"bind-port-range 6000-6010\n"
+		"# socket-mark not set\n"
 		"external 192.0.2.9\n"
 		"external 2001:db8::1\n"
+		"external-interface eth1\n"
+		"ip-tos 184\n"
+		"tcp-keepalive off\n"
+		"tcp-user-timeout 0\n"
+		"happy-eyeballs off\n"
 		"client allow 10.0.0.0/8\n"
 		"rule deny to *.example.com port 25\n"
 		"rule allow to *.onion via socks5://tor:***@127.0.0.1:9050,direct\n"
-		"rule allow cmd connect via http://proxy.lan:3128 resolve local rate 10mbit 2mbit\n"
+		"rule allow cmd connect via http://proxy.lan:3128 resolve local ip-tos 32 rate "
+		"10mbit 2mbit\n"
 		"max-connections 100\n"
 		"max-connections-per-ip 5\n"
 		"max-sessions-per-user 3\n"
@@ -1609,7 +1815,9 @@ test_keywords_are_the_documented_set(void **state)
 		"max-connections", "max-connections-per-ip", "max-sessions-per-user",
 		"auth-fail-limit", "run-as", "auth-fail-exempt", "auth-workers", "ipv6-prefix",
 		"parent-down-after", "parent-down-for", "max-lookups", "limit", "quota-timezone",
-		"state-dir", "log-interim", "control", "metrics-users", NULL };
+		"state-dir", "log-interim", "control", "metrics-users", "external-interface",
+		"socket-mark", "ip-tos", "tcp-keepalive", "tcp-user-timeout", "happy-eyeballs",
+		NULL };
 	const char *const *kw = config_keywords();
 	size_t n = 0;
 
@@ -1759,6 +1967,10 @@ main(void)
 		cmocka_unit_test(test_port_ranges),
 		cmocka_unit_test(test_port_range_errors),
 		cmocka_unit_test(test_external),
+		cmocka_unit_test(test_outbound_directives),
+		cmocka_unit_test(test_outbound_directive_errors),
+		cmocka_unit_test(test_outbound_impossible_combinations),
+		cmocka_unit_test(test_outbound_dump_parses_back),
 		cmocka_unit_test(test_single_valued_directives_twice),
 		cmocka_unit_test(test_unknown_directive),
 		cmocka_unit_test(test_comments_and_blanks),

@@ -26,7 +26,7 @@ static const char forged[] = "x\" from 1.2.3.4\ninfo: session id=1 proto=socks5 
 
 /* --- syslog(3), captured --------------------------------------------------- */
 
-void __wrap_syslog(int prio, const char *fmt, ...);
+void __wrap_syslog(int prio, const char *fmt, ...) __attribute__((format(printf, 2, 3)));
 static char syslog_last[4096];
 static unsigned syslog_calls;
 
