@@ -746,7 +746,8 @@ setup(void **state)
 
 static uint16_t range_lo;
 
-/* Four consecutive UDP ports free on 127.0.0.1, below the ephemeral range. */
+/* Four consecutive UDP ports free on 127.0.0.1, below the ephemeral range
+ * and below the harness's ports (it_pick_port: 20000-31999). */
 static uint16_t
 pick_range(void)
 {
@@ -757,7 +758,7 @@ pick_range(void)
 		bool ok = true;
 
 		it_fill(rnd, sizeof(rnd), &st);
-		uint16_t lo = (uint16_t)(20000 + ((rnd[0] << 8 | rnd[1]) % 12000));
+		uint16_t lo = (uint16_t)(12000 + ((rnd[0] << 8 | rnd[1]) % 7996));
 		for (uint16_t p = lo; ok && p < lo + 4; p++) {
 			int fd = it_udp_socket("127.0.0.1", p);
 			if (fd < 0)
