@@ -199,6 +199,7 @@ auth-fail-limit 0"
 			auth $auth
 			log-level warn
 			${PROXY_EXTRA:-}
+			${4:-}
 		EOF
 		start_bg 0 "$logf" "$OUT/$1" -f "$OUT/$1.conf"
 		;;
@@ -283,7 +284,7 @@ run_shaping() {
 # Runs mode $2 against system $1 and appends "system metric value unit"
 # lines to $RESULTS; a failure appends "system mode FAILED".
 run_one() {
-	local sys="$1" mode="$2" cpu=1 via="" pidopt="" args port out rc summary
+	local sys="$1" mode="$2" cpu=1 via="" pidopt="" args port out rc summary extra
 	local data=splice auth=none tool=$LG
 	if [ ! -x "$LG" ] || [ ! -w "$RESULTS" ]; then
 		log "bench: $OUT was removed under us; stopping"
@@ -317,7 +318,12 @@ run_one() {
 	dante/sessions_pw) [ -n "$DANTE_USER" ] || return ;;
 	esac
 	if [ "$sys" != direct ]; then
-		if ! start_proxy "$sys" "$data" "$auth"; then
+		# The memory mode holds as many connections as the fd limit
+		# lets loadgen open, past socks5d's default max-connections
+		# (the limit less 256 kept back, halved).
+		extra=""
+		[ "$mode" = memory ] && extra="max-connections 0"
+		if ! start_proxy "$sys" "$data" "$auth" "$extra"; then
 			echo "$sys $mode FAILED" >>"$RESULTS"
 			return
 		fi
