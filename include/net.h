@@ -51,6 +51,10 @@ int net_apply_egress(int fd, int family, bool tcp, const struct egress *e);
 /* Only the TCP part: keepalive and TCP_USER_TIMEOUT (a client's socket;
  * set on a listener, the connections it accepts inherit them). */
 int net_apply_tcp_egress(int fd, const struct egress *e);
+/* One read from a nonblocking fd, again after EINTR: the bytes read (> 0);
+ * 0 at EOF or on an error (the caller closes); -1 with errno EAGAIN when
+ * there is nothing to read now. */
+ssize_t net_read_some(int fd, void *buf, size_t len);
 /* getsockname/getpeername into *out (zeroed first). Returns 0 or -1 with
  * errno. */
 int net_local_addr(int fd, union sockaddr_any *out);

@@ -12,6 +12,7 @@
 
 #include "acl.h"
 #include "dns.h"
+#include "errbuf.h"
 #include "strnum.h"
 
 /* One item of a request rule's `to` list. */
@@ -61,21 +62,6 @@ struct acl {
 
 /* RFC 1929 §2: ULEN is one byte, so longer names can never authenticate. */
 #define ACL_USER_MAX 255
-
-static void acl_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-acl_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 /* --- CIDR ---------------------------------------------------------------- */
 
@@ -132,7 +118,7 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 		p = slash + 1;
 		st = strnum_parse_uint(p, 0, maxlen, &len);
 		if (st == STRNUM_RANGE) {
-			acl_err(err, errlen, "prefix length %s out of range for %s", p,
+			errbuf_printf(err, errlen, "prefix length %s out of range for %s", p,
 				out->family == AF_INET ? "IPv4" : "IPv6");
 			return -1;
 		}
@@ -152,7 +138,7 @@ cidr_parse(const char *s, struct acl_cidr *out, char *err, size_t errlen)
 	cidr_mask(out);
 	return 0;
 bad:
-	acl_err(err, errlen, "bad CIDR '%s'", s);
+	errbuf_printf(err, errlen, "bad CIDR '%s'", s);
 	return -1;
 }
 
@@ -271,7 +257,7 @@ domain_parse(const char *s, char *err, size_t errlen)
 	len += (size_t)(name - s);
 	copy = malloc(len + 1);
 	if (copy == NULL) {
-		acl_err(err, errlen, "out of memory");
+		errbuf_printf(err, errlen, "out of memory");
 		return NULL;
 	}
 	for (i = 0; i < len; i++)
@@ -279,7 +265,7 @@ domain_parse(const char *s, char *err, size_t errlen)
 	copy[len] = '\0';
 	return copy;
 bad:
-	acl_err(err, errlen, "bad domain '%s'", s);
+	errbuf_printf(err, errlen, "bad domain '%s'", s);
 	return NULL;
 }
 
@@ -306,7 +292,7 @@ list_each(const char *sel, const char *s, list_item_fn fn, void *arg, char *err,
 	int ret = -1;
 
 	if (copy == NULL) {
-		acl_err(err, errlen, "out of memory");
+		errbuf_printf(err, errlen, "out of memory");
 		return -1;
 	}
 	for (p = copy;; p = comma + 1) {
@@ -314,7 +300,7 @@ list_each(const char *sel, const char *s, list_item_fn fn, void *arg, char *err,
 		if (comma != NULL)
 			*comma = '\0';
 		if (*p == '\0') {
-			acl_err(err, errlen, "empty item in '%s' list", sel);
+			errbuf_printf(err, errlen, "empty item in '%s' list", sel);
 			goto out;
 		}
 		if (fn(p, arg, err, errlen) != 0)
@@ -337,7 +323,7 @@ array_append(void *arr, size_t *n, const void *item, size_t sz, char *err, size_
 	char *grown = realloc(arr, (*n + 1) * sz);
 
 	if (grown == NULL) {
-		acl_err(err, errlen, "out of memory");
+		errbuf_printf(err, errlen, "out of memory");
 		return NULL;
 	}
 	memcpy(grown + *n * sz, item, sz);
@@ -371,7 +357,7 @@ to_item(const char *item, void *arg, char *err, size_t errlen)
 	} else if (strcasecmp(item, "all") == 0) {
 		/* Keywords are lower case, so "ALL" would be a host name
 		 * and `deny to ALL` would quietly deny almost nothing. */
-		acl_err(err, errlen,
+		errbuf_printf(err, errlen,
 			"ambiguous target '%s' (use all, or all. for a host "
 			"named all)",
 			item);
@@ -435,7 +421,8 @@ cmd_item(const char *item, void *arg, char *err, size_t errlen)
 	unsigned cmd = word_bit(acl_cmds, ACL_NCMDS, item);
 
 	if (cmd == 0) {
-		acl_err(err, errlen, "unknown command '%s' (expected connect, bind, udp)", item);
+		errbuf_printf(err, errlen, "unknown command '%s' (expected connect, bind, udp)",
+			item);
 		return -1;
 	}
 	r->cmds |= cmd;
@@ -456,11 +443,11 @@ user_item(const char *item, void *arg, char *err, size_t errlen)
 			break;
 	}
 	if (*p != '\0' || strlen(item) > ACL_USER_MAX) {
-		acl_err(err, errlen, "bad user name '%s'", item);
+		errbuf_printf(err, errlen, "bad user name '%s'", item);
 		return -1;
 	}
 	if ((copy = strdup(item)) == NULL) {
-		acl_err(err, errlen, "out of memory");
+		errbuf_printf(err, errlen, "out of memory");
 		return -1;
 	}
 	if ((grown = array_append(r->users, &r->nusers, &copy, sizeof(copy), err, errlen)) ==
@@ -491,18 +478,19 @@ port_parse(const char *s, struct acl_request_rule *r, char *err, size_t errlen)
 		case STRNUM_OK:
 			break;
 		case STRNUM_RANGE:
-			acl_err(err, errlen, "port %.*s out of range (1-65535)", (int)plen, p);
+			errbuf_printf(err, errlen, "port %.*s out of range (1-65535)", (int)plen,
+				p);
 			return -1;
 		case STRNUM_EMPTY:
 		case STRNUM_NOT_DECIMAL:
-			acl_err(err, errlen, "bad port '%s'", s);
+			errbuf_printf(err, errlen, "bad port '%s'", s);
 			return -1;
 		}
 	}
 	if (n == 1)
 		v[1] = v[0];
 	if (v[0] > v[1]) {
-		acl_err(err, errlen, "bad port range '%s'", s);
+		errbuf_printf(err, errlen, "bad port range '%s'", s);
 		return -1;
 	}
 	r->port_lo = (uint16_t)v[0];
@@ -519,7 +507,7 @@ via_item(const char *item, void *arg, char *err, size_t errlen)
 	struct upstream *u;
 
 	if (v->n == ACL_VIA_MAX) {
-		acl_err(err, errlen, "at most %d parents in a via list", ACL_VIA_MAX);
+		errbuf_printf(err, errlen, "at most %d parents in a via list", ACL_VIA_MAX);
 		return -1;
 	}
 	u = &v->hop[v->n];
@@ -527,7 +515,7 @@ via_item(const char *item, void *arg, char *err, size_t errlen)
 		return -1;
 	for (size_t i = 0; i < v->n; i++)
 		if (strcmp(v->hop[i].label, u->label) == 0) {
-			acl_err(err, errlen, "%s is listed twice in via", u->label);
+			errbuf_printf(err, errlen, "%s is listed twice in via", u->label);
 			return -1;
 		}
 	v->n++;
@@ -543,32 +531,32 @@ clause_parse(struct acl_request_rule *r, const char *word, const char *val, char
 	if (strcmp(word, "resolve") != 0 && strcmp(word, "via") != 0)
 		return 1;
 	if (val == NULL) {
-		acl_err(err, errlen, "missing value after '%s'", word);
+		errbuf_printf(err, errlen, "missing value after '%s'", word);
 		return -1;
 	}
 	if (strcmp(word, "resolve") == 0) {
 		if (r->resolve_given) {
-			acl_err(err, errlen, "duplicate clause 'resolve'");
+			errbuf_printf(err, errlen, "duplicate clause 'resolve'");
 			return -1;
 		}
 		r->resolve_given = true;
 		if (strcmp(val, "local") != 0 && strcmp(val, "parent") != 0) {
-			acl_err(err, errlen, "expected resolve local or resolve parent");
+			errbuf_printf(err, errlen, "expected resolve local or resolve parent");
 			return -1;
 		}
 		if (!r->via && !(r->via = calloc(1, sizeof(*r->via)))) {
-			acl_err(err, errlen, "out of memory");
+			errbuf_printf(err, errlen, "out of memory");
 			return -1;
 		}
 		r->via->resolve_local = strcmp(val, "local") == 0;
 		return 0;
 	}
 	if (r->via && r->via->n) {
-		acl_err(err, errlen, "duplicate clause 'via'");
+		errbuf_printf(err, errlen, "duplicate clause 'via'");
 		return -1;
 	}
 	if (!r->via && !(r->via = calloc(1, sizeof(*r->via)))) {
-		acl_err(err, errlen, "out of memory");
+		errbuf_printf(err, errlen, "out of memory");
 		return -1;
 	}
 	return list_each(word, val, via_item, r->via, err, errlen);
@@ -595,20 +583,20 @@ clause_check(struct acl_request_rule *r, char *err, size_t errlen)
 	if (!r->via)
 		return 0;
 	if (!r->allow) {
-		acl_err(err, errlen,
+		errbuf_printf(err, errlen,
 			"a deny rule sends nothing anywhere: via and resolve "
 			"belong on allow rules");
 		return -1;
 	}
 	if (r->via->n == 0) {
-		acl_err(err, errlen, "resolve without via");
+		errbuf_printf(err, errlen, "resolve without via");
 		return -1;
 	}
 	for (size_t i = 0; i < ACL_NCMDS; i++) {
 		unsigned bit = acl_cmds[i].bit;
 
 		if ((r->sel & SEL_CMD) && (r->cmds & bit) && !via_can(r->via, bit)) {
-			acl_err(err, errlen,
+			errbuf_printf(err, errlen,
 				"cmd %s: no parent in the via list can carry it (http carries "
 				"connect; socks4 connect and bind; socks5 and direct all)",
 				acl_cmds[i].name);
@@ -628,7 +616,7 @@ parse_verdict(char **argv, bool *allow, char *err, size_t errlen)
 	else if (argv != NULL && argv[0] != NULL && strcmp(argv[0], "deny") == 0)
 		*allow = false;
 	else {
-		acl_err(err, errlen, "expected allow or deny");
+		errbuf_printf(err, errlen, "expected allow or deny");
 		return -1;
 	}
 	return 0;
@@ -702,7 +690,7 @@ acl_add_client_rule(struct acl *a, char **argv, int line, char *err, size_t errl
 	if (parse_verdict(argv, &r.allow, err, errlen) != 0)
 		return -1;
 	if (argv[1] == NULL) {
-		acl_err(err, errlen, "missing value after '%s'", argv[0]);
+		errbuf_printf(err, errlen, "missing value after '%s'", argv[0]);
 		return -1;
 	}
 	for (int i = 1; argv[i] != NULL; i++) {
@@ -727,7 +715,7 @@ rule_clause(struct acl_request_rule *r, char **argv, char *err, size_t errlen)
 {
 	if (r->egress == NULL) {
 		if ((r->egress = malloc(sizeof(*r->egress))) == NULL) {
-			acl_err(err, errlen, "out of memory");
+			errbuf_printf(err, errlen, "out of memory");
 			return -1;
 		}
 		egress_init(r->egress);
@@ -760,11 +748,11 @@ rule_check_clauses(const struct acl_request_rule *r, char *err, size_t errlen)
 	if (e == NULL)
 		return 0;
 	if (!r->allow) {
-		acl_err(err, errlen, "only an allow rule can say how traffic leaves");
+		errbuf_printf(err, errlen, "only an allow rule can say how traffic leaves");
 		return -1;
 	}
 	if (v4 != v6 && to_only_family(r, v4 ? AF_INET6 : AF_INET)) {
-		acl_err(err, errlen,
+		errbuf_printf(err, errlen,
 			"external: an %s source, but every destination of the rule is %s",
 			v4 ? "IPv4" : "IPv6", v4 ? "IPv6" : "IPv4");
 		return -1;
@@ -800,11 +788,11 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 			continue;
 		}
 		if (sel == 0) {
-			acl_err(err, errlen, "unknown selector '%s'", word);
+			errbuf_printf(err, errlen, "unknown selector '%s'", word);
 			goto fail;
 		}
 		if (r.sel & sel) {
-			acl_err(err, errlen, "duplicate selector '%s'", word);
+			errbuf_printf(err, errlen, "duplicate selector '%s'", word);
 			goto fail;
 		}
 		r.sel |= sel;
@@ -812,7 +800,7 @@ acl_add_request_rule(struct acl *a, char **argv, int line, char *err, size_t err
 			continue;
 		val = argv[i + 1];
 		if (val == NULL) {
-			acl_err(err, errlen, "missing value after '%s'", word);
+			errbuf_printf(err, errlen, "missing value after '%s'", word);
 			goto fail;
 		}
 		i++;

@@ -102,9 +102,7 @@ fail_fd:
 	close(b->fd);
 	errno = saved;
 fail:
-	saved = errno;
-	free(b);
-	errno = saved;
+	free(b); /* keeps errno (POSIX.1-2024; glibc since 2.33) */
 	return NULL;
 }
 

@@ -23,6 +23,7 @@
 #include <unistd.h>
 
 #include "loop.h"
+#include "net.h"
 #include "pct.h"
 #include "strnum.h"
 
@@ -292,12 +293,6 @@ struct control_server {
 };
 
 static void
-client_free(void *arg)
-{
-	free(arg);
-}
-
-static void
 client_stop(struct control_client *c)
 {
 	if (c->stopped)
@@ -309,7 +304,7 @@ client_stop(struct control_client *c)
 	timer_stop(c->s->loop, &c->deadline);
 	LIST_REMOVE(c, link);
 	c->s->nclients--;
-	loop_release(c->s->loop, &c->rel, client_free, c);
+	loop_release(c->s->loop, &c->rel, free, c);
 }
 
 static void
@@ -368,12 +363,10 @@ client_read(struct control_client *c)
 	size_t used;
 	ssize_t n;
 
-	do {
-		n = read(c->w.fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	n = net_read_some(c->w.fd, c->in + c->in_len, sizeof(c->in) - c->in_len);
+	if (n < 0)
 		return;
-	if (n <= 0) {
+	if (n == 0) {
 		client_stop(c);
 		return;
 	}
@@ -511,16 +504,8 @@ control_start(struct loop *loop, const char *path, uid_t uid, gid_t gid, unsigne
 	}
 	return s;
 fail:
-	saved = errno;
-	free(s);
-	errno = saved;
+	free(s); /* keeps errno (POSIX.1-2024; glibc since 2.33) */
 	return NULL;
-}
-
-static void
-server_free(void *arg)
-{
-	free(arg);
 }
 
 void
@@ -536,7 +521,7 @@ control_stop(struct control_server *s)
 	close(s->fd);
 	if (stat(s->path, &st) == 0 && st.st_dev == s->dev && st.st_ino == s->ino)
 		(void)unlink(s->path);
-	loop_release(s->loop, &s->rel, server_free, s);
+	loop_release(s->loop, &s->rel, free, s);
 }
 
 const char *

@@ -12,22 +12,8 @@
 #include <stdarg.h>
 #include <string.h>
 
+#include "errbuf.h"
 #include "strnum.h"
-
-static void egress_err(char *err, size_t errlen, const char *fmt, ...)
-	__attribute__((format(printf, 3, 4)));
-
-static void
-egress_err(char *err, size_t errlen, const char *fmt, ...)
-{
-	va_list ap;
-
-	if (err == NULL || errlen == 0)
-		return;
-	va_start(ap, fmt);
-	vsnprintf(err, errlen, fmt, ap);
-	va_end(ap);
-}
 
 void
 egress_init(struct egress *e)
@@ -63,20 +49,20 @@ clause_number(const char *clause, const char *s, unsigned lo, unsigned hi, unsig
 	size_t errlen)
 {
 	if (s == NULL) {
-		egress_err(err, errlen, "%s: missing value", clause);
+		errbuf_printf(err, errlen, "%s: missing value", clause);
 		return -1;
 	}
 	switch (strnum_parse_uint(s, lo, hi, out)) {
 	case STRNUM_OK:
 		return 0;
 	case STRNUM_RANGE:
-		egress_err(err, errlen, "%s: %s out of range %u..%u", clause, s, lo, hi);
+		errbuf_printf(err, errlen, "%s: %s out of range %u..%u", clause, s, lo, hi);
 		return -1;
 	case STRNUM_EMPTY:
 	case STRNUM_NOT_DECIMAL:
 		break;
 	}
-	egress_err(err, errlen, "%s: '%s' is not a number", clause, s);
+	errbuf_printf(err, errlen, "%s: '%s' is not a number", clause, s);
 	return -1;
 }
 
@@ -120,21 +106,22 @@ parse_prefix_source(char *const *argv, struct egress_source *s, char *err, size_
 	if (addr_parse(ip, 0, &s->addr) < 0)
 		goto bad;
 	if (s->addr.sa.sa_family == AF_INET6 && IN6_IS_ADDR_V4MAPPED(&s->addr.sin6.sin6_addr)) {
-		egress_err(err, errlen, "external: write the IPv4 prefix of '%s' as IPv4", argv[1]);
+		errbuf_printf(err, errlen, "external: write the IPv4 prefix of '%s' as IPv4",
+			argv[1]);
 		return -1;
 	}
 	full = s->addr.sa.sa_family == AF_INET6 ? 128 : 32;
 	if (strnum_parse_uint(slash + 1, 0, full, &len) != STRNUM_OK)
 		goto bad;
 	if (len == 0 || len == full) {
-		egress_err(err, errlen,
+		errbuf_printf(err, errlen,
 			len == 0 ? "external: /0 is every address, not a prefix of this host"
 				 : "external: '%s' holds one address: write the address alone",
 			argv[1]);
 		return -1;
 	}
 	if (!is_mode_word(argv[2])) {
-		egress_err(err, errlen,
+		errbuf_printf(err, errlen,
 			"external: expected random or hash-user after the prefix '%s'", argv[1]);
 		return -1;
 	}
@@ -143,7 +130,7 @@ parse_prefix_source(char *const *argv, struct egress_source *s, char *err, size_
 	mask_host_bits(&s->addr, len);
 	return 3;
 bad:
-	egress_err(err, errlen, "external: bad prefix '%s' (expected ADDR/LEN)", argv[1]);
+	errbuf_printf(err, errlen, "external: bad prefix '%s' (expected ADDR/LEN)", argv[1]);
 	return -1;
 }
 
@@ -156,7 +143,7 @@ parse_external(struct egress *e, char *const *argv, char *err, size_t errlen)
 
 	memset(&s, 0, sizeof(s));
 	if (argv[1] == NULL) {
-		egress_err(err, errlen, "external: missing value");
+		errbuf_printf(err, errlen, "external: missing value");
 		return -1;
 	}
 	if (strchr(argv[1], '/') != NULL) {
@@ -164,15 +151,16 @@ parse_external(struct egress *e, char *const *argv, char *err, size_t errlen)
 			return -1;
 	} else {
 		if (addr_parse(argv[1], 0, &s.addr) < 0) {
-			egress_err(err, errlen,
+			errbuf_printf(err, errlen,
 				"external: bad address '%s' (expected a numeric IPv4 or IPv6 "
 				"address)",
 				argv[1]);
 			return -1;
 		}
 		if (is_mode_word(argv[2])) {
-			egress_err(err, errlen, "external: %s needs a prefix (ADDR/LEN), not '%s'",
-				argv[2], argv[1]);
+			errbuf_printf(err, errlen,
+				"external: %s needs a prefix (ADDR/LEN), not '%s'", argv[2],
+				argv[1]);
 			return -1;
 		}
 		s.mode = EGRESS_SRC_ADDR;
@@ -181,7 +169,7 @@ parse_external(struct egress *e, char *const *argv, char *err, size_t errlen)
 	}
 	f = family_index(s.addr.sa.sa_family);
 	if (e->src[f].mode != EGRESS_SRC_UNSET) {
-		egress_err(err, errlen, "external: a second %s source", family_names[f]);
+		errbuf_printf(err, errlen, "external: a second %s source", family_names[f]);
 		return -1;
 	}
 	e->src[f] = s;
@@ -207,18 +195,18 @@ static int
 parse_interface(struct egress *e, char *const *argv, char *err, size_t errlen)
 {
 	if (argv[1] == NULL) {
-		egress_err(err, errlen, "external-interface: missing value");
+		errbuf_printf(err, errlen, "external-interface: missing value");
 		return -1;
 	}
 	if (!ifname_ok(argv[1])) {
-		egress_err(err, errlen,
+		errbuf_printf(err, errlen,
 			"external-interface: bad interface name '%s' (1 to 15 characters, no "
 			"'/', ':' or blanks)",
 			argv[1]);
 		return -1;
 	}
 	if (e->ifname[0]) {
-		egress_err(err, errlen, "duplicate 'external-interface'");
+		errbuf_printf(err, errlen, "duplicate 'external-interface'");
 		return -1;
 	}
 	memcpy(e->ifname, argv[1], strlen(argv[1]) + 1);
@@ -231,7 +219,7 @@ parse_keepalive(struct egress *e, char *const *argv, char *err, size_t errlen)
 	unsigned v[3];
 
 	if (e->keepalive >= 0) {
-		egress_err(err, errlen, "duplicate 'tcp-keepalive'");
+		errbuf_printf(err, errlen, "duplicate 'tcp-keepalive'");
 		return -1;
 	}
 	if (argv[1] != NULL && strcmp(argv[1], "off") == 0) {
@@ -242,7 +230,7 @@ parse_keepalive(struct egress *e, char *const *argv, char *err, size_t errlen)
 		unsigned hi = i == 2 ? EGRESS_KEEPALIVE_PROBES_MAX : EGRESS_KEEPALIVE_TIME_MAX;
 
 		if (argv[i + 1] == NULL) {
-			egress_err(err, errlen,
+			errbuf_printf(err, errlen,
 				"tcp-keepalive: expected IDLE INTERVAL COUNT (seconds, seconds, "
 				"probes) or off");
 			return -1;
@@ -276,7 +264,7 @@ parse_number_clause(struct egress *e, char *const *argv, char *err, size_t errle
 		if (clause_number(argv[0], argv[1], 0, 255, &v, err, errlen) < 0)
 			return -1;
 		if (v % 4 != 0) {
-			egress_err(err, errlen,
+			errbuf_printf(err, errlen,
 				"ip-tos: %u sets the low two bits, which are ECN's (the "
 				"kernel's): use a multiple of 4 (DSCP times 4)",
 				v);
@@ -293,7 +281,7 @@ parse_number_clause(struct egress *e, char *const *argv, char *err, size_t errle
 	}
 	return 2;
 dup:
-	egress_err(err, errlen, "duplicate '%s'", argv[0]);
+	errbuf_printf(err, errlen, "duplicate '%s'", argv[0]);
 	return -1;
 }
 
@@ -323,7 +311,7 @@ egress_parse_clause(struct egress *e, enum egress_context ctx, char *const *argv
 	if (strcmp(w, "external-interface") == 0)
 		return parse_interface(e, argv, err, errlen);
 	if (ctx == EGRESS_IN_USER) {
-		egress_err(err, errlen,
+		errbuf_printf(err, errlen,
 			"%s: not a user option (external, external-interface); write it on a "
 			"rule with 'user NAME'",
 			w);

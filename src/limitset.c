@@ -183,24 +183,27 @@ format_decimal(uint64_t v, const struct limitset_unit *units, char *out, size_t 
 	return out;
 }
 
-const char *
-limitset_format_rate(uint64_t bits, char *out, size_t cap)
+/* 0 is "unlimited" (a rate or an amount of 0 means no limit). */
+static const char *
+format_limit(uint64_t v, const struct limitset_unit *units, char *out, size_t cap)
 {
-	if (bits == 0) {
+	if (v == 0) {
 		snprintf(out, cap, "unlimited");
 		return out;
 	}
-	return format_decimal(bits, rate_units, out, cap);
+	return format_decimal(v, units, out, cap);
+}
+
+const char *
+limitset_format_rate(uint64_t bits, char *out, size_t cap)
+{
+	return format_limit(bits, rate_units, out, cap);
 }
 
 const char *
 limitset_format_amount(uint64_t bytes, char *out, size_t cap)
 {
-	if (bytes == 0) {
-		snprintf(out, cap, "unlimited");
-		return out;
-	}
-	return format_decimal(bytes, amount_units, out, cap);
+	return format_limit(bytes, amount_units, out, cap);
 }
 
 const char *

@@ -107,12 +107,6 @@ static void client_flush(struct metrics_client *c);
 
 /* --- connection lifetime ------------------------------------------------- */
 
-static void
-client_free(void *arg)
-{
-	free(arg);
-}
-
 /* Unregisters and closes at once; the memory waits for the end of the
  * batch, since an event for this watcher may still be queued in it. */
 static void
@@ -131,7 +125,7 @@ client_stop(struct metrics_client *c)
 	c->out_owned = NULL;
 	LIST_REMOVE(c, link);
 	m->nclients--;
-	loop_release(m->loop, &c->rel, client_free, c);
+	loop_release(m->loop, &c->rel, free, c);
 }
 
 static void
@@ -455,12 +449,10 @@ client_read(struct metrics_client *c)
 	ssize_t n;
 	int status;
 
-	do {
-		n = read(c->fd, c->req + c->req_len, sizeof(c->req) - c->req_len);
-	} while (n < 0 && errno == EINTR);
-	if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+	n = net_read_some(c->fd, c->req + c->req_len, sizeof(c->req) - c->req_len);
+	if (n < 0)
 		return;
-	if (n <= 0) {
+	if (n == 0) {
 		/* EOF or reset before a whole request: nobody to answer. */
 		client_stop(c);
 		return;
@@ -478,12 +470,10 @@ client_linger(struct metrics_client *c)
 	uint8_t sink[512];
 
 	for (int i = 0; i < METRICS_LINGER_READS; i++) {
-		ssize_t n = read(c->fd, sink, sizeof(sink));
-		if (n < 0 && errno == EINTR)
-			continue;
-		if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK))
+		ssize_t n = net_read_some(c->fd, sink, sizeof(sink));
+		if (n < 0)
 			return;
-		if (n <= 0) {
+		if (n == 0) {
 			client_stop(c);
 			return;
 		}
@@ -625,12 +615,6 @@ fail:
 	return NULL;
 }
 
-static void
-server_free(void *arg)
-{
-	free(arg);
-}
-
 void
 metrics_stop(struct metrics_server *m)
 {
@@ -642,7 +626,7 @@ metrics_stop(struct metrics_server *m)
 	close(m->fd);
 	m->fd = -1;
 	timer_stop(m->loop, &m->pause);
-	loop_release(m->loop, &m->rel, server_free, m);
+	loop_release(m->loop, &m->rel, free, m);
 }
 
 int

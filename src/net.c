@@ -226,6 +226,21 @@ net_connect_result(int fd)
 	return err;
 }
 
+ssize_t
+net_read_some(int fd, void *buf, size_t len)
+{
+	ssize_t n;
+
+	do {
+		n = read(fd, buf, len);
+	} while (n < 0 && errno == EINTR);
+	if (n < 0 && errno == EWOULDBLOCK)
+		errno = EAGAIN;
+	if (n < 0 && errno != EAGAIN)
+		return 0;
+	return n;
+}
+
 int
 net_local_addr(int fd, union sockaddr_any *out)
 {

@@ -93,6 +93,21 @@ udpparent_drop_queue(struct udpparent *p)
 	p->qbytes = 0;
 }
 
+/* The lookup cancelled, the dial stopped, both sockets closed, the timer
+ * stopped and the queue dropped (the kick timer is udpparent_stop's). */
+static void
+udpparent_release_io(struct udpparent *p)
+{
+	if (p->query)
+		resolver_cancel(p->query);
+	p->query = NULL;
+	dial_stop(&p->dial);
+	udpparent_close(p, &p->tcp);
+	udpparent_close(p, &p->udp);
+	timer_stop(p->o.loop, &p->timer);
+	udpparent_drop_queue(p);
+}
+
 /* Ends the association: everything closed, queued datagrams dropped. The
  * parent is blamed when the opening failed at it (blame). */
 static void
@@ -104,15 +119,7 @@ udpparent_fail(struct udpparent *p, const char *why, bool blame)
 		parent_failed(p->st, why, loop_now(p->o.loop), p->o.down_after, p->o.down_for_s);
 	log_info("udp via %s: %s", p->u->label, why);
 	p->state = UDPPARENT_FAILED;
-	if (p->query) {
-		resolver_cancel(p->query);
-		p->query = NULL;
-	}
-	dial_stop(&p->dial);
-	udpparent_close(p, &p->tcp);
-	udpparent_close(p, &p->udp);
-	timer_stop(p->o.loop, &p->timer);
-	udpparent_drop_queue(p);
+	udpparent_release_io(p);
 }
 
 static void
@@ -428,14 +435,7 @@ udpparent_stop(struct udpparent *p)
 	if (!p || p->stopped)
 		return;
 	p->stopped = true;
-	if (p->query)
-		resolver_cancel(p->query);
-	p->query = NULL;
-	dial_stop(&p->dial);
-	udpparent_close(p, &p->tcp);
-	udpparent_close(p, &p->udp);
-	timer_stop(p->o.loop, &p->timer);
+	udpparent_release_io(p);
 	timer_stop(p->o.loop, &p->kick);
-	udpparent_drop_queue(p);
 	loop_release(p->o.loop, &p->rel, udpparent_free, p);
 }

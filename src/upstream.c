@@ -466,6 +466,15 @@ hs_answer(struct upstream_hs *h, uint8_t rep, const char *why)
 	return UPSTREAM_FEED_DONE;
 }
 
+/* The request goes out next; the parent's reply is what we wait for. */
+static enum upstream_feed
+socks5_request_next(struct upstream_hs *h)
+{
+	queue_socks5_request(h);
+	h->phase = UPSTREAM_PH_REPLY;
+	return UPSTREAM_FEED_STEP;
+}
+
 static enum upstream_feed
 parse_method(struct upstream_hs *h, const uint8_t *p, size_t len, size_t *msglen)
 {
@@ -485,9 +494,7 @@ parse_method(struct upstream_hs *h, const uint8_t *p, size_t len, size_t *msglen
 	}
 	if (p[1] != SOCKS_METHOD_NONE)
 		return hs_fail(h, "parent chose a method we did not offer");
-	queue_socks5_request(h);
-	h->phase = UPSTREAM_PH_REPLY;
-	return UPSTREAM_FEED_STEP;
+	return socks5_request_next(h);
 }
 
 /* RFC 1929 §2: VER STATUS. Some servers answer with VER 5: taken as well. */
@@ -501,9 +508,7 @@ parse_auth(struct upstream_hs *h, const uint8_t *p, size_t len, size_t *msglen)
 		return hs_fail(h, "malformed password status from parent");
 	if (p[1] != SOCKS_AUTH_STATUS_OK)
 		return hs_fail(h, "parent refused our password");
-	queue_socks5_request(h);
-	h->phase = UPSTREAM_PH_REPLY;
-	return UPSTREAM_FEED_STEP;
+	return socks5_request_next(h);
 }
 
 /* RFC 1928 §6: VER REP RSV ATYP BND.ADDR BND.PORT. */
