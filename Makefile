@@ -171,8 +171,18 @@ FUZZ_LIB_SRCS := $(filter-out src/main.c,$(SRCS))
 FUZZ_BINS := $(patsubst tests/fuzz/%.c,build/fuzz/%,$(FUZZ_SRCS))
 FUZZ_SECONDS ?= 60
 
-build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_LIB_SRCS) | build/fuzz
-	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_LIB_SRCS) $(LDLIBS)
+# The daemon's sources are compiled once for every target (with
+# fuzzer-no-link: instrumented, without libFuzzer's main), then each target
+# links them with its own fuzz_*.c.
+FUZZ_OBJS := $(patsubst src/%.c,build/fuzz/obj/%.o,$(FUZZ_LIB_SRCS))
+build/fuzz/obj:
+	mkdir -p $@
+FUZZ_OBJ_CFLAGS = -std=c17 -g -O1 -fsanitize=fuzzer-no-link,address,undefined $(CPPFLAGS)
+build/fuzz/obj/%.o: src/%.c $(HEADERS) $(wildcard src/*.h) | build/fuzz/obj
+	clang $(FUZZ_OBJ_CFLAGS) -c -o $@ $<
+.SECONDARY: $(FUZZ_OBJS)
+build/fuzz/fuzz_%: tests/fuzz/fuzz_%.c $(FUZZ_OBJS) | build/fuzz
+	clang $(FUZZ_CFLAGS) -o $@ $< $(FUZZ_OBJS) $(LDLIBS)
 
 fuzz: $(FUZZ_BINS)
 
