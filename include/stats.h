@@ -49,7 +49,7 @@ struct stats_session {
 	const char *user;   /* NULL: none */
 	const char *target; /* NULL: none, or not recorded */
 	const char *end;    /* why it ended */
-	uint64_t up, down;  /* TCP bytes relayed (UDP: from udp) */
+	uint64_t up, down;  /* bytes relayed (UDP: payload bytes) */
 	uint64_t duration_ms;
 	const struct udpassoc_stats *udp; /* UDP ASSOCIATE's counters, or NULL */
 };

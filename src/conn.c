@@ -447,11 +447,11 @@ conn_session_stats(const struct conn *c)
 		.user = c->user,
 		.target = c->target,
 		.end = c->end ? c->end : "protocol error",
-		.up = c->relay.dir[RELAY_UP].bytes,
-		.down = c->relay.dir[RELAY_DOWN].bytes,
 		.duration_ms = loop_now(c->env->loop) - c->start_ms,
 		.udp = c->udp ? udpassoc_get_stats(c->udp) : NULL,
 	};
+
+	conn_bytes(c, &s.up, &s.down);
 	return s;
 }
 

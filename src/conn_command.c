@@ -170,8 +170,7 @@ conn_route(const union sockaddr_any *to, struct dial_route *route, void *arg)
 
 	if (v.verdict == ACL_ALLOW) {
 		c->rule_line = v.line;
-		conn_egress(c, v.egress, &route->egress);
-		(void)conn_source(c, &route->egress, to->sa.sa_family, &route->from);
+		conn_route_fill(c, v.egress, to, route);
 		return true;
 	}
 	snprintf(what, sizeof(what), "%s (%s)", c->target ? c->target : "-",
@@ -194,14 +193,7 @@ static enum conn_step
 conn_dial(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
-	struct dial_options opt = {
-		.route = conn_route,
-		.route_arg = c,
-		.delay_ms = c->cfg->happy_eyeballs_ms,
-		/* RFC 8305 §4 (RFC 6724's order): IPv6 first unless the
-		 * configuration prefers IPv4. */
-		.first_family = c->cfg->resolve_prefer == AF_INET ? AF_INET : AF_INET6,
-	};
+	struct dial_options opt = conn_dial_options(c, conn_route);
 	enum dial_result r = dial_start(&hs->dial, c->env->loop, &c->tw, hs->res.addrs,
 		hs->res.naddrs, hs->req.dst.port, hs->connect_deadline_ms, &opt, conn_on_dialed, c);
 

@@ -288,6 +288,28 @@ conn_egress(const struct conn *c, const struct egress *rule, struct egress *out)
 	egress_merge(out, &c->cfg->egress);
 }
 
+void
+conn_route_fill(const struct conn *c, const struct egress *rule, const union sockaddr_any *to,
+	struct dial_route *route)
+{
+	conn_egress(c, rule, &route->egress);
+	(void)conn_source(c, &route->egress, to->sa.sa_family, &route->from);
+}
+
+struct dial_options
+conn_dial_options(struct conn *c, dial_route_cb route)
+{
+	struct dial_options opt = {
+		.route = route,
+		.route_arg = c,
+		.delay_ms = c->cfg->happy_eyeballs_ms,
+		/* RFC 8305 §4 (RFC 6724's order): IPv6 first unless the
+		 * configuration prefers IPv4. */
+		.first_family = c->cfg->resolve_prefer == AF_INET ? AF_INET : AF_INET6,
+	};
+	return opt;
+}
+
 bool
 conn_source(const struct conn *c, const struct egress *e, int family, union sockaddr_any *out)
 {

@@ -97,8 +97,7 @@ conn_parent_route(const union sockaddr_any *to, struct dial_route *route, void *
 {
 	struct conn *c = arg;
 
-	conn_egress(c, c->hs->rule_egress, &route->egress);
-	(void)conn_source(c, &route->egress, to->sa.sa_family, &route->from);
+	conn_route_fill(c, c->hs->rule_egress, to, route);
 	return true;
 }
 
@@ -107,12 +106,7 @@ conn_parent_dial(struct conn *c)
 {
 	struct conn_hs *hs = c->hs;
 	struct conn_parent *p = hs->parent;
-	struct dial_options opt = {
-		.route = conn_parent_route,
-		.route_arg = c,
-		.delay_ms = c->cfg->happy_eyeballs_ms,
-		.first_family = c->cfg->resolve_prefer == AF_INET ? AF_INET : AF_INET6,
-	};
+	struct dial_options opt = conn_dial_options(c, conn_parent_route);
 	enum dial_result r;
 
 	hs->dialed = DIAL_PENDING;

@@ -241,6 +241,13 @@ void conn_egress(const struct conn *c, const struct egress *rule, struct egress 
 /* The source address of family that e gives the session (drawn from a
  * prefix: the session's random one, or the user's). False: e has none. */
 bool conn_source(const struct conn *c, const struct egress *e, int family, union sockaddr_any *out);
+/* How an attempt to `to` leaves: rule's settings over the user's and the
+ * global ones, and their source of to's family (dial's route hooks). */
+void conn_route_fill(const struct conn *c, const struct egress *rule, const union sockaddr_any *to,
+	struct dial_route *route);
+/* The session's dial options with route as the hook: Happy Eyeballs'
+ * delay, and the family tried first. */
+struct dial_options conn_dial_options(struct conn *c, dial_route_cb route);
 
 enum conn_step conn_step_proxy(struct conn *c);
 enum conn_step conn_step_greeting(struct conn *c);

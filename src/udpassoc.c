@@ -561,6 +561,18 @@ udpassoc_parent(struct udpassoc *u, const struct upstream *up)
 	return u->parents[free_slot] = udpparent_start(&u->popt, up);
 }
 
+/* Charges a datagram of len DATA bytes in direction dir (0: to a
+ * destination, 1: to the client) to the session's limits; false: over
+ * them, dropped and counted (UDP has no backpressure). */
+static bool
+udpassoc_charge(struct udpassoc *u, int dir, size_t len)
+{
+	if (!u->meter || u->meter(dir, len, u->meter_arg))
+		return true;
+	u->stats.dropped[UDPASSOC_DROP_RATE]++;
+	return false;
+}
+
 /* DATA for dst (a name stays a name) through parent up, or dropped. */
 static void
 udpassoc_to_parent(struct udpassoc *u, const struct upstream *up, const struct socks_addr *dst,
@@ -568,10 +580,8 @@ udpassoc_to_parent(struct udpassoc *u, const struct upstream *up, const struct s
 {
 	struct udpparent *par;
 
-	if (u->meter && !u->meter(0, len, u->meter_arg)) {
-		u->stats.dropped[UDPASSOC_DROP_RATE]++;
+	if (!udpassoc_charge(u, 0, len))
 		return;
-	}
 	par = udpassoc_parent(u, up);
 	if (!par || !udpparent_send(par, dst, p, len)) {
 		u->stats.dropped[UDPASSOC_DROP_PARENT]++;
@@ -601,10 +611,8 @@ udpassoc_from_parent(const struct socks_addr *src, const uint8_t *p, size_t len,
 			return;
 		}
 	}
-	if (u->meter && !u->meter(1, len - hlen, u->meter_arg)) {
-		u->stats.dropped[UDPASSOC_DROP_RATE]++;
+	if (!udpassoc_charge(u, 1, len - hlen))
 		return;
-	}
 	if (sendto(u->relay_w.fd, p, len, MSG_DONTWAIT | MSG_NOSIGNAL, &u->client_ep.sa,
 		    addr_len(&u->client_ep)) < 0) {
 		u->stats.dropped[udpassoc_transient(errno) ? UDPASSOC_DROP_BLOCKED
@@ -672,10 +680,8 @@ udpassoc_queue_out(struct udpassoc *u, const union sockaddr_any *to, const char 
 		udpassoc_to_parent(u, parent, &dst, p, len);
 		return;
 	}
-	if (u->meter && !u->meter(0, len, u->meter_arg)) {
-		u->stats.dropped[UDPASSOC_DROP_RATE]++;
+	if (!udpassoc_charge(u, 0, len))
 		return;
-	}
 	if (u->out_w[which].fd < 0 && udpassoc_open_out(u, which) < 0) {
 		char b[ADDR_STRLEN];
 
@@ -967,10 +973,8 @@ udpassoc_on_out(struct udpassoc *u, int which)
 			u->stats.dropped[UDPASSOC_DROP_DENIED_IN]++;
 			continue;
 		}
-		if (u->meter && !u->meter(1, m->msg_len, u->meter_arg)) {
-			u->stats.dropped[UDPASSOC_DROP_RATE]++;
+		if (!udpassoc_charge(u, 1, m->msg_len))
 			continue;
-		}
 		hlen = proto_encode_udp_header(hdr, &from->sa);
 		p = udpassoc_slots[i] + UDPASSOC_HEADROOM - hlen;
 		memcpy(p, hdr, hlen);
