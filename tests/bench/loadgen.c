@@ -33,6 +33,7 @@
 #include <inttypes.h>
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <netinet/udp.h>
 #include <signal.h>
 #include <stdarg.h>
 #include <stdbool.h>
@@ -59,6 +60,7 @@
 #define SOCKS_METHOD_PASSWORD 2
 #define SOCKS_AUTH_VERSION 1 /* RFC 1929 */
 #define SOCKS_CMD_CONNECT 1
+#define SOCKS_CMD_UDP_ASSOCIATE 3
 #define SOCKS_ATYP_IPV4 1
 #define SOCKS_ATYP_DOMAIN 3
 #define SOCKS_ATYP_IPV6 4
@@ -654,7 +656,8 @@ cmd_target(const char *addr, double max_seconds)
  * single-threaded epoll SOCKS5 proxy has to do per connection: accept,
  * answer a no-auth greeting, read a CONNECT to an IPv4 address, connect
  * without blocking, reply with the bound address, move bytes both ways,
- * pass each FIN on, close. No other command or address type, no access
+ * pass each FIN on, close; or a UDP ASSOCIATE (its own section below). No
+ * other command or address type, no access
  * rules, timers, logging or limits, no care for hostile clients: it trusts
  * loadgen, its only client, and is never a server to run.
  *
@@ -693,26 +696,36 @@ struct rdir {
 enum rstate {
 	RELAY_HELLO,
 	RELAY_CONNECTING,
-	RELAY_RELAYING
+	RELAY_RELAYING,
+	RELAY_UDP /* UDP ASSOCIATE: the connection only holds the association */
 };
+
+struct urelay;
 
 struct rconn {
 	struct rside s[2];
 	enum rstate state;
 	bool greeted;
+	struct urelay *u;   /* RELAY_UDP; freed when the rconn is reused */
 	struct rconn *next; /* free list, or the list closed this batch */
 	struct rdir d[2];   /* last: a reused rconn clears what is above */
 };
 
 static bool relay_splice;
+static int relay_udp_gso;          /* RELAY_GSO_*: which UDP sends go as UDP_SEGMENT */
 static struct rconn *relay_free;   /* reusable */
 static struct rconn *relay_closed; /* reusable once the epoll batch is over */
+
+static int urelay_start(struct rconn *c);
+static void urelay_close(struct urelay *u);
 
 /* Closing the fds also makes loop_once skip their events still in the
  * batch; the rconn is reused only after the batch (cmd_relay). */
 static void
 rconn_close(struct rconn *c)
 {
+	if (c->u)
+		urelay_close(c->u);
 	for (int i = 0; i < 2; i++) {
 		watcher_close(&c->s[i].w);
 		if (c->d[i].pipe[0] >= 0) {
@@ -883,6 +896,8 @@ rconn_hello(struct rconn *c)
 	}
 	if (d->inbuf < RELAY_REQUEST_LEN)
 		return 0;
+	if (p[1] == SOCKS_CMD_UDP_ASSOCIATE)
+		return urelay_start(c);
 	if (rconn_connect(c, p) < 0)
 		return -1;
 	d->inbuf -= RELAY_REQUEST_LEN;
@@ -928,6 +943,11 @@ rside_on_io(struct watcher *w, uint32_t events)
 	case RELAY_HELLO:
 		if (rconn_hello(c) < 0)
 			rconn_close(c);
+		return;
+	case RELAY_UDP:
+		/* The association lasts as long as its connection: anything
+		 * on it (loadgen sends nothing) or its end closes both. */
+		rconn_close(c);
 		return;
 	case RELAY_CONNECTING:
 		/* The client stays readable meanwhile: no epoll_ctl for it
@@ -987,9 +1007,232 @@ relay_on_accept(struct watcher *w, uint32_t events)
 	}
 }
 
+/* ------------------------------------------------------------------------
+ * The reference relay's UDP ASSOCIATE: the least a single-threaded epoll
+ * SOCKS5 UDP relay does per datagram, and the cheapest way this machine
+ * offers to do it, so that its CPU per datagram is the floor the proxies
+ * are measured against. One socket toward the client and one toward the
+ * destinations per association; each readiness event reads up to
+ * URELAY_BATCH datagrams with one recvmmsg and sends them on with one
+ * sendmmsg. Both sockets are connected as soon as their peer is known (the
+ * client's address from its first datagram, the destination from the
+ * first header), so the kernel neither looks up a route per send nor
+ * copies an address per datagram either way; a datagram to another
+ * destination still goes (sendto on a connected socket), but answers only
+ * come from the first. Runs of equal datagrams go as one UDP_SEGMENT send
+ * as --udp-gso says: toward the client (default), both ways, or none.
+ * Datagrams over URELAY_SLOT bytes are cut: loadgen sends none. No access
+ * rules, no FRAG, IPv4 only, nothing counted: it trusts loadgen.
+ */
+
+#define URELAY_BATCH 32
+#define URELAY_SLOT 2048
+#define URELAY_HDR 10 /* RSV RSV FRAG ATYP=1 ADDR(4) PORT(2) */
+#define URELAY_GSO_BYTES 60000
+
+enum {
+	RELAY_GSO_NONE,
+	RELAY_GSO_CLIENT,
+	RELAY_GSO_BOTH
+};
+
+struct urelay {
+	struct watcher w[2]; /* 0: toward the client, 1: toward the destinations */
+	bool peer_known[2];
+	struct sockaddr_in peer[2]; /* what each socket is connected to */
+};
+
+static struct {
+	unsigned char buf[URELAY_BATCH][URELAY_SLOT];
+	struct mmsghdr in[URELAY_BATCH], out[URELAY_BATCH];
+	struct iovec in_iov[URELAY_BATCH], out_iov[URELAY_BATCH];
+	struct sockaddr_in from[URELAY_BATCH];
+	union {
+		char buf[CMSG_SPACE(sizeof(uint16_t))];
+		struct cmsghdr align;
+	} gso[URELAY_BATCH];
+} ur;
+
+static void
+urelay_close(struct urelay *u)
+{
+	watcher_close(&u->w[0]);
+	watcher_close(&u->w[1]);
+}
+
+/* Reads up to URELAY_BATCH datagrams from side i into the slots, each at
+ * offset off (the client's: header and all at 0; the destination's at
+ * URELAY_HDR, leaving room for the header in front). Returns how many. */
+static int
+urelay_recv(struct urelay *u, int i, size_t off)
+{
+	int n;
+
+	for (int k = 0; k < URELAY_BATCH; k++) {
+		ur.in_iov[k].iov_base = ur.buf[k] + off;
+		ur.in_iov[k].iov_len = URELAY_SLOT - off;
+		ur.in[k].msg_hdr = (struct msghdr){ .msg_iov = &ur.in_iov[k], .msg_iovlen = 1 };
+		if (!u->peer_known[i]) {
+			ur.in[k].msg_hdr.msg_name = &ur.from[k];
+			ur.in[k].msg_hdr.msg_namelen = sizeof(ur.from[k]);
+		}
+	}
+	n = recvmmsg(u->w[i].fd, ur.in, URELAY_BATCH, MSG_DONTWAIT, NULL);
+	return n < 0 ? 0 : n;
+}
+
+/* Sends out_iov[0..n) on side i, runs of equal lengths as UDP_SEGMENT sends
+ * when gso; to: NULL for the connected peer. A datagram the kernel refuses
+ * is lost, as a relay would lose it. */
+static void
+urelay_send(struct urelay *u, int i, size_t n, bool gso, const struct sockaddr_in *to)
+{
+	size_t nmsg = 0, sent = 0;
+
+	for (size_t k = 0; k < n;) {
+		struct msghdr *h = &ur.out[nmsg].msg_hdr;
+		size_t len = ur.out_iov[k].iov_len, run = 1, total = len;
+
+		while (gso && k + run < n && ur.out_iov[k + run].iov_len == len &&
+			total + len <= URELAY_GSO_BYTES) {
+			total += len;
+			run++;
+		}
+		*h = (struct msghdr){ .msg_iov = &ur.out_iov[k], .msg_iovlen = run };
+		if (to) {
+			h->msg_name = (void *)to;
+			h->msg_namelen = sizeof(*to);
+		}
+		if (run > 1) {
+			uint16_t seg = (uint16_t)len;
+			struct cmsghdr *cm = &ur.gso[nmsg].align;
+
+			h->msg_control = ur.gso[nmsg].buf;
+			h->msg_controllen = sizeof(ur.gso[nmsg].buf);
+			cm->cmsg_level = SOL_UDP;
+			cm->cmsg_type = UDP_SEGMENT;
+			cm->cmsg_len = CMSG_LEN(sizeof(seg));
+			memcpy(CMSG_DATA(cm), &seg, sizeof(seg));
+		}
+		nmsg++;
+		k += run;
+	}
+	while (sent < nmsg) {
+		int r = sendmmsg(u->w[i].fd, ur.out + sent, (unsigned)(nmsg - sent), MSG_DONTWAIT);
+		sent += r > 0 ? (size_t)r : 1;
+	}
+}
+
+/* Connects side i to *peer the first time it is known. */
+static int
+urelay_connect(struct urelay *u, int i, const struct sockaddr_in *peer)
+{
+	if (u->peer_known[i])
+		return 0;
+	u->peer[i] = *peer;
+	u->peer_known[i] = true;
+	return connect(u->w[i].fd, (const struct sockaddr *)peer, sizeof(*peer));
+}
+
+/* Client to destinations: strip each header. A batch goes to one
+ * destination, its last header's: loadgen's flows each have one. */
+static void
+urelay_on_client(struct watcher *w, uint32_t events)
+{
+	struct urelay *u = container_of(w, struct urelay, w[0]);
+	int n = urelay_recv(u, 0, 0);
+	size_t m = 0;
+	struct sockaddr_in dst = { .sin_family = AF_INET };
+
+	(void)events;
+	if (n > 0 && urelay_connect(u, 0, &ur.from[0]) < 0)
+		return;
+	for (int k = 0; k < n; k++) {
+		const unsigned char *p = ur.buf[k];
+		size_t len = ur.in[k].msg_len;
+
+		if (len < URELAY_HDR || p[2] != 0 || p[3] != SOCKS_ATYP_IPV4)
+			continue;
+		memcpy(&dst.sin_addr, p + 4, 4);
+		memcpy(&dst.sin_port, p + 8, 2);
+		if (m == 0 && urelay_connect(u, 1, &dst) < 0)
+			return;
+		ur.out_iov[m].iov_base = ur.buf[k] + URELAY_HDR;
+		ur.out_iov[m++].iov_len = len - URELAY_HDR;
+	}
+	if (m > 0)
+		urelay_send(u, 1, m, relay_udp_gso == RELAY_GSO_BOTH,
+			memcmp(&dst, &u->peer[1], sizeof(dst)) == 0 ? NULL : &dst);
+}
+
+/* Destination to client: the header goes in front of each payload. */
+static void
+urelay_on_target(struct watcher *w, uint32_t events)
+{
+	struct urelay *u = container_of(w, struct urelay, w[1]);
+	int n = urelay_recv(u, 1, URELAY_HDR);
+
+	(void)events;
+	for (int k = 0; k < n; k++) {
+		unsigned char *p = ur.buf[k];
+
+		memset(p, 0, 3);
+		p[3] = SOCKS_ATYP_IPV4;
+		memcpy(p + 4, &u->peer[1].sin_addr, 4);
+		memcpy(p + 8, &u->peer[1].sin_port, 2);
+		ur.out_iov[k].iov_base = p;
+		ur.out_iov[k].iov_len = URELAY_HDR + ur.in[k].msg_len;
+	}
+	if (n > 0 && u->peer_known[0])
+		urelay_send(u, 0, (size_t)n, relay_udp_gso != RELAY_GSO_NONE, NULL);
+}
+
+/* A UDP socket on *sin's address and a free port (*sin gets it), with the
+ * kernel's default buffers, as socks5d's association sockets have. */
+static int
+urelay_socket(struct sockaddr_in *sin)
+{
+	socklen_t len = sizeof(*sin);
+	int fd = socket(AF_INET, SOCK_DGRAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
+
+	if (fd < 0 || bind(fd, (struct sockaddr *)sin, sizeof(*sin)) < 0 ||
+		getsockname(fd, (struct sockaddr *)sin, &len) < 0)
+		die("udp relay socket: %s", strerror(errno));
+	return fd;
+}
+
+/* Opens the association's two sockets and replies with the client side's
+ * address; the connection then only holds the association. */
+static int
+urelay_start(struct rconn *c)
+{
+	struct sockaddr_in sin = { .sin_family = AF_INET,
+		.sin_addr.s_addr = htonl(INADDR_LOOPBACK) };
+	unsigned char reply[RELAY_REQUEST_LEN] = { SOCKS_VERSION, SOCKS_REP_SUCCEEDED, 0,
+		SOCKS_ATYP_IPV4 };
+	struct urelay *u = calloc(1, sizeof(*u));
+
+	if (!u)
+		die("out of memory");
+	c->u = u;
+	u->w[0].cb = urelay_on_client;
+	u->w[1].cb = urelay_on_target;
+	u->w[0].fd = urelay_socket(&sin);
+	memcpy(reply + 4, &sin.sin_addr, 4);
+	memcpy(reply + 8, &sin.sin_port, 2);
+	sin.sin_port = 0;
+	u->w[1].fd = urelay_socket(&sin);
+	watch(&u->w[0], EPOLLIN);
+	watch(&u->w[1], EPOLLIN);
+	c->state = RELAY_UDP;
+	if (send(c->s[0].w.fd, reply, sizeof(reply), MSG_NOSIGNAL) != (ssize_t)sizeof(reply))
+		return -1;
+	return 0;
+}
+
 /* Listens on 127.0.0.1:port and relays until killed. */
 static int
-cmd_relay(int port, const char *data)
+cmd_relay(int port, const char *data, const char *udp_gso)
 {
 	struct sockaddr_in sin = { .sin_family = AF_INET,
 		.sin_port = htons((uint16_t)port),
@@ -999,6 +1242,14 @@ cmd_relay(int port, const char *data)
 	if (port <= 0 || port > 65535 || (strcmp(data, "copy") != 0 && strcmp(data, "splice") != 0))
 		usage();
 	relay_splice = data[0] == 's';
+	if (strcmp(udp_gso, "none") == 0)
+		relay_udp_gso = RELAY_GSO_NONE;
+	else if (strcmp(udp_gso, "client") == 0)
+		relay_udp_gso = RELAY_GSO_CLIENT;
+	else if (strcmp(udp_gso, "both") == 0)
+		relay_udp_gso = RELAY_GSO_BOTH;
+	else
+		usage();
 	/* Like the target: it must not outlive the run that started it. */
 	(void)prctl(PR_SET_PDEATHSIG, SIGTERM);
 	raise_nofile();
@@ -1010,6 +1261,8 @@ cmd_relay(int port, const char *data)
 		while (relay_closed) {
 			struct rconn *c = relay_closed;
 			relay_closed = c->next;
+			free(c->u);
+			c->u = NULL;
 			c->next = relay_free;
 			relay_free = c;
 		}
@@ -1869,7 +2122,6 @@ cmd_memory(long k, double max_seconds, int concurrency)
 #define UDP_SLOT 2048 /* the largest reply a flow expects, and then some */
 #define UDP_REP_CMD_UNSUPPORTED 7
 #define UDP_NO_UDP 3 /* exit status: the proxy does not do UDP ASSOCIATE */
-#define SOCKS_CMD_UDP_ASSOCIATE 3
 
 struct uslot {
 	uint64_t seq, sent_ns;
@@ -2411,7 +2663,8 @@ usage(void)
 	      "  udp --flows N --size B --window W --seconds S [--timeout-ms T]    (udp)\n"
 	      "  shaping --streams N --seconds S --limit-mbit M [--warmup S]      (source)\n"
 	      "  through a proxy: [--user U --pass P] for RFC 1929 (sessions, udp)\n"
-	      "       loadgen relay --port P [--data copy|splice]   (the reference relay)\n"
+	      "       loadgen relay --port P [--data copy|splice] [--udp-gso client|both|none]\n"
+	      "                                                   (the reference relay)\n"
 	      "       loadgen hash PASSWORD                       (a yescrypt hash of it)\n",
 		stderr);
 	exit(2);
@@ -2421,6 +2674,7 @@ int
 main(int argc, char **argv)
 {
 	const char *mode, *target = NULL, *proxy = NULL, *addr = "127.0.0.1", *data = "copy";
+	const char *udp_gso = "client";
 	double seconds = -1, warmup = 0.5, limit_mbit = 0;
 	long streams = 1, workers = 64, count = 20000, conns = 0, concurrency = 128;
 	long flows = 1, size = 64, window = 8;
@@ -2468,6 +2722,8 @@ main(int argc, char **argv)
 			port = (int)opt_num(opt, val);
 		else if (strcmp(opt, "--data") == 0)
 			data = val;
+		else if (strcmp(opt, "--udp-gso") == 0)
+			udp_gso = val;
 		else if (strcmp(opt, "--user") == 0)
 			cfg.user = val;
 		else if (strcmp(opt, "--prefix") == 0)
@@ -2493,7 +2749,7 @@ main(int argc, char **argv)
 	if (strcmp(mode, "target") == 0)
 		return cmd_target(addr, seconds > 0 ? seconds : 3600);
 	if (strcmp(mode, "relay") == 0)
-		return cmd_relay(port, data);
+		return cmd_relay(port, data, udp_gso);
 	if (strcmp(mode, "port") == 0)
 		return cmd_port();
 	if (strcmp(mode, "hash") == 0)
