@@ -549,8 +549,8 @@ cost_class_len(const char *secret)
 }
 
 /* CPU time, not wall time: the warning of -t and the choice of the dummy
- * hash are about what a check costs, and a busy machine must not inflate
- * (or a quiet one deflate) the figure. */
+ * hash are about what a check costs, and time spent waiting for a core is
+ * not part of it. */
 static unsigned
 time_one_crypt(struct auth_table *t, const char *setting)
 {

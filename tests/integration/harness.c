@@ -129,6 +129,15 @@ it_now_ms(void)
 	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
 }
 
+uint64_t
+it_cpu_ms(void)
+{
+	struct timespec ts;
+
+	clock_gettime(CLOCK_THREAD_CPUTIME_ID, &ts);
+	return (uint64_t)ts.tv_sec * 1000 + (uint64_t)ts.tv_nsec / 1000000;
+}
+
 void
 it_sleep_ms(unsigned ms)
 {
@@ -139,6 +148,32 @@ it_sleep_ms(unsigned ms)
 }
 
 /* ---- the server under test --------------------------------------------- */
+
+int
+it_check_config(const char *text, char *out, size_t cap)
+{
+	char dir[] = "/tmp/socks5d-check.XXXXXX", conf[64], cmd[512];
+	FILE *f;
+	size_t n = 0;
+	int status;
+
+	assert_non_null(mkdtemp(dir));
+	snprintf(conf, sizeof(conf), "%s/t.conf", dir);
+	f = fopen(conf, "w");
+	assert_non_null(f);
+	fputs(text, f);
+	fclose(f);
+	snprintf(cmd, sizeof(cmd), "%s -t -f %s 2>&1", getenv("SOCKS5D"), conf);
+	f = popen(cmd, "r");
+	assert_non_null(f);
+	while (n + 1 < cap && fgets(out + n, (int)(cap - n), f))
+		n += strlen(out + n);
+	out[n] = '\0';
+	status = pclose(f);
+	unlink(conf);
+	rmdir(dir);
+	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+}
 
 bool
 it_is_microsocks(void)

@@ -42,6 +42,7 @@ uint64_t it_stream_hash(uint64_t seed, size_t n);
 void it_put_be64(uint8_t *p, uint64_t v);
 uint64_t it_get_be64(const uint8_t *p);
 uint64_t it_now_ms(void); /* CLOCK_MONOTONIC */
+uint64_t it_cpu_ms(void); /* this thread's CPU time */
 void it_sleep_ms(unsigned ms);
 
 /* ---- the server under test --------------------------------------------- */
@@ -91,6 +92,9 @@ struct it_daemon {
  * port and waits (bounded) until it accepts on every listener. Returns 0, 1
  * when microsocks cannot express config_lines, -1 on failure (printed). */
 int it_daemon_start(struct it_daemon *d, const char *config_lines);
+/* socks5d -t on text, written to a fresh file named t.conf (so messages
+ * read "t.conf:LINE: ..."): the exit status, stdout and stderr in out. */
+int it_check_config(const char *text, char *out, size_t cap);
 /* SIGTERM, bounded wait, SIGKILL as last resort. Returns 0 when the server
  * exited cleanly (status 0; microsocks: killed by SIGTERM), -1 otherwise. */
 int it_daemon_stop(struct it_daemon *d);

@@ -1341,33 +1341,6 @@ test_egress_backlog_and_keepalive_follow_reloads_on_a_kept_listener(void **state
 	eg_stop();
 }
 
-/* socks5d -t on text: its exit status, stdout and stderr in out. */
-static int
-eg_check(const char *text, char *out, size_t cap)
-{
-	char dir[] = "/tmp/socks5d-eg.XXXXXX", conf[64], cmd[512];
-	FILE *f;
-	size_t n = 0;
-	int status;
-
-	assert_non_null(mkdtemp(dir));
-	snprintf(conf, sizeof(conf), "%s/t.conf", dir);
-	f = fopen(conf, "w");
-	assert_non_null(f);
-	fputs(text, f);
-	fclose(f);
-	snprintf(cmd, sizeof(cmd), "%s -t -f %s 2>&1", getenv("SOCKS5D"), conf);
-	f = popen(cmd, "r");
-	assert_non_null(f);
-	while (n + 1 < cap && fgets(out + n, (int)(cap - n), f))
-		n += strlen(out + n);
-	out[n] = '\0';
-	status = pclose(f);
-	unlink(conf);
-	rmdir(dir);
-	return WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-}
-
 static void
 test_egress_check_warns_and_refuses_with_file_and_line(void **state)
 {
@@ -1375,27 +1348,30 @@ test_egress_check_warns_and_refuses_with_file_and_line(void **state)
 
 	if (it_is_microsocks())
 		skip();
-	assert_int_equal(eg_check("auth none\nexternal-interface nosuch-eg0\n", out, sizeof(out)),
-		0);
+	assert_int_equal(
+		it_check_config("auth none\nexternal-interface nosuch-eg0\n", out, sizeof(out)), 0);
 	if (!strstr(out,
 		    "t.conf:2: external-interface: no interface 'nosuch-eg0' on this host "
 		    "now"))
 		fail_msg("-t said: %s", out);
-	assert_int_equal(eg_check("auth none\nrule allow user x external-interface nosuch-eg1\n",
-				 out, sizeof(out)),
+	assert_int_equal(
+		it_check_config("auth none\nrule allow user x external-interface nosuch-eg1\n", out,
+			sizeof(out)),
 		0);
 	assert_non_null(strstr(out, "t.conf:2: external-interface: no interface 'nosuch-eg1'"));
-	assert_int_equal(eg_check("listen 127.0.0.1:1080 backlog 65535\n", out, sizeof(out)), 0);
+	assert_int_equal(it_check_config("listen 127.0.0.1:1080 backlog 65535\n", out, sizeof(out)),
+		0);
 	if (!strstr(out, "t.conf:1: listen: backlog 65535 is above net.core.somaxconn"))
 		print_message("[   INFO   ] somaxconn is 65535 or more here: no warning\n");
-	assert_int_equal(
-		eg_check("auth none\n\nexternal 2001:db8::/64 hash-user\n", out, sizeof(out)), 1);
+	assert_int_equal(it_check_config("auth none\n\nexternal 2001:db8::/64 hash-user\n", out,
+				 sizeof(out)),
+		1);
 	assert_non_null(strstr(out, "t.conf:3: external: hash-user gives each user an address"));
-	assert_int_equal(eg_check("run-as nobody\nsocket-mark 1\n", out, sizeof(out)), 1);
+	assert_int_equal(it_check_config("run-as nobody\nsocket-mark 1\n", out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "t.conf:2: socket-mark: SO_MARK needs CAP_NET_ADMIN"));
-	assert_int_equal(eg_check("ip-tos 1\n", out, sizeof(out)), 1);
+	assert_int_equal(it_check_config("ip-tos 1\n", out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "t.conf:1: ip-tos: 1 sets the low two bits"));
-	assert_int_equal(eg_check("external 10.0.0.1/32 random\n", out, sizeof(out)), 1);
+	assert_int_equal(it_check_config("external 10.0.0.1/32 random\n", out, sizeof(out)), 1);
 	assert_non_null(strstr(out, "t.conf:1: external: '10.0.0.1/32' holds one address"));
 }
 
