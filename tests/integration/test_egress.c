@@ -974,10 +974,22 @@ test_egress_happy_eyeballs_tries_every_address(void **state)
 
 static int eg_pidfd = -1;
 
-/* The daemon's TCP socket whose peer is peer (family, address and port),
- * duplicated into this process with pidfd_getfd; -1 when there is none. */
+static bool
+eg_same_addr(const struct sockaddr_storage *a, const struct sockaddr_storage *b)
+{
+	return a->ss_family == b->ss_family &&
+		memcmp(a, b,
+			b->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
+						 : sizeof(struct sockaddr_in)) == 0;
+}
+
+/* The daemon's TCP socket whose peer is peer and, unless local is NULL,
+ * whose own address is local, duplicated into this process with
+ * pidfd_getfd; -1 when there is none. Sessions to one target share its
+ * peer address: only the local address (the reply's BND) tells the
+ * current one from an earlier one the daemon has not closed yet. */
 static int
-eg_daemon_socket(const struct sockaddr_storage *peer)
+eg_daemon_socket(const struct sockaddr_storage *peer, const struct sockaddr_storage *local)
 {
 	char dir[64];
 	struct dirent *e;
@@ -988,8 +1000,8 @@ eg_daemon_socket(const struct sockaddr_storage *peer)
 	d = opendir(dir);
 	assert_non_null(d);
 	while (found < 0 && (e = readdir(d)) != NULL) {
-		struct sockaddr_storage got;
-		socklen_t len = sizeof(got);
+		struct sockaddr_storage got, own;
+		socklen_t len = sizeof(got), olen = sizeof(own);
 		int fd, type = 0;
 		socklen_t tl = sizeof(type);
 
@@ -999,12 +1011,13 @@ eg_daemon_socket(const struct sockaddr_storage *peer)
 		if (fd < 0)
 			continue;
 		memset(&got, 0, sizeof(got));
+		memset(&own, 0, sizeof(own));
 		if (getsockopt(fd, SOL_SOCKET, SO_TYPE, &type, &tl) == 0 && type == SOCK_STREAM &&
 			getpeername(fd, (struct sockaddr *)&got, &len) == 0 &&
-			got.ss_family == peer->ss_family &&
-			memcmp(&got, peer,
-				peer->ss_family == AF_INET6 ? sizeof(struct sockaddr_in6)
-							    : sizeof(struct sockaddr_in)) == 0)
+			eg_same_addr(&got, peer) &&
+			(!local ||
+				(getsockname(fd, (struct sockaddr *)&own, &olen) == 0 &&
+					eg_same_addr(&own, local))))
 			found = fd;
 		else
 			close(fd);
@@ -1053,18 +1066,22 @@ eg_read_side(int fd)
 static void
 eg_session_sides(const char *user, struct eg_side *client, struct eg_side *target)
 {
-	struct sockaddr_storage me, to;
+	struct sockaddr_storage me, to, bnd;
 	socklen_t len = sizeof(me);
+	char bnd_ip[INET_ADDRSTRLEN];
 	struct it_reply r;
 	int fd = eg_greet(user), cfd, tfd;
 
 	eg_request(fd, 0x01, "127.0.0.1", NULL, it_tg.echo4.port, &r, IT_IO_TIMEOUT_MS);
 	assert_int_equal(r.rep, 0x00);
+	assert_int_equal(r.atyp, 0x01);
+	assert_non_null(inet_ntop(AF_INET, r.addr, bnd_ip, sizeof(bnd_ip)));
 	it_expect_echo(fd, 1024, 0x77);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
 	assert_int_equal(it_sockaddr("127.0.0.1", it_tg.echo4.port, &to, &len), 0);
-	cfd = eg_daemon_socket(&me);
-	tfd = eg_daemon_socket(&to);
+	assert_int_equal(it_sockaddr(bnd_ip, r.port, &bnd, &len), 0);
+	cfd = eg_daemon_socket(&me, NULL);
+	tfd = eg_daemon_socket(&to, &bnd);
 	if (cfd < 0 || tfd < 0)
 		fail_msg("the daemon's sockets of the session were not found (client %d, "
 			 "target %d)",
@@ -1243,8 +1260,10 @@ test_egress_rule_options_apply_to_the_connection_to_a_parent(void **state)
 	it_expect_echo(fd, 1024, 0x55);
 	assert_int_equal(getsockname(fd, (struct sockaddr *)&me, &len), 0);
 	assert_int_equal(it_sockaddr("127.0.0.1", parent->port, &to, &len), 0);
-	cfd = eg_daemon_socket(&me);
-	tfd = eg_daemon_socket(&to);
+	/* The daemon is fresh: its one socket to the parent is this session's
+	 * (the reply's BND is the parent's own outbound address). */
+	cfd = eg_daemon_socket(&me, NULL);
+	tfd = eg_daemon_socket(&to, NULL);
 	if (cfd < 0 || tfd < 0)
 		fail_msg("the daemon's sockets of the session were not found (client %d, "
 			 "parent %d)",
